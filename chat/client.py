@@ -1,0 +1,258 @@
+"""The non-blocking client core used by the chat window, tests, benchmarks and bots.
+
+``ChatClient.connect()`` starts a non-blocking connect and sends `hello` once it is
+up; ``poll(timeout)`` does the pending I/O and returns the frames that arrived, plus
+two local events of its own: ``{"type": "local.connected"}`` and
+``{"type": "local.closed", "error": str | None}``. Requests are queued by methods
+(``say``, ``join``, ...) and written by the next ``poll``. Tk-free; no threads.
+"""
+
+from __future__ import annotations
+
+import errno
+import selectors
+import socket
+from typing import Any
+
+from chat.errors import ProtocolError
+from chat.protocol import CLIENT_MAX_FRAME, DEFAULT_ROOM, NEED_DATA, CLOSED, FrameDecoder, encode
+
+RECV_SIZE = 256 * 1024
+READS_PER_POLL = 16  # bounds one poll's work so a GUI tick stays short
+CLIENT_NAME = "lanchat/1"
+
+Frame = dict[str, Any]
+
+
+class ChatClient:
+    """One connection to a chat server, driven by ``poll()``."""
+
+    def __init__(self, host: str, port: int, nick: str, *, password: str | None = None,
+                 rooms: list[str] | None = None, client_name: str = CLIENT_NAME) -> None:
+        self.host = host
+        self.port = port
+        self.nick = nick
+        self.password = password
+        self.rooms: list[str] = list(rooms) if rooms is not None else [DEFAULT_ROOM]
+        self.client_name = client_name
+        self.state = "idle"  # idle -> connecting -> hello -> ready -> closed
+        self.last_id = 0  # highest message id seen: where a reconnect resumes
+        self.welcome: Frame | None = None
+        self.sock: socket.socket | None = None
+        self._selector: selectors.BaseSelector | None = None
+        self._decoder = FrameDecoder(CLIENT_MAX_FRAME)
+        self._out = bytearray()
+        self._events = 0
+        self._pending_close: str | None = None  # a connect that failed at once
+
+    # ------------------------------------------------------------ connection
+
+    def connect(self) -> None:
+        """Start connecting (again); `hello` resumes from ``last_id`` if any."""
+        self.close()
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            family, kind, proto, _, address = infos[0]
+            sock = socket.socket(family, kind, proto)
+        except OSError as exc:
+            self._pending_close = f"cannot resolve {self.host}: {exc.strerror or exc}"
+            self.state = "closed"
+            return
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = sock.connect_ex(address)
+        self.sock = sock
+        self._decoder = FrameDecoder(CLIENT_MAX_FRAME)
+        self._out = bytearray()
+        self._selector = selectors.DefaultSelector()
+        self._events = selectors.EVENT_READ | selectors.EVENT_WRITE
+        self._selector.register(sock, self._events)
+        self.state = "connecting"
+        self._pending_close = None
+        if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+            self._pending_close = f"cannot connect: {errno.errorcode.get(err, err)}"
+
+    def close(self) -> None:
+        """Close the socket at once (without `bye`)."""
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.state != "idle":
+            self.state = "closed"
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    def _hello(self) -> None:
+        hello: Frame = {"type": "hello", "nick": self.nick, "proto": 1,
+                        "rooms": self.rooms, "client": self.client_name}
+        if self.password:
+            hello["password"] = self.password
+        if self.last_id:
+            hello["since"] = self.last_id
+        self.send(hello)
+
+    # ------------------------------------------------------------ I/O
+
+    def poll(self, timeout: float = 0.0) -> list[Frame]:
+        """Do pending I/O (waiting up to ``timeout``) and return what arrived."""
+        events: list[Frame] = []
+        if self._pending_close_event(events) or self._selector is None:
+            return events
+        for _, mask in self._selector.select(timeout):
+            if self.state == "connecting" and mask & selectors.EVENT_WRITE:
+                if not self._finish_connect(events):
+                    return events
+            if mask & selectors.EVENT_READ and not self._read(events):
+                return events
+        self._write(events)
+        return events
+
+    def _pending_close_event(self, events: list[Frame]) -> bool:
+        reason = self._pending_close
+        if reason is None:
+            return False
+        self._pending_close = None
+        self._closed(events, reason)
+        return True
+
+    def _closed(self, events: list[Frame], error: str | None) -> None:
+        self.close()
+        events.append({"type": "local.closed", "error": error})
+
+    def _finish_connect(self, events: list[Frame]) -> bool:
+        assert self.sock is not None
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._closed(events, f"cannot connect to {self.host}:{self.port}: "
+                                 f"{errno.errorcode.get(err, err)}")
+            return False
+        self.state = "hello"
+        events.append({"type": "local.connected"})
+        self._hello()
+        return True
+
+    def _read(self, events: list[Frame]) -> bool:
+        assert self.sock is not None
+        for _ in range(READS_PER_POLL):
+            try:
+                data = self.sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self._drain(events)
+                self._closed(events, f"connection lost: {exc.strerror or exc}")
+                return False
+            if not data:
+                self._drain(events)
+                self._closed(events, None)
+                return False
+            self._decoder.receive_data(data)
+            if len(data) < RECV_SIZE:
+                break
+        self._drain(events)
+        return True
+
+    def _drain(self, events: list[Frame]) -> None:
+        while True:
+            try:
+                frame = self._decoder.next_event()
+            except ProtocolError:
+                continue  # a server frame we cannot read: skip it, keep the rest
+            if frame is NEED_DATA or frame is CLOSED:
+                return
+            self._track(frame)
+            events.append(frame)
+
+    def _track(self, frame: Frame) -> None:
+        kind = frame["type"]
+        if kind == "message":
+            msg_id = frame.get("id")
+            if isinstance(msg_id, int) and msg_id > self.last_id:
+                self.last_id = msg_id
+        elif kind == "welcome":
+            self.state = "ready"
+            self.welcome = frame
+            self.nick = frame.get("nick", self.nick)
+        elif kind == "joined" and frame.get("nick") == self.nick:
+            if frame["room"] not in self.rooms:
+                self.rooms.append(frame["room"])
+        elif kind == "left" and frame.get("nick") == self.nick:
+            self.rooms = [r for r in self.rooms if r != frame.get("room")]
+        elif kind == "renamed" and frame.get("old") == self.nick:
+            self.nick = frame["new"]
+        elif kind == "ping":
+            self.send({"type": "pong", "token": frame.get("token", "")})
+
+    def _write(self, events: list[Frame]) -> None:
+        if self.sock is None or self.state == "connecting":
+            return
+        if self._out:
+            try:
+                sent = self.sock.send(self._out)
+                del self._out[:sent]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                self._closed(events, f"connection lost: {exc.strerror or exc}")
+                return
+        wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._out else 0)
+        if wanted != self._events and self._selector is not None:
+            self._selector.modify(self.sock, wanted)
+            self._events = wanted
+
+    @property
+    def pending_output(self) -> int:
+        return len(self._out)
+
+    # ------------------------------------------------------------ requests
+
+    def send(self, frame: Frame) -> None:
+        """Queue any frame; the next ``poll`` writes it."""
+        self._out += encode(frame)
+
+    def _request(self, kind: str, ref: str | None, **fields: Any) -> None:
+        frame = {"type": kind, **{k: v for k, v in fields.items() if v is not None}}
+        if ref is not None:
+            frame["ref"] = ref
+        self.send(frame)
+
+    def say(self, room: str, text: str, *, action: bool = False,
+            ref: str | None = None) -> None:
+        self._request("send", ref, room=room, text=text, action=action or None)
+
+    def message(self, to: str, text: str, *, action: bool = False,
+                ref: str | None = None) -> None:
+        self._request("send", ref, to=to, text=text, action=action or None)
+
+    def join(self, room: str, ref: str | None = None) -> None:
+        self._request("join", ref, room=room)
+
+    def part(self, room: str, ref: str | None = None) -> None:
+        self._request("part", ref, room=room)
+
+    def rename(self, nick: str, ref: str | None = None) -> None:
+        self._request("nick", ref, nick=nick)
+
+    def who(self, room: str, ref: str | None = None) -> None:
+        self._request("who", ref, room=room)
+
+    def list_rooms(self, ref: str | None = None) -> None:
+        self._request("rooms", ref)
+
+    def history(self, room: str, before: int | None = None, limit: int | None = None,
+                ref: str | None = None) -> None:
+        self._request("history", ref, room=room, before=before, limit=limit)
+
+    def typing(self, room: str) -> None:
+        self._request("typing", None, room=room)
+
+    def ping(self, token: str, ref: str | None = None) -> None:
+        self._request("ping", ref, token=token)
+
+    def bye(self, reason: str | None = None) -> None:
+        self._request("bye", None, reason=reason)

@@ -1,0 +1,69 @@
+"""Server settings with PROTOCOL.md's defaults, checked once where they come in."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from chat.errors import ConfigError
+from chat.protocol import MAX_FRAME, MAX_TEXT
+
+DEFAULT_PORT = 7070
+
+
+def default_db_path() -> str:
+    """History lives in the user's data directory unless --db says otherwise."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "lanchat", "history.db")
+
+
+@dataclass
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    db: str = ""  # "" means default_db_path()
+    name: str = "lanchat"
+    password: str | None = None
+    motd: str = ""
+    max_clients: int = 1000
+    rate: float = 5.0
+    burst: int = 20
+    max_frame: int = MAX_FRAME
+    max_text: int = MAX_TEXT
+    max_backlog: int = 1024 * 1024
+    history: int = 500
+    hello_timeout: float = 10.0
+    ping_interval: float = 60.0
+    ping_timeout: float = 30.0
+
+    def check(self) -> None:
+        """Raise ConfigError naming the first setting that is out of range."""
+        rules = [
+            ("port", 0 <= self.port <= 65535, "0 to 65535"),
+            ("max_clients", self.max_clients >= 1, "at least 1"),
+            ("rate", self.rate >= 0, "0 (off) or more"),
+            ("burst", self.burst >= 1, "at least 1"),
+            ("max_frame", 256 <= self.max_frame <= 16 * 1024 * 1024, "256 to 16777216"),
+            ("max_text", 1 <= self.max_text, "at least 1"),
+            ("max_backlog", self.max_backlog >= 1024, "at least 1024"),
+            ("history", 0 <= self.history <= 10000, "0 to 10000"),
+            ("hello_timeout", self.hello_timeout > 0, "more than 0"),
+            ("ping_interval", self.ping_interval > 0, "more than 0"),
+            ("ping_timeout", self.ping_timeout > 0, "more than 0"),
+        ]
+        for name, ok, wanted in rules:
+            if not ok:
+                raise ConfigError(f"--{name.replace('_', '-')} must be {wanted}")
+        if not self.name.strip():
+            raise ConfigError("--name must not be empty")
+
+    @property
+    def db_path(self) -> str:
+        return self.db or default_db_path()
+
+    def limits(self) -> dict[str, int | float]:
+        """The `limits` object of `welcome`."""
+        rate = int(self.rate) if float(self.rate).is_integer() else self.rate
+        return {"max_frame": self.max_frame, "max_text": self.max_text, "rate": rate,
+                "burst": self.burst, "history": self.history}

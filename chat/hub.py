@@ -1,0 +1,405 @@
+"""Chat semantics: registration, rooms, messages, DMs, typing, flood control, timers.
+
+The hub turns validated frames from a ``Peer`` into bytes queued on peers and rows
+added to the ``Store``; it never touches a socket. When a peer must go, ``close``
+takes it out of the chat at once and lists it in ``closing`` for the server, which
+flushes what is queued (when asked) and then closes the socket.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from typing import Any, Callable
+
+from chat.config import ServerConfig
+from chat.errors import ProtocolError
+from chat.model import Peer, Room, TokenBucket
+from chat.protocol import check_ref, encode, name_key, parse_request
+from chat.store import Store
+
+MAX_ERRORS_IN_ROW = 20  # PROTOCOL.md: more than 20 error frames in a row closes
+CLOSE_FLUSH_SECONDS = 3.0  # how long a closing peer may take to read its last output
+BEFORE_HELLO = frozenset({"hello", "ping", "bye"})  # PROTOCOL.md, Session 3
+REPLAY_DEFAULT = 50  # PROTOCOL.md: latest 50 on join without `since`
+
+log = logging.getLogger("chat.server")
+
+
+class Hub:
+    """Everything the server knows about who is where, independent of I/O."""
+
+    def __init__(self, config: ServerConfig, store: Store,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.wall = wall
+        self.peers: dict[Peer, None] = {}  # every open connection
+        self.users: dict[str, Peer] = {}  # registered peers by nick key
+        self.rooms = {key: Room(name, key, True) for key, name in store.rooms()}
+        self.dirty: set[Peer] = set()  # peers that got output this pass
+        self.closing: dict[Peer, None] = {}  # out of the chat, socket still open
+        self.banned_hosts: set[str] = set()
+        self.messages = 0
+        self._ping_seq = 0
+        self._handlers: dict[str, Callable[[Peer, dict[str, Any], str | None], None]] = {
+            "hello": self._hello, "send": self._send, "join": self._join_request,
+            "part": self._part, "nick": self._nick, "who": self._who,
+            "rooms": self._rooms, "history": self._history, "typing": self._typing,
+            "ping": self._ping, "pong": self._pong, "bye": self._bye,
+        }
+
+    def now_ms(self) -> int:
+        return int(self.wall() * 1000)
+
+    # ------------------------------------------------------------ connections
+
+    def open(self, addr: Any) -> Peer:
+        """A new connection: it has ``hello_timeout`` seconds to register."""
+        cfg = self.config
+        now = self.clock()
+        peer = Peer(addr, now, self.now_ms(), TokenBucket(cfg.rate, cfg.burst, now),
+                    self.dirty)
+        self.peers[peer] = None
+        return peer
+
+    @property
+    def unregistered(self) -> int:
+        return len(self.peers) - len(self.users) - len(self.closing)
+
+    def receive(self, peer: Peer, frame: dict[str, Any]) -> None:
+        """Handle one well-formed frame from ``peer``."""
+        if peer.closing:
+            return
+        self._heard(peer)
+        ref = None
+        try:
+            ref = check_ref(frame)
+            kind = frame["type"]
+            if peer.nick is None and kind == "bye":
+                self.close(peer, "quit")  # before welcome, bye just closes
+                return
+            if peer.nick is None and kind not in BEFORE_HELLO:
+                raise ProtocolError("not_registered", "Send 'hello' first.")
+            if peer.nick is not None and kind == "hello":
+                raise ProtocolError("already_registered", "You are already registered.")
+            request = parse_request(frame, self.config.max_text)
+            self._handlers[kind](peer, request, ref)
+        except ProtocolError as exc:
+            self.error(peer, exc, ref)
+            return
+        peer.errors = 0
+
+    def reject(self, peer: Peer, exc: ProtocolError) -> None:
+        """A line from ``peer`` that is not a frame (bad JSON, too long, ...)."""
+        if not peer.closing:
+            self._heard(peer)
+            self.error(peer, exc, None)
+
+    def error(self, peer: Peer, exc: ProtocolError, ref: str | None) -> None:
+        frame = {"type": "error", "code": exc.code, "message": exc.message}
+        if ref is not None:
+            frame["ref"] = ref
+        peer.queue(encode(frame))
+        peer.errors += 1
+        if exc.closes:
+            self.close(peer, "disconnected")
+        elif peer.errors > MAX_ERRORS_IN_ROW:
+            log.info("closing %s: %d errors in a row", peer.nick or peer.host, peer.errors)
+            self.close(peer, "disconnected")
+
+    def lost(self, peer: Peer) -> None:
+        """The connection broke or the peer closed it without `bye`."""
+        self.close(peer, "disconnected", flush=False)
+
+    def close(self, peer: Peer, reason: str, message: str | None = None, *,
+              flush: bool = True) -> None:
+        """Take ``peer`` out of the chat now; the server closes its socket later.
+
+        With ``flush`` its queued output is sent first (bounded by a deadline).
+        """
+        if peer.closing:
+            return
+        peer.closing = reason
+        peer.close_deadline = self.clock() + CLOSE_FLUSH_SECONDS
+        if not flush:
+            peer.out.clear()
+        if peer.nick is not None:
+            self._leave_all(peer, reason, message)
+            del self.users[peer.key]
+            log.info("%s left (%s)", peer.nick, reason)
+        self.closing[peer] = None
+
+    def close_all(self) -> None:
+        """Shutdown: every peer closes after its queued output, and nobody is told
+        of everybody else's leaving (that would be quadratic in a big room)."""
+        deadline = self.clock() + CLOSE_FLUSH_SECONDS
+        for peer in self.peers:
+            if not peer.closing:
+                peer.closing = "shutdown"
+                peer.close_deadline = deadline
+                self.closing[peer] = None
+        self.users.clear()
+        for room in self.rooms.values():
+            room.members.clear()
+
+    def forget(self, peer: Peer) -> None:
+        """The server closed the socket: drop every trace of the peer."""
+        self.peers.pop(peer, None)
+        self.closing.pop(peer, None)
+        self.dirty.discard(peer)
+
+    def _heard(self, peer: Peer) -> None:
+        peer.last_heard = self.clock()
+        peer.pinged_at = None
+
+    # ------------------------------------------------------------ timers
+
+    def tick(self) -> None:
+        """Hello timeouts, pings to silent peers, and closes of unanswered ones."""
+        cfg = self.config
+        now = self.clock()
+        for peer in list(self.peers):
+            if peer.closing:
+                continue
+            if peer.nick is None:
+                if now - peer.started >= cfg.hello_timeout:
+                    self.close(peer, "timeout")
+            elif peer.pinged_at is None:
+                if now - peer.last_heard >= cfg.ping_interval:
+                    self._ping_seq += 1
+                    peer.queue(encode({"type": "ping", "token": str(self._ping_seq)}))
+                    peer.pinged_at = now
+            elif now - peer.pinged_at >= cfg.ping_timeout:
+                self.close(peer, "timeout", flush=False)
+
+    # ------------------------------------------------------------ operator
+
+    def notice(self, text: str) -> None:
+        """A notice from the operator or the server to every registered user."""
+        data = encode({"type": "notice", "text": text, "ts": self.now_ms()})
+        for peer in self.users.values():
+            peer.queue(data)
+
+    def kick(self, nick: str, reason: str, *, why: str = "kicked") -> bool:
+        """Tell a user why, then close it; the others see `left` with ``why``."""
+        peer = self.users.get(name_key(nick))
+        if peer is None:
+            return False
+        peer.queue(encode({"type": "kicked", "reason": reason}))
+        self.close(peer, why, reason)
+        return True
+
+    def ban_host(self, host: str, reason: str) -> int:
+        """Refuse `hello` from ``host`` from now on and close its connections."""
+        self.banned_hosts.add(host)
+        victims = [p for p in self.peers if p.host == host and not p.closing]
+        for peer in victims:
+            if peer.nick is not None:
+                self.kick(peer.nick, reason, why="banned")
+            else:
+                self.close(peer, "banned")
+        return len(victims)
+
+    # ------------------------------------------------------------ rooms
+
+    def _leave_all(self, peer: Peer, reason: str, message: str | None) -> None:
+        ts = self.now_ms()
+        for room in peer.rooms.values():
+            del room.members[peer]
+            frame = {"type": "left", "room": room.name, "nick": peer.nick,
+                     "reason": reason, "ts": ts}
+            if message:
+                frame["message"] = message
+            room.broadcast(encode(frame))
+            self._drop_if_dead(room)
+        peer.rooms = {}
+
+    def _drop_if_dead(self, room: Room) -> None:
+        if not room.alive:
+            del self.rooms[room.key]
+
+    def _reply(self, peer: Peer, frame: dict[str, Any], ref: str | None) -> None:
+        if ref is not None:
+            frame["ref"] = ref
+        peer.queue(encode(frame))
+
+    def _users(self, peer: Peer, room: Room, ref: str | None) -> None:
+        self._reply(peer, {"type": "users", "room": room.name, "users": room.nicks()}, ref)
+
+    def _join(self, peer: Peer, name: str, ref: str | None, since: int | None) -> None:
+        key = name_key(name)
+        room = self.rooms.get(key)
+        if room is None:
+            room = self.rooms[key] = Room(name, key)
+        if key in peer.rooms:
+            self._users(peer, room, ref)
+            self._reply(peer, {"type": "history_end", "room": room.name}, ref)
+            return
+        room.members[peer] = None
+        peer.rooms[key] = room
+        joined = {"type": "joined", "room": room.name, "nick": peer.nick,
+                  "ts": self.now_ms()}
+        room.broadcast(encode(joined), skip=peer)
+        self._reply(peer, joined, ref)
+        self._users(peer, room, ref)
+        limit = self.config.history
+        if since is None:
+            limit = min(limit, REPLAY_DEFAULT)
+        self._replay(peer, room, ref, after=since or 0, before=None, limit=limit)
+        log.info("%s joined %s", peer.nick, room.name)
+
+    def _replay(self, peer: Peer, room: Room, ref: str | None, *, after: int,
+                before: int | None, limit: int) -> None:
+        """History frames, oldest first, then `history_end` (with `more` if cut)."""
+        more = False
+        if room.has_history:
+            rows, more = self.store.latest(room.key, after=after, before=before,
+                                           limit=limit)
+            for row in rows:
+                frame = {"type": "message", "id": row.id, "ts": row.ts, "room": room.name,
+                         "from": row.sender, "text": row.text}
+                if row.action:
+                    frame["action"] = True
+                frame["history"] = True
+                peer.queue(encode(frame))
+        end: dict[str, Any] = {"type": "history_end", "room": room.name}
+        if more:
+            end["more"] = True
+        self._reply(peer, end, ref)
+
+    def _member_room(self, peer: Peer, name: str) -> Room:
+        room = peer.rooms.get(name_key(name))
+        if room is None:
+            raise ProtocolError("not_in_room", f"You are not in a room named '{name}'.")
+        return room
+
+    # ------------------------------------------------------------ requests
+
+    def _hello(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+        cfg = self.config
+        if peer.host in self.banned_hosts:
+            raise ProtocolError("banned", "You are banned from this server.")
+        if cfg.password is not None and not hmac.compare_digest(
+                (req["password"] or "").encode(), cfg.password.encode()):
+            raise ProtocolError("auth_failed", "Wrong server password.")
+        if len(self.users) >= cfg.max_clients:
+            raise ProtocolError("server_full", "The server is full; try again later.")
+        key = name_key(req["nick"])
+        if key in self.users:
+            raise ProtocolError("nick_taken", f"The nickname '{req['nick']}' is taken.")
+        peer.nick, peer.key = req["nick"], key
+        peer.client = req["client"] or ""
+        self.users[key] = peer
+        log.info("%s registered from %s", peer.nick, peer.host)
+        self._reply(peer, {"type": "welcome", "nick": peer.nick, "server": cfg.name,
+                           "motd": cfg.motd, "limits": cfg.limits()}, ref)
+        for name in req["rooms"]:
+            self._join(peer, name, ref, req["since"])
+
+    def _join_request(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+        self._join(peer, req["room"], ref, None)
+
+    def _send(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+        room = target = None
+        if req["room"] is not None:
+            room = self._member_room(peer, req["room"])
+        else:
+            target = self.users.get(name_key(req["to"]))
+            if target is None:
+                raise ProtocolError("no_such_user", f"Nobody named '{req['to']}' is online.")
+        if not peer.bucket.take(self.clock()):
+            raise ProtocolError("rate_limited", "You are sending too fast; slow down.")
+        ts, text, action = self.now_ms(), req["text"], req["action"]
+        if room is not None:
+            msg_id = self.store.add(ts, peer.nick, text, room_key=room.key,
+                                    room_name=room.name, action=action)
+            room.has_history = True
+            frame = {"type": "message", "id": msg_id, "ts": ts, "room": room.name,
+                     "from": peer.nick, "text": text}
+        else:
+            msg_id = self.store.add(ts, peer.nick, text, recipient=target.nick,
+                                    action=action)
+            frame = {"type": "message", "id": msg_id, "ts": ts, "to": target.nick,
+                     "from": peer.nick, "text": text}
+        if action:
+            frame["action"] = True
+        data = encode(frame)
+        if room is not None:
+            room.broadcast(data, skip=peer)
+        elif target is not peer:
+            target.queue(data)
+        peer.queue(data if ref is None else encode({**frame, "ref": ref}))
+        peer.sent += 1
+        self.messages += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s -> %s: %s", peer.nick, room.name if room else target.nick, text)
+
+    def _part(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+        room = self._member_room(peer, req["room"])
+        left = {"type": "left", "room": room.name, "nick": peer.nick, "reason": "part",
+                "ts": self.now_ms()}
+        del room.members[peer]
+        del peer.rooms[room.key]
+        room.broadcast(encode(left))
+        self._reply(peer, left, ref)
+        self._drop_if_dead(room)
+        log.info("%s parted %s", peer.nick, room.name)
+
+    def _nick(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+        new = req["nick"]
+        if new == peer.nick:
+            return
+        key = name_key(new)
+        if key != peer.key and key in self.users:
+            raise ProtocolError("nick_taken", f"The nickname '{new}' is taken.")
+        renamed = {"type": "renamed", "old": peer.nick, "new": new, "ts": self.now_ms()}
+        others: dict[Peer, None] = {}
+        for room in peer.rooms.values():
+            others.update(room.members)
+        others.pop(peer, None)
+        del self.users[peer.key]
+        peer.nick, peer.key = new, key
+        self.users[key] = peer
+        data = encode(renamed)
+        for other in others:
+            other.queue(data)
+        self._reply(peer, renamed, ref)
+        log.info("%s is now %s", renamed["old"], new)
+
+    def _who(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+        room = self.rooms.get(name_key(req["room"]))
+        if room is None:
+            raise ProtocolError("not_in_room", f"There is no room named '{req['room']}'.")
+        self._users(peer, room, ref)
+
+    def _rooms(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+        listing = [{"name": r.name, "users": len(r.members)}
+                   for r in sorted(self.rooms.values(), key=lambda r: r.key)]
+        self._reply(peer, {"type": "rooms", "rooms": listing}, ref)
+
+    def _history(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+        room = self._member_room(peer, req["room"])
+        self._replay(peer, room, ref, after=0, before=req["before"], limit=req["limit"])
+
+    def _typing(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+        room = self._member_room(peer, req["room"])
+        if not peer.bucket.take(self.clock()):
+            raise ProtocolError("rate_limited", "You are sending too fast; slow down.")
+        room.broadcast(encode({"type": "typing", "room": room.name, "nick": peer.nick}),
+                       skip=peer)
+
+    def _ping(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+        pong: dict[str, Any] = {"type": "pong"}
+        if req["token"] is not None:
+            pong["token"] = req["token"]
+        self._reply(peer, pong, ref)
+
+    def _pong(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+        """Nothing to do: hearing from the peer already answered the ping."""
+
+    def _bye(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+        self.close(peer, "quit", req["reason"])

@@ -1,0 +1,336 @@
+"""The wire protocol of ../shared/PROTOCOL.md, without any I/O.
+
+Bytes go in (``FrameDecoder.receive_data``), frames come out (``next_event``), and
+``encode`` turns a frame into bytes. ``parse_request`` validates every client frame
+type and returns a normalised request or raises ``ProtocolError`` with the code the
+protocol names. This module imports neither ``socket`` nor ``selectors``; the server,
+the client core and the tests all use it the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import deque
+from typing import Any, Callable
+
+from chat.errors import ProtocolError
+
+MAX_FRAME = 16 * 1024  # PROTOCOL.md: default client frame limit, "\n" included
+MAX_TEXT = 4000  # PROTOCOL.md: default message text limit, in code points
+MAX_REF = 64  # PROTOCOL.md: longest `ref` a client may send
+MAX_NICK = 24  # PROTOCOL.md: nickname length in code points
+MAX_ROOM = 32  # PROTOCOL.md: room name length in code points
+HISTORY_LIMIT_MAX = 200  # PROTOCOL.md: `history` requests ask for 1..200 messages
+HISTORY_LIMIT_DEFAULT = 50
+RESERVED_NICKS = frozenset({"server", "system"})  # compared after casefold
+NAME_PUNCTUATION = frozenset("_-.")
+DEFAULT_ROOM = "general"
+
+# Server frames can be far longer than client frames (a `users` roster of a
+# thousand nicks, a history message near `max_frame`), so clients buffer more.
+CLIENT_MAX_FRAME = 4 * 1024 * 1024
+
+NEED_DATA = object()  # next_event(): no complete frame buffered yet
+CLOSED = object()  # next_event(): the peer closed and every frame was consumed
+
+_TOO_LONG = object()  # queued in place of a line that passed max_frame
+# Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; "\t" and "\n" pass.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+# ---------------------------------------------------------------- framing
+
+class FrameDecoder:
+    """Splits a byte stream into frames (dicts with a string ``type``).
+
+    A line longer than ``max_frame`` (its "\\n" included) is discarded up to the next
+    "\\n" and reported once as ``frame_too_long``; at most ``max_frame`` bytes of an
+    unfinished line are ever buffered, so a peer that never sends "\\n" costs a
+    bounded amount of memory.
+    """
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._partial = bytearray()
+        self._lines: deque[Any] = deque()
+        self._discarding = False
+        self._eof = False
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer; ``b""`` means the peer closed (EOF)."""
+        if not data:
+            self._eof = True
+            return
+        if self._discarding:
+            newline = data.find(b"\n")
+            if newline < 0:
+                return
+            self._discarding = False
+            data = data[newline + 1:]
+        parts = data.split(b"\n")
+        if len(parts) > 1:
+            limit = self.max_frame  # a line plus its "\n" may be max_frame bytes
+            first = bytes(self._partial) + parts[0] if self._partial else parts[0]
+            self._partial.clear()
+            lines = self._lines
+            for line in (first, *parts[1:-1]):
+                lines.append(line if len(line) < limit else _TOO_LONG)
+        self._partial += parts[-1]
+        if len(self._partial) >= self.max_frame:
+            self._lines.append(_TOO_LONG)
+            self._partial.clear()
+            self._discarding = True
+
+    @property
+    def has_frames(self) -> bool:
+        """Whether complete lines are waiting for ``next_event``."""
+        return bool(self._lines)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an unfinished frame held back (bounded by ``max_frame``)."""
+        return len(self._partial)
+
+    def next_event(self) -> Any:
+        """Return the next frame, ``NEED_DATA`` or ``CLOSED``.
+
+        Raises ``ProtocolError`` (``bad_frame`` or ``frame_too_long``) for a bad
+        line; the line is consumed, so the next call goes on with the next one.
+        """
+        while self._lines:
+            line = self._lines.popleft()
+            if line is _TOO_LONG:
+                raise ProtocolError(
+                    "frame_too_long", f"A frame may be at most {self.max_frame} bytes.")
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if line:
+                return decode_frame(line)
+        return CLOSED if self._eof else NEED_DATA
+
+
+def decode_frame(line: bytes) -> dict[str, Any]:
+    """Parse one line (without its terminator) as a frame, strictly."""
+    try:
+        value = _DECODER.decode(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ProtocolError("bad_frame", "A frame must be valid UTF-8.") from None
+    except (ValueError, RecursionError):  # JSONDecodeError, NaN, huge ints, deep nesting
+        raise ProtocolError("bad_frame", "A frame must be one JSON object.") from None
+    if not isinstance(value, dict):
+        raise ProtocolError("bad_frame", "A frame must be a JSON object.")
+    if not isinstance(value.get("type"), str):
+        raise ProtocolError("bad_frame", "A frame needs a string field 'type'.")
+    return value
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    """One frame as bytes on the wire: compact JSON, UTF-8, "\\n"-terminated."""
+    return (_ENCODER.encode(frame) + "\n").encode("utf-8")
+
+
+# ---------------------------------------------------------------- names and text
+
+def _is_clean(value: str) -> bool:
+    """False when the string carries a lone surrogate (it is not valid Unicode)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _normal_name(raw: str, max_len: int) -> str | None:
+    name = unicodedata.normalize("NFC", raw)
+    if not 1 <= len(name) <= max_len:
+        return None
+    if all(ch.isalnum() or ch in NAME_PUNCTUATION for ch in name):
+        return name
+    return None
+
+
+def name_key(name: str) -> str:
+    """The key two names are compared by: NFC, casefolded, NFC again."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+
+
+def normal_nick(raw: str) -> str | None:
+    """The NFC spelling of a valid nickname, or None when it is not valid."""
+    nick = _normal_name(raw, MAX_NICK)
+    if nick is None or name_key(nick) in RESERVED_NICKS:
+        return None
+    return nick
+
+
+def normal_room(raw: str) -> str | None:
+    """The NFC spelling of a valid room name, or None when it is not valid."""
+    return _normal_name(raw, MAX_ROOM)
+
+
+def check_text(text: str, max_text: int) -> None:
+    """Raise ``bad_text``/``text_too_long`` unless ``text`` may be sent as is."""
+    if not _is_clean(text):
+        raise ProtocolError("bad_text", "The text carries an invalid Unicode escape.")
+    if _CONTROL.search(text):
+        raise ProtocolError("bad_text", "The text may not carry control characters.")
+    length = len(text.strip())
+    if length == 0:
+        raise ProtocolError("bad_text", "The text is empty.")
+    if length > max_text:
+        raise ProtocolError("text_too_long", f"A text may be at most {max_text} characters.")
+
+
+# ---------------------------------------------------------------- request fields
+
+def _field(frame: dict[str, Any], name: str, kind: type, *, required: bool) -> Any:
+    if name not in frame and not required:
+        return None
+    value = frame.get(name)
+    # bool is a subclass of int, but `true` is not an integer on the wire.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        wanted = {str: "a string", int: "an integer", bool: "true or false",
+                  list: "a list"}[kind]
+        raise ProtocolError("bad_field", f"'{name}' must be {wanted}.")
+    if kind is str and not _is_clean(value):
+        raise ProtocolError("bad_field", f"'{name}' carries an invalid Unicode escape.")
+    return value
+
+
+def _room(frame: dict[str, Any], name: str = "room") -> str:
+    room = normal_room(_field(frame, name, str, required=True))
+    if room is None:
+        raise ProtocolError("bad_room", f"Room names are 1 to {MAX_ROOM} letters, "
+                                        "digits, '_', '-' or '.'.")
+    return room
+
+
+def _nick(frame: dict[str, Any], name: str = "nick") -> str:
+    nick = normal_nick(_field(frame, name, str, required=True))
+    if nick is None:
+        raise ProtocolError("bad_nick", f"Nicknames are 1 to {MAX_NICK} letters, digits, "
+                                        "'_', '-' or '.', and not a reserved name.")
+    return nick
+
+
+def check_ref(frame: dict[str, Any]) -> str | None:
+    """The frame's ``ref``, or None; ``bad_field`` (without ref) when it is not valid."""
+    if "ref" not in frame:
+        return None
+    ref = frame["ref"]
+    if not isinstance(ref, str) or len(ref) > MAX_REF or not _is_clean(ref):
+        raise ProtocolError("bad_field", f"'ref' must be a string of at most {MAX_REF} "
+                                         "characters.")
+    return ref
+
+
+# ---------------------------------------------------------------- requests
+
+Request = dict[str, Any]
+
+
+def _parse_hello(frame: dict[str, Any], max_text: int) -> Request:
+    # The version is checked first: a later version may change the other fields.
+    if _field(frame, "proto", int, required=True) != 1:
+        raise ProtocolError("bad_proto", "This server speaks protocol version 1.")
+    raw_nick = _field(frame, "nick", str, required=True)
+    password = _field(frame, "password", str, required=False)
+    raw_rooms = _field(frame, "rooms", list, required=False)
+    since = _field(frame, "since", int, required=False)
+    client = _field(frame, "client", str, required=False)
+    if raw_rooms is None:
+        raw_rooms = [DEFAULT_ROOM]
+    if not all(isinstance(r, str) and _is_clean(r) for r in raw_rooms):
+        raise ProtocolError("bad_field", "'rooms' must be a list of strings.")
+    if since is not None and since < 0:
+        raise ProtocolError("bad_field", "'since' must be a message id (0 or more).")
+    nick = _nick({"nick": raw_nick})
+    rooms: dict[str, str] = {}  # by key: a room named twice is joined once
+    for raw in raw_rooms:
+        room = normal_room(raw)
+        if room is None:
+            raise ProtocolError("bad_room", f"'{raw}' is not a valid room name.")
+        rooms.setdefault(name_key(room), room)
+    return {"nick": nick, "password": password, "rooms": list(rooms.values()),
+            "since": since, "client": client}
+
+
+def _parse_send(frame: dict[str, Any], max_text: int) -> Request:
+    text = frame.get("text")
+    if not isinstance(text, str):  # surrogates in it are bad_text, checked below
+        raise ProtocolError("bad_field", "'text' must be a string.")
+    has_room, has_to = "room" in frame, "to" in frame
+    if has_room == has_to:
+        raise ProtocolError("bad_field", "A send names either 'room' or 'to'.")
+    action = _field(frame, "action", bool, required=False) or False
+    room = _room(frame) if has_room else None
+    to = _nick(frame, "to") if has_to else None
+    check_text(text, max_text)
+    return {"room": room, "to": to, "text": text, "action": action}
+
+
+def _parse_room_only(frame: dict[str, Any], max_text: int) -> Request:
+    return {"room": _room(frame)}
+
+
+def _parse_nick(frame: dict[str, Any], max_text: int) -> Request:
+    return {"nick": _nick(frame)}
+
+
+def _parse_history(frame: dict[str, Any], max_text: int) -> Request:
+    before = _field(frame, "before", int, required=False)
+    limit = _field(frame, "limit", int, required=False)
+    if limit is None:
+        limit = HISTORY_LIMIT_DEFAULT
+    if not 1 <= limit <= HISTORY_LIMIT_MAX:
+        raise ProtocolError("bad_field", f"'limit' must be 1 to {HISTORY_LIMIT_MAX}.")
+    return {"room": _room(frame), "before": before, "limit": limit}
+
+
+def _parse_token(frame: dict[str, Any], max_text: int) -> Request:
+    return {"token": _field(frame, "token", str, required=False)}
+
+
+def _parse_bye(frame: dict[str, Any], max_text: int) -> Request:
+    return {"reason": _field(frame, "reason", str, required=False)}
+
+
+def _parse_empty(frame: dict[str, Any], max_text: int) -> Request:
+    return {}
+
+
+PARSERS: dict[str, Callable[[dict[str, Any], int], Request]] = {
+    "hello": _parse_hello,
+    "send": _parse_send,
+    "join": _parse_room_only,
+    "part": _parse_room_only,
+    "nick": _parse_nick,
+    "who": _parse_room_only,
+    "rooms": _parse_empty,
+    "history": _parse_history,
+    "typing": _parse_room_only,
+    "ping": _parse_token,
+    "pong": _parse_token,
+    "bye": _parse_bye,
+}
+
+
+def parse_request(frame: dict[str, Any], max_text: int = MAX_TEXT) -> Request:
+    """Validate a client frame of a known type; raise ``ProtocolError`` if it is bad.
+
+    The result holds the normalised fields (names in NFC, defaults filled in).
+    Chat-state checks (membership, nick taken, rate) are the server's.
+    """
+    parser = PARSERS.get(frame["type"])
+    if parser is None:
+        raise ProtocolError("unknown_type", f"Unknown frame type '{frame['type']}'.")
+    return parser(frame, max_text)

@@ -1,0 +1,274 @@
+"""The single-threaded server: one ``selectors`` loop over non-blocking sockets.
+
+``ChatServer.step(timeout)`` is one bounded pass: accept, read (a bounded number of
+frames per peer), timers, one commit of the pass's messages, then one ``send`` per
+peer with output. ``serve_forever`` loops it for ``--headless``; the server window
+calls ``step(0)`` from Tk's ``after()``. Chat semantics live in ``chat.hub``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import resource
+import selectors
+import socket
+import time
+from typing import Callable
+
+from chat.config import ServerConfig
+from chat.errors import ConfigError, ProtocolError
+from chat.hub import Hub
+from chat.model import Peer
+from chat.protocol import NEED_DATA, CLOSED, FrameDecoder, encode
+from chat.store import Store
+
+RECV_SIZE = 64 * 1024  # one recv per readable peer per pass keeps a pass short
+FRAMES_PER_PASS = 256  # frames handled per peer per pass; the rest wait their turn
+ACCEPT_BATCH = 256  # connections accepted per pass
+TICK_SECONDS = 0.1  # how often timers (hello, ping, close deadlines) are checked
+ACCEPT_PAUSE_SECONDS = 0.1  # out of file descriptors: stop accepting this long
+SHUTDOWN_FLUSH_SECONDS = 2.0  # PROTOCOL.md: queued output is flushed, briefly
+LISTEN_BACKLOG = 1024
+
+log = logging.getLogger("chat.server")
+
+
+def raise_open_files_limit() -> int:
+    """Lift the soft open-files limit to the hard one; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+class ChatServer:
+    """Owns the selector, the listening socket and the sockets of every ``Peer``."""
+
+    def __init__(self, config: ServerConfig, store: Store | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        config.check()
+        self.config = config
+        self.store = store if store is not None else Store(config.db_path)
+        self.hub = Hub(config, self.store, clock)
+        self.clock = clock
+        self.selector = selectors.DefaultSelector()
+        self.listener: socket.socket | None = None
+        self.address: tuple[str, int] | None = None
+        self.started_at = 0.0
+        self._next_tick = 0.0
+        self._accept_paused_until = 0.0
+        self._pending: dict[Peer, None] = {}  # peers with frames left for next pass
+        self._stopping = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def listen(self) -> tuple[str, int]:
+        """Bind and listen; return (host, port) with the real port."""
+        host, port = self.config.host, self.config.port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            sock = socket.create_server((host, port), family=family,
+                                        backlog=LISTEN_BACKLOG)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
+        sock.setblocking(False)
+        self.selector.register(sock, selectors.EVENT_READ, None)
+        self.listener = sock
+        self.address = (host, sock.getsockname()[1])
+        self.started_at = time.time()
+        log.info("listening on %s:%d", *self.address)
+        return self.address
+
+    def stop(self) -> None:
+        """Ask ``serve_forever`` to return (safe to call from a signal handler)."""
+        self._stopping = True
+
+    def serve_forever(self) -> None:
+        while not self._stopping:
+            self.step(TICK_SECONDS)
+        self.close()
+
+    def close(self, notice: str = "The server is shutting down.") -> None:
+        """Tell everyone, flush queued output for a short while, close everything."""
+        hub = self.hub
+        if self.listener is not None:
+            self.selector.unregister(self.listener)
+            self.listener.close()
+            self.listener = None
+        hub.notice(notice)
+        hub.close_all()
+        self.store.commit()
+        deadline = self.clock() + SHUTDOWN_FLUSH_SECONDS
+        while hub.peers and self.clock() < deadline:
+            self._flush()
+            self._finish_closing(self.clock())
+            if hub.peers:
+                self.selector.select(0.05)
+        for peer in list(hub.peers):
+            self._drop(peer)
+        self.selector.close()
+        self.store.close()
+
+    # ------------------------------------------------------------ one pass
+
+    def step(self, timeout: float = 0.0) -> None:
+        """One bounded pass of the loop; waits at most ``timeout`` for I/O."""
+        hub = self.hub
+        pending, self._pending = self._pending, {}
+        for peer in pending:
+            self._handle_frames(peer)
+        if self._pending or hub.dirty:
+            timeout = 0.0
+        for key, mask in self.selector.select(timeout):
+            peer = key.data
+            if peer is None:
+                self._accept()
+                continue
+            if mask & selectors.EVENT_READ and not peer.closing and peer not in pending:
+                self._read(peer)
+            if mask & selectors.EVENT_WRITE:
+                hub.dirty.add(peer)
+        now = self.clock()
+        if now >= self._next_tick:
+            self._next_tick = now + TICK_SECONDS
+            hub.tick()
+            self._resume_accepting(now)
+        self.store.commit()  # PROTOCOL.md: stored before anyone receives it
+        self._flush()
+        self._finish_closing(now)
+
+    def _accept(self) -> None:
+        assert self.listener is not None
+        hub = self.hub
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, addr = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("cannot accept: %s; pausing", exc.strerror)
+                    self._pause_accepting()
+                return  # ECONNABORTED and the like: that one client is gone
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if hub.unregistered >= self.config.max_clients:
+                self._refuse(sock)
+                continue
+            peer = hub.open(addr)
+            peer.sock = sock
+            peer.decoder = FrameDecoder(self.config.max_frame)
+            peer.events = selectors.EVENT_READ
+            self.selector.register(sock, selectors.EVENT_READ, peer)
+            log.info("connection from %s", peer.host)
+
+    @staticmethod
+    def _refuse(sock: socket.socket) -> None:
+        """Too many connections still before `hello`: say so and close."""
+        try:
+            sock.send(encode({"type": "error", "code": "server_full",
+                              "message": "Too many connections; try again later."}))
+        except OSError:
+            pass
+        sock.close()
+
+    def _pause_accepting(self) -> None:
+        if self.listener is not None and self._accept_paused_until == 0.0:
+            self.selector.unregister(self.listener)
+            self._accept_paused_until = self.clock() + ACCEPT_PAUSE_SECONDS
+
+    def _resume_accepting(self, now: float) -> None:
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            if self.listener is not None:
+                self.selector.register(self.listener, selectors.EVENT_READ, None)
+
+    def _read(self, peer: Peer) -> None:
+        try:
+            data = peer.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.hub.lost(peer)
+            return
+        if not data:
+            # EOF: a half-closed peer may still read what it asked for.
+            self.hub.close(peer, "disconnected")
+            return
+        peer.decoder.receive_data(data)
+        self._handle_frames(peer)
+
+    def _handle_frames(self, peer: Peer) -> None:
+        hub, decoder = self.hub, peer.decoder
+        for _ in range(FRAMES_PER_PASS):
+            if peer.closing:
+                return
+            try:
+                frame = decoder.next_event()
+            except ProtocolError as exc:
+                hub.reject(peer, exc)
+                continue
+            if frame is NEED_DATA or frame is CLOSED:
+                return
+            hub.receive(peer, frame)
+        if decoder.has_frames:
+            self._pending[peer] = None  # not read again until these are handled
+
+    # ------------------------------------------------------------ output
+
+    def _flush(self) -> None:
+        """One ``send`` per peer with output; cut off peers past the backlog cap."""
+        hub = self.hub
+        dirty = list(hub.dirty)
+        hub.dirty.clear()
+        max_backlog = self.config.max_backlog
+        for peer in dirty:
+            out = peer.out
+            if out and peer.sock is not None:
+                try:
+                    sent = peer.sock.send(out)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    hub.close(peer, "disconnected", flush=False)
+                    sent = 0
+                if sent:
+                    del out[:sent]
+                if len(out) > max_backlog and not peer.closing:
+                    log.info("%s is not reading: closed at %d bytes of backlog",
+                             peer.nick or peer.host, len(out))
+                    hub.close(peer, "disconnected", flush=False)
+            self._watch(peer)
+
+    def _watch(self, peer: Peer) -> None:
+        """Watch for writability only while output waits (asyncio's pattern)."""
+        if peer.sock is None:
+            return
+        events = 0 if peer.closing else selectors.EVENT_READ
+        if peer.out:
+            events |= selectors.EVENT_WRITE
+        if events and events != peer.events:
+            self.selector.modify(peer.sock, events, peer)
+            peer.events = events
+
+    def _finish_closing(self, now: float) -> None:
+        """Close the sockets of closing peers whose output is out (or overdue)."""
+        for peer in list(self.hub.closing):
+            if not peer.out or now >= peer.close_deadline or peer.sock is None:
+                self._drop(peer)
+            else:
+                self._watch(peer)
+
+    def _drop(self, peer: Peer) -> None:
+        if peer.sock is not None:
+            self.selector.unregister(peer.sock)
+            peer.sock.close()
+            peer.sock = None
+        self._pending.pop(peer, None)
+        self.hub.forget(peer)

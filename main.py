@@ -1,0 +1,114 @@
+"""One entry point: ``python main.py --server [--headless]`` or ``--client``.
+
+Arguments are parsed here; windows are imported only when one is opened, so the
+headless server and the core tests never need Tk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from chat.config import DEFAULT_PORT, ServerConfig
+from chat.errors import ChatError
+
+PROG = "main.py"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage plus a line
+        sys.stderr.write(f"{PROG}: error: {message}\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="A group chat for one network: server and client.")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--server", action="store_true", help="run the chat server")
+    mode.add_argument("--client", action="store_true", help="open the chat window")
+    p.add_argument("--headless", action="store_true",
+                   help="server without a window (for machines with no display)")
+    p.add_argument("--host", help="server: address to listen on (default 0.0.0.0); "
+                                  "client: server to connect to")
+    p.add_argument("--port", type=int, help=f"TCP port (default {DEFAULT_PORT}; "
+                                            "server: 0 picks a free one)")
+    p.add_argument("--password", help="server: password clients must give; "
+                                      "client: the password to give")
+    p.add_argument("--nick", help="client: nickname (with --host, connects at once)")
+    d = ServerConfig()
+    s = p.add_argument_group("server options")
+    s.add_argument("--db", help="SQLite history file (default: "
+                                "~/.local/share/lanchat/history.db)")
+    s.add_argument("--name", default=d.name, help="server name shown to clients")
+    s.add_argument("--motd", default=d.motd, help="message of the day")
+    s.add_argument("--max-clients", type=int, default=d.max_clients)
+    s.add_argument("--rate", type=float, default=d.rate, help="messages/s per client (0: off)")
+    s.add_argument("--burst", type=int, default=d.burst)
+    s.add_argument("--max-frame", type=int, default=d.max_frame)
+    s.add_argument("--max-text", type=int, default=d.max_text)
+    s.add_argument("--max-backlog", type=int, default=d.max_backlog)
+    s.add_argument("--history", type=int, default=d.history,
+                   help="most messages replayed on join")
+    s.add_argument("--hello-timeout", type=float, default=d.hello_timeout)
+    s.add_argument("--ping-interval", type=float, default=d.ping_interval)
+    s.add_argument("--ping-timeout", type=float, default=d.ping_timeout)
+    s.add_argument("--quiet", action="store_true", help="log warnings only")
+    s.add_argument("--verbose", action="store_true", help="log every message too")
+    return p
+
+
+def server_config(args: argparse.Namespace) -> ServerConfig:
+    config = ServerConfig(
+        host=args.host or "0.0.0.0", port=DEFAULT_PORT if args.port is None else args.port,
+        db=args.db or "", name=args.name, password=args.password, motd=args.motd,
+        max_clients=args.max_clients, rate=args.rate, burst=args.burst,
+        max_frame=args.max_frame, max_text=args.max_text, max_backlog=args.max_backlog,
+        history=args.history, hello_timeout=args.hello_timeout,
+        ping_interval=args.ping_interval, ping_timeout=args.ping_timeout)
+    config.check()
+    return config
+
+
+def run_headless(config: ServerConfig) -> int:
+    from chat.server import ChatServer, raise_open_files_limit
+
+    raise_open_files_limit()
+    server = ChatServer(config)
+    try:
+        host, port = server.listen()
+    except ChatError:
+        server.store.close()
+        raise
+    signal.signal(signal.SIGINT, lambda *_: server.stop())
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    print(f"listening on {host}:{port}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        if args.server:
+            config = server_config(args)
+            if args.headless:
+                return run_headless(config)
+            from gui.server_window import run_server_window
+            return run_server_window(config)
+        if args.headless:
+            raise ChatError("--headless is a server option")
+        from gui.client_window import run_client_window
+        return run_client_window(host=args.host, port=args.port, nick=args.nick,
+                                 password=args.password)
+    except ChatError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
