@@ -235,8 +235,9 @@ class ChatServer:
                     sent = peer.sock.send(out)
                 except (BlockingIOError, InterruptedError):
                     sent = 0
-                except OSError:
+                except OSError:  # the peer is gone: nothing queued can reach it
                     hub.close(peer, "disconnected", flush=False)
+                    out.clear()
                     sent = 0
                 if sent:
                     del out[:sent]

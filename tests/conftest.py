@@ -1,0 +1,69 @@
+"""Fixtures: a real headless server started as users start it, in a temp dir."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = str(ROOT / "main.py")
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    port: int
+    db: Path
+    args: list[str] = field(default_factory=list)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+def launch(db: Path, *args: str) -> Server:
+    cmd = [sys.executable, MAIN, "--server", "--headless", "--host", "127.0.0.1",
+           "--port", "0", "--db", str(db), "--quiet", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+    line = proc.stdout.readline()  # the server prints it once it accepts
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise AssertionError(f"server did not start: {line!r} {proc.stderr.read()}")
+    return Server(proc, int(line.rsplit(":", 1)[1]), db, list(args))
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Start servers on port 0 with a db in tmp_path; each must exit 0 on SIGTERM."""
+    started: list[Server] = []
+
+    def start(*args: str, db: Path | None = None) -> Server:
+        server = launch(db or tmp_path / "chat.db", *args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.proc.returncode is None:
+            assert server.stop() == 0, server.proc.stderr.read()
+        server.proc.stdout.close()
+        server.proc.stderr.close()
+
+
+@pytest.fixture
+def server(start_server):
+    return start_server()
+
+
+@pytest.fixture
+def fast_server(start_server):
+    """No flood control, for tests that send many messages."""
+    return start_server("--rate", "0")

@@ -1,0 +1,47 @@
+"""The loop may never block: checked on the source of chat/ and gui/."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FORBIDDEN_MODULES = {"threading", "_thread", "asyncio", "multiprocessing",
+                     "concurrent"}
+FORBIDDEN_CALLS = {"sendall", "sleep", "makefile", "create_connection"}
+
+
+def sources():
+    for folder in ("chat", "gui"):
+        yield from (ROOT / folder).glob("*.py")
+    yield ROOT / "main.py"
+
+
+def test_no_threads_and_no_blocking_calls():
+    problems = []
+    for path in sources():
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                names = []
+            for name in names:
+                if name.split(".")[0] in FORBIDDEN_MODULES:
+                    problems.append(f"{path.name}:{node.lineno} imports {name}")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                if node.func.attr in FORBIDDEN_CALLS:
+                    problems.append(f"{path.name}:{node.lineno} calls {node.func.attr}")
+                if node.func.attr == "setblocking" and not (
+                        node.args and isinstance(node.args[0], ast.Constant)
+                        and node.args[0].value is False):
+                    problems.append(f"{path.name}:{node.lineno} setblocking not False")
+    assert problems == []
+
+
+def test_core_never_imports_tk():
+    for path in (ROOT / "chat").glob("*.py"):
+        text = path.read_text()
+        assert "tkinter" not in text and "customtkinter" not in text, path

@@ -1,0 +1,102 @@
+"""Chat semantics without sockets: operator actions and timers on the Hub."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chat.config import ServerConfig
+from chat.hub import Hub
+from chat.store import Store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def hub(tmp_path):
+    store = Store(str(tmp_path / "h.db"))
+    clock = Clock()
+    h = Hub(ServerConfig(rate=0), store, clock=clock)
+    h.test_clock = clock
+    yield h
+    store.close()
+
+
+def frames(peer) -> list[dict]:
+    out = [json.loads(line) for line in bytes(peer.out).splitlines()]
+    peer.out.clear()
+    return out
+
+
+def register(hub, nick, host="10.0.0.1"):
+    peer = hub.open((host, 5000))
+    hub.receive(peer, {"type": "hello", "nick": nick, "proto": 1})
+    assert frames(peer)[0]["type"] == "welcome"
+    return peer
+
+
+def test_kick_tells_the_user_and_the_room(hub):
+    alice, bob = register(hub, "alice"), register(hub, "bob")
+    frames(alice)
+    assert hub.kick("BOB", "spamming")
+    assert frames(bob) == [{"type": "kicked", "reason": "spamming"}]
+    left = frames(alice)[0]
+    assert (left["reason"], left["message"], left["nick"]) == ("kicked", "spamming", "bob")
+    assert bob in hub.closing and "bob" not in hub.users
+    assert not hub.kick("nobody", "x")
+
+
+def test_banned_host_is_closed_and_refused(hub):
+    alice, bob = register(hub, "alice", "10.0.0.1"), register(hub, "bob", "10.0.0.2")
+    frames(alice)
+    assert hub.ban_host("10.0.0.2", "bye") == 1
+    assert frames(alice)[0]["reason"] == "banned"
+    again = hub.open(("10.0.0.2", 6000))
+    hub.receive(again, {"type": "hello", "nick": "bob2", "proto": 1})
+    assert frames(again)[0]["code"] == "banned"
+    assert again in hub.closing
+
+
+def test_notice_reaches_registered_users_only(hub):
+    alice = register(hub, "alice")
+    frames(alice)
+    lurker = hub.open(("10.0.0.9", 1))
+    hub.notice("hello all")
+    assert [f["text"] for f in frames(alice)] == ["hello all"]
+    assert frames(lurker) == []
+
+
+def test_timers(hub):
+    cfg = hub.config
+    lurker = hub.open(("10.0.0.9", 1))
+    alice = register(hub, "alice")
+    frames(alice)
+    hub.test_clock.now += cfg.hello_timeout
+    hub.tick()
+    assert lurker.closing == "timeout" and not alice.closing
+    hub.test_clock.now += cfg.ping_interval
+    hub.tick()
+    assert frames(alice)[0]["type"] == "ping"
+    hub.test_clock.now += cfg.ping_timeout
+    hub.tick()
+    assert alice.closing == "timeout"
+
+
+def test_ids_continue_in_the_store(tmp_path):
+    store = Store(str(tmp_path / "s.db"))
+    first = store.add(1, "a", "x", room_key="g", room_name="G")
+    store.commit()
+    store.close()
+    store = Store(str(tmp_path / "s.db"))
+    assert store.rooms() == [("g", "G")]
+    assert store.add(2, "a", "y", room_key="g", room_name="G") == first + 1
+    rows, more = store.latest("g", limit=1)
+    assert [r.text for r in rows] == ["y"] and more
+    store.close()

@@ -1,0 +1,92 @@
+"""main.py as a user runs it: options, startup errors, clean stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import MAIN, ROOT
+from wire import connect
+
+
+def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, MAIN, *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--server", "--headless", "--port", "banana"], "--port"),
+    (["--server", "--client"], "not allowed"),
+    ([], "one of the arguments"),
+    (["--server", "--headless", "--port", "70000"], "--port"),
+    (["--server", "--headless", "--max-frame", "10"], "--max-frame"),
+    (["--server", "--headless", "--rate", "-1"], "--rate"),
+    (["--server", "--headless", "--burst", "0"], "--burst"),
+    (["--client", "--headless"], "--headless"),
+    (["--server", "--headless", "--bogus"], "--bogus"),
+])
+def test_bad_options_give_one_line_and_nonzero_exit(args, needle, tmp_path):
+    result = run(*args, "--db", str(tmp_path / "x.db")) if args else run()
+    assert result.returncode != 0
+    assert needle in one_error_line(result)
+
+
+def test_port_in_use(tmp_path):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    result = run("--server", "--headless", "--host", "127.0.0.1", "--port", str(port),
+                 "--db", str(tmp_path / "x.db"))
+    taken.close()
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in one_error_line(result)
+
+
+def test_unwritable_db_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = run("--server", "--headless", "--port", "0", "--db", str(blocker / "h.db"))
+    assert result.returncode == 1
+    assert "cannot open database" in one_error_line(result)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_read_only_dir(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    result = run("--server", "--headless", "--port", "0", "--db", str(ro / "h.db"))
+    assert result.returncode == 1 and "cannot open database" in one_error_line(result)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_listening_line_and_clean_stop(start_server, sig):
+    server = start_server()
+    a = connect(server.port, "alice")
+    a.send(type="send", room="general", text="x")
+    a.until("message")
+    assert server.stop(sig) == 0
+    assert "Traceback" not in server.proc.stderr.read()
+    frames = a.closed()
+    assert frames[-1]["type"] == "notice"
+
+
+def test_help_lists_protocol_options():
+    result = run("--help")
+    assert result.returncode == 0
+    for option in ("--name", "--password", "--max-clients", "--rate", "--burst",
+                   "--max-frame", "--max-text", "--max-backlog", "--motd",
+                   "--hello-timeout", "--ping-interval", "--ping-timeout", "--db"):
+        assert option in result.stdout

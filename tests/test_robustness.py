@@ -1,0 +1,190 @@
+"""The server under crowds, crashes, slow readers and hostile bytes."""
+
+from __future__ import annotations
+
+import json
+import selectors
+import signal
+import socket
+import struct
+import time
+
+from wire import Wire, connect, crowd
+
+HELLO = b'{"type":"hello","nick":"%s","proto":1}\n'
+
+
+class Crowd:
+    """Many raw non-blocking clients driven by one selector, collecting message ids."""
+
+    def __init__(self, port: int, nicks: list[str]) -> None:
+        self.sel = selectors.DefaultSelector()
+        self.socks: dict[str, socket.socket] = {}
+        self.buf: dict[str, bytes] = {}
+        self.ids: dict[str, list[int]] = {}
+        self.ready: set[str] = set()
+        for nick in nicks:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(HELLO % nick.encode())
+            sock.setblocking(False)
+            self.sel.register(sock, selectors.EVENT_READ, nick)
+            self.socks[nick], self.buf[nick], self.ids[nick] = sock, b"", []
+
+    def pump(self, until, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < deadline, "crowd timed out"
+            for key, _ in self.sel.select(0.2):
+                nick = key.data
+                data = self.socks[nick].recv(1 << 20)
+                *lines, self.buf[nick] = (self.buf[nick] + data).split(b"\n")
+                for line in lines:
+                    if b'"history_end"' in line:
+                        self.ready.add(nick)
+                    elif b'"type":"message"' in line:
+                        self.ids[nick].append(json.loads(line)["id"])
+
+    def close(self) -> None:
+        for sock in self.socks.values():
+            sock.close()
+        self.sel.close()
+
+
+def test_two_hundred_clients_see_twenty_senders_in_one_order(fast_server):
+    nicks = [f"u{i}" for i in range(200)]
+    room = Crowd(fast_server.port, nicks)
+    try:
+        room.pump(lambda: len(room.ready) == 200, timeout=30)
+        per_sender = 25
+        for s in nicks[:20]:  # 20 senders, all writing at once
+            frames = b"".join(b'{"type":"send","room":"general","text":"%s %d"}\n'
+                              % (s.encode(), i) for i in range(per_sender))
+            room.socks[s].setblocking(True)
+            room.socks[s].sendall(frames)
+            room.socks[s].setblocking(False)
+        total = 20 * per_sender
+        room.pump(lambda: all(len(v) >= total for v in room.ids.values()), timeout=60)
+        first = room.ids[nicks[0]]
+        assert len(first) == total == len(set(first))
+        assert first == sorted(first)
+        assert all(ids == first for ids in room.ids.values())
+    finally:
+        room.close()
+
+
+def test_kill_9_loses_no_acknowledged_message(start_server, tmp_path):
+    db = tmp_path / "crash.db"
+    first = start_server("--rate", "0", db=db)
+    a = connect(first.port, "alice")
+    for i in range(200):
+        a.send(type="send", room="general", text=f"m{i}")
+    acked = [a.until("message")["id"] for _ in range(200)]  # echoes are the acks
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(5)
+    second = start_server("--rate", "0", "--history", "500", db=db)
+    b = Wire(second.port)
+    frames = b.hello("bob", since=0)
+    assert [f["id"] for f in frames if f["type"] == "message"] == acked
+    b.send(type="send", room="general", text="after")
+    assert b.until("message")["id"] > acked[-1]
+
+
+def test_resume_under_traffic_has_no_gap_and_no_duplicate(fast_server):
+    writer, watcher, reader = crowd(fast_server.port, "writer", "watcher", "reader")
+    for i in range(30):
+        writer.send(type="send", room="general", text=f"a{i}")
+    seen = [reader.until("message")["id"] for _ in range(30)]
+    reader.close()  # drops while traffic goes on
+    for i in range(40):
+        writer.send(type="send", room="general", text=f"b{i}")
+    resumed = Wire(fast_server.port)
+    resumed.send(type="hello", nick="reader", proto=1, since=seen[-1])
+    for i in range(30):
+        writer.send(type="send", room="general", text=f"c{i}")
+    got = []
+    while len(seen) + len(got) < 100:
+        frame = resumed.next()
+        if frame["type"] == "message":
+            got.append(frame["id"])
+    everything = [f["id"] for f in watcher.barrier() if f["type"] == "message"]
+    assert len(everything) == 100
+    assert seen + got == everything
+
+
+def test_a_reader_that_never_reads_is_cut_off_and_others_keep_up(start_server):
+    server = start_server("--rate", "0", "--max-backlog", "65536")
+    writer, reader = crowd(server.port, "writer", "reader")
+    sloth = socket.socket()
+    sloth.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sloth.connect(("127.0.0.1", server.port))
+    sloth.sendall(HELLO % b"sloth" + b'{"type":"send","room":"general","text":"zzz"}\n')
+    assert reader.until("message")["text"] == "zzz"  # what it sent reaches the others
+    writer.barrier()
+    text = "x" * 3000
+    count = 2000  # ~6 MB: far past kernel buffers plus the 64 KiB cap
+    got, left = 0, None
+    deadline = time.monotonic() + 60
+    for i in range(count):
+        writer.send(type="send", room="general", text=text)
+        if i % 50 == 49:  # the writer and the reader keep reading; the sloth never does
+            writer.barrier()
+            while got < i + 1 and time.monotonic() < deadline:
+                frame = reader.next()
+                if frame["type"] == "message":
+                    got += 1
+                elif frame["type"] == "left":
+                    left = frame
+    assert got == count
+    assert left == {"type": "left", "room": "general", "nick": "sloth",
+                    "reason": "disconnected", "ts": left["ts"]}
+    sloth.close()
+
+
+def test_hostile_bytes_leave_everyone_else_served(fast_server):
+    port = fast_server.port
+    alice, bob = crowd(port, "alice", "bob")
+    sent = []
+
+    def chat(n: int) -> None:
+        alice.send(type="send", room="general", text=f"ok{n}")
+        sent.append(f"ok{n}")
+
+    attackers = []
+    for payload in (bytes(range(256)) * 40, b"\xff\xfe\xc0\x80" * 1000 + b"\n",
+                    b"{" * 100000 + b"\n", b'{"type":"hello","nick":"half'):
+        raw = socket.create_connection(("127.0.0.1", port))
+        raw.sendall(payload)
+        attackers.append(raw)
+        chat(len(sent))
+    big = socket.create_connection(("127.0.0.1", port))
+    big.sendall(HELLO % b"big")
+    big.sendall(b'{"type":"send","room":"general","text":"' + b"A" * (1 << 20) + b'"}\n')
+    chat(len(sent))
+    reg = Wire(port)
+    reg.hello("mallory")
+    reg.send_raw(b'{"type":"send","room":"general","te')  # half a frame, then gone
+    reg.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    reg.close()
+    chat(len(sent))
+    for raw in attackers:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        raw.close()
+    chat(len(sent))
+    got = []
+    while len(got) < len(sent):
+        frame = bob.next()
+        if frame["type"] == "message":
+            got.append(frame["text"])
+    assert got == sent
+    big_frames = []
+    big.settimeout(5)
+    data = b""
+    while b"frame_too_long" not in data:
+        chunk = big.recv(65536)
+        assert chunk, "server closed the big sender instead of answering"
+        data += chunk
+    big_frames.append(data)
+    newcomer = Wire(port)
+    replay = [f["text"] for f in newcomer.hello("newcomer", since=0)
+              if f["type"] == "message"]
+    assert replay == sent  # nothing lost, nothing of the attackers stored

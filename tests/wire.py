@@ -1,0 +1,129 @@
+"""A blocking test client that speaks raw frames, with deadlines on every wait.
+
+Tests may block (the server may not). ``barrier()`` sends a `ping` and returns every
+frame that came before its `pong`: the server answers in order, so whatever it had
+queued for this client before handling the ping has arrived by then.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import time
+from collections import deque
+from typing import Any
+
+DEFAULT_TIMEOUT = 5.0
+_tokens = itertools.count(1)
+
+
+class Wire:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection((host, port), timeout=DEFAULT_TIMEOUT)
+        self.buf = b""
+        self.frames: deque[dict[str, Any]] = deque()
+        self.eof = False
+
+    # sending
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send(self, **frame: Any) -> None:
+        self.send_raw(json.dumps(frame).encode() + b"\n")
+
+    # receiving
+    def _fill(self, deadline: float) -> bool:
+        """Read once; False at EOF or when the deadline passed."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or self.eof:
+            return False
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(1 << 20)
+        except socket.timeout:
+            return False
+        except (ConnectionResetError, BrokenPipeError):
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        *lines, self.buf = self.buf.split(b"\n")
+        self.frames.extend(json.loads(line) for line in lines if line)
+        return True
+
+    def next(self, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while not self.frames:
+            if not self._fill(deadline):
+                raise AssertionError(f"no frame within {timeout}s (eof={self.eof})")
+        return self.frames.popleft()
+
+    def until(self, kind: str, timeout: float = DEFAULT_TIMEOUT,
+              **fields: Any) -> dict[str, Any]:
+        """Skip frames until one of ``kind`` whose fields match."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = self.next(max(0.0, deadline - time.monotonic()))
+            if frame["type"] == kind and all(frame.get(k) == v for k, v in fields.items()):
+                return frame
+
+    def barrier(self, timeout: float = DEFAULT_TIMEOUT) -> list[dict[str, Any]]:
+        token = f"b{next(_tokens)}"
+        self.send(type="ping", token=token)
+        seen = []
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = self.next(max(0.0, deadline - time.monotonic()))
+            if frame == {"type": "pong", "token": token}:
+                return seen
+            seen.append(frame)
+
+    def closed(self, timeout: float = DEFAULT_TIMEOUT) -> list[dict[str, Any]]:
+        """Wait for EOF; return the frames that came before it."""
+        deadline = time.monotonic() + timeout
+        while not self.eof:
+            if not self._fill(deadline) and not self.eof:
+                raise AssertionError(f"connection still open after {timeout}s")
+        frames = list(self.frames)
+        self.frames.clear()
+        return frames
+
+    def error(self, code: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        frame = self.next(timeout)
+        assert frame["type"] == "error" and frame["code"] == code, frame
+        assert isinstance(frame["message"], str) and frame["message"]
+        return frame
+
+    # sessions
+    def hello(self, nick: str, **fields: Any) -> list[dict[str, Any]]:
+        """Register and read through the last room's `history_end`."""
+        self.send(type="hello", nick=nick, proto=1, **fields)
+        frames = [self.next()]
+        assert frames[0]["type"] == "welcome", frames[0]
+        rooms = fields.get("rooms", ["general"])
+        for _ in rooms:
+            while True:
+                frames.append(self.next())
+                if frames[-1]["type"] == "history_end":
+                    break
+        return frames
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def connect(port: int, nick: str | None = None, **fields: Any) -> Wire:
+    wire = Wire(port)
+    if nick is not None:
+        wire.hello(nick, **fields)
+    return wire
+
+
+def crowd(port: int, *nicks: str, **fields: Any) -> list[Wire]:
+    """Register several users, then drain what each saw of the others joining."""
+    wires = [connect(port, nick, **fields) for nick in nicks]
+    for wire in wires:
+        wire.barrier()
+    return wires
