@@ -35,7 +35,7 @@ def frames(peer) -> list[dict]:
     return out
 
 
-def register(hub, nick, host="10.0.0.1"):
+def register(hub, nick, host="127.0.0.11"):
     peer = hub.open((host, 5000))
     hub.receive(peer, {"type": "hello", "nick": nick, "proto": 1})
     assert frames(peer)[0]["type"] == "welcome"
@@ -54,11 +54,11 @@ def test_kick_tells_the_user_and_the_room(hub):
 
 
 def test_banned_host_is_closed_and_refused(hub):
-    alice, bob = register(hub, "alice", "10.0.0.1"), register(hub, "bob", "10.0.0.2")
+    alice, bob = register(hub, "alice", "127.0.0.11"), register(hub, "bob", "127.0.0.12")
     frames(alice)
-    assert hub.ban_host("10.0.0.2", "bye") == 1
+    assert hub.ban_host("127.0.0.12", "bye") == 1
     assert frames(alice)[0]["reason"] == "banned"
-    again = hub.open(("10.0.0.2", 6000))
+    again = hub.open(("127.0.0.12", 6000))
     hub.receive(again, {"type": "hello", "nick": "bob2", "proto": 1})
     assert frames(again)[0]["code"] == "banned"
     assert again in hub.closing
@@ -67,7 +67,7 @@ def test_banned_host_is_closed_and_refused(hub):
 def test_notice_reaches_registered_users_only(hub):
     alice = register(hub, "alice")
     frames(alice)
-    lurker = hub.open(("10.0.0.9", 1))
+    lurker = hub.open(("127.0.0.19", 1))
     hub.notice("hello all")
     assert [f["text"] for f in frames(alice)] == ["hello all"]
     assert frames(lurker) == []
@@ -75,7 +75,7 @@ def test_notice_reaches_registered_users_only(hub):
 
 def test_timers(hub):
     cfg = hub.config
-    lurker = hub.open(("10.0.0.9", 1))
+    lurker = hub.open(("127.0.0.19", 1))
     alice = register(hub, "alice")
     frames(alice)
     hub.test_clock.now += cfg.hello_timeout
