@@ -16,13 +16,14 @@ from typing import Any, Callable
 from chat.config import ServerConfig
 from chat.errors import ProtocolError
 from chat.model import Peer, Room, TokenBucket
-from chat.protocol import check_ref, encode, name_key, parse_request
+from chat.protocol import check_ref, check_text, encode, name_key, parse_request
 from chat.store import Store
 
 MAX_ERRORS_IN_ROW = 20  # PROTOCOL.md: more than 20 error frames in a row closes
 CLOSE_FLUSH_SECONDS = 3.0  # how long a closing peer may take to read its last output
 BEFORE_HELLO = frozenset({"hello", "ping", "bye"})  # PROTOCOL.md, Session 3
 REPLAY_DEFAULT = 50  # PROTOCOL.md: latest 50 on join without `since`
+OPERATOR = "server"  # reserved nickname: what the operator's room messages come from
 
 log = logging.getLogger("chat.server")
 
@@ -183,6 +184,25 @@ class Hub:
         data = encode({"type": "notice", "text": text, "ts": self.now_ms()})
         for peer in self.users.values():
             peer.queue(data)
+
+    def say(self, room_name: str, text: str) -> int:
+        """The operator speaks in a room as `server` (a name no user can take).
+
+        Stored and delivered like any message; returns its id. Raises
+        ``ProtocolError`` for an unknown room or a text the protocol refuses.
+        """
+        room = self.rooms.get(name_key(room_name))
+        if room is None:
+            raise ProtocolError("bad_room", f"There is no room named '{room_name}'.")
+        check_text(text, self.config.max_text)
+        ts = self.now_ms()
+        msg_id = self.store.add(ts, OPERATOR, text, room_key=room.key, room_name=room.name)
+        room.has_history = True
+        room.broadcast(encode({"type": "message", "id": msg_id, "ts": ts,
+                               "room": room.name, "from": OPERATOR, "text": text}))
+        self.messages += 1
+        log.info("%s -> %s: %s", OPERATOR, room.name, text)
+        return msg_id
 
     def kick(self, nick: str, reason: str, *, why: str = "kicked") -> bool:
         """Tell a user why, then close it; the others see `left` with ``why``."""

@@ -117,15 +117,19 @@ class ChatServer:
 
     # ------------------------------------------------------------ one pass
 
-    def step(self, timeout: float = 0.0) -> None:
-        """One bounded pass of the loop; waits at most ``timeout`` for I/O."""
+    def step(self, timeout: float = 0.0) -> int:
+        """One bounded pass of the loop; waits at most ``timeout`` for I/O.
+
+        Returns how many sockets had events (0: the pass found nothing to do).
+        """
         hub = self.hub
         pending, self._pending = self._pending, {}
         for peer in pending:
             self._handle_frames(peer)
         if self._pending or hub.dirty:
             timeout = 0.0
-        for key, mask in self.selector.select(timeout):
+        ready = self.selector.select(timeout)
+        for key, mask in ready:
             peer = key.data
             if peer is None:
                 self._accept()
@@ -142,6 +146,7 @@ class ChatServer:
         self.store.commit()  # PROTOCOL.md: stored before anyone receives it
         self._flush()
         self._finish_closing(now)
+        return len(ready) + len(pending)
 
     def _accept(self) -> None:
         assert self.listener is not None

@@ -1,0 +1,259 @@
+"""What a chat client knows, built from server frames: conversations, rosters, unread.
+
+``ChatState.apply(frame)`` files each frame under its conversation (a room, or a
+direct-message partner) and records what changed, so the window renders only that,
+in one batch per tick. History arriving for a room is held until its `history_end`,
+then merged: older pages go in front, a join or resume replay goes at the end;
+message ids already shown are never shown twice. No GUI and no sockets here.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from chat.protocol import name_key
+
+MAX_LINES = 1000  # lines kept per conversation (the view shows them all, bounded)
+TYPING_SECONDS = 6.0  # how long "bob is typing..." stays without a new typing frame
+OLDER_REF = "older"  # `ref` of history requests for older pages
+WHO_REF = "who"  # `ref` of /who requests, whose answer is shown as a line
+
+
+@dataclass
+class Line:
+    kind: str  # message, action, system, notice, error
+    text: str
+    ts: int = 0
+    nick: str = ""
+    id: int | None = None
+    own: bool = False
+    mention: bool = False
+
+
+@dataclass
+class Conversation:
+    key: str
+    name: str
+    kind: str  # room or dm
+    lines: deque = field(default_factory=lambda: deque(maxlen=MAX_LINES))
+    ids: set = field(default_factory=set)
+    users: list = field(default_factory=list)
+    joined: bool = False
+    unread: int = 0
+    mentions: int = 0
+    more: bool = False  # the server has older history
+    typing: dict = field(default_factory=dict)  # nick -> expiry (monotonic)
+
+    @property
+    def label(self) -> str:
+        return f"# {self.name}" if self.kind == "room" else f"@ {self.name}"
+
+    @property
+    def oldest_id(self) -> int | None:
+        return min(self.ids) if self.ids else None
+
+
+class ChatState:
+    def __init__(self) -> None:
+        self.nick = ""
+        self.server = ""
+        self.conversations: dict[str, Conversation] = {}
+        self.active: str | None = None
+        self.focused = True  # the window says whether the user is looking
+        self.unseen = 0  # messages that arrived while unfocused (for the title)
+        self.appended: dict[str, list[Line]] = {}  # per conversation, since last render
+        self.redraw: set[str] = set()  # conversations to render from scratch
+        self.list_changed = True  # the sidebar (conversations, unread) needs a redraw
+        self.roster_changed = True
+        self._held: dict[str, list[dict[str, Any]]] = {}  # history until history_end
+        self._mention: re.Pattern | None = None
+        self._pending_motd: str | None = None  # shown once the first room is filled
+
+    # ------------------------------------------------------------ conversations
+
+    def conversation(self, name: str, kind: str = "room") -> Conversation:
+        key = ("#" if kind == "room" else "@") + name_key(name)
+        conv = self.conversations.get(key)
+        if conv is None:
+            conv = self.conversations[key] = Conversation(key, name, kind)
+            self.list_changed = True
+            if self.active is None:
+                self.active = key
+        return conv
+
+    def activate(self, key: str) -> None:
+        if key in self.conversations:
+            self.active = key
+            conv = self.conversations[key]
+            conv.unread = conv.mentions = 0
+            self.redraw.add(key)
+            self.list_changed = self.roster_changed = True
+
+    def active_conversation(self) -> Conversation | None:
+        return self.conversations.get(self.active) if self.active else None
+
+    def note(self, text: str, kind: str = "system", key: str | None = None) -> None:
+        """A line from the client itself (help, errors, status) in a conversation."""
+        conv = self.conversations.get(key or self.active or "")
+        if conv is None:
+            conv = self.conversation("general")
+        self._add(conv, Line(kind, text, int(time.time() * 1000)))
+
+    def _add(self, conv: Conversation, line: Line, *, count: bool = False) -> None:
+        if line.id is not None:
+            if line.id in conv.ids:
+                return
+            conv.ids.add(line.id)
+        conv.lines.append(line)
+        self.appended.setdefault(conv.key, []).append(line)
+        if count and not line.own:
+            if conv.key != self.active:
+                conv.unread += 1
+                conv.mentions += line.mention
+                self.list_changed = True
+            if not self.focused:
+                self.unseen += 1
+
+    def typing_nicks(self, now: float) -> list[str]:
+        conv = self.active_conversation()
+        if conv is None:
+            return []
+        return sorted(n for n, until in conv.typing.items() if until > now)
+
+    def take_changes(self) -> tuple[dict[str, list[Line]], set[str]]:
+        appended, redraw = self.appended, self.redraw
+        self.appended, self.redraw = {}, set()
+        return appended, redraw
+
+    # ------------------------------------------------------------ frames
+
+    def apply(self, frame: dict[str, Any]) -> None:
+        handler = getattr(self, "_on_" + frame.get("type", "").replace(".", "_"), None)
+        if handler is not None:
+            handler(frame)
+
+    def _on_welcome(self, frame: dict[str, Any]) -> None:
+        self.nick = frame["nick"]
+        self.server = frame.get("server", "")
+        self._mention = re.compile(rf"(?<![\w]){re.escape(self.nick)}(?![\w])", re.I)
+        if frame.get("motd"):
+            self._pending_motd = frame["motd"]
+
+    def _line_for(self, frame: dict[str, Any]) -> Line:
+        nick, text = frame.get("from", ""), frame.get("text", "")
+        own = name_key(nick) == name_key(self.nick) if self.nick else False
+        mention = bool(not own and self._mention and self._mention.search(text))
+        return Line("action" if frame.get("action") else "message", text, frame.get("ts", 0),
+                    nick, frame.get("id"), own, mention)
+
+    def _on_message(self, frame: dict[str, Any]) -> None:
+        if "room" in frame:
+            if frame.get("history"):
+                self._held.setdefault(name_key(frame["room"]), []).append(frame)
+                return
+            conv = self.conversation(frame["room"])
+            conv.typing.pop(frame.get("from"), None)
+        else:
+            mine = name_key(frame.get("from", "")) == name_key(self.nick)
+            conv = self.conversation(frame.get("to") if mine else frame.get("from"), "dm")
+        self._add(conv, self._line_for(frame), count=True)
+
+    def _on_history_end(self, frame: dict[str, Any]) -> None:
+        conv = self.conversation(frame["room"])
+        held = self._held.pop(name_key(frame["room"]), [])
+        lines = [self._line_for(f) for f in held]
+        lines = [ln for ln in lines if ln.id not in conv.ids]
+        if frame.get("ref") == OLDER_REF:
+            conv.more = bool(frame.get("more"))
+            conv.lines.extendleft(reversed(lines))
+            conv.ids.update(ln.id for ln in lines)
+            self.redraw.add(conv.key)
+        else:
+            if not conv.ids:
+                conv.more = bool(frame.get("more"))
+            for line in lines:
+                self._add(conv, line)
+        if self._pending_motd:
+            self.note(self._pending_motd, "notice", conv.key)
+            self._pending_motd = None
+
+    def _on_joined(self, frame: dict[str, Any]) -> None:
+        conv = self.conversation(frame["room"])
+        if name_key(frame["nick"]) == name_key(self.nick):
+            if not conv.joined:
+                conv.joined = True
+                self.list_changed = True
+                self._add(conv, Line("system", f"You joined {conv.name}.", frame.get("ts", 0)))
+            return
+        if frame["nick"] not in conv.users:
+            conv.users.append(frame["nick"])
+            conv.users.sort(key=str.casefold)
+        self._roster(conv)
+        self._add(conv, Line("system", f"{frame['nick']} joined.", frame.get("ts", 0)))
+
+    def _on_left(self, frame: dict[str, Any]) -> None:
+        conv = self.conversation(frame["room"])
+        why = {"part": "left", "quit": "quit", "disconnected": "disconnected",
+               "timeout": "timed out", "kicked": "was kicked", "banned": "was banned"}
+        text = why.get(frame.get("reason"), "left")
+        if frame.get("message"):
+            text += f" ({frame['message']})"
+        if name_key(frame["nick"]) == name_key(self.nick):
+            conv.joined = False
+            conv.users = []
+            self.list_changed = True
+            self._roster(conv)
+            self._add(conv, Line("system", f"You left {conv.name}.", frame.get("ts", 0)))
+            return
+        conv.users = [u for u in conv.users if name_key(u) != name_key(frame["nick"])]
+        conv.typing.pop(frame["nick"], None)
+        self._roster(conv)
+        self._add(conv, Line("system", f"{frame['nick']} {text}.", frame.get("ts", 0)))
+
+    def _on_renamed(self, frame: dict[str, Any]) -> None:
+        old, new = frame["old"], frame["new"]
+        mine = name_key(old) == name_key(self.nick)
+        if mine:
+            self.nick = new
+            self._mention = re.compile(rf"(?<![\w]){re.escape(new)}(?![\w])", re.I)
+        text = f"You are now {new}." if mine else f"{old} is now {new}."
+        for conv in self.conversations.values():
+            if conv.kind == "room" and (mine or any(name_key(u) == name_key(old)
+                                                    for u in conv.users)):
+                conv.users = sorted((new if name_key(u) == name_key(old) else u
+                                     for u in conv.users), key=str.casefold)
+                self._roster(conv)
+                self._add(conv, Line("system", text, frame.get("ts", 0)))
+            elif conv.kind == "dm" and name_key(conv.name) == name_key(old):
+                conv.name = new
+                self.list_changed = True
+
+    def _on_users(self, frame: dict[str, Any]) -> None:
+        if frame.get("ref") == WHO_REF:
+            names = ", ".join(frame["users"]) or "nobody"
+            self.note(f"In {frame['room']}: {names}.")
+            return
+        conv = self.conversation(frame["room"])
+        conv.users = list(frame["users"])
+        self._roster(conv)
+
+    def _roster(self, conv: Conversation) -> None:
+        if conv.key == self.active:
+            self.roster_changed = True
+
+    def _on_typing(self, frame: dict[str, Any]) -> None:
+        conv = self.conversation(frame["room"])
+        conv.typing[frame["nick"]] = time.monotonic() + TYPING_SECONDS
+
+    def _on_notice(self, frame: dict[str, Any]) -> None:
+        self.note(frame.get("text", ""), "notice")
+
+    def _on_kicked(self, frame: dict[str, Any]) -> None:
+        self.note(f"You were removed from the server: {frame.get('reason', '')}", "error")
+
+    def _on_error(self, frame: dict[str, Any]) -> None:
+        self.note(frame.get("message", "Error."), "error")

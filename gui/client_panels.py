@@ -1,0 +1,161 @@
+"""Panels of the chat window: the connect form, the conversation list, the users list."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import customtkinter as ctk
+
+from gui.common import NICK_COLORS, nick_color_index
+
+
+class ConnectForm(ctk.CTkFrame):
+    """Server address, port, nickname and optional password; errors shown inline."""
+
+    def __init__(self, master: Any, connect_command: Callable[[], None]) -> None:
+        super().__init__(master, fg_color="transparent")
+        self.grid_columnconfigure(0, weight=1)
+        box = ctk.CTkFrame(self)
+        box.grid(row=0, column=0, pady=80)
+        ctk.CTkLabel(box, text="Join a chat", font=ctk.CTkFont(size=22, weight="bold")).grid(
+            row=0, column=0, columnspan=2, padx=30, pady=(24, 16))
+        self.entries: dict[str, ctk.CTkEntry] = {}
+        fields = (("host", "Server address", "e.g. 192.0.2.10"), ("port", "Port", ""),
+                  ("nick", "Nickname", "how others see you"),
+                  ("password", "Password", "only if the server has one"))
+        for row, (key, label, hint) in enumerate(fields, start=1):
+            ctk.CTkLabel(box, text=label).grid(row=row, column=0, padx=(30, 10), pady=6,
+                                               sticky="e")
+            entry = ctk.CTkEntry(box, width=240, placeholder_text=hint,
+                                 show="•" if key == "password" else "")
+            entry.grid(row=row, column=1, padx=(0, 30), pady=6)
+            entry.bind("<Return>", lambda _e: connect_command())
+            self.entries[key] = entry
+        self.connect_button = ctk.CTkButton(box, text="Connect", command=connect_command)
+        self.connect_button.grid(row=5, column=0, columnspan=2, pady=(14, 6))
+        self.error_label = ctk.CTkLabel(box, text="", text_color="#c0392b", wraplength=340)
+        self.error_label.grid(row=6, column=0, columnspan=2, padx=30, pady=(0, 20))
+
+    def fill(self, host: str, port: int, nick: str, password: str) -> None:
+        for key, value in (("host", host), ("port", port), ("nick", nick),
+                           ("password", password)):
+            entry = self.entries[key]
+            entry.delete(0, "end")
+            if value:
+                entry.insert(0, str(value))
+
+    def values(self) -> tuple[str, int, str, str] | None:
+        """The form's values, or None (with the reason shown) when one is wrong."""
+        host = self.entries["host"].get().strip()
+        nick = self.entries["nick"].get().strip()
+        try:
+            port = int(self.entries["port"].get().strip())
+            if not 1 <= port <= 65535:
+                raise ValueError
+        except ValueError:
+            self.show_error("The port is a number from 1 to 65535.")
+            return None
+        if not host:
+            self.show_error("Type the server's address (the server window shows it).")
+            return None
+        if not nick:
+            self.show_error("Choose a nickname.")
+            return None
+        return host, port, nick, self.entries["password"].get()
+
+    def show_error(self, text: str) -> None:
+        self.error_label.configure(text=text)
+
+    def busy(self, busy: bool) -> None:
+        self.connect_button.configure(state="disabled" if busy else "normal",
+                                      text="Connecting…" if busy else "Connect")
+        if busy:
+            self.show_error("")
+
+
+class Sidebar(ctk.CTkFrame):
+    """Rooms and direct messages with unread counts; a box to join a room."""
+
+    def __init__(self, master: Any, switch_command: Callable[[str], None],
+                 join_command: Callable[[str], None]) -> None:
+        super().__init__(master, width=190)
+        self.grid_rowconfigure(1, weight=1)
+        ctk.CTkLabel(self, text="Conversations", font=ctk.CTkFont(weight="bold")).grid(
+            row=0, column=0, columnspan=2, padx=10, pady=(8, 2), sticky="w")
+        self.list = ctk.CTkScrollableFrame(self, width=170, fg_color="transparent")
+        self.list.grid(row=1, column=0, columnspan=2, sticky="nsew")
+        self.join_entry = ctk.CTkEntry(self, width=110, placeholder_text="room")
+        self.join_entry.grid(row=2, column=0, padx=(8, 4), pady=8)
+        self.join_entry.bind("<Return>", lambda _e: self._join())
+        self.join_button = ctk.CTkButton(self, text="Join", width=56, command=self._join)
+        self.join_button.grid(row=2, column=1, padx=(0, 8), pady=8)
+        self._switch, self._join_command = switch_command, join_command
+        self.buttons: dict[str, ctk.CTkButton] = {}
+
+    def _join(self) -> None:
+        room = self.join_entry.get().strip()
+        if room:
+            self.join_entry.delete(0, "end")
+            self._join_command(room)
+
+    def show(self, conversations: Iterable[Any], active: str | None) -> None:
+        convs = list(conversations)
+        if [c.key for c in convs] != list(self.buttons):
+            for button in self.buttons.values():
+                button.destroy()
+            self.buttons = {}
+            for row, conv in enumerate(convs):
+                button = ctk.CTkButton(self.list, anchor="w", height=28,
+                                       command=lambda k=conv.key: self._switch(k))
+                button.grid(row=row, column=0, padx=2, pady=2, sticky="ew")
+                self.buttons[conv.key] = button
+        for conv in convs:
+            text = conv.label
+            if conv.kind == "room" and not conv.joined:
+                text += " (left)"
+            if conv.unread:
+                text += f"  ({conv.unread}{'!' if conv.mentions else ''})"
+            selected = conv.key == active
+            self.buttons[conv.key].configure(
+                text=text, fg_color=("#3a7ebf", "#1f538d") if selected else "transparent",
+                text_color=("white", "white") if selected else ("gray10", "gray90"))
+
+    def labels(self) -> list[str]:
+        return [b.cget("text") for b in self.buttons.values()]
+
+
+class UsersPanel(ctk.CTkFrame):
+    """Who is in the current room; double-click a name for a direct message."""
+
+    def __init__(self, master: Any, dm_command: Callable[[str], None]) -> None:
+        super().__init__(master, width=170)
+        self.grid_rowconfigure(1, weight=1)
+        self.title_label = ctk.CTkLabel(self, text="Online", font=ctk.CTkFont(weight="bold"))
+        self.title_label.grid(row=0, column=0, padx=10, pady=(8, 2), sticky="w")
+        self.box = ctk.CTkTextbox(self, width=160, wrap="none", cursor="hand2")
+        self.box.grid(row=1, column=0, padx=6, pady=(0, 8), sticky="nsew")
+        self.box.configure(state="disabled")
+        self.box.bind("<Double-Button-1>", self._double_click)
+        self._dm, self.names = dm_command, []
+
+    def style(self, dark: bool) -> None:
+        for i, colors in enumerate(NICK_COLORS):
+            self.box.tag_config(f"nick{i}", foreground=colors[dark])
+
+    def show(self, names: list[str], me: str) -> None:
+        self.names = list(names)
+        self.title_label.configure(text=f"Online ({len(names)})" if names else "Online")
+        box = self.box
+        box.configure(state="normal")
+        box.delete("1.0", "end")
+        for name in names:
+            suffix = " (you)" if name == me else ""
+            box.insert("end", name + suffix + "\n", (f"nick{nick_color_index(name)}",))
+        box.configure(state="disabled")
+
+    def _double_click(self, event: Any) -> str:
+        index = self.box._textbox.index(f"@{event.x},{event.y}")
+        row = int(index.split(".")[0]) - 1
+        if 0 <= row < len(self.names):
+            self._dm(self.names[row])
+        return "break"

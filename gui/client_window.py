@@ -1,0 +1,435 @@
+"""The chat window: a connect form, then conversations, rooms, users and the input.
+
+``ChatClient.poll(0)`` runs from Tk's ``after()``; frames go into ``ChatState`` and
+what changed is rendered once per tick (a bounded number of lines per view), so a
+flood of messages never freezes typing or clicks. Drops reconnect with backoff and
+resume from the last message id seen.
+"""
+
+from __future__ import annotations
+
+import time
+import tkinter
+from typing import Any
+
+import customtkinter as ctk
+
+from chat.chatstate import OLDER_REF, WHO_REF, ChatState
+from chat.client import ChatClient
+from chat.commands import help_lines, parse_input
+from chat.config import DEFAULT_PORT
+from chat.errors import ChatError
+from gui.client_panels import ConnectForm, Sidebar, UsersPanel
+from gui.common import (NICK_COLORS, POLL_MS, LineView, Settings, apply_appearance,
+                        clock_text, is_dark, nick_color_index)
+
+BACKOFF_S = (1, 2, 4, 8, 15, 30)  # waits between reconnect attempts
+CONTINUATION = " " * 9  # indents the later lines of a multi-line message under its text
+TYPING_EVERY_S = 3.0  # send `typing` at most this often while the user types
+HELLO_ERRORS = {
+    "nick_taken": "That nickname is taken; choose another.",
+    "bad_nick": "Nicknames are 1-24 letters, digits, '_', '-' or '.'.",
+    "auth_failed": "Wrong password.",
+    "server_full": "The server is full; try again later.",
+    "banned": "You are banned from this server.",
+    "bad_proto": "This server speaks another protocol version.",
+}
+
+
+class ClientWindow(ctk.CTk):
+    def __init__(self, host: str | None = None, port: int | None = None,
+                 nick: str | None = None, password: str | None = None) -> None:
+        self.settings = Settings("client")
+        appearance = apply_appearance(self.settings.get("appearance", "Light"))
+        super().__init__()
+        self.title("lanchat")
+        self.geometry("1000x660")
+        self.minsize(760, 480)
+        self.client: ChatClient | None = None
+        self.state_ = ChatState()
+        self.sent_lines: list[str] = []
+        self._recall = 0
+        self._typing_sent = 0.0
+        self._attempt = 0
+        self._reconnect_id: str | None = None
+        self._quitting = False
+        self._kicked: str | None = None  # the operator's reason: do not reconnect
+        self._shown_typing = ""
+        self.tick_seconds: list[float] = []
+
+        self.grid_columnconfigure(0, weight=1)
+        self.grid_rowconfigure(0, weight=1)
+        self.form = ConnectForm(self, self.connect_event)
+        self.chat = ctk.CTkFrame(self, fg_color="transparent")
+        self._build_chat(appearance)
+        self.form.fill(host or self.settings.get("host", ""),
+                       port or self.settings.get("port", DEFAULT_PORT),
+                       nick or self.settings.get("nick", ""), password or "")
+        self.show_form("")
+        self.bind("<FocusIn>", lambda _e: self._focus(True))
+        self.bind("<FocusOut>", lambda _e: self._focus(False))
+        self.protocol("WM_DELETE_WINDOW", self.close_event)
+        self._after_id = self.after(POLL_MS, self._poll)
+        if host and nick:
+            self.connect_event()
+
+    # ------------------------------------------------------------ layout
+
+    def _build_chat(self, appearance: str) -> None:
+        chat = self.chat
+        chat.grid_columnconfigure(1, weight=1)
+        chat.grid_rowconfigure(1, weight=1)
+        self.sidebar = Sidebar(chat, self.switch_event, self.join_event)
+        self.sidebar.grid(row=0, column=0, rowspan=4, padx=(10, 5), pady=10, sticky="ns")
+        head = ctk.CTkFrame(chat, fg_color="transparent")
+        head.grid(row=0, column=1, padx=5, pady=(10, 0), sticky="ew")
+        head.grid_columnconfigure(0, weight=1)
+        self.header = ctk.CTkLabel(head, text="", font=ctk.CTkFont(size=16, weight="bold"))
+        self.header.grid(row=0, column=0, sticky="w")
+        self.older_button = ctk.CTkButton(head, text="Load older messages", width=150,
+                                          command=self.older_event)
+        self.older_button.grid(row=0, column=1)
+        self.view = LineView(chat, max_lines=1000, font=ctk.CTkFont(size=13))
+        self.view.grid(row=1, column=1, padx=5, pady=5, sticky="nsew")
+        for widget in (self.view, self.view._textbox):
+            widget.bind("<Button-4>", self._scrolled, add=True)
+            widget.bind("<MouseWheel>", self._scrolled, add=True)
+        self.typing_label = ctk.CTkLabel(chat, text="", height=16,
+                                         font=ctk.CTkFont(size=11, slant="italic"))
+        self.typing_label.grid(row=2, column=1, padx=8, sticky="w")
+        bottom = ctk.CTkFrame(chat, fg_color="transparent")
+        bottom.grid(row=3, column=1, padx=5, pady=(0, 10), sticky="ew")
+        bottom.grid_columnconfigure(0, weight=1)
+        self.entry = ctk.CTkTextbox(bottom, height=56, wrap="word", font=ctk.CTkFont(size=13))
+        self.entry.grid(row=0, column=0, sticky="ew")
+        self.entry.bind("<Return>", self._return_key)
+        self.entry.bind("<Shift-Return>", lambda _e: None)  # the default: a new line
+        self.entry.bind("<Up>", lambda e: self._recall_key(-1))
+        self.entry.bind("<Down>", lambda e: self._recall_key(1))
+        self.entry.bind("<KeyPress>", self._key, add=True)
+        self.send_button = ctk.CTkButton(bottom, text="Send", width=70, command=self.send_event)
+        self.send_button.grid(row=0, column=1, padx=(6, 0))
+        self.users = UsersPanel(chat, self.dm_event)
+        self.users.grid(row=0, column=2, rowspan=4, padx=(5, 10), pady=10, sticky="ns")
+        status = ctk.CTkFrame(self, fg_color="transparent")
+        status.grid(row=1, column=0, padx=10, pady=(0, 6), sticky="ew")
+        status.grid_columnconfigure(0, weight=1)
+        self.status_label = ctk.CTkLabel(status, text="", anchor="w")
+        self.status_label.grid(row=0, column=0, sticky="ew")
+        self.appearance = ctk.CTkSegmentedButton(status, values=["Light", "Dark"],
+                                                 command=self.appearance_event)
+        self.appearance.set(appearance)
+        self.appearance.grid(row=0, column=1, padx=6)
+        self.disconnect_button = ctk.CTkButton(status, text="Disconnect", width=100,
+                                               command=self.disconnect_event)
+        self.disconnect_button.grid(row=0, column=2)
+        self._style_tags()
+
+    def _style_tags(self) -> None:
+        dark = is_dark()
+        for view in (self.view,):
+            for i, colors in enumerate(NICK_COLORS):
+                view.tag_config(f"nick{i}", foreground=colors[dark])
+            view.tag_config("time", foreground="#909497")
+            view.tag_config("system", foreground="#909497")
+            view.tag_config("notice", foreground="#2471a3" if not dark else "#7fb3d5")
+            view.tag_config("error", foreground="#c0392b" if not dark else "#f1948a")
+            view.tag_config("own", background="#eef3f8" if not dark else "#253240")
+            view.tag_config("mention", background="#fdebd0" if not dark else "#5b4417")
+        self.users.style(dark)
+
+    def show_form(self, error: str) -> None:
+        self.chat.grid_forget()
+        self.form.grid(row=0, column=0, sticky="nsew")
+        self.form.show_error(error)
+        self.status_label.configure(text="")
+
+    def show_chat(self) -> None:
+        self.form.grid_forget()
+        self.chat.grid(row=0, column=0, sticky="nsew")
+        self.entry.focus_set()
+
+    # ------------------------------------------------------------ connection
+
+    def connect_event(self) -> None:
+        values = self.form.values()
+        if values is None:
+            return
+        host, port, nick, password = values
+        self.settings.update(host=host, port=port, nick=nick)
+        self._cancel_reconnect()
+        self.client = ChatClient(host, port, nick, password=password or None)
+        self.state_ = ChatState()
+        self.state_.focused = self._has_focus()
+        self.client.connect()
+        self._attempt = 0
+        self.form.busy(True)
+
+    def _reconnect(self) -> None:
+        self._reconnect_id = None
+        if self.client is not None:
+            self._set_status(f"Reconnecting to {self.client.host}:{self.client.port}…")
+            self.client.connect()
+
+    def _cancel_reconnect(self) -> None:
+        if self._reconnect_id is not None:
+            self.after_cancel(self._reconnect_id)
+            self._reconnect_id = None
+
+    def _on_closed(self, error: str | None) -> None:
+        client = self.client
+        if self._quitting:
+            self.destroy()
+            return
+        if client is None or client.welcome is None or self._kicked is not None:
+            self.client = None  # never got in, or was sent away: back to the form
+            self.form.busy(False)
+            self.show_form(self._kicked or error or "The server closed the connection.")
+            self._kicked = None
+            return
+        wait = BACKOFF_S[min(self._attempt, len(BACKOFF_S) - 1)]
+        self._attempt += 1
+        self._set_status(f"Disconnected ({error or 'closed by the server'}); "
+                         f"reconnecting in {wait} s…", error=True)
+        self.state_.note("Connection lost; reconnecting…", "error")
+        self._reconnect_id = self.after(wait * 1000, self._reconnect)
+
+    def disconnect_event(self) -> None:
+        self._cancel_reconnect()
+        if self.client is not None:
+            self.client.bye("left")
+            self.client.poll(0)
+            self.client.close()
+            self.client = None
+        self.form.busy(False)
+        self.show_form("")
+
+    def close_event(self) -> None:
+        self.after_cancel(self._after_id)
+        self._cancel_reconnect()
+        if self.client is not None:
+            self.client.bye()
+            self.client.poll(0)  # one non-blocking try to say goodbye
+            self.client.close()
+        self.destroy()
+
+    # ------------------------------------------------------------ the loop
+
+    def _poll(self) -> None:
+        started = time.perf_counter()
+        client = self.client
+        if client is not None and client.state != "closed":
+            for frame in client.poll(0):
+                self._handle(frame)
+        self._render()
+        self.tick_seconds.append(time.perf_counter() - started)
+        del self.tick_seconds[:-2000]
+        self._after_id = self.after(POLL_MS, self._poll)
+
+    def _handle(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "local.closed":
+            self._on_closed(frame["error"])
+            return
+        if kind == "error" and self.client is not None and self.client.state == "hello":
+            message = HELLO_ERRORS.get(frame.get("code"), frame.get("message", ""))
+            self.client.close()
+            self.client = None
+            self.form.busy(False)
+            self.show_form(message)
+            return
+        if kind == "kicked":
+            self._kicked = f"You were removed from the server: {frame.get('reason', '')}"
+        if kind == "welcome":
+            self._attempt = 0
+            self.show_chat()
+            self._set_status(f"Connected to {frame.get('server', '')} at "
+                             f"{self.client.host}:{self.client.port} as {frame['nick']}")
+        self.state_.apply(frame)
+
+    def _render(self) -> None:
+        state = self.state_
+        appended, redraw = state.take_changes()
+        active = state.active_conversation()
+        if active is not None:
+            if active.key in redraw:
+                self.view.replace(self._runs(active.lines))
+            if self.header.cget("text") != active.label:
+                self.header.configure(text=active.label)
+            elif appended.get(active.key):
+                self.view.append(self._runs(appended[active.key]))
+            self.older_button.configure(state="normal" if active.more else "disabled")
+        if state.list_changed:
+            state.list_changed = False
+            self.sidebar.show(state.conversations.values(), state.active)
+        if state.roster_changed and active is not None:
+            state.roster_changed = False
+            self.users.show(active.users if active.kind == "room" else [], state.nick)
+        typing = state.typing_nicks(time.monotonic())
+        shown = "" if not typing else (
+            f"{typing[0]} is typing…" if len(typing) == 1 else
+            f"{', '.join(typing[:3])} are typing…")
+        if shown != self._shown_typing:
+            self._shown_typing = shown
+            self.typing_label.configure(text=shown)
+        self._update_title()
+
+    def _runs(self, lines: Any) -> list[tuple[str, tuple[str, ...]]]:
+        runs: list[tuple[str, tuple[str, ...]]] = []
+        for line in lines:
+            runs.append((clock_text(line.ts) + "  ", ("time",)))
+            extra = ("own",) if line.own else ("mention",) if line.mention else ()
+            text = line.text.replace("\n", "\n" + CONTINUATION)
+            if line.kind == "message":
+                runs.append((line.nick, (f"nick{nick_color_index(line.nick)}",) + extra))
+                runs.append((": " + text + "\n", extra))
+            elif line.kind == "action":
+                runs.append((f"* {line.nick} ", (f"nick{nick_color_index(line.nick)}",) + extra))
+                runs.append((text + "\n", extra))
+            else:
+                runs.append((text + "\n", (line.kind,)))
+        return runs
+
+    def _update_title(self) -> None:
+        state = self.state_
+        active = state.active_conversation()
+        title = "lanchat" + (f" — {active.label}" if active else "")
+        if not state.focused and state.unseen:
+            title = f"({state.unseen}) {title}"
+        if self.title() != title:
+            self.title(title)
+
+    def _has_focus(self) -> bool:
+        try:
+            return self.focus_displayof() is not None
+        except (KeyError, tkinter.TclError):
+            return False
+
+    def _focus(self, focused: bool) -> None:
+        self.state_.focused = focused
+        if focused:
+            self.state_.unseen = 0
+
+    def _set_status(self, text: str, error: bool = False) -> None:
+        self.status_label.configure(text=text, text_color="#c0392b" if error else ("gray10", "gray90"))
+
+    # ------------------------------------------------------------ input
+
+    def _return_key(self, _event: Any) -> str:
+        self.send_event()
+        return "break"
+
+    def _recall_key(self, step: int) -> str | None:
+        if "\n" in self.entry.get("1.0", "end-1c") or not self.sent_lines:
+            return None
+        self._recall = max(0, min(len(self.sent_lines), self._recall + step))
+        text = self.sent_lines[self._recall] if self._recall < len(self.sent_lines) else ""
+        self.entry.delete("1.0", "end")
+        self.entry.insert("1.0", text)
+        return "break"
+
+    def _key(self, event: Any) -> None:
+        active = self.state_.active_conversation()
+        if (self.client is None or not self.client.ready or active is None
+                or active.kind != "room" or event.keysym in ("Return", "Up", "Down")):
+            return
+        now = time.monotonic()
+        if now - self._typing_sent >= TYPING_EVERY_S:
+            self._typing_sent = now
+            self.client.typing(active.name)
+
+    def send_event(self) -> None:
+        text = self.entry.get("1.0", "end-1c")
+        if not text.strip():
+            return
+        self.entry.delete("1.0", "end")
+        self.sent_lines.append(text)
+        self._recall = len(self.sent_lines)
+        self.run_input(text)
+
+    def run_input(self, text: str) -> None:
+        """What the user typed: a message, or a slash command."""
+        state, client = self.state_, self.client
+        command = parse_input(text)
+        if command.name == "help":
+            for line in help_lines():
+                state.note(line)
+            return
+        if command.name == "error":
+            state.note(command.args[0], "error")
+            return
+        if client is None or not client.ready:
+            state.note("Not connected; the message was not sent.", "error")
+            return
+        active = state.active_conversation()
+        room = active.name if active and active.kind == "room" else None
+        name, args = command
+        if name in ("say", "me"):
+            if active is None:
+                state.note("Join a room first: /join ROOM", "error")
+            elif active.kind == "dm":
+                client.message(active.name, args[0], action=name == "me")
+            else:
+                client.say(active.name, args[0], action=name == "me")
+            self._typing_sent = 0.0
+        elif name == "msg":
+            client.message(args[0], args[1])
+            state.activate(state.conversation(args[0], "dm").key)
+        elif name == "nick":
+            client.rename(args[0])
+        elif name == "join":
+            self.join_event(args[0])
+        elif name == "part":
+            target = args[0] if args else room
+            if target:
+                client.part(target)
+        elif name == "who":
+            target = args[0] if args else room
+            if target:
+                client.who(target, ref=WHO_REF)
+        elif name == "quit":
+            self._quitting = True
+            client.bye(args[0] if args else None)
+
+    # ------------------------------------------------------------ other events
+
+    def switch_event(self, key: str) -> None:
+        self.state_.activate(key)
+
+    def join_event(self, room: str) -> None:
+        if self.client is not None and self.client.ready and room.strip():
+            conv = self.state_.conversation(room.strip())
+            self.client.join(room.strip())
+            self.state_.activate(conv.key)
+
+    def dm_event(self, nick: str) -> None:
+        if nick != self.state_.nick:
+            self.state_.activate(self.state_.conversation(nick, "dm").key)
+
+    def older_event(self) -> None:
+        active = self.state_.active_conversation()
+        if (self.client is not None and self.client.ready and active is not None
+                and active.kind == "room" and active.more):
+            active.more = False  # until the answer says there is more
+            self.client.history(active.name, before=active.oldest_id, limit=50,
+                                ref=OLDER_REF)
+
+    def _scrolled(self, _event: Any) -> None:
+        if self.view._textbox.yview()[0] <= 0.0:
+            self.older_event()
+
+    def appearance_event(self, mode: str) -> None:
+        apply_appearance(mode)
+        self.settings.update(appearance=mode)
+        self._style_tags()
+        self.state_.list_changed = True
+
+
+def run_client_window(host: str | None = None, port: int | None = None,
+                      nick: str | None = None, password: str | None = None) -> int:
+    try:
+        window = ClientWindow(host, port, nick, password)
+    except tkinter.TclError as exc:
+        raise ChatError(f"cannot open a window: {exc}") from None
+    window.mainloop()
+    return 0

@@ -1,0 +1,124 @@
+"""Pieces both windows use: remembered settings, appearance, colours, a bounded text view.
+
+Windows and panels only: nothing here touches a socket or SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Any, Iterable
+
+import customtkinter as ctk
+
+APPEARANCES = ("Light", "Dark")  # not "System": it polls the desktop many times a second
+POLL_MS = 10  # how often a window drives its socket loop
+FONT_MONO = ("DejaVu Sans Mono", 12)
+
+# Nickname colours readable on both backgrounds (light value, dark value).
+NICK_COLORS = [
+    ("#b03a2e", "#f1948a"), ("#1f618d", "#85c1e9"), ("#117a65", "#76d7c4"),
+    ("#7d3c98", "#c39bd3"), ("#b9770e", "#f8c471"), ("#2e4053", "#aeb6bf"),
+    ("#a04000", "#f0b27a"), ("#196f3d", "#82e0aa"), ("#6c3483", "#d2b4de"),
+    ("#1a5276", "#7fb3d5"),
+]
+
+
+def config_dir() -> str:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"),
+                                                              ".config")
+    return os.path.join(base, "lanchat")
+
+
+class Settings:
+    """A small JSON file of remembered values; a broken file is treated as empty."""
+
+    def __init__(self, name: str) -> None:
+        self.path = os.path.join(config_dir(), f"{name}.json")
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                self.values: dict[str, Any] = json.load(fh)
+            if not isinstance(self.values, dict):
+                self.values = {}
+        except (OSError, ValueError):
+            self.values = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def update(self, **values: Any) -> None:
+        self.values.update(values)
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            tmp = self.path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(self.values, fh, indent=1)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # settings are a convenience; never fail the window over them
+
+
+def apply_appearance(mode: str) -> str:
+    mode = mode if mode in APPEARANCES else "Light"
+    ctk.set_appearance_mode(mode)
+    return mode
+
+
+def is_dark() -> bool:
+    return ctk.get_appearance_mode() == "Dark"
+
+
+def nick_color_index(nick: str) -> int:
+    digest = hashlib.blake2s(nick.casefold().encode(), digest_size=2).digest()
+    return int.from_bytes(digest, "big") % len(NICK_COLORS)
+
+
+def clock_text(ts_ms: int | None) -> str:
+    return time.strftime("%H:%M", time.localtime((ts_ms or 0) / 1000))
+
+
+class LineView(ctk.CTkTextbox):
+    """A read-only text view that keeps at most ``max_lines`` lines.
+
+    ``append`` inserts a batch of (text, tags) runs with one widget update and
+    scrolls to the end only if the user was already there (so reading older lines
+    is not interrupted). ``CTkTextbox`` slows down past a few thousand lines; the
+    bound keeps every insert cheap.
+    """
+
+    def __init__(self, master: Any, max_lines: int = 1000, **kwargs: Any) -> None:
+        super().__init__(master, wrap="word", **kwargs)
+        self.max_lines = max_lines
+        self.configure(state="disabled")
+
+    def at_bottom(self) -> bool:
+        return self._textbox.yview()[1] >= 0.999
+
+    def append(self, runs: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        follow = self.at_bottom()
+        text = self._textbox
+        text.configure(state="normal")
+        for chunk, tags in runs:
+            text.insert("end", chunk, tags)
+        lines = int(text.index("end-1c").split(".")[0])
+        if lines > self.max_lines:
+            text.delete("1.0", f"{lines - self.max_lines + 1}.0")
+        text.configure(state="disabled")
+        if follow:
+            text.see("end")
+
+    def replace(self, runs: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        text = self._textbox
+        text.configure(state="normal")
+        text.delete("1.0", "end")
+        text.configure(state="disabled")
+        self.append(runs)
+        text.see("end")
+
+    def text(self) -> str:
+        return self._textbox.get("1.0", "end-1c")
+
+    def line_count(self) -> int:
+        return int(self._textbox.index("end-1c").split(".")[0])
