@@ -254,11 +254,13 @@ class ClientWindow(ctk.CTk):
         if active is not None:
             if active.key in redraw:
                 self.view.replace(self._runs(active.lines))
-            if self.header.cget("text") != active.label:
-                self.header.configure(text=active.label)
             elif appended.get(active.key):
                 self.view.append(self._runs(appended[active.key]))
-            self.older_button.configure(state="normal" if active.more else "disabled")
+            if self.header.cget("text") != active.label:
+                self.header.configure(text=active.label)
+            older = "normal" if active.more else "disabled"
+            if self.older_button.cget("state") != older:
+                self.older_button.configure(state=older)
         if state.list_changed:
             state.list_changed = False
             self.sidebar.show(state.conversations.values(), state.active)

@@ -1,0 +1,260 @@
+"""The real windows under Xvfb, each in its own process, driven by widget calls.
+
+Assertions are on what a user sees: the conversation text, list rows, labels and
+the window title.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from gui import Window, start_xvfb
+from wire import Wire, connect
+
+
+@pytest.fixture(scope="module")
+def display():
+    proc = None
+    if not os.environ.get("DISPLAY"):
+        proc = start_xvfb()
+    yield os.environ["DISPLAY"]
+    if proc is not None:
+        proc.terminate()
+        proc.wait(10)
+        del os.environ["DISPLAY"]
+
+
+@pytest.fixture
+def open_window(display, tmp_path):
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"), DISPLAY=display)
+    opened: list[Window] = []
+
+    def open_(kind: str, *args: str) -> Window:
+        window = Window(kind, *args, env=env)
+        opened.append(window)
+        return window
+
+    yield open_
+    for window in opened:
+        window.close()
+
+
+def server_window(open_window, tmp_path, *extra: str) -> tuple[Window, int]:
+    win = open_window("server", "--host", "127.0.0.1", "--port", "0",
+                      "--db", str(tmp_path / "gui.db"), *extra)
+    port = int(win.wait_line("listening on ").rsplit(":", 1)[1])
+    return win, port
+
+
+def client_window(open_window, port: int, nick: str) -> Window:
+    win = open_window("client", "--host", "127.0.0.1", "--port", str(port), "--nick", nick)
+    win.wait("win.client is not None and win.client.ready")
+    return win
+
+
+def type_and_send(win: Window, text: str) -> None:
+    win.exec(f"win.entry.insert('1.0', {text!r}); win.send_button.invoke()")
+
+
+def view_text(win: Window) -> str:
+    return win.eval("win.view.text()")
+
+
+def test_server_window_and_two_clients_chat(open_window, tmp_path):
+    server, port = server_window(open_window, tmp_path)
+    assert server.eval("win.status.state_label.cget('text')") == "● Running"
+    assert f":{port}" in server.eval("win.status.address_label.cget('text')")
+    alice = client_window(open_window, port, "alice")
+    bob = client_window(open_window, port, "bob")
+    rows = server.wait("win.clients.rows()", lambda r: len(r) == 2)
+    assert sorted(r[0] for r in rows) == ["alice", "bob"]
+    assert all(r[2] == "general" for r in rows)
+    type_and_send(alice, "hello bob")
+    bob.wait("win.view.text()", lambda t: "alice: hello bob" in t)
+    alice.wait("win.view.text()", lambda t: "alice: hello bob" in t)
+    assert alice.eval("win.entry.get('1.0', 'end-1c')") == ""
+    assert bob.eval("win.users.names") == ["alice", "bob"]
+    server.wait("win.log_view.text()", lambda t: "alice -> general: hello bob" in t)
+    server.wait("win.status.counters_label.cget('text')", lambda t: "1 messages" in t)
+    # the operator speaks into the room and to everyone
+    server.exec("win.operator.entry.insert(0, 'class starts now'); "
+                "win.operator.say_button.invoke()")
+    bob.wait("win.view.text()", lambda t: "server: class starts now" in t)
+    server.exec("win.operator.entry.insert(0, 'fire drill at 3'); "
+                "win.operator.notice_button.invoke()")
+    alice.wait("win.view.text()", lambda t: "fire drill at 3" in t)
+    # leaving updates the list and tells the others
+    bob.exec("win.close_event()")
+    rows = server.wait("win.clients.rows()", lambda r: len(r) == 1)
+    assert rows[0][0] == "alice"
+    alice.wait("win.view.text()", lambda t: "bob quit." in t)
+    alice.wait("win.users.names", lambda n: n == ["alice"])
+
+
+def test_kick_removes_a_client(open_window, tmp_path):
+    server, port = server_window(open_window, tmp_path)
+    alice = client_window(open_window, port, "alice")
+    watcher = connect(port, "watcher")
+    server.wait("win.clients.rows()", lambda r: len(r) == 2)
+    iid = server.eval("[i for i in win.clients.tree.get_children() "
+                      "if win.clients.tree.item(i, 'values')[0] == 'alice'][0]")
+    server.exec(f"win.clients.tree.selection_set({iid!r}); "
+                "win.clients.reason_entry.insert(0, 'be nice'); win.clients.kick_button.invoke()")
+    rows = server.wait("win.clients.rows()", lambda r: len(r) == 1)
+    assert rows[0][0] == "watcher"
+    error = alice.wait("win.form.error_label.cget('text')", lambda t: "removed" in t)
+    assert "be nice" in error
+    assert alice.eval("win.form.winfo_ismapped()")
+    left = watcher.until("left")
+    assert left["reason"] == "kicked" and left["message"] == "be nice"
+
+
+def test_connect_form_errors_and_retry(open_window, tmp_path):
+    server, port = server_window(open_window, tmp_path)
+    holder = connect(port, "bob")  # noqa: F841 (keeps the nickname taken)
+    win = open_window("client")
+    win.wait("win.form.winfo_ismapped()")
+    win.exec(f"win.form.fill('127.0.0.1', 1, 'carol', ''); win.form.connect_button.invoke()")
+    win.wait("win.form.error_label.cget('text')", lambda t: "ECONNREFUSED" in t)
+    win.exec(f"win.form.fill('127.0.0.1', {port}, 'BOB', ''); win.form.connect_button.invoke()")
+    win.wait("win.form.error_label.cget('text')", lambda t: "taken" in t)
+    win.exec(f"win.form.fill('127.0.0.1', {port}, 'carol', ''); win.form.connect_button.invoke()")
+    win.wait("win.chat.winfo_ismapped()")
+    assert win.eval("win.status_label.cget('text')").endswith("as carol")
+    saved = json.loads((tmp_path / "config" / "lanchat" / "client.json").read_text())
+    assert saved["nick"] == "carol" and saved["port"] == port
+
+
+def test_wrong_password_is_shown(open_window, tmp_path):
+    server, port = server_window(open_window, tmp_path, "--password", "s3cret")
+    win = open_window("client")
+    win.wait("win.form.winfo_ismapped()")
+    win.exec(f"win.form.fill('127.0.0.1', {port}, 'carol', 'nope'); "
+             "win.form.connect_button.invoke()")
+    win.wait("win.form.error_label.cget('text')", lambda t: t == "Wrong password.")
+    win.exec(f"win.form.fill('127.0.0.1', {port}, 'carol', 's3cret'); "
+             "win.form.connect_button.invoke()")
+    win.wait("win.chat.winfo_ismapped()")
+
+
+def test_slash_commands_rooms_and_direct_messages(open_window, tmp_path):
+    server, port = server_window(open_window, tmp_path)
+    alice = client_window(open_window, port, "alice")
+    bob = connect(port, "bob")
+    type_and_send(alice, "/help")
+    text = alice.wait("win.view.text()", lambda t: "/quit" in t)
+    for name in ("/nick", "/me", "/msg", "/join", "/part", "/who", "/help"):
+        assert name in text
+    type_and_send(alice, "/me waves")
+    alice.wait("win.view.text()", lambda t: "* alice waves" in t)
+    assert bob.until("message")["action"] is True
+    type_and_send(alice, "/join lab")
+    alice.wait("win.sidebar.labels()", lambda l: any(x.startswith("# lab") for x in l))
+    alice.wait("win.header.cget('text')", lambda t: t == "# lab")
+    type_and_send(alice, "/who general")
+    alice.wait("win.view.text()", lambda t: "In general: alice, bob." in t)
+    type_and_send(alice, "/msg bob psst")
+    assert bob.until("message")["text"] == "psst"
+    alice.wait("win.header.cget('text')", lambda t: t == "@ bob")
+    bob.send(type="send", room="general", text="unread one")
+    bob.send(type="send", room="general", text="hey alice!")
+    labels = alice.wait("win.sidebar.labels()", lambda l: "# general  (2!)" in l)
+    assert "@ bob" in labels
+    alice.exec("win.switch_event('#general')")
+    alice.wait("win.view.text()", lambda t: "bob: hey alice!" in t)
+    assert "# general" in alice.eval("win.sidebar.labels()")
+    type_and_send(alice, "/nick alicia")
+    alice.wait("win.view.text()", lambda t: "You are now alicia." in t)
+    assert bob.until("renamed")["new"] == "alicia"
+    type_and_send(alice, "/part lab")
+    alice.wait("win.sidebar.labels()", lambda l: "# lab (left)" in l)
+    type_and_send(alice, "/bogus")
+    alice.wait("win.view.text()", lambda t: "Unknown command /bogus" in t)
+
+
+def test_keys_title_typing_and_mentions(open_window, tmp_path):
+    server, port = server_window(open_window, tmp_path)
+    alice = client_window(open_window, port, "alice")
+    bob = connect(port, "bob")
+    # Shift+Enter adds a line, Enter sends both lines as one message
+    alice.exec("win.entry.insert('1.0', 'first'); "
+               "win.entry._textbox.event_generate('<Shift-Return>'); "
+               "win.entry.insert('end', 'second'); win.entry._textbox.event_generate('<Return>')")
+    assert bob.until("message")["text"] == "first\nsecond"
+    type_and_send(alice, "again")
+    bob.until("message")
+    alice.exec("win.entry._textbox.event_generate('<Up>')")
+    assert alice.eval("win.entry.get('1.0', 'end-1c')") == "again"
+    alice.exec("win.entry._textbox.event_generate('<Up>')")
+    assert alice.eval("win.entry.get('1.0', 'end-1c')") == "first\nsecond"
+    alice.exec("win.entry.delete('1.0', 'end')")
+    # typing reaches the others
+    alice.exec("win.entry._textbox.event_generate('<KeyPress>', keysym='a')")
+    assert bob.until("typing") == {"type": "typing", "room": "general", "nick": "alice"}
+    bob.send(type="typing", room="general")
+    alice.wait("win.typing_label.cget('text')", lambda t: t == "bob is typing…")
+    # unread in the title while unfocused; a mention is highlighted
+    alice.exec("win.event_generate('<FocusOut>')")
+    bob.send(type="send", room="general", text="ping alice?")
+    bob.send(type="send", room="general", text="another")
+    alice.wait("win.title()", lambda t: t == "(2) lanchat — # general")
+    assert alice.eval("win.typing_label.cget('text')") == ""  # bob sent: no longer typing
+    ranges = alice.eval("[str(r) for r in win.view._textbox.tag_ranges('mention')]")
+    assert ranges, "the mention is not highlighted"
+    alice.exec("win.event_generate('<FocusIn>')")
+    alice.wait("win.title()", lambda t: t == "lanchat — # general")
+
+
+def test_reconnect_after_server_restart_resumes(open_window, tmp_path):
+    server, port = server_window(open_window, tmp_path)
+    alice = client_window(open_window, port, "alice")
+    bob = connect(port, "bob")
+    bob.send(type="send", room="general", text="before")
+    alice.wait("win.view.text()", lambda t: "bob: before" in t)
+    server.exec("win.controls.toggle_button.invoke()")  # stop
+    assert server.eval("win.status.state_label.cget('text')") == "● Stopped"
+    alice.wait("win.status_label.cget('text')", lambda t: "reconnecting" in t)
+    server.exec("win.controls.toggle_button.invoke()")  # start again, same port
+    assert server.wait_line("listening on ").endswith(f":{port}")
+    carol = Wire(port)
+    carol.hello("carol")
+    for i in range(3):
+        carol.send(type="send", room="general", text=f"while away {i}")
+    carol.barrier()
+    text = alice.wait("win.view.text()", lambda t: "carol: while away 2" in t, timeout=30)
+    for i in range(3):
+        assert text.count(f"carol: while away {i}") == 1
+    assert text.count("bob: before") == 1
+    assert alice.eval("win.status_label.cget('text')").startswith("Connected")
+
+
+def test_older_history_on_demand(open_window, tmp_path):
+    server, port = server_window(open_window, tmp_path, "--rate", "0")
+    bob = connect(port, "bob")
+    for i in range(80):
+        bob.send(type="send", room="general", text=f"old {i}")
+    bob.barrier()
+    alice = client_window(open_window, port, "alice")
+    alice.wait("win.view.text()", lambda t: "old 79" in t)
+    assert "old 29" not in alice.eval("win.view.text()")
+    assert alice.eval("win.older_button.cget('state')") == "normal"
+    alice.exec("win.older_button.invoke()")
+    text = alice.wait("win.view.text()", lambda t: "old 0" in t)
+    assert text.index("old 0") < text.index("old 79")
+    assert all(text.count(f"bob: old {i}\n") == 1 for i in range(80))
+    alice.wait("win.older_button.cget('state')", lambda s: s == "disabled")
+
+
+def test_appearance_is_switchable_and_remembered(open_window, tmp_path):
+    server, port = server_window(open_window, tmp_path)
+    alice = client_window(open_window, port, "alice")
+    assert alice.eval("__import__('customtkinter').get_appearance_mode()") == "Light"
+    alice.exec("win.appearance_event('Dark')")
+    assert alice.eval("__import__('customtkinter').get_appearance_mode()") == "Dark"
+    alice.exec("win.close_event()")
+    again = client_window(open_window, port, "alice2")
+    assert again.eval("__import__('customtkinter').get_appearance_mode()") == "Dark"
+    assert again.eval("win.appearance.get()") == "Dark"
