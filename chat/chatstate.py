@@ -39,8 +39,8 @@ class Conversation:
     key: str
     name: str
     kind: str  # room or dm
-    lines: deque = field(default_factory=lambda: deque(maxlen=MAX_LINES))
-    ids: set = field(default_factory=set)
+    lines: deque = field(default_factory=deque)  # at most MAX_LINES
+    ids: set = field(default_factory=set)  # ids of the messages in `lines`
     users: list = field(default_factory=list)
     joined: bool = False
     unread: int = 0
@@ -54,7 +54,7 @@ class Conversation:
 
     @property
     def oldest_id(self) -> int | None:
-        return min(self.ids) if self.ids else None
+        return next((ln.id for ln in self.lines if ln.id is not None), None)
 
 
 class ChatState:
@@ -65,6 +65,7 @@ class ChatState:
         self.active: str | None = None
         self.focused = True  # the window says whether the user is looking
         self.unseen = 0  # messages that arrived while unfocused (for the title)
+        self.received = 0  # messages shown since connecting
         self.appended: dict[str, list[Line]] = {}  # per conversation, since last render
         self.redraw: set[str] = set()  # conversations to render from scratch
         self.list_changed = True  # the sidebar (conversations, unread) needs a redraw
@@ -108,6 +109,9 @@ class ChatState:
             if line.id in conv.ids:
                 return
             conv.ids.add(line.id)
+            self.received += 1
+        if len(conv.lines) == MAX_LINES:  # the oldest line goes, and its id with it
+            conv.ids.discard(conv.lines.popleft().id)
         conv.lines.append(line)
         self.appended.setdefault(conv.key, []).append(line)
         if count and not line.own:
@@ -169,6 +173,8 @@ class ChatState:
         lines = [ln for ln in lines if ln.id not in conv.ids]
         if frame.get("ref") == OLDER_REF:
             conv.more = bool(frame.get("more"))
+            room = MAX_LINES - len(conv.lines)
+            lines = lines[-room:] if room > 0 else []
             conv.lines.extendleft(reversed(lines))
             conv.ids.update(ln.id for ln in lines)
             self.redraw.add(conv.key)

@@ -355,8 +355,11 @@ class Hub:
         peer.queue(data if ref is None else encode({**frame, "ref": ref}))
         peer.sent += 1
         self.messages += 1
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s -> %s: %s", peer.nick, room.name if room else target.nick, text)
+        if log.isEnabledFor(logging.DEBUG):  # a direct message's text stays private
+            if room is not None:
+                log.debug("%s -> %s: %s", peer.nick, room.name, text)
+            else:
+                log.debug("%s -> %s: (direct message)", peer.nick, target.nick)
 
     def _part(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
         room = self._member_room(peer, req["room"])

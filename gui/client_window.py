@@ -422,6 +422,7 @@ class ClientWindow(ctk.CTk):
 
     def appearance_event(self, mode: str) -> None:
         apply_appearance(mode)
+        self.appearance.set(mode)
         self.settings.update(appearance=mode)
         self._style_tags()
         self.state_.list_changed = True

@@ -307,6 +307,7 @@ class ServerWindow(ctk.CTk):
 
     def appearance_event(self, mode: str) -> None:
         apply_appearance(mode)
+        self.controls.appearance.set(mode)
         self.settings.update(appearance=mode)
         self._style_tree()
 
@@ -337,6 +338,7 @@ class ServerWindow(ctk.CTk):
             created, level, text = records.popleft()
             stamp = time.strftime("%H:%M:%S ", time.localtime(created))
             runs.append((stamp, ("time",)))
+            text = text.replace("\n", " ↵ ")  # one entry, one line
             runs.append((text + "\n", ("warning",) if level >= logging.WARNING else ()))
         self.log_view.append(runs)
 

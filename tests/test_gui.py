@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from gui import Window, start_xvfb
+from windows import Window, start_xvfb
 from wire import Wire, connect
 
 

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Take the README's screenshots of the real windows under Xvfb.
+
+    python tests/screenshots.py [OUT_DIR]     (default: docs/; needs Xvfb and imagemagick)
+
+Starts the server window, two client windows and a few scripted participants over
+loopback, then saves each window with `import -window`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from windows import Window, start_xvfb  # noqa: E402
+from wire import connect  # noqa: E402
+
+
+def shoot(win: Window, path: Path) -> None:
+    win.exec("win.lift(); win.update()")  # no window manager: raise it above the others
+    wid = win.eval("win.winfo_id()")
+    frame = win.eval("win.wm_frame()")
+    subprocess.run(["import", "-window", str(int(frame, 16) if frame else wid), str(path)],
+                   check=True)
+    print(path)
+
+
+def main() -> int:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent.parent / "docs")
+    out.mkdir(parents=True, exist_ok=True)
+    xvfb = start_xvfb() if not os.environ.get("DISPLAY") else None
+    opened = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = dict(os.environ, XDG_CONFIG_HOME=f"{tmp}/cfg")
+            server = Window("server", "--host", "127.0.0.1", "--port", "0", "--name", "Room 204",
+                            "--motd", "Welcome to Room 204. Be kind.", "--db", f"{tmp}/s.db", env=env)
+            opened.append(server)
+            port = int(server.wait_line("listening on ").rsplit(":", 1)[1])
+            maria = connect(port, "maria", rooms=["general", "lab"])
+            tom = connect(port, "tom")
+            maria.send(type="send", room="general", text="Morning all! Slides are on the share.")
+            tom.send(type="send", room="general", text="thanks maria")
+            alice = Window("client", "--host", "127.0.0.1", "--port", str(port), "--nick", "alice",
+                           env=env)
+            opened.append(alice)
+            alice.wait("win.client is not None and win.client.ready")
+            alice.exec("win.entry.insert('1.0', 'Hi! Is the lab open after lunch?'); "
+                       "win.send_button.invoke()")
+            maria.until("message", text="Hi! Is the lab open after lunch?")
+            maria.send(type="send", room="general", text="yes alice, from 1 pm\nbring your laptop")
+            tom.send(type="send", room="general", text="grabs coffee", action=True)
+            tom.send(type="send", to="alice", text="want to pair on exercise 3?")
+            maria.send(type="send", room="lab", text="printer is fixed")
+            tom.send(type="typing", room="general")
+            alice.wait("win.view.text()", lambda t: "grabs coffee" in t)
+            server.exec("win.operator.entry.insert(0, 'Class ends at 3 today')")
+            server.wait("win.clients.rows()", lambda r: len(r) == 3)
+            server.wait("win.log_view.text()", lambda t: "grabs coffee" in t)
+            shoot(alice, out / "client-window.png")
+            shoot(server, out / "server-window.png")
+            alice.exec("win.appearance_event('Dark')")
+            alice.wait("win.view.text()")
+            shoot(alice, out / "client-window-dark.png")
+    finally:
+        for win in opened:
+            win.close()
+        if xvfb is not None:
+            xvfb.terminate()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The client's chat state, fed frames directly (no GUI, no sockets)."""
+
+from chat.chatstate import MAX_LINES, OLDER_REF, ChatState
+
+
+def state_with(nick="alice"):
+    st = ChatState()
+    st.apply({"type": "welcome", "nick": nick, "server": "s", "motd": "hi all", "limits": {}})
+    st.apply({"type": "joined", "room": "general", "nick": nick, "ts": 1})
+    return st
+
+
+def msg(i, text=None, nick="bob", **extra):
+    return {"type": "message", "id": i, "ts": i, "room": "general", "from": nick,
+            "text": text or f"m{i}", **extra}
+
+
+def texts(st, key="#general"):
+    return [ln.text for ln in st.conversations[key].lines if ln.kind == "message"]
+
+
+def test_history_is_held_until_history_end_then_merged_without_duplicates():
+    st = state_with()
+    for i in (3, 4):
+        st.apply(msg(i, history=True))
+    assert texts(st) == []
+    st.apply({"type": "history_end", "room": "general", "more": True})
+    assert texts(st) == ["m3", "m4"] and st.conversations["#general"].more
+    st.apply(msg(4))  # a duplicate (e.g. after a resume) is not shown twice
+    st.apply(msg(5))
+    for i in (1, 2, 3):
+        st.apply(msg(i, history=True))
+    st.apply({"type": "history_end", "room": "general", "ref": OLDER_REF})
+    assert texts(st) == ["m1", "m2", "m3", "m4", "m5"]
+    assert not st.conversations["#general"].more
+    assert "#general" in st.take_changes()[1]  # older pages redraw the view
+
+
+def test_unread_mentions_and_unseen():
+    st = state_with()
+    st.apply({"type": "joined", "room": "lab", "nick": "alice", "ts": 1})
+    st.focused = False
+    st.apply({**msg(1, "hello ALICE!"), "room": "lab"})
+    st.apply({**msg(2, "malice is not a mention"), "room": "lab"})
+    lab = st.conversations["#lab"]
+    assert (lab.unread, lab.mentions, st.unseen) == (2, 1, 2)
+    assert [ln.mention for ln in lab.lines if ln.kind == "message"] == [True, False]
+    st.activate("#lab")
+    assert lab.unread == 0
+
+
+def test_direct_messages_file_under_the_partner():
+    st = state_with()
+    st.apply({"type": "message", "id": 9, "ts": 1, "to": "alice", "from": "bob", "text": "x"})
+    st.apply({"type": "message", "id": 10, "ts": 1, "to": "bob", "from": "alice", "text": "y"})
+    assert texts(st, "@bob") == ["x", "y"]
+    assert st.conversations["@bob"].lines[1].own
+
+
+def test_roster_follows_joins_leaves_and_renames():
+    st = state_with()
+    st.apply({"type": "users", "room": "general", "users": ["alice", "bob"]})
+    st.apply({"type": "joined", "room": "general", "nick": "carol", "ts": 2})
+    st.apply({"type": "renamed", "old": "bob", "new": "rob", "ts": 3})
+    st.apply({"type": "left", "room": "general", "nick": "carol", "reason": "quit",
+              "message": "lunch", "ts": 4})
+    conv = st.conversations["#general"]
+    assert conv.users == ["alice", "rob"]
+    system = [ln.text for ln in conv.lines if ln.kind == "system"]
+    assert system[-3:] == ["carol joined.", "bob is now rob.", "carol quit (lunch)."]
+    st.apply({"type": "renamed", "old": "alice", "new": "alicia", "ts": 5})
+    assert st.nick == "alicia"
+
+
+def test_lines_and_ids_stay_bounded():
+    st = state_with()
+    for i in range(1, MAX_LINES + 500):
+        st.apply(msg(i))
+    conv = st.conversations["#general"]
+    assert len(conv.lines) == MAX_LINES and len(conv.ids) <= MAX_LINES
+    assert conv.oldest_id == 500
+    assert st.received == MAX_LINES + 499
+
+
+def test_typing_expires_and_stops_when_the_typist_sends():
+    st = state_with()
+    st.apply({"type": "typing", "room": "general", "nick": "bob"})
+    import time
+    assert st.typing_nicks(time.monotonic()) == ["bob"]
+    assert st.typing_nicks(time.monotonic() + 60) == []
+    st.apply(msg(1))
+    assert st.typing_nicks(time.monotonic()) == []
