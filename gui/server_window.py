@@ -316,10 +316,13 @@ class ServerWindow(ctk.CTk):
     def _poll(self) -> None:
         started = time.perf_counter()
         server = self.server
+        busy = False
         if server is not None:
             try:
-                while server.step(0) and time.perf_counter() - started < STEP_BUDGET_S:
-                    pass
+                while server.step(0):
+                    busy = time.perf_counter() - started >= STEP_BUDGET_S
+                    if busy:
+                        break
             except ChatError as exc:  # the store failed: stop rather than lose messages
                 self.server = None
                 self._failed(f"server stopped: {exc}")
@@ -327,7 +330,8 @@ class ServerWindow(ctk.CTk):
         if time.monotonic() >= self._next_refresh:
             self._refresh()
         self.tick_seconds.append(time.perf_counter() - started)
-        self._after_id = self.after(POLL_MS, self._poll)
+        # Still busy: come back as soon as Tk has handled input and redrawn.
+        self._after_id = self.after(1 if busy else POLL_MS, self._poll)
 
     def _drain_log(self) -> None:
         records = self.log_records

@@ -23,22 +23,28 @@ def start_xvfb() -> subprocess.Popen:
         raise RuntimeError("GUI tests need Xvfb (apt-get install xvfb); .ci/run installs it")
     read, write = os.pipe()
     proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24",
-                             "-nolisten", "tcp"], pass_fds=(write,),
+                             "-nolisten", "tcp", "-noreset"], pass_fds=(write,),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write)
-    ready, _, _ = select.select([read], [], [], 10)
-    if not ready:
-        proc.kill()
-        raise RuntimeError("Xvfb did not start")
-    display = os.read(read, 64).decode().strip()
+    answer = b""
+    deadline = time.monotonic() + 10
+    while not answer.endswith(b"\n"):  # Xvfb may write the number and "\n" apart,
+        ready, _, _ = select.select([read], [], [], deadline - time.monotonic())
+        chunk = os.read(read, 64) if ready else b""
+        if not chunk:  # and dies if the pipe is closed in between
+            proc.kill()
+            raise RuntimeError("Xvfb did not start")
+        answer += chunk
     os.close(read)
+    display = answer.decode().strip()
     _wait_for_x_socket(display, proc)
     os.environ["DISPLAY"] = f":{display}"
     return proc
 
 
 def _wait_for_x_socket(display: str, proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """Xvfb may name its display before it accepts connections: wait until it does."""
+    """Wait until the display accepts connections (with -noreset, a probe that
+    connects and leaves does not make the server reset under the next client)."""
     path = f"/tmp/.X11-unix/X{display}"
     deadline = time.monotonic() + timeout
     while True:
