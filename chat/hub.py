@@ -45,6 +45,7 @@ class Hub:
         self.closing: dict[Peer, None] = {}  # out of the chat, socket still open
         self.banned_hosts: set[str] = set()
         self.messages = 0
+        self._batch: Room | None = None  # the room whose broadcasts are being gathered
         self._ping_seq = 0
         self._handlers: dict[str, Callable[[Peer, dict[str, Any], str | None], None]] = {
             "hello": self._hello, "send": self._send, "join": self._join_request,
@@ -55,6 +56,30 @@ class Hub:
 
     def now_ms(self) -> int:
         return int(self.wall() * 1000)
+
+    # ------------------------------------------------------------ output
+
+    def to_room(self, room: Room, data: bytes, special: Peer | None = None,
+                special_data: bytes | None = None) -> None:
+        """Broadcast to a room's members (``special`` gets ``special_data`` instead,
+        or nothing when that is None). Gathered per pass, in one room at a time, so
+        every peer still receives everything in the order it happened."""
+        if self._batch is not room:
+            self.deliver()
+            self._batch = room
+        room.pending.append((data, special, special_data))
+
+    def to_peer(self, peer: Peer, data: bytes) -> None:
+        batch = self._batch
+        if batch is not None and peer in batch.members:
+            self.deliver()  # what the room was told comes first
+        peer.queue(data)
+
+    def deliver(self) -> None:
+        """Queue the gathered room broadcasts; before sends and membership changes."""
+        if self._batch is not None:
+            room, self._batch = self._batch, None
+            room.deliver()
 
     # ------------------------------------------------------------ connections
 
@@ -104,7 +129,7 @@ class Hub:
         frame = {"type": "error", "code": exc.code, "message": exc.message}
         if ref is not None:
             frame["ref"] = ref
-        peer.queue(encode(frame))
+        self.to_peer(peer, encode(frame))
         peer.errors += 1
         if exc.closes:
             self.close(peer, "disconnected")
@@ -137,6 +162,7 @@ class Hub:
     def close_all(self) -> None:
         """Shutdown: every peer closes after its queued output, and nobody is told
         of everybody else's leaving (that would be quadratic in a big room)."""
+        self.deliver()
         deadline = self.clock() + CLOSE_FLUSH_SECONDS
         for peer in self.peers:
             if not peer.closing:
@@ -172,7 +198,8 @@ class Hub:
             elif peer.pinged_at is None:
                 if now - peer.last_heard >= cfg.ping_interval:
                     self._ping_seq += 1
-                    peer.queue(encode({"type": "ping", "token": str(self._ping_seq)}))
+                    self.to_peer(peer, encode({"type": "ping",
+                                               "token": str(self._ping_seq)}))
                     peer.pinged_at = now
             elif now - peer.pinged_at >= cfg.ping_timeout:
                 self.close(peer, "timeout", flush=False)
@@ -183,7 +210,7 @@ class Hub:
         """A notice from the operator or the server to every registered user."""
         data = encode({"type": "notice", "text": text, "ts": self.now_ms()})
         for peer in self.users.values():
-            peer.queue(data)
+            self.to_peer(peer, data)
 
     def say(self, room_name: str, text: str) -> int:
         """The operator speaks in a room as `server` (a name no user can take).
@@ -198,8 +225,8 @@ class Hub:
         ts = self.now_ms()
         msg_id = self.store.add(ts, OPERATOR, text, room_key=room.key, room_name=room.name)
         room.has_history = True
-        room.broadcast(encode({"type": "message", "id": msg_id, "ts": ts,
-                               "room": room.name, "from": OPERATOR, "text": text}))
+        self.to_room(room, encode({"type": "message", "id": msg_id, "ts": ts,
+                                   "room": room.name, "from": OPERATOR, "text": text}))
         self.messages += 1
         log.info("%s -> %s: %s", OPERATOR, room.name, text)
         return msg_id
@@ -209,7 +236,7 @@ class Hub:
         peer = self.users.get(name_key(nick))
         if peer is None:
             return False
-        peer.queue(encode({"type": "kicked", "reason": reason}))
+        self.to_peer(peer, encode({"type": "kicked", "reason": reason}))
         self.close(peer, why, reason)
         return True
 
@@ -227,6 +254,7 @@ class Hub:
     # ------------------------------------------------------------ rooms
 
     def _leave_all(self, peer: Peer, reason: str, message: str | None) -> None:
+        self.deliver()  # membership changes: what was said before reaches the leaver
         ts = self.now_ms()
         for room in peer.rooms.values():
             del room.members[peer]
@@ -234,7 +262,7 @@ class Hub:
                      "reason": reason, "ts": ts}
             if message:
                 frame["message"] = message
-            room.broadcast(encode(frame))
+            self.to_room(room, encode(frame))
             self._drop_if_dead(room)
         peer.rooms = {}
 
@@ -245,7 +273,7 @@ class Hub:
     def _reply(self, peer: Peer, frame: dict[str, Any], ref: str | None) -> None:
         if ref is not None:
             frame["ref"] = ref
-        peer.queue(encode(frame))
+        self.to_peer(peer, encode(frame))
 
     def _users(self, peer: Peer, room: Room, ref: str | None) -> None:
         self._reply(peer, {"type": "users", "room": room.name, "users": room.nicks()}, ref)
@@ -259,12 +287,13 @@ class Hub:
             self._users(peer, room, ref)
             self._reply(peer, {"type": "history_end", "room": room.name}, ref)
             return
+        self.deliver()  # the newcomer gets nothing said before it joined
         room.members[peer] = None
         peer.rooms[key] = room
         joined = {"type": "joined", "room": room.name, "nick": peer.nick,
                   "ts": self.now_ms()}
-        room.broadcast(encode(joined), skip=peer)
-        self._reply(peer, joined, ref)
+        data = encode(joined)
+        self.to_room(room, data, peer, data if ref is None else encode({**joined, "ref": ref}))
         self._users(peer, room, ref)
         limit = self.config.history
         if since is None:
@@ -285,7 +314,7 @@ class Hub:
                 if row.action:
                     frame["action"] = True
                 frame["history"] = True
-                peer.queue(encode(frame))
+                self.to_peer(peer, encode(frame))
         end: dict[str, Any] = {"type": "history_end", "room": room.name}
         if more:
             end["more"] = True
@@ -348,11 +377,13 @@ class Hub:
         if action:
             frame["action"] = True
         data = encode(frame)
+        echo = data if ref is None else encode({**frame, "ref": ref})
         if room is not None:
-            room.broadcast(data, skip=peer)
-        elif target is not peer:
-            target.queue(data)
-        peer.queue(data if ref is None else encode({**frame, "ref": ref}))
+            self.to_room(room, data, peer if ref is not None else None, echo)
+        else:
+            if target is not peer:
+                self.to_peer(target, data)
+            self.to_peer(peer, echo)
         peer.sent += 1
         self.messages += 1
         if log.isEnabledFor(logging.DEBUG):  # a direct message's text stays private
@@ -365,9 +396,10 @@ class Hub:
         room = self._member_room(peer, req["room"])
         left = {"type": "left", "room": room.name, "nick": peer.nick, "reason": "part",
                 "ts": self.now_ms()}
+        self.deliver()
         del room.members[peer]
         del peer.rooms[room.key]
-        room.broadcast(encode(left))
+        self.to_room(room, encode(left))
         self._reply(peer, left, ref)
         self._drop_if_dead(room)
         log.info("%s parted %s", peer.nick, room.name)
@@ -389,7 +421,7 @@ class Hub:
         self.users[key] = peer
         data = encode(renamed)
         for other in others:
-            other.queue(data)
+            self.to_peer(other, data)
         self._reply(peer, renamed, ref)
         log.info("%s is now %s", renamed["old"], new)
 
@@ -412,8 +444,8 @@ class Hub:
         room = self._member_room(peer, req["room"])
         if not peer.bucket.take(self.clock()):
             raise ProtocolError("rate_limited", "You are sending too fast; slow down.")
-        room.broadcast(encode({"type": "typing", "room": room.name, "nick": peer.nick}),
-                       skip=peer)
+        self.to_room(room, encode({"type": "typing", "room": room.name, "nick": peer.nick}),
+                     peer, None)
 
     def _ping(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
         pong: dict[str, Any] = {"type": "pong"}

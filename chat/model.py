@@ -82,21 +82,36 @@ class Peer:
 
 
 class Room:
-    """A room: its first creator's spelling, its members, and whether it has history."""
+    """A room: its first creator's spelling, its members, and whether it has history.
 
-    __slots__ = ("name", "key", "members", "has_history")
+    ``pending`` holds the pass's broadcasts to the room, as (bytes, special peer,
+    bytes for that peer or None for nothing); ``deliver`` queues them on every member
+    at once, so a member costs one append per pass however many messages there were.
+    """
+
+    __slots__ = ("name", "key", "members", "has_history", "pending")
 
     def __init__(self, name: str, key: str, has_history: bool = False) -> None:
         self.name = name
         self.key = key
         self.members: dict[Peer, None] = {}  # an insertion-ordered set
         self.has_history = has_history
+        self.pending: list[tuple[bytes, Peer | None, bytes | None]] = []
 
-    def broadcast(self, data: bytes, skip: Peer | None = None) -> None:
-        """Queue the same bytes on every member (but ``skip``)."""
+    def deliver(self) -> None:
+        entries, self.pending = self.pending, []
+        if not entries:
+            return
+        shared = entries[0][0] if len(entries) == 1 else b"".join(e[0] for e in entries)
+        special = {who for _, who, _ in entries if who is not None}
         for member in self.members:
-            if member is not skip:
-                member.queue(data)
+            if member not in special:
+                member.queue(shared)
+                continue
+            own = b"".join(mine if who is member else data for data, who, mine in entries
+                           if who is not member or mine is not None)
+            if own:
+                member.queue(own)
 
     def nicks(self) -> list[str]:
         return sorted((m.nick for m in self.members if m.nick), key=str.casefold)

@@ -25,6 +25,8 @@ from chat.store import Store
 
 RECV_SIZE = 64 * 1024  # one recv per readable peer per pass keeps a pass short
 FRAMES_PER_PASS = 256  # frames handled per peer per pass; the rest wait their turn
+PASS_BUDGET_S = 0.05  # a pass takes no new frames after this long (timers, fairness)
+BUDGET_CHECK_EVERY = 16  # frames between clock reads
 ACCEPT_BATCH = 256  # connections accepted per pass
 TICK_SECONDS = 0.1  # how often timers (hello, ping, close deadlines) are checked
 ACCEPT_PAUSE_SECONDS = 0.1  # out of file descriptors: stop accepting this long
@@ -63,6 +65,7 @@ class ChatServer:
         self._next_tick = 0.0
         self._accept_paused_until = 0.0
         self._pending: dict[Peer, None] = {}  # peers with frames left for next pass
+        self._pass_deadline = 0.0
         self._stopping = False
 
     # ------------------------------------------------------------ lifecycle
@@ -117,12 +120,15 @@ class ChatServer:
 
     # ------------------------------------------------------------ one pass
 
-    def step(self, timeout: float = 0.0) -> int:
+    def step(self, timeout: float = 0.0, budget: float = PASS_BUDGET_S) -> int:
         """One bounded pass of the loop; waits at most ``timeout`` for I/O.
 
-        Returns how many sockets had events (0: the pass found nothing to do).
+        Frames are taken for at most ``budget`` seconds; what is left waits for the
+        next pass (a window passes a small budget to stay responsive). Returns how
+        many sockets had work (0: the pass found nothing to do).
         """
         hub = self.hub
+        self._pass_deadline = time.perf_counter() + budget
         pending, self._pending = self._pending, {}
         for peer in pending:
             self._handle_frames(peer)
@@ -134,8 +140,10 @@ class ChatServer:
             if peer is None:
                 self._accept()
                 continue
-            if mask & selectors.EVENT_READ and not peer.closing and peer not in pending:
-                self._read(peer)
+            if (mask & selectors.EVENT_READ and not peer.closing and peer not in pending
+                    and peer not in self._pending):
+                if time.perf_counter() < self._pass_deadline:
+                    self._read(peer)  # else it stays readable for the next pass
             if mask & selectors.EVENT_WRITE:
                 hub.dirty.add(peer)
         now = self.clock()
@@ -143,6 +151,7 @@ class ChatServer:
             self._next_tick = now + TICK_SECONDS
             hub.tick()
             self._resume_accepting(now)
+        hub.deliver()
         self.store.commit()  # PROTOCOL.md: stored before anyone receives it
         self._flush()
         self._finish_closing(now)
@@ -211,9 +220,12 @@ class ChatServer:
 
     def _handle_frames(self, peer: Peer) -> None:
         hub, decoder = self.hub, peer.decoder
-        for _ in range(FRAMES_PER_PASS):
+        for count in range(FRAMES_PER_PASS):
             if peer.closing:
                 return
+            if (count % BUDGET_CHECK_EVERY == BUDGET_CHECK_EVERY - 1
+                    and time.perf_counter() > self._pass_deadline):
+                break
             try:
                 frame = decoder.next_event()
             except ProtocolError as exc:

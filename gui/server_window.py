@@ -23,7 +23,7 @@ from chat.netinfo import addresses_to_show
 from chat.server import ChatServer, raise_open_files_limit
 from gui.common import POLL_MS, LineView, Settings, apply_appearance, is_dark
 
-STEP_BUDGET_S = 0.030  # network work per tick; the rest of the tick is the GUI's
+STEP_BUDGET_S = 0.020  # network work per tick; the rest of the tick is the GUI's
 REFRESH_S = 0.25  # counters and the client list are redrawn this often
 LOG_LINES = 2000  # lines kept in the log view
 LOG_BATCH = 500  # log lines rendered per tick at most (the rest wait, bounded)
@@ -319,7 +319,7 @@ class ServerWindow(ctk.CTk):
         busy = False
         if server is not None:
             try:
-                while server.step(0):
+                while server.step(0, STEP_BUDGET_S / 2):
                     busy = time.perf_counter() - started >= STEP_BUDGET_S
                     if busy:
                         break

@@ -11,6 +11,9 @@ from chat.hub import Hub
 from chat.store import Store
 
 
+HUBS: list[Hub] = []
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -25,11 +28,14 @@ def hub(tmp_path):
     clock = Clock()
     h = Hub(ServerConfig(rate=0), store, clock=clock)
     h.test_clock = clock
+    HUBS.append(h)
     yield h
     store.close()
 
 
 def frames(peer) -> list[dict]:
+    # the hub gathers room broadcasts per pass: deliver them first
+    HUBS[-1].deliver()
     out = [json.loads(line) for line in bytes(peer.out).splitlines()]
     peer.out.clear()
     return out
