@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password", help="server: password clients must give; "
                                       "client: the password to give")
     p.add_argument("--nick", help="client: nickname (with --host, connects at once)")
+    p.add_argument("--tls", action="store_true",
+                   help="server: TLS with a self-signed certificate made on first start "
+                        "and kept beside the database; client: connect with TLS")
+    p.add_argument("--nick-password", help="client: the password of a registered nickname")
+    p.add_argument("--ca-file", help="client: check the server's certificate against "
+                                     "this CA file (default: pin it on first use)")
     d = ServerConfig()
     s = p.add_argument_group("server options")
     s.add_argument("--db", help="SQLite history file (default: "
@@ -54,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hello-timeout", type=float, default=d.hello_timeout)
     s.add_argument("--ping-interval", type=float, default=d.ping_interval)
     s.add_argument("--ping-timeout", type=float, default=d.ping_timeout)
+    s.add_argument("--tls-cert", help="TLS certificate chain (PEM), with --tls-key")
+    s.add_argument("--tls-key", help="TLS private key (PEM)")
+    s.add_argument("--tls-timeout", type=float, default=d.tls_timeout,
+                   help="seconds a client has to finish the TLS handshake")
+    s.add_argument("--max-per-address", type=int, default=d.max_per_address,
+                   help="open connections per client address (0: no limit; "
+                        "loopback is exempt unless --limit-loopback)")
+    s.add_argument("--limit-loopback", action="store_true",
+                   help="apply --max-per-address to 127.0.0.0/8 and ::1 too")
     s.add_argument("--quiet", action="store_true", help="log warnings only")
     s.add_argument("--verbose", action="store_true", help="log every message too")
     return p
@@ -66,7 +81,10 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         max_clients=args.max_clients, rate=args.rate, burst=args.burst,
         max_frame=args.max_frame, max_text=args.max_text, max_backlog=args.max_backlog,
         history=args.history, hello_timeout=args.hello_timeout,
-        ping_interval=args.ping_interval, ping_timeout=args.ping_timeout)
+        ping_interval=args.ping_interval, ping_timeout=args.ping_timeout,
+        tls=args.tls, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        tls_timeout=args.tls_timeout, max_per_address=args.max_per_address,
+        limit_loopback=args.limit_loopback)
     config.check()
     return config
 
@@ -104,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ChatError("--headless is a server option")
         from gui.client_window import run_client_window
         return run_client_window(host=args.host, port=args.port, nick=args.nick,
-                                 password=args.password)
+                                 password=args.password, nick_password=args.nick_password,
+                                 tls=args.tls, cafile=args.ca_file)
     except ChatError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return 1

@@ -2,8 +2,11 @@
 
 ``ChatClient.connect()`` starts a non-blocking connect and sends `hello` once it is
 up; ``poll(timeout)`` does the pending I/O and returns the frames that arrived, plus
-two local events of its own: ``{"type": "local.connected"}`` and
-``{"type": "local.closed", "error": str | None}``. Requests are queued by methods
+local events of its own: ``{"type": "local.connected"}``, ``{"type": "local.tls",
+"fingerprint", "status", "version"}`` (status ``new``: pinned now, ``known``: as
+pinned before, ``verified``: checked against the CA file) and ``{"type":
+"local.closed", "error": str | None, "fatal": bool}`` (fatal: retrying cannot help,
+e.g. the server's certificate changed). Requests are queued by methods
 (``say``, ``join``, ...) and written by the next ``poll``. Tk-free; no threads.
 """
 
@@ -12,14 +15,18 @@ from __future__ import annotations
 import errno
 import selectors
 import socket
+import ssl
+import time
 from typing import Any
 
 from chat.errors import ProtocolError
 from chat.protocol import CLIENT_MAX_FRAME, DEFAULT_ROOM, NEED_DATA, CLOSED, FrameDecoder, encode
+from chat.tls import KnownHosts, client_context, default_known_hosts, fingerprint
 
 RECV_SIZE = 256 * 1024
 READS_PER_POLL = 16  # bounds one poll's work so a GUI tick stays short
 CLIENT_NAME = "lanchat/1"
+CONNECT_TIMEOUT = 10.0  # seconds for the TCP connect and the TLS handshake together
 
 Frame = dict[str, Any]
 
@@ -28,11 +35,18 @@ class ChatClient:
     """One connection to a chat server, driven by ``poll()``."""
 
     def __init__(self, host: str, port: int, nick: str, *, password: str | None = None,
-                 rooms: list[str] | None = None, client_name: str = CLIENT_NAME) -> None:
+                 rooms: list[str] | None = None, client_name: str = CLIENT_NAME,
+                 nick_password: str | None = None, tls: bool = False,
+                 cafile: str | None = None, known_hosts: str | None = None) -> None:
         self.host = host
         self.port = port
         self.nick = nick
         self.password = password
+        self.nick_password = nick_password  # the nickname account's, if it has one
+        self.tls = tls or bool(cafile)
+        self.cafile = cafile
+        self.known_hosts = KnownHosts(known_hosts or default_known_hosts())
+        self.fingerprint: str | None = None  # of the server's certificate, under TLS
         self.rooms: list[str] = list(rooms) if rooms is not None else [DEFAULT_ROOM]
         self.client_name = client_name
         self.state = "idle"  # idle -> connecting -> hello -> ready -> closed
@@ -44,6 +58,7 @@ class ChatClient:
         self._out = bytearray()
         self._events = 0
         self._pending_close: str | None = None  # a connect that failed at once
+        self._deadline = 0.0  # the connect and handshake must be done by then
 
     # ------------------------------------------------------------ connection
 
@@ -68,6 +83,7 @@ class ChatClient:
         self._events = selectors.EVENT_READ | selectors.EVENT_WRITE
         self._selector.register(sock, self._events)
         self.state = "connecting"
+        self._deadline = time.monotonic() + CONNECT_TIMEOUT
         self._pending_close = None
         if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
             self._pending_close = f"cannot connect: {errno.errorcode.get(err, err)}"
@@ -92,6 +108,8 @@ class ChatClient:
                         "rooms": self.rooms, "client": self.client_name}
         if self.password:
             hello["password"] = self.password
+        if self.nick_password:
+            hello["nick_password"] = self.nick_password
         if self.last_id:
             hello["since"] = self.last_id
         self.send(hello)
@@ -103,10 +121,24 @@ class ChatClient:
         events: list[Frame] = []
         if self._pending_close_event(events) or self._selector is None:
             return events
+        if self.state in ("connecting", "handshake") and time.monotonic() > self._deadline:
+            what = "TLS handshake" if self.state == "handshake" else "connection"
+            self._closed(events, f"{what} to {self.host}:{self.port} timed out")
+            return events
+        if isinstance(self.sock, ssl.SSLSocket) and self.state != "handshake" and \
+                self.sock.pending():
+            timeout = 0.0  # decrypted bytes wait inside the TLS layer
+            if not self._read(events):
+                return events
         for _, mask in self._selector.select(timeout):
-            if self.state == "connecting" and mask & selectors.EVENT_WRITE:
-                if not self._finish_connect(events):
+            if self.state == "connecting":
+                if mask & selectors.EVENT_WRITE and not self._finish_connect(events):
                     return events
+                continue
+            if self.state == "handshake":
+                if not self._handshake(events):
+                    return events
+                continue
             if mask & selectors.EVENT_READ and not self._read(events):
                 return events
         self._write(events)
@@ -120,9 +152,10 @@ class ChatClient:
         self._closed(events, reason)
         return True
 
-    def _closed(self, events: list[Frame], error: str | None) -> None:
+    def _closed(self, events: list[Frame], error: str | None, *,
+                fatal: bool = False) -> None:
         self.close()
-        events.append({"type": "local.closed", "error": error})
+        events.append({"type": "local.closed", "error": error, "fatal": fatal})
 
     def _finish_connect(self, events: list[Frame]) -> bool:
         assert self.sock is not None
@@ -131,17 +164,85 @@ class ChatClient:
             self._closed(events, f"cannot connect to {self.host}:{self.port}: "
                                  f"{errno.errorcode.get(err, err)}")
             return False
+        if not self.tls:
+            self._registering(events)
+            return True
+        assert self._selector is not None
+        self._selector.unregister(self.sock)
+        try:
+            ctx = client_context(self.cafile)
+            self.sock = ctx.wrap_socket(self.sock, server_hostname=self.host,
+                                        do_handshake_on_connect=False)
+        except Exception as exc:  # a CA file that cannot be read, mostly
+            self.sock = None
+            self._closed(events, str(exc), fatal=True)
+            return False
+        self._events = selectors.EVENT_READ | selectors.EVENT_WRITE
+        self._selector.register(self.sock, self._events)
+        self.state = "handshake"
+        return self._handshake(events)
+
+    def _registering(self, events: list[Frame]) -> None:
         self.state = "hello"
         events.append({"type": "local.connected"})
         self._hello()
+
+    def _handshake(self, events: list[Frame]) -> bool:
+        """One non-blocking step of the TLS handshake, then the certificate check."""
+        sock = self.sock
+        assert isinstance(sock, ssl.SSLSocket) and self._selector is not None
+        try:
+            sock.do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as exc:
+            wanted = selectors.EVENT_READ
+            if isinstance(exc, ssl.SSLWantWriteError):
+                wanted |= selectors.EVENT_WRITE
+            if wanted != self._events:
+                self._selector.modify(sock, wanted)
+                self._events = wanted
+            return True
+        except ssl.SSLCertVerificationError as exc:
+            self._closed(events, f"the server's certificate is not trusted: "
+                                 f"{exc.verify_message}", fatal=True)
+            return False
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+            self._closed(events, f"the TLS handshake with {self.host}:{self.port} failed "
+                                 f"({reason}); does the server use TLS?")
+            return False
+        der = sock.getpeercert(binary_form=True) or b""
+        self.fingerprint = fingerprint(der)
+        if self.cafile:
+            status = "verified"
+        else:
+            pinned = self.known_hosts.get(self.host, self.port)
+            if pinned is None:
+                self.known_hosts.pin(self.host, self.port, self.fingerprint)
+                status = "new"
+            elif pinned == self.fingerprint:
+                status = "known"
+            else:
+                self._closed(events, self._changed_warning(pinned), fatal=True)
+                return False
+        events.append({"type": "local.tls", "fingerprint": self.fingerprint,
+                       "status": status, "version": sock.version()})
+        self._registering(events)
         return True
+
+    def _changed_warning(self, pinned: str) -> str:
+        return (f"THE SERVER'S CERTIFICATE HAS CHANGED. {self.host}:{self.port} now shows "
+                f"{self.fingerprint}, not {pinned} as before. Someone may be "
+                f"intercepting the connection. If the operator made a new certificate, "
+                f"compare fingerprints with them, then remove the line of "
+                f"{self.host}:{self.port} from {self.known_hosts.path}.")
 
     def _read(self, events: list[Frame]) -> bool:
         assert self.sock is not None
         for _ in range(READS_PER_POLL):
             try:
                 data = self.sock.recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                    ssl.SSLWantWriteError):
                 break
             except OSError as exc:
                 self._drain(events)
@@ -152,7 +253,7 @@ class ChatClient:
                 self._closed(events, None)
                 return False
             self._decoder.receive_data(data)
-            if len(data) < RECV_SIZE:
+            if len(data) < RECV_SIZE and not self.tls:  # TLS reads one record at a time
                 break
         self._drain(events)
         return True
@@ -189,13 +290,14 @@ class ChatClient:
             self.send({"type": "pong", "token": frame.get("token", "")})
 
     def _write(self, events: list[Frame]) -> None:
-        if self.sock is None or self.state == "connecting":
+        if self.sock is None or self.state in ("connecting", "handshake"):
             return
         if self._out:
             try:
                 sent = self.sock.send(self._out)
                 del self._out[:sent]
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
+                    ssl.SSLWantReadError):
                 pass
             except OSError as exc:
                 self._closed(events, f"connection lost: {exc.strerror or exc}")
@@ -235,8 +337,16 @@ class ChatClient:
     def part(self, room: str, ref: str | None = None) -> None:
         self._request("part", ref, room=room)
 
-    def rename(self, nick: str, ref: str | None = None) -> None:
-        self._request("nick", ref, nick=nick)
+    def rename(self, nick: str, ref: str | None = None,
+               nick_password: str | None = None) -> None:
+        self._request("nick", ref, nick=nick, nick_password=nick_password)
+
+    def register(self, password: str, ref: str | None = None) -> None:
+        """Make the nickname held an account with ``password`` (or change it)."""
+        self._request("register", ref, password=password)
+
+    def unregister(self, ref: str | None = None) -> None:
+        self._request("unregister", ref)
 
     def who(self, room: str, ref: str | None = None) -> None:
         self._request("who", ref, room=room)

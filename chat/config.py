@@ -36,6 +36,12 @@ class ServerConfig:
     hello_timeout: float = 10.0
     ping_interval: float = 60.0
     ping_timeout: float = 30.0
+    tls: bool = False  # a self-signed certificate, made once, kept in data_dir
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_timeout: float = 5.0  # seconds a connection has to finish its TLS handshake
+    max_per_address: int = 16  # open connections per client address (0: no limit)
+    limit_loopback: bool = False  # whether 127.0.0.0/8 and ::1 count as well
 
     def check(self) -> None:
         """Raise ConfigError naming the first setting that is out of range."""
@@ -51,12 +57,28 @@ class ServerConfig:
             ("hello_timeout", self.hello_timeout > 0, "more than 0"),
             ("ping_interval", self.ping_interval > 0, "more than 0"),
             ("ping_timeout", self.ping_timeout > 0, "more than 0"),
+            ("tls_timeout", self.tls_timeout > 0, "more than 0"),
+            ("max_per_address", self.max_per_address >= 0, "0 (no limit) or more"),
         ]
         for name, ok, wanted in rules:
             if not ok:
                 raise ConfigError(f"--{name.replace('_', '-')} must be {wanted}")
         if not self.name.strip():
             raise ConfigError("--name must not be empty")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        if self.tls and self.tls_cert is not None:
+            raise ConfigError("--tls makes its own certificate; leave out --tls-cert "
+                              "and --tls-key, or --tls")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.tls_cert is not None
+
+    @property
+    def data_dir(self) -> str:
+        """Where the server keeps what it makes: the directory of its database."""
+        return os.path.dirname(os.path.abspath(self.db_path))
 
     @property
     def db_path(self) -> str:

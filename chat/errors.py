@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 # Error codes after which the server closes the connection (PROTOCOL.md, Session 4).
-CLOSING_CODES = frozenset({"auth_failed", "server_full", "banned", "bad_proto"})
+CLOSING_CODES = frozenset({"auth_failed", "server_full", "banned", "bad_proto",
+                           "tls_required"})
 
 
 class ChatError(Exception):

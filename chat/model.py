@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+# Peer.phase: where a connection is before its frames are read as chat.
+READY = 0  # frames flow (TLS done, or a plain connection that has sent bytes)
+FRESH = 1  # plain server, nothing read yet (a TLS ClientHello here is refused)
+SNIFF = 2  # TLS server, waiting for the first byte: a handshake, or plain text?
+HANDSHAKE = 3  # TLS handshake under way
+
 
 class TokenBucket:
     """Flood control: ``burst`` tokens, refilled at ``rate`` per second (0: off)."""
@@ -39,6 +45,7 @@ class Peer:
     __slots__ = ("addr", "host", "nick", "key", "rooms", "out", "bucket", "errors",
                  "started", "last_heard", "pinged_at", "closing", "close_deadline",
                  "connected_ts", "sent", "client", "sock", "decoder", "events", "_dirty",
+                 "accounts", "phase",
                  "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
@@ -62,6 +69,8 @@ class Peer:
         self.sock: Any = None  # the server's socket, None in tests without one
         self.decoder: Any = None  # the server's FrameDecoder for this connection
         self.events = 0  # the selector events the server watches for
+        self.accounts: set[str] = set()  # nick keys whose password this peer gave
+        self.phase = READY  # see the constants above
         self._dirty = dirty
 
     def queue(self, data: bytes) -> None:

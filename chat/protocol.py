@@ -247,6 +247,7 @@ def _parse_hello(frame: dict[str, Any], max_text: int) -> Request:
     raw_rooms = _field(frame, "rooms", list, required=False)
     since = _field(frame, "since", int, required=False)
     client = _field(frame, "client", str, required=False)
+    nick_password = _field(frame, "nick_password", str, required=False)
     if raw_rooms is None:
         raw_rooms = [DEFAULT_ROOM]
     if not all(isinstance(r, str) and _is_clean(r) for r in raw_rooms):
@@ -261,7 +262,7 @@ def _parse_hello(frame: dict[str, Any], max_text: int) -> Request:
             raise ProtocolError("bad_room", f"'{raw}' is not a valid room name.")
         rooms.setdefault(name_key(room), room)
     return {"nick": nick, "password": password, "rooms": list(rooms.values()),
-            "since": since, "client": client}
+            "since": since, "client": client, "nick_password": nick_password}
 
 
 def _parse_send(frame: dict[str, Any], max_text: int) -> Request:
@@ -283,7 +284,12 @@ def _parse_room_only(frame: dict[str, Any], max_text: int) -> Request:
 
 
 def _parse_nick(frame: dict[str, Any], max_text: int) -> Request:
-    return {"nick": _nick(frame)}
+    nick_password = _field(frame, "nick_password", str, required=False)
+    return {"nick": _nick(frame), "nick_password": nick_password}
+
+
+def _parse_register(frame: dict[str, Any], max_text: int) -> Request:
+    return {"password": _field(frame, "password", str, required=True)}
 
 
 def _parse_history(frame: dict[str, Any], max_text: int) -> Request:
@@ -321,6 +327,9 @@ PARSERS: dict[str, Callable[[dict[str, Any], int], Request]] = {
     "ping": _parse_token,
     "pong": _parse_token,
     "bye": _parse_bye,
+    # Accounts (README, "Nickname accounts"): additive to protocol version 1.
+    "register": _parse_register,
+    "unregister": _parse_empty,
 }
 
 

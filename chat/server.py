@@ -12,18 +12,25 @@ import errno
 import logging
 import resource
 import selectors
+import os
 import socket
+import ssl
 import time
 from typing import Callable
 
 from chat.config import ServerConfig
 from chat.errors import ConfigError, ProtocolError
 from chat.hub import Hub
-from chat.model import Peer
+from chat.model import FRESH, HANDSHAKE, READY, SNIFF, Peer
 from chat.protocol import NEED_DATA, CLOSED, FrameDecoder, encode
 from chat.store import Store
+from chat.tls import file_fingerprint, self_signed, server_context
 
 RECV_SIZE = 64 * 1024  # one recv per readable peer per pass keeps a pass short
+TLS_READS = 4  # a TLS recv returns one record (16 KiB at most): up to 4 per pass
+TLS_HELLO = b"\x16\x03"  # the first bytes of a TLS ClientHello record
+TLS_REQUIRED = ("This server speaks TLS only: turn on TLS in your client "
+                "(python main.py --client --tls).")
 FRAMES_PER_PASS = 256  # frames handled per peer per pass; the rest wait their turn
 PASS_BUDGET_S = 0.05  # a pass takes no new frames after this long (timers, fairness)
 BUDGET_CHECK_EVERY = 16  # frames between clock reads
@@ -55,6 +62,16 @@ class ChatServer:
                  clock: Callable[[], float] = time.monotonic) -> None:
         config.check()
         self.config = config
+        self.tls: ssl.SSLContext | None = None
+        self.fingerprint: str | None = None  # of the TLS certificate, for the operator
+        if config.uses_tls:
+            if config.tls_cert is not None and config.tls_key is not None:
+                cert, key = config.tls_cert, config.tls_key
+            else:
+                names = [config.host] if config.host not in ("0.0.0.0", "::", "") else []
+                cert, key = self_signed(os.path.join(config.data_dir, "tls"), names)
+            self.tls = server_context(cert, key)
+            self.fingerprint = file_fingerprint(cert)
         self.store = store if store is not None else Store(config.db_path)
         self.hub = Hub(config, self.store, clock)
         self.clock = clock
@@ -85,7 +102,9 @@ class ChatServer:
         self.listener = sock
         self.address = (host, sock.getsockname()[1])
         self.started_at = time.time()
-        log.info("listening on %s:%d", *self.address)
+        log.info("listening on %s:%d%s", *self.address, " (TLS)" if self.tls else "")
+        if self.fingerprint:
+            log.info("TLS certificate fingerprint (SHA-256): %s", self.fingerprint)
         return self.address
 
     def stop(self) -> None:
@@ -140,6 +159,9 @@ class ChatServer:
             if peer is None:
                 self._accept()
                 continue
+            if peer.phase >= SNIFF:
+                self._tls_step(peer)
+                continue
             if (mask & selectors.EVENT_READ and not peer.closing and peer not in pending
                     and peer not in self._pending):
                 if time.perf_counter() < self._pass_deadline:
@@ -181,6 +203,88 @@ class ChatServer:
             peer.events = selectors.EVENT_READ
             self.selector.register(sock, selectors.EVENT_READ, peer)
             log.info("connection from %s", peer.host)
+            if self.tls is not None:
+                peer.phase = SNIFF  # admission is checked once TLS can carry the answer
+                continue
+            peer.phase = FRESH
+            self._admit(peer)
+
+    def _admit(self, peer: Peer) -> None:
+        """Refuse a connection from a banned address or one over its limit."""
+        refusal = self.hub.admission(peer)
+        if refusal is not None:
+            log.info("refused %s: %s", peer.host, refusal.message)
+            self.hub.error(peer, refusal, None)
+
+    # ------------------------------------------------------------ TLS
+
+    def _tls_step(self, peer: Peer) -> None:
+        """Move a connection's TLS handshake on, never waiting for the peer."""
+        if peer.closing:
+            return
+        if peer.phase == SNIFF and not self._sniff(peer):
+            return
+        try:
+            peer.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._handshake_wants(peer, selectors.EVENT_READ)
+            return
+        except ssl.SSLWantWriteError:
+            self._handshake_wants(peer, selectors.EVENT_WRITE)
+            return
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+            log.info("TLS handshake with %s failed: %s", peer.host, reason)
+            self.hub.lost(peer)
+            return
+        peer.phase = READY
+        self._watch(peer)
+        self._admit(peer)
+        if not peer.closing:
+            self._read(peer)  # the hello may have come with the handshake's last flight
+
+    def _sniff(self, peer: Peer) -> bool:
+        """Look at the first byte: a TLS record starts the handshake; anything else
+        is a plain-text client, told in plain text that TLS is needed."""
+        try:
+            head = peer.sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            self.hub.lost(peer)
+            return False
+        if not head:
+            self.hub.close(peer, "disconnected", flush=False)
+            return False
+        if head != TLS_HELLO[:1]:
+            peer.phase = READY
+            log.info("plain-text client %s on the TLS port: told to use TLS", peer.host)
+            try:  # read what it sent, so that closing does not reset the connection
+                peer.sock.recv(RECV_SIZE)  # and throw away the answer with it
+            except OSError:
+                pass
+            self.hub.error(peer, ProtocolError("tls_required", TLS_REQUIRED), None)
+            return False
+        assert self.tls is not None
+        self.selector.unregister(peer.sock)
+        raw = peer.sock
+        try:
+            peer.sock = self.tls.wrap_socket(raw, server_side=True,
+                                             do_handshake_on_connect=False)
+        except (ssl.SSLError, OSError):
+            raw.close()
+            peer.sock = None
+            self.hub.lost(peer)
+            return False
+        self.selector.register(peer.sock, selectors.EVENT_READ, peer)
+        peer.events = selectors.EVENT_READ
+        peer.phase = HANDSHAKE
+        return True
+
+    def _handshake_wants(self, peer: Peer, events: int) -> None:
+        if events != peer.events:
+            self.selector.modify(peer.sock, events, peer)
+            peer.events = events
 
     @staticmethod
     def _refuse(sock: socket.socket) -> None:
@@ -204,18 +308,27 @@ class ChatServer:
                 self.selector.register(self.listener, selectors.EVENT_READ, None)
 
     def _read(self, peer: Peer) -> None:
-        try:
-            data = peer.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self.hub.lost(peer)
-            return
-        if not data:
-            # EOF: a half-closed peer may still read what it asked for.
-            self.hub.close(peer, "disconnected")
-            return
-        peer.decoder.receive_data(data)
+        decoder = peer.decoder
+        for _ in range(TLS_READS if self.tls is not None else 1):
+            try:
+                data = peer.sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                    ssl.SSLWantWriteError):
+                break
+            except OSError:
+                self.hub.lost(peer)
+                return
+            if not data:
+                # EOF: a half-closed peer may still read what it asked for.
+                self.hub.close(peer, "disconnected")
+                return
+            if peer.phase == FRESH:
+                peer.phase = READY
+                if data.startswith(TLS_HELLO):  # a TLS client: it cannot read our errors
+                    log.info("TLS client %s on the plain-text port: closed", peer.host)
+                    self.hub.lost(peer)
+                    return
+            decoder.receive_data(data)
         self._handle_frames(peer)
 
     def _handle_frames(self, peer: Peer) -> None:
@@ -250,7 +363,8 @@ class ChatServer:
             if out and peer.sock is not None:
                 try:
                     sent = peer.sock.send(out)
-                except (BlockingIOError, InterruptedError):
+                except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
+                        ssl.SSLWantReadError):
                     sent = 0
                 except OSError:  # the peer is gone: nothing queued can reach it
                     hub.close(peer, "disconnected", flush=False)
@@ -266,8 +380,8 @@ class ChatServer:
 
     def _watch(self, peer: Peer) -> None:
         """Watch for writability only while output waits (asyncio's pattern)."""
-        if peer.sock is None:
-            return
+        if peer.sock is None or peer.phase >= SNIFF:
+            return  # a TLS handshake watches what it needs itself
         events = 0 if peer.closing else selectors.EVENT_READ
         if peer.out:
             events |= selectors.EVENT_WRITE

@@ -12,6 +12,8 @@ import os
 import sqlite3
 from typing import NamedTuple
 
+from chat.accounts import Account
+from chat.bans import Ban
 from chat.errors import StoreError
 
 SCHEMA = """
@@ -29,6 +31,23 @@ CREATE TABLE IF NOT EXISTS messages (
     action    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room, id);
+CREATE TABLE IF NOT EXISTS accounts (
+    key     TEXT PRIMARY KEY,
+    nick    TEXT NOT NULL,
+    salt    BLOB NOT NULL,
+    hash    BLOB NOT NULL,
+    params  TEXT NOT NULL,
+    created INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bans (
+    kind    TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    reason  TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    expires INTEGER,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
 """
 
 
@@ -81,9 +100,7 @@ class Store:
             room_name: str | None = None, recipient: str | None = None,
             action: bool = False) -> int:
         """Add one message to the open transaction and return its new id."""
-        if not self._in_transaction:
-            self._execute("BEGIN")
-            self._in_transaction = True
+        self._begin()
         if room_key is not None and room_key not in self._known_rooms:
             self._execute("INSERT OR IGNORE INTO rooms (key, name) VALUES (?, ?)",
                           (room_key, room_name))
@@ -94,6 +111,45 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (self._last_id, ts, room_key, sender, recipient, text, int(action)))
         return self._last_id
+
+    def _begin(self) -> None:
+        if not self._in_transaction:
+            self._execute("BEGIN")
+            self._in_transaction = True
+
+    # Accounts and bans are written in the pass's transaction too: the reply that
+    # confirms one goes out only after the pass's commit.
+
+    def account(self, key: str) -> Account | None:
+        row = self._db.execute("SELECT key, nick, salt, hash, params, created "
+                               "FROM accounts WHERE key = ?", (key,)).fetchone()
+        return Account(*row) if row else None
+
+    def put_account(self, account: Account) -> None:
+        self._begin()
+        self._execute("INSERT OR REPLACE INTO accounts (key, nick, salt, hash, params, "
+                      "created) VALUES (?, ?, ?, ?, ?, ?)", tuple(account))
+
+    def drop_account(self, key: str) -> None:
+        self._begin()
+        self._execute("DELETE FROM accounts WHERE key = ?", (key,))
+
+    def accounts(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM accounts").fetchone()[0]
+
+    def bans(self) -> list[Ban]:
+        rows = self._db.execute("SELECT kind, key, value, reason, created, expires "
+                                "FROM bans").fetchall()
+        return [Ban(*row) for row in rows]
+
+    def put_ban(self, ban: Ban) -> None:
+        self._begin()
+        self._execute("INSERT OR REPLACE INTO bans (kind, key, value, reason, created, "
+                      "expires) VALUES (?, ?, ?, ?, ?, ?)", tuple(ban))
+
+    def drop_ban(self, kind: str, key: str) -> None:
+        self._begin()
+        self._execute("DELETE FROM bans WHERE kind = ? AND key = ?", (kind, key))
 
     def commit(self) -> None:
         """Make every message added since the last commit durable."""

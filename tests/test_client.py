@@ -45,7 +45,7 @@ def test_connect_hello_chat_and_bye(fast_server):
     assert bob.rooms == ["general"]
     bob.bye("done")
     got = pump([alice, bob], lambda ev: "local.closed" in types(ev[bob]))
-    assert got[bob][-1] == {"type": "local.closed", "error": None}
+    assert got[bob][-1] == {"type": "local.closed", "error": None, "fatal": False}
     assert bob.state == "closed"
 
 

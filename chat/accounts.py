@@ -1,0 +1,68 @@
+"""Nickname accounts: passwords kept as salted scrypt hashes, never in clear.
+
+A hash is one ``hashlib.scrypt`` call (N=2**14, r=8, p=1: about 50 ms and 16 MiB),
+the cost the scrypt paper gives for interactive logins. The parameters are stored
+with every hash, so they can be raised later without breaking older accounts. The
+server runs these calls in its one loop, so it bounds how many it does per second
+(``AUTH_RATE``, ``AUTH_BURST``): a flood of guesses slows only other guesses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from typing import NamedTuple
+
+SCRYPT_N = 2 ** 14
+SCRYPT_R = 8
+SCRYPT_P = 1
+HASH_BYTES = 32
+SALT_BYTES = 16
+MIN_PASSWORD = 8  # code points; NIST SP 800-63B's minimum for chosen secrets
+MAX_PASSWORD = 256
+AUTH_RATE = 5.0  # password hashes per second, over the whole server
+AUTH_BURST = 10
+
+
+class Account(NamedTuple):
+    key: str  # name_key of the nickname
+    nick: str  # the spelling it was registered with
+    salt: bytes
+    hash: bytes
+    params: str  # "scrypt:N:r:p"
+    created: int  # ms since the epoch
+
+
+def check_password(password: str) -> str | None:
+    """Why ``password`` cannot be an account password, or None when it can."""
+    if len(password) < MIN_PASSWORD:
+        return f"A password needs at least {MIN_PASSWORD} characters."
+    if len(password) > MAX_PASSWORD:
+        return f"A password may have at most {MAX_PASSWORD} characters."
+    return None
+
+
+def _scrypt(password: str, salt: bytes, params: str) -> bytes:
+    name, n, r, p = params.split(":")
+    if name != "scrypt":
+        raise ValueError(f"unknown password hash {name!r}")
+    n_, r_, p_ = int(n), int(r), int(p)
+    return hashlib.scrypt(password.encode("utf-8", "surrogatepass"), salt=salt, n=n_,
+                          r=r_, p=p_, maxmem=256 * r_ * n_ + 1024 * 1024,
+                          dklen=HASH_BYTES)
+
+
+def make_account(key: str, nick: str, password: str, created: int) -> Account:
+    params = f"scrypt:{SCRYPT_N}:{SCRYPT_R}:{SCRYPT_P}"
+    salt = os.urandom(SALT_BYTES)
+    return Account(key, nick, salt, _scrypt(password, salt, params), params, created)
+
+
+def verify(account: Account, password: str) -> bool:
+    """Whether ``password`` is the account's, compared in constant time."""
+    try:
+        digest = _scrypt(password, account.salt, account.params)
+    except ValueError:
+        return False
+    return hmac.compare_digest(digest, account.hash)

@@ -1,0 +1,354 @@
+"""Trust on an open network: TLS, nickname accounts, bans, per-address limits,
+slowloris (issue 5), over real sockets."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+import pytest
+
+from chat.accounts import AUTH_BURST, AUTH_RATE
+from chat.tls import KnownHosts, file_fingerprint
+from tests.conftest import MAIN, ROOT
+from tests.inproc import Harness
+from tests.wire import Wire
+
+
+def tls_wire(port: int, cafile: str | None = None) -> Wire:
+    """A blocking test client over TLS (no certificate check unless ``cafile``)."""
+    wire = Wire(port)
+    if cafile:
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.check_hostname = False
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    wire.sock = ctx.wrap_socket(wire.sock)
+    return wire
+
+
+@pytest.fixture
+def harness(tmp_path):
+    made = []
+
+    def make(**settings) -> Harness:
+        h = Harness(tmp_path / "chat.db", **settings)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
+
+
+# ---------------------------------------------------------------- TLS
+
+def test_tls_server_makes_a_certificate_once_and_chats_over_tls(start_server, tmp_path):
+    server = start_server("--tls")
+    cert = tmp_path / "tls" / "cert.pem"
+    assert cert.exists() and (tmp_path / "tls" / "key.pem").stat().st_mode & 0o077 == 0
+    alice, bob = tls_wire(server.port, str(cert)), tls_wire(server.port, str(cert))
+    alice.hello("alice")
+    bob.hello("bob")
+    alice.barrier()
+    bob.send(type="send", room="general", text="secret plans", ref="s1")
+    assert alice.until("message")["text"] == "secret plans"
+    assert bob.until("message")["ref"] == "s1"
+    first = file_fingerprint(str(cert))
+    assert server.stop() == 0
+    again = start_server("--tls")  # same data directory: the same certificate
+    assert file_fingerprint(str(cert)) == first
+    tls_wire(again.port, str(cert)).hello("carol")
+
+
+def test_plain_client_on_tls_server_gets_a_clear_error_not_a_hang(start_server):
+    server = start_server("--tls")
+    plain = Wire(server.port)
+    plain.send(type="hello", nick="alice", proto=1)
+    start = time.monotonic()
+    frames = plain.closed(timeout=3)
+    assert time.monotonic() - start < 2
+    assert [f["code"] for f in frames] == ["tls_required"]
+    assert "TLS" in frames[0]["message"]
+
+
+def test_tls_client_on_plain_server_fails_fast_with_a_clear_error(harness):
+    h = harness()
+    client = h.client("alice", tls=True)
+    closed = h.wait_event(client, "local.closed", timeout=3)
+    assert "TLS" in closed["error"] and not client.ready
+    assert h.hub.users == {}
+
+
+def test_tls_client_pins_on_first_use_and_refuses_a_changed_certificate(harness, tmp_path):
+    h = harness(tls=True)
+    first = h.client("alice", tls=True)
+    tls = h.wait_event(first, "local.tls")
+    assert tls["status"] == "new" and tls["fingerprint"] == h.server.fingerprint
+    h.ready(first)
+    pins = KnownHosts(h.known_hosts)
+    assert pins.get("127.0.0.1", h.port) == h.server.fingerprint
+    again = h.client("bob", tls=True)
+    assert h.wait_event(again, "local.tls")["status"] == "known"
+    h.ready(again)
+    # The server comes back with another certificate on the same address.
+    pins.pin("127.0.0.1", h.port, "0000 " * 15 + "0000")
+    third = h.client("carol", tls=True)
+    closed = h.wait_event(third, "local.closed")
+    assert closed["fatal"] and "CERTIFICATE HAS CHANGED" in closed["error"]
+    assert h.server.fingerprint in closed["error"] and h.known_hosts in closed["error"]
+    assert "carol" not in [p.nick for p in h.hub.users.values()]
+
+
+def test_tls_client_with_a_ca_file_verifies_and_refuses_other_servers(harness, tmp_path):
+    h = harness(tls=True)
+    cert = str(tmp_path / "tls" / "cert.pem")
+    good = h.client("alice", cafile=cert)
+    assert h.wait_event(good, "local.tls")["status"] == "verified"
+    h.ready(good)
+    other = tmp_path / "other"
+    from chat.tls import self_signed
+    other_cert, _ = self_signed(str(other))
+    bad = h.client("bob", cafile=other_cert)
+    closed = h.wait_event(bad, "local.closed")
+    assert closed["fatal"] and "not trusted" in closed["error"]
+
+
+def test_stalled_handshakes_are_timed_out_and_delay_nobody(start_server):
+    server = start_server("--tls", "--tls-timeout", "1")
+    stalled = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(20)]
+    for sock in stalled[:10]:
+        sock.sendall(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello, no more
+    start = time.monotonic()
+    alice = tls_wire(server.port)
+    alice.hello("alice")
+    alice.send(type="send", room="general", text="hi", ref="x")
+    assert alice.until("message")["ref"] == "x"
+    assert time.monotonic() - start < 1.0
+    for sock in stalled:  # closed by the server once --tls-timeout passed
+        sock.settimeout(5)
+        try:
+            while sock.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+        sock.close()
+    assert time.monotonic() - start < 5
+
+
+def test_bad_tls_options_are_one_line_errors(tmp_path):
+    missing = tmp_path / "nope.pem"
+    for args, words in [(["--tls-cert", str(missing), "--tls-key", str(missing)],
+                         "cannot read"),
+                        (["--tls-cert", str(missing)], "go together"),
+                        (["--tls", "--tls-cert", "a", "--tls-key", "b"], "--tls")]:
+        proc = subprocess.run([sys.executable, MAIN, "--server", "--headless", "--port",
+                               "0", "--db", str(tmp_path / "c.db"), *args],
+                              capture_output=True, text=True, cwd=ROOT, timeout=30)
+        assert proc.returncode != 0 and proc.stdout == ""
+        assert proc.stderr.count("\n") == 1 and words in proc.stderr, proc.stderr
+
+
+# ---------------------------------------------------------------- accounts
+
+def test_register_then_the_nickname_needs_its_password(server):
+    alice = Wire(server.port)
+    alice.hello("alice")
+    alice.send(type="register", password="short", ref="r0")
+    assert alice.error("bad_password")["ref"] == "r0"
+    alice.send(type="register", password="correct horse", ref="r1")
+    assert alice.next() == {"type": "registered", "nick": "alice", "ref": "r1"}
+    alice.send(type="bye")
+    alice.closed()
+
+    thief = Wire(server.port)
+    thief.send(type="hello", nick="Alice", proto=1)
+    thief.error("nick_registered")  # the connection stays open: choose another nick
+    thief.hello("mallory")
+    thief.send(type="nick", nick="ALICE", ref="n1")
+    assert thief.error("nick_registered")["ref"] == "n1"
+    thief.send(type="nick", nick="alice", nick_password="guess", ref="n2")
+    assert thief.error("auth_failed")["ref"] == "n2"
+    thief.closed()
+
+    owner = Wire(server.port)
+    owner.send(type="hello", nick="alice", proto=1, nick_password="wrong password")
+    owner.error("auth_failed")
+    owner.closed()
+    owner = Wire(server.port)
+    owner.hello("alice", nick_password="correct horse")
+
+
+def test_account_survives_restart_and_is_stored_hashed(start_server, tmp_path):
+    server = start_server()
+    alice = Wire(server.port)
+    alice.hello("alice")
+    alice.send(type="register", password="correct horse")
+    assert alice.next()["type"] == "registered"
+    assert server.stop() == 0
+    import sqlite3
+    db = sqlite3.connect(tmp_path / "chat.db")
+    (salt, digest, params), = db.execute("SELECT salt, hash, params FROM accounts")
+    db.close()
+    raw = (tmp_path / "chat.db").read_bytes() + (tmp_path / "chat.db-wal").read_bytes() \
+        if (tmp_path / "chat.db-wal").exists() else (tmp_path / "chat.db").read_bytes()
+    assert b"correct horse" not in raw
+    assert len(salt) == 16 and len(digest) == 32 and params.startswith("scrypt:")
+    again = start_server()
+    w = Wire(again.port)
+    w.send(type="hello", nick="alice", proto=1)
+    w.error("nick_registered")
+    w.hello("alice", nick_password="correct horse")
+
+
+def test_unregister_frees_the_nickname_and_old_clients_are_unaffected(server):
+    alice = Wire(server.port)
+    alice.hello("alice")
+    alice.send(type="unregister", ref="u0")
+    assert alice.error("no_account")["ref"] == "u0"
+    alice.send(type="register", password="correct horse")
+    assert alice.next()["type"] == "registered"
+    alice.send(type="register", password="better horse", ref="c")  # a new password
+    assert alice.next() == {"type": "registered", "nick": "alice", "ref": "c"}
+    alice.send(type="unregister", ref="u1")
+    assert alice.next() == {"type": "unregistered", "nick": "alice", "ref": "u1"}
+    alice.send(type="bye")
+    alice.closed()
+    # A client that knows nothing of accounts: same frames, same answers as before.
+    plain = Wire(server.port)
+    frames = plain.hello("alice")
+    assert frames[0]["type"] == "welcome"
+
+
+def test_register_needs_hello_first(server):
+    w = Wire(server.port)
+    w.send(type="register", password="correct horse")
+    w.error("not_registered")
+
+
+def test_password_guessing_is_rate_limited_server_wide(harness):
+    h = harness()
+    owner = h.client("alice")
+    h.ready(owner)
+    owner.register("correct horse")
+    h.wait_event(owner, "registered")
+    owner.bye()
+    h.until(lambda: "alice" not in [p.nick for p in h.hub.users.values()])
+    start = time.monotonic()
+    guessers = [h.client("alice", nick_password=f"guess {i}") for i in range(30)]
+    h.until(lambda: all(any(e["type"] == "error" for e in h.events(g)) for g in guessers))
+    elapsed = time.monotonic() - start
+    codes = [next(e["code"] for e in h.events(g) if e["type"] == "error") for g in guessers]
+    assert codes.count("auth_failed") <= AUTH_BURST + AUTH_RATE * elapsed
+    assert "rate_limited" in codes
+    assert set(codes) == {"auth_failed", "rate_limited"}
+
+
+# ---------------------------------------------------------------- bans
+
+def test_address_ban_closes_refuses_and_outlasts_a_restart(harness, tmp_path):
+    h = harness()
+    alice, bob = h.client("alice"), h.client("bob")
+    h.ready(alice)
+    h.ready(bob)
+    ban, closed = h.hub.ban("address", "127.0.0.1", "spamming")
+    assert closed == 2 and ban.value == "127.0.0.1"
+    kicked = h.wait_event(alice, "kicked")
+    assert "spamming" in kicked["reason"]
+    h.close()
+    h2 = harness()  # the same database
+    assert [b.value for b in h2.hub.ban_list()] == ["127.0.0.1"]
+    carol = h2.client("carol")
+    err = h2.wait_event(carol, "error")
+    assert err["code"] == "banned" and "spamming" in err["message"]
+    h2.wait_event(carol, "local.closed")
+    assert h2.hub.unban("address", ban.key)
+    dave = h2.client("dave")
+    h2.ready(dave)
+
+
+def test_network_ban_with_expiry_lifts_itself(harness):
+    h = harness()
+    h.hub.ban("address", "127.0.0.0/8", "cool off", seconds=1.0)
+    early = h.client("alice")
+    assert h.wait_event(early, "error")["code"] == "banned"
+    h.until(lambda: not h.hub.ban_list(), timeout=3)
+    h.until(lambda: h.server.store.bans() == [], timeout=1)  # dropped from the store
+    later = h.client("bob")
+    h.ready(later)
+
+
+def test_nick_ban_keeps_the_nick_out_but_not_the_address(harness):
+    h = harness()
+    troll, other = h.client("troll"), h.client("other")
+    h.ready(troll)
+    h.ready(other)
+    h.hub.ban("nick", "Troll", "behave")
+    left = h.wait_event(other, "left", nick="troll")
+    assert left["reason"] == "banned" and left["message"].endswith("behave")
+    again = h.client("TROLL")
+    assert h.wait_event(again, "error")["code"] == "banned"
+    other.rename("troll", ref="r")
+    assert h.wait_event(other, "error", ref="r")["code"] == "bad_nick"
+    fresh = h.client("newbie")
+    h.ready(fresh)
+    with pytest.raises(ValueError):
+        h.hub.ban("address", "not an address")
+    with pytest.raises(ValueError):
+        h.hub.ban("nick", "two words")
+
+
+# ---------------------------------------------------------------- connection limits
+
+def test_per_address_limit_with_loopback_exempt_unless_asked(start_server):
+    relaxed = start_server("--max-per-address", "2")
+    wires = [Wire(relaxed.port) for _ in range(5)]
+    for i, w in enumerate(wires):
+        w.hello(f"user{i}")  # loopback is exempt by default
+    strict = start_server("--max-per-address", "2", "--limit-loopback",
+                          db=relaxed.db.parent / "strict.db")
+    first, second = Wire(strict.port), Wire(strict.port)
+    first.hello("a")
+    second.hello("b")
+    third = Wire(strict.port)
+    frames = third.closed()
+    assert [f["code"] for f in frames] == ["server_full"]
+    assert "address" in frames[0]["message"]
+    first.send(type="bye")
+    first.closed()
+    deadline = time.monotonic() + 5
+    while True:  # the freed slot can be used again
+        fourth = Wire(strict.port)
+        fourth.send(type="hello", nick="d", proto=1)
+        frame = fourth.next()
+        if frame["type"] == "welcome":
+            break
+        assert time.monotonic() < deadline, frame
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_slowloris_of_200_leaves_a_normal_client_chatting_within_a_second(
+        start_server, tls):
+    server = start_server(*(["--tls"] if tls else []))
+    loris = []
+    for i in range(200):
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        if i % 3 == 1:
+            sock.sendall(b'{"type":"hello","nick":"slow' if not tls else b"\x16\x03\x01")
+        elif i % 3 == 2:
+            sock.sendall(b"{")
+        loris.append(sock)
+    start = time.monotonic()
+    alice = tls_wire(server.port) if tls else Wire(server.port)
+    alice.hello("alice")
+    alice.send(type="send", room="general", text="still here", ref="a")
+    assert alice.until("message")["ref"] == "a"
+    elapsed = time.monotonic() - start
+    for sock in loris:
+        sock.close()
+    assert elapsed < 1.0, elapsed
