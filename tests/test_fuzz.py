@@ -1,0 +1,288 @@
+"""Fuzzing the frame parser and the server's handling of arbitrary byte streams.
+
+Property-based (hypothesis). In CI the examples are derandomised and bounded, so a
+run is repeatable and short; ``LANCHAT_FUZZ_EXAMPLES=N`` runs N random examples per
+property instead (the long run quoted in the README).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from chat.errors import ProtocolError
+from chat.protocol import NEED_DATA, CLOSED, FrameDecoder, parse_request
+from tests.inproc import Harness
+
+LONG = int(os.environ.get("LANCHAT_FUZZ_EXAMPLES", "0"))
+
+
+def fuzz_settings(ci_examples: int):
+    return settings(max_examples=LONG or ci_examples, derandomize=not LONG, deadline=None,
+                    database=None, suppress_health_check=list(HealthCheck))
+
+
+# The error codes of PROTOCOL.md plus the README's additive ones.
+PROTOCOL_CODES = {
+    "bad_frame", "frame_too_long", "unknown_type", "bad_field", "not_registered",
+    "already_registered", "bad_proto", "bad_nick", "nick_taken", "auth_failed",
+    "server_full", "banned", "bad_room", "not_in_room", "no_such_user", "bad_text",
+    "text_too_long", "rate_limited"}
+CODES = PROTOCOL_CODES | {"tls_required", "nick_registered", "bad_password", "no_account"}
+CLOSING = {"auth_failed", "server_full", "banned", "bad_proto", "tls_required"}
+SERVER_TYPES = {"welcome", "message", "joined", "left", "renamed", "users", "notice",
+                "kicked", "ping", "pong", "error", "rooms", "history_end", "typing",
+                "registered", "unregistered"}
+CLIENT_TYPES = ["hello", "send", "join", "part", "nick", "who", "rooms", "history",
+                "typing", "ping", "pong", "bye", "register", "unregister"]
+FIELDS = ["room", "to", "text", "nick", "proto", "rooms", "since", "before", "limit",
+          "token", "reason", "ref", "action", "password", "nick_password", "client"]
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False)
+    | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8),
+                                                                inner, max_size=4),
+    max_leaves=12)
+names = st.sampled_from(["general", "dev", "alice", "bob", "Ωmega", "a b", "", "x" * 40,
+                         "server", "\u0000", "\ud800"])
+field_values = json_values | names
+frames = st.fixed_dictionaries(
+    {"type": st.sampled_from(CLIENT_TYPES) | st.text(max_size=10)},
+    optional={name: field_values for name in FIELDS})
+
+
+def frame_bytes(frame) -> bytes:
+    return json.dumps(frame).encode() + b"\n"
+
+
+lines = st.one_of(
+    frames.map(frame_bytes),
+    st.binary(max_size=200),  # anything, newlines or not
+    st.binary(max_size=60).map(lambda b: b + b"\n"),
+    json_values.map(lambda v: json.dumps(v).encode() + b"\n"),
+    st.sampled_from([b"\r\n", b"\n", b"{\"type\":\"ping\"}\r\n", b"NaN\n",
+                     b"{\"type\":\"send\",\"text\":\"\\ud800\"}\n", b"\xff\xfe\n",
+                     b"x" * 20000 + b"\n", b"{\"type\":1}\n", b"[1,2]\n",
+                     b'{"type":"send","room":"general","text":"fuzz says hi"}\n']),
+)
+streams = st.lists(lines, max_size=12).map(b"".join)
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    edges = [0, *points, len(data)]
+    return [data[a:b] for a, b in zip(edges, edges[1:]) if b > a]
+
+
+def decode_all(chunks: list[bytes]) -> list:
+    """Every event of a stream: frames, or the ProtocolError codes, in order."""
+    decoder, out = FrameDecoder(16384), []
+    for chunk in [*chunks, b""]:
+        decoder.receive_data(chunk)
+        while True:
+            try:
+                event = decoder.next_event()
+            except ProtocolError as exc:
+                out.append(exc.code)
+                continue
+            if event is NEED_DATA or event is CLOSED:
+                break
+            out.append(event)
+    return out
+
+
+# ---------------------------------------------------------------- the parser
+
+@fuzz_settings(600)
+@given(streams, st.lists(st.integers(0, 10**6), max_size=8))
+def test_decoder_never_raises_anything_else_and_ignores_how_bytes_are_split(data, cuts):
+    whole = decode_all([data])
+    assert decode_all(split(data, cuts)) == whole
+    assert decode_all([data[i:i + 1] for i in range(len(data))]) == whole
+    for event in whole:
+        assert isinstance(event, dict) and isinstance(event["type"], str) or \
+            event in {"bad_frame", "frame_too_long"}
+
+
+@fuzz_settings(500)
+@given(frames)
+def test_every_request_is_parsed_or_refused_with_a_documented_code(frame):
+    try:
+        request = parse_request(frame)
+    except ProtocolError as exc:
+        assert exc.code in CODES and exc.message
+        if exc.code == "unknown_type":
+            assert frame["type"] not in CLIENT_TYPES
+        return
+    assert frame["type"] in CLIENT_TYPES and isinstance(request, dict)
+
+
+# ---------------------------------------------------------------- the server
+
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory):
+    h = Harness(tmp_path_factory.mktemp("fuzz") / "chat.db", rate=0)
+    observer = h.client("observer")
+    h.ready(observer)
+    yield h, observer
+    h.close()
+
+
+def read_frames(sock, buf: bytearray) -> tuple[list[dict], bool]:
+    """Whatever has arrived, without blocking; and whether the server closed."""
+    eof = False
+    while True:
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            break
+        except ConnectionResetError:
+            eof = True
+            break
+        if not data:
+            eof = True
+            break
+        buf += data
+    *done, rest = bytes(buf).split(b"\n")
+    buf[:] = rest
+    return [json.loads(line) for line in done if line], eof
+
+
+@fuzz_settings(250)
+@given(st.booleans(), streams, st.lists(st.integers(0, 10**6), max_size=6))
+def test_server_survives_any_byte_stream_and_loses_no_message(fuzz_server, register,
+                                                              data, cuts):
+    h, observer = fuzz_server
+    sock = socket.create_connection(("127.0.0.1", h.port))
+    sock.setblocking(False)
+    buf, got, eof = bytearray(), [], False
+    if register:
+        sock.send(frame_bytes({"type": "hello", "nick": f"fz{time.monotonic_ns()}",
+                               "proto": 1}))
+    for chunk in split(data, cuts):
+        view = memoryview(chunk)
+        deadline = time.monotonic() + 5
+        while view and not eof:  # send it all, stepping the server meanwhile
+            try:
+                view = view[sock.send(view):]
+            except BlockingIOError:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                eof = True
+            h.step()
+            frames_, eof_ = read_frames(sock, buf)
+            got += frames_
+            eof = eof or eof_
+            assert time.monotonic() < deadline
+    if not eof:  # end any half line, then ask for a pong: every reply before it is in
+        try:
+            sock.send(b"\n" + frame_bytes({"type": "ping", "token": "end"}))
+        except OSError:
+            eof = True
+    def settled():
+        nonlocal eof
+        frames_, eof_ = read_frames(sock, buf)
+        got.extend(frames_)
+        eof = eof or eof_
+        return eof or {"type": "pong", "token": "end"} in got
+    h.until(settled)
+    sock.close()
+
+    for frame in got:
+        assert frame["type"] in SERVER_TYPES, frame
+        if frame["type"] == "error":
+            assert frame["code"] in CODES and frame["message"], frame
+    errors = [f for f in got if f["type"] == "error"]
+    if eof:  # closed: by bye, a closing error, too many errors, or a kick for hello timeout
+        sent_bye = b'"bye"' in data
+        assert sent_bye or (errors and (errors[-1]["code"] in CLOSING or len(errors) > 20))
+    # Every message echoed to the fuzzer is stored, and the observer saw those in its room.
+    ids = [f["id"] for f in got if f["type"] == "message" and f.get("from", "").startswith("fz")]
+    if ids:
+        db = sqlite3.connect(h.config.db_path)
+        h.server.store.commit()
+        stored = {row[0] for row in db.execute(
+            f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(ids))})", ids)}
+        db.close()
+        assert stored == set(ids)
+    # The server still serves everyone else.
+    observer.say("general", "still here", ref="alive")
+    h.wait_event(observer, "message", ref="alive")
+    h.events(observer).clear()
+
+
+# Lines whose answer PROTOCOL.md fixes, for a user registered in no room (so nothing
+# else reaches it): each gets exactly its error, in order, however the bytes are split.
+KNOWN_BAD = st.one_of(
+    st.binary(max_size=40).filter(lambda b: b"\n" not in b and b.strip(b"\r")).map(
+        lambda b: (b"\x00" + b + b"\n", "bad_frame")),
+    st.sampled_from([b"\xff\xfe\n", b"NaN\n", b"[1]\n", b"\"type\"\n", b"{\"type\":7}\n",
+                     b"{}\n", b"{\"type\":\"x\",}\n"]).map(lambda b: (b, "bad_frame")),
+    st.text(min_size=1, max_size=12).filter(lambda t: t not in CLIENT_TYPES).map(
+        lambda t: (frame_bytes({"type": t}), "unknown_type")),
+    st.just((b"{\"type\":\"ping\"}" + b" " * 17000 + b"\n", "frame_too_long")),
+    json_values.filter(lambda v: not isinstance(v, str)).map(
+        lambda v: (frame_bytes({"type": "send", "room": "general", "text": v}),
+                   "bad_field")),
+    st.text(min_size=1, max_size=20).filter(lambda t: "\ud800" not in t).map(
+        lambda t: (frame_bytes({"type": "send", "room": "general", "text": t + "\x07"}),
+                   "bad_text")),
+    st.sampled_from(["a b", "x" * 33, "", "no/slash"]).map(
+        lambda r: (frame_bytes({"type": "join", "room": r}), "bad_room")),
+    st.sampled_from(["general", "dev", "Ωmega"]).map(
+        lambda r: (frame_bytes({"type": "send", "room": r, "text": "hi"}), "not_in_room")),
+    st.integers().filter(lambda n: not 1 <= n <= 200).map(
+        lambda n: (frame_bytes({"type": "history", "room": "general", "limit": n}),
+                   "bad_field")),
+    st.sampled_from(["", "server", "a b", "x" * 25]).map(
+        lambda n: (frame_bytes({"type": "nick", "nick": n}), "bad_nick")),
+    st.just((frame_bytes({"type": "hello", "nick": "again", "proto": 1}),
+             "already_registered")),
+    st.text(max_size=7).map(
+        lambda p: (frame_bytes({"type": "register", "password": p}), "bad_password")),
+)
+
+
+@fuzz_settings(120)
+@given(st.lists(KNOWN_BAD, min_size=1, max_size=15), st.lists(st.integers(0, 10**6),
+                                                             max_size=8))
+def test_every_bad_frame_gets_its_documented_error(fuzz_server, cases, cuts):
+    h, observer = fuzz_server
+    sock = socket.create_connection(("127.0.0.1", h.port))
+    sock.setblocking(False)
+    nick = f"fz{time.monotonic_ns()}"
+    data = frame_bytes({"type": "hello", "nick": nick, "proto": 1, "rooms": []})
+    expected = []
+    for i, (line, code) in enumerate(cases):
+        data += line
+        expected.append(code)
+        if i % 10 == 9:  # a success now and then: "more than 20 errors in a row" closes
+            data += frame_bytes({"type": "ping", "token": str(i)})
+            expected.append("pong")
+    data += frame_bytes({"type": "ping", "token": "end"})
+    buf, got = bytearray(), []
+    for chunk in split(data, cuts):
+        view = memoryview(chunk)
+        while view:
+            try:
+                view = view[sock.send(view):]
+            except BlockingIOError:
+                pass
+            h.step()
+    def done():
+        frames_, eof = read_frames(sock, buf)
+        got.extend(frames_)
+        assert not eof, got
+        return {"type": "pong", "token": "end"} in got
+    h.until(done)
+    sock.close()
+    assert got[0]["type"] == "welcome"
+    answers = [f["code"] if f["type"] == "error" else f["type"] for f in got[1:-1]]
+    assert answers == expected
