@@ -1,8 +1,10 @@
 """Slash commands typed in the chat window, parsed without any GUI.
 
 ``parse_input`` turns one input line into a ``Command``: plain text becomes a
-`say`; ``/me``, ``/msg``, ``/nick``, ``/join``, ``/part``, ``/who``, ``/help`` and
-``/quit`` become their own; anything else is an error for the window to show.
+`say`; ``/me``, ``/msg``, ``/nick``, ``/join``, ``/part``, ``/who``, ``/register``,
+``/unregister``, ``/help`` and ``/quit`` become their own; anything else is an
+error for the window to show. ``is_secret`` tells which lines carry a password
+(the window keeps those out of its Up/Down recall).
 """
 
 from __future__ import annotations
@@ -10,23 +12,26 @@ from __future__ import annotations
 from typing import NamedTuple
 
 HELP = {
-    "/nick NAME": "change your nickname",
+    "/nick NAME [PASSWORD]": "change your nickname (a registered one needs its password)",
     "/me ACTION": "say what you are doing (\"/me waves\")",
     "/msg NICK TEXT": "send a direct message",
     "/join ROOM": "join a room (created if new) and switch to it",
     "/part [ROOM]": "leave a room (the current one by default)",
     "/who [ROOM]": "list who is in a room",
+    "/register PASSWORD": "protect your nickname with a password (or change it)",
+    "/unregister": "drop your nickname's password",
     "/help": "show this list",
     "/quit [REASON]": "leave the chat and close the window",
 }
 
 
 class Command(NamedTuple):
-    name: str  # say, me, msg, nick, join, part, who, help, quit, error
+    name: str  # say, me, msg, nick, join, part, who, register, unregister, help, quit, error
     args: tuple[str, ...] = ()
 
 
-_ARITY = {"nick": 1, "join": 1, "me": 1, "msg": 2}  # required arguments
+_ARITY = {"nick": 1, "join": 1, "me": 1, "msg": 2, "register": 1}  # required arguments
+SECRET = ("nick", "register")  # commands whose arguments may hold a password
 
 
 def parse_input(text: str) -> Command:
@@ -41,8 +46,13 @@ def parse_input(text: str) -> Command:
         args: tuple[str, ...] = (to, body) if to and body.strip() else ()
     elif name == "me":
         args = (rest,) if rest else ()
-    elif name in ("nick", "join", "part", "who"):
+    elif name == "nick":
+        nick, _, password = rest.partition(" ")
+        args = (nick, password.strip()) if password.strip() else (nick,) if nick else ()
+    elif name in ("join", "part", "who", "register"):
         args = (rest,) if rest else ()
+    elif name == "unregister":
+        args = ()
     elif name == "quit":
         args = (rest,) if rest else ()
     elif name == "help":
@@ -56,4 +66,10 @@ def parse_input(text: str) -> Command:
 
 
 def help_lines() -> list[str]:
-    return [f"{usage:<16} {what}" for usage, what in HELP.items()]
+    return [f"{usage:<22} {what}" for usage, what in HELP.items()]
+
+
+def is_secret(text: str) -> bool:
+    """Whether a typed line may carry a password (not to be recalled with Up)."""
+    command = parse_input(text)
+    return command.name == "register" or (command.name == "nick" and len(command.args) > 1)

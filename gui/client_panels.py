@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 import customtkinter as ctk
 
 from gui.common import NICK_COLORS, nick_color_index
 
 
+class Login(NamedTuple):
+    host: str
+    port: int
+    nick: str
+    password: str  # the server's, "" for none
+    nick_password: str  # the nickname account's, "" for none
+    tls: bool
+
+
 class ConnectForm(ctk.CTkFrame):
-    """Server address, port, nickname and optional password; errors shown inline."""
+    """Server address, port, nickname, passwords and TLS; errors shown inline."""
 
     def __init__(self, master: Any, connect_command: Callable[[], None]) -> None:
         super().__init__(master, fg_color="transparent")
@@ -22,29 +31,37 @@ class ConnectForm(ctk.CTkFrame):
         self.entries: dict[str, ctk.CTkEntry] = {}
         fields = (("host", "Server address", "e.g. 192.0.2.10"), ("port", "Port", ""),
                   ("nick", "Nickname", "how others see you"),
-                  ("password", "Password", "only if the server has one"))
+                  ("nick_password", "Nickname password", "only if you registered it"),
+                  ("password", "Server password", "only if the server has one"))
         for row, (key, label, hint) in enumerate(fields, start=1):
             ctk.CTkLabel(box, text=label).grid(row=row, column=0, padx=(30, 10), pady=6,
                                                sticky="e")
             entry = ctk.CTkEntry(box, width=240, placeholder_text=hint,
-                                 show="•" if key == "password" else "")
+                                 show="•" if "password" in key else "")
             entry.grid(row=row, column=1, padx=(0, 30), pady=6)
             entry.bind("<Return>", lambda _e: connect_command())
             self.entries[key] = entry
+        self.tls_box = ctk.CTkCheckBox(box, text="Encrypt (TLS)")
+        self.tls_box.grid(row=6, column=1, padx=(0, 30), pady=6, sticky="w")
         self.connect_button = ctk.CTkButton(box, text="Connect", command=connect_command)
-        self.connect_button.grid(row=5, column=0, columnspan=2, pady=(14, 6))
-        self.error_label = ctk.CTkLabel(box, text="", text_color="#c0392b", wraplength=340)
-        self.error_label.grid(row=6, column=0, columnspan=2, padx=30, pady=(0, 20))
+        self.connect_button.grid(row=7, column=0, columnspan=2, pady=(14, 6))
+        self.error_label = ctk.CTkLabel(box, text="", text_color="#c0392b", wraplength=380)
+        self.error_label.grid(row=8, column=0, columnspan=2, padx=30, pady=(0, 20))
 
-    def fill(self, host: str, port: int, nick: str, password: str) -> None:
+    def fill(self, host: str, port: int, nick: str, password: str, nick_password: str = "",
+             tls: bool = False) -> None:
         for key, value in (("host", host), ("port", port), ("nick", nick),
-                           ("password", password)):
+                           ("password", password), ("nick_password", nick_password)):
             entry = self.entries[key]
             entry.delete(0, "end")
             if value:
                 entry.insert(0, str(value))
+        if tls:
+            self.tls_box.select()
+        else:
+            self.tls_box.deselect()
 
-    def values(self) -> tuple[str, int, str, str] | None:
+    def values(self) -> Login | None:
         """The form's values, or None (with the reason shown) when one is wrong."""
         host = self.entries["host"].get().strip()
         nick = self.entries["nick"].get().strip()
@@ -61,7 +78,8 @@ class ConnectForm(ctk.CTkFrame):
         if not nick:
             self.show_error("Choose a nickname.")
             return None
-        return host, port, nick, self.entries["password"].get()
+        return Login(host, port, nick, self.entries["password"].get(),
+                     self.entries["nick_password"].get(), bool(self.tls_box.get()))
 
     def show_error(self, text: str) -> None:
         self.error_label.configure(text=text)

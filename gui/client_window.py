@@ -16,7 +16,7 @@ import customtkinter as ctk
 
 from chat.chatstate import OLDER_REF, WHO_REF, ChatState
 from chat.client import ChatClient
-from chat.commands import help_lines, parse_input
+from chat.commands import help_lines, is_secret, parse_input
 from chat.config import DEFAULT_PORT
 from chat.errors import ChatError
 from gui.client_panels import ConnectForm, Sidebar, UsersPanel
@@ -29,17 +29,23 @@ TYPING_EVERY_S = 3.0  # send `typing` at most this often while the user types
 HELLO_ERRORS = {
     "nick_taken": "That nickname is taken; choose another.",
     "bad_nick": "Nicknames are 1-24 letters, digits, '_', '-' or '.'.",
-    "auth_failed": "Wrong password.",
-    "server_full": "The server is full; try again later.",
-    "banned": "You are banned from this server.",
     "bad_proto": "This server speaks another protocol version.",
-}
+    "nick_registered": "That nickname is registered: type its password under "
+                       "'Nickname password', or choose another nickname.",
+    "tls_required": "This server encrypts its connections: tick 'Encrypt (TLS)' and "
+                    "connect again.",
+}  # other codes (auth_failed, banned, server_full...): the server's own sentence
 
 
 class ClientWindow(ctk.CTk):
     def __init__(self, host: str | None = None, port: int | None = None,
-                 nick: str | None = None, password: str | None = None) -> None:
+                 nick: str | None = None, password: str | None = None,
+                 nick_password: str | None = None, tls: bool = False,
+                 cafile: str | None = None) -> None:
         self.settings = Settings("client")
+        self.cafile = cafile
+        self._tls_note: str | None = None  # shown once the first room is on screen
+        self._registering: str | None = None  # the password of a /register under way
         appearance = apply_appearance(self.settings.get("appearance", "Light"))
         super().__init__()
         self.title("lanchat")
@@ -64,7 +70,9 @@ class ClientWindow(ctk.CTk):
         self._build_chat(appearance)
         self.form.fill(host or self.settings.get("host", ""),
                        port or self.settings.get("port", DEFAULT_PORT),
-                       nick or self.settings.get("nick", ""), password or "")
+                       nick or self.settings.get("nick", ""), password or "",
+                       nick_password or "",
+                       tls or bool(cafile) or bool(self.settings.get("tls", False)))
         self.show_form("")
         self.bind("<FocusIn>", lambda _e: self._focus(True))
         self.bind("<FocusOut>", lambda _e: self._focus(False))
@@ -155,10 +163,13 @@ class ClientWindow(ctk.CTk):
         values = self.form.values()
         if values is None:
             return
-        host, port, nick, password = values
-        self.settings.update(host=host, port=port, nick=nick)
+        self.settings.update(host=values.host, port=values.port, nick=values.nick,
+                             tls=values.tls)
         self._cancel_reconnect()
-        self.client = ChatClient(host, port, nick, password=password or None)
+        self.client = ChatClient(values.host, values.port, values.nick,
+                                 password=values.password or None,
+                                 nick_password=values.nick_password or None,
+                                 tls=values.tls, cafile=self.cafile)
         self.state_ = ChatState()
         self.state_.focused = self._has_focus()
         self.client.connect()
@@ -176,12 +187,12 @@ class ClientWindow(ctk.CTk):
             self.after_cancel(self._reconnect_id)
             self._reconnect_id = None
 
-    def _on_closed(self, error: str | None) -> None:
+    def _on_closed(self, error: str | None, fatal: bool = False) -> None:
         client = self.client
         if self._quitting:
             self.destroy()
             return
-        if client is None or client.welcome is None or self._kicked is not None:
+        if client is None or client.welcome is None or self._kicked is not None or fatal:
             self.client = None  # never got in, or was sent away: back to the form
             self.form.busy(False)
             self.show_form(self._kicked or error or "The server closed the connection.")
@@ -229,7 +240,18 @@ class ClientWindow(ctk.CTk):
     def _handle(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
         if kind == "local.closed":
-            self._on_closed(frame["error"])
+            self._on_closed(frame["error"], frame.get("fatal", False))
+            return
+        if kind == "local.tls":
+            self._on_tls(frame)
+            return
+        if kind in ("registered", "unregistered"):
+            self._on_account(frame)
+            return
+        if kind == "history_end" and self._tls_note:
+            self.state_.apply(frame)
+            self.state_.note(self._tls_note, "notice")
+            self._tls_note = None
             return
         if kind == "error" and self.client is not None and self.client.state == "hello":
             message = HELLO_ERRORS.get(frame.get("code"), frame.get("message", ""))
@@ -243,9 +265,36 @@ class ClientWindow(ctk.CTk):
         if kind == "welcome":
             self._attempt = 0
             self.show_chat()
+            lock = "   ·   encrypted (TLS)" if self.client.tls else ""
             self._set_status(f"Connected to {frame.get('server', '')} at "
-                             f"{self.client.host}:{self.client.port} as {frame['nick']}")
+                             f"{self.client.host}:{self.client.port} as {frame['nick']}"
+                             f"{lock}")
         self.state_.apply(frame)
+
+    def _on_tls(self, frame: dict[str, Any]) -> None:
+        client = self.client
+        assert client is not None
+        if frame["status"] == "new":
+            self._tls_note = (
+                f"First encrypted connection to {client.host}:{client.port}. Its "
+                f"certificate fingerprint is {frame['fingerprint']}: check that the "
+                f"server window shows the same. You will be warned if it ever changes.")
+        elif frame["status"] == "verified":
+            self._tls_note = None
+
+    def _on_account(self, frame: dict[str, Any]) -> None:
+        client = self.client
+        if frame["type"] == "registered":
+            if client is not None and self._registering:
+                client.nick_password = self._registering  # reconnects sign in with it
+            self.state_.note(f"The nickname {frame['nick']} is registered: from now on "
+                             f"it needs your password.", "notice")
+        else:
+            if client is not None:
+                client.nick_password = None
+            self.state_.note(f"The nickname {frame['nick']} is no longer registered.",
+                             "notice")
+        self._registering = None
 
     def _render(self) -> None:
         state = self.state_
@@ -345,7 +394,8 @@ class ClientWindow(ctk.CTk):
         if not text.strip():
             return
         self.entry.delete("1.0", "end")
-        self.sent_lines.append(text)
+        if not is_secret(text):  # a password is never recalled with Up
+            self.sent_lines.append(text)
         self._recall = len(self.sent_lines)
         self.run_input(text)
 
@@ -378,7 +428,12 @@ class ClientWindow(ctk.CTk):
             client.message(args[0], args[1])
             state.activate(state.conversation(args[0], "dm").key)
         elif name == "nick":
-            client.rename(args[0])
+            client.rename(args[0], nick_password=args[1] if len(args) > 1 else None)
+        elif name == "register":
+            self._registering = args[0]
+            client.register(args[0])
+        elif name == "unregister":
+            client.unregister()
         elif name == "join":
             self.join_event(args[0])
         elif name == "part":
@@ -429,9 +484,11 @@ class ClientWindow(ctk.CTk):
 
 
 def run_client_window(host: str | None = None, port: int | None = None,
-                      nick: str | None = None, password: str | None = None) -> int:
+                      nick: str | None = None, password: str | None = None,
+                      nick_password: str | None = None, tls: bool = False,
+                      cafile: str | None = None) -> int:
     try:
-        window = ClientWindow(host, port, nick, password)
+        window = ClientWindow(host, port, nick, password, nick_password, tls, cafile)
     except tkinter.TclError as exc:
         raise ChatError(f"cannot open a window: {exc}") from None
     window.mainloop()

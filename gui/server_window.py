@@ -29,6 +29,9 @@ LOG_LINES = 2000  # lines kept in the log view
 LOG_BATCH = 500  # log lines rendered per tick at most (the rest wait, bounded)
 COLUMNS = (("nick", "Nickname", 110), ("address", "Address", 140), ("rooms", "Rooms", 110),
            ("since", "Connected", 90), ("sent", "Sent", 50))
+BAN_COLUMNS = (("kind", "Ban on", 70), ("value", "Nick or address", 140),
+               ("until", "Until", 110), ("reason", "Reason", 140))
+DURATIONS = {"1 hour": 3600.0, "1 day": 86400.0, "1 week": 7 * 86400.0, "forever": None}
 
 
 class _QueueHandler(logging.Handler):
@@ -42,6 +45,19 @@ class _QueueHandler(logging.Handler):
         self.sink.append((record.created, record.levelno, record.getMessage()))
 
 
+def sync_tree(tree: ttk.Treeview, rows: dict[str, tuple]) -> None:
+    """Make a list show exactly ``rows`` (iid -> values), touching only changes."""
+    for iid in tree.get_children():
+        if iid not in rows:
+            tree.delete(iid)
+    for iid, values in rows.items():
+        if tree.exists(iid):
+            if tuple(tree.item(iid, "values")) != tuple(str(v) for v in values):
+                tree.item(iid, values=values)
+        else:
+            tree.insert("", "end", iid=iid, values=values)
+
+
 class StatusPanel(ctk.CTkFrame):
     """What clients type, whether the server runs, uptime and live counters."""
 
@@ -53,20 +69,31 @@ class StatusPanel(ctk.CTkFrame):
         self.address_label = ctk.CTkLabel(self, text="", font=ctk.CTkFont(size=20, weight="bold"))
         self.address_label.grid(row=0, column=1, padx=12, pady=(8, 0), sticky="w")
         self.counters_label = ctk.CTkLabel(self, text="")
-        self.counters_label.grid(row=1, column=0, columnspan=2, padx=12, pady=(0, 8), sticky="w")
+        self.counters_label.grid(row=1, column=0, columnspan=2, padx=12, pady=0, sticky="w")
+        self.tls_label = ctk.CTkLabel(self, text="", anchor="w",
+                                      font=ctk.CTkFont(family="monospace", size=12))
+        self.tls_label.grid(row=2, column=0, columnspan=2, padx=12, pady=(0, 8), sticky="w")
 
-    def show(self, running: bool, addresses: str, counters: str, error: str = "") -> None:
+    def show(self, running: bool, addresses: str, counters: str, error: str = "",
+             fingerprint: str | None = None) -> None:
         self.state_label.configure(text="● Running" if running else "● Stopped",
                                    text_color="#1e8449" if running else "#c0392b")
         self.address_label.configure(text=addresses if running else error)
         self.counters_label.configure(text=counters)
+        if not running:
+            tls = ""
+        elif fingerprint:
+            tls = f"TLS on. Certificate fingerprint, for clients to compare:  {fingerprint}"
+        else:
+            tls = "TLS is off: anyone on the network can read the chat (start with --tls)."
+        self.tls_label.configure(text=tls)
 
 
 class ClientsPanel(ctk.CTkFrame):
     """The live client list, with kick and ban for the selected row."""
 
     def __init__(self, master: Any, kick_command: Callable[[str, str], None],
-                 ban_command: Callable[[str, str], None]) -> None:
+                 ban_command: Callable[[str, str, str, float | None], None]) -> None:
         super().__init__(master)
         self.grid_rowconfigure(1, weight=1)
         self.grid_columnconfigure(0, weight=1)
@@ -76,35 +103,94 @@ class ClientsPanel(ctk.CTkFrame):
         for key, title, width in COLUMNS:
             self.tree.heading(key, text=title)
             self.tree.column(key, width=width, stretch=key == "rooms")
-        self.tree.grid(row=1, column=0, columnspan=3, padx=8, pady=4, sticky="nsew")
+        self.tree.grid(row=1, column=0, columnspan=4, padx=8, pady=4, sticky="nsew")
         self.reason_entry = ctk.CTkEntry(self, placeholder_text="Reason (optional)")
         self.reason_entry.grid(row=2, column=0, padx=(8, 4), pady=(0, 8), sticky="ew")
-        self.kick_button = ctk.CTkButton(self, text="Kick", width=70,
-                                         command=lambda: self._act(kick_command))
+        self.kick_button = ctk.CTkButton(self, text="Kick", width=60,
+                                         command=lambda: self._kick(kick_command))
         self.kick_button.grid(row=2, column=1, padx=4, pady=(0, 8))
-        self.ban_button = ctk.CTkButton(self, text="Ban address", width=100,
-                                        fg_color="#a93226", hover_color="#7b241c",
-                                        command=lambda: self._act(ban_command))
-        self.ban_button.grid(row=2, column=2, padx=(4, 8), pady=(0, 8))
+        self.duration_menu = ctk.CTkOptionMenu(self, values=list(DURATIONS), width=90)
+        self.duration_menu.set("1 day")
+        self.duration_menu.grid(row=2, column=2, padx=4, pady=(0, 8))
+        self.ban_menu = ctk.CTkOptionMenu(
+            self, values=["Ban nickname", "Ban address"], width=120,
+            fg_color="#a93226", button_color="#7b241c", button_hover_color="#641e16",
+            command=lambda choice: self._ban(ban_command, choice))
+        self.ban_menu.set("Ban…")
+        self.ban_menu.grid(row=2, column=3, padx=(4, 8), pady=(0, 8))
 
-    def _act(self, command: Callable[[str, str], None]) -> None:
+    def _kick(self, command: Callable[[str, str], None]) -> None:
         selected = self.tree.selection()
         if selected:
             command(selected[0], self.reason_entry.get().strip())
             self.reason_entry.delete(0, "end")
 
+    def _ban(self, command: Callable[[str, str, str, float | None], None],
+             choice: str) -> None:
+        self.ban_menu.set("Ban…")
+        selected = self.tree.selection()
+        if selected:
+            kind = "nick" if choice == "Ban nickname" else "address"
+            command(selected[0], kind, self.reason_entry.get().strip(),
+                    DURATIONS[self.duration_menu.get()])
+            self.reason_entry.delete(0, "end")
+
     def set_rows(self, rows: dict[str, tuple]) -> None:
-        """Make the list show exactly ``rows`` (iid -> values), touching only changes."""
-        tree = self.tree
-        for iid in tree.get_children():
-            if iid not in rows:
-                tree.delete(iid)
-        for iid, values in rows.items():
-            if tree.exists(iid):
-                if tuple(tree.item(iid, "values")) != tuple(str(v) for v in values):
-                    tree.item(iid, values=values)
-            else:
-                tree.insert("", "end", iid=iid, values=values)
+        sync_tree(self.tree, rows)
+
+    def rows(self) -> list[tuple[str, ...]]:
+        return [tuple(self.tree.item(i, "values")) for i in self.tree.get_children()]
+
+
+class BansPanel(ctk.CTkFrame):
+    """Bans kept in the store: listed, added by hand, lifted."""
+
+    def __init__(self, master: Any, add_command: Callable[[str, str, float | None], str],
+                 lift_command: Callable[[str], None]) -> None:
+        super().__init__(master)
+        self.grid_rowconfigure(1, weight=1)
+        self.grid_columnconfigure(1, weight=1)
+        ctk.CTkLabel(self, text="Bans").grid(row=0, column=0, padx=8, sticky="w")
+        self.error_label = ctk.CTkLabel(self, text="", text_color="#c0392b")
+        self.error_label.grid(row=0, column=1, columnspan=3, padx=8, sticky="e")
+        self.tree = ttk.Treeview(self, columns=[c[0] for c in BAN_COLUMNS], show="headings",
+                                 selectmode="browse", style="Clients.Treeview", height=4)
+        for key, title, width in BAN_COLUMNS:
+            self.tree.heading(key, text=title)
+            self.tree.column(key, width=width, stretch=key == "reason")
+        self.tree.grid(row=1, column=0, columnspan=5, padx=8, pady=4, sticky="nsew")
+        self.kind_menu = ctk.CTkOptionMenu(self, values=["address", "nick"], width=90)
+        self.kind_menu.grid(row=2, column=0, padx=(8, 4), pady=(0, 8))
+        self.value_entry = ctk.CTkEntry(self, placeholder_text="10.0.0.7, 10.0.0.0/24 or a nickname")
+        self.value_entry.grid(row=2, column=1, padx=4, pady=(0, 8), sticky="ew")
+        self.value_entry.bind("<Return>", lambda _e: self._add())
+        self.duration_menu = ctk.CTkOptionMenu(self, values=list(DURATIONS), width=90)
+        self.duration_menu.set("forever")
+        self.duration_menu.grid(row=2, column=2, padx=4, pady=(0, 8))
+        self._add_command, self._lift_command = add_command, lift_command
+        self.add_button = ctk.CTkButton(self, text="Ban", width=60, fg_color="#a93226",
+                                        hover_color="#7b241c", command=self._add)
+        self.add_button.grid(row=2, column=3, padx=4, pady=(0, 8))
+        self.lift_button = ctk.CTkButton(self, text="Lift", width=60, command=self._lift)
+        self.lift_button.grid(row=2, column=4, padx=(4, 8), pady=(0, 8))
+
+    def _add(self) -> None:
+        value = self.value_entry.get().strip()
+        if not value:
+            return
+        problem = self._add_command(self.kind_menu.get(), value,
+                                    DURATIONS[self.duration_menu.get()])
+        self.error_label.configure(text=problem)
+        if not problem:
+            self.value_entry.delete(0, "end")
+
+    def _lift(self) -> None:
+        selected = self.tree.selection()
+        if selected:
+            self._lift_command(selected[0])
+
+    def set_rows(self, rows: dict[str, tuple]) -> None:
+        sync_tree(self.tree, rows)
 
     def rows(self) -> list[tuple[str, ...]]:
         return [tuple(self.tree.item(i, "values")) for i in self.tree.get_children()]
@@ -183,25 +269,28 @@ class ServerWindow(ctk.CTk):
         self.server: ChatServer | None = None
         self.start_error = ""
         self.title("lanchat server")
-        self.geometry("1060x680")
-        self.minsize(820, 520)
+        self.geometry("1100x760")
+        self.minsize(900, 600)
         self.grid_columnconfigure(0, weight=1, uniform="halves")
         self.grid_columnconfigure(1, weight=1, uniform="halves")
-        self.grid_rowconfigure(1, weight=1)
+        self.grid_rowconfigure(1, weight=3)
+        self.grid_rowconfigure(2, weight=2)
 
         self.status = StatusPanel(self)
         self.status.grid(row=0, column=0, columnspan=2, padx=10, pady=(10, 5), sticky="ew")
         self.clients = ClientsPanel(self, self.kick_event, self.ban_event)
         self.clients.grid(row=1, column=0, padx=(10, 5), pady=5, sticky="nsew")
+        self.bans = BansPanel(self, self.add_ban_event, self.lift_ban_event)
+        self.bans.grid(row=2, column=0, padx=(10, 5), pady=5, sticky="nsew")
         self.log_view = LineView(self, max_lines=LOG_LINES, font=ctk.CTkFont(size=12))
-        self.log_view.grid(row=1, column=1, padx=(5, 10), pady=5, sticky="nsew")
+        self.log_view.grid(row=1, column=1, rowspan=2, padx=(5, 10), pady=5, sticky="nsew")
         self.log_view.tag_config("warning", foreground="#d35400")
         self.log_view.tag_config("time", foreground="#808b96")
         self.operator = OperatorBar(self, self.say_event, self.notice_event)
-        self.operator.grid(row=2, column=0, columnspan=2, padx=10, pady=5, sticky="ew")
+        self.operator.grid(row=3, column=0, columnspan=2, padx=10, pady=5, sticky="ew")
         self.controls = ControlBar(self, config, self.toggle_event, appearance,
                                    self.appearance_event)
-        self.controls.grid(row=3, column=0, columnspan=2, padx=10, pady=(0, 10), sticky="ew")
+        self.controls.grid(row=4, column=0, columnspan=2, padx=10, pady=(0, 10), sticky="ew")
         self._style_tree()
 
         self.log_records: deque = deque(maxlen=LOG_LINES)
@@ -285,12 +374,30 @@ class ServerWindow(ctk.CTk):
         if peer is not None:
             self.server.hub.kick(peer.nick, reason or "Kicked by the operator.")
 
-    def ban_event(self, iid: str, reason: str) -> None:
+    def ban_event(self, iid: str, kind: str, reason: str, seconds: float | None) -> None:
+        """Ban the selected client's nickname or address."""
         peer = self._peer(iid)
         if peer is not None:
-            count = self.server.hub.ban_host(peer.host, reason or "Banned by the operator.")
-            logging.getLogger("chat.server").info("banned %s (%d connection(s) closed)",
-                                                  peer.host, count)
+            value = peer.nick if kind == "nick" else peer.host
+            self.add_ban_event(kind, value, seconds, reason)
+
+    def add_ban_event(self, kind: str, value: str, seconds: float | None,
+                      reason: str = "") -> str:
+        """Ban by hand; returns what is wrong with the input ("" when banned)."""
+        if self.server is None:
+            return "Start the server first."
+        try:
+            self.server.hub.ban(kind, value, reason or "Banned by the operator.", seconds)
+        except ValueError as exc:
+            return str(exc)
+        self._refresh()
+        return ""
+
+    def lift_ban_event(self, iid: str) -> None:
+        if self.server is not None:
+            kind, _, key = iid.partition("|")
+            self.server.hub.unban(kind, key)
+            self._refresh()
 
     def say_event(self, room: str, text: str) -> None:
         if self.server is None:
@@ -352,6 +459,7 @@ class ServerWindow(ctk.CTk):
         if server is None:
             self.status.show(False, "", "Not serving.", self.start_error)
             self.clients.set_rows({})
+            self.bans.set_rows({})
             return
         hub = server.hub
         now = time.monotonic()
@@ -365,7 +473,8 @@ class ServerWindow(ctk.CTk):
         counters = (f"{server.config.name}   ·   up {uptime // 3600}:{uptime // 60 % 60:02d}:"
                     f"{uptime % 60:02d}   ·   {len(hub.users)} online   ·   "
                     f"{hub.messages} messages   ·   {self.rate:.0f} msg/s")
-        self.status.show(True, f"Clients connect to  {shown}", counters)
+        self.status.show(True, f"Clients connect to  {shown}", counters,
+                         fingerprint=server.fingerprint)
         self.clients.set_rows({
             str(id(p)): (p.nick, f"{p.addr[0]}:{p.addr[1]}",
                          ", ".join(r.name for r in p.rooms.values()),
@@ -373,6 +482,13 @@ class ServerWindow(ctk.CTk):
                          p.sent)
             for p in hub.users.values()})
         self.operator.set_rooms(sorted((r.name for r in hub.rooms.values()), key=str.casefold))
+        self.bans.set_rows({
+            f"{b.kind}|{b.key}": (b.kind, b.value,
+                                  "forever" if b.expires is None else
+                                  time.strftime("%d %b %H:%M",
+                                                time.localtime(b.expires / 1000)),
+                                  b.reason)
+            for b in hub.ban_list()})
 
     def _style_tree(self) -> None:
         dark = is_dark()

@@ -25,7 +25,8 @@ def build(kind: str, argv: list[str]):
         from gui.server_window import ServerWindow
         return ServerWindow(main.server_config(args))
     from gui.client_window import ClientWindow
-    return ClientWindow(args.host, args.port, args.nick, args.password)
+    return ClientWindow(args.host, args.port, args.nick, args.password, args.nick_password,
+                        args.tls, args.ca_file)
 
 
 def serve(win) -> None:

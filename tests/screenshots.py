@@ -39,15 +39,16 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             env = dict(os.environ, XDG_CONFIG_HOME=f"{tmp}/cfg")
             server = Window("server", "--host", "127.0.0.1", "--port", "0", "--name", "Room 204",
-                            "--motd", "Welcome to Room 204. Be kind.", "--db", f"{tmp}/s.db", env=env)
+                            "--motd", "Welcome to Room 204. Be kind.", "--db", f"{tmp}/s.db",
+                            "--tls", env=env)
             opened.append(server)
             port = int(server.wait_line("listening on ").rsplit(":", 1)[1])
-            maria = connect(port, "maria", rooms=["general", "lab"])
-            tom = connect(port, "tom")
+            maria = connect(port, "maria", rooms=["general", "lab"], tls=True)
+            tom = connect(port, "tom", tls=True)
             maria.send(type="send", room="general", text="Morning all! Slides are on the share.")
             tom.send(type="send", room="general", text="thanks maria")
             alice = Window("client", "--host", "127.0.0.1", "--port", str(port), "--nick", "alice",
-                           env=env)
+                           "--tls", env=env)
             opened.append(alice)
             alice.wait("win.client is not None and win.client.ready")
             alice.exec("win.entry.insert('1.0', 'Hi! Is the lab open after lunch?'); "
@@ -60,6 +61,7 @@ def main() -> int:
             tom.send(type="typing", room="general")
             alice.wait("win.view.text()", lambda t: "grabs coffee" in t)
             server.exec("win.operator.entry.insert(0, 'Class ends at 3 today')")
+            server.exec("win.add_ban_event('address', '10.0.0.66', 86400, 'flooding')")
             server.wait("win.clients.rows()", lambda r: len(r) == 3)
             server.wait("win.log_view.text()", lambda t: "grabs coffee" in t)
             shoot(alice, out / "client-window.png")

@@ -134,7 +134,7 @@ def test_wrong_password_is_shown(open_window, tmp_path):
     win.wait("win.form.winfo_ismapped()")
     win.exec(f"win.form.fill('127.0.0.1', {port}, 'carol', 'nope'); "
              "win.form.connect_button.invoke()")
-    win.wait("win.form.error_label.cget('text')", lambda t: t == "Wrong password.")
+    win.wait("win.form.error_label.cget('text')", lambda t: t == "Wrong server password.")
     win.exec(f"win.form.fill('127.0.0.1', {port}, 'carol', 's3cret'); "
              "win.form.connect_button.invoke()")
     win.wait("win.chat.winfo_ismapped()")
@@ -258,3 +258,79 @@ def test_appearance_is_switchable_and_remembered(open_window, tmp_path):
     again = client_window(open_window, port, "alice2")
     assert again.eval("__import__('customtkinter').get_appearance_mode()") == "Dark"
     assert again.eval("win.appearance.get()") == "Dark"
+
+
+# ---------------------------------------------------------------- trust (issue 5)
+
+def test_tls_fingerprint_shown_by_both_windows_and_a_change_refused(open_window, tmp_path):
+    server, port = server_window(open_window, tmp_path, "--tls")
+    shown = server.wait("win.status.tls_label.cget('text')", lambda t: "fingerprint" in t)
+    fingerprint = server.eval("win.server.fingerprint")
+    assert fingerprint in shown
+    win = open_window("client")
+    win.wait("win.form.winfo_ismapped()")
+    win.exec(f"win.form.fill('127.0.0.1', {port}, 'alice', '', tls=True); "
+             "win.form.connect_button.invoke()")
+    win.wait("win.view.text()", lambda t: f"fingerprint is {fingerprint}" in t)
+    assert "encrypted (TLS)" in win.eval("win.status_label.cget('text')")
+    win.exec("win.disconnect_event()")
+    known = tmp_path / "config" / "lanchat" / "known_hosts"
+    assert fingerprint in known.read_text()
+    known.write_text(f"127.0.0.1:{port} {'ABCD ' * 15}ABCD\n")  # as if the key changed
+    win.exec("win.form.connect_button.invoke()")
+    error = win.wait("win.form.error_label.cget('text')", lambda t: "CHANGED" in t)
+    assert fingerprint in error and str(known) in error
+    assert win.eval("win.client") is None  # no reconnect loop
+
+
+def test_plain_client_window_on_tls_server_says_to_tick_tls(open_window, tmp_path):
+    server, port = server_window(open_window, tmp_path, "--tls")
+    win = open_window("client")
+    win.wait("win.form.winfo_ismapped()")
+    win.exec(f"win.form.fill('127.0.0.1', {port}, 'alice', ''); "
+             "win.form.connect_button.invoke()")
+    win.wait("win.form.error_label.cget('text')", lambda t: "Encrypt (TLS)" in t)
+
+
+def test_operator_bans_lists_and_lifts_from_the_window(open_window, tmp_path):
+    server, port = server_window(open_window, tmp_path)
+    alice = client_window(open_window, port, "alice")
+    server.wait("win.clients.rows()", lambda r: len(r) == 1)
+    server.exec("win.clients.tree.selection_set(win.clients.tree.get_children()[0]); "
+                "win.clients.reason_entry.insert(0, 'spam'); "
+                "win.clients.duration_menu.set('1 hour'); "
+                "win.clients._ban(win.ban_event, 'Ban nickname')")
+    alice.wait("win.form.error_label.cget('text')", lambda t: "spam" in t)
+    rows = server.wait("win.bans.rows()", lambda r: len(r) == 1)
+    assert rows[0][:2] == ["nick", "alice"] and rows[0][2] != "forever"
+    # By hand: a bad address is refused inline, a network is listed.
+    server.exec("win.bans.kind_menu.set('address'); "
+                "win.bans.value_entry.insert(0, '10.0.0.300'); win.bans.add_button.invoke()")
+    assert "not an IP address" in server.eval("win.bans.error_label.cget('text')")
+    server.exec("win.bans.value_entry.delete(0, 'end'); "
+                "win.bans.value_entry.insert(0, '10.1.2.0/24'); win.bans.add_button.invoke()")
+    server.wait("win.bans.rows()", lambda r: len(r) == 2)
+    assert server.eval("win.bans.error_label.cget('text')") == ""
+    server.exec("win.bans.tree.selection_set('nick|alice'); win.bans.lift_button.invoke()")
+    rows = server.wait("win.bans.rows()", lambda r: len(r) == 1)
+    assert rows[0][1] == "10.1.2.0/24"
+    alice.exec("win.form.connect_button.invoke()")
+    alice.wait("win.client is not None and win.client.ready")
+
+
+def test_registered_nickname_in_the_client_window(open_window, tmp_path):
+    server, port = server_window(open_window, tmp_path)
+    alice = client_window(open_window, port, "alice")
+    type_and_send(alice, "/register correct horse")
+    alice.wait("win.view.text()", lambda t: "alice is registered" in t)
+    alice.exec("win._recall_key(-1)")
+    assert "correct horse" not in alice.eval("win.entry.get('1.0', 'end-1c')")
+    alice.exec("win.disconnect_event()")
+    other = open_window("client")
+    other.wait("win.form.winfo_ismapped()")
+    other.exec(f"win.form.fill('127.0.0.1', {port}, 'alice', ''); "
+               "win.form.connect_button.invoke()")
+    other.wait("win.form.error_label.cget('text')", lambda t: "Nickname password" in t)
+    other.exec(f"win.form.fill('127.0.0.1', {port}, 'alice', '', 'correct horse'); "
+               "win.form.connect_button.invoke()")
+    other.wait("win.client is not None and win.client.ready")

@@ -19,17 +19,7 @@ from tests.wire import Wire
 
 
 def tls_wire(port: int, cafile: str | None = None) -> Wire:
-    """A blocking test client over TLS (no certificate check unless ``cafile``)."""
-    wire = Wire(port)
-    if cafile:
-        ctx = ssl.create_default_context(cafile=cafile)
-        ctx.check_hostname = False
-    else:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    wire.sock = ctx.wrap_socket(wire.sock)
-    return wire
+    return Wire(port, tls=True, cafile=cafile)
 
 
 @pytest.fixture

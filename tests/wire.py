@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import socket
+import ssl
 import time
 from collections import deque
 from typing import Any
@@ -19,8 +20,17 @@ _tokens = itertools.count(1)
 
 
 class Wire:
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1", *, tls: bool = False,
+                 cafile: str | None = None) -> None:
         self.sock = socket.create_connection((host, port), timeout=DEFAULT_TIMEOUT)
+        if tls or cafile:  # TLS; the certificate is checked only against a cafile
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            if cafile:
+                ctx.load_verify_locations(cafile)
+            else:
+                ctx.verify_mode = ssl.CERT_NONE
+            self.sock = ctx.wrap_socket(self.sock)
         self.buf = b""
         self.frames: deque[dict[str, Any]] = deque()
         self.eof = False
@@ -114,8 +124,9 @@ class Wire:
         self.sock.close()
 
 
-def connect(port: int, nick: str | None = None, **fields: Any) -> Wire:
-    wire = Wire(port)
+def connect(port: int, nick: str | None = None, *, tls: bool = False,
+            **fields: Any) -> Wire:
+    wire = Wire(port, tls=tls)
     if nick is not None:
         wire.hello(nick, **fields)
     return wire
