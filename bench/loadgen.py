@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import selectors
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 
@@ -43,15 +44,21 @@ class Conn:
         if self.out:
             try:
                 del self.out[:self.sock.send(self.out)]
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
+                    ssl.SSLWantReadError):
                 pass
 
 
 class Load:
     """N clients of one server; some of them send."""
 
-    def __init__(self, port: int, host: str = HOST) -> None:
+    def __init__(self, port: int, host: str = HOST, *, tls: bool = False) -> None:
         self.addr = (host, port)
+        self.tls: ssl.SSLContext | None = None
+        if tls:  # the bench measures the server: no certificate check
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self.tls.check_hostname = False
+            self.tls.verify_mode = ssl.CERT_NONE
         self.sel = selectors.DefaultSelector()
         self.conns: list[Conn] = []
         self.track_latency = False
@@ -73,6 +80,8 @@ class Load:
         while made < count or pending:
             while made < count and len(pending) < in_flight:
                 sock = socket.create_connection(self.addr, timeout=timeout)
+                if self.tls is not None:
+                    sock = self.tls.wrap_socket(sock)  # a blocking handshake: client side
                 sock.setblocking(False)
                 nick = f"{prefix}{len(self.conns)}"
                 hello = b'{"type":"hello","nick":"%s","proto":1,"rooms":[%s]%s}\n' % (
@@ -109,7 +118,8 @@ class Load:
             conn = key.data
             try:
                 data = conn.sock.recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                    ssl.SSLWantWriteError):
                 continue
             if not data:
                 raise BenchError(f"{conn.nick} was disconnected by the server")

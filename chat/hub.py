@@ -407,9 +407,18 @@ class Hub:
         ban = self.bans.nick(key, now)
         if ban is not None:
             raise ProtocolError("banned", _ban_sentence(ban))
-        if key in self.users:
+        holder = self.users.get(key)
+        if holder is not None and (req["nick_password"] is None
+                                   or self.store.account(key) is None):
             raise ProtocolError("nick_taken", f"The nickname '{req['nick']}' is taken.")
         self._authenticate(peer, key, req["nick"], req["nick_password"])
+        if holder is not None:
+            # The account's owner reclaims its nickname from an older connection
+            # (often its own, dropped without the server noticing yet).
+            self.to_peer(holder, encode({"type": "kicked", "reason": "You signed in "
+                                         "from another connection."}))
+            self.close(holder, "disconnected")
+            log.info("%s reclaimed its nickname from %s", req["nick"], holder.host)
         peer.nick, peer.key = req["nick"], key
         peer.client = req["client"] or ""
         self.users[key] = peer

@@ -342,3 +342,28 @@ def test_slowloris_of_200_leaves_a_normal_client_chatting_within_a_second(
     for sock in loris:
         sock.close()
     assert elapsed < 1.0, elapsed
+
+
+def test_the_owner_reclaims_a_registered_nickname_held_by_an_older_connection(server):
+    old = Wire(server.port)
+    old.hello("alice")
+    old.send(type="register", password="correct horse")
+    assert old.next()["type"] == "registered"
+    bob = Wire(server.port)
+    bob.hello("bob")
+    old.barrier()
+    impostor = Wire(server.port)
+    impostor.send(type="hello", nick="alice", proto=1)
+    impostor.error("nick_taken")  # no password: the nickname stays where it is
+    new = Wire(server.port)
+    new.hello("alice", nick_password="correct horse")
+    frames = old.closed()
+    assert frames[-1] == {"type": "kicked", "reason": "You signed in from another connection."}
+    assert bob.until("left", nick="alice")["reason"] == "disconnected"
+    assert bob.until("joined", nick="alice")
+    new.send(type="send", room="general", text="back", ref="b")
+    assert new.until("message")["ref"] == "b"
+    thief = Wire(server.port)
+    thief.send(type="hello", nick="alice", proto=1, nick_password="wrong password")
+    thief.error("auth_failed")
+    new.barrier()  # still connected
