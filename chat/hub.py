@@ -13,10 +13,10 @@ import logging
 import time
 from typing import Any, Callable
 
-from chat.accounts import AUTH_BURST, AUTH_RATE, check_password, make_account, verify
-from chat.bans import Ban, Bans, ban_target, host_address
+from chat.bans import Ban
 from chat.config import ServerConfig
 from chat.errors import ProtocolError
+from chat.gate import Gate, ban_sentence, when
 from chat.model import SNIFF, Peer, Room, TokenBucket
 from chat.protocol import check_ref, check_text, encode, name_key, parse_request
 from chat.store import Store
@@ -45,9 +45,7 @@ class Hub:
         self.rooms = {key: Room(name, key, True) for key, name in store.rooms()}
         self.dirty: set[Peer] = set()  # peers that got output this pass
         self.closing: dict[Peer, None] = {}  # out of the chat, socket still open
-        self.bans = Bans(store.bans())
-        self.per_host: dict[str, int] = {}  # open connections per peer address
-        self.auth_bucket = TokenBucket(AUTH_RATE, AUTH_BURST, clock())
+        self.gate = Gate(config, store, clock, self.now_ms)
         self.messages = 0
         self._batch: Room | None = None  # the room whose broadcasts are being gathered
         self._ping_seq = 0
@@ -95,21 +93,12 @@ class Hub:
         peer = Peer(addr, now, self.now_ms(), TokenBucket(cfg.rate, cfg.burst, now),
                     self.dirty)
         self.peers[peer] = None
-        self.per_host[peer.host] = self.per_host.get(peer.host, 0) + 1
+        self.gate.opened(peer.host)
         return peer
 
     def admission(self, peer: Peer) -> ProtocolError | None:
         """Why a new connection may not stay (a ban, the per-address limit), or None."""
-        ban = self.bans.host(peer.host, self.now_ms())
-        if ban is not None:
-            return ProtocolError("banned", _ban_sentence(ban))
-        cfg = self.config
-        if cfg.max_per_address and self.per_host[peer.host] > cfg.max_per_address:
-            addr = host_address(peer.host)
-            if cfg.limit_loopback or addr is None or not addr.is_loopback:
-                return ProtocolError("server_full", "Too many connections from your "
-                                     f"address (at most {cfg.max_per_address}).")
-        return None
+        return self.gate.refusal(peer.host)
 
     @property
     def unregistered(self) -> int:
@@ -195,11 +184,7 @@ class Hub:
     def forget(self, peer: Peer) -> None:
         """The server closed the socket: drop every trace of the peer."""
         if self.peers.pop(peer, 0) is None:
-            left = self.per_host[peer.host] - 1
-            if left:
-                self.per_host[peer.host] = left
-            else:
-                del self.per_host[peer.host]
+            self.gate.closed(peer.host)
         self.closing.pop(peer, None)
         self.dirty.discard(peer)
 
@@ -230,9 +215,8 @@ class Hub:
                     peer.pinged_at = now
             elif now - peer.pinged_at >= cfg.ping_timeout:
                 self.close(peer, "timeout", flush=False)
-        if len(self.bans):
-            for ban in self.bans.expired(self.now_ms()):
-                self.unban(ban.kind, ban.key)
+        for ban in self.gate.expired():
+            self.unban(ban.kind, ban.key)
 
     # ------------------------------------------------------------ operator
 
@@ -276,22 +260,15 @@ class Hub:
         until lifted), kept in the store; connections it matches are closed, users
         told why. Returns the ban and how many connections it closed. Raises
         ``ValueError`` with a sentence for a value that is not a nick or address."""
-        key, value = ban_target(kind, value)
-        if seconds is not None and seconds <= 0:
-            raise ValueError("A ban lasts a positive number of seconds (or forever).")
-        now = self.now_ms()
-        ban = Ban(kind, key, value, reason.strip(), now,
-                  None if seconds is None else now + int(seconds * 1000))
-        self.store.put_ban(ban)
-        self.bans.add(ban)
-        victims = [p for p in self.peers if not p.closing and self._banned_by(p, ban)]
+        ban = self.gate.add_ban(kind, value, reason, seconds)
+        victims = [p for p in self.peers if not p.closing and self.gate.matches(ban, p)]
         for peer in victims:
             if peer.nick is not None:
-                self.kick(peer.nick, _ban_sentence(ban), why="banned")
+                self.kick(peer.nick, ban_sentence(ban), why="banned")
             else:
                 self.close(peer, "banned", flush=False)
-        log.info("banned %s %s%s (%d connection(s) closed)", kind, value,
-                 f" until {_when(ban.expires)}" if ban.expires else "", len(victims))
+        log.info("banned %s %s%s (%d connection(s) closed)", kind, ban.value,
+                 f" until {when(ban.expires)}" if ban.expires else "", len(victims))
         return ban, len(victims)
 
     def ban_host(self, host: str, reason: str) -> int:
@@ -300,20 +277,14 @@ class Hub:
 
     def unban(self, kind: str, key: str) -> bool:
         """Lift a ban by its kind and key; whether there was one."""
-        ban = self.bans.remove(kind, key)
+        ban = self.gate.lift(kind, key)
         if ban is None:
             return False
-        self.store.drop_ban(kind, key)
         log.info("ban on %s %s lifted", kind, ban.value)
         return True
 
     def ban_list(self) -> list[Ban]:
-        return self.bans.listing(self.now_ms())
-
-    def _banned_by(self, peer: Peer, ban: Ban) -> bool:
-        if ban.kind == "nick":
-            return peer.key == ban.key
-        return self.bans.host(peer.host, self.now_ms()) is ban
+        return self.gate.listing()
 
     # ------------------------------------------------------------ rooms
 
@@ -394,24 +365,23 @@ class Hub:
 
     def _hello(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
         cfg = self.config
-        now = self.now_ms()
-        ban = self.bans.host(peer.host, now)
-        if ban is not None:
-            raise ProtocolError("banned", _ban_sentence(ban))
+        refusal = self.gate.refusal(peer.host)
+        if refusal is not None and refusal.code == "banned":  # banned since it connected
+            raise refusal
         if cfg.password is not None and not hmac.compare_digest(
                 (req["password"] or "").encode(), cfg.password.encode()):
             raise ProtocolError("auth_failed", "Wrong server password.")
         if len(self.users) >= cfg.max_clients:
             raise ProtocolError("server_full", "The server is full; try again later.")
         key = name_key(req["nick"])
-        ban = self.bans.nick(key, now)
+        ban = self.gate.nick_ban(key)
         if ban is not None:
-            raise ProtocolError("banned", _ban_sentence(ban))
+            raise ProtocolError("banned", ban_sentence(ban))
         holder = self.users.get(key)
         if holder is not None and (req["nick_password"] is None
-                                   or self.store.account(key) is None):
+                                   or not self.gate.has_account(key)):
             raise ProtocolError("nick_taken", f"The nickname '{req['nick']}' is taken.")
-        self._authenticate(peer, key, req["nick"], req["nick_password"])
+        self.gate.authenticate(peer, key, req["nick"], req["nick_password"])
         if holder is not None:
             # The account's owner reclaims its nickname from an older connection
             # (often its own, dropped without the server noticing yet).
@@ -491,9 +461,9 @@ class Hub:
         if key != peer.key:
             if key in self.users:
                 raise ProtocolError("nick_taken", f"The nickname '{new}' is taken.")
-            if self.bans.nick(key, self.now_ms()) is not None:
+            if self.gate.nick_ban(key) is not None:
                 raise ProtocolError("bad_nick", f"The nickname '{new}' is banned here.")
-            self._authenticate(peer, key, new, req["nick_password"])
+            self.gate.authenticate(peer, key, new, req["nick_password"])
         renamed = {"type": "renamed", "old": peer.nick, "new": new, "ts": self.now_ms()}
         others: dict[Peer, None] = {}
         for room in peer.rooms.values():
@@ -544,59 +514,10 @@ class Hub:
 
     # ------------------------------------------------------------ accounts
 
-    def _spend_auth(self) -> None:
-        """Password hashing is slow on purpose: the loop does only so many a second."""
-        if not self.auth_bucket.take(self.clock()):
-            raise ProtocolError("rate_limited", "Too many password checks at the moment; "
-                                                "try again in a few seconds.")
-
-    def _authenticate(self, peer: Peer, key: str, nick: str,
-                      password: str | None) -> None:
-        """Let ``peer`` take ``nick`` only with its account's password, if it has one."""
-        if key in peer.accounts:
-            return
-        account = self.store.account(key)
-        if account is None:
-            return
-        if password is None:
-            raise ProtocolError("nick_registered", f"The nickname '{nick}' is registered; "
-                                "give its password or choose another nickname.")
-        self._spend_auth()
-        if not verify(account, password):
-            log.info("wrong password for %s from %s", nick, peer.host)
-            raise ProtocolError("auth_failed", f"Wrong password for the nickname '{nick}'.")
-        peer.accounts.add(key)
-
     def _register(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-        problem = check_password(req["password"])
-        if problem is not None:
-            raise ProtocolError("bad_password", problem)
-        if peer.key not in peer.accounts and self.store.account(peer.key) is not None:
-            raise ProtocolError("nick_registered",
-                                f"The nickname '{peer.nick}' is already registered.")
-        self._spend_auth()
-        self.store.put_account(make_account(peer.key, peer.nick, req["password"],
-                                            self.now_ms()))
-        peer.accounts.add(peer.key)
+        self.gate.register(peer, req["password"])
         self._reply(peer, {"type": "registered", "nick": peer.nick}, ref)
-        log.info("%s registered its nickname", peer.nick)
 
     def _unregister(self, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-        if peer.key not in peer.accounts:
-            raise ProtocolError("no_account", f"The nickname '{peer.nick}' has no account "
-                                              "you are signed in to.")
-        self.store.drop_account(peer.key)
-        peer.accounts.discard(peer.key)
+        self.gate.unregister(peer)
         self._reply(peer, {"type": "unregistered", "nick": peer.nick}, ref)
-        log.info("%s dropped its nickname's account", peer.nick)
-
-
-def _when(ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
-
-
-def _ban_sentence(ban: Ban) -> str:
-    text = "You are banned from this server"
-    if ban.expires is not None:
-        text += f" until {_when(ban.expires)}"
-    return text + (f": {ban.reason}" if ban.reason else ".")

@@ -13,7 +13,7 @@ import tkinter
 from collections import deque
 from dataclasses import replace
 from tkinter import ttk
-from typing import Any, Callable
+from typing import Any
 
 import customtkinter as ctk
 
@@ -22,16 +22,12 @@ from chat.errors import ChatError, ProtocolError
 from chat.netinfo import addresses_to_show
 from chat.server import ChatServer, raise_open_files_limit
 from gui.common import POLL_MS, LineView, Settings, apply_appearance, is_dark
+from gui.server_panels import BansPanel, ClientsPanel, ControlBar, OperatorBar, StatusPanel
 
 STEP_BUDGET_S = 0.020  # network work per tick; the rest of the tick is the GUI's
 REFRESH_S = 0.25  # counters and the client list are redrawn this often
 LOG_LINES = 2000  # lines kept in the log view
 LOG_BATCH = 500  # log lines rendered per tick at most (the rest wait, bounded)
-COLUMNS = (("nick", "Nickname", 110), ("address", "Address", 140), ("rooms", "Rooms", 110),
-           ("since", "Connected", 90), ("sent", "Sent", 50))
-BAN_COLUMNS = (("kind", "Ban on", 70), ("value", "Nick or address", 140),
-               ("until", "Until", 110), ("reason", "Reason", 140))
-DURATIONS = {"1 hour": 3600.0, "1 day": 86400.0, "1 week": 7 * 86400.0, "forever": None}
 
 
 class _QueueHandler(logging.Handler):
@@ -43,221 +39,6 @@ class _QueueHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.sink.append((record.created, record.levelno, record.getMessage()))
-
-
-def sync_tree(tree: ttk.Treeview, rows: dict[str, tuple]) -> None:
-    """Make a list show exactly ``rows`` (iid -> values), touching only changes."""
-    for iid in tree.get_children():
-        if iid not in rows:
-            tree.delete(iid)
-    for iid, values in rows.items():
-        if tree.exists(iid):
-            if tuple(tree.item(iid, "values")) != tuple(str(v) for v in values):
-                tree.item(iid, values=values)
-        else:
-            tree.insert("", "end", iid=iid, values=values)
-
-
-class StatusPanel(ctk.CTkFrame):
-    """What clients type, whether the server runs, uptime and live counters."""
-
-    def __init__(self, master: Any) -> None:
-        super().__init__(master)
-        self.grid_columnconfigure(1, weight=1)
-        self.state_label = ctk.CTkLabel(self, text="", font=ctk.CTkFont(size=15, weight="bold"))
-        self.state_label.grid(row=0, column=0, padx=12, pady=(8, 0), sticky="w")
-        self.address_label = ctk.CTkLabel(self, text="", font=ctk.CTkFont(size=20, weight="bold"))
-        self.address_label.grid(row=0, column=1, padx=12, pady=(8, 0), sticky="w")
-        self.counters_label = ctk.CTkLabel(self, text="")
-        self.counters_label.grid(row=1, column=0, columnspan=2, padx=12, pady=0, sticky="w")
-        self.tls_label = ctk.CTkLabel(self, text="", anchor="w",
-                                      font=ctk.CTkFont(family="monospace", size=12))
-        self.tls_label.grid(row=2, column=0, columnspan=2, padx=12, pady=(0, 8), sticky="w")
-
-    def show(self, running: bool, addresses: str, counters: str, error: str = "",
-             fingerprint: str | None = None) -> None:
-        self.state_label.configure(text="● Running" if running else "● Stopped",
-                                   text_color="#1e8449" if running else "#c0392b")
-        self.address_label.configure(text=addresses if running else error)
-        self.counters_label.configure(text=counters)
-        if not running:
-            tls = ""
-        elif fingerprint:
-            tls = f"TLS on. Certificate fingerprint, for clients to compare:  {fingerprint}"
-        else:
-            tls = "TLS is off: anyone on the network can read the chat (start with --tls)."
-        self.tls_label.configure(text=tls)
-
-
-class ClientsPanel(ctk.CTkFrame):
-    """The live client list, with kick and ban for the selected row."""
-
-    def __init__(self, master: Any, kick_command: Callable[[str, str], None],
-                 ban_command: Callable[[str, str, str, float | None], None]) -> None:
-        super().__init__(master)
-        self.grid_rowconfigure(1, weight=1)
-        self.grid_columnconfigure(0, weight=1)
-        ctk.CTkLabel(self, text="Clients online").grid(row=0, column=0, padx=8, sticky="w")
-        self.tree = ttk.Treeview(self, columns=[c[0] for c in COLUMNS], show="headings",
-                                 selectmode="browse", style="Clients.Treeview")
-        for key, title, width in COLUMNS:
-            self.tree.heading(key, text=title)
-            self.tree.column(key, width=width, stretch=key == "rooms")
-        self.tree.grid(row=1, column=0, columnspan=4, padx=8, pady=4, sticky="nsew")
-        self.reason_entry = ctk.CTkEntry(self, placeholder_text="Reason (optional)")
-        self.reason_entry.grid(row=2, column=0, padx=(8, 4), pady=(0, 8), sticky="ew")
-        self.kick_button = ctk.CTkButton(self, text="Kick", width=60,
-                                         command=lambda: self._kick(kick_command))
-        self.kick_button.grid(row=2, column=1, padx=4, pady=(0, 8))
-        self.duration_menu = ctk.CTkOptionMenu(self, values=list(DURATIONS), width=90)
-        self.duration_menu.set("1 day")
-        self.duration_menu.grid(row=2, column=2, padx=4, pady=(0, 8))
-        self.ban_menu = ctk.CTkOptionMenu(
-            self, values=["Ban nickname", "Ban address"], width=120,
-            fg_color="#a93226", button_color="#7b241c", button_hover_color="#641e16",
-            command=lambda choice: self._ban(ban_command, choice))
-        self.ban_menu.set("Ban…")
-        self.ban_menu.grid(row=2, column=3, padx=(4, 8), pady=(0, 8))
-
-    def _kick(self, command: Callable[[str, str], None]) -> None:
-        selected = self.tree.selection()
-        if selected:
-            command(selected[0], self.reason_entry.get().strip())
-            self.reason_entry.delete(0, "end")
-
-    def _ban(self, command: Callable[[str, str, str, float | None], None],
-             choice: str) -> None:
-        self.ban_menu.set("Ban…")
-        selected = self.tree.selection()
-        if selected:
-            kind = "nick" if choice == "Ban nickname" else "address"
-            command(selected[0], kind, self.reason_entry.get().strip(),
-                    DURATIONS[self.duration_menu.get()])
-            self.reason_entry.delete(0, "end")
-
-    def set_rows(self, rows: dict[str, tuple]) -> None:
-        sync_tree(self.tree, rows)
-
-    def rows(self) -> list[tuple[str, ...]]:
-        return [tuple(self.tree.item(i, "values")) for i in self.tree.get_children()]
-
-
-class BansPanel(ctk.CTkFrame):
-    """Bans kept in the store: listed, added by hand, lifted."""
-
-    def __init__(self, master: Any, add_command: Callable[[str, str, float | None], str],
-                 lift_command: Callable[[str], None]) -> None:
-        super().__init__(master)
-        self.grid_rowconfigure(1, weight=1)
-        self.grid_columnconfigure(1, weight=1)
-        ctk.CTkLabel(self, text="Bans").grid(row=0, column=0, padx=8, sticky="w")
-        self.error_label = ctk.CTkLabel(self, text="", text_color="#c0392b")
-        self.error_label.grid(row=0, column=1, columnspan=3, padx=8, sticky="e")
-        self.tree = ttk.Treeview(self, columns=[c[0] for c in BAN_COLUMNS], show="headings",
-                                 selectmode="browse", style="Clients.Treeview", height=4)
-        for key, title, width in BAN_COLUMNS:
-            self.tree.heading(key, text=title)
-            self.tree.column(key, width=width, stretch=key == "reason")
-        self.tree.grid(row=1, column=0, columnspan=5, padx=8, pady=4, sticky="nsew")
-        self.kind_menu = ctk.CTkOptionMenu(self, values=["address", "nick"], width=90)
-        self.kind_menu.grid(row=2, column=0, padx=(8, 4), pady=(0, 8))
-        self.value_entry = ctk.CTkEntry(self, placeholder_text="10.0.0.7, 10.0.0.0/24 or a nickname")
-        self.value_entry.grid(row=2, column=1, padx=4, pady=(0, 8), sticky="ew")
-        self.value_entry.bind("<Return>", lambda _e: self._add())
-        self.duration_menu = ctk.CTkOptionMenu(self, values=list(DURATIONS), width=90)
-        self.duration_menu.set("forever")
-        self.duration_menu.grid(row=2, column=2, padx=4, pady=(0, 8))
-        self._add_command, self._lift_command = add_command, lift_command
-        self.add_button = ctk.CTkButton(self, text="Ban", width=60, fg_color="#a93226",
-                                        hover_color="#7b241c", command=self._add)
-        self.add_button.grid(row=2, column=3, padx=4, pady=(0, 8))
-        self.lift_button = ctk.CTkButton(self, text="Lift", width=60, command=self._lift)
-        self.lift_button.grid(row=2, column=4, padx=(4, 8), pady=(0, 8))
-
-    def _add(self) -> None:
-        value = self.value_entry.get().strip()
-        if not value:
-            return
-        problem = self._add_command(self.kind_menu.get(), value,
-                                    DURATIONS[self.duration_menu.get()])
-        self.error_label.configure(text=problem)
-        if not problem:
-            self.value_entry.delete(0, "end")
-
-    def _lift(self) -> None:
-        selected = self.tree.selection()
-        if selected:
-            self._lift_command(selected[0])
-
-    def set_rows(self, rows: dict[str, tuple]) -> None:
-        sync_tree(self.tree, rows)
-
-    def rows(self) -> list[tuple[str, ...]]:
-        return [tuple(self.tree.item(i, "values")) for i in self.tree.get_children()]
-
-
-class OperatorBar(ctk.CTkFrame):
-    """The operator takes part: a message into a room as `server`, or a notice to all."""
-
-    def __init__(self, master: Any, say_command: Callable[[str, str], None],
-                 notice_command: Callable[[str], None]) -> None:
-        super().__init__(master)
-        self.grid_columnconfigure(2, weight=1)
-        ctk.CTkLabel(self, text="Server >").grid(row=0, column=0, padx=(10, 4), pady=8)
-        self.room_menu = ctk.CTkComboBox(self, values=["general"], width=140)
-        self.room_menu.set("general")
-        self.room_menu.grid(row=0, column=1, padx=4, pady=8)
-        self.entry = ctk.CTkEntry(self, placeholder_text="Message to the room, or a notice to everyone")
-        self.entry.grid(row=0, column=2, padx=4, pady=8, sticky="ew")
-        self.entry.bind("<Return>", lambda _e: self._say())
-        self._say_command, self._notice_command = say_command, notice_command
-        self.say_button = ctk.CTkButton(self, text="Send", width=70, command=self._say)
-        self.say_button.grid(row=0, column=3, padx=4, pady=8)
-        self.notice_button = ctk.CTkButton(self, text="Notice to all", width=110,
-                                           command=self._notice)
-        self.notice_button.grid(row=0, column=4, padx=(4, 10), pady=8)
-
-    def _take(self) -> str:
-        text = self.entry.get()
-        if text.strip():
-            self.entry.delete(0, "end")
-        return text
-
-    def _say(self) -> None:
-        text = self._take()
-        if text.strip():
-            self._say_command(self.room_menu.get(), text)
-
-    def _notice(self) -> None:
-        text = self._take()
-        if text.strip():
-            self._notice_command(text)
-
-    def set_rooms(self, names: list[str]) -> None:
-        if list(self.room_menu.cget("values")) != names:
-            self.room_menu.configure(values=names or ["general"])
-
-
-class ControlBar(ctk.CTkFrame):
-    """Port and name, start/stop, appearance."""
-
-    def __init__(self, master: Any, config: ServerConfig, toggle: Callable[[], None],
-                 appearance: str, appearance_command: Callable[[str], None]) -> None:
-        super().__init__(master, fg_color="transparent")
-        ctk.CTkLabel(self, text="Port").grid(row=0, column=0, padx=(10, 4))
-        self.port_entry = ctk.CTkEntry(self, width=80)
-        self.port_entry.insert(0, str(config.port))
-        self.port_entry.grid(row=0, column=1, padx=4)
-        ctk.CTkLabel(self, text="Name").grid(row=0, column=2, padx=(12, 4))
-        self.name_entry = ctk.CTkEntry(self, width=160)
-        self.name_entry.insert(0, config.name)
-        self.name_entry.grid(row=0, column=3, padx=4)
-        self.toggle_button = ctk.CTkButton(self, text="Stop", width=90, command=toggle)
-        self.toggle_button.grid(row=0, column=4, padx=12)
-        self.appearance = ctk.CTkSegmentedButton(self, values=list(("Light", "Dark")),
-                                                 command=appearance_command)
-        self.appearance.set(appearance)
-        self.appearance.grid(row=0, column=5, padx=10)
 
 
 class ServerWindow(ctk.CTk):

@@ -4,7 +4,6 @@ slowloris (issue 5), over real sockets."""
 from __future__ import annotations
 
 import socket
-import ssl
 import subprocess
 import sys
 import time

@@ -1,0 +1,155 @@
+"""Who may come in, and under which name: bans, the per-address limit, accounts.
+
+The hub asks the ``Gate`` at each door (a new connection, `hello`, `nick`) and hands
+it the account requests; the gate answers or raises ``ProtocolError``. Bans and
+accounts are written to the store in the pass's transaction, so a confirmation
+reaches the wire only after the commit. Closing the connections a new ban matches is
+the hub's job, since only the hub knows the rooms to tell.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from chat.accounts import AUTH_BURST, AUTH_RATE, check_password, make_account, verify
+from chat.bans import Ban, Bans, ban_target, host_address
+from chat.config import ServerConfig
+from chat.errors import ProtocolError
+from chat.model import Peer, TokenBucket
+from chat.store import Store
+
+log = logging.getLogger("chat.server")
+
+
+class Gate:
+    def __init__(self, config: ServerConfig, store: Store, clock: Callable[[], float],
+                 now_ms: Callable[[], int]) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.now_ms = now_ms
+        self.bans = Bans(store.bans())
+        self.per_host: dict[str, int] = {}  # open connections per peer address
+        self.auth_bucket = TokenBucket(AUTH_RATE, AUTH_BURST, clock())
+
+    # ------------------------------------------------------------ connections
+
+    def opened(self, host: str) -> None:
+        self.per_host[host] = self.per_host.get(host, 0) + 1
+
+    def closed(self, host: str) -> None:
+        left = self.per_host[host] - 1
+        if left:
+            self.per_host[host] = left
+        else:
+            del self.per_host[host]
+
+    def refusal(self, host: str) -> ProtocolError | None:
+        """Why a connection from ``host`` may not stay (a ban, the per-address limit)."""
+        ban = self.bans.host(host, self.now_ms())
+        if ban is not None:
+            return ProtocolError("banned", ban_sentence(ban))
+        cfg = self.config
+        if cfg.max_per_address and self.per_host.get(host, 0) > cfg.max_per_address:
+            addr = host_address(host)
+            if cfg.limit_loopback or addr is None or not addr.is_loopback:
+                return ProtocolError("server_full", "Too many connections from your "
+                                     f"address (at most {cfg.max_per_address}).")
+        return None
+
+    def nick_ban(self, key: str) -> Ban | None:
+        return self.bans.nick(key, self.now_ms())
+
+    # ------------------------------------------------------------ bans
+
+    def add_ban(self, kind: str, value: str, reason: str, seconds: float | None) -> Ban:
+        """Store a ban; ``ValueError`` with a sentence for a value that is no nick or
+        address, or a duration that is not positive."""
+        key, value = ban_target(kind, value)
+        if seconds is not None and seconds <= 0:
+            raise ValueError("A ban lasts a positive number of seconds (or forever).")
+        now = self.now_ms()
+        ban = Ban(kind, key, value, reason.strip(), now,
+                  None if seconds is None else now + int(seconds * 1000))
+        self.store.put_ban(ban)
+        self.bans.add(ban)
+        return ban
+
+    def lift(self, kind: str, key: str) -> Ban | None:
+        ban = self.bans.remove(kind, key)
+        if ban is not None:
+            self.store.drop_ban(kind, key)
+        return ban
+
+    def listing(self) -> list[Ban]:
+        return self.bans.listing(self.now_ms())
+
+    def expired(self) -> list[Ban]:
+        return self.bans.expired(self.now_ms()) if len(self.bans) else []
+
+    def matches(self, ban: Ban, peer: Peer) -> bool:
+        if ban.kind == "nick":
+            return peer.key == ban.key
+        return self.bans.host(peer.host, self.now_ms()) is ban
+
+    # ------------------------------------------------------------ accounts
+
+    def _spend_auth(self) -> None:
+        """Password hashing is slow on purpose: the loop does only so many a second."""
+        if not self.auth_bucket.take(self.clock()):
+            raise ProtocolError("rate_limited", "Too many password checks at the moment; "
+                                                "try again in a few seconds.")
+
+    def has_account(self, key: str) -> bool:
+        return self.store.account(key) is not None
+
+    def authenticate(self, peer: Peer, key: str, nick: str, password: str | None) -> None:
+        """Let ``peer`` take ``nick`` only with its account's password, if it has one."""
+        if key in peer.accounts:
+            return
+        account = self.store.account(key)
+        if account is None:
+            return
+        if password is None:
+            raise ProtocolError("nick_registered", f"The nickname '{nick}' is registered; "
+                                "give its password or choose another nickname.")
+        self._spend_auth()
+        if not verify(account, password):
+            log.info("wrong password for %s from %s", nick, peer.host)
+            raise ProtocolError("auth_failed", f"Wrong password for the nickname '{nick}'.")
+        peer.accounts.add(key)
+
+    def register(self, peer: Peer, password: str) -> None:
+        """Make the nickname ``peer`` holds an account (or change its password)."""
+        problem = check_password(password)
+        if problem is not None:
+            raise ProtocolError("bad_password", problem)
+        if peer.key not in peer.accounts and self.store.account(peer.key) is not None:
+            raise ProtocolError("nick_registered",
+                                f"The nickname '{peer.nick}' is already registered.")
+        self._spend_auth()
+        self.store.put_account(make_account(peer.key, peer.nick, password, self.now_ms()))
+        peer.accounts.add(peer.key)
+        log.info("%s registered its nickname", peer.nick)
+
+    def unregister(self, peer: Peer) -> None:
+        if peer.key not in peer.accounts:
+            raise ProtocolError("no_account", f"The nickname '{peer.nick}' has no account "
+                                              "you are signed in to.")
+        self.store.drop_account(peer.key)
+        peer.accounts.discard(peer.key)
+        log.info("%s dropped its nickname's account", peer.nick)
+
+
+def when(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
+
+
+def ban_sentence(ban: Ban) -> str:
+    """What a banned user is told."""
+    text = "You are banned from this server"
+    if ban.expires is not None:
+        text += f" until {when(ban.expires)}"
+    return text + (f": {ban.reason}" if ban.reason else ".")
