@@ -151,10 +151,12 @@ class ClientWindow(ctk.CTk):
         self.form.grid(row=0, column=0, sticky="nsew")
         self.form.show_error(error)
         self.status_label.configure(text="")
+        self.disconnect_button.grid_remove()  # nothing to disconnect on the form
 
     def show_chat(self) -> None:
         self.form.grid_forget()
         self.chat.grid(row=0, column=0, sticky="nsew")
+        self.disconnect_button.grid()
         self.entry.focus_set()
 
     # ------------------------------------------------------------ connection

@@ -83,3 +83,20 @@ def test_client_answers_server_pings(start_server):
     alice.connect()
     got = pump([alice], lambda ev: types(ev[alice]).count("ping") >= 3, timeout=10)
     assert "local.closed" not in types(got[alice])
+
+
+def test_a_server_that_never_answers_the_tls_handshake_times_out(monkeypatch, tmp_path):
+    import chat.client
+    monkeypatch.setattr(chat.client, "CONNECT_TIMEOUT", 0.5)
+    mute = socket.create_server(("127.0.0.1", 0))  # accepts into its backlog, never reads
+    try:
+        client = ChatClient("127.0.0.1", mute.getsockname()[1], "alice", tls=True,
+                            known_hosts=str(tmp_path / "known_hosts"))
+        client.connect()
+        start = time.monotonic()
+        got = pump([client], lambda ev: "local.closed" in types(ev[client]), timeout=5)
+        closed = got[client][-1]
+        assert "TLS handshake" in closed["error"] and "timed out" in closed["error"]
+        assert 0.4 < time.monotonic() - start < 3
+    finally:
+        mute.close()
