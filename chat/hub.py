@@ -13,12 +13,11 @@ import logging
 import time
 from typing import Any, Callable
 
-from chat.bans import Ban
 from chat.config import ServerConfig
 from chat.errors import ProtocolError
-from chat.gate import Gate, ban_sentence, when
+from chat.gate import Gate, ban_sentence
 from chat.model import SNIFF, Peer, Room, TokenBucket
-from chat.protocol import check_ref, check_text, encode, name_key, parse_request
+from chat.protocol import check_ref, encode, name_key, parse_request
 from chat.store import Store
 
 MAX_ERRORS_IN_ROW = 20  # PROTOCOL.md: more than 20 error frames in a row closes
@@ -216,7 +215,8 @@ class Hub:
             elif now - peer.pinged_at >= cfg.ping_timeout:
                 self.close(peer, "timeout", flush=False)
         for ban in self.gate.expired():
-            self.unban(ban.kind, ban.key)
+            self.gate.lift(ban.kind, ban.key)
+            log.info("ban on %s %s expired", ban.kind, ban.value)
 
     # ------------------------------------------------------------ operator
 
@@ -225,66 +225,6 @@ class Hub:
         data = encode({"type": "notice", "text": text, "ts": self.now_ms()})
         for peer in self.users.values():
             self.to_peer(peer, data)
-
-    def say(self, room_name: str, text: str) -> int:
-        """The operator speaks in a room as `server` (a name no user can take).
-
-        Stored and delivered like any message; returns its id. Raises
-        ``ProtocolError`` for an unknown room or a text the protocol refuses.
-        """
-        room = self.rooms.get(name_key(room_name))
-        if room is None:
-            raise ProtocolError("bad_room", f"There is no room named '{room_name}'.")
-        check_text(text, self.config.max_text)
-        ts = self.now_ms()
-        msg_id = self.store.add(ts, OPERATOR, text, room_key=room.key, room_name=room.name)
-        room.has_history = True
-        self.to_room(room, encode({"type": "message", "id": msg_id, "ts": ts,
-                                   "room": room.name, "from": OPERATOR, "text": text}))
-        self.messages += 1
-        log.info("%s -> %s: %s", OPERATOR, room.name, text)
-        return msg_id
-
-    def kick(self, nick: str, reason: str, *, why: str = "kicked") -> bool:
-        """Tell a user why, then close it; the others see `left` with ``why``."""
-        peer = self.users.get(name_key(nick))
-        if peer is None:
-            return False
-        self.to_peer(peer, encode({"type": "kicked", "reason": reason}))
-        self.close(peer, why, reason)
-        return True
-
-    def ban(self, kind: str, value: str, reason: str = "",
-            seconds: float | None = None) -> tuple[Ban, int]:
-        """Ban a nickname or an address (host or network) for ``seconds`` (None:
-        until lifted), kept in the store; connections it matches are closed, users
-        told why. Returns the ban and how many connections it closed. Raises
-        ``ValueError`` with a sentence for a value that is not a nick or address."""
-        ban = self.gate.add_ban(kind, value, reason, seconds)
-        victims = [p for p in self.peers if not p.closing and self.gate.matches(ban, p)]
-        for peer in victims:
-            if peer.nick is not None:
-                self.kick(peer.nick, ban_sentence(ban), why="banned")
-            else:
-                self.close(peer, "banned", flush=False)
-        log.info("banned %s %s%s (%d connection(s) closed)", kind, ban.value,
-                 f" until {when(ban.expires)}" if ban.expires else "", len(victims))
-        return ban, len(victims)
-
-    def ban_host(self, host: str, reason: str) -> int:
-        """Ban one peer address with no expiry; returns connections closed."""
-        return self.ban("address", host, reason)[1]
-
-    def unban(self, kind: str, key: str) -> bool:
-        """Lift a ban by its kind and key; whether there was one."""
-        ban = self.gate.lift(kind, key)
-        if ban is None:
-            return False
-        log.info("ban on %s %s lifted", kind, ban.value)
-        return True
-
-    def ban_list(self) -> list[Ban]:
-        return self.gate.listing()
 
     # ------------------------------------------------------------ rooms
 

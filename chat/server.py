@@ -21,6 +21,7 @@ from typing import Callable
 from chat.config import ServerConfig
 from chat.errors import ConfigError, ProtocolError
 from chat.hub import Hub
+from chat.operator import Operator
 from chat.model import FRESH, HANDSHAKE, READY, SNIFF, Peer
 from chat.protocol import NEED_DATA, CLOSED, FrameDecoder, encode
 from chat.store import Store
@@ -74,6 +75,7 @@ class ChatServer:
             self.fingerprint = file_fingerprint(cert)
         self.store = store if store is not None else Store(config.db_path)
         self.hub = Hub(config, self.store, clock)
+        self.operator = Operator(self.hub)  # what the server window's controls call
         self.clock = clock
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None

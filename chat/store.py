@@ -134,9 +134,6 @@ class Store:
         self._begin()
         self._execute("DELETE FROM accounts WHERE key = ?", (key,))
 
-    def accounts(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM accounts").fetchone()[0]
-
     def bans(self) -> list[Ban]:
         rows = self._db.execute("SELECT kind, key, value, reason, created, expires "
                                 "FROM bans").fetchall()

@@ -171,13 +171,6 @@ class KnownHosts:
         pins[self._entry(host, port)] = fp
         self._write(pins)
 
-    def forget(self, host: str, port: int) -> bool:
-        pins = self._read()
-        if pins.pop(self._entry(host, port), None) is None:
-            return False
-        self._write(pins)
-        return True
-
     def _write(self, pins: dict[str, str]) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         tmp = self.path + ".tmp"

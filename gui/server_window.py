@@ -153,7 +153,7 @@ class ServerWindow(ctk.CTk):
     def kick_event(self, iid: str, reason: str) -> None:
         peer = self._peer(iid)
         if peer is not None:
-            self.server.hub.kick(peer.nick, reason or "Kicked by the operator.")
+            self.server.operator.kick(peer.nick, reason or "Kicked by the operator.")
 
     def ban_event(self, iid: str, kind: str, reason: str, seconds: float | None) -> None:
         """Ban the selected client's nickname or address."""
@@ -168,7 +168,7 @@ class ServerWindow(ctk.CTk):
         if self.server is None:
             return "Start the server first."
         try:
-            self.server.hub.ban(kind, value, reason or "Banned by the operator.", seconds)
+            self.server.operator.ban(kind, value, reason or "Banned by the operator.", seconds)
         except ValueError as exc:
             return str(exc)
         self._refresh()
@@ -177,21 +177,20 @@ class ServerWindow(ctk.CTk):
     def lift_ban_event(self, iid: str) -> None:
         if self.server is not None:
             kind, _, key = iid.partition("|")
-            self.server.hub.unban(kind, key)
+            self.server.operator.unban(kind, key)
             self._refresh()
 
     def say_event(self, room: str, text: str) -> None:
         if self.server is None:
             return
         try:
-            self.server.hub.say(room, text)
+            self.server.operator.say(room, text)
         except ProtocolError as exc:
             logging.getLogger("chat.server").warning("not sent: %s", exc.message)
 
     def notice_event(self, text: str) -> None:
         if self.server is not None:
-            self.server.hub.notice(text)
-            logging.getLogger("chat.server").info("notice: %s", text)
+            self.server.operator.notice(text)
 
     def appearance_event(self, mode: str) -> None:
         apply_appearance(mode)
@@ -269,7 +268,7 @@ class ServerWindow(ctk.CTk):
                                   time.strftime("%d %b %H:%M",
                                                 time.localtime(b.expires / 1000)),
                                   b.reason)
-            for b in hub.ban_list()})
+            for b in server.operator.ban_list()})
 
     def _style_tree(self) -> None:
         dark = is_dark()

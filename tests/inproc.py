@@ -23,6 +23,7 @@ class Harness:
         self.server = ChatServer(self.config)
         self.port = self.server.listen()[1]
         self.hub = self.server.hub
+        self.operator = self.server.operator
         self.clients: dict[ChatClient, list[dict[str, Any]]] = {}
         self.known_hosts = str(db.parent / "known_hosts")
 

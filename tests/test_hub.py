@@ -8,6 +8,7 @@ import pytest
 
 from chat.config import ServerConfig
 from chat.hub import Hub
+from chat.operator import Operator
 from chat.store import Store
 
 
@@ -51,18 +52,18 @@ def register(hub, nick, host="127.0.0.11"):
 def test_kick_tells_the_user_and_the_room(hub):
     alice, bob = register(hub, "alice"), register(hub, "bob")
     frames(alice)
-    assert hub.kick("BOB", "spamming")
+    assert Operator(hub).kick("BOB", "spamming")
     assert frames(bob) == [{"type": "kicked", "reason": "spamming"}]
     left = frames(alice)[0]
     assert (left["reason"], left["message"], left["nick"]) == ("kicked", "spamming", "bob")
     assert bob in hub.closing and "bob" not in hub.users
-    assert not hub.kick("nobody", "x")
+    assert not Operator(hub).kick("nobody", "x")
 
 
 def test_banned_host_is_closed_and_refused(hub):
     alice, bob = register(hub, "alice", "127.0.0.11"), register(hub, "bob", "127.0.0.12")
     frames(alice)
-    assert hub.ban_host("127.0.0.12", "bye") == 1
+    assert Operator(hub).ban("address", "127.0.0.12", "bye")[1] == 1
     assert frames(alice)[0]["reason"] == "banned"
     again = hub.open(("127.0.0.12", 6000))
     hub.receive(again, {"type": "hello", "nick": "bob2", "proto": 1})

@@ -245,28 +245,28 @@ def test_address_ban_closes_refuses_and_outlasts_a_restart(harness, tmp_path):
     alice, bob = h.client("alice"), h.client("bob")
     h.ready(alice)
     h.ready(bob)
-    ban, closed = h.hub.ban("address", "127.0.0.1", "spamming")
+    ban, closed = h.operator.ban("address", "127.0.0.1", "spamming")
     assert closed == 2 and ban.value == "127.0.0.1"
     kicked = h.wait_event(alice, "kicked")
     assert "spamming" in kicked["reason"]
     h.close()
     h2 = harness()  # the same database
-    assert [b.value for b in h2.hub.ban_list()] == ["127.0.0.1"]
+    assert [b.value for b in h2.operator.ban_list()] == ["127.0.0.1"]
     carol = h2.client("carol")
     err = h2.wait_event(carol, "error")
     assert err["code"] == "banned" and "spamming" in err["message"]
     h2.wait_event(carol, "local.closed")
-    assert h2.hub.unban("address", ban.key)
+    assert h2.operator.unban("address", ban.key)
     dave = h2.client("dave")
     h2.ready(dave)
 
 
 def test_network_ban_with_expiry_lifts_itself(harness):
     h = harness()
-    h.hub.ban("address", "127.0.0.0/8", "cool off", seconds=1.0)
+    h.operator.ban("address", "127.0.0.0/8", "cool off", seconds=1.0)
     early = h.client("alice")
     assert h.wait_event(early, "error")["code"] == "banned"
-    h.until(lambda: not h.hub.ban_list(), timeout=3)
+    h.until(lambda: not h.operator.ban_list(), timeout=3)
     h.until(lambda: h.server.store.bans() == [], timeout=1)  # dropped from the store
     later = h.client("bob")
     h.ready(later)
@@ -277,7 +277,7 @@ def test_nick_ban_keeps_the_nick_out_but_not_the_address(harness):
     troll, other = h.client("troll"), h.client("other")
     h.ready(troll)
     h.ready(other)
-    h.hub.ban("nick", "Troll", "behave")
+    h.operator.ban("nick", "Troll", "behave")
     left = h.wait_event(other, "left", nick="troll")
     assert left["reason"] == "banned" and left["message"].endswith("behave")
     again = h.client("TROLL")
@@ -287,9 +287,9 @@ def test_nick_ban_keeps_the_nick_out_but_not_the_address(harness):
     fresh = h.client("newbie")
     h.ready(fresh)
     with pytest.raises(ValueError):
-        h.hub.ban("address", "not an address")
+        h.operator.ban("address", "not an address")
     with pytest.raises(ValueError):
-        h.hub.ban("nick", "two words")
+        h.operator.ban("nick", "two words")
 
 
 # ---------------------------------------------------------------- connection limits

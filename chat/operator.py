@@ -1,0 +1,87 @@
+"""What the server's operator can do: speak as `server`, kick, ban, lift bans.
+
+The server window calls these (there is no operator protocol on the wire). They act
+through the hub, in the loop's own thread, between two passes; what they queue goes
+out with the next pass, after its commit.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from chat.bans import Ban
+from chat.errors import ProtocolError
+from chat.gate import ban_sentence, when
+from chat.hub import OPERATOR, Hub
+from chat.protocol import check_text, encode, name_key
+
+log = logging.getLogger("chat.server")
+
+
+class Operator:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def notice(self, text: str) -> None:
+        """A notice to every registered user."""
+        self.hub.notice(text)
+        log.info("notice: %s", text)
+
+    def say(self, room_name: str, text: str) -> int:
+        """Speak in a room as `server` (a name no user can take).
+
+        Stored and delivered like any message; returns its id. Raises
+        ``ProtocolError`` for an unknown room or a text the protocol refuses.
+        """
+        hub = self.hub
+        room = hub.rooms.get(name_key(room_name))
+        if room is None:
+            raise ProtocolError("bad_room", f"There is no room named '{room_name}'.")
+        check_text(text, hub.config.max_text)
+        ts = hub.now_ms()
+        msg_id = hub.store.add(ts, OPERATOR, text, room_key=room.key, room_name=room.name)
+        room.has_history = True
+        hub.to_room(room, encode({"type": "message", "id": msg_id, "ts": ts,
+                                  "room": room.name, "from": OPERATOR, "text": text}))
+        hub.messages += 1
+        log.info("%s -> %s: %s", OPERATOR, room.name, text)
+        return msg_id
+
+    def kick(self, nick: str, reason: str, *, why: str = "kicked") -> bool:
+        """Tell a user why, then close it; the others see `left` with ``why``."""
+        hub = self.hub
+        peer = hub.users.get(name_key(nick))
+        if peer is None:
+            return False
+        hub.to_peer(peer, encode({"type": "kicked", "reason": reason}))
+        hub.close(peer, why, reason)
+        return True
+
+    def ban(self, kind: str, value: str, reason: str = "",
+            seconds: float | None = None) -> tuple[Ban, int]:
+        """Ban a nickname or an address (host or network) for ``seconds`` (None:
+        until lifted), kept in the store; connections it matches are closed, users
+        told why. Returns the ban and how many connections it closed. Raises
+        ``ValueError`` with a sentence for a value that is not a nick or address."""
+        hub = self.hub
+        ban = hub.gate.add_ban(kind, value, reason, seconds)
+        victims = [p for p in hub.peers if not p.closing and hub.gate.matches(ban, p)]
+        for peer in victims:
+            if peer.nick is not None:
+                self.kick(peer.nick, ban_sentence(ban), why="banned")
+            else:
+                hub.close(peer, "banned", flush=False)
+        log.info("banned %s %s%s (%d connection(s) closed)", kind, ban.value,
+                 f" until {when(ban.expires)}" if ban.expires else "", len(victims))
+        return ban, len(victims)
+
+    def unban(self, kind: str, key: str) -> bool:
+        """Lift a ban by its kind and key; whether there was one."""
+        ban = self.hub.gate.lift(kind, key)
+        if ban is None:
+            return False
+        log.info("ban on %s %s lifted", kind, ban.value)
+        return True
+
+    def ban_list(self) -> list[Ban]:
+        return self.hub.gate.listing()
