@@ -105,6 +105,9 @@ def server_context(cert_path: str, key_path: str) -> ssl.SSLContext:
     """TLS 1.2 or newer with the certificate and key given; ConfigError if unusable."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    # A TLS 1.2 client could renegotiate again and again to make the loop do
+    # handshakes; nothing here needs renegotiation.
+    ctx.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
     try:
         ctx.load_cert_chain(cert_path, key_path)
     except FileNotFoundError as exc:
