@@ -275,6 +275,7 @@ def test_every_bad_frame_gets_its_documented_error(fuzz_server, cases, cuts):
             expected.append("pong")
     data += frame_bytes({"type": "ping", "token": "end"})
     buf, got = bytearray(), []
+    deadline = time.monotonic() + 10
     for chunk in split(data, cuts):
         view = memoryview(chunk)
         while view:
@@ -283,6 +284,7 @@ def test_every_bad_frame_gets_its_documented_error(fuzz_server, cases, cuts):
             except BlockingIOError:
                 pass
             h.step()
+            assert time.monotonic() < deadline
     def done():
         frames_, eof = read_frames(sock, buf)
         got.extend(frames_)
