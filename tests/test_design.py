@@ -45,3 +45,15 @@ def test_core_never_imports_tk():
     for path in (ROOT / "chat").glob("*.py"):
         text = path.read_text()
         assert "tkinter" not in text and "customtkinter" not in text, path
+
+
+def test_tls_sockets_never_handshake_on_their_own():
+    """A blocking handshake would stall the loop: every wrap_socket in chat/ and gui/
+    passes do_handshake_on_connect=False, and the loop steps do_handshake itself."""
+    calls = []
+    for path in sources():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "wrap_socket":
+                flags = {k.arg: getattr(k.value, "value", None) for k in node.keywords}
+                calls.append((path.name, flags.get("do_handshake_on_connect")))
+    assert calls and all(value is False for _, value in calls), calls
