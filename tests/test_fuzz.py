@@ -14,7 +14,7 @@ import sqlite3
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from chat.errors import ProtocolError
 from chat.protocol import NEED_DATA, CLOSED, FrameDecoder, parse_request
@@ -205,6 +205,8 @@ def test_server_survives_any_byte_stream_and_loses_no_message(fuzz_server, regis
         if frame["type"] == "error":
             assert frame["code"] in CODES and frame["message"], frame
     errors = [f for f in got if f["type"] == "error"]
+    event("connection closed" if eof else "connection kept")
+    event(f"error frames: {'none' if not errors else '1-20' if len(errors) <= 20 else '>20'}")
     if eof:  # closed: by bye, a closing error, too many errors, or as a TLS client
         sent_bye = b'"bye"' in data
         tls_hello = not register and data.startswith(b"\x16\x03")  # README: closed at once
@@ -212,6 +214,7 @@ def test_server_survives_any_byte_stream_and_loses_no_message(fuzz_server, regis
             errors and (errors[-1]["code"] in CLOSING or len(errors) > 20)), got
     # Every message echoed to the fuzzer is stored, and the observer saw those in its room.
     ids = [f["id"] for f in got if f["type"] == "message" and f.get("from", "").startswith("fz")]
+    event("messages stored and checked" if ids else "no message stored")
     if ids:
         db = sqlite3.connect(h.config.db_path)
         h.server.store.commit()
