@@ -3,8 +3,10 @@
 A hash is one ``hashlib.scrypt`` call (N=2**14, r=8, p=1: about 50 ms and 16 MiB),
 the cost the scrypt paper gives for interactive logins. The parameters are stored
 with every hash, so they can be raised later without breaking older accounts. The
-server runs these calls in its one loop, so it bounds how many it does per second
-(``AUTH_RATE``, ``AUTH_BURST``): a flood of guesses slows only other guesses.
+server runs these calls in its one loop, so it does at most ``HASHES_PER_PASS`` in
+one pass (a request past that waits for the next pass, so other clients are served
+in between) and bounds how many it does per second (``AUTH_RATE``, ``AUTH_BURST``):
+a flood of guesses slows only other guesses.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ MIN_PASSWORD = 8  # code points; NIST SP 800-63B's minimum for chosen secrets
 MAX_PASSWORD = 256
 AUTH_RATE = 5.0  # password hashes per second, over the whole server
 AUTH_BURST = 10
+HASHES_PER_PASS = 1  # the loop stalls at most one hash (~50 ms) before serving others
 
 
 class Account(NamedTuple):

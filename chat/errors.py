@@ -33,6 +33,11 @@ class ProtocolError(ChatError):
         return self.code in CLOSING_CODES
 
 
+class Later(ChatError):
+    """A request must wait for the next pass: this pass's share of slow work (a
+    password hash) is spent. It is raised before the request changes anything."""
+
+
 class StoreError(ChatError):
     """The message store could not be opened or written."""
 

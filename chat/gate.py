@@ -13,10 +13,11 @@ import logging
 import time
 from typing import Callable
 
-from chat.accounts import AUTH_BURST, AUTH_RATE, check_password, make_account, verify
+from chat.accounts import (AUTH_BURST, AUTH_RATE, HASHES_PER_PASS, check_password,
+                           make_account, verify)
 from chat.bans import Ban, Bans, ban_target, host_address
 from chat.config import ServerConfig
-from chat.errors import ProtocolError
+from chat.errors import Later, ProtocolError
 from chat.model import Peer, TokenBucket
 from chat.store import Store
 
@@ -33,6 +34,10 @@ class Gate:
         self.bans = Bans(store.bans())
         self.per_host: dict[str, int] = {}  # open connections per peer address
         self.auth_bucket = TokenBucket(AUTH_RATE, AUTH_BURST, clock())
+        self.hashes_left = HASHES_PER_PASS
+
+    def new_pass(self) -> None:
+        self.hashes_left = HASHES_PER_PASS
 
     # ------------------------------------------------------------ connections
 
@@ -97,10 +102,14 @@ class Gate:
     # ------------------------------------------------------------ accounts
 
     def _spend_auth(self) -> None:
-        """Password hashing is slow on purpose: the loop does only so many a second."""
+        """Password hashing is slow on purpose: the loop does one a pass (``Later``
+        puts the request off) and only so many a second (``rate_limited``)."""
+        if self.hashes_left <= 0:
+            raise Later()
         if not self.auth_bucket.take(self.clock()):
             raise ProtocolError("rate_limited", "Too many password checks at the moment; "
                                                 "try again in a few seconds.")
+        self.hashes_left -= 1
 
     def has_account(self, key: str) -> bool:
         return self.store.account(key) is not None

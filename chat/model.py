@@ -45,7 +45,7 @@ class Peer:
     __slots__ = ("addr", "host", "nick", "key", "rooms", "out", "bucket", "errors",
                  "started", "last_heard", "pinged_at", "closing", "close_deadline",
                  "connected_ts", "sent", "client", "sock", "decoder", "events", "_dirty",
-                 "accounts", "phase",
+                 "accounts", "phase", "held",
                  "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
@@ -71,6 +71,7 @@ class Peer:
         self.events = 0  # the selector events the server watches for
         self.accounts: set[str] = set()  # nick keys whose password this peer gave
         self.phase = READY  # see the constants above
+        self.held: dict[str, Any] | None = None  # a frame put off to the next pass
         self._dirty = dirty
 
     def queue(self, data: bytes) -> None:

@@ -19,7 +19,7 @@ import time
 from typing import Callable
 
 from chat.config import ServerConfig
-from chat.errors import ConfigError, ProtocolError
+from chat.errors import ConfigError, Later, ProtocolError
 from chat.hub import Hub
 from chat.operator import Operator
 from chat.model import FRESH, HANDSHAKE, READY, SNIFF, Peer
@@ -150,6 +150,7 @@ class ChatServer:
         """
         hub = self.hub
         self._pass_deadline = time.perf_counter() + budget
+        hub.gate.new_pass()
         pending, self._pending = self._pending, {}
         for peer in pending:
             self._handle_frames(peer)
@@ -341,15 +342,21 @@ class ChatServer:
             if (count % BUDGET_CHECK_EVERY == BUDGET_CHECK_EVERY - 1
                     and time.perf_counter() > self._pass_deadline):
                 break
+            frame, peer.held = peer.held, None
+            if frame is None:
+                try:
+                    frame = decoder.next_event()
+                except ProtocolError as exc:
+                    hub.reject(peer, exc)
+                    continue
+                if frame is NEED_DATA or frame is CLOSED:
+                    return
             try:
-                frame = decoder.next_event()
-            except ProtocolError as exc:
-                hub.reject(peer, exc)
-                continue
-            if frame is NEED_DATA or frame is CLOSED:
-                return
-            hub.receive(peer, frame)
-        if decoder.has_frames:
+                hub.receive(peer, frame)
+            except Later:  # its turn for slow work comes next pass, in order
+                peer.held = frame
+                break
+        if peer.held is not None or decoder.has_frames:
             self._pending[peer] = None  # not read again until these are handled
 
     # ------------------------------------------------------------ output

@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from chat.accounts import AUTH_BURST, AUTH_RATE
+from chat import gate
+from chat.accounts import AUTH_BURST, AUTH_RATE, HASHES_PER_PASS, make_account
+from chat.protocol import name_key
 from chat.tls import KnownHosts, file_fingerprint
 from tests.conftest import MAIN, ROOT
 from tests.inproc import Harness
@@ -236,6 +238,88 @@ def test_password_guessing_is_rate_limited_server_wide(harness):
     assert codes.count("auth_failed") <= AUTH_BURST + AUTH_RATE * elapsed
     assert "rate_limited" in codes
     assert set(codes) == {"auth_failed", "rate_limited"}
+
+
+@pytest.fixture
+def counted_hashes(monkeypatch):
+    """(hashes, per_pass): every password hash the server does, and how many each
+    pass of a Harness server did."""
+    hashes: list[int] = []
+    per_pass: list[int] = []
+    real_verify = gate.verify
+    monkeypatch.setattr(gate, "verify", lambda *a: hashes.append(1) or real_verify(*a))
+
+    def count(h: Harness) -> None:
+        real_step = h.server.step
+
+        def counted_step(*args, **kwargs):
+            before = len(hashes)
+            result = real_step(*args, **kwargs)
+            per_pass.append(len(hashes) - before)
+            return result
+        monkeypatch.setattr(h.server, "step", counted_step)
+    return hashes, per_pass, count
+
+
+def answered(socks: list[socket.socket], answers: dict, lines: int = 1):
+    """A condition for ``Harness.until``: each socket has sent ``lines`` lines."""
+    def check() -> bool:
+        for sock in socks:
+            try:
+                answers[sock] = answers.get(sock, b"") + sock.recv(65536)
+            except BlockingIOError:
+                pass
+        return all(answers.get(sock, b"").count(b"\n") >= lines for sock in socks)
+    return check
+
+
+def test_pipelined_password_checks_are_hashed_one_per_pass(harness, counted_hashes):
+    h = harness()
+    hashes, per_pass, count = counted_hashes
+    nicks = [f"owner{i}" for i in range(6)]
+    for nick in nicks:
+        h.hub.gate.store.put_account(make_account(name_key(nick), nick, "pass word", 0))
+    h.hub.gate.store.commit()
+    count(h)
+    sock = socket.create_connection(("127.0.0.1", h.port))
+    sock.sendall(b'{"type":"hello","proto":1,"nick":"visitor","rooms":[]}\n' + b"".join(
+        b'{"type":"nick","nick":"%s","nick_password":"pass word"}\n' % n.encode()
+        for n in nicks))
+    sock.setblocking(False)
+    answers: dict = {}
+    h.until(answered([sock], answers, 1 + len(nicks)))
+    sock.close()
+    assert answers[sock].count(b'"renamed"') == len(nicks)
+    assert len(hashes) == len(nicks)
+    assert max(per_pass) == HASHES_PER_PASS  # the loop stalls one hash, not six
+
+
+def test_a_burst_of_password_guesses_lets_other_clients_through_between_hashes(
+        harness, counted_hashes):
+    h = harness()
+    hashes, per_pass, count = counted_hashes
+    h.hub.gate.store.put_account(make_account("alice", "alice", "correct horse", 0))
+    h.hub.gate.store.commit()
+    bob = h.client("bob")
+    h.ready(bob)
+    count(h)
+    guessers = [socket.create_connection(("127.0.0.1", h.port)) for _ in range(8)]
+    h.until(lambda: h.hub.unregistered == len(guessers))
+    for i, sock in enumerate(guessers):
+        sock.sendall(b'{"type":"hello","proto":1,"nick":"alice","nick_password":"guess %d"}'
+                     b"\n" % i)
+        sock.setblocking(False)
+    bob.say("general", "still here")
+    h.wait_event(bob, "message", text="still here")
+    hashed_before_bob = len(hashes)
+    answers: dict = {}
+    h.until(answered(guessers, answers))
+    for sock in guessers:
+        sock.close()
+    assert all(b'"auth_failed"' in data for data in answers.values())
+    assert len(hashes) == len(guessers)
+    assert max(per_pass) == HASHES_PER_PASS
+    assert hashed_before_bob < len(guessers)  # bob did not wait behind every guess
 
 
 # ---------------------------------------------------------------- bans
