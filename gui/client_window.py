@@ -16,15 +16,14 @@ import customtkinter as ctk
 
 from chat.chatstate import OLDER_REF, WHO_REF, ChatState
 from chat.client import ChatClient
-from chat.commands import help_lines, is_secret, parse_input
+from chat.commands import help_lines, parse_input
 from chat.config import DEFAULT_PORT
 from chat.errors import ChatError
 from gui.client_panels import ConnectForm, Sidebar, UsersPanel
-from gui.common import (NICK_COLORS, POLL_MS, LineView, Settings, apply_appearance,
-                        clock_text, is_dark, nick_color_index)
+from gui.common import POLL_MS, Settings, apply_appearance, is_dark
+from gui.conversation import ConversationPanel
 
 BACKOFF_S = (1, 2, 4, 8, 15, 30)  # waits between reconnect attempts
-CONTINUATION = " " * 9  # indents the later lines of a multi-line message under its text
 TYPING_EVERY_S = 3.0  # send `typing` at most this often while the user types
 HELLO_ERRORS = {
     "nick_taken": "That nickname is taken; choose another.",
@@ -53,14 +52,11 @@ class ClientWindow(ctk.CTk):
         self.minsize(760, 480)
         self.client: ChatClient | None = None
         self.state_ = ChatState()
-        self.sent_lines: list[str] = []
-        self._recall = 0
         self._typing_sent = 0.0
         self._attempt = 0
         self._reconnect_id: str | None = None
         self._quitting = False
         self._kicked: str | None = None  # the operator's reason: do not reconnect
-        self._shown_typing = ""
         self.tick_seconds: list[float] = []
 
         self.grid_columnconfigure(0, weight=1)
@@ -86,39 +82,18 @@ class ClientWindow(ctk.CTk):
     def _build_chat(self, appearance: str) -> None:
         chat = self.chat
         chat.grid_columnconfigure(1, weight=1)
-        chat.grid_rowconfigure(1, weight=1)
+        chat.grid_rowconfigure(0, weight=1)
         self.sidebar = Sidebar(chat, self.switch_event, self.join_event)
-        self.sidebar.grid(row=0, column=0, rowspan=4, padx=(10, 5), pady=10, sticky="ns")
-        head = ctk.CTkFrame(chat, fg_color="transparent")
-        head.grid(row=0, column=1, padx=5, pady=(10, 0), sticky="ew")
-        head.grid_columnconfigure(0, weight=1)
-        self.header = ctk.CTkLabel(head, text="", font=ctk.CTkFont(size=16, weight="bold"))
-        self.header.grid(row=0, column=0, sticky="w")
-        self.older_button = ctk.CTkButton(head, text="Load older messages", width=150,
-                                          command=self.older_event)
-        self.older_button.grid(row=0, column=1)
-        self.view = LineView(chat, max_lines=1000, font=ctk.CTkFont(size=13))
-        self.view.grid(row=1, column=1, padx=5, pady=5, sticky="nsew")
-        for widget in (self.view, self.view._textbox):
-            widget.bind("<Button-4>", self._scrolled, add=True)
-            widget.bind("<MouseWheel>", self._scrolled, add=True)
-        self.typing_label = ctk.CTkLabel(chat, text="", height=16,
-                                         font=ctk.CTkFont(size=11, slant="italic"))
-        self.typing_label.grid(row=2, column=1, padx=8, sticky="w")
-        bottom = ctk.CTkFrame(chat, fg_color="transparent")
-        bottom.grid(row=3, column=1, padx=5, pady=(0, 10), sticky="ew")
-        bottom.grid_columnconfigure(0, weight=1)
-        self.entry = ctk.CTkTextbox(bottom, height=56, wrap="word", font=ctk.CTkFont(size=13))
-        self.entry.grid(row=0, column=0, sticky="ew")
-        self.entry.bind("<Return>", self._return_key)
-        self.entry.bind("<Shift-Return>", lambda _e: None)  # the default: a new line
-        self.entry.bind("<Up>", lambda e: self._recall_key(-1))
-        self.entry.bind("<Down>", lambda e: self._recall_key(1))
-        self.entry.bind("<KeyPress>", self._key, add=True)
-        self.send_button = ctk.CTkButton(bottom, text="Send", width=70, command=self.send_event)
-        self.send_button.grid(row=0, column=1, padx=(6, 0))
+        self.sidebar.grid(row=0, column=0, padx=(10, 5), pady=10, sticky="ns")
+        self.talk = ConversationPanel(chat, self.run_input, self.older_event, self.typed_event)
+        self.talk.grid(row=0, column=1, sticky="nsew")
+        # The widgets people (and tests) look at, by the names they had before the panel.
+        talk = self.talk
+        self.header, self.older_button, self.view = talk.header, talk.older_button, talk.view
+        self.typing_label, self.entry, self.send_button = (talk.typing_label, talk.entry,
+                                                           talk.send_button)
         self.users = UsersPanel(chat, self.dm_event)
-        self.users.grid(row=0, column=2, rowspan=4, padx=(5, 10), pady=10, sticky="ns")
+        self.users.grid(row=0, column=2, padx=(5, 10), pady=10, sticky="ns")
         status = ctk.CTkFrame(self, fg_color="transparent")
         status.grid(row=1, column=0, padx=10, pady=(0, 6), sticky="ew")
         status.grid_columnconfigure(0, weight=1)
@@ -135,15 +110,7 @@ class ClientWindow(ctk.CTk):
 
     def _style_tags(self) -> None:
         dark = is_dark()
-        for view in (self.view,):
-            for i, colors in enumerate(NICK_COLORS):
-                view.tag_config(f"nick{i}", foreground=colors[dark])
-            view.tag_config("time", foreground="#909497")
-            view.tag_config("system", foreground="#909497")
-            view.tag_config("notice", foreground="#2471a3" if not dark else "#7fb3d5")
-            view.tag_config("error", foreground="#c0392b" if not dark else "#f1948a")
-            view.tag_config("own", background="#eef3f8" if not dark else "#253240")
-            view.tag_config("mention", background="#fdebd0" if not dark else "#5b4417")
+        self.talk.style(dark)
         self.users.style(dark)
 
     def show_form(self, error: str) -> None:
@@ -303,45 +270,15 @@ class ClientWindow(ctk.CTk):
         appended, redraw = state.take_changes()
         active = state.active_conversation()
         if active is not None:
-            if active.key in redraw:
-                self.view.replace(self._runs(active.lines))
-            elif appended.get(active.key):
-                self.view.append(self._runs(appended[active.key]))
-            if self.header.cget("text") != active.label:
-                self.header.configure(text=active.label)
-            older = "normal" if active.more else "disabled"
-            if self.older_button.cget("state") != older:
-                self.older_button.configure(state=older)
+            self.talk.show(active, appended.get(active.key), active.key in redraw)
         if state.list_changed:
             state.list_changed = False
             self.sidebar.show(state.conversations.values(), state.active)
         if state.roster_changed and active is not None:
             state.roster_changed = False
             self.users.show(active.users if active.kind == "room" else [], state.nick)
-        typing = state.typing_nicks(time.monotonic())
-        shown = "" if not typing else (
-            f"{typing[0]} is typing…" if len(typing) == 1 else
-            f"{', '.join(typing[:3])} are typing…")
-        if shown != self._shown_typing:
-            self._shown_typing = shown
-            self.typing_label.configure(text=shown)
+        self.talk.show_typing(state.typing_nicks(time.monotonic()))
         self._update_title()
-
-    def _runs(self, lines: Any) -> list[tuple[str, tuple[str, ...]]]:
-        runs: list[tuple[str, tuple[str, ...]]] = []
-        for line in lines:
-            runs.append((clock_text(line.ts) + "  ", ("time",)))
-            extra = ("own",) if line.own else ("mention",) if line.mention else ()
-            text = line.text.replace("\n", "\n" + CONTINUATION)
-            if line.kind == "message":
-                runs.append((line.nick, (f"nick{nick_color_index(line.nick)}",) + extra))
-                runs.append((": " + text + "\n", extra))
-            elif line.kind == "action":
-                runs.append((f"* {line.nick} ", (f"nick{nick_color_index(line.nick)}",) + extra))
-                runs.append((text + "\n", extra))
-            else:
-                runs.append((text + "\n", (line.kind,)))
-        return runs
 
     def _update_title(self) -> None:
         state = self.state_
@@ -368,23 +305,11 @@ class ClientWindow(ctk.CTk):
 
     # ------------------------------------------------------------ input
 
-    def _return_key(self, _event: Any) -> str:
-        self.send_event()
-        return "break"
-
-    def _recall_key(self, step: int) -> str | None:
-        if "\n" in self.entry.get("1.0", "end-1c") or not self.sent_lines:
-            return None
-        self._recall = max(0, min(len(self.sent_lines), self._recall + step))
-        text = self.sent_lines[self._recall] if self._recall < len(self.sent_lines) else ""
-        self.entry.delete("1.0", "end")
-        self.entry.insert("1.0", text)
-        return "break"
-
-    def _key(self, event: Any) -> None:
+    def typed_event(self) -> None:
+        """A key in the input: tell the room the user is typing, now and then."""
         active = self.state_.active_conversation()
         if (self.client is None or not self.client.ready or active is None
-                or active.kind != "room" or event.keysym in ("Return", "Up", "Down")):
+                or active.kind != "room"):
             return
         now = time.monotonic()
         if now - self._typing_sent >= TYPING_EVERY_S:
@@ -392,14 +317,7 @@ class ClientWindow(ctk.CTk):
             self.client.typing(active.name)
 
     def send_event(self) -> None:
-        text = self.entry.get("1.0", "end-1c")
-        if not text.strip():
-            return
-        self.entry.delete("1.0", "end")
-        if not is_secret(text):  # a password is never recalled with Up
-            self.sent_lines.append(text)
-        self._recall = len(self.sent_lines)
-        self.run_input(text)
+        self.talk.send_event()
 
     def run_input(self, text: str) -> None:
         """What the user typed: a message, or a slash command."""
@@ -472,10 +390,6 @@ class ClientWindow(ctk.CTk):
             active.more = False  # until the answer says there is more
             self.client.history(active.name, before=active.oldest_id, limit=50,
                                 ref=OLDER_REF)
-
-    def _scrolled(self, _event: Any) -> None:
-        if self.view._textbox.yview()[0] <= 0.0:
-            self.older_event()
 
     def appearance_event(self, mode: str) -> None:
         apply_appearance(mode)

@@ -323,7 +323,7 @@ def test_registered_nickname_in_the_client_window(open_window, tmp_path):
     alice = client_window(open_window, port, "alice")
     type_and_send(alice, "/register correct horse")
     alice.wait("win.view.text()", lambda t: "alice is registered" in t)
-    alice.exec("win._recall_key(-1)")
+    alice.exec("win.talk.recall_key(-1)")
     assert "correct horse" not in alice.eval("win.entry.get('1.0', 'end-1c')")
     alice.exec("win.disconnect_event()")
     other = open_window("client")

@@ -1,0 +1,150 @@
+"""The chat window's middle: the open conversation's lines, who is typing, the input.
+
+The panel shows what ``ChatState`` says changed and hands what the user typed to the
+window; it knows nothing of the connection. Up and Down recall earlier input, except
+lines holding a password.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import customtkinter as ctk
+
+from chat.chatstate import Conversation, Line
+from chat.commands import is_secret
+from gui.common import NICK_COLORS, LineView, clock_text, nick_color_index
+
+CONTINUATION = " " * 9  # indents the later lines of a multi-line message under its text
+MAX_LINES = 1000  # lines a view keeps: older ones are one "Load older" click away
+
+Runs = list[tuple[str, tuple[str, ...]]]
+
+
+class ConversationPanel(ctk.CTkFrame):
+    """``send`` gets each input (Return or the Send button), ``older`` asks for
+    earlier messages (the button, or scrolling to the top), ``typed`` hears every
+    other key press."""
+
+    def __init__(self, master: Any, send: Callable[[str], None], older: Callable[[], None],
+                 typed: Callable[[], None]) -> None:
+        super().__init__(master, fg_color="transparent")
+        self._send, self._older, self._typed = send, older, typed
+        self.sent_lines: list[str] = []
+        self._recall = 0
+        self._shown_typing = ""
+        self.grid_columnconfigure(0, weight=1)
+        self.grid_rowconfigure(1, weight=1)
+        head = ctk.CTkFrame(self, fg_color="transparent")
+        head.grid(row=0, column=0, padx=5, pady=(10, 0), sticky="ew")
+        head.grid_columnconfigure(0, weight=1)
+        self.header = ctk.CTkLabel(head, text="", font=ctk.CTkFont(size=16, weight="bold"))
+        self.header.grid(row=0, column=0, sticky="w")
+        self.older_button = ctk.CTkButton(head, text="Load older messages", width=150,
+                                          command=older)
+        self.older_button.grid(row=0, column=1)
+        self.view = LineView(self, max_lines=MAX_LINES, font=ctk.CTkFont(size=13))
+        self.view.grid(row=1, column=0, padx=5, pady=5, sticky="nsew")
+        for widget in (self.view, self.view._textbox):
+            widget.bind("<Button-4>", self._scrolled, add=True)
+            widget.bind("<MouseWheel>", self._scrolled, add=True)
+        self.typing_label = ctk.CTkLabel(self, text="", height=16,
+                                         font=ctk.CTkFont(size=11, slant="italic"))
+        self.typing_label.grid(row=2, column=0, padx=8, sticky="w")
+        bottom = ctk.CTkFrame(self, fg_color="transparent")
+        bottom.grid(row=3, column=0, padx=5, pady=(0, 10), sticky="ew")
+        bottom.grid_columnconfigure(0, weight=1)
+        self.entry = ctk.CTkTextbox(bottom, height=56, wrap="word", font=ctk.CTkFont(size=13))
+        self.entry.grid(row=0, column=0, sticky="ew")
+        self.entry.bind("<Return>", self._return_key)
+        self.entry.bind("<Shift-Return>", lambda _e: None)  # the default: a new line
+        self.entry.bind("<Up>", lambda _e: self.recall_key(-1))
+        self.entry.bind("<Down>", lambda _e: self.recall_key(1))
+        self.entry.bind("<KeyPress>", self._key, add=True)
+        self.send_button = ctk.CTkButton(bottom, text="Send", width=70,
+                                         command=self.send_event)
+        self.send_button.grid(row=0, column=1, padx=(6, 0))
+
+    def style(self, dark: bool) -> None:
+        view = self.view
+        for i, colors in enumerate(NICK_COLORS):
+            view.tag_config(f"nick{i}", foreground=colors[dark])
+        view.tag_config("time", foreground="#909497")
+        view.tag_config("system", foreground="#909497")
+        view.tag_config("notice", foreground="#2471a3" if not dark else "#7fb3d5")
+        view.tag_config("error", foreground="#c0392b" if not dark else "#f1948a")
+        view.tag_config("own", background="#eef3f8" if not dark else "#253240")
+        view.tag_config("mention", background="#fdebd0" if not dark else "#5b4417")
+
+    # ------------------------------------------------------------ showing
+
+    def show(self, conv: Conversation, appended: list[Line] | None, redraw: bool) -> None:
+        """``conv`` is open: redraw it, or add the lines it gained this tick."""
+        if redraw:
+            self.view.replace(runs(conv.lines))
+        elif appended:
+            self.view.append(runs(appended))
+        if self.header.cget("text") != conv.label:
+            self.header.configure(text=conv.label)
+        older = "normal" if conv.more else "disabled"
+        if self.older_button.cget("state") != older:
+            self.older_button.configure(state=older)
+
+    def show_typing(self, nicks: list[str]) -> None:
+        shown = "" if not nicks else (
+            f"{nicks[0]} is typing…" if len(nicks) == 1 else
+            f"{', '.join(nicks[:3])} are typing…")
+        if shown != self._shown_typing:
+            self._shown_typing = shown
+            self.typing_label.configure(text=shown)
+
+    # ------------------------------------------------------------ input
+
+    def send_event(self) -> None:
+        text = self.entry.get("1.0", "end-1c")
+        if not text.strip():
+            return
+        self.entry.delete("1.0", "end")
+        if not is_secret(text):  # a password is never recalled with Up
+            self.sent_lines.append(text)
+        self._recall = len(self.sent_lines)
+        self._send(text)
+
+    def recall_key(self, step: int) -> str | None:
+        if "\n" in self.entry.get("1.0", "end-1c") or not self.sent_lines:
+            return None
+        self._recall = max(0, min(len(self.sent_lines), self._recall + step))
+        text = self.sent_lines[self._recall] if self._recall < len(self.sent_lines) else ""
+        self.entry.delete("1.0", "end")
+        self.entry.insert("1.0", text)
+        return "break"
+
+    def _return_key(self, _event: Any) -> str:
+        self.send_event()
+        return "break"
+
+    def _key(self, event: Any) -> None:
+        if event.keysym not in ("Return", "Up", "Down"):
+            self._typed()
+
+    def _scrolled(self, _event: Any) -> None:
+        if self.view._textbox.yview()[0] <= 0.0:
+            self._older()
+
+
+def runs(lines: Iterable[Line]) -> Runs:
+    """Text runs with their tags: time, coloured nick, text indented under itself."""
+    out: Runs = []
+    for line in lines:
+        out.append((clock_text(line.ts) + "  ", ("time",)))
+        extra = ("own",) if line.own else ("mention",) if line.mention else ()
+        text = line.text.replace("\n", "\n" + CONTINUATION)
+        if line.kind == "message":
+            out.append((line.nick, (f"nick{nick_color_index(line.nick)}",) + extra))
+            out.append((": " + text + "\n", extra))
+        elif line.kind == "action":
+            out.append((f"* {line.nick} ", (f"nick{nick_color_index(line.nick)}",) + extra))
+            out.append((text + "\n", extra))
+        else:
+            out.append((text + "\n", (line.kind,)))
+    return out
