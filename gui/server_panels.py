@@ -132,7 +132,7 @@ class BansPanel(ctk.CTkFrame):
         self.tree.grid(row=1, column=0, columnspan=5, padx=8, pady=4, sticky="nsew")
         self.kind_menu = ctk.CTkOptionMenu(self, values=["address", "nick"], width=90)
         self.kind_menu.grid(row=2, column=0, padx=(8, 4), pady=(0, 8))
-        self.value_entry = ctk.CTkEntry(self, placeholder_text="10.0.0.7, 10.0.0.0/24 or a nickname")
+        self.value_entry = ctk.CTkEntry(self, placeholder_text="10.0.0.7, 10.0.0.0/24 or nick")
         self.value_entry.grid(row=2, column=1, padx=4, pady=(0, 8), sticky="ew")
         self.value_entry.bind("<Return>", lambda _e: self._add())
         self.duration_menu = ctk.CTkOptionMenu(self, values=list(DURATIONS), width=90)

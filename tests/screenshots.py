@@ -61,7 +61,7 @@ def main() -> int:
             tom.send(type="typing", room="general")
             alice.wait("win.view.text()", lambda t: "grabs coffee" in t)
             server.exec("win.operator.entry.insert(0, 'Class ends at 3 today')")
-            server.exec("win.add_ban_event('address', '10.0.0.66', 86400, 'flooding')")
+            server.exec("win.add_ban_event('address', '203.0.113.66', 86400, 'flooding')")
             server.wait("win.clients.rows()", lambda r: len(r) == 3)
             server.wait("win.log_view.text()", lambda t: "grabs coffee" in t)
             shoot(alice, out / "client-window.png")

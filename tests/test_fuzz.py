@@ -17,8 +17,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from chat.errors import ProtocolError
-from chat.protocol import NEED_DATA, CLOSED, FrameDecoder, parse_request
+from chat.protocol import FrameDecoder, parse_request
 from tests.inproc import Harness
+from tests.test_protocol import events
 
 LONG = int(os.environ.get("LANCHAT_FUZZ_EXAMPLES", "0"))
 
@@ -91,15 +92,7 @@ def decode_all(chunks: list[bytes]) -> list:
     decoder, out = FrameDecoder(16384), []
     for chunk in [*chunks, b""]:
         decoder.receive_data(chunk)
-        while True:
-            try:
-                event = decoder.next_event()
-            except ProtocolError as exc:
-                out.append(exc.code)
-                continue
-            if event is NEED_DATA or event is CLOSED:
-                break
-            out.append(event)
+        out += events(decoder)
     return out
 
 

@@ -305,15 +305,15 @@ def test_operator_bans_lists_and_lifts_from_the_window(open_window, tmp_path):
     assert rows[0][:2] == ["nick", "alice"] and rows[0][2] != "forever"
     # By hand: a bad address is refused inline, a network is listed.
     server.exec("win.bans.kind_menu.set('address'); "
-                "win.bans.value_entry.insert(0, '10.0.0.300'); win.bans.add_button.invoke()")
+                "win.bans.value_entry.insert(0, '203.0.113.300'); win.bans.add_button.invoke()")
     assert "not an IP address" in server.eval("win.bans.error_label.cget('text')")
     server.exec("win.bans.value_entry.delete(0, 'end'); "
-                "win.bans.value_entry.insert(0, '10.1.2.0/24'); win.bans.add_button.invoke()")
+                "win.bans.value_entry.insert(0, '198.51.100.0/24'); win.bans.add_button.invoke()")
     server.wait("win.bans.rows()", lambda r: len(r) == 2)
     assert server.eval("win.bans.error_label.cget('text')") == ""
     server.exec("win.bans.tree.selection_set('nick|alice'); win.bans.lift_button.invoke()")
     rows = server.wait("win.bans.rows()", lambda r: len(r) == 1)
-    assert rows[0][1] == "10.1.2.0/24"
+    assert rows[0][1] == "198.51.100.0/24"
     alice.exec("win.form.connect_button.invoke()")
     alice.wait("win.client is not None and win.client.ready")
 
