@@ -10,9 +10,13 @@ import argparse
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from chat.config import DEFAULT_PORT, ServerConfig
 from chat.errors import ChatError
+
+if TYPE_CHECKING:
+    from chat.server import ChatServer
 
 PROG = "main.py"
 
@@ -69,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "loopback is exempt unless --limit-loopback)")
     s.add_argument("--limit-loopback", action="store_true",
                    help="apply --max-per-address to 127.0.0.0/8 and ::1 too")
+    s.add_argument("--console", action="store_true",
+                   help="with --headless: take operator commands (who, say, kick, ban, "
+                        "unban, bans, stop; 'help' lists them) on standard input")
     s.add_argument("--quiet", action="store_true", help="log warnings only")
     s.add_argument("--verbose", action="store_true", help="log every message too")
     return p
@@ -89,12 +96,26 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
     return config
 
 
-def run_headless(config: ServerConfig) -> int:
+def watch_console(server: ChatServer) -> None:
+    """Take operator commands from standard input in the server's loop."""
+    from chat.console import Console
+
+    console = Console(server.operator, lambda text: print(text, flush=True), server.stop)
+    try:
+        server.watch_input(sys.stdin.fileno(), console.feed)
+    except (OSError, ValueError):
+        raise ChatError("--console reads commands from a terminal or a pipe; "
+                        "standard input is neither") from None
+
+
+def run_headless(config: ServerConfig, console: bool = False) -> int:
     from chat.server import ChatServer, raise_open_files_limit
 
     raise_open_files_limit()
     server = ChatServer(config)
     try:
+        if console:
+            watch_console(server)
         host, port = server.listen()
     except ChatError:
         server.store.close()
@@ -115,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.server:
             config = server_config(args)
             if args.headless:
-                return run_headless(config)
+                return run_headless(config, args.console)
+            if args.console:
+                raise ChatError("--console goes with --headless (the window has its "
+                                "own controls)")
             from gui.server_window import run_server_window
             return run_server_window(config)
         if args.headless:

@@ -1,8 +1,8 @@
 """What the server's operator can do: speak as `server`, kick, ban, lift bans.
 
-The server window calls these (there is no operator protocol on the wire). They act
-through the hub, in the loop's own thread, between two passes; what they queue goes
-out with the next pass, after its commit.
+The server window and the headless console call these (there is no operator protocol
+on the wire). They act through the hub, in the loop's own thread, between two passes
+or within one; what they queue goes out at the pass's end, after its commit.
 """
 
 from __future__ import annotations

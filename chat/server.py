@@ -16,7 +16,7 @@ import os
 import socket
 import ssl
 import time
-from typing import Callable
+from typing import Callable, cast
 
 from chat.config import ServerConfig
 from chat.errors import ConfigError, Later, ProtocolError
@@ -35,6 +35,7 @@ TLS_REQUIRED = ("This server speaks TLS only: turn on TLS in your client "
 FRAMES_PER_PASS = 256  # frames handled per peer per pass; the rest wait their turn
 PASS_BUDGET_S = 0.05  # a pass takes no new frames after this long (timers, fairness)
 BUDGET_CHECK_EVERY = 16  # frames between clock reads
+INPUT_READ = 4096  # bytes read from a watched input (the operator console) per pass
 ACCEPT_BATCH = 256  # connections accepted per pass
 TICK_SECONDS = 0.1  # how often timers (hello, ping, close deadlines) are checked
 ACCEPT_PAUSE_SECONDS = 0.1  # out of file descriptors: stop accepting this long
@@ -162,6 +163,9 @@ class ChatServer:
             if peer is None:
                 self._accept()
                 continue
+            if not isinstance(peer, Peer):
+                self._read_input(cast(int, key.fd), peer)
+                continue
             if peer.phase >= SNIFF:
                 self._tls_step(peer)
                 continue
@@ -181,6 +185,22 @@ class ChatServer:
         self._flush()
         self._finish_closing(now)
         return len(ready) + len(pending)
+
+    def watch_input(self, fd: int, feed: Callable[[bytes], None]) -> None:
+        """Read ``fd`` (a terminal or a pipe: the operator console) in the loop and
+        hand each chunk to ``feed``; at its end, stop watching it. ``OSError`` when
+        the selector cannot watch it (a regular file, /dev/null)."""
+        self.selector.register(fd, selectors.EVENT_READ, feed)
+
+    def _read_input(self, fd: int, feed: Callable[[bytes], None]) -> None:
+        try:
+            data = os.read(fd, INPUT_READ)  # it is readable: this does not wait
+        except OSError:
+            data = b""
+        if not data:
+            self.selector.unregister(fd)
+            return
+        feed(data)
 
     def _accept(self) -> None:
         assert self.listener is not None

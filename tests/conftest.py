@@ -27,10 +27,10 @@ class Server:
         return self.proc.wait(timeout)
 
 
-def launch(db: Path, *args: str) -> Server:
+def launch(db: Path, *args: str, stdin: int | None = None) -> Server:
     cmd = [sys.executable, MAIN, "--server", "--headless", "--host", "127.0.0.1",
            "--port", "0", "--db", str(db), "--quiet", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT)
     line = proc.stdout.readline()  # the server prints it once it accepts
     if not line.startswith("listening on "):
@@ -44,8 +44,8 @@ def start_server(tmp_path):
     """Start servers on port 0 with a db in tmp_path; each must exit 0 on SIGTERM."""
     started: list[Server] = []
 
-    def start(*args: str, db: Path | None = None) -> Server:
-        server = launch(db or tmp_path / "chat.db", *args)
+    def start(*args: str, db: Path | None = None, stdin: int | None = None) -> Server:
+        server = launch(db or tmp_path / "chat.db", *args, stdin=stdin)
         started.append(server)
         return server
 
@@ -53,8 +53,9 @@ def start_server(tmp_path):
     for server in started:
         if server.proc.returncode is None:
             assert server.stop() == 0, server.proc.stderr.read()
-        server.proc.stdout.close()
-        server.proc.stderr.close()
+        for pipe in (server.proc.stdin, server.proc.stdout, server.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 @pytest.fixture

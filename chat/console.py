@@ -1,0 +1,157 @@
+"""The headless server's operator console: commands typed on standard input.
+
+``--headless --console`` gives a machine with no display what the server window's
+controls give: who is online, speaking as `server`, kicks, bans and lifting them.
+The server's loop watches standard input like a socket and hands each chunk read to
+``Console.feed``; answers go to ``write`` (standard output). Nothing here reads or
+waits on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from chat.bans import KINDS, ban_target
+from chat.errors import ProtocolError
+from chat.gate import when
+from chat.operator import Operator
+
+MAX_LINE = 4096  # bytes of one command line; a longer line is refused, not buffered
+DURATION = re.compile(r"(\d+)([smhdw])")
+UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+HELP = """\
+commands:
+  who                                  who is online, from where, in which rooms
+  say ROOM TEXT                        speak in a room as 'server'
+  notice TEXT                          a notice to everyone online
+  kick NICK [REASON]                   close a user's connection, telling why
+  ban nick|address VALUE [FOR] [REASON]
+                                       FOR: 30m, 2h, 7d, 1w ... or forever (default);
+                                       VALUE: a nickname, an address or a network
+  unban nick|address VALUE             lift a ban
+  bans                                 the bans in force
+  stop                                 shut the server down, as SIGTERM does"""
+
+
+def parse_duration(word: str) -> float | None:
+    """Seconds of ``30m``/``2h``/``7d``...; ``ValueError`` when it is not one."""
+    if word == "forever":
+        return None
+    match = DURATION.fullmatch(word)
+    if match is None or int(match[1]) == 0:
+        raise ValueError(word)
+    return int(match[1]) * UNIT_S[match[2]]
+
+
+class Console:
+    def __init__(self, operator: Operator, write: Callable[[str], None],
+                 stop: Callable[[], None]) -> None:
+        self.operator = operator
+        self.write = write
+        self.stop = stop
+        self._buffer = b""
+        self._skipping = False
+        self._commands: dict[str, Callable[[str], None]] = {
+            "help": self._help, "who": self._who, "say": self._say,
+            "notice": self._notice, "kick": self._kick, "ban": self._ban,
+            "unban": self._unban, "bans": self._bans, "stop": self._stop,
+        }
+
+    def feed(self, data: bytes) -> None:
+        """Run the complete lines in ``data`` (a chunk of standard input)."""
+        if self._skipping:  # the rest of a line that was too long
+            if b"\n" not in data:
+                return
+            data = data.split(b"\n", 1)[1]
+            self._skipping = False
+        *lines, rest = (self._buffer + data).split(b"\n")
+        self._skipping = len(rest) > MAX_LINE
+        self._buffer = b"" if self._skipping else rest
+        for line in lines + ([rest] if self._skipping else []):
+            if len(line) > MAX_LINE:
+                self.write(f"error: a command line is at most {MAX_LINE} bytes")
+            else:
+                self.run(line.decode("utf-8", "replace").strip())
+
+    def run(self, line: str) -> None:
+        if not line:
+            return
+        name, _, rest = line.partition(" ")
+        command = self._commands.get(name.lower())
+        if command is None:
+            self.write(f"error: unknown command '{name}' (type 'help')")
+            return
+        try:
+            command(rest.strip())
+        except (ProtocolError, ValueError) as exc:
+            self.write(f"error: {getattr(exc, 'message', None) or exc}")
+
+    # ------------------------------------------------------------ commands
+
+    def _help(self, _rest: str) -> None:
+        self.write(HELP)
+
+    def _who(self, _rest: str) -> None:
+        users = sorted(self.operator.hub.users.values(), key=lambda p: p.key or "")
+        self.write(f"{len(users)} online")
+        for peer in users:
+            rooms = ", ".join(room.name for room in peer.rooms.values()) or "-"
+            self.write(f"  {peer.nick:<24} {peer.host:<39} {rooms}")
+
+    def _say(self, rest: str) -> None:
+        room, _, text = rest.partition(" ")
+        if not room or not text.strip():
+            raise ValueError("usage: say ROOM TEXT")
+        self.operator.say(room, text.strip())
+        self.write(f"said in {room}")
+
+    def _notice(self, rest: str) -> None:
+        if not rest:
+            raise ValueError("usage: notice TEXT")
+        self.operator.notice(rest)
+        self.write("notice sent")
+
+    def _kick(self, rest: str) -> None:
+        nick, _, reason = rest.partition(" ")
+        if not nick:
+            raise ValueError("usage: kick NICK [REASON]")
+        if not self.operator.kick(nick, reason.strip() or "Removed by the operator."):
+            raise ValueError(f"nobody named '{nick}' is online")
+        self.write(f"kicked {nick}")
+
+    def _ban(self, rest: str) -> None:
+        words = rest.split(" ")
+        if len(words) < 2 or words[0] not in KINDS:
+            raise ValueError("usage: ban nick|address VALUE [FOR] [REASON]")
+        kind, value, more = words[0], words[1], [w for w in words[2:] if w]
+        seconds = None
+        if more:
+            try:
+                seconds = parse_duration(more[0])
+                more = more[1:]
+            except ValueError:
+                pass  # no duration given: the words are the reason
+        ban, closed = self.operator.ban(kind, value, " ".join(more), seconds)
+        until = f"until {when(ban.expires)}" if ban.expires else "until lifted"
+        self.write(f"banned {kind} {ban.value} {until} ({closed} connection(s) closed)")
+
+    def _unban(self, rest: str) -> None:
+        kind, _, value = rest.partition(" ")
+        if kind not in KINDS or not value.strip():
+            raise ValueError("usage: unban nick|address VALUE")
+        key, spelled = ban_target(kind, value)
+        if not self.operator.unban(kind, key):
+            raise ValueError(f"there is no ban on {kind} {spelled}")
+        self.write(f"lifted the ban on {kind} {spelled}")
+
+    def _bans(self, _rest: str) -> None:
+        bans = self.operator.ban_list()
+        self.write(f"{len(bans)} ban(s)")
+        for ban in bans:
+            until = when(ban.expires) if ban.expires else "forever"
+            self.write(f"  {ban.kind:<8} {ban.value:<40} {until:<17} {ban.reason}")
+
+    def _stop(self, _rest: str) -> None:
+        self.write("stopping")
+        self.stop()

@@ -1,0 +1,128 @@
+"""The headless server's operator console (``--headless --console``)."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import subprocess
+import sys
+import time
+
+import pytest
+
+from chat.console import MAX_LINE, Console, parse_duration
+from tests.conftest import MAIN, ROOT
+from tests.inproc import Harness
+from tests.wire import connect
+
+
+class Answers:
+    """The console's standard output, read line by line with a deadline."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.fd = proc.stdout.fileno()
+        self.buffer = b""
+
+    def command(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def until(self, text: str, timeout: float = 5.0) -> str:
+        """Read lines until one holds ``text``; return it."""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.fd, selectors.EVENT_READ)
+            while True:
+                while b"\n" in self.buffer:
+                    line, self.buffer = self.buffer.split(b"\n", 1)
+                    if text in line.decode():
+                        return line.decode()
+                left = deadline - time.monotonic()
+                assert left > 0, f"no line with {text!r} on the console"
+                if sel.select(left):
+                    chunk = os.read(self.fd, 65536)
+                    assert chunk, f"the server ended before printing {text!r}"
+                    self.buffer += chunk
+
+
+def test_console_lists_speaks_bans_lifts_and_stops(start_server):
+    server = start_server("--console", stdin=subprocess.PIPE)
+    console = Answers(server.proc)
+    alice = connect(server.port, "alice")
+    console.command("who")
+    line = console.until("alice")
+    assert "127.0.0.1" in line and "general" in line
+
+    console.command("say general Class ends at 3 today")
+    said = alice.until("message", **{"from": "server"})
+    assert said["text"] == "Class ends at 3 today"
+
+    console.command("ban nick alice 1h spamming")
+    assert "until" in console.until("banned nick alice")
+    kicked = alice.until("kicked")
+    assert "spamming" in kicked["reason"]
+    console.command("bans")
+    assert "spamming" in console.until("alice")
+    again = connect(server.port)
+    again.send(type="hello", nick="alice", proto=1)
+    again.error("banned")
+
+    console.command("unban nick alice")
+    console.until("lifted the ban on nick alice")
+    back = connect(server.port, "alice")
+
+    console.command("kick nobody")
+    console.until("error: nobody named 'nobody' is online")
+    console.command("frobnicate")
+    console.until("error: unknown command 'frobnicate'")
+    console.command("stop")
+    back.until("notice")
+    assert server.proc.wait(10) == 0
+
+
+def test_console_needs_a_pipe_or_terminal_and_a_headless_server(tmp_path):
+    base = [sys.executable, MAIN, "--server", "--port", "0", "--db", str(tmp_path / "c.db")]
+    for args in (["--headless", "--console"], ["--console"]):
+        done = subprocess.run(base + args, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, cwd=ROOT, timeout=30)
+        assert done.returncode == 1
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("main.py: error: --console"), lines
+
+
+def test_console_takes_lines_split_anywhere_and_refuses_overlong_ones(tmp_path):
+    harness = Harness(tmp_path / "chat.db")
+    try:
+        out: list[str] = []
+        stopped: list[bool] = []
+        console = Console(harness.operator, out.append, lambda: stopped.append(True))
+        console.feed(b"ba")
+        console.feed(b"n address 203.0.113.0/24 2d flooding\nba")
+        assert len(out) == 1 and out[0].startswith("banned address 203.0.113.0/24 until ")
+        console.feed(b"ns\n")
+        assert "flooding" in out[-1] and "203.0.113.0/24" in out[-1]
+        console.feed(b"bans " + b"x" * MAX_LINE)
+        assert out[-1] == f"error: a command line is at most {MAX_LINE} bytes"
+        console.feed(b"stop and the rest of that long line\nunban address 203.0.113.0/24\n")
+        assert out[-1] == "lifted the ban on address 203.0.113.0/24" and not stopped
+        console.feed(b"who " + b"y" * MAX_LINE + b"\n")  # too long, though complete
+        assert out[-1] == f"error: a command line is at most {MAX_LINE} bytes"
+        console.feed(b"ban nick not/a/nick\nstop\n")
+        assert out[-2] == "error: 'not/a/nick' is not a valid nickname."
+        assert stopped == [True]
+    finally:
+        harness.close()
+
+
+@pytest.mark.parametrize("word, seconds", [("30s", 30), ("45m", 2700), ("2h", 7200),
+                                           ("7d", 604800), ("1w", 604800),
+                                           ("forever", None)])
+def test_ban_durations(word, seconds):
+    assert parse_duration(word) == seconds
+
+
+@pytest.mark.parametrize("word", ["0h", "h", "2y", "1.5h", "-1d", "soon"])
+def test_words_that_are_not_durations(word):
+    with pytest.raises(ValueError):
+        parse_duration(word)
