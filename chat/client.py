@@ -173,7 +173,7 @@ class ChatClient:
             ctx = client_context(self.cafile)
             self.sock = ctx.wrap_socket(self.sock, server_hostname=self.host,
                                         do_handshake_on_connect=False)
-        except Exception as exc:  # a CA file that cannot be read, mostly
+        except (OSError, ValueError) as exc:  # a CA file that cannot be read or parsed
             self.sock = None
             self._closed(events, str(exc), fatal=True)
             return False
