@@ -1,7 +1,8 @@
 """The headless server's operator console: commands typed on standard input.
 
 ``--headless --console`` gives a machine with no display what the server window's
-controls give: who is online, speaking as `server`, kicks, bans and lifting them.
+controls give: who is online, speaking as `server`, kicks, bans and lifting them, and
+one thing more: dropping the account of a nickname whose password was forgotten.
 The server's loop watches standard input like a socket and hands each chunk read to
 ``Console.feed``; answers go to ``write`` (standard output). Nothing here reads or
 waits on its own.
@@ -31,6 +32,8 @@ commands:
                                        VALUE: a nickname, an address or a network
   unban nick|address VALUE             lift a ban
   bans                                 the bans in force
+  accounts                             the registered nicknames
+  unregister NICK                      drop a nickname's account (a forgotten password)
   stop                                 shut the server down, as SIGTERM does"""
 
 
@@ -55,7 +58,8 @@ class Console:
         self._commands: dict[str, Callable[[str], None]] = {
             "help": self._help, "who": self._who, "say": self._say,
             "notice": self._notice, "kick": self._kick, "ban": self._ban,
-            "unban": self._unban, "bans": self._bans, "stop": self._stop,
+            "unban": self._unban, "bans": self._bans, "accounts": self._accounts,
+            "unregister": self._unregister, "stop": self._stop,
         }
 
     def feed(self, data: bytes) -> None:
@@ -151,6 +155,19 @@ class Console:
         for ban in bans:
             until = when(ban.expires) if ban.expires else "forever"
             self.write(f"  {ban.kind:<8} {ban.value:<40} {until:<17} {ban.reason}")
+
+    def _accounts(self, _rest: str) -> None:
+        accounts = self.operator.accounts()
+        self.write(f"{len(accounts)} account(s)")
+        for nick, created in accounts:
+            self.write(f"  {nick:<24} registered {when(created)}")
+
+    def _unregister(self, rest: str) -> None:
+        if not rest or " " in rest:
+            raise ValueError("usage: unregister NICK")
+        if not self.operator.drop_account(rest):
+            raise ValueError(f"the nickname '{rest}' has no account")
+        self.write(f"dropped the account of {rest}")
 
     def _stop(self, _rest: str) -> None:
         self.write("stopping")

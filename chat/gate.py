@@ -152,6 +152,14 @@ class Gate:
         log.info("%s dropped its nickname's account", peer.nick)
 
 
+    def drop(self, key: str) -> bool:
+        """The operator drops the account of nick ``key``; whether there was one."""
+        if self.store.account(key) is None:
+            return False
+        self.store.drop_account(key)
+        return True
+
+
 def when(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
 

@@ -1,4 +1,5 @@
-"""What the server's operator can do: speak as `server`, kick, ban, lift bans.
+"""What the server's operator can do: speak as `server`, kick, ban, lift bans, drop
+a nickname's account.
 
 The server window and the headless console call these (there is no operator protocol
 on the wire). They act through the hub, in the loop's own thread, between two passes
@@ -85,3 +86,23 @@ class Operator:
 
     def ban_list(self) -> list[Ban]:
         return self.hub.gate.listing()
+
+    def drop_account(self, nick: str) -> bool:
+        """Free a registered nickname (its owner forgot the password, say); whether it
+        had an account. Whoever is signed in to it keeps the nickname, and is told."""
+        hub, key = self.hub, name_key(nick)
+        if not hub.gate.drop(key):
+            return False
+        data = encode({"type": "notice", "ts": hub.now_ms(), "text": f"The operator "
+                       f"removed the account of the nickname {nick}: it needs no password "
+                       f"now."})
+        for peer in hub.peers:
+            if key in peer.accounts:
+                peer.accounts.discard(key)
+                hub.to_peer(peer, data)
+        log.info("account of %s dropped by the operator", nick)
+        return True
+
+    def accounts(self) -> list[tuple[str, int]]:
+        """(nick, created ms) of every registered nickname."""
+        return self.hub.store.accounts()

@@ -130,6 +130,10 @@ class Store:
         self._execute("INSERT OR REPLACE INTO accounts (key, nick, salt, hash, params, "
                       "created) VALUES (?, ?, ?, ?, ?, ?)", tuple(account))
 
+    def accounts(self) -> list[tuple[str, int]]:
+        """(nick, created) of every account, by nickname."""
+        return self._db.execute("SELECT nick, created FROM accounts ORDER BY key").fetchall()
+
     def drop_account(self, key: str) -> None:
         self._begin()
         self._execute("DELETE FROM accounts WHERE key = ?", (key,))

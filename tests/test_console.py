@@ -81,6 +81,29 @@ def test_console_lists_speaks_bans_lifts_and_stops(start_server):
     assert server.proc.wait(10) == 0
 
 
+def test_console_drops_the_account_of_a_forgotten_password(start_server):
+    server = start_server("--console", stdin=subprocess.PIPE)
+    console = Answers(server.proc)
+    alice = connect(server.port, "alice")
+    alice.send(type="register", password="correct horse")
+    alice.until("registered")
+    console.command("accounts")
+    assert "registered" in console.until("alice")
+
+    console.command("unregister alice")
+    console.until("dropped the account of alice")
+    assert "account" in alice.until("notice")["text"]
+    alice.send(type="bye")
+    alice.closed()  # the server has let the nickname go
+    console.command("accounts")
+    console.until("0 account(s)")
+    again = connect(server.port)
+    again.send(type="hello", nick="alice", proto=1)  # no password needed any more
+    assert again.until("welcome")["nick"] == "alice"
+    console.command("unregister alice")
+    console.until("error: the nickname 'alice' has no account")
+
+
 def test_console_needs_a_pipe_or_terminal_and_a_headless_server(tmp_path):
     base = [sys.executable, MAIN, "--server", "--port", "0", "--db", str(tmp_path / "c.db")]
     for args in (["--headless", "--console"], ["--console"]):
