@@ -23,18 +23,17 @@ DURATION = re.compile(r"(\d+)([smhdw])")
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 HELP = """\
 commands:
-  who                                  who is online, from where, in which rooms
-  say ROOM TEXT                        speak in a room as 'server'
-  notice TEXT                          a notice to everyone online
-  kick NICK [REASON]                   close a user's connection, telling why
-  ban nick|address VALUE [FOR] [REASON]
-                                       FOR: 30m, 2h, 7d, 1w ... or forever (default);
-                                       VALUE: a nickname, an address or a network
-  unban nick|address VALUE             lift a ban
-  bans                                 the bans in force
-  accounts                             the registered nicknames
-  unregister NICK                      drop a nickname's account (a forgotten password)
-  stop                                 shut the server down, as SIGTERM does"""
+  who: who is online, from where, in which rooms
+  say ROOM TEXT: speak in a room as 'server'
+  notice TEXT: a notice to everyone online
+  kick NICK [REASON]: close a user's connection, telling why
+  ban nick|address VALUE [FOR] [REASON]: FOR is 30m, 2h, 7d, 1w... or forever (the
+    default); VALUE is a nickname, an address or a network (10.0.0.0/24)
+  unban nick|address VALUE: lift a ban
+  bans: the bans in force
+  accounts: the registered nicknames
+  unregister NICK: drop a nickname's account (its password was forgotten)
+  stop: shut the server down"""
 
 
 def parse_duration(word: str) -> float | None:

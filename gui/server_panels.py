@@ -168,20 +168,24 @@ class BansPanel(ctk.CTkFrame):
 
 
 class OperatorBar(ctk.CTkFrame):
-    """The operator takes part: a message into a room as `server`, or a notice to all."""
+    """The operator takes part: a message into a room as `server`, a notice to all, or
+    a console command (a line starting with '/': /help lists them)."""
 
     def __init__(self, master: Any, say_command: Callable[[str, str], None],
-                 notice_command: Callable[[str], None]) -> None:
+                 notice_command: Callable[[str], None],
+                 console_command: Callable[[str], None]) -> None:
         super().__init__(master)
         self.grid_columnconfigure(2, weight=1)
         ctk.CTkLabel(self, text="Server >").grid(row=0, column=0, padx=(10, 4), pady=8)
         self.room_menu = ctk.CTkComboBox(self, values=["general"], width=140)
         self.room_menu.set("general")
         self.room_menu.grid(row=0, column=1, padx=4, pady=8)
-        self.entry = ctk.CTkEntry(self, placeholder_text="Message to the room, or a notice to everyone")
+        self.entry = ctk.CTkEntry(self, placeholder_text="Message to the room, a notice to "
+                                  "everyone, or /help for commands")
         self.entry.grid(row=0, column=2, padx=4, pady=8, sticky="ew")
         self.entry.bind("<Return>", lambda _e: self._say())
         self._say_command, self._notice_command = say_command, notice_command
+        self._console_command = console_command
         self.say_button = ctk.CTkButton(self, text="Send", width=70, command=self._say)
         self.say_button.grid(row=0, column=3, padx=4, pady=8)
         self.notice_button = ctk.CTkButton(self, text="Notice to all", width=110,
@@ -196,7 +200,9 @@ class OperatorBar(ctk.CTkFrame):
 
     def _say(self) -> None:
         text = self._take()
-        if text.strip():
+        if text.startswith("/"):
+            self._console_command(text[1:])
+        elif text.strip():
             self._say_command(self.room_menu.get(), text)
 
     def _notice(self) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import customtkinter as ctk
 
 from chat.config import ServerConfig
+from chat.console import Console
 from chat.errors import ChatError, ProtocolError
 from chat.netinfo import addresses_to_show
 from chat.server import ChatServer, raise_open_files_limit
@@ -67,7 +68,8 @@ class ServerWindow(ctk.CTk):
         self.log_view.grid(row=1, column=1, rowspan=2, padx=(5, 10), pady=5, sticky="nsew")
         self.log_view.tag_config("warning", foreground="#d35400")
         self.log_view.tag_config("time", foreground="#808b96")
-        self.operator = OperatorBar(self, self.say_event, self.notice_event)
+        self.operator = OperatorBar(self, self.say_event, self.notice_event,
+                                    self.console_event)
         self.operator.grid(row=3, column=0, columnspan=2, padx=10, pady=5, sticky="ew")
         self.controls = ControlBar(self, config, self.toggle_event, appearance,
                                    self.appearance_event)
@@ -191,6 +193,18 @@ class ServerWindow(ctk.CTk):
     def notice_event(self, text: str) -> None:
         if self.server is not None:
             self.server.operator.notice(text)
+
+    def console_event(self, line: str) -> None:
+        """A console command typed after '/', answered in the log."""
+        if self.server is None:
+            self._console_write("error: the server is not running")
+            return
+        Console(self.server.operator, self._console_write, self.stop_server).run(line)
+        self._refresh()  # a ban or an unban shows at once
+
+    def _console_write(self, text: str) -> None:
+        for line in text.splitlines():
+            self.log_records.append((time.time(), logging.INFO, line))
 
     def appearance_event(self, mode: str) -> None:
         apply_appearance(mode)

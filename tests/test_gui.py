@@ -318,6 +318,23 @@ def test_operator_bans_lists_and_lifts_from_the_window(open_window, tmp_path):
     alice.wait("win.client is not None and win.client.ready")
 
 
+def test_console_commands_in_the_server_window(open_window, tmp_path):
+    server, port = server_window(open_window, tmp_path)
+    alice = client_window(open_window, port, "alice")
+    server.wait("win.clients.rows()", lambda r: len(r) == 1)
+    server.exec("win.operator.entry.insert(0, '/who'); win.operator.say_button.invoke()")
+    server.wait("win.log_view.text()", lambda t: "1 online" in t)
+    server.exec("win.operator.entry.insert(0, '/ban address 203.0.113.9 2h lab rules'); "
+                "win.operator.say_button.invoke()")
+    rows = server.wait("win.bans.rows()", lambda r: len(r) == 1)
+    assert rows[0][:2] == ["address", "203.0.113.9"] and rows[0][3] == "lab rules"
+    server.exec("win.operator.entry.insert(0, '/frobnicate'); win.operator.say_button.invoke()")
+    server.wait("win.log_view.text()", lambda t: "error: unknown command 'frobnicate'" in t)
+    # a plain line is still a message to the room, not a command
+    server.exec("win.operator.entry.insert(0, 'who is here?'); win.operator.say_button.invoke()")
+    alice.wait("win.view.text()", lambda t: "server: who is here?" in t)
+
+
 def test_registered_nickname_in_the_client_window(open_window, tmp_path):
     server, port = server_window(open_window, tmp_path)
     alice = client_window(open_window, port, "alice")
