@@ -151,7 +151,6 @@ class Gate:
         peer.accounts.discard(peer.key)
         log.info("%s dropped its nickname's account", peer.nick)
 
-
     def drop(self, key: str) -> bool:
         """The operator drops the account of nick ``key``; whether there was one."""
         if self.store.account(key) is None:

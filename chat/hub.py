@@ -24,7 +24,6 @@ from chat.store import Store
 MAX_ERRORS_IN_ROW = 20  # PROTOCOL.md: more than 20 error frames in a row closes
 CLOSE_FLUSH_SECONDS = 3.0  # how long a closing peer may take to read its last output
 BEFORE_HELLO = frozenset({"hello", "ping", "bye"})  # PROTOCOL.md, Session 3
-OPERATOR = "server"  # reserved nickname: what the operator's room messages come from
 
 log = logging.getLogger("chat.server")
 

@@ -16,7 +16,7 @@ import os
 import socket
 import ssl
 import time
-from typing import Callable, cast
+from typing import Callable
 
 from chat.config import ServerConfig
 from chat.errors import ConfigError, Later, ProtocolError
@@ -164,7 +164,7 @@ class ChatServer:
                 self._accept()
                 continue
             if not isinstance(peer, Peer):
-                self._read_input(cast(int, key.fd), peer)
+                self._read_input(key.fd, peer)
                 continue
             if peer.phase >= SNIFF:
                 self._tls_step(peer)

@@ -11,12 +11,11 @@ from typing import Any, Callable, Iterable
 
 import customtkinter as ctk
 
-from chat.chatstate import Conversation, Line
+from chat.chatstate import MAX_LINES, Conversation, Line
 from chat.commands import is_secret
 from gui.common import NICK_COLORS, LineView, clock_text, nick_color_index
 
 CONTINUATION = " " * 9  # indents the later lines of a multi-line message under its text
-MAX_LINES = 1000  # lines a view keeps: older ones are one "Load older" click away
 
 Runs = list[tuple[str, tuple[str, ...]]]
 
