@@ -10,7 +10,7 @@ import argparse
 import logging
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from chat.config import DEFAULT_PORT, ServerConfig
 from chat.errors import ChatError
@@ -22,7 +22,7 @@ PROG = "main.py"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage plus a line
+    def error(self, message: str) -> NoReturn:  # one line, not usage plus a line
         sys.stderr.write(f"{PROG}: error: {message}\n")
         sys.exit(2)
 

@@ -42,7 +42,8 @@ def flood(port: int, rate: int, seconds: float) -> int:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(b'{"type":"hello","nick":"flood","proto":1}\n')
     sent, start = 0, time.monotonic()
-    line = b'{"type":"send","room":"general","text":"%d the quick brown fox jumps over the lazy dog"}\n'
+    line = (b'{"type":"send","room":"general",'
+            b'"text":"%d the quick brown fox jumps over the lazy dog"}\n')
     while (elapsed := time.monotonic() - start) < seconds:
         due = int(elapsed * rate)
         if due > sent:
@@ -172,7 +173,8 @@ def main() -> int:
           " messages in | view lines |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, runs in rows:
-        med = lambda f: statistics.median(f(r) for r in runs)  # noqa: E731
+        def med(f, runs=runs):
+            return statistics.median(f(r) for r in runs)
         print(f"| {name} | {med(lambda r: len(r['lat'])):.0f} "
               f"| {med(lambda r: pct(r['lat'], .5)) * 1e3:.1f} "
               f"| {med(lambda r: max(r['lat'])) * 1e3:.1f} "

@@ -4,9 +4,10 @@ A hash is one ``hashlib.scrypt`` call (N=2**14, r=8, p=1: about 50 ms and 16 MiB
 the cost the scrypt paper gives for interactive logins. The parameters are stored
 with every hash, so they can be raised later without breaking older accounts. The
 server runs these calls in its one loop, so it does at most ``HASHES_PER_PASS`` in
-one pass (a request past that waits for the next pass, so other clients are served
-in between) and bounds how many it does per second (``AUTH_RATE``, ``AUTH_BURST``):
-a flood of guesses slows only other guesses.
+one pass (a request past that waits for a later pass, so other clients are served
+in between) and bounds how many it does per second (``AUTH_RATE``, ``AUTH_BURST``),
+with a share per address and per connection: a flood of guesses slows only the
+guesser.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ MAX_PASSWORD = 256
 AUTH_RATE = 5.0  # password hashes per second, over the whole server
 AUTH_BURST = 10
 HASHES_PER_PASS = 1  # the loop stalls at most one hash (~50 ms) before serving others
+# Each address and each connection has a share of its own, so that guessing from
+# elsewhere (or register spam) cannot take every hash: the owner of a nickname still
+# signs in. Addresses take turns for the hashes; a few checks may wait per address.
+HOST_AUTH_RATE = 1.0
+HOST_AUTH_BURST = 5
+CONNECTION_AUTH_RATE = 0.5
+CONNECTION_AUTH_BURST = 3
+HOST_QUEUE = 4
 
 
 class Account(NamedTuple):

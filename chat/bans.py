@@ -9,6 +9,7 @@ address counts as its IPv4 address).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from chat.protocol import name_key, normal_nick
@@ -63,9 +64,9 @@ def ban_target(kind: str, value: str) -> tuple[str, str]:
 class Bans:
     """The active bans, by (kind, key)."""
 
-    def __init__(self, bans: list[Ban] = ()) -> None:
+    def __init__(self, bans: Iterable[Ban] = ()) -> None:
         self._bans: dict[tuple[str, str], Ban] = {(b.kind, b.key): b for b in bans}
-        self._networks = {}
+        self._networks: dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
         self._index()
 
     def _index(self) -> None:

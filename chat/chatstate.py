@@ -163,7 +163,7 @@ class ChatState:
             conv.typing.pop(frame.get("from"), None)
         else:
             mine = name_key(frame.get("from", "")) == name_key(self.nick)
-            conv = self.conversation(frame.get("to") if mine else frame.get("from"), "dm")
+            conv = self.conversation(str(frame.get("to") if mine else frame.get("from")), "dm")
         self._add(conv, self._line_for(frame), count=True)
 
     def _on_history_end(self, frame: dict[str, Any]) -> None:
@@ -205,7 +205,7 @@ class ChatState:
         conv = self.conversation(frame["room"])
         why = {"part": "left", "quit": "quit", "disconnected": "disconnected",
                "timeout": "timed out", "kicked": "was kicked", "banned": "was banned"}
-        text = why.get(frame.get("reason"), "left")
+        text = why.get(str(frame.get("reason")), "left")
         if frame.get("message"):
             text += f" ({frame['message']})"
         if name_key(frame["nick"]) == name_key(self.nick):

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from chat.errors import ProtocolError
-from chat.protocol import CLIENT_MAX_FRAME, DEFAULT_ROOM, NEED_DATA, CLOSED, FrameDecoder, encode
+from chat.protocol import CLIENT_MAX_FRAME, CLOSED, DEFAULT_ROOM, NEED_DATA, FrameDecoder, encode
 from chat.tls import KnownHosts, client_context, default_known_hosts, fingerprint
 
 RECV_SIZE = 256 * 1024

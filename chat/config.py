@@ -51,7 +51,7 @@ class ServerConfig:
             ("rate", self.rate >= 0, "0 (off) or more"),
             ("burst", self.burst >= 1, "at least 1"),
             ("max_frame", 256 <= self.max_frame <= 16 * 1024 * 1024, "256 to 16777216"),
-            ("max_text", 1 <= self.max_text, "at least 1"),
+            ("max_text", self.max_text >= 1, "at least 1"),
             ("max_backlog", self.max_backlog >= 1024, "at least 1024"),
             ("history", 0 <= self.history <= 10000, "0 to 10000"),
             ("hello_timeout", self.hello_timeout > 0, "more than 0"),

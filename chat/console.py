@@ -11,10 +11,10 @@ waits on its own.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from chat.bans import KINDS, ban_target
-from chat.errors import ProtocolError
+from chat.errors import ChatError
 from chat.gate import when
 from chat.operator import Operator
 
@@ -87,7 +87,7 @@ class Console:
             return
         try:
             command(rest.strip())
-        except (ProtocolError, ValueError) as exc:
+        except (ChatError, ValueError) as exc:
             self.write(f"error: {getattr(exc, 'message', None) or exc}")
 
     # ------------------------------------------------------------ commands

@@ -39,7 +39,15 @@ class Later(ChatError):
 
 
 class StoreError(ChatError):
-    """The message store could not be opened or written."""
+    """The message store could not be opened, read or written.
+
+    ``reason`` says why in a few words for people ("the disk is full"); ``write`` is
+    True when a write failed, which loses the open transaction."""
+
+    def __init__(self, message: str, reason: str = "", write: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+        self.write = write
 
 
 class ConfigError(ChatError):

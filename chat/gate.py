@@ -11,13 +11,24 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable, Container
 
-from chat.accounts import (AUTH_BURST, AUTH_RATE, HASHES_PER_PASS, check_password,
-                           make_account, verify)
+from chat.accounts import (
+    AUTH_BURST,
+    AUTH_RATE,
+    CONNECTION_AUTH_BURST,
+    CONNECTION_AUTH_RATE,
+    HASHES_PER_PASS,
+    HOST_AUTH_BURST,
+    HOST_AUTH_RATE,
+    HOST_QUEUE,
+    check_password,
+    make_account,
+    verify,
+)
 from chat.bans import Ban, Bans, ban_target, host_address
 from chat.config import ServerConfig
-from chat.errors import Later, ProtocolError
+from chat.errors import Later, ProtocolError, StoreError
 from chat.model import Peer, TokenBucket
 from chat.store import Store
 
@@ -26,30 +37,56 @@ log = logging.getLogger("chat.server")
 
 class Gate:
     def __init__(self, config: ServerConfig, store: Store, clock: Callable[[], float],
-                 now_ms: Callable[[], int]) -> None:
+                 now_ms: Callable[[], int], commit: Callable[[], bool]) -> None:
         self.config = config
         self.store = store
         self.clock = clock
         self.now_ms = now_ms
+        self.commit = commit  # the hub's: True when what was written is stored
         self.bans = Bans(store.bans())
         self.per_host: dict[str, int] = {}  # open connections per peer address
         self.auth_bucket = TokenBucket(AUTH_RATE, AUTH_BURST, clock())
         self.hashes_left = HASHES_PER_PASS
+        # Password checks waiting for their turn, by address, served in turn: a flood
+        # of guesses from some addresses delays the others by one hash per address.
+        self.turns: dict[str, list[Peer]] = {}
+        self.host_buckets: dict[str, TokenBucket] = {}
+        self.peer_buckets: dict[Peer, TokenBucket] = {}
 
-    def new_pass(self) -> None:
+    def new_pass(self, held: Container[Peer]) -> None:
+        """A new pass of the loop: its one hash is available again, and waiting
+        requests that are no longer held (answered otherwise, or closed) give up
+        their place."""
         self.hashes_left = HASHES_PER_PASS
+        for host in list(self.turns):
+            waiting = [p for p in self.turns[host] if p in held and not p.closing]
+            if waiting:
+                self.turns[host] = waiting
+            else:
+                del self.turns[host]
+
+    @property
+    def waiting(self) -> bool:
+        """Whether password checks wait for their turn."""
+        return bool(self.turns)
 
     # ------------------------------------------------------------ connections
 
     def opened(self, host: str) -> None:
         self.per_host[host] = self.per_host.get(host, 0) + 1
 
-    def closed(self, host: str) -> None:
+    def closed(self, peer: Peer) -> None:
+        host = peer.host
         left = self.per_host[host] - 1
         if left:
             self.per_host[host] = left
         else:
             del self.per_host[host]
+            bucket = self.host_buckets.get(host)
+            if bucket is not None and bucket.ready(self.clock()) and \
+                    bucket.tokens >= bucket.burst:
+                del self.host_buckets[host]  # full again: nothing to remember
+        self.peer_buckets.pop(peer, None)
 
     def refusal(self, host: str) -> ProtocolError | None:
         """Why a connection from ``host`` may not stay (a ban, the per-address limit)."""
@@ -78,14 +115,27 @@ class Gate:
         now = self.now_ms()
         ban = Ban(kind, key, value, reason.strip(), now,
                   None if seconds is None else now + int(seconds * 1000))
-        self.store.put_ban(ban)
+        try:
+            self.store.put_ban(ban)
+        except StoreError:
+            self.commit()  # takes back the pass's unstored writes
+            raise ValueError("The ban could not be stored: the database cannot be "
+                             "written now.") from None
+        if not self.commit():
+            raise ValueError("The ban could not be stored: the database cannot be "
+                             "written now.")
         self.bans.add(ban)
         return ban
 
     def lift(self, kind: str, key: str) -> Ban | None:
         ban = self.bans.remove(kind, key)
         if ban is not None:
-            self.store.drop_ban(kind, key)
+            try:  # lifted now; kept in the file only if it cannot be written (it
+                self.store.drop_ban(kind, key)  # expires or is lifted again later)
+            except StoreError as exc:
+                log.warning("could not remove the ban on %s from the database: %s",
+                            ban.value, exc.reason)
+            self.commit()
         return ban
 
     def listing(self) -> list[Ban]:
@@ -101,15 +151,44 @@ class Gate:
 
     # ------------------------------------------------------------ accounts
 
-    def _spend_auth(self) -> None:
-        """Password hashing is slow on purpose: the loop does one a pass (``Later``
-        puts the request off) and only so many a second (``rate_limited``)."""
-        if self.hashes_left <= 0:
+    def _spend_auth(self, peer: Peer) -> None:
+        """Password hashing is slow on purpose: the loop does at most one a pass and
+        ``AUTH_RATE`` a second. A request that needs one waits (``Later``) in its
+        address's queue until its turn, addresses taking turns; an address or a
+        connection asking for more than its own share is refused (``rate_limited``)
+        without a hash, so nobody's guessing can lock out a nickname's owner."""
+        now = self.clock()
+        queue = self.turns.get(peer.host)
+        if queue is None or peer not in queue:
+            if queue is not None and len(queue) >= HOST_QUEUE:
+                raise self._busy()
+            own = self.peer_buckets.get(peer)
+            if own is None:
+                own = self.peer_buckets[peer] = TokenBucket(
+                    CONNECTION_AUTH_RATE, CONNECTION_AUTH_BURST, now)
+            host = self.host_buckets.get(peer.host)
+            if host is None:
+                host = self.host_buckets[peer.host] = TokenBucket(
+                    HOST_AUTH_RATE, HOST_AUTH_BURST, now)
+            if not (own.ready(now) and host.ready(now)):
+                raise self._busy()
+            own.take(now)
+            host.take(now)
+            queue = self.turns.setdefault(peer.host, [])
+            queue.append(peer)
+        if (self.hashes_left <= 0 or queue[0] is not peer
+                or next(iter(self.turns)) != peer.host or not self.auth_bucket.take(now)):
             raise Later()
-        if not self.auth_bucket.take(self.clock()):
-            raise ProtocolError("rate_limited", "Too many password checks at the moment; "
-                                                "try again in a few seconds.")
         self.hashes_left -= 1
+        del queue[0]
+        del self.turns[peer.host]  # its turn is over: to the back of the line
+        if queue:
+            self.turns[peer.host] = queue
+
+    @staticmethod
+    def _busy() -> ProtocolError:
+        return ProtocolError("rate_limited", "Too many password checks from your "
+                                             "address; try again in a few seconds.")
 
     def has_account(self, key: str) -> bool:
         return self.store.account(key) is not None
@@ -124,7 +203,7 @@ class Gate:
         if password is None:
             raise ProtocolError("nick_registered", f"The nickname '{nick}' is registered; "
                                 "give its password or choose another nickname.")
-        self._spend_auth()
+        self._spend_auth(peer)
         if not verify(account, password):
             log.info("wrong password for %s from %s", nick, peer.host)
             raise ProtocolError("auth_failed", f"Wrong password for the nickname '{nick}'.")
@@ -135,19 +214,30 @@ class Gate:
         problem = check_password(password)
         if problem is not None:
             raise ProtocolError("bad_password", problem)
+        assert peer.key is not None and peer.nick is not None
         if peer.key not in peer.accounts and self.store.account(peer.key) is not None:
             raise ProtocolError("nick_registered",
                                 f"The nickname '{peer.nick}' is already registered.")
-        self._spend_auth()
+        self._spend_auth(peer)
         self.store.put_account(make_account(peer.key, peer.nick, password, self.now_ms()))
+        self._stored()
         peer.accounts.add(peer.key)
         log.info("%s registered its nickname", peer.nick)
+
+    def _stored(self) -> None:
+        """Commit at once what was just written; refuse the request if it failed."""
+        if not self.commit():
+            raise ProtocolError("store_failed", "The server could not store that "
+                                                "(its database cannot be written now); "
+                                                "try again later.")
 
     def unregister(self, peer: Peer) -> None:
         if peer.key not in peer.accounts:
             raise ProtocolError("no_account", f"The nickname '{peer.nick}' has no account "
                                               "you are signed in to.")
+        assert peer.key is not None
         self.store.drop_account(peer.key)
+        self._stored()
         peer.accounts.discard(peer.key)
         log.info("%s dropped its nickname's account", peer.nick)
 
@@ -155,7 +245,14 @@ class Gate:
         """The operator drops the account of nick ``key``; whether there was one."""
         if self.store.account(key) is None:
             return False
-        self.store.drop_account(key)
+        try:
+            self.store.drop_account(key)
+        except StoreError:
+            self.commit()  # takes back the pass's unstored writes
+            raise ValueError("The database cannot be written now; try again later.") \
+                from None
+        if not self.commit():
+            raise ValueError("The database cannot be written now; try again later.")
         return True
 
 

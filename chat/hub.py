@@ -1,20 +1,30 @@
 """Chat state and the life of a connection: who is where, output, errors, timers.
 
-The hub checks each frame from a ``Peer`` and hands it to its handler in
-``chat.requests``, which queues bytes on peers and adds rows to the ``Store``; neither
-touches a socket. When a peer must go, ``close`` takes it out of the chat at once and
-lists it in ``closing`` for the server, which flushes what is queued (when asked) and
-then closes the socket.
+The hub is the one owner of chat state. It checks each frame from a ``Peer`` and hands
+it to its handler in ``chat.requests``; handlers, the operator and the console change
+who is where only through the hub's operations (``join``, ``leave``, ``rename``,
+``post``, ``close``), which also queue what others must see. Nothing here touches a
+socket. When a peer must go, ``close`` takes it out of the chat at once and lists it
+in ``closing`` for the server, which flushes what is queued (when asked) and then
+closes the socket.
+
+Storage: messages of one pass are committed together (``commit``) before any byte of
+the pass is sent. When the store cannot write (disk full, a lock held by another
+process, a read-only file), the pass's uncommitted messages are taken back out of
+every peer's output, their senders get ``error``/``store_failed`` instead of the echo,
+and the server goes on; the next write tries again.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable
+from typing import Any
 
 from chat.config import ServerConfig
-from chat.errors import ProtocolError
+from chat.errors import ProtocolError, StoreError
 from chat.gate import Gate
 from chat.model import SNIFF, Peer, Room, TokenBucket
 from chat.protocol import check_ref, encode, parse_request
@@ -24,6 +34,14 @@ from chat.store import Store
 MAX_ERRORS_IN_ROW = 20  # PROTOCOL.md: more than 20 error frames in a row closes
 CLOSE_FLUSH_SECONDS = 3.0  # how long a closing peer may take to read its last output
 BEFORE_HELLO = frozenset({"hello", "ping", "bye"})  # PROTOCOL.md, Session 3
+# join, part and nick: a bucket of their own (docs/protocol.md), so that renaming or
+# hopping rooms (each a message to many people, or a new room) stays cheap to serve.
+CHANGE_RATE = 1.0
+CHANGE_BURST = 10
+ROOMS_PAGE = 500  # rooms per `rooms` answer; more are asked for with `after`
+MESSAGE_HEAD = b'{"type":"message","id":'  # how every message frame starts (encode)
+STORE_FAILED = ("The server could not store your message ({why}); it was not sent. "
+                "Try again in a moment.")
 
 log = logging.getLogger("chat.server")
 
@@ -40,11 +58,19 @@ class Hub:
         self.wall = wall
         self.peers: dict[Peer, None] = {}  # every open connection
         self.users: dict[str, Peer] = {}  # registered peers by nick key
-        self.rooms = {key: Room(name, key, True) for key, name in store.rooms()}
-        self.dirty: set[Peer] = set()  # peers that got output this pass
+        self.rooms: dict[str, Room] = {}
+        self.room_order: list[str] = []  # room keys, sorted: `rooms` pages
+        for key, name in store.rooms():
+            self._add_room(Room(name, key, True))
+        self.dirty: dict[Peer, int] = {}  # peers with output this pass: where it starts
         self.closing: dict[Peer, None] = {}  # out of the chat, socket still open
-        self.gate = Gate(config, store, clock, self.now_ms)
+        self.gate = Gate(config, store, clock, self.now_ms, self.commit)
         self.messages = 0
+        self.storage_problem: str | None = None  # why writing fails, while it does
+        # The last replay made per room (key: after, before, limit, byte budget),
+        # dropped at the room's next message.
+        self.replays: dict[str, tuple[tuple[int, int | None, int, int], bytes, bool]] = {}
+        self._staged: list[tuple[int, Peer | None, str | None]] = []  # uncommitted
         self._batch: Room | None = None  # the room whose broadcasts are being gathered
         self._ping_seq = 0
 
@@ -53,27 +79,227 @@ class Hub:
 
     # ------------------------------------------------------------ output
 
+    def _batch_for(self, room: Room) -> None:
+        if self._batch is not room:
+            self.deliver()
+            self._batch = room
+
     def to_room(self, room: Room, data: bytes, special: Peer | None = None,
                 special_data: bytes | None = None) -> None:
         """Broadcast to a room's members (``special`` gets ``special_data`` instead,
         or nothing when that is None). Gathered per pass, in one room at a time, so
         every peer still receives everything in the order it happened."""
-        if self._batch is not room:
-            self.deliver()
-            self._batch = room
+        self._batch_for(room)
         room.pending.append((data, special, special_data))
 
     def to_peer(self, peer: Peer, data: bytes) -> None:
         batch = self._batch
-        if batch is not None and peer in batch.members:
-            self.deliver()  # what the room was told comes first
+        if batch is not None:
+            if peer in batch.members:  # after what the room was told: in its batch
+                batch.pending.append((b"", peer, data))
+                peer.owed += len(data)
+                return
+            if peer in batch.gone:
+                self.deliver()
         peer.queue(data)
 
     def deliver(self) -> None:
-        """Queue the gathered room broadcasts; before sends and membership changes."""
+        """Queue the gathered room broadcasts; before sends and commits."""
         if self._batch is not None:
             room, self._batch = self._batch, None
             room.deliver()
+
+    # ------------------------------------------------------------ storage
+
+    def commit(self) -> bool:
+        """Commit the pass's writes; on failure take back what depended on them.
+
+        Returns whether the writes are stored. Called at the end of every pass, and
+        right away by writes that answer with a confirmation (accounts, bans)."""
+        self.deliver()
+        try:
+            wrote = self.store.commit()
+        except StoreError as exc:
+            self.write_failed(exc)
+            return False
+        self._staged.clear()
+        if self.storage_problem is not None and wrote:
+            log.warning("storage works again: messages are stored and delivered")
+            self.storage_problem = None
+        return True
+
+    def write_failed(self, exc: StoreError) -> None:
+        """The open transaction is lost: no message of it may reach anyone."""
+        self.deliver()
+        failed = {msg_id: (sender, ref) for msg_id, sender, ref in self._staged}
+        self._staged.clear()
+        for key in self.store.rollback():
+            room = self.rooms.get(key)
+            if room is not None:
+                room.has_history = False
+                self.drop_if_dead(room)
+        self.replays.clear()
+        if self.storage_problem is None:
+            log.warning("cannot store messages: %s; they are refused until writing "
+                        "works again", exc.reason)
+        self.storage_problem = exc.reason
+        if not failed:
+            return
+        for peer, mark in self.dirty.items():
+            if len(peer.out) > mark:
+                peer.out[mark:] = self._without(peer, bytes(peer.out[mark:]), failed, exc)
+        for sender, _ in failed.values():
+            self.messages -= 1
+            if sender is not None:
+                sender.sent -= 1
+                sender.bucket.refund()
+        log.warning("%d message(s) refused: not stored", len(failed))
+
+    def _without(self, peer: Peer, chunk: bytes,
+                 failed: dict[int, tuple[Peer | None, str | None]],
+                 exc: StoreError) -> bytes:
+        """``chunk`` (whole frames) without the failed messages; their sender gets
+        ``store_failed`` (with the send's ref) where its echo was."""
+        kept: list[bytes] = []
+        told: set[int] = set()
+        start = len(MESSAGE_HEAD)
+        for line in chunk.split(b"\n")[:-1]:
+            if line.startswith(MESSAGE_HEAD):
+                msg_id = int(line[start:line.index(b",", start)])
+                if msg_id in failed:
+                    sender, ref = failed[msg_id]
+                    if sender is peer and msg_id not in told:
+                        told.add(msg_id)
+                        error: dict[str, Any] = {
+                            "type": "error", "code": "store_failed",
+                            "message": STORE_FAILED.format(why=exc.reason)}
+                        if ref is not None:
+                            error["ref"] = ref
+                        kept.append(encode(error))
+                        peer.errors += 1
+                    continue
+            kept.append(line + b"\n")
+        return b"".join(kept)
+
+    # ------------------------------------------------------------ chat operations
+
+    def post(self, sender: Peer | None, text: str, action: bool, ref: str | None, *,
+             room: Room | None = None, target: Peer | None = None) -> int:
+        """Store a message (to a room, or to ``target``) and queue it for everyone
+        who gets it; the sender's copy carries ``ref``. ``sender`` None is the
+        operator, speaking as `server`. Returns its id; ``StoreError`` when the store
+        cannot take it (nothing changed then)."""
+        nick = sender.nick if sender is not None else "server"
+        assert nick is not None
+        ts = self.now_ms()
+        if room is not None:
+            msg_id = self.store.add(ts, nick, text, room_key=room.key,
+                                    room_name=room.name, action=action)
+            room.has_history = True
+            frame: dict[str, Any] = {"type": "message", "id": msg_id, "ts": ts,
+                                     "room": room.name, "from": nick, "text": text}
+        else:
+            assert target is not None and target.nick is not None
+            msg_id = self.store.add(ts, nick, text, recipient=target.nick, action=action)
+            frame = {"type": "message", "id": msg_id, "ts": ts, "to": target.nick,
+                     "from": nick, "text": text}
+        self._staged.append((msg_id, sender, ref))
+        if action:
+            frame["action"] = True
+        data = encode(frame)
+        echo = data if ref is None else encode({**frame, "ref": ref})
+        if room is not None:
+            self.to_room(room, data, sender if ref is not None else None, echo)
+        else:
+            assert target is not None and sender is not None
+            if target is not sender:
+                self.to_peer(target, data)
+            self.to_peer(sender, echo)
+        if sender is not None:
+            sender.sent += 1
+        self.messages += 1
+        return msg_id
+
+    def room(self, name: str, key: str) -> Room:
+        """The room ``key``, made (under ``name``) if it does not exist yet."""
+        room = self.rooms.get(key)
+        if room is None:
+            room = Room(name, key)
+            self._add_room(room)
+        return room
+
+    def join(self, peer: Peer, room: Room, ref: str | None) -> None:
+        """``peer`` becomes a member; everyone in the room, the newcomer included,
+        sees `joined` (the newcomer's copy with ``ref``)."""
+        if peer in room.gone:  # left and back within one batch: settle the first part
+            self.deliver()
+        self._batch_for(room)
+        room.add(peer)
+        assert room.key is not None
+        peer.rooms[room.key] = room
+        joined = {"type": "joined", "room": room.name, "nick": peer.nick,
+                  "ts": self.now_ms()}
+        data = encode(joined)
+        self.to_room(room, data, peer, data if ref is None else encode({**joined, "ref": ref}))
+
+    def leave(self, peer: Peer, room: Room, reason: str, message: str | None = None,
+              ref: str | None = None, *, flush: bool = True) -> None:
+        """``peer`` leaves ``room``: the others see `left`; with ``flush`` the leaver
+        gets what was said before and (for `part`) its own `left`, with ``ref``."""
+        frame = {"type": "left", "room": room.name, "nick": peer.nick, "reason": reason,
+                 "ts": self.now_ms()}
+        if message:
+            frame["message"] = message
+        data = encode(frame)
+        own = None
+        if reason == "part":
+            own = data if ref is None else encode({**frame, "ref": ref})
+        self.to_room(room, data, peer, own)
+        room.remove(peer, flush)
+        del peer.rooms[room.key]
+        self.drop_if_dead(room)
+
+    def rename(self, peer: Peer, new: str, key: str, ref: str | None) -> None:
+        """``peer`` is now ``new``: everyone sharing a room with it sees `renamed`
+        once, the renamer too (its copy with ``ref``)."""
+        old = peer.nick
+        assert old is not None and peer.key is not None
+        renamed = {"type": "renamed", "old": old, "new": new, "ts": self.now_ms()}
+        others: dict[Peer, None] = {}
+        for room in peer.rooms.values():
+            others.update(room.members)
+            room.renamed(old, new)
+        others.pop(peer, None)
+        del self.users[peer.key]
+        peer.nick, peer.key = new, key
+        self.users[key] = peer
+        data = encode(renamed)
+        self.deliver()  # one `renamed` per user, whatever rooms it shares
+        for other in others:
+            other.queue(data)
+        peer.queue(data if ref is None else encode({**renamed, "ref": ref}))
+
+    def rooms_page(self, after: str | None) -> tuple[list[Room], bool]:
+        """Rooms in name order after the key ``after`` (None: from the start), at
+        most ``ROOMS_PAGE``, and whether more follow."""
+        order = self.room_order
+        start = 0 if after is None else bisect_right(order, after)
+        keys = order[start:start + ROOMS_PAGE]
+        return [self.rooms[k] for k in keys], start + ROOMS_PAGE < len(order)
+
+    def _add_room(self, room: Room) -> None:
+        self.rooms[room.key] = room
+        insort(self.room_order, room.key)
+
+    def drop_if_dead(self, room: Room) -> None:
+        if not room.alive and self.rooms.get(room.key) is room:
+            if self._batch is room:
+                self.deliver()
+            del self.rooms[room.key]
+            self.replays.pop(room.key, None)
+            at = bisect_left(self.room_order, room.key)
+            if at < len(self.room_order) and self.room_order[at] == room.key:
+                del self.room_order[at]
 
     # ------------------------------------------------------------ connections
 
@@ -81,8 +307,9 @@ class Hub:
         """A new connection: it has ``hello_timeout`` seconds to register."""
         cfg = self.config
         now = self.clock()
+        change_rate = CHANGE_RATE if cfg.rate > 0 else 0.0  # --rate 0: no flood control
         peer = Peer(addr, now, self.now_ms(), TokenBucket(cfg.rate, cfg.burst, now),
-                    self.dirty)
+                    TokenBucket(change_rate, CHANGE_BURST, now), self.dirty)
         self.peers[peer] = None
         self.gate.opened(peer.host)
         return peer
@@ -115,6 +342,14 @@ class Hub:
             HANDLERS[kind](self, peer, request, ref)
         except ProtocolError as exc:
             self.error(peer, exc, ref)
+            return
+        except StoreError as exc:
+            if exc.write:
+                self.write_failed(exc)
+            else:
+                log.warning("cannot read the database: %s", exc.reason)
+            self.error(peer, ProtocolError("store_failed", "The server could not "
+                                           f"do that ({exc.reason}); try again later."), ref)
             return
         peer.errors = 0
 
@@ -152,8 +387,10 @@ class Hub:
         peer.close_deadline = self.clock() + CLOSE_FLUSH_SECONDS
         if not flush:
             peer.out.clear()
-        if peer.nick is not None:
-            self._leave_all(peer, reason, message)
+            self.dirty.pop(peer, None)
+        if peer.key is not None:
+            for room in list(peer.rooms.values()):
+                self.leave(peer, room, reason, message, flush=flush)
             del self.users[peer.key]
             log.info("%s left (%s)", peer.nick, reason)
         self.closing[peer] = None
@@ -171,13 +408,28 @@ class Hub:
         self.users.clear()
         for room in self.rooms.values():
             room.members.clear()
+            room.roster.clear()
+
+    def evict(self, peer: Peer) -> None:
+        """Last resort after an internal error: remove every reference to ``peer``
+        without telling anyone (its state may be inconsistent)."""
+        for room in list(self.rooms.values()):
+            if room.members.pop(peer, 0) is None:
+                room.roster = sorted((m.nick.casefold(), m.nick) for m in room.members
+                                     if m.nick is not None)
+            room.fresh.pop(peer, None)
+            room.gone.pop(peer, None)
+        for key in [k for k, p in self.users.items() if p is peer]:
+            del self.users[key]
+        peer.rooms = {}
+        peer.closing = peer.closing or "disconnected"
 
     def forget(self, peer: Peer) -> None:
         """The server closed the socket: drop every trace of the peer."""
         if self.peers.pop(peer, 0) is None:
-            self.gate.closed(peer.host)
+            self.gate.closed(peer)
         self.closing.pop(peer, None)
-        self.dirty.discard(peer)
+        self.dirty.pop(peer, None)
 
     def _heard(self, peer: Peer) -> None:
         peer.last_heard = self.clock()
@@ -215,24 +467,6 @@ class Hub:
     def notice(self, text: str) -> None:
         """A notice from the operator or the server to every registered user."""
         data = encode({"type": "notice", "text": text, "ts": self.now_ms()})
+        self.deliver()
         for peer in self.users.values():
-            self.to_peer(peer, data)
-
-    # ------------------------------------------------------------ rooms
-
-    def _leave_all(self, peer: Peer, reason: str, message: str | None) -> None:
-        self.deliver()  # membership changes: what was said before reaches the leaver
-        ts = self.now_ms()
-        for room in peer.rooms.values():
-            del room.members[peer]
-            frame = {"type": "left", "room": room.name, "nick": peer.nick,
-                     "reason": reason, "ts": ts}
-            if message:
-                frame["message"] = message
-            self.to_room(room, encode(frame))
-            self.drop_if_dead(room)
-        peer.rooms = {}
-
-    def drop_if_dead(self, room: Room) -> None:
-        if not room.alive:
-            del self.rooms[room.key]
+            peer.queue(data)

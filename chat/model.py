@@ -7,6 +7,7 @@ commit, so nothing reaches the wire before the store has it.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from typing import Any
 
 # Peer.phase: where a connection is before its frames are read as chat.
@@ -27,36 +28,51 @@ class TokenBucket:
         self.tokens = float(burst)
         self.stamp = now
 
+    def _refill(self, now: float) -> None:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
     def take(self, now: float) -> bool:
         """Spend one token if there is one; return whether there was."""
         if self.rate <= 0:
             return True
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
+        self._refill(now)
         if self.tokens >= 1:
             self.tokens -= 1
             return True
         return False
 
+    def ready(self, now: float) -> bool:
+        """Whether ``take`` would succeed now (spends nothing)."""
+        if self.rate <= 0:
+            return True
+        self._refill(now)
+        return self.tokens >= 1
+
+    def refund(self) -> None:
+        """Give back a token taken for a request that was refused after all."""
+        if self.rate > 0:
+            self.tokens = min(float(self.burst), self.tokens + 1)
+
 
 class Peer:
     """One connection: its chat state and the bytes waiting to be sent to it."""
 
-    __slots__ = ("addr", "host", "nick", "key", "rooms", "out", "bucket", "errors",
-                 "started", "last_heard", "pinged_at", "closing", "close_deadline",
-                 "connected_ts", "sent", "client", "sock", "decoder", "events", "_dirty",
-                 "accounts", "phase", "held",
-                 "__weakref__")
+    __slots__ = ("addr", "host", "nick", "key", "rooms", "out", "bucket", "changes",
+                 "errors", "started", "last_heard", "pinged_at", "closing",
+                 "close_deadline", "connected_ts", "sent", "client", "sock", "decoder",
+                 "events", "_dirty", "accounts", "phase", "held", "owed", "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
-                 dirty: set[Peer]) -> None:
+                 changes: TokenBucket, dirty: dict[Peer, int]) -> None:
         self.addr = addr
         self.host: str = addr[0] if isinstance(addr, tuple) else str(addr)
         self.nick: str | None = None  # set by a successful hello
         self.key: str | None = None  # name_key(nick)
         self.rooms: dict[str, Room] = {}  # by room key
         self.out = bytearray()
-        self.bucket = bucket
+        self.bucket = bucket  # PROTOCOL.md's flood control: send and typing
+        self.changes = changes  # join, part and nick (docs/protocol.md)
         self.errors = 0  # error frames in a row
         self.started = now
         self.last_heard = now
@@ -71,17 +87,27 @@ class Peer:
         self.events = 0  # the selector events the server watches for
         self.accounts: set[str] = set()  # nick keys whose password this peer gave
         self.phase = READY  # see the constants above
-        self.held: dict[str, Any] | None = None  # a frame put off to the next pass
+        self.held: dict[str, Any] | None = None  # a frame put off to a later pass
+        self.owed = 0  # bytes for this peer in a room's batch, not yet in ``out``
         self._dirty = dirty
 
     def queue(self, data: bytes) -> None:
         """Append bytes for this peer; the server sends them at the pass's end.
 
         The peer is marked dirty even when output was already waiting, so that a
-        reader that has stalled is checked against the backlog cap every pass.
+        reader that has stalled is checked against the backlog cap every pass. The
+        mark is where this pass's output starts in ``out``: if the pass's commit
+        fails, the hub takes back what depended on it from there.
         """
-        self._dirty.add(self)
+        dirty = self._dirty
+        if self not in dirty:
+            dirty[self] = len(self.out)
         self.out += data
+
+    @property
+    def unsent(self) -> int:
+        """Bytes queued for this peer and not sent yet (its backlog)."""
+        return len(self.out) + self.owed
 
     @property
     def registered(self) -> bool:
@@ -91,40 +117,101 @@ class Peer:
         return f"<Peer {self.nick or '-'} {self.addr}>"
 
 
+Entry = tuple[bytes, "Peer | None", "bytes | None"]
+
+
+def _own(member: Peer, entries: list[Entry], start: int, end: int) -> bytes:
+    """What ``member`` gets of ``entries[start:end]``: its own version of the entries
+    that name it (or nothing when that is None), the shared bytes of the others."""
+    parts: list[bytes] = []
+    for data, who, mine in entries[start:end]:
+        if who is not member:
+            parts.append(data)
+        elif mine is not None:
+            parts.append(mine)
+    return b"".join(parts)
+
+
 class Room:
     """A room: its first creator's spelling, its members, and whether it has history.
 
-    ``pending`` holds the pass's broadcasts to the room, as (bytes, special peer,
-    bytes for that peer or None for nothing); ``deliver`` queues them on every member
-    at once, so a member costs one append per pass however many messages there were.
+    ``pending`` holds the broadcasts gathered for the room, as (bytes for everyone,
+    special peer, bytes for that peer or None for nothing); an entry with empty shared
+    bytes is private to its peer. ``deliver`` queues them on every member at once, so
+    a member costs one append per batch however many frames there were. Members who
+    joined during the batch (``fresh``) get only what came after their joining, and
+    those who left with their output still to be flushed (``gone``) what came before
+    their leaving: membership changes do not break a batch, so a storm of joins or
+    leaves costs one append per member, not one per change.
     """
 
-    __slots__ = ("name", "key", "members", "has_history", "pending")
+    __slots__ = ("name", "key", "members", "has_history", "pending", "fresh", "gone",
+                 "roster")
 
     def __init__(self, name: str, key: str, has_history: bool = False) -> None:
         self.name = name
         self.key = key
         self.members: dict[Peer, None] = {}  # an insertion-ordered set
         self.has_history = has_history
-        self.pending: list[tuple[bytes, Peer | None, bytes | None]] = []
+        self.pending: list[Entry] = []
+        self.fresh: dict[Peer, int] = {}  # joined during the batch: from this entry
+        self.gone: dict[Peer, int] = {}  # left during the batch: up to this entry
+        self.roster: list[tuple[str, str]] = []  # (casefold, nick), kept sorted
+
+    def add(self, peer: Peer) -> None:
+        assert peer.nick is not None
+        self.fresh[peer] = len(self.pending)
+        self.members[peer] = None
+        insort(self.roster, (peer.nick.casefold(), peer.nick))
+
+    def remove(self, peer: Peer, flush: bool) -> None:
+        """Take ``peer`` out; with ``flush`` it still gets what the batch holds so far."""
+        assert peer.nick is not None
+        del self.members[peer]
+        if flush:
+            self.gone[peer] = len(self.pending)
+        self._unlist(peer.nick)
+
+    def renamed(self, old: str, new: str) -> None:
+        self._unlist(old)
+        insort(self.roster, (new.casefold(), new))
+
+    def _unlist(self, nick: str) -> None:
+        entry = (nick.casefold(), nick)
+        at = bisect_left(self.roster, entry)
+        if at < len(self.roster) and self.roster[at] == entry:
+            del self.roster[at]
 
     def deliver(self) -> None:
         entries, self.pending = self.pending, []
+        fresh, self.fresh = self.fresh, {}
+        gone, self.gone = self.gone, {}
         if not entries:
             return
-        shared = entries[0][0] if len(entries) == 1 else b"".join(e[0] for e in entries)
+        shared = entries[0][0] if len(entries) == 1 else b"".join([e[0] for e in entries])
         special = {who for _, who, _ in entries if who is not None}
-        for member in self.members:
-            if member not in special:
+        for who in special:
+            who.owed = 0
+        if special or fresh:
+            end = len(entries)
+            for member in self.members:
+                if member in special or member in fresh:
+                    own = _own(member, entries, fresh.get(member, 0), end)
+                    if own:
+                        member.queue(own)
+                elif shared:
+                    member.queue(shared)
+        else:
+            for member in self.members:
                 member.queue(shared)
-                continue
-            own = b"".join(mine if who is member else data for data, who, mine in entries
-                           if who is not member or mine is not None)
+        for member, end in gone.items():
+            own = _own(member, entries, fresh.get(member, 0), end)
             if own:
                 member.queue(own)
 
     def nicks(self) -> list[str]:
-        return sorted((m.nick for m in self.members if m.nick), key=str.casefold)
+        """Members' nicknames, sorted case-insensitively (PROTOCOL.md's `users`)."""
+        return [nick for _, nick in self.roster]
 
     @property
     def alive(self) -> bool:

@@ -26,7 +26,7 @@ def lan_addresses() -> list[str]:
     except OSError:
         infos = []
     for info in infos:
-        found.append(info[4][0])
+        found.append(str(info[4][0]))
     unique = []
     for address in found:
         ip = ipaddress.ip_address(address)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from chat.bans import Ban
-from chat.errors import ProtocolError
+from chat.errors import ProtocolError, StoreError
 from chat.gate import ban_sentence, when
 from chat.hub import Hub
 from chat.protocol import check_text, encode, name_key
@@ -41,12 +41,11 @@ class Operator:
         if room is None:
             raise ProtocolError("bad_room", f"There is no room named '{room_name}'.")
         check_text(text, hub.config.max_text)
-        ts = hub.now_ms()
-        msg_id = hub.store.add(ts, OPERATOR, text, room_key=room.key, room_name=room.name)
-        room.has_history = True
-        hub.to_room(room, encode({"type": "message", "id": msg_id, "ts": ts,
-                                  "room": room.name, "from": OPERATOR, "text": text}))
-        hub.messages += 1
+        try:
+            msg_id = hub.post(None, text, False, None, room=room)
+        except StoreError as exc:
+            hub.write_failed(exc)
+            raise ProtocolError("store_failed", f"Not sent: {exc.reason}.") from None
         log.info("%s -> %s: %s", OPERATOR, room.name, text)
         return msg_id
 

@@ -13,7 +13,8 @@ import json
 import re
 import unicodedata
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chat.errors import ProtocolError
 
@@ -24,6 +25,9 @@ MAX_NICK = 24  # PROTOCOL.md: nickname length in code points
 MAX_ROOM = 32  # PROTOCOL.md: room name length in code points
 HISTORY_LIMIT_MAX = 200  # PROTOCOL.md: `history` requests ask for 1..200 messages
 HISTORY_LIMIT_DEFAULT = 50
+# Message ids in requests (`since`, `before`): SQLite keeps signed 64-bit integers, so a
+# larger one can name no message; outside 0..MAX_ID it is `bad_field`.
+MAX_ID = 2 ** 63 - 1
 RESERVED_NICKS = frozenset({"server", "system"})  # compared after casefold
 NAME_PUNCTUATION = frozenset("_-.")
 DEFAULT_ROOM = "general"
@@ -201,7 +205,7 @@ def _field(frame: dict[str, Any], name: str, kind: type, *, required: bool) -> A
         wanted = {str: "a string", int: "an integer", bool: "true or false",
                   list: "a list"}[kind]
         raise ProtocolError("bad_field", f"'{name}' must be {wanted}.")
-    if kind is str and not _is_clean(value):
+    if isinstance(value, str) and not _is_clean(value):
         raise ProtocolError("bad_field", f"'{name}' carries an invalid Unicode escape.")
     return value
 
@@ -252,8 +256,8 @@ def _parse_hello(frame: dict[str, Any], max_text: int) -> Request:
         raw_rooms = [DEFAULT_ROOM]
     if not all(isinstance(r, str) and _is_clean(r) for r in raw_rooms):
         raise ProtocolError("bad_field", "'rooms' must be a list of strings.")
-    if since is not None and since < 0:
-        raise ProtocolError("bad_field", "'since' must be a message id (0 or more).")
+    if since is not None and not 0 <= since <= MAX_ID:
+        raise ProtocolError("bad_field", f"'since' must be a message id (0 to {MAX_ID}).")
     nick = _nick({"nick": raw_nick})
     rooms: dict[str, str] = {}  # by key: a room named twice is joined once
     for raw in raw_rooms:
@@ -294,6 +298,8 @@ def _parse_register(frame: dict[str, Any], max_text: int) -> Request:
 
 def _parse_history(frame: dict[str, Any], max_text: int) -> Request:
     before = _field(frame, "before", int, required=False)
+    if before is not None and not 0 <= before <= MAX_ID:
+        raise ProtocolError("bad_field", f"'before' must be a message id (0 to {MAX_ID}).")
     limit = _field(frame, "limit", int, required=False)
     if limit is None:
         limit = HISTORY_LIMIT_DEFAULT
@@ -314,6 +320,11 @@ def _parse_empty(frame: dict[str, Any], max_text: int) -> Request:
     return {}
 
 
+def _parse_rooms(frame: dict[str, Any], max_text: int) -> Request:
+    # `after` (docs/protocol.md): the next page of a long listing.
+    return {"after": _field(frame, "after", str, required=False)}
+
+
 PARSERS: dict[str, Callable[[dict[str, Any], int], Request]] = {
     "hello": _parse_hello,
     "send": _parse_send,
@@ -321,7 +332,7 @@ PARSERS: dict[str, Callable[[dict[str, Any], int], Request]] = {
     "part": _parse_room_only,
     "nick": _parse_nick,
     "who": _parse_room_only,
-    "rooms": _parse_empty,
+    "rooms": _parse_rooms,
     "history": _parse_history,
     "typing": _parse_room_only,
     "ping": _parse_token,

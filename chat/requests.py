@@ -2,15 +2,22 @@
 
 Each handler takes the ``Hub``, the ``Peer`` that asked, the request as
 ``parse_request`` returned it and its ``ref``; a request that cannot be done raises
-``ProtocolError`` before it changes anything. The hub owns the state; nothing here
-touches a socket.
+``ProtocolError`` before it changes anything. Handlers change chat state only through
+the hub's operations (``join``, ``leave``, ``rename``, ``post``); nothing here touches
+a socket.
+
+The cost of an answer is the asker's: history is cut to what fits in the asker's share
+of ``max_backlog`` (the oldest left out, ``more: true``), `rooms` answers a page at a
+time, and nick, join and part spend a token of their own bucket.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from contextlib import closing
+from typing import TYPE_CHECKING, Any
 
 from chat.errors import ProtocolError
 from chat.gate import ban_sentence
@@ -35,48 +42,83 @@ def users(hub: Hub, peer: Peer, room: Room, ref: str | None) -> None:
     reply(hub, peer, {"type": "users", "room": room.name, "users": room.nicks()}, ref)
 
 
+def answer_budget(hub: Hub, peer: Peer) -> tuple[int, int]:
+    """(bytes this answer may take, the most any answer takes): half of
+    ``max_backlog``, less when the asker's backlog is already large."""
+    most = hub.config.max_backlog // 2
+    return max(0, min(most, hub.config.max_backlog * 3 // 4 - peer.unsent)), most
+
+
+def history_bytes(hub: Hub, room: Room, *, after: int, before: int | None, limit: int,
+                  budget: int) -> tuple[bytes, bool]:
+    """The newest ``limit`` messages with ``after < id < before`` as history frames,
+    oldest first, within ``budget`` bytes; and whether older matching ones were left
+    out. Rows are read newest first and reading stops at the budget."""
+    frames: list[bytes] = []
+    size, more = 0, False
+    with closing(hub.store.newest(room.key, after=after, before=before,
+                                  limit=limit + 1)) as rows:
+        for count, row in enumerate(rows):
+            if count == limit:
+                more = True
+                break
+            frame: dict[str, Any] = {"type": "message", "id": row.id, "ts": row.ts,
+                                     "room": room.name, "from": row.sender,
+                                     "text": row.text}
+            if row.action:
+                frame["action"] = True
+            frame["history"] = True
+            data = encode(frame)
+            size += len(data)
+            if size > budget:
+                more = True
+                break
+            frames.append(data)
+    frames.reverse()
+    return b"".join(frames), more
+
+
+def replay(hub: Hub, peer: Peer, room: Room, ref: str | None, *, after: int,
+           before: int | None, limit: int) -> None:
+    """History frames, oldest first, then `history_end` (with `more` if cut).
+
+    The answer for a room is kept until the room's next message: a crowd joining
+    one room at once (a class arriving, everyone reconnecting) costs one read."""
+    chunk, more = b"", False
+    if room.has_history and limit > 0:
+        budget, most = answer_budget(hub, peer)
+        key = (after, before, limit, most)
+        cached = hub.replays.get(room.key)
+        if cached is not None and cached[0] == key and len(cached[1]) <= budget:
+            chunk, more = cached[1], cached[2]
+        else:
+            chunk, more = history_bytes(hub, room, after=after, before=before,
+                                        limit=limit, budget=budget)
+            if budget == most:
+                hub.replays[room.key] = (key, chunk, more)
+        if chunk:
+            hub.to_peer(peer, chunk)
+    end: dict[str, Any] = {"type": "history_end", "room": room.name}
+    if more:
+        end["more"] = True
+    reply(hub, peer, end, ref)
+
+
 def join(hub: Hub, peer: Peer, name: str, ref: str | None, since: int | None) -> None:
     key = name_key(name)
-    room = hub.rooms.get(key)
-    if room is None:
-        room = hub.rooms[key] = Room(name, key)
+    room = hub.room(name, key)
     if key in peer.rooms:
         users(hub, peer, room, ref)
         reply(hub, peer, {"type": "history_end", "room": room.name}, ref)
         return
-    hub.deliver()  # the newcomer gets nothing said before it joined
-    room.members[peer] = None
-    peer.rooms[key] = room
-    joined = {"type": "joined", "room": room.name, "nick": peer.nick,
-              "ts": hub.now_ms()}
-    data = encode(joined)
-    hub.to_room(room, data, peer, data if ref is None else encode({**joined, "ref": ref}))
+    hub.join(peer, room, ref)
     users(hub, peer, room, ref)
     limit = hub.config.history
     if since is None:
         limit = min(limit, REPLAY_DEFAULT)
     replay(hub, peer, room, ref, after=since or 0, before=None, limit=limit)
-    log.info("%s joined %s", peer.nick, room.name)
-
-
-def replay(hub: Hub, peer: Peer, room: Room, ref: str | None, *, after: int,
-           before: int | None, limit: int) -> None:
-    """History frames, oldest first, then `history_end` (with `more` if cut)."""
-    more = False
-    if room.has_history:
-        rows, more = hub.store.latest(room.key, after=after, before=before,
-                                      limit=limit)
-        for row in rows:
-            frame = {"type": "message", "id": row.id, "ts": row.ts, "room": room.name,
-                     "from": row.sender, "text": row.text}
-            if row.action:
-                frame["action"] = True
-            frame["history"] = True
-            hub.to_peer(peer, encode(frame))
-    end: dict[str, Any] = {"type": "history_end", "room": room.name}
-    if more:
-        end["more"] = True
-    reply(hub, peer, end, ref)
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s joined %s", peer.nick, room.name)
 
 
 def member_room(hub: Hub, peer: Peer, name: str) -> Room:
@@ -84,6 +126,15 @@ def member_room(hub: Hub, peer: Peer, name: str) -> Room:
     if room is None:
         raise ProtocolError("not_in_room", f"You are not in a room named '{name}'.")
     return room
+
+
+def spend_change(hub: Hub, peer: Peer, *, spend: bool = True) -> None:
+    """nick, join and part take a token of the peer's own bucket (docs/protocol.md);
+    without ``spend``, only check that there is one."""
+    now = hub.clock()
+    if not (peer.changes.take(now) if spend else peer.changes.ready(now)):
+        raise ProtocolError("rate_limited", "You are changing rooms or names too fast; "
+                                            "wait a few seconds.")
 
 
 # ---------------------------------------------------------------- requests
@@ -118,7 +169,8 @@ def hello(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     peer.nick, peer.key = req["nick"], key
     peer.client = req["client"] or ""
     hub.users[key] = peer
-    log.info("%s registered from %s", peer.nick, peer.host)
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s registered from %s", peer.nick, peer.host)
     reply(hub, peer, {"type": "welcome", "nick": peer.nick, "server": cfg.name,
                       "motd": cfg.motd, "limits": cfg.limits()}, ref)
     for name in req["rooms"]:
@@ -126,6 +178,10 @@ def hello(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
 
 
 def join_request(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+    if name_key(req["room"]) in peer.rooms:  # nothing changes: costs nothing
+        join(hub, peer, req["room"], ref, None)
+        return
+    spend_change(hub, peer)
     join(hub, peer, req["room"], ref, None)
 
 
@@ -139,47 +195,22 @@ def send(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
             raise ProtocolError("no_such_user", f"Nobody named '{req['to']}' is online.")
     if not peer.bucket.take(hub.clock()):
         raise ProtocolError("rate_limited", "You are sending too fast; slow down.")
-    ts, text, action = hub.now_ms(), req["text"], req["action"]
-    if room is not None:
-        msg_id = hub.store.add(ts, peer.nick, text, room_key=room.key,
-                               room_name=room.name, action=action)
-        room.has_history = True
-        frame = {"type": "message", "id": msg_id, "ts": ts, "room": room.name,
-                 "from": peer.nick, "text": text}
-    else:
-        msg_id = hub.store.add(ts, peer.nick, text, recipient=target.nick,
-                               action=action)
-        frame = {"type": "message", "id": msg_id, "ts": ts, "to": target.nick,
-                 "from": peer.nick, "text": text}
-    if action:
-        frame["action"] = True
-    data = encode(frame)
-    echo = data if ref is None else encode({**frame, "ref": ref})
-    if room is not None:
-        hub.to_room(room, data, peer if ref is not None else None, echo)
-    else:
-        if target is not peer:
-            hub.to_peer(target, data)
-        hub.to_peer(peer, echo)
-    peer.sent += 1
-    hub.messages += 1
+    try:
+        hub.post(peer, req["text"], req["action"], ref, room=room, target=target)
+    except BaseException:
+        peer.bucket.refund()  # refused: it costs no token
+        raise
     if log.isEnabledFor(logging.DEBUG):  # a direct message's text stays private
         if room is not None:
-            log.debug("%s -> %s: %s", peer.nick, room.name, text)
-        else:
+            log.debug("%s -> %s: %s", peer.nick, room.name, req["text"])
+        elif target is not None:
             log.debug("%s -> %s: (direct message)", peer.nick, target.nick)
 
 
 def part(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     room = member_room(hub, peer, req["room"])
-    left = {"type": "left", "room": room.name, "nick": peer.nick, "reason": "part",
-            "ts": hub.now_ms()}
-    hub.deliver()
-    del room.members[peer]
-    del peer.rooms[room.key]
-    hub.to_room(room, encode(left))
-    reply(hub, peer, left, ref)
-    hub.drop_if_dead(room)
+    spend_change(hub, peer)
+    hub.leave(peer, room, "part", ref=ref)
     log.info("%s parted %s", peer.nick, room.name)
 
 
@@ -193,20 +224,13 @@ def nick(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
             raise ProtocolError("nick_taken", f"The nickname '{new}' is taken.")
         if hub.gate.nick_ban(key) is not None:
             raise ProtocolError("bad_nick", f"The nickname '{new}' is banned here.")
+    spend_change(hub, peer, spend=False)  # before a password hash is spent on it
+    if key != peer.key:
         hub.gate.authenticate(peer, key, new, req["nick_password"])
-    renamed = {"type": "renamed", "old": peer.nick, "new": new, "ts": hub.now_ms()}
-    others: dict[Peer, None] = {}
-    for room in peer.rooms.values():
-        others.update(room.members)
-    others.pop(peer, None)
-    del hub.users[peer.key]
-    peer.nick, peer.key = new, key
-    hub.users[key] = peer
-    data = encode(renamed)
-    for other in others:
-        hub.to_peer(other, data)
-    reply(hub, peer, renamed, ref)
-    log.info("%s is now %s", renamed["old"], new)
+    spend_change(hub, peer)
+    old = peer.nick
+    hub.rename(peer, new, key, ref)
+    log.info("%s is now %s", old, new)
 
 
 def who(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
@@ -217,9 +241,13 @@ def who(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
 
 
 def rooms(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    listing = [{"name": r.name, "users": len(r.members)}
-               for r in sorted(hub.rooms.values(), key=lambda r: r.key)]
-    reply(hub, peer, {"type": "rooms", "rooms": listing}, ref)
+    after = req["after"]
+    page, more = hub.rooms_page(None if after is None else name_key(after))
+    frame: dict[str, Any] = {"type": "rooms", "rooms": [
+        {"name": r.name, "users": len(r.members)} for r in page]}
+    if more:
+        frame["more"] = True
+    reply(hub, peer, frame, ref)
 
 
 def history(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:

@@ -10,31 +10,36 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import resource
 import selectors
-import os
 import socket
 import ssl
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from chat.config import ServerConfig
 from chat.errors import ConfigError, Later, ProtocolError
 from chat.hub import Hub
-from chat.operator import Operator
 from chat.model import FRESH, HANDSHAKE, READY, SNIFF, Peer
-from chat.protocol import NEED_DATA, CLOSED, FrameDecoder, encode
+from chat.operator import Operator
+from chat.protocol import CLOSED, NEED_DATA, FrameDecoder, encode
 from chat.store import Store
 from chat.tls import file_fingerprint, self_signed, server_context
 
 RECV_SIZE = 64 * 1024  # one recv per readable peer per pass keeps a pass short
 TLS_READS = 4  # a TLS recv returns one record (16 KiB at most): up to 4 per pass
 TLS_HELLO = b"\x16\x03"  # the first bytes of a TLS ClientHello record
+INTERNAL_ERROR = ("The server failed while handling your connection; it is closed. "
+                  "Please reconnect.")
 TLS_REQUIRED = ("This server speaks TLS only: turn on TLS in your client "
                 "(python main.py --client --tls).")
 FRAMES_PER_PASS = 256  # frames handled per peer per pass; the rest wait their turn
 PASS_BUDGET_S = 0.05  # a pass takes no new frames after this long (timers, fairness)
-BUDGET_CHECK_EVERY = 16  # frames between clock reads
+MIN_WORK_S = 0.005  # however long reading took, a pass handles frames this long
+HELD_WAKE_S = 0.02  # while password checks wait for their turn, wake up this often
+MIN_HIGH_WATER = 16 * 1024
 INPUT_READ = 4096  # bytes read from a watched input (the operator console) per pass
 ACCEPT_BATCH = 256  # connections accepted per pass
 TICK_SECONDS = 0.1  # how often timers (hello, ping, close deadlines) are checked
@@ -84,7 +89,14 @@ class ChatServer:
         self.started_at = 0.0
         self._next_tick = 0.0
         self._accept_paused_until = 0.0
-        self._pending: dict[Peer, None] = {}  # peers with frames left for next pass
+        # Peers whose input waits, each in the order it came (their sockets are not
+        # read meanwhile, so TCP pushes back on them and nobody else):
+        self._pending: dict[Peer, None] = {}  # frames to handle
+        self._held: dict[Peer, None] = {}  # a request waiting for its password check
+        self._paused: dict[Peer, None] = {}  # until its output drains below high water
+        # A peer's frames wait while this much of its output is unsent: what it asks
+        # for is made only when it reads (asyncio's high-water mark, on the asker).
+        self.high_water = max(config.max_backlog // 4, MIN_HIGH_WATER)
         self._pass_deadline = 0.0
         self._stopping = False
 
@@ -119,6 +131,23 @@ class ChatServer:
             self.step(TICK_SECONDS)
         self.close()
 
+    def step(self, timeout: float = 0.0, budget: float = PASS_BUDGET_S) -> int:
+        """One bounded pass of the loop; waits at most ``timeout`` for I/O.
+
+        Every readable socket is read (unless its own earlier input still waits);
+        then frames are handled, peer after peer in the order their input came, for
+        at most ``budget`` seconds (a window passes a small one to stay responsive);
+        then at most one password check, timers, the commit and the sends. An
+        unexpected error while serving one connection closes that connection and is
+        logged with its traceback; the loop goes on. Returns how many sockets and
+        peers had work (0: the pass found nothing to do).
+        """
+        try:
+            return self._step(timeout, budget)
+        except Exception:  # a bug outside any one connection: logged, the loop goes on
+            log.exception("internal error in the server loop")
+            return 1
+
     def close(self, notice: str = "The server is shutting down.") -> None:
         """Tell everyone, flush queued output for a short while, close everything."""
         hub = self.hub
@@ -128,7 +157,7 @@ class ChatServer:
             self.listener = None
         hub.notice(notice)
         hub.close_all()
-        self.store.commit()
+        hub.commit()
         deadline = self.clock() + SHUTDOWN_FLUSH_SECONDS
         while hub.peers and self.clock() < deadline:
             self._flush()
@@ -142,49 +171,118 @@ class ChatServer:
 
     # ------------------------------------------------------------ one pass
 
-    def step(self, timeout: float = 0.0, budget: float = PASS_BUDGET_S) -> int:
-        """One bounded pass of the loop; waits at most ``timeout`` for I/O.
-
-        Frames are taken for at most ``budget`` seconds; what is left waits for the
-        next pass (a window passes a small budget to stay responsive). Returns how
-        many sockets had work (0: the pass found nothing to do).
-        """
+    def _step(self, timeout: float, budget: float) -> int:
         hub = self.hub
         self._pass_deadline = time.perf_counter() + budget
-        hub.gate.new_pass()
-        pending, self._pending = self._pending, {}
-        for peer in pending:
-            self._handle_frames(peer)
+        hub.gate.new_pass(self._held)
         if self._pending or hub.dirty:
             timeout = 0.0
+        elif self._held:
+            timeout = min(timeout, HELD_WAKE_S)
         ready = self.selector.select(timeout)
         for key, mask in ready:
-            peer = key.data
-            if peer is None:
-                self._accept()
-                continue
-            if not isinstance(peer, Peer):
-                self._read_input(key.fd, peer)
-                continue
-            if peer.phase >= SNIFF:
-                self._tls_step(peer)
-                continue
-            if (mask & selectors.EVENT_READ and not peer.closing and peer not in pending
-                    and peer not in self._pending):
-                if time.perf_counter() < self._pass_deadline:
-                    self._read(peer)  # else it stays readable for the next pass
-            if mask & selectors.EVENT_WRITE:
-                hub.dirty.add(peer)
+            try:
+                self._ready(key.data, key.fd, mask)
+            except Exception:
+                self._crashed(key.data)
+        worked = self._work()
+        worked += self._retry_held()
         now = self.clock()
         if now >= self._next_tick:
             self._next_tick = now + TICK_SECONDS
-            hub.tick()
+            try:
+                hub.tick()
+            except Exception:
+                log.exception("internal error in the server's timers")
             self._resume_accepting(now)
-        hub.deliver()
-        self.store.commit()  # PROTOCOL.md: stored before anyone receives it
+        hub.commit()  # PROTOCOL.md: stored before anyone receives it
         self._flush()
         self._finish_closing(now)
-        return len(ready) + len(pending)
+        return len(ready) + worked
+
+    def _ready(self, peer: Any, fd: int, mask: int) -> None:
+        if peer is None:
+            self._accept()
+        elif not isinstance(peer, Peer):
+            self._read_input(fd, peer)
+        elif peer.phase >= SNIFF:
+            self._tls_step(peer)
+        else:
+            if mask & selectors.EVENT_WRITE:
+                self.hub.dirty.setdefault(peer, len(peer.out))
+            if mask & selectors.EVENT_READ and not peer.closing and not self._waiting(peer):
+                self._read(peer)
+
+    def _waiting(self, peer: Peer) -> bool:
+        """Whether input of ``peer`` waits to be handled (so it is not read now)."""
+        return peer in self._pending or peer in self._held or peer in self._paused
+
+    def _work(self) -> int:
+        """Handle waiting frames, peer after peer in order, within the pass's budget."""
+        pending = self._pending
+        if not pending:
+            return 0
+        self._pass_deadline = max(self._pass_deadline, time.perf_counter() + MIN_WORK_S)
+        worked = 0
+        for peer in list(pending):
+            if time.perf_counter() >= self._pass_deadline:
+                break
+            del pending[peer]
+            worked += 1
+            try:
+                self._handle_frames(peer)
+            except Exception:
+                self._crashed(peer)
+        return worked
+
+    def _retry_held(self) -> int:
+        """Requests waiting for a password check are tried again (the gate lets the
+        one whose turn it is through), after everyone else's frames."""
+        worked = 0
+        for peer in list(self._held):
+            frame = peer.held
+            if peer.closing or frame is None:
+                del self._held[peer]
+                continue
+            peer.held = None
+            try:
+                self.hub.receive(peer, frame)
+            except Later:
+                peer.held = frame
+                continue
+            except Exception:
+                del self._held[peer]
+                self._crashed(peer)
+                continue
+            worked += 1
+            del self._held[peer]
+            self._resume(peer)
+        return worked
+
+    def _resume(self, peer: Peer) -> None:
+        """``peer``'s waiting is over: handle what it sent next, or read again."""
+        if peer.closing:
+            return
+        if peer.decoder is not None and peer.decoder.has_frames:
+            self._pending[peer] = None
+        self._watch(peer)
+
+    def _crashed(self, peer: Any) -> None:
+        """An unexpected error while serving ``peer``: log it once, with its
+        traceback, and close that one connection; everyone else goes on."""
+        who = peer.nick or peer.host if isinstance(peer, Peer) else repr(peer)
+        log.exception("internal error while serving %s; its connection is closed", who)
+        if not isinstance(peer, Peer):
+            return
+        for waiting in (self._pending, self._held, self._paused):
+            waiting.pop(peer, None)
+        try:
+            self.hub.error(peer, ProtocolError("internal_error", INTERNAL_ERROR), None)
+            self.hub.close(peer, "disconnected")
+        except Exception:
+            log.exception("could not close %s cleanly; dropped", who)
+            self.hub.evict(peer)
+            self._drop(peer)
 
     def watch_input(self, fd: int, feed: Callable[[bytes], None]) -> None:
         """Read ``fd`` (a terminal or a pipe: the operator console) in the loop and
@@ -352,32 +450,40 @@ class ChatServer:
                     self.hub.lost(peer)
                     return
             decoder.receive_data(data)
-        self._handle_frames(peer)
+        if decoder.has_frames:
+            self._pending[peer] = None  # handled in this pass's turn, in order
+            self._watch(peer)
 
     def _handle_frames(self, peer: Peer) -> None:
+        """Up to ``FRAMES_PER_PASS`` of ``peer``'s frames, while the pass has time
+        and the peer reads what it is sent; then it waits its next turn."""
         hub, decoder = self.hub, peer.decoder
-        for count in range(FRAMES_PER_PASS):
+        for _ in range(FRAMES_PER_PASS):
             if peer.closing:
                 return
-            if (count % BUDGET_CHECK_EVERY == BUDGET_CHECK_EVERY - 1
-                    and time.perf_counter() > self._pass_deadline):
+            if peer.unsent > self.high_water:
+                self._paused[peer] = None  # resumed when it has read its output
+                self._watch(peer)
+                return
+            if time.perf_counter() > self._pass_deadline:
                 break
-            frame, peer.held = peer.held, None
-            if frame is None:
-                try:
-                    frame = decoder.next_event()
-                except ProtocolError as exc:
-                    hub.reject(peer, exc)
-                    continue
-                if frame is NEED_DATA or frame is CLOSED:
-                    return
+            try:
+                frame = decoder.next_event()
+            except ProtocolError as exc:
+                hub.reject(peer, exc)
+                continue
+            if frame is NEED_DATA or frame is CLOSED:
+                self._watch(peer)  # all handled: read it again
+                return
             try:
                 hub.receive(peer, frame)
-            except Later:  # its turn for slow work comes next pass, in order
+            except Later:  # waits for its password check; the rest waits behind it
                 peer.held = frame
-                break
-        if peer.held is not None or decoder.has_frames:
-            self._pending[peer] = None  # not read again until these are handled
+                self._held[peer] = None
+                return
+        if decoder.has_frames:
+            self._pending[peer] = None  # the back of the line
+        self._watch(peer)
 
     # ------------------------------------------------------------ output
 
@@ -405,18 +511,31 @@ class ChatServer:
                     log.info("%s is not reading: closed at %d bytes of backlog",
                              peer.nick or peer.host, len(out))
                     hub.close(peer, "disconnected", flush=False)
-            self._watch(peer)
+            if peer in self._paused and len(out) <= self.high_water:
+                del self._paused[peer]
+                self._resume(peer)
+            else:
+                self._watch(peer)
 
     def _watch(self, peer: Peer) -> None:
-        """Watch for writability only while output waits (asyncio's pattern)."""
+        """Watch for writability only while output waits (asyncio's pattern), and
+        for readability only while none of the peer's input waits."""
         if peer.sock is None or peer.phase >= SNIFF:
             return  # a TLS handshake watches what it needs itself
-        events = 0 if peer.closing else selectors.EVENT_READ
+        events = 0
+        if not peer.closing and not self._waiting(peer):
+            events = selectors.EVENT_READ
         if peer.out:
             events |= selectors.EVENT_WRITE
-        if events and events != peer.events:
+        if events == peer.events:
+            return
+        if not events:
+            self.selector.unregister(peer.sock)
+        elif not peer.events:
+            self.selector.register(peer.sock, events, peer)
+        else:
             self.selector.modify(peer.sock, events, peer)
-            peer.events = events
+        peer.events = events
 
     def _finish_closing(self, now: float) -> None:
         """Close the sockets of closing peers whose output is out (or overdue)."""
@@ -428,8 +547,11 @@ class ChatServer:
 
     def _drop(self, peer: Peer) -> None:
         if peer.sock is not None:
-            self.selector.unregister(peer.sock)
+            if peer.events:
+                self.selector.unregister(peer.sock)
+                peer.events = 0
             peer.sock.close()
             peer.sock = None
-        self._pending.pop(peer, None)
+        for waiting in (self._pending, self._held, self._paused):
+            waiting.pop(peer, None)
         self.hub.forget(peer)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import NamedTuple
+import time
+from collections.abc import Callable, Generator
+from contextlib import closing
+from typing import Any, NamedTuple
 
 from chat.accounts import Account
 from chat.bans import Ban
@@ -51,6 +54,28 @@ CREATE TABLE IF NOT EXISTS bans (
 """
 
 
+# SQLite's primary result codes (the low byte of an extended code) and what they mean
+# to an operator.
+REASONS = {5: "the database is locked by another program",
+           6: "the database is locked by another program",
+           8: "the database is read-only for the server",
+           10: "the disk reports an error",
+           11: "the database file is damaged",
+           13: "the disk is full",
+           14: "the database file cannot be opened",
+           26: "the file is not a database"}
+READONLY = 8
+REOPEN_SECONDS = 1.0  # a read-only connection is reopened at most this often
+PAGE_ROWS = 256  # rows fetched at a time when reading history newest first
+
+
+def reason_of(exc: sqlite3.Error) -> str:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in REASONS:
+        return REASONS[code & 0xFF]
+    return str(exc)
+
+
 class Row(NamedTuple):
     id: int
     ts: int
@@ -60,30 +85,55 @@ class Row(NamedTuple):
 
 
 class Store:
-    """One SQLite database file of rooms and messages.
+    """One SQLite database file of rooms, messages, accounts and bans.
 
     ``synchronous=FULL`` makes each commit durable against power loss, not only
     against a killed process; a commit covers a whole loop pass, so it is paid once
-    per pass, not once per message.
+    per pass, not once per message. The loop never waits on SQLite: a lock held by
+    another program fails at once (``timeout=0``), and every SQLite error comes out
+    as ``StoreError``. A connection that found the file read-only is reopened (at most
+    once a second) when a write is tried again, so fixing the file's permissions is
+    enough for writes to work again.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self.clock = clock
         try:
             if path != ":memory:":
                 parent = os.path.dirname(os.path.abspath(path))
                 os.makedirs(parent, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = self._connect()
             self._db.executescript(SCHEMA)
+            self._check()
             row = self._db.execute(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open database {path}: {exc}") from None
-        self._last_id = row[0] if row else 0
+            newest = self._db.execute("SELECT max(id) FROM messages").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {path}: {reason_of(exc)}",
+                             reason_of(exc)) from None
+        except OSError as exc:
+            raise StoreError(f"cannot open database {path}: {exc.strerror or exc}") from None
+        self._last_id = max(row[0] if row else 0, newest[0] or 0)
+        self._committed_id = self._last_id
         self._in_transaction = False
         self._known_rooms: set[str] = set()
+        self._new_rooms: set[str] = set()  # rooms first stored in the open transaction
+        self._reopen_at: float | None = None  # when a read-only connection may reopen
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    def _check(self) -> None:
+        """A damaged file is refused at start, not found out at the first `hello`."""
+        problems = [r[0] for r in self._db.execute("PRAGMA quick_check(3)").fetchall()]
+        if problems != ["ok"]:
+            raise StoreError(f"database {self.path} is damaged ({problems[0]}): restore "
+                             "a backup, or move the file away to start a new history",
+                             "the database file is damaged")
 
     @property
     def last_id(self) -> int:
@@ -92,7 +142,7 @@ class Store:
 
     def rooms(self) -> list[tuple[str, str]]:
         """(key, name) of every room that has history."""
-        rows = self._db.execute("SELECT key, name FROM rooms").fetchall()
+        rows = self._read("SELECT key, name FROM rooms")
         self._known_rooms.update(key for key, _ in rows)
         return rows
 
@@ -105,25 +155,42 @@ class Store:
             self._execute("INSERT OR IGNORE INTO rooms (key, name) VALUES (?, ?)",
                           (room_key, room_name))
             self._known_rooms.add(room_key)
-        self._last_id += 1
+            self._new_rooms.add(room_key)
         self._execute(
             "INSERT INTO messages (id, ts, room, sender, recipient, text, action) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (self._last_id, ts, room_key, sender, recipient, text, int(action)))
+            (self._last_id + 1, ts, room_key, sender, recipient, text, int(action)))
+        self._last_id += 1
         return self._last_id
 
     def _begin(self) -> None:
-        if not self._in_transaction:
-            self._execute("BEGIN")
-            self._in_transaction = True
+        if self._in_transaction:
+            return
+        if self._reopen_at is not None:
+            if self.clock() < self._reopen_at:
+                raise StoreError("database is read-only", REASONS[READONLY], write=True)
+            self._reopen()
+        self._execute("BEGIN IMMEDIATE")  # the write lock now, or an error now
+        self._in_transaction = True
 
-    # Accounts and bans are written in the pass's transaction too: the reply that
-    # confirms one goes out only after the pass's commit.
+    def _reopen(self) -> None:
+        self._reopen_at = None
+        try:
+            db = self._connect()
+        except sqlite3.Error as exc:
+            self._reopen_at = self.clock() + REOPEN_SECONDS
+            raise StoreError(f"database {self.path}: {exc}", reason_of(exc),
+                             write=True) from None
+        self._db.close()
+        self._db = db
+
+    # Accounts and bans are written in the pass's transaction too; the hub commits
+    # at once after them, so the reply that confirms one goes out only when stored.
 
     def account(self, key: str) -> Account | None:
-        row = self._db.execute("SELECT key, nick, salt, hash, params, created "
-                               "FROM accounts WHERE key = ?", (key,)).fetchone()
-        return Account(*row) if row else None
+        rows = self._read("SELECT key, nick, salt, hash, params, created "
+                          "FROM accounts WHERE key = ?", (key,))
+        return Account(*rows[0]) if rows else None
 
     def put_account(self, account: Account) -> None:
         self._begin()
@@ -132,15 +199,14 @@ class Store:
 
     def accounts(self) -> list[tuple[str, int]]:
         """(nick, created) of every account, by nickname."""
-        return self._db.execute("SELECT nick, created FROM accounts ORDER BY key").fetchall()
+        return self._read("SELECT nick, created FROM accounts ORDER BY key")
 
     def drop_account(self, key: str) -> None:
         self._begin()
         self._execute("DELETE FROM accounts WHERE key = ?", (key,))
 
     def bans(self) -> list[Ban]:
-        rows = self._db.execute("SELECT kind, key, value, reason, created, expires "
-                                "FROM bans").fetchall()
+        rows = self._read("SELECT kind, key, value, reason, created, expires FROM bans")
         return [Ban(*row) for row in rows]
 
     def put_ban(self, ban: Ban) -> None:
@@ -152,32 +218,88 @@ class Store:
         self._begin()
         self._execute("DELETE FROM bans WHERE kind = ? AND key = ?", (kind, key))
 
-    def commit(self) -> None:
-        """Make every message added since the last commit durable."""
-        if self._in_transaction:
-            self._in_transaction = False
-            self._execute("COMMIT")
+    def commit(self) -> bool:
+        """Make everything written since the last commit durable; whether there was
+        anything. ``StoreError`` when it cannot: the transaction is rolled back then,
+        and ``rollback`` must be called to learn which rooms it had made."""
+        if not self._in_transaction:
+            return False
+        self._execute("COMMIT")
+        self._in_transaction = False
+        self._committed_id = self._last_id
+        self._new_rooms.clear()
+        return True
+
+    def rollback(self) -> set[str]:
+        """Forget the open transaction (after a failed write); return the keys of the
+        rooms it had stored for the first time."""
+        self._in_transaction = False
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite rolls back by itself after the errors that end a transaction
+        self._last_id = self._committed_id
+        rooms, self._new_rooms = self._new_rooms, set()
+        self._known_rooms -= rooms
+        return rooms
+
+    def newest(self, room_key: str, *, after: int = 0, before: int | None = None,
+               limit: int) -> Generator[Row, None, None]:
+        """A room's messages with ``after < id < before``, newest first, at most
+        ``limit``; read a page at a time, so stopping early costs only what was read.
+        Close the iterator when done (``contextlib.closing``)."""
+        upper = before if before is not None else self._last_id + 1
+        try:
+            cursor = self._db.execute(
+                "SELECT id, ts, sender, text, action FROM messages "
+                "WHERE room = ? AND id > ? AND id < ? ORDER BY id DESC LIMIT ?",
+                (room_key, after, upper, limit))
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: {exc}", reason_of(exc)) from None
+        try:
+            while True:
+                try:
+                    page = cursor.fetchmany(PAGE_ROWS)
+                except sqlite3.Error as exc:
+                    raise StoreError(f"database {self.path}: {exc}",
+                                     reason_of(exc)) from None
+                if not page:
+                    return
+                for r in page:
+                    yield Row(r[0], r[1], r[2], r[3], bool(r[4]))
+        finally:
+            cursor.close()
 
     def latest(self, room_key: str, *, after: int = 0, before: int | None = None,
                limit: int) -> tuple[list[Row], bool]:
-        """The newest ``limit`` messages of a room with ``after < id < before``.
+        """The newest ``limit`` messages of a room with ``after < id < before``,
+        oldest first, and whether older matching ones were left out."""
+        with closing(self.newest(room_key, after=after, before=before,
+                                 limit=limit + 1)) as rows:
+            found = list(rows)
+        more = len(found) > limit
+        return found[:limit][::-1], more
 
-        Returns them oldest first, and whether older matching ones were left out.
-        """
-        upper = before if before is not None else self._last_id + 1
-        rows = self._db.execute(
-            "SELECT id, ts, sender, text, action FROM messages "
-            "WHERE room = ? AND id > ? AND id < ? ORDER BY id DESC LIMIT ?",
-            (room_key, after, upper, limit + 1)).fetchall()
-        more = len(rows) > limit
-        return [Row(*r[:4], bool(r[4])) for r in reversed(rows[:limit])], more
+    def _read(self, sql: str, args: tuple = ()) -> list[Any]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: {exc}", reason_of(exc)) from None
 
     def _execute(self, sql: str, args: tuple = ()) -> None:
         try:
             self._db.execute(sql, args)
         except sqlite3.Error as exc:
-            raise StoreError(f"database {self.path}: {exc}") from None
+            code = getattr(exc, "sqlite_errorcode", 0) or 0
+            if code & 0xFF == READONLY:
+                self._reopen_at = self.clock() + REOPEN_SECONDS
+            raise StoreError(f"database {self.path}: {exc}", reason_of(exc),
+                             write=True) from None
 
     def close(self) -> None:
-        self.commit()
+        try:
+            self.commit()
+        except StoreError:
+            self.rollback()
         self._db.close()

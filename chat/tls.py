@@ -66,7 +66,7 @@ def self_signed(directory: str, names: list[str] | None = None) -> tuple[str, st
     ips = {"127.0.0.1", "::1", *lan_addresses(), *(n for n in names or [] if _is_ip(n))}
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"lanchat on {host}")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     alt = [x509.DNSName(n) for n in dns] + [
         x509.IPAddress(ipaddress.ip_address(ip)) for ip in sorted(ips)]
     cert = (x509.CertificateBuilder()

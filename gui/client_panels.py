@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 import customtkinter as ctk
 
@@ -154,7 +155,8 @@ class UsersPanel(ctk.CTkFrame):
         self.box.grid(row=1, column=0, padx=6, pady=(0, 8), sticky="nsew")
         self.box.configure(state="disabled")
         self.box.bind("<Double-Button-1>", self._double_click)
-        self._dm, self.names = dm_command, []
+        self._dm = dm_command
+        self.names: list[str] = []
 
     def style(self, dark: bool) -> None:
         for i, colors in enumerate(NICK_COLORS):

@@ -223,7 +223,7 @@ class ClientWindow(ctk.CTk):
             self._tls_note = None
             return
         if kind == "error" and self.client is not None and self.client.state == "hello":
-            message = HELLO_ERRORS.get(frame.get("code"), frame.get("message", ""))
+            message = HELLO_ERRORS.get(str(frame.get("code")), str(frame.get("message", "")))
             self.client.close()
             self.client = None
             self.form.busy(False)
@@ -231,7 +231,7 @@ class ClientWindow(ctk.CTk):
             return
         if kind == "kicked":
             self._kicked = f"You were removed from the server: {frame.get('reason', '')}"
-        if kind == "welcome":
+        if kind == "welcome" and self.client is not None:
             self._attempt = 0
             self.show_chat()
             lock = "   ·   encrypted (TLS)" if self.client.tls else ""
@@ -301,7 +301,8 @@ class ClientWindow(ctk.CTk):
             self.state_.unseen = 0
 
     def _set_status(self, text: str, error: bool = False) -> None:
-        self.status_label.configure(text=text, text_color="#c0392b" if error else ("gray10", "gray90"))
+        color = "#c0392b" if error else ("gray10", "gray90")
+        self.status_label.configure(text=text, text_color=color)
 
     # ------------------------------------------------------------ input
 

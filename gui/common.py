@@ -9,7 +9,8 @@ import hashlib
 import json
 import os
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import customtkinter as ctk
 

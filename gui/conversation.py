@@ -7,7 +7,8 @@ lines holding a password.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import customtkinter as ctk
 
@@ -139,10 +140,10 @@ def runs(lines: Iterable[Line]) -> Runs:
         extra = ("own",) if line.own else ("mention",) if line.mention else ()
         text = line.text.replace("\n", "\n" + CONTINUATION)
         if line.kind == "message":
-            out.append((line.nick, (f"nick{nick_color_index(line.nick)}",) + extra))
+            out.append((line.nick, (f"nick{nick_color_index(line.nick)}", *extra)))
             out.append((": " + text + "\n", extra))
         elif line.kind == "action":
-            out.append((f"* {line.nick} ", (f"nick{nick_color_index(line.nick)}",) + extra))
+            out.append((f"* {line.nick} ", (f"nick{nick_color_index(line.nick)}", *extra)))
             out.append((text + "\n", extra))
         else:
             out.append((text + "\n", (line.kind,)))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from tkinter import ttk
-from typing import Any, Callable
+from typing import Any
 
 import customtkinter as ctk
 
@@ -46,9 +47,14 @@ class StatusPanel(ctk.CTkFrame):
         self.tls_label.grid(row=2, column=0, columnspan=2, padx=12, pady=(0, 8), sticky="w")
 
     def show(self, running: bool, addresses: str, counters: str, error: str = "",
-             fingerprint: str | None = None) -> None:
-        self.state_label.configure(text="● Running" if running else "● Stopped",
-                                   text_color="#1e8449" if running else "#c0392b")
+             fingerprint: str | None = None, problem: str | None = None) -> None:
+        """``problem``: why messages cannot be stored now (they are refused)."""
+        if running and problem:
+            self.state_label.configure(text="● Not storing", text_color="#d35400")
+            counters += f"   ·   messages refused: {problem}"
+        else:
+            self.state_label.configure(text="● Running" if running else "● Stopped",
+                                       text_color="#1e8449" if running else "#c0392b")
         self.address_label.configure(text=addresses if running else error)
         self.counters_label.configure(text=counters)
         if not running:

@@ -29,7 +29,9 @@ STEP_BUDGET_S = 0.020  # network work per tick; the rest of the tick is the GUI'
 REFRESH_S = 0.25  # counters and the client list are redrawn this often
 LOG_LINES = 2000  # lines kept in the log view
 LOG_BATCH = 500  # log lines rendered per tick at most (the rest wait, bounded)
+MENU_ROOMS = 200  # rooms offered in the operator's room menu (in name order)
 
+log = logging.getLogger("chat.server")
 
 class _QueueHandler(logging.Handler):
     """Hands the server's log records to the window, which renders them in batches."""
@@ -39,7 +41,11 @@ class _QueueHandler(logging.Handler):
         self.sink = sink
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.sink.append((record.created, record.levelno, record.getMessage()))
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:  # the full traceback
+            exc = record.exc_info[1]  # goes to stderr; the view shows what it was
+            text += f" ({type(exc).__name__}: {exc})"
+        self.sink.append((record.created, record.levelno, text))
 
 
 class ServerWindow(ctk.CTk):
@@ -154,7 +160,7 @@ class ServerWindow(ctk.CTk):
 
     def kick_event(self, iid: str, reason: str) -> None:
         peer = self._peer(iid)
-        if peer is not None:
+        if peer is not None and self.server is not None:
             self.server.operator.kick(peer.nick, reason or "Kicked by the operator.")
 
     def ban_event(self, iid: str, kind: str, reason: str, seconds: float | None) -> None:
@@ -218,27 +224,29 @@ class ServerWindow(ctk.CTk):
         started = time.perf_counter()
         server = self.server
         busy = False
-        if server is not None:
-            try:
+        try:
+            if server is not None:
+                # step() survives errors in handlers and storage; this catches a
+                # bug anywhere else, so that the window never stops serving silently.
                 while server.step(0, STEP_BUDGET_S / 2):
                     busy = time.perf_counter() - started >= STEP_BUDGET_S
                     if busy:
                         break
-            except ChatError as exc:  # the store failed: stop rather than lose messages
-                self.server = None
-                self._failed(f"server stopped: {exc}")
-        self._drain_log()
-        if time.monotonic() >= self._next_refresh:
-            self._refresh()
-        self.tick_seconds.append(time.perf_counter() - started)
-        # Still busy: come back as soon as Tk has handled input and redrawn.
-        self._after_id = self.after(1 if busy else POLL_MS, self._poll)
+            self._drain_log()
+            if time.monotonic() >= self._next_refresh:
+                self._refresh()
+        except Exception:
+            log.exception("internal error in the server window; it goes on")
+        finally:
+            self.tick_seconds.append(time.perf_counter() - started)
+            # Still busy: come back as soon as Tk has handled input and redrawn.
+            self._after_id = self.after(1 if busy else POLL_MS, self._poll)
 
     def _drain_log(self) -> None:
         records = self.log_records
         if not records:
             return
-        runs = []
+        runs: list[tuple[str, tuple[str, ...]]] = []
         for _ in range(min(LOG_BATCH, len(records))):
             created, level, text = records.popleft()
             stamp = time.strftime("%H:%M:%S ", time.localtime(created))
@@ -261,6 +269,7 @@ class ServerWindow(ctk.CTk):
         if now - mark_time >= 1.0:
             self.rate = (hub.messages - mark_count) / (now - mark_time)
             self._rate_mark = (now, hub.messages)
+        assert server.address is not None
         host, port = server.address
         shown = "   ".join(f"{a}:{port}" for a in addresses_to_show(host))
         uptime = int(time.time() - server.started_at)
@@ -268,14 +277,14 @@ class ServerWindow(ctk.CTk):
                     f"{uptime % 60:02d}   ·   {len(hub.users)} online   ·   "
                     f"{hub.messages} messages   ·   {self.rate:.0f} msg/s")
         self.status.show(True, f"Clients connect to  {shown}", counters,
-                         fingerprint=server.fingerprint)
+                         fingerprint=server.fingerprint, problem=hub.storage_problem)
         self.clients.set_rows({
             str(id(p)): (p.nick, f"{p.addr[0]}:{p.addr[1]}",
                          ", ".join(r.name for r in p.rooms.values()),
                          time.strftime("%H:%M:%S", time.localtime(p.connected_ts / 1000)),
                          p.sent)
             for p in hub.users.values()})
-        self.operator.set_rooms(sorted((r.name for r in hub.rooms.values()), key=str.casefold))
+        self.operator.set_rooms([hub.rooms[k].name for k in hub.room_order[:MENU_ROOMS]])
         self.bans.set_rows({
             f"{b.kind}|{b.key}": (b.kind, b.value,
                                   "forever" if b.expires is None else
@@ -288,7 +297,8 @@ class ServerWindow(ctk.CTk):
         dark = is_dark()
         style = ttk.Style(self)
         style.theme_use("default")
-        bg, fg, sel = ("#2b2b2b", "#dce4ee", "#1f538d") if dark else ("#ffffff", "#1a1a1a", "#3a7ebf")
+        bg, fg, sel = (("#2b2b2b", "#dce4ee", "#1f538d") if dark
+                       else ("#ffffff", "#1a1a1a", "#3a7ebf"))
         style.configure("Clients.Treeview", background=bg, foreground=fg, fieldbackground=bg,
                         rowheight=24, borderwidth=0)
         style.map("Clients.Treeview", background=[("selected", sel)],

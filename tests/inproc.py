@@ -9,8 +9,9 @@ polls every client in turn, with a deadline, so no thread is needed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from chat.client import ChatClient
 from chat.config import ServerConfig

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from windows import Window, start_xvfb  # noqa: E402
-from wire import connect  # noqa: E402
+from windows import Window, start_xvfb
+from wire import connect
 
 
 def shoot(win: Window, path: Path) -> None:

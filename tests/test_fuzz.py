@@ -7,6 +7,7 @@ property instead (the long run quoted in the README).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -14,7 +15,8 @@ import sqlite3
 import time
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from chat.errors import ProtocolError
 from chat.protocol import FrameDecoder, parse_request
@@ -84,7 +86,7 @@ streams = st.lists(lines, max_size=12).map(b"".join)
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
     edges = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(edges, edges[1:]) if b > a]
+    return [data[a:b] for a, b in itertools.pairwise(edges) if b > a]
 
 
 def decode_all(chunks: list[bytes]) -> list:
@@ -104,9 +106,9 @@ def test_decoder_never_raises_anything_else_and_ignores_how_bytes_are_split(data
     whole = decode_all([data])
     assert decode_all(split(data, cuts)) == whole
     assert decode_all([data[i:i + 1] for i in range(len(data))]) == whole
-    for event in whole:
-        assert isinstance(event, dict) and isinstance(event["type"], str) or \
-            event in {"bad_frame", "frame_too_long"}
+    for item in whole:
+        assert (isinstance(item, dict) and isinstance(item["type"], str)) or \
+            item in {"bad_frame", "frame_too_long"}
 
 
 @fuzz_settings(500)

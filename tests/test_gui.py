@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
-
 from windows import Window, start_xvfb
 from wire import Wire, connect
 
@@ -19,6 +19,8 @@ from wire import Wire, connect
 def display():
     proc = None
     if not os.environ.get("DISPLAY"):
+        if shutil.which("Xvfb") is None:
+            pytest.skip("Xvfb is not installed (python tests/prepare.py installs it)")
         proc = start_xvfb()
     yield os.environ["DISPLAY"]
     if proc is not None:
@@ -114,10 +116,10 @@ def test_kick_removes_a_client(open_window, tmp_path):
 
 def test_connect_form_errors_and_retry(open_window, tmp_path):
     server, port = server_window(open_window, tmp_path)
-    holder = connect(port, "bob")  # noqa: F841 (keeps the nickname taken)
+    holder = connect(port, "bob")
     win = open_window("client")
     win.wait("win.form.winfo_ismapped()")
-    win.exec(f"win.form.fill('127.0.0.1', 1, 'carol', ''); win.form.connect_button.invoke()")
+    win.exec("win.form.fill('127.0.0.1', 1, 'carol', ''); win.form.connect_button.invoke()")
     win.wait("win.form.error_label.cget('text')", lambda t: "ECONNREFUSED" in t)
     win.exec(f"win.form.fill('127.0.0.1', {port}, 'BOB', ''); win.form.connect_button.invoke()")
     win.wait("win.form.error_label.cget('text')", lambda t: "taken" in t)

@@ -11,7 +11,6 @@ from chat.hub import Hub
 from chat.operator import Operator
 from chat.store import Store
 
-
 HUBS: list[Hub] = []
 
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import MAIN, ROOT
 from wire import connect
 

@@ -8,8 +8,17 @@ import pytest
 
 from chat.errors import ProtocolError
 from chat.protocol import (
-    CLOSED, NEED_DATA, FrameDecoder, check_ref, check_text, decode_frame, encode,
-    name_key, normal_nick, normal_room, parse_request,
+    CLOSED,
+    NEED_DATA,
+    FrameDecoder,
+    check_ref,
+    check_text,
+    decode_frame,
+    encode,
+    name_key,
+    normal_nick,
+    normal_room,
+    parse_request,
 )
 
 

@@ -6,9 +6,7 @@ import json
 import time
 
 import pytest
-
 from wire import Wire, connect, crowd
-
 
 # ------------------------------------------------------------------ framing
 
@@ -194,7 +192,7 @@ def test_failed_hello_keeps_connection_for_a_retry(server, hello, code):
 
 
 def test_nick_taken_compares_casefolded_and_nfc(server):
-    holder = connect(server.port, "Zoë")  # noqa: F841 (kept open)
+    holder = connect(server.port, "Zoë")
     a = Wire(server.port)
     a.send(type="hello", nick="ZOE\u0308", proto=1)
     a.error("nick_taken")

@@ -11,8 +11,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 DRIVER = str(Path(__file__).with_name("gui_driver.py"))
 
@@ -54,7 +55,8 @@ def _wait_for_x_socket(display: str, proc: subprocess.Popen, timeout: float = 10
             return
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Xvfb display :{display} is not accepting connections")
+                raise RuntimeError(f"Xvfb display :{display} is not accepting "
+                                   "connections") from None
             select.select([], [], [], 0.05)  # a short pause between connection tries
         finally:
             probe.close()

@@ -51,7 +51,7 @@ class Wire:
         self.sock.settimeout(remaining)
         try:
             data = self.sock.recv(1 << 20)
-        except socket.timeout:
+        except TimeoutError:
             return False
         except (ConnectionResetError, BrokenPipeError):
             data = b""
