@@ -29,6 +29,20 @@ HISTORY_LIMIT_DEFAULT = 50
 # larger one can name no message; outside 0..MAX_ID it is `bad_field`.
 MAX_ID = 2 ** 63 - 1
 RESERVED_NICKS = frozenset({"server", "system"})  # compared after casefold
+# Letters of other scripts (and Latin small capitals) that look like the letters of
+# the reserved names, after NFKC and casefold (which already take fullwidth and other
+# compatibility forms to plain letters): from Unicode's confusables (UTS #39), for the
+# letters e m r s t v y. Cherokee is listed in both cases: its casefold goes upward.
+LOOKALIKES = str.maketrans({
+    "е": "e", "ҽ": "e", "ε": "e", "ᴇ": "e", "ꬲ": "e", "℮": "e", "Ꭼ": "e", "ꭼ": "e",
+    "м": "m", "ᴍ": "m", "μ": "m", "Ꮇ": "m", "ꮇ": "m",
+    "г": "r", "ᴦ": "r", "ⲅ": "r", "ʀ": "r", "ꭇ": "r", "ꭈ": "r", "Ꭱ": "r", "ꭱ": "r",
+    "ꮁ": "r",
+    "ѕ": "s", "ꜱ": "s", "ꓢ": "s", "Ꮪ": "s", "ꮪ": "s", "ƽ": "s",
+    "т": "t", "τ": "t", "ᴛ": "t", "Ꭲ": "t", "ꭲ": "t",
+    "ѵ": "v", "ν": "v", "ᴠ": "v", "Ꮩ": "v", "ꮩ": "v", "٧": "v", "۷": "v",
+    "у": "y", "ү": "y", "γ": "y", "υ": "y", "ʏ": "y", "ყ": "y", "Ꭹ": "y", "ꭹ": "y",
+})
 NAME_PUNCTUATION = frozenset("_-.")
 DEFAULT_ROOM = "general"
 
@@ -168,10 +182,21 @@ def name_key(name: str) -> str:
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
 
 
+def looks_reserved(nick: str) -> bool:
+    """Whether ``nick`` is, or looks like, a reserved name: compatibility forms
+    (fullwidth letters), letters of other scripts that look Latin, and "rn" for "m"
+    all count, so that nobody can pose as the operator."""
+    if name_key(nick) in RESERVED_NICKS:
+        return True
+    skeleton = unicodedata.normalize("NFKC", nick).casefold()
+    skeleton = skeleton.translate(LOOKALIKES).replace("rn", "m")
+    return skeleton in RESERVED_NICKS
+
+
 def normal_nick(raw: str) -> str | None:
     """The NFC spelling of a valid nickname, or None when it is not valid."""
     nick = _normal_name(raw, MAX_NICK)
-    if nick is None or name_key(nick) in RESERVED_NICKS:
+    if nick is None or looks_reserved(nick):
         return None
     return nick
 

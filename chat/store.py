@@ -131,7 +131,8 @@ class Store:
         """A damaged file is refused at start, not found out at the first `hello`."""
         problems = [r[0] for r in self._db.execute("PRAGMA quick_check(3)").fetchall()]
         if problems != ["ok"]:
-            raise StoreError(f"database {self.path} is damaged ({problems[0]}): restore "
+            first = " ".join(str(problems[0]).split())[:120]  # one line
+            raise StoreError(f"database {self.path} is damaged ({first}): restore "
                              "a backup, or move the file away to start a new history",
                              "the database file is damaged")
 
@@ -174,15 +175,18 @@ class Store:
         self._in_transaction = True
 
     def _reopen(self) -> None:
+        # The old connection goes first: SQLite shares one file handle and one
+        # shared-memory map per file within a process, so a new connection opened
+        # beside it would inherit its read-only view.
         self._reopen_at = None
+        self._db.close()
         try:
-            db = self._connect()
+            self._db = self._connect()
         except sqlite3.Error as exc:
             self._reopen_at = self.clock() + REOPEN_SECONDS
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=0)
             raise StoreError(f"database {self.path}: {exc}", reason_of(exc),
                              write=True) from None
-        self._db.close()
-        self._db = db
 
     # Accounts and bans are written in the pass's transaction too; the hub commits
     # at once after them, so the reply that confirms one goes out only when stored.

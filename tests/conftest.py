@@ -27,9 +27,18 @@ class Server:
         return self.proc.wait(timeout)
 
 
-def launch(db: Path, *args: str, stdin: int | None = None) -> Server:
-    cmd = [sys.executable, MAIN, "--server", "--headless", "--host", "127.0.0.1",
-           "--port", "0", "--db", str(db), "--quiet", *args]
+def launch(db: Path, *args: str, stdin: int | None = None, prelude: str = "",
+           wrapper: tuple[str, ...] = ()) -> Server:
+    """``prelude``: Python run in the server's process before main.py (a test's
+    injected fault); ``wrapper``: a command that runs the server (setpriv ...)."""
+    argv = ["--server", "--headless", "--host", "127.0.0.1", "--port", "0", "--db", str(db),
+            "--quiet", *args]
+    if prelude:
+        code = (f"{prelude}\nimport runpy, sys\nsys.argv = {[MAIN, *argv]!r}\n"
+                f"runpy.run_path({MAIN!r}, run_name='__main__')")
+        cmd = [*wrapper, sys.executable, "-c", code]
+    else:
+        cmd = [*wrapper, sys.executable, MAIN, *argv]
     proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT)
     line = proc.stdout.readline()  # the server prints it once it accepts
@@ -44,8 +53,10 @@ def start_server(tmp_path):
     """Start servers on port 0 with a db in tmp_path; each must exit 0 on SIGTERM."""
     started: list[Server] = []
 
-    def start(*args: str, db: Path | None = None, stdin: int | None = None) -> Server:
-        server = launch(db or tmp_path / "chat.db", *args, stdin=stdin)
+    def start(*args: str, db: Path | None = None, stdin: int | None = None,
+              prelude: str = "", wrapper: tuple[str, ...] = ()) -> Server:
+        server = launch(db or tmp_path / "chat.db", *args, stdin=stdin, prelude=prelude,
+                        wrapper=wrapper)
         started.append(server)
         return server
 

@@ -1,0 +1,182 @@
+"""Helpers for flood tests: a probe that pings the server from its own thread, many
+raw clients on one selector, a database filled before the server starts.
+
+Threads are fine in tests (only the server may not use them): the probe measures
+how long the server takes to answer one client while the test floods it.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+
+from wire import Wire, connect
+
+from chat.store import Store
+
+PROBE_LIMIT_S = 0.25  # the issue's bound: a probe's ping is answered within 250 ms
+WELCOME_LIMIT_S = 1.0  # and a new client's hello is welcomed within 1 s
+
+
+class Probe:
+    """A registered client in no room that pings every 20 ms and keeps each round
+    trip; ``stop`` returns the slowest."""
+
+    def __init__(self, port: int) -> None:
+        self.wire = connect(port, "probe", rooms=[])
+        self.rtts: list[float] = []
+        self.failure: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        count = 0
+        while not self._stop.is_set():
+            count += 1
+            token = f"probe{count}"
+            started = time.monotonic()
+            try:
+                self.wire.send(type="ping", token=token)
+                self.wire.until("pong", timeout=10, token=token)
+            except Exception as exc:  # reported by stop()
+                self.failure = repr(exc)
+                return
+            self.rtts.append(time.monotonic() - started)
+            self._stop.wait(0.02)  # pacing, not synchronisation
+
+    def stop(self) -> float:
+        deadline = time.monotonic() + 5
+        while len(self.rtts) < 3 and self.failure is None and time.monotonic() < deadline:
+            self._thread.join(0.02)  # a few round trips at least, however short the test
+        self._stop.set()
+        self._thread.join(15)
+        assert self.failure is None, self.failure
+        assert len(self.rtts) >= 3, self.rtts
+        self.wire.close()
+        return max(self.rtts)
+
+
+def welcome_time(port: int, nick: str, **fields) -> float:
+    """Seconds from a new connection's `hello` to its `welcome`."""
+    started = time.monotonic()
+    wire = Wire(port)
+    try:
+        wire.send(type="hello", nick=nick, proto=1, **fields)
+        wire.until("welcome", timeout=10)
+        return time.monotonic() - started
+    finally:
+        wire.close()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def fill_history(db: Path, room: str, count: int, text: str) -> None:
+    """``count`` messages in ``room``, written before the server starts."""
+    store = Store(str(db))
+    for i in range(count):
+        store.add(1_700_000_000_000 + i, "filler", f"{i} {text}", room_key=room,
+                  room_name=room)
+        if i % 5000 == 4999:
+            store.commit()
+    store.close()
+
+
+class Swarm:
+    """Many raw clients on one selector: ``hello`` each, drain what they get, and
+    note which were welcomed. Their bytes are not parsed beyond the first line."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sel = selectors.DefaultSelector()
+        self.socks: list[socket.socket] = []
+        self.first: dict[socket.socket, bytes] = {}
+        self.welcomed: set[socket.socket] = set()
+        self.refused: set[socket.socket] = set()
+        self.closed: set[socket.socket] = set()
+
+    def add(self, hello: bytes, source: str = "127.0.0.1") -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30,
+                                        source_address=(source, 0))
+        sock.sendall(hello)
+        sock.setblocking(False)
+        self.sel.register(sock, selectors.EVENT_READ)
+        self.socks.append(sock)
+        self.first[sock] = b""
+        return sock
+
+    def pump(self, seconds: float = 0.05) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            for key, _ in self.sel.select(max(0.0, deadline - time.monotonic())):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    data = sock.recv(1 << 20)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    self.sel.unregister(sock)
+                    self.closed.add(sock)
+                    continue
+                if sock in self.first:
+                    head = self.first[sock] + data
+                    if b"\n" in head:
+                        line = head.split(b"\n", 1)[0]
+                        del self.first[sock]
+                        if b'"welcome"' in line:
+                            self.welcomed.add(sock)
+                        else:
+                            self.refused.add(sock)
+                    else:
+                        self.first[sock] = head
+            if time.monotonic() >= deadline:
+                return
+
+    def pump_until(self, condition, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "swarm: condition not met in time"
+            self.pump()
+
+    def reset_all(self) -> None:
+        """Every connection ends with a reset (no FIN, no `bye`)."""
+        for sock in self.socks:
+            if sock not in self.closed:
+                self.sel.unregister(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        self.socks.clear()
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close()
+        self.sel.close()
+
+
+def raise_fd_limit(wanted: int) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(wanted, soft)), hard))
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < wanted:
+        import pytest
+
+        pytest.skip(f"needs {wanted} open files (ulimit -n)")
+
+
+def can_mount() -> bool:
+    return os.geteuid() == 0
