@@ -30,8 +30,8 @@ HASHES_PER_PASS = 1  # the loop stalls at most one hash (~50 ms) before serving 
 # Each address and each connection has a share of its own, so that guessing from
 # elsewhere (or register spam) cannot take every hash: the owner of a nickname still
 # signs in. Addresses take turns for the hashes; a few checks may wait per address.
-HOST_AUTH_RATE = 1.0
-HOST_AUTH_BURST = 5
+HOST_AUTH_RATE = 2.0
+HOST_AUTH_BURST = 6
 CONNECTION_AUTH_RATE = 0.5
 CONNECTION_AUTH_BURST = 3
 HOST_QUEUE = 4

@@ -32,6 +32,8 @@ from chat.errors import Later, ProtocolError, StoreError
 from chat.model import Peer, TokenBucket
 from chat.store import Store
 
+SIGN_IN, REGISTER = "sign-in", "register"  # what a password check is for
+
 log = logging.getLogger("chat.server")
 
 
@@ -49,8 +51,10 @@ class Gate:
         self.hashes_left = HASHES_PER_PASS
         # Password checks waiting for their turn, by address, served in turn: a flood
         # of guesses from some addresses delays the others by one hash per address.
-        self.turns: dict[str, list[Peer]] = {}
-        self.host_buckets: dict[str, TokenBucket] = {}
+        # Lines are by (address, what for): signing in and registering wait apart, so
+        # register spam cannot push a sign-in from the same address out of line.
+        self.turns: dict[tuple[str, str], list[Peer]] = {}
+        self.host_buckets: dict[tuple[str, str], TokenBucket] = {}
         self.peer_buckets: dict[Peer, TokenBucket] = {}
 
     def new_pass(self, held: Container[Peer]) -> None:
@@ -58,12 +62,12 @@ class Gate:
         requests that are no longer held (answered otherwise, or closed) give up
         their place."""
         self.hashes_left = HASHES_PER_PASS
-        for host in list(self.turns):
-            waiting = [p for p in self.turns[host] if p in held and not p.closing]
+        for line in list(self.turns):
+            waiting = [p for p in self.turns[line] if p in held and not p.closing]
             if waiting:
-                self.turns[host] = waiting
+                self.turns[line] = waiting
             else:
-                del self.turns[host]
+                del self.turns[line]
 
     @property
     def waiting(self) -> bool:
@@ -82,10 +86,11 @@ class Gate:
             self.per_host[host] = left
         else:
             del self.per_host[host]
-            bucket = self.host_buckets.get(host)
-            if bucket is not None and bucket.ready(self.clock()) and \
-                    bucket.tokens >= bucket.burst:
-                del self.host_buckets[host]  # full again: nothing to remember
+            for line in ((host, SIGN_IN), (host, REGISTER)):
+                bucket = self.host_buckets.get(line)
+                if bucket is not None and bucket.ready(self.clock()) and \
+                        bucket.tokens >= bucket.burst:
+                    del self.host_buckets[line]  # full again: nothing to remember
         self.peer_buckets.pop(peer, None)
 
     def refusal(self, host: str) -> ProtocolError | None:
@@ -151,14 +156,16 @@ class Gate:
 
     # ------------------------------------------------------------ accounts
 
-    def _spend_auth(self, peer: Peer) -> None:
+    def _spend_auth(self, peer: Peer, purpose: str) -> None:
         """Password hashing is slow on purpose: the loop does at most one a pass and
-        ``AUTH_RATE`` a second. A request that needs one waits (``Later``) in its
-        address's queue until its turn, addresses taking turns; an address or a
-        connection asking for more than its own share is refused (``rate_limited``)
-        without a hash, so nobody's guessing can lock out a nickname's owner."""
+        ``AUTH_RATE`` a second. A request that needs one waits (``Later``) in the
+        line of its address and purpose until its turn, lines taking turns; an
+        address or a connection asking for more than its own share is refused
+        (``rate_limited``) without a hash. So nobody's guessing from elsewhere, and
+        nobody's register spam, can lock out a nickname's owner."""
         now = self.clock()
-        queue = self.turns.get(peer.host)
+        line = (peer.host, purpose)
+        queue = self.turns.get(line)
         if queue is None or peer not in queue:
             if queue is not None and len(queue) >= HOST_QUEUE:
                 raise self._busy()
@@ -166,24 +173,24 @@ class Gate:
             if own is None:
                 own = self.peer_buckets[peer] = TokenBucket(
                     CONNECTION_AUTH_RATE, CONNECTION_AUTH_BURST, now)
-            host = self.host_buckets.get(peer.host)
+            host = self.host_buckets.get(line)
             if host is None:
-                host = self.host_buckets[peer.host] = TokenBucket(
+                host = self.host_buckets[line] = TokenBucket(
                     HOST_AUTH_RATE, HOST_AUTH_BURST, now)
             if not (own.ready(now) and host.ready(now)):
                 raise self._busy()
             own.take(now)
             host.take(now)
-            queue = self.turns.setdefault(peer.host, [])
+            queue = self.turns.setdefault(line, [])
             queue.append(peer)
         if (self.hashes_left <= 0 or queue[0] is not peer
-                or next(iter(self.turns)) != peer.host or not self.auth_bucket.take(now)):
+                or next(iter(self.turns)) != line or not self.auth_bucket.take(now)):
             raise Later()
         self.hashes_left -= 1
         del queue[0]
-        del self.turns[peer.host]  # its turn is over: to the back of the line
+        del self.turns[line]  # its turn is over: to the back of the line
         if queue:
-            self.turns[peer.host] = queue
+            self.turns[line] = queue
 
     @staticmethod
     def _busy() -> ProtocolError:
@@ -203,7 +210,7 @@ class Gate:
         if password is None:
             raise ProtocolError("nick_registered", f"The nickname '{nick}' is registered; "
                                 "give its password or choose another nickname.")
-        self._spend_auth(peer)
+        self._spend_auth(peer, SIGN_IN)
         if not verify(account, password):
             log.info("wrong password for %s from %s", nick, peer.host)
             raise ProtocolError("auth_failed", f"Wrong password for the nickname '{nick}'.")
@@ -218,7 +225,7 @@ class Gate:
         if peer.key not in peer.accounts and self.store.account(peer.key) is not None:
             raise ProtocolError("nick_registered",
                                 f"The nickname '{peer.nick}' is already registered.")
-        self._spend_auth(peer)
+        self._spend_auth(peer, REGISTER)
         self.store.put_account(make_account(peer.key, peer.nick, password, self.now_ms()))
         self._stored()
         peer.accounts.add(peer.key)

@@ -66,6 +66,7 @@ class Hub:
         self.closing: dict[Peer, None] = {}  # out of the chat, socket still open
         self.gate = Gate(config, store, clock, self.now_ms, self.commit)
         self.messages = 0
+        self.cost = 0  # frames queued on members in this pass (the server's budget)
         self.storage_problem: str | None = None  # why writing fails, while it does
         # The last replay made per room (key: after, before, limit, byte budget),
         # dropped at the room's next message.
@@ -91,6 +92,7 @@ class Hub:
         every peer still receives everything in the order it happened."""
         self._batch_for(room)
         room.pending.append((data, special, special_data))
+        self.cost += len(room.members)
 
     def to_peer(self, peer: Peer, data: bytes) -> None:
         batch = self._batch
@@ -274,6 +276,7 @@ class Hub:
         peer.nick, peer.key = new, key
         self.users[key] = peer
         data = encode(renamed)
+        self.cost += len(others)
         self.deliver()  # one `renamed` per user, whatever rooms it shares
         for other in others:
             other.queue(data)

@@ -40,6 +40,12 @@ PASS_BUDGET_S = 0.05  # a pass takes no new frames after this long (timers, fair
 MIN_WORK_S = 0.005  # however long reading took, a pass handles frames this long
 HELD_WAKE_S = 0.02  # while password checks wait for their turn, wake up this often
 MIN_HIGH_WATER = 16 * 1024
+# Frames queued on members per pass (a broadcast to a room of 5,000 counts 5,000):
+# past this, frames and closes wait for the next pass, so a storm of joins or of
+# leaves in a big room (quadratic by nature) is worked off over many short passes.
+COST_PER_PASS = 200_000
+CLOSES_PER_PASS = 16  # closes done in a pass whatever it cost, so they always move on
+REGISTERED_SHARE = 0.7  # of the frame budget, for registered users before new arrivals
 INPUT_READ = 4096  # bytes read from a watched input (the operator console) per pass
 ACCEPT_BATCH = 256  # connections accepted per pass
 TICK_SECONDS = 0.1  # how often timers (hello, ping, close deadlines) are checked
@@ -91,7 +97,9 @@ class ChatServer:
         self._accept_paused_until = 0.0
         # Peers whose input waits, each in the order it came (their sockets are not
         # read meanwhile, so TCP pushes back on them and nobody else):
-        self._pending: dict[Peer, None] = {}  # frames to handle
+        self._pending: dict[Peer, None] = {}  # frames to handle (registered users)
+        self._arriving: dict[Peer, None] = {}  # frames to handle (before `hello`)
+        self._dying: dict[Peer, bool] = {}  # the connection ended: close (flush?)
         self._held: dict[Peer, None] = {}  # a request waiting for its password check
         self._paused: dict[Peer, None] = {}  # until its output drains below high water
         # A peer's frames wait while this much of its output is unsent: what it asks
@@ -175,7 +183,8 @@ class ChatServer:
         hub = self.hub
         self._pass_deadline = time.perf_counter() + budget
         hub.gate.new_pass(self._held)
-        if self._pending or hub.dirty:
+        hub.cost = 0
+        if self._pending or self._arriving or self._dying or hub.dirty:
             timeout = 0.0
         elif self._held:
             timeout = min(timeout, HELD_WAKE_S)
@@ -187,6 +196,7 @@ class ChatServer:
                 self._crashed(key.data)
         worked = self._work()
         worked += self._retry_held()
+        worked += self._bury()
         now = self.clock()
         if now >= self._next_tick:
             self._next_tick = now + TICK_SECONDS
@@ -215,25 +225,60 @@ class ChatServer:
 
     def _waiting(self, peer: Peer) -> bool:
         """Whether input of ``peer`` waits to be handled (so it is not read now)."""
-        return peer in self._pending or peer in self._held or peer in self._paused
+        return (peer in self._pending or peer in self._arriving or peer in self._held
+                or peer in self._paused or peer in self._dying)
+
+    def _queue(self, peer: Peer) -> None:
+        """``peer`` has frames to handle: to the back of its line."""
+        (self._pending if peer.nick is not None else self._arriving)[peer] = None
+
+    def _over_budget(self) -> bool:
+        return (time.perf_counter() >= self._pass_deadline
+                or self.hub.cost >= COST_PER_PASS)
 
     def _work(self) -> int:
-        """Handle waiting frames, peer after peer in order, within the pass's budget."""
-        pending = self._pending
-        if not pending:
+        """Handle waiting frames, peer after peer in order, within the pass's budget:
+        registered users first (most of the budget), then connections still saying
+        `hello`, then registered users again with what is left."""
+        if not self._pending and not self._arriving:
             return 0
-        self._pass_deadline = max(self._pass_deadline, time.perf_counter() + MIN_WORK_S)
+        now = time.perf_counter()
+        deadline = max(self._pass_deadline, now + MIN_WORK_S)
+        self._pass_deadline = now + (deadline - now) * REGISTERED_SHARE
+        worked = self._serve(self._pending)
+        self._pass_deadline = deadline
+        worked += self._serve(self._arriving)
+        worked += self._serve(self._pending)
+        return worked
+
+    def _serve(self, queue: dict[Peer, None]) -> int:
         worked = 0
-        for peer in list(pending):
-            if time.perf_counter() >= self._pass_deadline:
+        for peer in list(queue):
+            if self._over_budget():
                 break
-            del pending[peer]
+            del queue[peer]
             worked += 1
             try:
                 self._handle_frames(peer)
             except Exception:
                 self._crashed(peer)
         return worked
+
+    def _bury(self) -> int:
+        """Close connections that ended (EOF, reset), as many as the pass's budget
+        allows: a crowd leaving at once is told to the rest over several passes."""
+        dying = self._dying
+        done = 0
+        for peer in list(dying):
+            if done >= CLOSES_PER_PASS and self.hub.cost >= COST_PER_PASS:
+                break
+            flush = dying.pop(peer)
+            done += 1
+            try:
+                self.hub.close(peer, "disconnected", flush=flush)
+            except Exception:
+                self._crashed(peer)
+        return done
 
     def _retry_held(self) -> int:
         """Requests waiting for a password check are tried again (the gate lets the
@@ -264,7 +309,7 @@ class ChatServer:
         if peer.closing:
             return
         if peer.decoder is not None and peer.decoder.has_frames:
-            self._pending[peer] = None
+            self._queue(peer)
         self._watch(peer)
 
     def _crashed(self, peer: Any) -> None:
@@ -274,7 +319,8 @@ class ChatServer:
         log.exception("internal error while serving %s; its connection is closed", who)
         if not isinstance(peer, Peer):
             return
-        for waiting in (self._pending, self._held, self._paused):
+        for waiting in (self._pending, self._arriving, self._held, self._paused,
+                        self._dying):
             waiting.pop(peer, None)
         try:
             self.hub.error(peer, ProtocolError("internal_error", INTERNAL_ERROR), None)
@@ -437,11 +483,12 @@ class ChatServer:
                     ssl.SSLWantWriteError):
                 break
             except OSError:
-                self.hub.lost(peer)
+                self._doomed(peer)
                 return
             if not data:
                 # EOF: a half-closed peer may still read what it asked for.
-                self.hub.close(peer, "disconnected")
+                self._dying[peer] = True
+                self._watch(peer)
                 return
             if peer.phase == FRESH:
                 peer.phase = READY
@@ -451,7 +498,7 @@ class ChatServer:
                     return
             decoder.receive_data(data)
         if decoder.has_frames:
-            self._pending[peer] = None  # handled in this pass's turn, in order
+            self._queue(peer)  # handled in this pass's turn, in order
             self._watch(peer)
 
     def _handle_frames(self, peer: Peer) -> None:
@@ -465,7 +512,7 @@ class ChatServer:
                 self._paused[peer] = None  # resumed when it has read its output
                 self._watch(peer)
                 return
-            if time.perf_counter() > self._pass_deadline:
+            if self._over_budget():
                 break
             try:
                 frame = decoder.next_event()
@@ -482,7 +529,7 @@ class ChatServer:
                 self._held[peer] = None
                 return
         if decoder.has_frames:
-            self._pending[peer] = None  # the back of the line
+            self._queue(peer)  # the back of the line
         self._watch(peer)
 
     # ------------------------------------------------------------ output
@@ -495,27 +542,36 @@ class ChatServer:
         max_backlog = self.config.max_backlog
         for peer in dirty:
             out = peer.out
-            if out and peer.sock is not None:
+            if out and peer.sock is not None and peer not in self._dying:
                 try:
                     sent = peer.sock.send(out)
                 except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
                         ssl.SSLWantReadError):
                     sent = 0
                 except OSError:  # the peer is gone: nothing queued can reach it
-                    hub.close(peer, "disconnected", flush=False)
-                    out.clear()
-                    sent = 0
+                    self._doomed(peer)
+                    continue
                 if sent:
                     del out[:sent]
                 if len(out) > max_backlog and not peer.closing:
                     log.info("%s is not reading: closed at %d bytes of backlog",
                              peer.nick or peer.host, len(out))
-                    hub.close(peer, "disconnected", flush=False)
+                    self._doomed(peer)
+                    continue
             if peer in self._paused and len(out) <= self.high_water:
                 del self._paused[peer]
                 self._resume(peer)
             else:
                 self._watch(peer)
+
+    def _doomed(self, peer: Peer) -> None:
+        """Its connection broke or it is cut off: closed in a coming pass, within
+        the pass's budget (a crowd of them is told to the rest a part at a time);
+        nothing more is sent to it."""
+        if not peer.closing:
+            self._dying[peer] = False
+        peer.out.clear()
+        self._watch(peer)
 
     def _watch(self, peer: Peer) -> None:
         """Watch for writability only while output waits (asyncio's pattern), and
@@ -552,6 +608,7 @@ class ChatServer:
                 peer.events = 0
             peer.sock.close()
             peer.sock = None
-        for waiting in (self._pending, self._held, self._paused):
+        for waiting in (self._pending, self._arriving, self._held, self._paused,
+                        self._dying):
             waiting.pop(peer, None)
         self.hub.forget(peer)

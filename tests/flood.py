@@ -180,3 +180,66 @@ def raise_fd_limit(wanted: int) -> None:
 
 def can_mount() -> bool:
     return os.geteuid() == 0
+
+
+class Attackers:
+    """Connections from several loopback addresses that keep sending ``line`` (a
+    guess, say) from their own thread: a new connection for each one closed, the
+    same line again after each refusal that keeps the connection. ``setup`` goes
+    first on each connection, with ``{n}`` replaced by a counter."""
+
+    def __init__(self, port: int, line: bytes, addresses: list[str], per_address: int,
+                 setup: bytes = b"") -> None:
+        self.port, self.line, self.setup = port, line, setup
+        self.sel = selectors.DefaultSelector()
+        self.sent = 0
+        self.failure: str | None = None
+        self._stop = threading.Event()
+        self._slots = [a for a in addresses for _ in range(per_address)]
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _open(self, address: str) -> None:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10,
+                                        source_address=(address, 0))
+        self.opened = getattr(self, "opened", 0) + 1
+        sock.sendall(self.setup.replace(b"{n}", b"%d" % self.opened) + self.line)
+        sock.setblocking(False)
+        self.sent += 1
+        self.sel.register(sock, selectors.EVENT_READ, address)
+
+    def _run(self) -> None:
+        try:
+            for address in self._slots:
+                self._open(address)
+            while not self._stop.is_set():
+                for key, _ in self.sel.select(0.05):
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    try:
+                        data = sock.recv(65536)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError:
+                        data = b""
+                    if data and b'"error"' in data:
+                        try:
+                            sock.sendall(self.line)  # refused but still open: again
+                            self.sent += 1
+                        except OSError:
+                            data = b""
+                    if not data:
+                        self.sel.unregister(sock)
+                        sock.close()
+                        self._open(key.data)
+        except Exception as exc:  # reported by stop()
+            self.failure = repr(exc)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(15)
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        self.sel.close()
+        assert self.failure is None, self.failure
+        return self.sent
