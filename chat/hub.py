@@ -351,8 +351,9 @@ class Hub:
                 self.write_failed(exc)
             else:
                 log.warning("cannot read the database: %s", exc.reason)
-            self.error(peer, ProtocolError("store_failed", "The server could not "
-                                           f"do that ({exc.reason}); try again later."), ref)
+            message = (STORE_FAILED.format(why=exc.reason) if frame["type"] == "send" else
+                       f"The server could not do that ({exc.reason}); try again later.")
+            self.error(peer, ProtocolError("store_failed", message), ref)
             return
         peer.errors = 0
 

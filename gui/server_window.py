@@ -275,7 +275,8 @@ class ServerWindow(ctk.CTk):
         uptime = int(time.time() - server.started_at)
         counters = (f"{server.config.name}   ·   up {uptime // 3600}:{uptime // 60 % 60:02d}:"
                     f"{uptime % 60:02d}   ·   {len(hub.users)} online   ·   "
-                    f"{hub.messages} messages   ·   {self.rate:.0f} msg/s")
+                    f"{hub.messages} message{'' if hub.messages == 1 else 's'}   ·   "
+                    f"{self.rate:.0f} msg/s")
         self.status.show(True, f"Clients connect to  {shown}", counters,
                          fingerprint=server.fingerprint, problem=hub.storage_problem)
         self.clients.set_rows({

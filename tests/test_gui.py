@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 
 import pytest
 from windows import Window, start_xvfb
@@ -353,3 +354,37 @@ def test_registered_nickname_in_the_client_window(open_window, tmp_path):
     other.exec(f"win.form.fill('127.0.0.1', {port}, 'alice', '', 'correct horse'); "
                "win.form.connect_button.invoke()")
     other.wait("win.client is not None and win.client.ready")
+
+
+def test_server_window_survives_a_failing_handler_and_a_locked_database(open_window,
+                                                                        tmp_path):
+    server, port = server_window(open_window, tmp_path, "--rate", "0")
+    server.exec("import chat.requests as r\n"
+                "real = r.HANDLERS['who']\n"
+                "def who(hub, peer, req, ref):\n"
+                "    if req['room'] == 'boom':\n"
+                "        raise ZeroDivisionError('injected fault')\n"
+                "    return real(hub, peer, req, ref)\n"
+                "r.HANDLERS['who'] = who")
+    alice = client_window(open_window, port, "alice")
+    carol = connect(port, "carol")
+    carol.send(type="who", room="boom")
+    assert carol.closed()[-1]["code"] == "internal_error"
+    server.wait("win.log_view.text()", lambda t: "ZeroDivisionError: injected fault" in t)
+    type_and_send(alice, "still served")
+    alice.wait("win.view.text()", lambda t: "alice: still served" in t)
+    assert server.wait("win.clients.rows()", lambda r: len(r) == 1)[0][0] == "alice"
+
+    locker = sqlite3.connect(tmp_path / "gui.db", isolation_level=None, timeout=10)
+    locker.execute("BEGIN EXCLUSIVE")
+    type_and_send(alice, "while locked")
+    alice.wait("win.view.text()", lambda t: "could not store your message" in t)
+    server.wait("win.status.state_label.cget('text')", lambda t: t == "● Not storing")
+    assert "locked by another program" in server.eval(
+        "win.status.counters_label.cget('text')")
+    locker.execute("ROLLBACK")
+    locker.close()
+    type_and_send(alice, "stored again")
+    alice.wait("win.view.text()", lambda t: "alice: stored again" in t)
+    server.wait("win.status.state_label.cget('text')", lambda t: t == "● Running")
+    assert "alice: while locked" not in view_text(alice)
