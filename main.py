@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING, NoReturn
@@ -18,7 +19,8 @@ from chat.errors import ChatError
 if TYPE_CHECKING:
     from chat.server import ChatServer
 
-PROG = "main.py"
+# "main.py" run as a script, "lanchat" as the installed command
+PROG = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "lanchat"
 
 
 class _Parser(argparse.ArgumentParser):
