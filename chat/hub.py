@@ -58,10 +58,8 @@ class Hub:
         self.wall = wall
         self.peers: dict[Peer, None] = {}  # every open connection
         self.users: dict[str, Peer] = {}  # registered peers by nick key
-        self.rooms: dict[str, Room] = {}
-        self.room_order: list[str] = []  # room keys, sorted: `rooms` pages
-        for key, name in store.rooms():
-            self._add_room(Room(name, key, True))
+        self.rooms = {key: Room(name, key, True) for key, name in store.rooms()}
+        self.room_order = sorted(self.rooms)  # room keys, sorted: `rooms` pages
         self.dirty: dict[Peer, int] = {}  # peers with output this pass: where it starts
         self.closing: dict[Peer, None] = {}  # out of the chat, socket still open
         self.gate = Gate(config, store, clock, self.now_ms, self.commit)
@@ -198,6 +196,7 @@ class Hub:
             msg_id = self.store.add(ts, nick, text, room_key=room.key,
                                     room_name=room.name, action=action)
             room.has_history = True
+            self.replays.pop(room.key, None)  # the room's history changed
             frame: dict[str, Any] = {"type": "message", "id": msg_id, "ts": ts,
                                      "room": room.name, "from": nick, "text": text}
         else:

@@ -81,7 +81,7 @@ def test_server_window_and_two_clients_chat(open_window, tmp_path):
     assert alice.eval("win.entry.get('1.0', 'end-1c')") == ""
     assert bob.eval("win.users.names") == ["alice", "bob"]
     server.wait("win.log_view.text()", lambda t: "alice -> general: hello bob" in t)
-    server.wait("win.status.counters_label.cget('text')", lambda t: "1 messages" in t)
+    server.wait("win.status.counters_label.cget('text')", lambda t: "1 message   ·" in t)
     # the operator speaks into the room and to everyone
     server.exec("win.operator.entry.insert(0, 'class starts now'); "
                 "win.operator.say_button.invoke()")

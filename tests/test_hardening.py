@@ -300,3 +300,16 @@ def test_look_alikes_of_reserved_names_are_bad_nick(server, nick):
 @pytest.mark.parametrize("nick", ["servers", "Σerver", "observer", "сервер", "systemic"])
 def test_names_that_only_resemble_are_allowed(nick):
     assert normal_nick(nick) == nick
+
+
+def test_a_crowd_joining_shares_one_replay_until_the_room_changes(start_server):
+    server = start_server("--rate", "0")
+    alice = connect(server.port, "alice")
+    alice.send(type="send", room="general", text="first")
+    alice.until("message")
+    early = [f["text"] for f in Wire(server.port).hello("bob") if f["type"] == "message"]
+    same = [f["text"] for f in Wire(server.port).hello("carol") if f["type"] == "message"]
+    alice.send(type="send", room="general", text="second")
+    alice.until("message", text="second")
+    late = [f["text"] for f in Wire(server.port).hello("dave") if f["type"] == "message"]
+    assert early == same == ["first"] and late == ["first", "second"]

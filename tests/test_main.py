@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -89,3 +90,26 @@ def test_help_lists_protocol_options():
                    "--max-frame", "--max-text", "--max-backlog", "--motd",
                    "--hello-timeout", "--ping-interval", "--ping-timeout", "--db"):
         assert option in result.stdout
+
+
+def test_the_installed_lanchat_command_runs_the_server(tmp_path):
+    """tests/prepare.py installs the project (pip install -e .[test]): `lanchat` is
+    the same entry point as main.py."""
+    command = shutil.which("lanchat", path=os.path.dirname(sys.executable)) or \
+        shutil.which("lanchat")
+    if command is None:
+        pytest.skip("the project is not installed (python tests/prepare.py installs it)")
+    proc = subprocess.Popen([command, "--server", "--headless", "--host", "127.0.0.1",
+                             "--port", "0", "--db", str(tmp_path / "c.db"), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("listening on 127.0.0.1:"), proc.stderr.read()
+        assert connect(int(line.rsplit(":", 1)[1]), "alice").barrier() == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        proc.stdout.close()
+        proc.stderr.close()
+    bad = subprocess.run([command, "--bogus"], capture_output=True, text=True, timeout=20)
+    assert bad.returncode == 2 and bad.stderr.startswith("lanchat: error:")
