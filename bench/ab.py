@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A/B: this checkout's server against another revision's, interleaved, in one run.
 
-    python bench/ab.py --base REV [--runs 3] [--seconds 3]
+    python bench/ab.py --base REV [--runs 3] [--seconds 3] [--shapes 10:10,500:20]
 
 REV (a commit, tag or branch of this repository) is checked out into a temporary git
 worktree; each run starts both servers in turn (headless, --rate 0, persistence on)
@@ -58,7 +58,10 @@ def main() -> int:
     parser.add_argument("--base", required=True, help="revision to compare against")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--shapes", default=",".join(f"{c}:{s}" for c, s in SHAPES),
+                        help="clients:senders, comma-separated (default: %(default)s)")
     args = parser.parse_args()
+    shapes = [tuple(int(n) for n in shape.split(":")) for shape in args.shapes.split(",")]
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         tree = tmp / "base"
@@ -68,7 +71,7 @@ def main() -> int:
             mains = {"base": tree / "main.py", "new": ROOT / "main.py"}
             results: dict[tuple[str, str], list[float]] = {}
             for _ in range(args.runs):
-                for clients, senders in SHAPES:
+                for clients, senders in shapes:
                     for label, main_py in mains.items():
                         rate = fan_out(main_py, tmp, clients, senders, args.seconds)
                         results.setdefault((f"{clients}:{senders}", label), []).append(rate)
@@ -77,7 +80,7 @@ def main() -> int:
                             str(tree)], check=True)
     print(f"| fan-out | base {args.base} | new | new/base | runs |")
     print("| --- | --- | --- | --- | --- |")
-    for clients, senders in SHAPES:
+    for clients, senders in shapes:
         shape = f"{clients}:{senders}"
         base = statistics.median(results[(shape, "base")])
         new = statistics.median(results[(shape, "new")])
