@@ -17,6 +17,7 @@ from flood import (
     Swarm,
     fill_history,
     raise_fd_limit,
+    report,
     rss_mb,
     welcome_time,
 )
@@ -55,7 +56,9 @@ def test_listing_100k_rooms_costs_the_asker_not_everyone(start_server, tmp_path)
     alice.send(type="rooms", after="room099800")
     page = alice.until("rooms")
     assert [r["name"] for r in page["rooms"]] == [f"room{i:06d}" for i in range(99801, 100000)]
-    assert probe.stop() < PROBE_LIMIT_S and welcome < WELCOME_LIMIT_S
+    slowest = probe.stop()
+    report("rooms", probe_max=slowest, welcome=welcome, rss_mb=rss_mb(server.proc.pid))
+    assert slowest < PROBE_LIMIT_S and welcome < WELCOME_LIMIT_S
     assert rss_mb(server.proc.pid) < 200
 
 
@@ -78,7 +81,9 @@ def test_history_floods_that_are_never_read_stay_within_each_backlog(start_serve
     ends = [reader.until("history_end", timeout=30) for _ in range(64)]
     assert [e["ref"] for e in ends] == [str(i) for i in range(64)]
     growth = rss_mb(server.proc.pid) - before
-    assert probe.stop() < PROBE_LIMIT_S and welcome < WELCOME_LIMIT_S
+    slowest = probe.stop()
+    report("history", probe_max=slowest, welcome=welcome, rss_growth_mb=growth)
+    assert slowest < PROBE_LIMIT_S and welcome < WELCOME_LIMIT_S
     assert growth < 50 * 1.0 + 40, growth  # about a MiB per stalled reader, not 8
     for sock in flooders:
         sock.close()
@@ -96,7 +101,9 @@ def test_a_rename_flood_reaches_the_room_a_few_times_only(start_server):
     welcome = welcome_time(server.port, "newcomer")
     seen = others[0].barrier()
     assert sum(f["type"] == "renamed" for f in seen) <= 12
-    assert probe.stop() < PROBE_LIMIT_S and welcome < WELCOME_LIMIT_S
+    slowest = probe.stop()
+    report("renames", probe_max=slowest, welcome=welcome)
+    assert slowest < PROBE_LIMIT_S and welcome < WELCOME_LIMIT_S
 
 
 def test_joins_with_since_zero_and_a_long_history(start_server, tmp_path):
@@ -113,7 +120,9 @@ def test_joins_with_since_zero_and_a_long_history(start_server, tmp_path):
     frames = late.hello("late", since=0)
     replayed = [f for f in frames if f["type"] == "message"]
     assert frames[-1].get("more") is True and replayed[-1]["text"].startswith("9999 ")
-    assert probe.stop() < PROBE_LIMIT_S and welcome < WELCOME_LIMIT_S
+    slowest = probe.stop()
+    report("since0", probe_max=slowest, welcome=welcome, replayed=len(replayed))
+    assert slowest < PROBE_LIMIT_S and welcome < WELCOME_LIMIT_S
     swarm.close()
 
 
@@ -146,6 +155,8 @@ def test_a_storm_of_5000_hellos_then_5000_resets(start_server):
         assert time.monotonic() < deadline, len(users)
         alice.send(type="who", room="general", ref="w")
     after_resets = probe.stop()
+    report("storm", storm_s=storm_s, probe_max_storm=during_storm,
+           probe_max_resets=after_resets, welcome=welcome)
     assert during_storm < PROBE_LIMIT_S, during_storm
     assert after_resets < PROBE_LIMIT_S and welcome < WELCOME_LIMIT_S, (after_resets, welcome)
     swarm.close()
@@ -185,6 +196,7 @@ def test_the_owner_signs_in_during_a_guessing_flood(start_server):
     probe = Probe(server.port)
     welcomed = sign_ins(server.port, 15)
     guesses = attackers.stop()
+    report("guessing", welcomed=welcomed, guesses=guesses)
     assert guesses > 30  # it was a flood
     assert welcomed >= 14, welcomed
     assert probe.stop() < PROBE_LIMIT_S
@@ -197,5 +209,6 @@ def test_the_owner_signs_in_during_register_spam(start_server):
     attackers = Attackers(server.port, spam, ["127.0.0.1", "127.0.0.2", "127.0.0.3"], 3,
                           setup=b'{"type":"hello","nick":"spam{n}","proto":1,"rooms":[]}\n')
     welcomed = sign_ins(server.port, 15)
-    attackers.stop()
+    spam = attackers.stop()
+    report("register_spam", welcomed=welcomed, requests=spam)
     assert welcomed >= 14, welcomed
