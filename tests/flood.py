@@ -186,7 +186,7 @@ def can_mount() -> bool:
 class Attackers:
     """Connections from several loopback addresses that keep sending ``line`` (a
     guess, say) from their own thread: a new connection for each one closed, the
-    same line again after each refusal that keeps the connection. ``setup`` goes
+    same line again after each answer that keeps the connection. ``setup`` goes
     first on each connection, with ``{n}`` replaced by a counter."""
 
     def __init__(self, port: int, line: bytes, addresses: list[str], per_address: int,
@@ -223,9 +223,9 @@ class Attackers:
                         continue
                     except OSError:
                         data = b""
-                    if data and b'"error"' in data:
+                    if data:
                         try:
-                            sock.sendall(self.line)  # refused but still open: again
+                            sock.sendall(self.line)  # answered and still open: again
                             self.sent += 1
                         except OSError:
                             data = b""
@@ -251,5 +251,5 @@ def report(test: str, **figures: float) -> None:
     what the closing note of a change quotes; nothing when unset."""
     if REPORT:
         with open(REPORT, "a") as out:
-            out.write(test + " " + " ".join(f"{k}={v:.3f}" for k, v in figures.items())
+            out.write(test + " " + " ".join(f"{k}={v:.4f}" for k, v in figures.items())
                       + "\n")
