@@ -1,9 +1,13 @@
 """The single-threaded server: one ``selectors`` loop over non-blocking sockets.
 
-``ChatServer.step(timeout)`` is one bounded pass: accept, read (a bounded number of
-frames per peer), timers, one commit of the pass's messages, then one ``send`` per
-peer with output. ``serve_forever`` loops it for ``--headless``; the server window
-calls ``step(0)`` from Tk's ``after()``. Chat semantics live in ``chat.hub``.
+``ChatServer.step(timeout)`` is one bounded pass: accept and read every readable
+socket, handle frames peer after peer within a time and delivery budget, at most one
+password check, close connections that ended, timers, one commit of the pass's
+messages, then one ``send`` per peer with output. A peer whose input waits (frames
+beyond the budget, a password check, its own unread output) is not read meanwhile,
+so TCP pushes back on it alone. ``serve_forever`` loops it for ``--headless``; the
+server window calls ``step(0)`` from Tk's ``after()``. Chat semantics live in
+``chat.hub``.
 """
 
 from __future__ import annotations
