@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from chat.config import DEFAULT_PORT, ServerConfig
 from chat.errors import ChatError
+from chat.netinfo import split_address
 
 if TYPE_CHECKING:
     from chat.server import ChatServer
@@ -147,7 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.headless:
             raise ChatError("--headless is a server option")
         from gui.client_window import run_client_window
-        return run_client_window(host=args.host, port=args.port, nick=args.nick,
+        host, port = args.host, args.port
+        if host is not None:  # as the server window shows it: 192.168.1.20:7070
+            try:
+                host, port = split_address(host, port or DEFAULT_PORT)
+            except ValueError as exc:
+                raise ChatError(f"--host: {exc}") from None
+        return run_client_window(host=host, port=port, nick=args.nick,
                                  password=args.password, nick_password=args.nick_password,
                                  tls=args.tls, cafile=args.ca_file)
     except ChatError as exc:

@@ -13,6 +13,7 @@ e.g. the server's certificate changed). Requests are queued by methods
 from __future__ import annotations
 
 import errno
+import os
 import selectors
 import socket
 import ssl
@@ -69,8 +70,10 @@ class ChatClient:
             infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
             family, kind, proto, _, address = infos[0]
             sock = socket.socket(family, kind, proto)
-        except OSError as exc:
-            self._pending_close = f"cannot resolve {self.host}: {exc.strerror or exc}"
+        except OSError:
+            self._pending_close = (f"No server called '{self.host}' was found. Check the "
+                                   "address: the server window shows it, for example "
+                                   "192.168.1.20:7070.")
             self.state = "closed"
             return
         sock.setblocking(False)
@@ -86,7 +89,7 @@ class ChatClient:
         self._deadline = time.monotonic() + CONNECT_TIMEOUT
         self._pending_close = None
         if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
-            self._pending_close = f"cannot connect: {errno.errorcode.get(err, err)}"
+            self._pending_close = self._cannot_connect(err)
 
     def close(self) -> None:
         """Close the socket at once (without `bye`)."""
@@ -123,7 +126,8 @@ class ChatClient:
             return events
         if self.state in ("connecting", "handshake") and time.monotonic() > self._deadline:
             what = "TLS handshake" if self.state == "handshake" else "connection"
-            self._closed(events, f"{what} to {self.host}:{self.port} timed out")
+            self._closed(events, f"The {what} to {self.host}:{self.port} took too long. "
+                                 "Check the address and your network.")
             return events
         if isinstance(self.sock, ssl.SSLSocket) and self.state != "handshake" and \
                 self.sock.pending():
@@ -161,8 +165,7 @@ class ChatClient:
         assert self.sock is not None
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
-            self._closed(events, f"cannot connect to {self.host}:{self.port}: "
-                                 f"{errno.errorcode.get(err, err)}")
+            self._closed(events, self._cannot_connect(err))
             return False
         if not self.tls:
             self._registering(events)
@@ -181,6 +184,19 @@ class ChatClient:
         self._selector.register(self.sock, self._events)
         self.state = "handshake"
         return self._handshake(events)
+
+    def _cannot_connect(self, err: int) -> str:
+        """Why a connect failed, in words for people (not ECONNREFUSED)."""
+        where = f"{self.host}:{self.port}"
+        if err == errno.ECONNREFUSED:
+            return (f"Nothing answers at {where}. Is the server running, and is the port "
+                    "the one its window shows?")
+        if err in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            return (f"{self.host} cannot be reached from this machine. Are you on the same "
+                    "network as the server?")
+        if err == errno.ETIMEDOUT:
+            return f"{where} did not answer. Check the address and your network."
+        return f"Cannot connect to {where}: {os.strerror(err)}."
 
     def _registering(self, events: list[Frame]) -> None:
         self.state = "hello"
@@ -205,10 +221,10 @@ class ChatClient:
             self._closed(events, f"the server's certificate is not trusted: "
                                  f"{exc.verify_message}", fatal=True)
             return False
-        except (ssl.SSLError, OSError) as exc:
-            reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
-            self._closed(events, f"the TLS handshake with {self.host}:{self.port} failed "
-                                 f"({reason}); does the server use TLS?")
+        except (ssl.SSLError, OSError):
+            self._closed(events, f"The encrypted connection to {self.host}:{self.port} "
+                                 "could not be set up: this server may not use TLS "
+                                 "(untick 'Encrypt (TLS)'), or it closed the connection.")
             return False
         der = sock.getpeercert(binary_form=True) or b""
         self.fingerprint = fingerprint(der)
@@ -246,7 +262,8 @@ class ChatClient:
                 break
             except OSError as exc:
                 self._drain(events)
-                self._closed(events, f"connection lost: {exc.strerror or exc}")
+                self._closed(events, "the connection was lost"
+                                     + (f" ({exc.strerror.lower()})" if exc.strerror else ""))
                 return False
             if not data:
                 self._drain(events)
@@ -300,7 +317,8 @@ class ChatClient:
                     ssl.SSLWantReadError):
                 pass
             except OSError as exc:
-                self._closed(events, f"connection lost: {exc.strerror or exc}")
+                self._closed(events, "the connection was lost"
+                                     + (f" ({exc.strerror.lower()})" if exc.strerror else ""))
                 return
         wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._out else 0)
         if wanted != self._events and self._selector is not None:

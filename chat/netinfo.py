@@ -40,3 +40,26 @@ def addresses_to_show(host: str) -> list[str]:
     if host in ("0.0.0.0", "", "::"):
         return lan_addresses() or ["127.0.0.1"]
     return [host]
+
+
+def split_address(text: str, default_port: int) -> tuple[str, int]:
+    """A server address as people paste it: ``host``, ``host:port``, ``[v6]:port`` or
+    a bare IPv6 address; ``ValueError`` with a sentence for people when it is none."""
+    text = text.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or (end + 1 < len(text) and text[end + 1] != ":"):
+            raise ValueError("An IPv6 address goes in brackets: [::1]:7070.")
+        host, port_text = text[1:end], text[end + 2:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    host = host.strip()
+    if not host or any(ch.isspace() or ch in "/@" for ch in host):
+        raise ValueError("Type the server's address as the server window shows it, "
+                         "for example 192.168.1.20:7070.")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError("The port (after the ':') is a number from 1 to 65535.")
+    return host, int(port_text)

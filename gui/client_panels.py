@@ -7,6 +7,8 @@ from typing import Any, NamedTuple
 
 import customtkinter as ctk
 
+from chat.config import DEFAULT_PORT
+from chat.netinfo import split_address
 from gui.common import NICK_COLORS, nick_color_index
 
 
@@ -63,19 +65,30 @@ class ConnectForm(ctk.CTkFrame):
             self.tls_box.deselect()
 
     def values(self) -> Login | None:
-        """The form's values, or None (with the reason shown) when one is wrong."""
-        host = self.entries["host"].get().strip()
+        """The form's values, or None (with the reason shown) when one is wrong. The
+        address may carry the port as the server window shows it (192.168.1.20:7070,
+        [::1]:7070): the form then shows the two apart."""
+        address = self.entries["host"].get().strip()
         nick = self.entries["nick"].get().strip()
+        if not address:
+            self.show_error("Type the server's address (the server window shows it).")
+            return None
         try:
-            port = int(self.entries["port"].get().strip())
+            port = int(self.entries["port"].get().strip() or DEFAULT_PORT)
             if not 1 <= port <= 65535:
                 raise ValueError
         except ValueError:
             self.show_error("The port is a number from 1 to 65535.")
             return None
-        if not host:
-            self.show_error("Type the server's address (the server window shows it).")
+        try:
+            host, port = split_address(address, port)
+        except ValueError as exc:
+            self.show_error(str(exc))
             return None
+        if (host, str(port)) != (address, self.entries["port"].get().strip()):
+            for key, value in (("host", host), ("port", str(port))):
+                self.entries[key].delete(0, "end")
+                self.entries[key].insert(0, value)
         if not nick:
             self.show_error("Choose a nickname.")
             return None

@@ -198,7 +198,7 @@ class ClientWindow(ctk.CTk):
     def _poll(self) -> None:
         started = time.perf_counter()
         client = self.client
-        if client is not None and client.state != "closed":
+        if client is not None:  # a closed one may still owe its local.closed event
             for frame in client.poll(0):
                 self._handle(frame)
         self._render()

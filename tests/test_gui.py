@@ -121,7 +121,8 @@ def test_connect_form_errors_and_retry(open_window, tmp_path):
     win = open_window("client")
     win.wait("win.form.winfo_ismapped()")
     win.exec("win.form.fill('127.0.0.1', 1, 'carol', ''); win.form.connect_button.invoke()")
-    win.wait("win.form.error_label.cget('text')", lambda t: "ECONNREFUSED" in t)
+    error = win.wait("win.form.error_label.cget('text')", lambda t: "Nothing answers" in t)
+    assert error.startswith("Nothing answers at 127.0.0.1:1. Is the server running")
     win.exec(f"win.form.fill('127.0.0.1', {port}, 'BOB', ''); win.form.connect_button.invoke()")
     win.wait("win.form.error_label.cget('text')", lambda t: "taken" in t)
     win.exec(f"win.form.fill('127.0.0.1', {port}, 'carol', ''); win.form.connect_button.invoke()")
@@ -388,3 +389,35 @@ def test_server_window_survives_a_failing_handler_and_a_locked_database(open_win
     alice.wait("win.view.text()", lambda t: "alice: stored again" in t)
     server.wait("win.status.state_label.cget('text')", lambda t: t == "● Running")
     assert "alice: while locked" not in view_text(alice)
+
+
+def test_an_address_pasted_with_its_port_connects_and_a_bad_one_is_told(open_window,
+                                                                        tmp_path):
+    _server, port = server_window(open_window, tmp_path)
+    win = open_window("client")
+    win.wait("win.form.winfo_ismapped()")
+    # As the server window shows it: host:port in the address box (the port box is stale).
+    win.exec(f"win.form.fill('127.0.0.1:{port}', 7070, 'carol', ''); "
+             "win.form.connect_button.invoke()")
+    win.wait("win.chat.winfo_ismapped()")
+    assert win.eval("win.form.entries['host'].get()") == "127.0.0.1"
+    assert win.eval("win.form.entries['port'].get()") == str(port)
+    win.exec("win.disconnect_event()")
+    win.wait("win.form.winfo_ismapped()")
+    # A name that does not resolve (the lookup made to fail here, no query leaves the
+    # machine): an inline error, and the form is ready again, not stuck "Connecting…".
+    win.exec("import socket\n"
+             "real = socket.getaddrinfo\n"
+             "def lookup(host, *a, **k):\n"
+             "    if host == 'server.example':\n"
+             "        raise socket.gaierror(socket.EAI_NONAME, 'Name or service not known')\n"
+             "    return real(host, *a, **k)\n"
+             "socket.getaddrinfo = lookup")
+    win.exec("win.form.fill('server.example', 7070, 'carol', ''); "
+             "win.form.connect_button.invoke()")
+    error = win.wait("win.form.error_label.cget('text')", lambda t: "was found" in t)
+    assert error.startswith("No server called 'server.example' was found")
+    assert win.eval("win.form.connect_button.cget('state')") == "normal"
+    assert win.eval("win.form.connect_button.cget('text')") == "Connect"
+    win.exec("win.form.fill('[::1', 7070, 'carol', ''); win.form.connect_button.invoke()")
+    assert "brackets" in win.wait("win.form.error_label.cget('text')", bool)

@@ -113,3 +113,15 @@ def test_the_installed_lanchat_command_runs_the_server(tmp_path):
         proc.stderr.close()
     bad = subprocess.run([command, "--bogus"], capture_output=True, text=True, timeout=20)
     assert bad.returncode == 2 and bad.stderr.startswith("lanchat: error:")
+
+
+def test_split_address_takes_what_the_server_window_shows():
+    from chat.netinfo import split_address
+
+    assert split_address("192.168.50.10:7070", 1) == ("192.168.50.10", 7070)
+    assert split_address(" 10.0.0.5 ", 7070) == ("10.0.0.5", 7070)
+    assert split_address("[::1]:7071", 7070) == ("::1", 7071)
+    assert split_address("fe80::1", 7070) == ("fe80::1", 7070)
+    for bad in ("", "host:0", "host:http", "[::1", "a b", "http://x"):
+        with pytest.raises(ValueError):
+            split_address(bad, 7070)
