@@ -82,8 +82,9 @@ class ChatState:
         if conv is None:
             conv = self.conversations[key] = Conversation(key, name, kind)
             self.list_changed = True
-            if self.active is None:
+            if self.active is None:  # the first: the view shows it from scratch
                 self.active = key
+                self.redraw.add(key)
         return conv
 
     def activate(self, key: str) -> None:

@@ -421,3 +421,30 @@ def test_an_address_pasted_with_its_port_connects_and_a_bad_one_is_told(open_win
     assert win.eval("win.form.connect_button.cget('text')") == "Connect"
     win.exec("win.form.fill('[::1', 7070, 'carol', ''); win.form.connect_button.invoke()")
     assert "brackets" in win.wait("win.form.error_label.cget('text')", bool)
+
+
+def test_connecting_again_shows_each_message_once_and_no_other_servers_lines(open_window,
+                                                                             tmp_path):
+    _first, port = server_window(open_window, tmp_path)
+    other_win = open_window("server", "--host", "127.0.0.1", "--port", "0",
+                            "--db", str(tmp_path / "other.db"))
+    other = int(other_win.wait_line("listening on ").rsplit(":", 1)[1])
+    bob = connect(port, "bob")
+    bob.send(type="send", room="general", text="only once please")
+    bob.until("message")
+    alice = client_window(open_window, port, "alice")
+    alice.wait("win.view.text()", lambda t: "bob: only once please" in t)
+    for _ in range(2):  # Disconnect, then Connect to the same server
+        alice.exec("win.disconnect_event()")
+        alice.wait("win.form.winfo_ismapped()")
+        alice.exec("win.form.connect_button.invoke()")
+        alice.wait("win.chat.winfo_ismapped()")
+        text = alice.wait("win.view.text()", lambda t: "bob: only once please" in t)
+        assert text.count("bob: only once please") == 1, text
+    alice.exec("win.disconnect_event()")
+    alice.wait("win.form.winfo_ismapped()")
+    alice.exec(f"win.form.fill('127.0.0.1', {other}, 'alice', ''); "
+               "win.form.connect_button.invoke()")
+    alice.wait("win.chat.winfo_ismapped()")
+    text = alice.wait("win.view.text()", lambda t: "You joined general." in t)
+    assert "only once please" not in text and text.count("You joined general.") == 1
