@@ -32,6 +32,8 @@ class Line:
     id: int | None = None
     own: bool = False
     mention: bool = False
+    names: list = field(default_factory=list)  # a folded line: who joined, left...
+    verb: str = ""  # ... and what they did ("joined", "disconnected")
 
 
 @dataclass
@@ -182,8 +184,20 @@ class ChatState:
         else:
             if not conv.ids:
                 conv.more = bool(frame.get("more"))
+            # Lines of the client's own written after these messages ("You joined
+            # general.") go below them: the view stays in the order things happened.
+            later: list[Line] = []
+            while lines and conv.lines and conv.lines[-1].id is None and \
+                    conv.lines[-1].ts >= lines[0].ts:
+                later.append(conv.lines.pop())
             for line in lines:
                 self._add(conv, line)
+            if later:
+                conv.lines.extend(reversed(later))
+                while len(conv.lines) > MAX_LINES:
+                    conv.ids.discard(conv.lines.popleft().id)
+                self.appended.pop(conv.key, None)
+                self.redraw.add(conv.key)
         if self._pending_motd:
             self.note(self._pending_motd, "notice", conv.key)
             self._pending_motd = None
@@ -200,7 +214,7 @@ class ChatState:
             conv.users.append(frame["nick"])
             conv.users.sort(key=str.casefold)
         self._roster(conv)
-        self._add(conv, Line("system", f"{frame['nick']} joined.", frame.get("ts", 0)))
+        self._presence(conv, frame["nick"], "joined", frame.get("ts", 0))
 
     def _on_left(self, frame: dict[str, Any]) -> None:
         conv = self.conversation(frame["room"])
@@ -219,7 +233,19 @@ class ChatState:
         conv.users = [u for u in conv.users if name_key(u) != name_key(frame["nick"])]
         conv.typing.pop(frame["nick"], None)
         self._roster(conv)
-        self._add(conv, Line("system", f"{frame['nick']} {text}.", frame.get("ts", 0)))
+        self._presence(conv, frame["nick"], text, frame.get("ts", 0))
+
+    def _presence(self, conv: Conversation, nick: str, verb: str, ts: int) -> None:
+        """Someone joined or left: folded into the line of others who did the same
+        since the last render ("u001, u002 and 198 others joined."), so that a class
+        arriving is one line, not two hundred."""
+        pending = self.appended.get(conv.key)
+        last = pending[-1] if pending else None
+        if last is not None and last.verb == verb and conv.lines and conv.lines[-1] is last:
+            last.names.append(nick)
+            last.text = folded(last.names, verb)
+            return
+        self._add(conv, Line("system", folded([nick], verb), ts, names=[nick], verb=verb))
 
     def _on_renamed(self, frame: dict[str, Any]) -> None:
         old, new = frame["old"], frame["new"]
@@ -264,3 +290,16 @@ class ChatState:
 
     def _on_error(self, frame: dict[str, Any]) -> None:
         self.note(frame.get("message", "Error."), "error")
+
+
+def folded(names: list[str], verb: str) -> str:
+    """"a joined.", "a and b joined.", "a, b and c joined.", "a, b and 3 others joined."."""
+    if len(names) == 1:
+        who = names[0]
+    elif len(names) == 2:
+        who = f"{names[0]} and {names[1]}"
+    elif len(names) == 3:
+        who = f"{names[0]}, {names[1]} and {names[2]}"
+    else:
+        who = f"{names[0]}, {names[1]} and {len(names) - 2} others"
+    return f"{who} {verb}."

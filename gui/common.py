@@ -80,6 +80,13 @@ def clock_text(ts_ms: int | None) -> str:
     return time.strftime("%H:%M", time.localtime((ts_ms or 0) / 1000))
 
 
+def day_text(ts_ms: int | None) -> str:
+    """The day a line was written, in full ("Monday 23 November 2026"): separators
+    say it once above that day's lines, so older lines are never taken for today's."""
+    when = time.localtime((ts_ms or 0) / 1000)
+    return f"{time.strftime('%A', when)} {when.tm_mday} {time.strftime('%B %Y', when)}"
+
+
 class LineView(ctk.CTkTextbox):
     """A read-only text view that keeps at most ``max_lines`` lines.
 

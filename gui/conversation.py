@@ -14,7 +14,7 @@ import customtkinter as ctk
 
 from chat.chatstate import MAX_LINES, Conversation, Line
 from chat.commands import is_secret
-from gui.common import NICK_COLORS, LineView, clock_text, nick_color_index
+from gui.common import NICK_COLORS, LineView, clock_text, day_text, nick_color_index
 
 CONTINUATION = " " * 9  # indents the later lines of a multi-line message under its text
 
@@ -33,6 +33,7 @@ class ConversationPanel(ctk.CTkFrame):
         self.sent_lines: list[str] = []
         self._recall = 0
         self._shown_typing = ""
+        self._day: str | None = None  # the day of the last line shown
         self.grid_columnconfigure(0, weight=1)
         self.grid_rowconfigure(1, weight=1)
         head = ctk.CTkFrame(self, fg_color="transparent")
@@ -70,6 +71,7 @@ class ConversationPanel(ctk.CTkFrame):
         for i, colors in enumerate(NICK_COLORS):
             view.tag_config(f"nick{i}", foreground=colors[dark])
         view.tag_config("time", foreground="#909497")
+        view.tag_config("day", foreground="#909497", justify="center")
         view.tag_config("system", foreground="#909497")
         view.tag_config("notice", foreground="#2471a3" if not dark else "#7fb3d5")
         view.tag_config("error", foreground="#c0392b" if not dark else "#f1948a")
@@ -81,9 +83,11 @@ class ConversationPanel(ctk.CTkFrame):
     def show(self, conv: Conversation, appended: list[Line] | None, redraw: bool) -> None:
         """``conv`` is open: redraw it, or add the lines it gained this tick."""
         if redraw:
-            self.view.replace(runs(conv.lines))
+            shown, self._day = runs(conv.lines, None)
+            self.view.replace(shown)
         elif appended:
-            self.view.append(runs(appended))
+            shown, self._day = runs(appended, self._day)
+            self.view.append(shown)
         if self.header.cget("text") != conv.label:
             self.header.configure(text=conv.label)
         older = "normal" if conv.more else "disabled"
@@ -132,10 +136,16 @@ class ConversationPanel(ctk.CTkFrame):
             self._older()
 
 
-def runs(lines: Iterable[Line]) -> Runs:
-    """Text runs with their tags: time, coloured nick, text indented under itself."""
+def runs(lines: Iterable[Line], day: str | None) -> tuple[Runs, str | None]:
+    """Text runs with their tags: a separator where the day changes (after ``day``,
+    the day of the line shown before these), then time, coloured nick, text indented
+    under itself. Returns the runs and the day of the last line."""
     out: Runs = []
     for line in lines:
+        line_day = day_text(line.ts)
+        if line_day != day:
+            day = line_day
+            out.append((f"──────  {line_day}  ──────\n", ("day",)))
         out.append((clock_text(line.ts) + "  ", ("time",)))
         extra = ("own",) if line.own else ("mention",) if line.mention else ()
         text = line.text.replace("\n", "\n" + CONTINUATION)
@@ -147,4 +157,4 @@ def runs(lines: Iterable[Line]) -> Runs:
             out.append((text + "\n", extra))
         else:
             out.append((text + "\n", (line.kind,)))
-    return out
+    return out, day

@@ -90,3 +90,23 @@ def test_typing_expires_and_stops_when_the_typist_sends():
     assert st.typing_nicks(time.monotonic() + 60) == []
     st.apply(msg(1))
     assert st.typing_nicks(time.monotonic()) == []
+
+
+def test_joins_and_leaves_between_two_renders_are_folded_into_one_line():
+    st = state_with()
+    st.take_changes()
+    for i in range(200):
+        st.apply({"type": "joined", "room": "general", "nick": f"u{i:03d}", "ts": 2})
+    system = [ln.text for ln in st.conversations["#general"].lines if ln.kind == "system"]
+    assert system[-1] == "u000, u001 and 198 others joined."
+    assert len(system) == 2  # "You joined general." and the folded line
+    st.take_changes()  # rendered: the next join starts a new line
+    st.apply({"type": "joined", "room": "general", "nick": "late", "ts": 3})
+    for nick in ("u000", "u001", "u002"):
+        st.apply({"type": "left", "room": "general", "nick": nick, "reason": "quit",
+                  "ts": 4})
+    st.apply(msg(9))  # a message in between ends the fold
+    st.apply({"type": "left", "room": "general", "nick": "u003", "reason": "quit", "ts": 5})
+    tail = [ln.text for ln in list(st.conversations["#general"].lines)[-4:]]
+    assert tail == ["late joined.", "u000, u001 and u002 quit.", "m9", "u003 quit."]
+    assert len(st.conversations["#general"].users) == 197

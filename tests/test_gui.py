@@ -10,10 +10,14 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 
 import pytest
 from windows import Window, start_xvfb
 from wire import Wire, connect
+
+from chat.store import Store
+from gui.common import day_text
 
 
 @pytest.fixture(scope="module")
@@ -448,3 +452,31 @@ def test_connecting_again_shows_each_message_once_and_no_other_servers_lines(ope
     alice.wait("win.chat.winfo_ismapped()")
     text = alice.wait("win.view.text()", lambda t: "You joined general." in t)
     assert "only once please" not in text and text.count("You joined general.") == 1
+
+
+def test_day_separators_and_a_crowd_arriving_in_one_line(open_window, tmp_path):
+    db = tmp_path / "days.db"
+    store = Store(str(db))
+    week_ago = int((time.time() - 7 * 86400) * 1000)
+    store.add(week_ago, "bob", "last week's news", room_key="general", room_name="general")
+    store.close()
+    win = open_window("server", "--host", "127.0.0.1", "--port", "0", "--db", str(db),
+                      "--rate", "0")
+    port = int(win.wait_line("listening on ").rsplit(":", 1)[1])
+    alice = client_window(open_window, port, "alice")
+    text = alice.wait("win.view.text()", lambda t: "You joined general." in t)
+    old_day, today = day_text(week_ago), day_text(int(time.time() * 1000))
+    assert old_day != today
+    lines = text.splitlines()
+    assert lines.index(f"──────  {old_day}  ──────") < lines.index(
+        next(x for x in lines if "bob: last week's news" in x))
+    assert lines.index(next(x for x in lines if "bob: last week's news" in x)) < \
+        lines.index(f"──────  {today}  ──────") < lines.index(
+            next(x for x in lines if "You joined general." in x))
+    crowd_wires = [Wire(port) for _ in range(30)]
+    for i, wire in enumerate(crowd_wires):
+        wire.send(type="hello", nick=f"u{i:02d}", proto=1)
+    alice.wait("len(win.users.names)", lambda n: n == 31)
+    text = view_text(alice)
+    assert "u00, u01 and " in text and " others joined." in text
+    assert text.count(" joined.") <= 6, text  # 30 arrivals: a few lines, not thirty
