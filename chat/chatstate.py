@@ -97,6 +97,13 @@ class ChatState:
             self.redraw.add(key)
             self.list_changed = self.roster_changed = True
 
+    def offline(self) -> None:
+        """The connection is down: nobody is known to be online until it is back."""
+        for conv in self.conversations.values():
+            conv.users = []
+            conv.typing.clear()
+        self.roster_changed = True
+
     def active_conversation(self) -> Conversation | None:
         return self.conversations.get(self.active) if self.active else None
 

@@ -57,6 +57,7 @@ class ClientWindow(ctk.CTk):
         self._reconnect_id: str | None = None
         self._quitting = False
         self._kicked: str | None = None  # the operator's reason: do not reconnect
+        self._outbox: list[tuple[Any, Any]] = []  # (command, conversation) typed offline
         self.tick_seconds: list[float] = []
 
         self.grid_columnconfigure(0, weight=1)
@@ -103,9 +104,13 @@ class ClientWindow(ctk.CTk):
                                                  command=self.appearance_event)
         self.appearance.set(appearance)
         self.appearance.grid(row=0, column=1, padx=6)
+        self.reconnect_button = ctk.CTkButton(status, text="Reconnect now", width=120,
+                                              command=self.reconnect_now_event)
+        self.reconnect_button.grid(row=0, column=2, padx=(0, 6))
+        self.reconnect_button.grid_remove()  # shown during an outage only
         self.disconnect_button = ctk.CTkButton(status, text="Disconnect", width=100,
                                                command=self.disconnect_event)
-        self.disconnect_button.grid(row=0, column=2)
+        self.disconnect_button.grid(row=0, column=3)
         self._style_tags()
 
     def _style_tags(self) -> None:
@@ -135,6 +140,7 @@ class ClientWindow(ctk.CTk):
         self.settings.update(host=values.host, port=values.port, nick=values.nick,
                              tls=values.tls)
         self._cancel_reconnect()
+        self._outbox = []
         self.client = ChatClient(values.host, values.port, values.nick,
                                  password=values.password or None,
                                  nick_password=values.nick_password or None,
@@ -148,7 +154,8 @@ class ClientWindow(ctk.CTk):
     def _reconnect(self) -> None:
         self._reconnect_id = None
         if self.client is not None:
-            self._set_status(f"Reconnecting to {self.client.host}:{self.client.port}…")
+            self._set_status(f"Reconnecting to {self.client.host}:{self.client.port}…",
+                             error=True)
             self.client.connect()
 
     def _cancel_reconnect(self) -> None:
@@ -168,14 +175,26 @@ class ClientWindow(ctk.CTk):
             self._kicked = None
             return
         wait = BACKOFF_S[min(self._attempt, len(BACKOFF_S) - 1)]
+        if self._attempt == 0:  # the outage starts: said once, not once per attempt
+            self.state_.note("Connection lost; reconnecting… What you send meanwhile "
+                             "goes out once the connection is back.", "error")
+            self.state_.offline()
         self._attempt += 1
-        self._set_status(f"Disconnected ({error or 'closed by the server'}); "
-                         f"reconnecting in {wait} s…", error=True)
-        self.state_.note("Connection lost; reconnecting…", "error")
+        self._set_status(f"Connection lost ({error or 'closed by the server'}). "
+                         f"Trying again in {wait} s…", error=True)
+        self.reconnect_button.grid()
         self._reconnect_id = self.after(wait * 1000, self._reconnect)
+
+    def reconnect_now_event(self) -> None:
+        """The "Reconnect now" button: try at once instead of waiting."""
+        if self._reconnect_id is not None:
+            self._cancel_reconnect()
+            self._reconnect()
 
     def disconnect_event(self) -> None:
         self._cancel_reconnect()
+        self._outbox = []
+        self.reconnect_button.grid_remove()
         if self.client is not None:
             self.client.bye("left")
             self.client.poll(0)
@@ -232,8 +251,12 @@ class ClientWindow(ctk.CTk):
         if kind == "kicked":
             self._kicked = f"You were removed from the server: {frame.get('reason', '')}"
         if kind == "welcome" and self.client is not None:
+            if self._attempt:
+                self.state_.note("Reconnected.", "notice")
             self._attempt = 0
+            self.reconnect_button.grid_remove()
             self.show_chat()
+            self._send_outbox()
             lock = "   ·   encrypted (TLS)" if self.client.tls else ""
             self._set_status(f"Connected to {frame.get('server', '')} at "
                              f"{self.client.host}:{self.client.port} as {frame['nick']}"
@@ -331,10 +354,14 @@ class ClientWindow(ctk.CTk):
         if command.name == "error":
             state.note(command.args[0], "error")
             return
-        if client is None or not client.ready:
-            state.note("Not connected; the message was not sent.", "error")
-            return
         active = state.active_conversation()
+        if client is None or not client.ready:
+            if client is not None and command.name in ("say", "me", "msg"):
+                self._outbox.append((command, active))  # sent once reconnected
+                state.note(f"Not sent yet (offline): {text.strip()}", "notice")
+            else:
+                state.note("Not connected; that needs the connection.", "error")
+            return
         room = active.name if active and active.kind == "room" else None
         name, args = command
         if name in ("say", "me"):
@@ -368,6 +395,20 @@ class ClientWindow(ctk.CTk):
         elif name == "quit":
             self._quitting = True
             client.bye(args[0] if args else None)
+
+    def _send_outbox(self) -> None:
+        """What was typed during an outage, in order, now that the connection is back
+        (the rooms of `hello` are joined before these frames are handled)."""
+        outbox, self._outbox = self._outbox, []
+        client = self.client
+        assert client is not None
+        for (name, args), conv in outbox:
+            if name == "msg":
+                client.message(args[0], args[1])
+            elif conv is not None and conv.kind == "dm":
+                client.message(conv.name, args[0], action=name == "me")
+            elif conv is not None:
+                client.say(conv.name, args[0], action=name == "me")
 
     # ------------------------------------------------------------ other events
 

@@ -224,7 +224,7 @@ def test_reconnect_after_server_restart_resumes(open_window, tmp_path):
     alice.wait("win.view.text()", lambda t: "bob: before" in t)
     server.exec("win.controls.toggle_button.invoke()")  # stop
     assert server.eval("win.status.state_label.cget('text')") == "● Stopped"
-    alice.wait("win.status_label.cget('text')", lambda t: "reconnecting" in t)
+    alice.wait("win.status_label.cget('text')", lambda t: "Connection lost" in t)
     server.exec("win.controls.toggle_button.invoke()")  # start again, same port
     assert server.wait_line("listening on ").endswith(f":{port}")
     carol = Wire(port)
@@ -480,3 +480,33 @@ def test_day_separators_and_a_crowd_arriving_in_one_line(open_window, tmp_path):
     text = view_text(alice)
     assert "u00, u01 and " in text and " others joined." in text
     assert text.count(" joined.") <= 6, text  # 30 arrivals: a few lines, not thirty
+
+
+def test_an_outage_is_one_line_with_reconnect_now_and_keeps_what_was_typed(open_window,
+                                                                           tmp_path):
+    server, port = server_window(open_window, tmp_path)
+    alice = client_window(open_window, port, "alice")
+    bob = connect(port, "bob")
+    alice.wait("win.users.names", lambda n: n == ["alice", "bob"])
+    server.exec("win.controls.toggle_button.invoke()")  # stop
+    alice.wait("win.reconnect_button.winfo_ismapped()")
+    alice.wait("win.status_label.cget('text')", lambda t: "Trying again in" in t)
+    assert alice.eval("win.users.names") == []  # nobody is known to be online now
+    type_and_send(alice, "typed while offline")
+    assert alice.eval("win.entry.get('1.0', 'end-1c')") == ""
+    alice.wait("win.view.text()", lambda t: "Not sent yet (offline): typed while offline" in t)
+    for _ in range(2):  # more attempts: still one line about the outage
+        alice.exec("win.reconnect_now_event()")
+        alice.wait("win.status_label.cget('text')", lambda t: "Trying again in" in t)
+    assert view_text(alice).count("Connection lost") == 1
+    server.exec("win.controls.toggle_button.invoke()")  # start again, same port
+    assert server.wait_line("listening on ").endswith(f":{port}")
+    alice.exec("win.reconnect_now_event()")  # no need to wait out the backoff
+    text = alice.wait("win.view.text()", lambda t: "alice: typed while offline" in t,
+                      timeout=10)
+    assert text.count("Reconnected.") == 1 and text.count("Connection lost") == 1
+    assert not alice.eval("win.reconnect_button.winfo_ismapped()")
+    assert alice.eval("win.status_label.cget('text')").startswith("Connected")
+    bob2 = connect(port, "carol")
+    assert bob2.barrier() == []
+    alice.wait("win.users.names", lambda n: "carol" in n and "alice" in n)
