@@ -93,6 +93,7 @@ class ClientWindow(ctk.CTk):
         self.header, self.older_button, self.view = talk.header, talk.older_button, talk.view
         self.typing_label, self.entry, self.send_button = (talk.typing_label, talk.entry,
                                                            talk.send_button)
+        self.jump_button = talk.jump_button
         self.users = UsersPanel(chat, self.dm_event)
         self.users.grid(row=0, column=2, padx=(5, 10), pady=10, sticky="ns")
         status = ctk.CTkFrame(self, fg_color="transparent")

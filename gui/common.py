@@ -92,8 +92,9 @@ class LineView(ctk.CTkTextbox):
 
     ``append`` inserts a batch of (text, tags) runs with one widget update and
     scrolls to the end only if the user was already there (so reading older lines
-    is not interrupted). ``CTkTextbox`` slows down past a few thousand lines; the
-    bound keeps every insert cheap.
+    is not interrupted; while it reads, up to twice the bound is kept, so the lines it
+    reads do not go). ``CTkTextbox`` slows down past a few thousand lines; the bound
+    keeps every insert cheap.
     """
 
     def __init__(self, master: Any, max_lines: int = 1000, **kwargs: Any) -> None:
@@ -110,9 +111,12 @@ class LineView(ctk.CTkTextbox):
         text.configure(state="normal")
         for chunk, tags in runs:
             text.insert("end", chunk, tags)
+        # A reader scrolled up keeps what it reads: the oldest lines go only past
+        # twice the bound then, and back to the bound once it follows the end again.
+        keep = self.max_lines if follow else 2 * self.max_lines
         lines = int(text.index("end-1c").split(".")[0])
-        if lines > self.max_lines:
-            text.delete("1.0", f"{lines - self.max_lines + 1}.0")
+        if lines > keep:
+            text.delete("1.0", f"{lines - keep + 1}.0")
         text.configure(state="disabled")
         if follow:
             text.see("end")

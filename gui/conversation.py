@@ -46,6 +46,11 @@ class ConversationPanel(ctk.CTkFrame):
         self.older_button.grid(row=0, column=1)
         self.view = LineView(self, max_lines=MAX_LINES, font=ctk.CTkFont(size=13))
         self.view.grid(row=1, column=0, padx=5, pady=5, sticky="nsew")
+        # Shown over the view's bottom while the reader is scrolled up and new lines
+        # arrived below: one click goes down to them.
+        self.jump_button = ctk.CTkButton(self, text="", height=26, corner_radius=13,
+                                         command=self.jump_event)
+        self._unseen_below = 0
         for widget in (self.view, self.view._textbox):
             widget.bind("<Button-4>", self._scrolled, add=True)
             widget.bind("<MouseWheel>", self._scrolled, add=True)
@@ -85,14 +90,37 @@ class ConversationPanel(ctk.CTkFrame):
         if redraw:
             shown, self._day = runs(conv.lines, None)
             self.view.replace(shown)
+            self._unseen_below = 0
         elif appended:
             shown, self._day = runs(appended, self._day)
             self.view.append(shown)
+            if not self.view.at_bottom():
+                self._unseen_below += sum(ln.kind in ("message", "action") for ln in appended)
+        if self._unseen_below and self.view.at_bottom():
+            self._unseen_below = 0  # the reader scrolled down by itself
+        self._show_jump()
         if self.header.cget("text") != conv.label:
             self.header.configure(text=conv.label)
         older = "normal" if conv.more else "disabled"
         if self.older_button.cget("state") != older:
             self.older_button.configure(state=older)
+
+    def _show_jump(self) -> None:
+        count = self._unseen_below
+        text = f"↓  {count} new message{'' if count == 1 else 's'}" if count else ""
+        if text == self.jump_button.cget("text"):
+            return
+        self.jump_button.configure(text=text)
+        if count:
+            self.jump_button.place(in_=self.view, relx=0.5, rely=1.0, y=-8, anchor="s")
+        else:
+            self.jump_button.place_forget()
+
+    def jump_event(self) -> None:
+        """Down to the newest lines."""
+        self.view._textbox.see("end")
+        self._unseen_below = 0
+        self._show_jump()
 
     def show_typing(self, nicks: list[str]) -> None:
         shown = "" if not nicks else (

@@ -510,3 +510,31 @@ def test_an_outage_is_one_line_with_reconnect_now_and_keeps_what_was_typed(open_
     bob2 = connect(port, "carol")
     assert bob2.barrier() == []
     alice.wait("win.users.names", lambda n: "carol" in n and "alice" in n)
+
+
+def test_a_reader_scrolled_up_keeps_its_place_and_can_jump_to_new_messages(open_window,
+                                                                          tmp_path):
+    _server, port = server_window(open_window, tmp_path, "--rate", "0")
+    alice = client_window(open_window, port, "alice")
+    bob = connect(port, "bob")
+    bob.send_raw(b"".join(b'{"type":"send","room":"general","text":"m%d"}\n' % i
+                          for i in range(900)))
+    alice.wait("win.view.text()", lambda t: "bob: m899" in t, timeout=30)
+    # Scroll up to m150, near the top, and read there.
+    alice.exec("t = win.view._textbox\n"
+               "line = t.search('bob: m150', '1.0')\n"
+               "t.yview(line.split('.')[0] + '.0')")
+    top = "win.view._textbox.get('@0,0 linestart', '@0,0 lineend')"
+    assert alice.eval(top).endswith("bob: m150")
+    bob.send_raw(b"".join(b'{"type":"send","room":"general","text":"n%d"}\n' % i
+                          for i in range(300)))  # past the 1,000-line cap: the top goes
+    alice.wait("win.jump_button.cget('text')", lambda t: t == "↓  300 new messages",
+               timeout=30)
+    assert alice.eval(top).endswith("bob: m150")  # what it read was not trimmed away
+    assert alice.eval("win.jump_button.winfo_ismapped()")
+    alice.exec("win.jump_button.invoke()")
+    assert alice.eval("win.view.at_bottom()")
+    alice.wait("win.jump_button.winfo_ismapped()", lambda shown: not shown)
+    bob.send(type="send", room="general", text="following again")
+    alice.wait("win.view.text()", lambda t: t.endswith("bob: following again\n"))
+    assert alice.eval("win.view.line_count()") <= 1001  # back to the bound
