@@ -25,7 +25,7 @@ WHO_REF = "who"  # `ref` of /who requests, whose answer is shown as a line
 
 @dataclass
 class Line:
-    kind: str  # message, action, system, notice, error
+    kind: str  # message, action, system, notice, error, help (two columns)
     text: str
     ts: int = 0
     nick: str = ""
@@ -284,6 +284,19 @@ class ChatState:
     def _roster(self, conv: Conversation) -> None:
         if conv.key == self.active:
             self.roster_changed = True
+
+    def _on_rooms(self, frame: dict[str, Any]) -> None:
+        """The answer to /list (or the Rooms button): one line per room."""
+        rooms = frame.get("rooms", [])
+        if not rooms:
+            self.note("There are no rooms yet: /join ROOM makes one.")
+            return
+        self.note(f"{len(rooms)} room{'' if len(rooms) == 1 else 's'}"
+                  f"{' (the first ones)' if frame.get('more') else ''}; "
+                  "/join ROOM to go in:")
+        for room in rooms:
+            users = room.get("users", 0)
+            self.note(f"# {room.get('name', '')}\t{users} online", "help")
 
     def _on_typing(self, frame: dict[str, Any]) -> None:
         conv = self.conversation(frame["room"])

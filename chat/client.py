@@ -369,8 +369,9 @@ class ChatClient:
     def who(self, room: str, ref: str | None = None) -> None:
         self._request("who", ref, room=room)
 
-    def list_rooms(self, ref: str | None = None) -> None:
-        self._request("rooms", ref)
+    def list_rooms(self, after: str | None = None, ref: str | None = None) -> None:
+        """Ask for the rooms there are (a page of them after the room ``after``)."""
+        self._request("rooms", ref, after=after)
 
     def history(self, room: str, before: int | None = None, limit: int | None = None,
                 ref: str | None = None) -> None:

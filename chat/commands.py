@@ -2,7 +2,7 @@
 
 ``parse_input`` turns one input line into a ``Command``: plain text becomes a
 `say`; ``/me``, ``/msg``, ``/nick``, ``/join``, ``/part``, ``/who``, ``/register``,
-``/unregister``, ``/help`` and ``/quit`` become their own; anything else is an
+``/unregister``, ``/list``, ``/help`` and ``/quit`` become their own; anything else is an
 error for the window to show. ``is_secret`` tells which lines carry a password
 (the window keeps those out of its Up/Down recall).
 """
@@ -18,6 +18,7 @@ HELP = {
     "/join ROOM": "join a room (created if new) and switch to it",
     "/part [ROOM]": "leave a room (the current one by default)",
     "/who [ROOM]": "list who is in a room",
+    "/list": "list the rooms there are, with how many are in each",
     "/register PASSWORD": "protect your nickname with a password (or change it)",
     "/unregister": "drop your nickname's password",
     "/help": "show this list",
@@ -55,7 +56,7 @@ def parse_input(text: str) -> Command:
         args = ()
     elif name == "quit":
         args = (rest,) if rest else ()
-    elif name == "help":
+    elif name in ("help", "list"):
         args = ()
     else:
         return Command("error", (f"Unknown command /{head}. Type /help for the list.",))
@@ -65,8 +66,18 @@ def parse_input(text: str) -> Command:
     return Command(name, args)
 
 
+KEYS = {
+    "Enter": "send",
+    "Shift+Enter": "a new line in the message",
+    "Up / Down": "what you sent before (on the first or last line of the input)",
+    "double-click a name": "a direct message to that person",
+}
+
+
 def help_lines() -> list[str]:
-    return [f"{usage:<22} {what}" for usage, what in HELP.items()]
+    """Commands and keys, one per line: "what you type<TAB>what it does" (the window
+    sets a tab stop, so the second column lines up in any font)."""
+    return [f"{usage}\t{what}" for usage, what in (*HELP.items(), *KEYS.items())]
 
 
 def is_secret(text: str) -> bool:

@@ -32,10 +32,12 @@ class ConnectForm(ctk.CTkFrame):
         ctk.CTkLabel(box, text="Join a chat", font=ctk.CTkFont(size=22, weight="bold")).grid(
             row=0, column=0, columnspan=2, padx=30, pady=(24, 16))
         self.entries: dict[str, ctk.CTkEntry] = {}
-        fields = (("host", "Server address", "e.g. 192.0.2.10"), ("port", "Port", ""),
+        fields = (("host", "Server address", "as the server window shows it"),
+                  ("port", "Port", "7070 unless told otherwise"),
                   ("nick", "Nickname", "how others see you"),
                   ("nick_password", "Nickname password", "only if you registered it"),
                   ("password", "Server password", "only if the server has one"))
+        self.hints = {key: hint for key, _, hint in fields}
         for row, (key, label, hint) in enumerate(fields, start=1):
             ctk.CTkLabel(box, text=label).grid(row=row, column=0, padx=(30, 10), pady=6,
                                                sticky="e")
@@ -43,6 +45,7 @@ class ConnectForm(ctk.CTkFrame):
                                  show="•" if "password" in key else "")
             entry.grid(row=row, column=1, padx=(0, 30), pady=6)
             entry.bind("<Return>", lambda _e: connect_command())
+            entry.bind("<Control-a>", lambda _e, e=entry: self._select_all(e))
             self.entries[key] = entry
         self.tls_box = ctk.CTkCheckBox(box, text="Encrypt (TLS)")
         self.tls_box.grid(row=6, column=1, padx=(0, 30), pady=6, sticky="w")
@@ -55,14 +58,28 @@ class ConnectForm(ctk.CTkFrame):
              tls: bool = False) -> None:
         for key, value in (("host", host), ("port", port), ("nick", nick),
                            ("password", password), ("nick_password", nick_password)):
-            entry = self.entries[key]
-            entry.delete(0, "end")
-            if value:
-                entry.insert(0, str(value))
+            self.set_entry(key, str(value) if value else "")
         if tls:
             self.tls_box.select()
         else:
             self.tls_box.deselect()
+
+    def set_entry(self, key: str, value: str) -> None:
+        """Put ``value`` in a field; an empty one shows its hint again. (CTkEntry's
+        own delete leaves an empty field with no hint: it thinks it has focus.)"""
+        entry = self.entries[key]
+        if entry.get():  # real text ("" while the hint shows)
+            entry.delete(0, "end")
+        if value:
+            entry.insert(0, value)
+        else:
+            entry.configure(placeholder_text=self.hints[key])
+
+    @staticmethod
+    def _select_all(entry: ctk.CTkEntry) -> str:
+        entry.select_range(0, "end")
+        entry.icursor("end")
+        return "break"  # not Tk's Ctrl+A (go to the start of the line)
 
     def values(self) -> Login | None:
         """The form's values, or None (with the reason shown) when one is wrong. The
@@ -86,9 +103,8 @@ class ConnectForm(ctk.CTkFrame):
             self.show_error(str(exc))
             return None
         if (host, str(port)) != (address, self.entries["port"].get().strip()):
-            for key, value in (("host", host), ("port", str(port))):
-                self.entries[key].delete(0, "end")
-                self.entries[key].insert(0, value)
+            self.set_entry("host", host)
+            self.set_entry("port", str(port))
         if not nick:
             self.show_error("Choose a nickname.")
             return None
@@ -109,7 +125,8 @@ class Sidebar(ctk.CTkFrame):
     """Rooms and direct messages with unread counts; a box to join a room."""
 
     def __init__(self, master: Any, switch_command: Callable[[str], None],
-                 join_command: Callable[[str], None]) -> None:
+                 join_command: Callable[[str], None],
+                 browse_command: Callable[[], None] | None = None) -> None:
         super().__init__(master, width=190)
         self.grid_rowconfigure(1, weight=1)
         ctk.CTkLabel(self, text="Conversations", font=ctk.CTkFont(weight="bold")).grid(
@@ -121,6 +138,10 @@ class Sidebar(ctk.CTkFrame):
         self.join_entry.bind("<Return>", lambda _e: self._join())
         self.join_button = ctk.CTkButton(self, text="Join", width=56, command=self._join)
         self.join_button.grid(row=2, column=1, padx=(0, 8), pady=8)
+        self.browse_button = ctk.CTkButton(self, text="Browse rooms", height=26,
+                                           command=browse_command)
+        self.browse_button.grid(row=3, column=0, columnspan=2, padx=8, pady=(0, 8),
+                                sticky="ew")
         self._switch, self._join_command = switch_command, join_command
         self.buttons: dict[str, ctk.CTkButton] = {}
 

@@ -84,7 +84,8 @@ class ClientWindow(ctk.CTk):
         chat = self.chat
         chat.grid_columnconfigure(1, weight=1)
         chat.grid_rowconfigure(0, weight=1)
-        self.sidebar = Sidebar(chat, self.switch_event, self.join_event)
+        self.sidebar = Sidebar(chat, self.switch_event, self.join_event,
+                               lambda: self.run_input("/list"))
         self.sidebar.grid(row=0, column=0, padx=(10, 5), pady=10, sticky="ns")
         self.talk = ConversationPanel(chat, self.run_input, self.older_event, self.typed_event)
         self.talk.grid(row=0, column=1, sticky="nsew")
@@ -258,11 +259,17 @@ class ClientWindow(ctk.CTk):
             self.reconnect_button.grid_remove()
             self.show_chat()
             self._send_outbox()
-            lock = "   ·   encrypted (TLS)" if self.client.tls else ""
-            self._set_status(f"Connected to {frame.get('server', '')} at "
-                             f"{self.client.host}:{self.client.port} as {frame['nick']}"
-                             f"{lock}")
         self.state_.apply(frame)
+        if kind == "welcome" or (kind == "renamed" and frame.get("new") == self.state_.nick):
+            self._connected_status()
+
+    def _connected_status(self) -> None:
+        client = self.client
+        if client is None:
+            return
+        lock = "   ·   encrypted (TLS)" if client.tls else ""
+        self._set_status(f"Connected to {self.state_.server} at {client.host}:"
+                         f"{client.port} as {self.state_.nick}{lock}")
 
     def _on_tls(self, frame: dict[str, Any]) -> None:
         client = self.client
@@ -350,7 +357,7 @@ class ClientWindow(ctk.CTk):
         command = parse_input(text)
         if command.name == "help":
             for line in help_lines():
-                state.note(line)
+                state.note(line, "help")
             return
         if command.name == "error":
             state.note(command.args[0], "error")
@@ -389,6 +396,8 @@ class ClientWindow(ctk.CTk):
             target = args[0] if args else room
             if target:
                 client.part(target)
+        elif name == "list":
+            client.list_rooms()
         elif name == "who":
             target = args[0] if args else room
             if target:

@@ -71,9 +71,29 @@ def is_dark() -> bool:
     return ctk.get_appearance_mode() == "Dark"
 
 
-def nick_color_index(nick: str) -> int:
+def _preferred_color(nick: str) -> int:
     digest = hashlib.blake2s(nick.casefold().encode(), digest_size=2).digest()
     return int.from_bytes(digest, "big") % len(NICK_COLORS)
+
+
+_colors: dict[str, int] = {}  # nick (casefolded) -> colour index, in this window
+
+
+def nick_color_index(nick: str) -> int:
+    """A colour per nickname: its own (from a hash) unless someone seen earlier has
+    it, then the next free one, so the first ten people all differ; past ten, colours
+    repeat. Kept for the life of the window, in the users list and the view alike."""
+    key = nick.casefold()
+    index = _colors.get(key)
+    if index is None:
+        preferred = _preferred_color(nick)
+        used = set(_colors.values())
+        index = next((i % len(NICK_COLORS) for i in range(preferred,
+                                                          preferred + len(NICK_COLORS))
+                      if i % len(NICK_COLORS) not in used), preferred)
+        if len(_colors) < 10_000:  # bounded: a window does not meet more people
+            _colors[key] = index
+    return index
 
 
 def clock_text(ts_ms: int | None) -> str:

@@ -7,6 +7,8 @@ lines holding a password.
 
 from __future__ import annotations
 
+import re
+import webbrowser
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,6 +19,8 @@ from chat.commands import is_secret
 from gui.common import NICK_COLORS, LineView, clock_text, day_text, nick_color_index
 
 CONTINUATION = " " * 9  # indents the later lines of a multi-line message under its text
+URL = re.compile(r"https?://[^\s<>\"']+")
+TRAILING = ".,;:!?)]}"  # punctuation after an address is not part of it
 
 Runs = list[tuple[str, tuple[str, ...]]]
 
@@ -54,6 +58,10 @@ class ConversationPanel(ctk.CTkFrame):
         for widget in (self.view, self.view._textbox):
             widget.bind("<Button-4>", self._scrolled, add=True)
             widget.bind("<MouseWheel>", self._scrolled, add=True)
+        text = self.view._textbox
+        text.tag_bind("link", "<Button-1>", self.link_event)
+        text.tag_bind("link", "<Enter>", lambda _e: text.configure(cursor="hand2"))
+        text.tag_bind("link", "<Leave>", lambda _e: text.configure(cursor=""))
         self.typing_label = ctk.CTkLabel(self, text="", height=16,
                                          font=ctk.CTkFont(size=11, slant="italic"))
         self.typing_label.grid(row=2, column=0, padx=8, sticky="w")
@@ -77,6 +85,10 @@ class ConversationPanel(ctk.CTkFrame):
             view.tag_config(f"nick{i}", foreground=colors[dark])
         view.tag_config("time", foreground="#909497")
         view.tag_config("day", foreground="#909497", justify="center")
+        view.tag_config("link", foreground="#2471a3" if not dark else "#7fb3d5",
+                        underline=True)
+        # help and /list lines: "what<TAB>meaning", the second column at one tab stop
+        view.tag_config("help", tabs=("300",), lmargin2=300)
         view.tag_config("system", foreground="#909497")
         view.tag_config("notice", foreground="#2471a3" if not dark else "#7fb3d5")
         view.tag_config("error", foreground="#c0392b" if not dark else "#f1948a")
@@ -104,6 +116,13 @@ class ConversationPanel(ctk.CTkFrame):
         older = "normal" if conv.more else "disabled"
         if self.older_button.cget("state") != older:
             self.older_button.configure(state=older)
+
+    def link_event(self, event: Any) -> None:
+        """A click on a web address opens it in the browser."""
+        text = self.view._textbox
+        span = text.tag_prevrange("link", f"@{event.x},{event.y} + 1c")
+        if span:
+            webbrowser.open(text.get(*span))
 
     def _show_jump(self) -> None:
         count = self._unseen_below
@@ -143,7 +162,11 @@ class ConversationPanel(ctk.CTkFrame):
         self._send(text)
 
     def recall_key(self, step: int) -> str | None:
-        if "\n" in self.entry.get("1.0", "end-1c") or not self.sent_lines:
+        """Up on the input's first line, Down on its last, recall what was sent;
+        elsewhere in a multi-line input they move the cursor as usual."""
+        here = int(self.entry.index("insert").split(".")[0])
+        last = int(self.entry.index("end-1c").split(".")[0])
+        if not self.sent_lines or (step < 0 and here != 1) or (step > 0 and here != last):
             return None
         self._recall = max(0, min(len(self.sent_lines), self._recall + step))
         text = self.sent_lines[self._recall] if self._recall < len(self.sent_lines) else ""
@@ -164,6 +187,22 @@ class ConversationPanel(ctk.CTkFrame):
             self._older()
 
 
+def linked(text: str, tags: tuple[str, ...]) -> Runs:
+    """``text`` as runs, its web addresses tagged ``link`` (clicked: opened)."""
+    out: Runs = []
+    start = 0
+    for match in URL.finditer(text):
+        url_end = match.end()
+        while url_end > match.start() and text[url_end - 1] in TRAILING:
+            url_end -= 1  # "see https://example.org." ends before the full stop
+        if match.start() > start:
+            out.append((text[start:match.start()], tags))
+        out.append((text[match.start():url_end], (*tags, "link")))
+        start = url_end
+    out.append((text[start:], tags))
+    return out
+
+
 def runs(lines: Iterable[Line], day: str | None) -> tuple[Runs, str | None]:
     """Text runs with their tags: a separator where the day changes (after ``day``,
     the day of the line shown before these), then time, coloured nick, text indented
@@ -179,10 +218,11 @@ def runs(lines: Iterable[Line], day: str | None) -> tuple[Runs, str | None]:
         text = line.text.replace("\n", "\n" + CONTINUATION)
         if line.kind == "message":
             out.append((line.nick, (f"nick{nick_color_index(line.nick)}", *extra)))
-            out.append((": " + text + "\n", extra))
+            out.append((": ", extra))
+            out += linked(text + "\n", extra)
         elif line.kind == "action":
             out.append((f"* {line.nick} ", (f"nick{nick_color_index(line.nick)}", *extra)))
-            out.append((text + "\n", extra))
+            out += linked(text + "\n", extra)
         else:
             out.append((text + "\n", (line.kind,)))
     return out, day

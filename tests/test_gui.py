@@ -538,3 +538,84 @@ def test_a_reader_scrolled_up_keeps_its_place_and_can_jump_to_new_messages(open_
     bob.send(type="send", room="general", text="following again")
     alice.wait("win.view.text()", lambda t: t.endswith("bob: following again\n"))
     assert alice.eval("win.view.line_count()") <= 1001  # back to the bound
+
+
+def test_the_form_shows_its_hints_and_ctrl_a_selects_a_field(open_window, tmp_path):
+    win = open_window("client")
+    win.wait("win.form.winfo_ismapped()")
+    shown = "win.form.entries['{}']._entry.get()"
+    assert win.eval(shown.format("nick")) == "how others see you"
+    assert win.eval(shown.format("nick_password")) == "only if you registered it"
+    win.exec("win.form.fill('127.0.0.1', 7070, 'carol', ''); win.form.fill('', 7070, '', '')")
+    assert win.eval(shown.format("nick")) == "how others see you"  # empty again: the hint
+    assert win.eval("win.form.values()") is None
+    win.exec("win.form.set_entry('nick', 'carol')\n"
+             "e = win.form.entries['nick']._entry\n"
+             "e.focus_force(); win.update()\n"
+             "e.icursor(2); e.event_generate('<Control-a>')")
+    assert win.eval("win.form.entries['nick']._entry.selection_get()") == "carol"
+
+
+def press(win: Window, step: int) -> None:
+    """Up (-1) or Down (1) in the input: the window's binding, else Tk's own move."""
+    win.exec(f"if win.talk.recall_key({step}) is None:\n"
+             f"    win.entry._textbox.mark_set('insert', 'insert {step:+d} lines')")
+
+
+def test_small_things_status_recall_help_list_colours_links(open_window, tmp_path):
+    _server, port = server_window(open_window, tmp_path)
+    alice = client_window(open_window, port, "alice")
+    type_and_send(alice, "/nick alicia")
+    alice.wait("win.status_label.cget('text')", lambda t: t.endswith("as alicia"))
+    # Up/Down go through a multi-line entry and on to older ones, not stuck on it.
+    type_and_send(alice, "first")
+    alice.exec("win.entry.insert('1.0', 'a\\nb'); win.send_button.invoke()")
+    entry = "win.entry.get('1.0', 'end-1c')"
+    press(alice, -1)
+    assert alice.eval(entry) == "a\nb"
+    press(alice, -1)  # to the entry's first line
+    press(alice, -1)
+    assert alice.eval(entry) == "first"
+    press(alice, 1)
+    assert alice.eval(entry) == "a\nb"
+    alice.exec("win.entry.delete('1.0', 'end')")
+    # /help: every command and key, in two columns at one tab stop.
+    type_and_send(alice, "/help")
+    text = alice.wait("win.view.text()", lambda t: "/list\t" in t)
+    for what in ("/nick NAME [PASSWORD]\t", "Shift+Enter\t", "Up / Down\t",
+                 "double-click a name\t"):
+        assert what in text
+    assert alice.eval("str(win.view._textbox.tag_cget('help', 'tabs'))")
+    # /list and the Browse rooms button: the rooms there are.
+    bob = connect(port, "bob", rooms=["dev"])
+    type_and_send(alice, "/list")
+    alice.wait("win.view.text()", lambda t: "# dev\t1 online" in t and "# general\t1 online" in t)
+    alice.exec("win.sidebar.browse_button.invoke()")
+    alice.wait("win.view.text()", lambda t: t.count("# dev\t1 online") == 2)
+    # Colours: two people whose hashed colour is the same still get different ones.
+    from gui.common import NICK_COLORS, _preferred_color
+    seen: dict[int, str] = {}
+    pair = next((seen[c], n) for n in (f"p{i}" for i in range(500))
+                if (c := _preferred_color(n)) in seen or seen.setdefault(c, n) is None)
+    assert _preferred_color(pair[0]) == _preferred_color(pair[1]) and len(NICK_COLORS) > 1
+    for nick in pair:
+        connect(port, nick).send(type="send", room="general", text=f"I am {nick}")
+    alice.wait("win.view.text()", lambda t: f"I am {pair[1]}" in t)
+    colours = alice.eval(f"[__import__('gui.common').common.nick_color_index(n) "
+                         f"for n in {list(pair)!r}]")
+    assert colours[0] != colours[1]
+    # A web address is a link; a click opens it in the browser.
+    bob.send(type="send", room="dev", text="ignored")
+    alice.exec("import webbrowser\nopened = []\nwebbrowser.open = opened.append")
+    connect(port, "carol").send(type="send", room="general",
+                                text="see https://example.org/page. ok")
+    alice.wait("win.view.text()", lambda t: "see https://example.org/page. ok" in t)
+    span = alice.eval("list(map(str, win.view._textbox.tag_ranges('link')))")
+    assert alice.eval(f"win.view._textbox.get('{span[0]}', '{span[1]}')") == \
+        "https://example.org/page"
+    alice.exec(f"t = win.view._textbox; t.see('{span[0]}'); win.update()\n"
+               f"x, y, w, h = t.bbox('{span[0]} + 3c')\n"
+               "class Click: pass\n"
+               "click = Click(); click.x, click.y = x + 1, y + 1\n"
+               "win.talk.link_event(click)")
+    assert alice.eval("opened") == ["https://example.org/page"]
