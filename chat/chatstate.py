@@ -67,6 +67,7 @@ class ChatState:
         self.active: str | None = None
         self.focused = True  # the window says whether the user is looking
         self.unseen = 0  # messages that arrived while unfocused (for the title)
+        self.alerts = 0  # mentions and direct messages that came while unfocused
         self.received = 0  # messages shown since connecting
         self.appended: dict[str, list[Line]] = {}  # per conversation, since last render
         self.redraw: set[str] = set()  # conversations to render from scratch
@@ -104,6 +105,17 @@ class ChatState:
             conv.typing.clear()
         self.roster_changed = True
 
+    def close(self, key: str) -> None:
+        """Take a conversation off the list (a room left, a direct message done);
+        another one opens. A message that comes later opens it again."""
+        if self.conversations.pop(key, None) is None:
+            return
+        self.list_changed = True
+        if self.active == key:
+            self.active = next(iter(self.conversations), None)
+            if self.active is not None:
+                self.activate(self.active)
+
     def active_conversation(self) -> Conversation | None:
         return self.conversations.get(self.active) if self.active else None
 
@@ -131,6 +143,8 @@ class ChatState:
                 self.list_changed = True
             if not self.focused:
                 self.unseen += 1
+                if line.mention or conv.kind == "dm":
+                    self.alerts += 1  # the window rings and flags itself
 
     def typing_nicks(self, now: float) -> list[str]:
         conv = self.active_conversation()
@@ -224,6 +238,8 @@ class ChatState:
         self._presence(conv, frame["nick"], "joined", frame.get("ts", 0))
 
     def _on_left(self, frame: dict[str, Any]) -> None:
+        if ("#" + name_key(frame["room"])) not in self.conversations:
+            return  # its tab was closed (leaving it): nothing to show
         conv = self.conversation(frame["room"])
         why = {"part": "left", "quit": "quit", "disconnected": "disconnected",
                "timeout": "timed out", "kicked": "was kicked", "banned": "was banned"}

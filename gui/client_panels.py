@@ -126,21 +126,34 @@ class Sidebar(ctk.CTkFrame):
 
     def __init__(self, master: Any, switch_command: Callable[[str], None],
                  join_command: Callable[[str], None],
-                 browse_command: Callable[[], None] | None = None) -> None:
+                 browse_command: Callable[[], None] | None = None,
+                 close_command: Callable[[str], None] | None = None) -> None:
         super().__init__(master, width=190)
-        self.grid_rowconfigure(1, weight=1)
+        self.grid_rowconfigure(2, weight=1)
         ctk.CTkLabel(self, text="Conversations", font=ctk.CTkFont(weight="bold")).grid(
             row=0, column=0, columnspan=2, padx=10, pady=(8, 2), sticky="w")
+        # Where you were mentioned, above the list: seen however long the list is.
+        self.mention_button = ctk.CTkButton(self, text="", height=26,
+                                            fg_color=("#d35400", "#a04000"),
+                                            command=self._to_mention)
+        self.mention_button.grid(row=1, column=0, columnspan=2, padx=8, pady=(0, 4),
+                                 sticky="ew")
+        self.mention_button.grid_remove()
+        self._mentioned: list[str] = []
         self.list = ctk.CTkScrollableFrame(self, width=170, fg_color="transparent")
-        self.list.grid(row=1, column=0, columnspan=2, sticky="nsew")
+        self.list.grid(row=2, column=0, columnspan=2, sticky="nsew")
+        self.list.grid_columnconfigure(0, weight=1)
+        self._close_command = close_command
+        self.close_buttons: dict[str, ctk.CTkButton] = {}
+        self._shown_active: str | None = None
         self.join_entry = ctk.CTkEntry(self, width=110, placeholder_text="room")
-        self.join_entry.grid(row=2, column=0, padx=(8, 4), pady=8)
+        self.join_entry.grid(row=3, column=0, padx=(8, 4), pady=8)
         self.join_entry.bind("<Return>", lambda _e: self._join())
         self.join_button = ctk.CTkButton(self, text="Join", width=56, command=self._join)
-        self.join_button.grid(row=2, column=1, padx=(0, 8), pady=8)
+        self.join_button.grid(row=3, column=1, padx=(0, 8), pady=8)
         self.browse_button = ctk.CTkButton(self, text="Browse rooms", height=26,
                                            command=browse_command)
-        self.browse_button.grid(row=3, column=0, columnspan=2, padx=8, pady=(0, 8),
+        self.browse_button.grid(row=4, column=0, columnspan=2, padx=8, pady=(0, 8),
                                 sticky="ew")
         self._switch, self._join_command = switch_command, join_command
         self.buttons: dict[str, ctk.CTkButton] = {}
@@ -154,14 +167,22 @@ class Sidebar(ctk.CTkFrame):
     def show(self, conversations: Iterable[Any], active: str | None) -> None:
         convs = list(conversations)
         if [c.key for c in convs] != list(self.buttons):
-            for button in self.buttons.values():
+            for button in (*self.buttons.values(), *self.close_buttons.values()):
                 button.destroy()
-            self.buttons = {}
+            self.buttons, self.close_buttons = {}, {}
             for row, conv in enumerate(convs):
                 button = ctk.CTkButton(self.list, anchor="w", height=28,
                                        command=lambda k=conv.key: self._switch(k))
                 button.grid(row=row, column=0, padx=2, pady=2, sticky="ew")
                 self.buttons[conv.key] = button
+                if self._close_command is not None:
+                    close = ctk.CTkButton(self.list, text="×", width=24, height=28,
+                                          fg_color="transparent",
+                                          text_color=("gray30", "gray70"),
+                                          command=lambda k=conv.key: self._close(k))
+                    close.grid(row=row, column=1, padx=(0, 2), pady=2)
+                    self.close_buttons[conv.key] = close
+            self._shown_active = None
         for conv in convs:
             text = conv.label
             if conv.kind == "room" and not conv.joined:
@@ -172,6 +193,30 @@ class Sidebar(ctk.CTkFrame):
             self.buttons[conv.key].configure(
                 text=text, fg_color=("#3a7ebf", "#1f538d") if selected else "transparent",
                 text_color=("white", "white") if selected else ("gray10", "gray90"))
+        self._mentioned = [c.key for c in convs if c.mentions and c.key != active]
+        if self._mentioned:
+            names = ", ".join(self.buttons[k].cget("text").split("  (")[0]
+                              for k in self._mentioned[:2])
+            more = len(self._mentioned) - 2
+            self.mention_button.configure(
+                text=f"! Mentioned in {names}" + (f" and {more} more" if more > 0 else ""))
+            self.mention_button.grid()
+        else:
+            self.mention_button.grid_remove()
+        keys = [c.key for c in convs]
+        if active in keys and active != self._shown_active:
+            self._shown_active = active  # scroll the open conversation into view
+            self.update_idletasks()
+            self.list._parent_canvas.yview_moveto(max(0.0, (keys.index(active) - 1)
+                                                       / max(1, len(keys))))
+
+    def _to_mention(self) -> None:
+        if self._mentioned:
+            self._switch(self._mentioned[0])
+
+    def _close(self, key: str) -> None:
+        if self._close_command is not None:
+            self._close_command(key)
 
     def labels(self) -> list[str]:
         return [b.cget("text") for b in self.buttons.values()]

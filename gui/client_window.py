@@ -58,6 +58,7 @@ class ClientWindow(ctk.CTk):
         self._quitting = False
         self._kicked: str | None = None  # the operator's reason: do not reconnect
         self._outbox: list[tuple[Any, Any]] = []  # (command, conversation) typed offline
+        self._alerted = 0  # state_.alerts already rung for
         self.tick_seconds: list[float] = []
 
         self.grid_columnconfigure(0, weight=1)
@@ -85,7 +86,7 @@ class ClientWindow(ctk.CTk):
         chat.grid_columnconfigure(1, weight=1)
         chat.grid_rowconfigure(0, weight=1)
         self.sidebar = Sidebar(chat, self.switch_event, self.join_event,
-                               lambda: self.run_input("/list"))
+                               lambda: self.run_input("/list"), self.close_conversation_event)
         self.sidebar.grid(row=0, column=0, padx=(10, 5), pady=10, sticky="ns")
         self.talk = ConversationPanel(chat, self.run_input, self.older_event, self.typed_event)
         self.talk.grid(row=0, column=1, sticky="nsew")
@@ -102,17 +103,22 @@ class ClientWindow(ctk.CTk):
         status.grid_columnconfigure(0, weight=1)
         self.status_label = ctk.CTkLabel(status, text="", anchor="w")
         self.status_label.grid(row=0, column=0, sticky="ew")
+        self.bell_switch = ctk.CTkSwitch(status, text="Bell on mentions", width=60,
+                                         command=self.bell_event)
+        if self.settings.get("bell", True):
+            self.bell_switch.select()
+        self.bell_switch.grid(row=0, column=1, padx=6)
         self.appearance = ctk.CTkSegmentedButton(status, values=["Light", "Dark"],
                                                  command=self.appearance_event)
         self.appearance.set(appearance)
-        self.appearance.grid(row=0, column=1, padx=6)
+        self.appearance.grid(row=0, column=2, padx=6)
         self.reconnect_button = ctk.CTkButton(status, text="Reconnect now", width=120,
                                               command=self.reconnect_now_event)
-        self.reconnect_button.grid(row=0, column=2, padx=(0, 6))
+        self.reconnect_button.grid(row=0, column=3, padx=(0, 6))
         self.reconnect_button.grid_remove()  # shown during an outage only
         self.disconnect_button = ctk.CTkButton(status, text="Disconnect", width=100,
                                                command=self.disconnect_event)
-        self.disconnect_button.grid(row=0, column=3)
+        self.disconnect_button.grid(row=0, column=4)
         self._style_tags()
 
     def _style_tags(self) -> None:
@@ -309,6 +315,7 @@ class ClientWindow(ctk.CTk):
             state.roster_changed = False
             self.users.show(active.users if active.kind == "room" else [], state.nick)
         self.talk.show_typing(state.typing_nicks(time.monotonic()))
+        self._alert()
         self._update_title()
 
     def _update_title(self) -> None:
@@ -316,7 +323,7 @@ class ClientWindow(ctk.CTk):
         active = state.active_conversation()
         title = "lanchat" + (f" — {active.label}" if active else "")
         if not state.focused and state.unseen:
-            title = f"({state.unseen}) {title}"
+            title = f"({state.unseen}{'!' if state.alerts else ''}) {title}"
         if self.title() != title:
             self.title(title)
 
@@ -330,6 +337,18 @@ class ClientWindow(ctk.CTk):
         self.state_.focused = focused
         if focused:
             self.state_.unseen = 0
+            self.state_.alerts = self._alerted = 0
+
+    def _alert(self) -> None:
+        """A mention or a direct message while the window is in the background: the
+        bell (unless switched off), and the title says so ("(3!)")."""
+        if self.state_.alerts > self._alerted:
+            self._alerted = self.state_.alerts
+            if self.bell_switch.get():
+                self.bell()
+
+    def bell_event(self) -> None:
+        self.settings.update(bell=bool(self.bell_switch.get()))
 
     def _set_status(self, text: str, error: bool = False) -> None:
         color = "#c0392b" if error else ("gray10", "gray90")
@@ -430,6 +449,16 @@ class ClientWindow(ctk.CTk):
             conv = self.state_.conversation(room.strip())
             self.client.join(room.strip())
             self.state_.activate(conv.key)
+
+    def close_conversation_event(self, key: str) -> None:
+        """The × of a conversation: a room one is in is left first."""
+        conv = self.state_.conversations.get(key)
+        if conv is None:
+            return
+        if conv.kind == "room" and conv.joined and self.client is not None \
+                and self.client.ready:
+            self.client.part(conv.name)
+        self.state_.close(key)
 
     def dm_event(self, nick: str) -> None:
         if nick != self.state_.nick:

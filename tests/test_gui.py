@@ -619,3 +619,43 @@ def test_small_things_status_recall_help_list_colours_links(open_window, tmp_pat
                "click = Click(); click.x, click.y = x + 1, y + 1\n"
                "win.talk.link_event(click)")
     assert alice.eval("opened") == ["https://example.org/page"]
+
+
+def test_mentions_are_seen_tabs_close_and_a_mention_rings_in_the_background(open_window,
+                                                                            tmp_path):
+    _server, port = server_window(open_window, tmp_path, "--rate", "0")
+    alice = client_window(open_window, port, "alice")
+    for i in range(14):  # more rooms than the sidebar shows at once
+        type_and_send(alice, f"/join room{i:02d}")
+    alice.wait("win.sidebar.labels()", lambda l: "# room13" in l)
+    alice.wait("win.sidebar.list._parent_canvas.yview()", lambda v: v[1] > 0.99)  # in view
+    alice.exec("win.switch_event('#general')")
+    bob = connect(port, "bob", rooms=["room13"])
+    bob.send(type="send", room="room13", text="alice: look at this")
+    alice.wait("win.sidebar.mention_button.cget('text')",
+               lambda t: t == "! Mentioned in # room13")
+    assert alice.eval("win.sidebar.mention_button.winfo_ismapped()")
+    alice.exec("win.sidebar.mention_button.invoke()")
+    alice.wait("win.header.cget('text')", lambda t: t == "# room13")
+    alice.wait("win.sidebar.mention_button.winfo_ismapped()", lambda shown: not shown)
+    # Closing tabs: a direct message, and a room one is in (which leaves it).
+    bob.send(type="send", to="alice", text="psst")
+    alice.wait("win.sidebar.labels()", lambda l: any(x.startswith("@ bob") for x in l))
+    alice.exec("win.sidebar.close_buttons['@bob'].invoke()")
+    alice.wait("win.sidebar.labels()", lambda l: not any(x.startswith("@ bob") for x in l))
+    alice.exec("win.sidebar.close_buttons['#room13'].invoke()")
+    assert bob.until("left", nick="alice")["reason"] == "part"
+    alice.wait("win.sidebar.labels()", lambda l: not any("room13" in x for x in l))
+    # In the background, a mention rings the bell and the title says so.
+    bob.send(type="join", room="general")
+    bob.until("history_end", room="general")
+    alice.exec("win.rings = []\nwin.bell = lambda: win.rings.append(1)\n"
+               "win._focus(False)")
+    bob.send(type="send", room="general", text="nothing for you")
+    bob.send(type="send", room="general", text="alice, are you there?")
+    alice.wait("win.title()", lambda t: t.startswith("(2!)"))
+    assert alice.eval("len(win.rings)") == 1
+    alice.exec("win.bell_switch.deselect(); win.bell_event()")
+    bob.send(type="send", to="alice", text="still there?")
+    alice.wait("win.title()", lambda t: t.startswith("(3!)"))
+    assert alice.eval("len(win.rings)") == 1  # switched off: no bell
