@@ -208,7 +208,7 @@ def test_keys_title_typing_and_mentions(open_window, tmp_path):
     alice.exec("win.event_generate('<FocusOut>')")
     bob.send(type="send", room="general", text="ping alice?")
     bob.send(type="send", room="general", text="another")
-    alice.wait("win.title()", lambda t: t == "(2) lanchat — # general")
+    alice.wait("win.title()", lambda t: t == "(2!) lanchat — # general")  # one mentions
     assert alice.eval("win.typing_label.cget('text')") == ""  # bob sent: no longer typing
     ranges = alice.eval("[str(r) for r in win.view._textbox.tag_ranges('mention')]")
     assert ranges, "the mention is not highlighted"
