@@ -48,8 +48,10 @@ def parse_duration(word: str) -> float | None:
 
 class Console:
     def __init__(self, operator: Operator, write: Callable[[str], None],
-                 stop: Callable[[], None]) -> None:
+                 stop: Callable[[], None], prefix: str = "") -> None:
         self.operator = operator
+        self.prefix = prefix  # how commands are typed where this console is: "/" in
+        # the server window, where a line without it is said to the room
         self.write = write
         self.stop = stop
         self._buffer = b""
@@ -83,7 +85,7 @@ class Console:
         name, _, rest = line.partition(" ")
         command = self._commands.get(name.lower())
         if command is None:
-            self.write(f"error: unknown command '{name}' (type 'help')")
+            self.write(f"error: unknown command '{name}' (type '{self.prefix}help')")
             return
         try:
             command(rest.strip())
@@ -93,7 +95,11 @@ class Console:
     # ------------------------------------------------------------ commands
 
     def _help(self, _rest: str) -> None:
-        self.write(HELP)
+        if not self.prefix:
+            self.write(HELP)
+            return
+        head, *lines = HELP.splitlines()  # in the window: each command with its "/"
+        self.write("\n".join([f"{head} (type each after '{self.prefix}')", *lines]))
 
     def _who(self, _rest: str) -> None:
         users = sorted(self.operator.hub.users.values(), key=lambda p: p.key or "")

@@ -60,6 +60,18 @@ LISTEN_BACKLOG = 1024
 log = logging.getLogger("chat.server")
 
 
+def listen_problem(exc: OSError, host: str, port: int) -> str:
+    """Why a port cannot be listened on, in words an operator acts on."""
+    if exc.errno == errno.EADDRINUSE:
+        return (f"port {port} is in use by another program; choose another port "
+                "(or stop that program)")
+    if exc.errno == errno.EACCES:
+        return f"port {port} needs administrator rights here; choose one above 1024"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine"
+    return (exc.strerror or str(exc)).split(" (while attempting")[0]
+
+
 def raise_open_files_limit() -> int:
     """Lift the soft open-files limit to the hard one; return the new soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -122,8 +134,8 @@ class ChatServer:
             sock = socket.create_server((host, port), family=family,
                                         backlog=LISTEN_BACKLOG)
         except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
+            raise ConfigError(f"cannot listen on {host}:{port}: "
+                              f"{listen_problem(exc, host, port)}") from None
         sock.setblocking(False)
         self.selector.register(sock, selectors.EVENT_READ, None)
         self.listener = sock

@@ -10,8 +10,9 @@ import customtkinter as ctk
 
 from chat.config import ServerConfig
 
-COLUMNS = (("nick", "Nickname", 110), ("address", "Address", 140), ("rooms", "Rooms", 110),
-           ("since", "Connected", 90), ("sent", "Sent", 50))
+# Widths that fit the window at its minimum size; Rooms (and Reason) take what is left.
+COLUMNS = (("nick", "Nickname", 100), ("address", "Address", 125), ("rooms", "Rooms", 60),
+           ("since", "Since", 70), ("sent", "Sent", 42))
 BAN_COLUMNS = (("kind", "Ban on", 70), ("value", "Nick or address", 140),
                ("until", "Until", 110), ("reason", "Reason", 140))
 DURATIONS = {"1 hour": 3600.0, "1 day": 86400.0, "1 week": 7 * 86400.0, "forever": None}
@@ -42,9 +43,18 @@ class StatusPanel(ctk.CTkFrame):
         self.address_label.grid(row=0, column=1, padx=12, pady=(8, 0), sticky="w")
         self.counters_label = ctk.CTkLabel(self, text="")
         self.counters_label.grid(row=1, column=0, columnspan=2, padx=12, pady=0, sticky="w")
-        self.tls_label = ctk.CTkLabel(self, text="", anchor="w",
+        self.tls_label = ctk.CTkLabel(self, text="", anchor="w", justify="left",
                                       font=ctk.CTkFont(family="monospace", size=12))
         self.tls_label.grid(row=2, column=0, columnspan=2, padx=12, pady=(0, 8), sticky="w")
+        # Long lines wrap to the window's width, however narrow: the fingerprint and a
+        # start error are read in full.
+        self.bind("<Configure>", self._fit, add=True)
+
+    def _fit(self, event: Any) -> None:
+        width = max(200, event.width - 40)
+        for label in (self.tls_label, self.counters_label):
+            label.configure(wraplength=width)
+        self.address_label.configure(wraplength=max(200, width - 160))
 
     def show(self, running: bool, addresses: str, counters: str, error: str = "",
              fingerprint: str | None = None, problem: str | None = None) -> None:
@@ -55,7 +65,10 @@ class StatusPanel(ctk.CTkFrame):
         else:
             self.state_label.configure(text="● Running" if running else "● Stopped",
                                        text_color="#1e8449" if running else "#c0392b")
-        self.address_label.configure(text=addresses if running else error)
+        self.address_label.configure(
+            text=addresses if running else error,
+            font=ctk.CTkFont(size=20 if running else 14, weight="bold"),
+            justify="left")
         self.counters_label.configure(text=counters)
         if not running:
             tls = ""
@@ -75,12 +88,28 @@ class ClientsPanel(ctk.CTkFrame):
         self.grid_rowconfigure(1, weight=1)
         self.grid_columnconfigure(0, weight=1)
         ctk.CTkLabel(self, text="Clients online").grid(row=0, column=0, padx=8, sticky="w")
-        self.tree = ttk.Treeview(self, columns=[c[0] for c in COLUMNS], show="headings",
-                                 selectmode="browse", style="Clients.Treeview")
+        self.filter_entry = ctk.CTkEntry(self, width=150, placeholder_text="Filter")
+        self.filter_entry.grid(row=0, column=1, columnspan=3, padx=8, pady=(6, 0),
+                               sticky="e")
+        self.filter_entry.bind("<KeyRelease>", lambda _e: self._apply_filter())
+        box = ctk.CTkFrame(self, fg_color="transparent")
+        box.grid(row=1, column=0, columnspan=4, padx=8, pady=4, sticky="nsew")
+        box.grid_rowconfigure(0, weight=1)
+        box.grid_columnconfigure(0, weight=1)
+        self.tree = ttk.Treeview(box, columns=[c[0] for c in COLUMNS], show="headings",
+                                 selectmode="browse", style="Clients.Treeview", height=4)
         for key, title, width in COLUMNS:
             self.tree.heading(key, text=title)
-            self.tree.column(key, width=width, stretch=key == "rooms")
-        self.tree.grid(row=1, column=0, columnspan=4, padx=8, pady=4, sticky="nsew")
+            self.tree.column(key, width=width, minwidth=40, stretch=key == "rooms")
+        self.tree.grid(row=0, column=0, sticky="nsew")
+        scroll = ttk.Scrollbar(box, orient="vertical", command=self.tree.yview)
+        scroll.grid(row=0, column=1, sticky="ns")
+        self.tree.configure(yscrollcommand=scroll.set)
+        self._rows: dict[str, tuple] = {}
+        self.note_label = ctk.CTkLabel(self, text="", anchor="w", text_color="#c0392b")
+        self.note_label.grid(row=3, column=0, columnspan=4, padx=8, pady=(0, 4), sticky="ew")
+        self.note_label.grid_remove()
+        self._pending_ban: tuple[str, str] | None = None  # (iid, kind) to confirm
         self.reason_entry = ctk.CTkEntry(self, placeholder_text="Reason (optional)")
         self.reason_entry.grid(row=2, column=0, padx=(8, 4), pady=(0, 8), sticky="ew")
         self.kick_button = ctk.CTkButton(self, text="Kick", width=60,
@@ -96,24 +125,62 @@ class ClientsPanel(ctk.CTkFrame):
         self.ban_menu.set("Ban…")
         self.ban_menu.grid(row=2, column=3, padx=(4, 8), pady=(0, 8))
 
-    def _kick(self, command: Callable[[str, str], None]) -> None:
+    def say(self, text: str) -> None:
+        """A line under the list (why nothing happened, what to confirm)."""
+        self.note_label.configure(text=text)
+        if text:
+            self.note_label.grid()
+        else:
+            self.note_label.grid_remove()
+
+    def _selected(self, what: str) -> str | None:
         selected = self.tree.selection()
-        if selected:
-            command(selected[0], self.reason_entry.get().strip())
+        if not selected:
+            self.say(f"Select a client in the list first, then {what}.")
+            return None
+        return selected[0]
+
+    def _kick(self, command: Callable[[str, str], None]) -> None:
+        iid = self._selected("press Kick")
+        if iid is not None:
+            self.say("")
+            command(iid, self.reason_entry.get().strip())
             self.reason_entry.delete(0, "end")
 
     def _ban(self, command: Callable[[str, str, str, float | None], None],
              choice: str) -> None:
+        """Choosing a ban asks once more: the same choice again within the note's life
+        bans (a ban closes a connection and outlasts restarts)."""
         self.ban_menu.set("Ban…")
-        selected = self.tree.selection()
-        if selected:
-            kind = "nick" if choice == "Ban nickname" else "address"
-            command(selected[0], kind, self.reason_entry.get().strip(),
-                    DURATIONS[self.duration_menu.get()])
-            self.reason_entry.delete(0, "end")
+        iid = self._selected("choose Ban")
+        if iid is None:
+            return
+        kind = "nick" if choice == "Ban nickname" else "address"
+        if self._pending_ban != (iid, kind):
+            self._pending_ban = (iid, kind)
+            row = self._rows.get(iid, ("?", "?"))
+            target = row[0] if kind == "nick" else str(row[1]).rsplit(":", 1)[0]
+            self.say(f"Ban the {'nickname' if kind == 'nick' else 'address'} {target} for "
+                     f"{self.duration_menu.get()}? Choose '{choice}' again to confirm.")
+            return
+        self._pending_ban = None
+        self.say("")
+        command(iid, kind, self.reason_entry.get().strip(), DURATIONS[self.duration_menu.get()])
+        self.reason_entry.delete(0, "end")
+
+    def _apply_filter(self) -> None:
+        sync_tree(self.tree, self._visible())
+
+    def _visible(self) -> dict[str, tuple]:
+        needle = self.filter_entry.get().strip().casefold()
+        if not needle:
+            return self._rows
+        return {iid: row for iid, row in self._rows.items()
+                if any(needle in str(v).casefold() for v in row[:3])}
 
     def set_rows(self, rows: dict[str, tuple]) -> None:
-        sync_tree(self.tree, rows)
+        self._rows = rows
+        sync_tree(self.tree, self._visible())
 
     def rows(self) -> list[tuple[str, ...]]:
         return [tuple(self.tree.item(i, "values")) for i in self.tree.get_children()]
@@ -208,6 +275,8 @@ class OperatorBar(ctk.CTkFrame):
         text = self._take()
         if text.startswith("/"):
             self._console_command(text[1:])
+        elif text.strip().lower() == "help":  # asked for help, not a message to the room
+            self._console_command("help")
         elif text.strip():
             self._say_command(self.room_menu.get(), text)
 

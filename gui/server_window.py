@@ -30,6 +30,7 @@ REFRESH_S = 0.25  # counters and the client list are redrawn this often
 LOG_LINES = 2000  # lines kept in the log view
 LOG_BATCH = 500  # log lines rendered per tick at most (the rest wait, bounded)
 MENU_ROOMS = 200  # rooms offered in the operator's room menu (in name order)
+MIN_SIZE = (900, 680)  # every field readable (fits a 1366x768 laptop screen)
 
 log = logging.getLogger("chat.server")
 
@@ -58,11 +59,11 @@ class ServerWindow(ctk.CTk):
         self.start_error = ""
         self.title("lanchat server")
         self.geometry("1100x760")
-        self.minsize(900, 600)
+        self.minsize(*MIN_SIZE)
         self.grid_columnconfigure(0, weight=1, uniform="halves")
         self.grid_columnconfigure(1, weight=1, uniform="halves")
-        self.grid_rowconfigure(1, weight=3)
-        self.grid_rowconfigure(2, weight=2)
+        self.grid_rowconfigure(1, weight=3, minsize=220)
+        self.grid_rowconfigure(2, weight=2, minsize=170)
 
         self.status = StatusPanel(self)
         self.status.grid(row=0, column=0, columnspan=2, padx=10, pady=(10, 5), sticky="ew")
@@ -205,7 +206,7 @@ class ServerWindow(ctk.CTk):
         if self.server is None:
             self._console_write("error: the server is not running")
             return
-        Console(self.server.operator, self._console_write, self.stop_server).run(line)
+        Console(self.server.operator, self._console_write, self.stop_server, "/").run(line)
         self._refresh()  # a ban or an unban shows at once
 
     def _console_write(self, text: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import time
 
@@ -18,6 +19,7 @@ from wire import Wire, connect
 
 from chat.store import Store
 from gui.common import day_text
+from gui.server_window import MIN_SIZE
 
 
 @pytest.fixture(scope="module")
@@ -308,6 +310,8 @@ def test_operator_bans_lists_and_lifts_from_the_window(open_window, tmp_path):
                 "win.clients.reason_entry.insert(0, 'spam'); "
                 "win.clients.duration_menu.set('1 hour'); "
                 "win.clients._ban(win.ban_event, 'Ban nickname')")
+    assert "Choose 'Ban nickname' again" in server.eval("win.clients.note_label.cget('text')")
+    server.exec("win.clients._ban(win.ban_event, 'Ban nickname')")  # confirmed
     alice.wait("win.form.error_label.cget('text')", lambda t: "spam" in t)
     rows = server.wait("win.bans.rows()", lambda r: len(r) == 1)
     assert rows[0][:2] == ["nick", "alice"] and rows[0][2] != "forever"
@@ -659,3 +663,50 @@ def test_mentions_are_seen_tabs_close_and_a_mention_rings_in_the_background(open
     bob.send(type="send", to="alice", text="still there?")
     alice.wait("win.title()", lambda t: t.startswith("(3!)"))
     assert alice.eval("len(win.rings)") == 1  # switched off: no bell
+
+
+def test_the_server_window_at_its_minimum_size_and_its_guard_rails(open_window, tmp_path):
+    server, port = server_window(open_window, tmp_path, "--tls", "--rate", "0")
+    width, height = MIN_SIZE
+    server.exec(f"win.geometry('{width}x{height}'); win.update()")
+    server.wait("win.winfo_width()", lambda w: w == width)
+    server.wait("win.status.tls_label.cget('text')", lambda t: "fingerprint" in t)
+    fits = "win.status.{0}.winfo_reqwidth() <= win.status.winfo_width()"
+    server.wait(fits.format("tls_label"))  # the fingerprint is read in full
+    # 200 clients: a scrollbar, and a filter to find one.
+    crowd_wires = [Wire(port, tls=True) for _ in range(200)]
+    for i, wire in enumerate(crowd_wires):
+        wire.send(type="hello", nick=f"u{i:03d}", proto=1, rooms=[])
+    server.wait("len(win.clients._rows)", lambda n: n == 200, timeout=30)
+    assert server.eval("win.clients.tree.yview()[1]") < 1.0  # more rows than shown
+    server.exec("win.clients.filter_entry.insert(0, 'u19'); win.clients._apply_filter()")
+    names = sorted(r[0] for r in server.eval("win.clients.rows()"))
+    assert names == [f"u19{i}" for i in range(10)]
+    # The Bans list shows several rows; Kick and Ban without a row say why.
+    rows_shown = "win.bans.tree.winfo_height() // 24"
+    assert server.eval(rows_shown) >= 4
+    server.exec("win.clients.tree.selection_set(()); win.clients.kick_button.invoke()")
+    assert server.eval("win.clients.note_label.cget('text')").startswith(
+        "Select a client in the list first")
+    # Ban asks once more before it acts.
+    server.exec("win.clients.tree.selection_set(win.clients.tree.get_children()[0]); "
+                "win.clients._ban(win.ban_event, 'Ban address')")
+    assert "again to confirm" in server.eval("win.clients.note_label.cget('text')")
+    assert server.eval("win.bans.rows()") == []
+    # "help" typed in the Server > line is help, not a message to the room.
+    watcher = connect(port, "watcher", tls=True)
+    server.exec("win.operator.entry.insert(0, 'help'); win.operator.say_button.invoke()")
+    server.wait("win.log_view.text()", lambda t: "type each after '/'" in t)
+    assert [f for f in watcher.barrier() if f["type"] == "message"] == []
+    # A port in use: one readable sentence, not a clipped error.
+    blocker = socket.create_server(("127.0.0.1", 0))
+    taken = blocker.getsockname()[1]
+    server.exec("win.controls.toggle_button.invoke()\n"
+                "win.controls.port_entry.delete(0, 'end')\n"
+                f"win.controls.port_entry.insert(0, '{taken}')\n"
+                "win.controls.toggle_button.invoke()")
+    error = server.wait("win.status.address_label.cget('text')",
+                        lambda t: "in use by another program" in t)
+    assert f"port {taken} is in use" in error
+    server.wait(fits.format("address_label"))
+    blocker.close()
