@@ -15,10 +15,26 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+
+import time
 
 from windows import Window, start_xvfb
-from wire import connect
+from wire import Wire, connect
+
+from chat.store import Store
+from gui.server_window import MIN_SIZE
+
+
+def yesterday(db: str) -> None:
+    """Some of yesterday's conversation, so that the window shows its day separators."""
+    store = Store(db)
+    base = int((time.time() - 86400) * 1000)
+    for i, (who, text) in enumerate([("maria", "Homework for tomorrow: exercises 1 to 3."),
+                                     ("tom", "is the lab open tomorrow?"),
+                                     ("maria", "from 1 pm, yes")]):
+        store.add(base + i * 60_000, who, text, room_key="general", room_name="general")
+    store.close()
 
 
 def shoot(win: Window, path: Path) -> None:
@@ -38,6 +54,7 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             env = dict(os.environ, XDG_CONFIG_HOME=f"{tmp}/cfg")
+            yesterday(f"{tmp}/s.db")
             server = Window("server", "--host", "127.0.0.1", "--port", "0", "--name", "Room 204",
                             "--motd", "Welcome to Room 204. Be kind.", "--db", f"{tmp}/s.db",
                             "--tls", env=env)
@@ -51,6 +68,10 @@ def main() -> int:
                            "--tls", env=env)
             opened.append(alice)
             alice.wait("win.client is not None and win.client.ready")
+            students = [Wire(port, tls=True) for _ in range(12)]  # a class arriving
+            for i, wire in enumerate(students):
+                wire.send(type="hello", nick=f"student{i + 1:02d}", proto=1)
+            alice.wait("len(win.users.names)", lambda n: n == 15)
             alice.exec("win.entry.insert('1.0', 'Hi! Is the lab open after lunch?'); "
                        "win.send_button.invoke()")
             maria.until("message", text="Hi! Is the lab open after lunch?")
@@ -62,13 +83,17 @@ def main() -> int:
             alice.wait("win.view.text()", lambda t: "grabs coffee" in t)
             server.exec("win.operator.entry.insert(0, 'Class ends at 3 today')")
             server.exec("win.add_ban_event('address', '203.0.113.66', 86400, 'flooding')")
-            server.wait("win.clients.rows()", lambda r: len(r) == 3)
+            server.wait("win.clients.rows()", lambda r: len(r) == 15)
             server.wait("win.log_view.text()", lambda t: "grabs coffee" in t)
             shoot(alice, out / "client-window.png")
             shoot(server, out / "server-window.png")
             alice.exec("win.appearance_event('Dark')")
             alice.wait("win.view.text()")
             shoot(alice, out / "client-window-dark.png")
+            server.exec(f"win.geometry('{MIN_SIZE[0]}x{MIN_SIZE[1]}'); win.update()")
+            server.wait("win.winfo_width()", lambda w: w == MIN_SIZE[0])
+            server.exec("win.update()")
+            shoot(server, out / "server-window-min.png")
     finally:
         for win in opened:
             win.close()
