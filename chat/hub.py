@@ -1,12 +1,12 @@
 """Chat state and the life of a connection: who is where, output, errors, timers.
 
-The hub is the one owner of chat state. It checks each frame from a ``Peer`` and hands
-it to its handler in ``chat.requests``; handlers, the operator and the console change
-who is where only through the hub's operations (``join``, ``leave``, ``rename``,
-``post``, ``close``), which also queue what others must see. Nothing here touches a
-socket. When a peer must go, ``close`` takes it out of the chat at once and lists it
-in ``closing`` for the server, which flushes what is queued (when asked) and then
-closes the socket.
+The hub is the one owner of chat state. Front doors hand it requests one way (through
+``chat.dispatch``, which nothing else imports); handlers, the operator and the console
+change who is where only through the hub's operations (``register``, ``join``,
+``leave``, ``rename``, ``post``, ``close``), which also queue what others must see.
+Nothing here touches a socket or imports the dispatch. When a peer must go, ``close``
+takes it out of the chat at once and lists it in ``closing`` for the server, which
+flushes what is queued (when asked) and then closes the socket.
 
 Storage: messages of one pass are committed together (``commit``) before any byte of
 the pass is sent. When the store cannot write (disk full, a lock held by another
@@ -27,13 +27,11 @@ from chat.config import ServerConfig
 from chat.errors import ProtocolError, StoreError
 from chat.gate import Gate
 from chat.model import SNIFF, Peer, Room, TokenBucket
-from chat.protocol import check_ref, encode, parse_request
-from chat.requests import HANDLERS
+from chat.protocol import encode
 from chat.store import Store
 
 MAX_ERRORS_IN_ROW = 20  # PROTOCOL.md: more than 20 error frames in a row closes
 CLOSE_FLUSH_SECONDS = 3.0  # how long a closing peer may take to read its last output
-BEFORE_HELLO = frozenset({"hello", "ping", "bye"})  # PROTOCOL.md, Session 3
 # join, part and nick: a bucket of their own (docs/protocol.md), so that renaming or
 # hopping rooms (each a message to many people, or a new room) stays cheap to serve.
 CHANGE_RATE = 1.0
@@ -221,6 +219,17 @@ class Hub:
         self.messages += 1
         return msg_id
 
+    def replay(self, room: Room, key: tuple[int, int | None, int, int]
+               ) -> tuple[bytes, bool] | None:
+        """The replay kept for ``room`` under ``key`` (after, before, limit, byte
+        budget), if the room has had no message since it was made."""
+        kept = self.replays.get(room.key)
+        return (kept[1], kept[2]) if kept is not None and kept[0] == key else None
+
+    def keep_replay(self, room: Room, key: tuple[int, int | None, int, int], chunk: bytes,
+                    more: bool) -> None:
+        self.replays[room.key] = (key, chunk, more)
+
     def room(self, name: str, key: str) -> Room:
         """The room ``key``, made (under ``name``) if it does not exist yet."""
         room = self.rooms.get(key)
@@ -228,6 +237,11 @@ class Hub:
             room = Room(name, key)
             self._add_room(room)
         return room
+
+    def register(self, peer: Peer, nick: str, key: str, client: str) -> None:
+        """``peer`` is now the user ``nick`` (its `hello` was accepted)."""
+        peer.nick, peer.key, peer.client = nick, key, client
+        self.users[key] = peer
 
     def join(self, peer: Peer, room: Room, ref: str | None) -> None:
         """``peer`` becomes a member; everyone in the room, the newcomer included,
@@ -324,44 +338,6 @@ class Hub:
     def unregistered(self) -> int:
         return len(self.peers) - len(self.users) - len(self.closing)
 
-    def receive(self, peer: Peer, frame: dict[str, Any]) -> None:
-        """Handle one well-formed frame from ``peer``."""
-        if peer.closing:
-            return
-        self._heard(peer)
-        ref = None
-        try:
-            ref = check_ref(frame)
-            kind = frame["type"]
-            if peer.nick is None and kind == "bye":
-                self.close(peer, "quit")  # before welcome, bye just closes
-                return
-            if peer.nick is None and kind not in BEFORE_HELLO:
-                raise ProtocolError("not_registered", "Send 'hello' first.")
-            if peer.nick is not None and kind == "hello":
-                raise ProtocolError("already_registered", "You are already registered.")
-            request = parse_request(frame, self.config.max_text)
-            HANDLERS[kind](self, peer, request, ref)
-        except ProtocolError as exc:
-            self.error(peer, exc, ref)
-            return
-        except StoreError as exc:
-            if exc.write:
-                self.write_failed(exc)
-            else:
-                log.warning("cannot read the database: %s", exc.reason)
-            message = (STORE_FAILED.format(why=exc.reason) if frame["type"] == "send" else
-                       f"The server could not do that ({exc.reason}); try again later.")
-            self.error(peer, ProtocolError("store_failed", message), ref)
-            return
-        peer.errors = 0
-
-    def reject(self, peer: Peer, exc: ProtocolError) -> None:
-        """A line from ``peer`` that is not a frame (bad JSON, too long, ...)."""
-        if not peer.closing:
-            self._heard(peer)
-            self.error(peer, exc, None)
-
     def error(self, peer: Peer, exc: ProtocolError, ref: str | None) -> None:
         frame = {"type": "error", "code": exc.code, "message": exc.message}
         if ref is not None:
@@ -434,7 +410,8 @@ class Hub:
         self.closing.pop(peer, None)
         self.dirty.pop(peer, None)
 
-    def _heard(self, peer: Peer) -> None:
+    def heard(self, peer: Peer) -> None:
+        """Any frame from ``peer``: it is not silent (pings wait again)."""
         peer.last_heard = self.clock()
         peer.pinged_at = None
 

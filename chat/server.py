@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chat.config import ServerConfig
+from chat.dispatch import receive, reject
 from chat.errors import ConfigError, Later, ProtocolError
 from chat.hub import Hub
 from chat.model import FRESH, HANDSHAKE, READY, SNIFF, Peer
@@ -307,7 +308,7 @@ class ChatServer:
                 continue
             peer.held = None
             try:
-                self.hub.receive(peer, frame)
+                receive(self.hub, peer, frame)
             except Later:
                 peer.held = frame
                 continue
@@ -533,13 +534,13 @@ class ChatServer:
             try:
                 frame = decoder.next_event()
             except ProtocolError as exc:
-                hub.reject(peer, exc)
+                reject(hub, peer, exc)
                 continue
             if frame is NEED_DATA or frame is CLOSED:
                 self._watch(peer)  # all handled: read it again
                 return
             try:
-                hub.receive(peer, frame)
+                receive(hub, peer, frame)
             except Later:  # waits for its password check; the rest waits behind it
                 peer.held = frame
                 self._held[peer] = None

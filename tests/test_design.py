@@ -57,3 +57,24 @@ def test_tls_sockets_never_handshake_on_their_own():
                 flags = {k.arg: getattr(k.value, "value", None) for k in node.keywords}
                 calls.append((path.name, flags.get("do_handshake_on_connect")))
     assert calls and all(value is False for _, value in calls), calls
+
+
+def test_requests_reach_the_hub_one_way():
+    """Only the server imports the dispatch (frames -> hub operations); the hub does
+    not know it, and handlers change no hub dict themselves."""
+    importers = []
+    for path in (ROOT / "chat").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) else
+                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            if "chat.dispatch" in names:
+                importers.append(path.name)
+    assert importers == ["server.py"]
+    tree = ast.parse((ROOT / "chat" / "dispatch.py").read_text())
+    writes = [ast.unparse(target) for node in ast.walk(tree)
+              if isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete))
+              for target in (node.targets if not isinstance(node, ast.AugAssign)
+                             else [node.target])
+              if isinstance(target, ast.Subscript)
+              and ast.unparse(target.value).startswith("hub.")]
+    assert writes == []

@@ -368,7 +368,7 @@ def test_registered_nickname_in_the_client_window(open_window, tmp_path):
 def test_server_window_survives_a_failing_handler_and_a_locked_database(open_window,
                                                                         tmp_path):
     server, port = server_window(open_window, tmp_path, "--rate", "0")
-    server.exec("import chat.requests as r\n"
+    server.exec("import chat.dispatch as r\n"
                 "real = r.HANDLERS['who']\n"
                 "def who(hub, peer, req, ref):\n"
                 "    if req['room'] == 'boom':\n"

@@ -21,13 +21,13 @@ from chat.store import Store
 HUGE = [2 ** 63, 2 ** 64, 10 ** 30, -1, -(2 ** 70)]
 
 BOOM = '''
-import chat.requests as requests
-real_who = requests.HANDLERS["who"]
+import chat.dispatch as dispatch
+real_who = dispatch.HANDLERS["who"]
 def who(hub, peer, req, ref):
     if req["room"] == "boom":
         raise ZeroDivisionError("injected fault")
     return real_who(hub, peer, req, ref)
-requests.HANDLERS["who"] = who
+dispatch.HANDLERS["who"] = who
 '''
 
 

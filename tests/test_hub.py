@@ -7,6 +7,7 @@ import json
 import pytest
 
 from chat.config import ServerConfig
+from chat.dispatch import receive
 from chat.hub import Hub
 from chat.operator import Operator
 from chat.store import Store
@@ -43,7 +44,7 @@ def frames(peer) -> list[dict]:
 
 def register(hub, nick, host="127.0.0.11"):
     peer = hub.open((host, 5000))
-    hub.receive(peer, {"type": "hello", "nick": nick, "proto": 1})
+    receive(hub, peer, {"type": "hello", "nick": nick, "proto": 1})
     assert frames(peer)[0]["type"] == "welcome"
     return peer
 
@@ -65,7 +66,7 @@ def test_banned_host_is_closed_and_refused(hub):
     assert Operator(hub).ban("address", "127.0.0.12", "bye")[1] == 1
     assert frames(alice)[0]["reason"] == "banned"
     again = hub.open(("127.0.0.12", 6000))
-    hub.receive(again, {"type": "hello", "nick": "bob2", "proto": 1})
+    receive(hub, again, {"type": "hello", "nick": "bob2", "proto": 1})
     assert frames(again)[0]["code"] == "banned"
     assert again in hub.closing
 

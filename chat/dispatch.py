@@ -1,10 +1,13 @@
-"""What the server does for each request of PROTOCOL.md: one function per frame type.
+"""From a connection's frames to the hub's operations: one handler per frame type.
 
-Each handler takes the ``Hub``, the ``Peer`` that asked, the request as
-``parse_request`` returned it and its ``ref``; a request that cannot be done raises
-``ProtocolError`` before it changes anything. Handlers change chat state only through
-the hub's operations (``join``, ``leave``, ``rename``, ``post``); nothing here touches
-a socket.
+The server hands each well-formed frame to ``receive`` (and each bad line to
+``reject``), one way: nothing but the server imports this module, and the hub does not
+know it. ``receive`` checks the session rules (what may come before `hello`), parses the
+request and calls its handler with the ``Hub``, the ``Peer`` that asked, the request
+as ``parse_request`` returned it and its ``ref``; a request that cannot be done raises
+``ProtocolError`` before it changes anything, and becomes an `error` frame. Handlers
+change chat state only through the hub's operations (``register``, ``join``,
+``leave``, ``rename``, ``post``, ``close``); nothing here touches a socket.
 
 The cost of an answer is the asker's: history is cut to what fits in the asker's share
 of ``max_backlog`` (the oldest left out, ``more: true``), `rooms` answers a page at a
@@ -19,17 +22,59 @@ from collections.abc import Callable
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
-from chat.errors import ProtocolError
+from chat.errors import ProtocolError, StoreError
 from chat.gate import ban_sentence
+from chat.hub import STORE_FAILED
 from chat.model import Peer, Room
-from chat.protocol import encode, name_key
+from chat.protocol import check_ref, encode, name_key, parse_request
 
 if TYPE_CHECKING:
     from chat.hub import Hub
 
 REPLAY_DEFAULT = 50  # PROTOCOL.md: latest 50 on join without `since`
+BEFORE_HELLO = frozenset({"hello", "ping", "bye"})  # PROTOCOL.md, Session 3
 
 log = logging.getLogger("chat.server")
+
+
+def receive(hub: Hub, peer: Peer, frame: dict[str, Any]) -> None:
+    """Handle one well-formed frame from ``peer``."""
+    if peer.closing:
+        return
+    hub.heard(peer)
+    ref = None
+    try:
+        ref = check_ref(frame)
+        kind = frame["type"]
+        if peer.nick is None and kind == "bye":
+            hub.close(peer, "quit")  # before welcome, bye just closes
+            return
+        if peer.nick is None and kind not in BEFORE_HELLO:
+            raise ProtocolError("not_registered", "Send 'hello' first.")
+        if peer.nick is not None and kind == "hello":
+            raise ProtocolError("already_registered", "You are already registered.")
+        request = parse_request(frame, hub.config.max_text)
+        HANDLERS[kind](hub, peer, request, ref)
+    except ProtocolError as exc:
+        hub.error(peer, exc, ref)
+        return
+    except StoreError as exc:
+        if exc.write:
+            hub.write_failed(exc)
+        else:
+            log.warning("cannot read the database: %s", exc.reason)
+        message = (STORE_FAILED.format(why=exc.reason) if frame["type"] == "send" else
+                   f"The server could not do that ({exc.reason}); try again later.")
+        hub.error(peer, ProtocolError("store_failed", message), ref)
+        return
+    peer.errors = 0
+
+
+def reject(hub: Hub, peer: Peer, exc: ProtocolError) -> None:
+    """A line from ``peer`` that is not a frame (bad JSON, too long, ...)."""
+    if not peer.closing:
+        hub.heard(peer)
+        hub.error(peer, exc, None)
 
 
 def reply(hub: Hub, peer: Peer, frame: dict[str, Any], ref: str | None) -> None:
@@ -88,14 +133,14 @@ def replay(hub: Hub, peer: Peer, room: Room, ref: str | None, *, after: int,
     if room.has_history and limit > 0:
         budget, most = answer_budget(hub, peer)
         key = (after, before, limit, most)
-        cached = hub.replays.get(room.key)
-        if cached is not None and cached[0] == key and len(cached[1]) <= budget:
-            chunk, more = cached[1], cached[2]
+        cached = hub.replay(room, key)
+        if cached is not None and len(cached[0]) <= budget:
+            chunk, more = cached
         else:
             chunk, more = history_bytes(hub, room, after=after, before=before,
                                         limit=limit, budget=budget)
             if budget == most:
-                hub.replays[room.key] = (key, chunk, more)
+                hub.keep_replay(room, key, chunk, more)
         if chunk:
             hub.to_peer(peer, chunk)
     end: dict[str, Any] = {"type": "history_end", "room": room.name}
@@ -166,9 +211,7 @@ def hello(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
                                     "from another connection."}))
         hub.close(holder, "disconnected")
         log.info("%s reclaimed its nickname from %s", req["nick"], holder.host)
-    peer.nick, peer.key = req["nick"], key
-    peer.client = req["client"] or ""
-    hub.users[key] = peer
+    hub.register(peer, req["nick"], key, req["client"] or "")
     if log.isEnabledFor(logging.INFO):
         log.info("%s registered from %s", peer.nick, peer.host)
     reply(hub, peer, {"type": "welcome", "nick": peer.nick, "server": cfg.name,
