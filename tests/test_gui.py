@@ -116,7 +116,7 @@ def test_kick_removes_a_client(open_window, tmp_path):
     assert rows[0][0] == "watcher"
     error = alice.wait("win.form.error_label.cget('text')", lambda t: "removed" in t)
     assert "be nice" in error
-    assert alice.eval("win.form.winfo_ismapped()")
+    alice.wait("win.form.winfo_ismapped()")
     left = watcher.until("left")
     assert left["reason"] == "kicked" and left["message"] == "be nice"
 
@@ -509,7 +509,7 @@ def test_an_outage_is_one_line_with_reconnect_now_and_keeps_what_was_typed(open_
     text = alice.wait("win.view.text()", lambda t: "alice: typed while offline" in t,
                       timeout=10)
     assert text.count("Reconnected.") == 1 and text.count("Connection lost") == 1
-    assert not alice.eval("win.reconnect_button.winfo_ismapped()")
+    alice.wait("win.reconnect_button.winfo_ismapped()", lambda shown: not shown)
     assert alice.eval("win.status_label.cget('text')").startswith("Connected")
     bob2 = connect(port, "carol")
     assert bob2.barrier() == []
@@ -535,7 +535,7 @@ def test_a_reader_scrolled_up_keeps_its_place_and_can_jump_to_new_messages(open_
     alice.wait("win.jump_button.cget('text')", lambda t: t == "↓  300 new messages",
                timeout=30)
     assert alice.eval(top).endswith("bob: m150")  # what it read was not trimmed away
-    assert alice.eval("win.jump_button.winfo_ismapped()")
+    alice.wait("win.jump_button.winfo_ismapped()")  # mapped once Tk has laid it out
     alice.exec("win.jump_button.invoke()")
     assert alice.eval("win.view.at_bottom()")
     alice.wait("win.jump_button.winfo_ismapped()", lambda shown: not shown)
@@ -638,7 +638,7 @@ def test_mentions_are_seen_tabs_close_and_a_mention_rings_in_the_background(open
     bob.send(type="send", room="room13", text="alice: look at this")
     alice.wait("win.sidebar.mention_button.cget('text')",
                lambda t: t == "! Mentioned in # room13")
-    assert alice.eval("win.sidebar.mention_button.winfo_ismapped()")
+    alice.wait("win.sidebar.mention_button.winfo_ismapped()")
     alice.exec("win.sidebar.mention_button.invoke()")
     alice.wait("win.header.cget('text')", lambda t: t == "# room13")
     alice.wait("win.sidebar.mention_button.winfo_ismapped()", lambda shown: not shown)
@@ -678,7 +678,7 @@ def test_the_server_window_at_its_minimum_size_and_its_guard_rails(open_window, 
     for i, wire in enumerate(crowd_wires):
         wire.send(type="hello", nick=f"u{i:03d}", proto=1, rooms=[])
     server.wait("len(win.clients._rows)", lambda n: n == 200, timeout=30)
-    assert server.eval("win.clients.tree.yview()[1]") < 1.0  # more rows than shown
+    server.wait("win.clients.tree.yview()[1]", lambda end: end < 1.0)  # more than shown
     server.exec("win.clients.filter_entry.insert(0, 'u19'); win.clients._apply_filter()")
     names = sorted(r[0] for r in server.eval("win.clients.rows()"))
     assert names == [f"u19{i}" for i in range(10)]
