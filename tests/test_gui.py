@@ -683,8 +683,7 @@ def test_the_server_window_at_its_minimum_size_and_its_guard_rails(open_window, 
     names = sorted(r[0] for r in server.eval("win.clients.rows()"))
     assert names == [f"u19{i}" for i in range(10)]
     # The Bans list shows several rows; Kick and Ban without a row say why.
-    rows_shown = "win.bans.tree.winfo_height() // 24"
-    assert server.eval(rows_shown) >= 4
+    server.wait("win.bans.tree.winfo_height() // 24", lambda rows: rows >= 4)
     server.exec("win.clients.tree.selection_set(()); win.clients.kick_button.invoke()")
     assert server.eval("win.clients.note_label.cget('text')").startswith(
         "Select a client in the list first")
