@@ -118,8 +118,8 @@ def test_the_installed_lanchat_command_runs_the_server(tmp_path):
 def test_split_address_takes_what_the_server_window_shows():
     from chat.netinfo import split_address
 
-    assert split_address("192.168.50.10:7070", 1) == ("192.168.50.10", 7070)
-    assert split_address(" 10.0.0.5 ", 7070) == ("10.0.0.5", 7070)
+    assert split_address("192.0.2.10:7070", 1) == ("192.0.2.10", 7070)
+    assert split_address(" 198.51.100.5 ", 7070) == ("198.51.100.5", 7070)
     assert split_address("[::1]:7071", 7070) == ("::1", 7071)
     assert split_address("fe80::1", 7070) == ("fe80::1", 7070)
     for bad in ("", "host:0", "host:http", "[::1", "a b", "http://x"):
