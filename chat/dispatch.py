@@ -221,10 +221,8 @@ def hello(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
 
 
 def join_request(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    if name_key(req["room"]) in peer.rooms:  # nothing changes: costs nothing
-        join(hub, peer, req["room"], ref, None)
-        return
-    spend_change(hub, peer)
+    if name_key(req["room"]) not in peer.rooms:  # already in: nothing changes, free
+        spend_change(hub, peer)
     join(hub, peer, req["room"], ref, None)
 
 

@@ -250,7 +250,6 @@ class Hub:
             self.deliver()
         self._batch_for(room)
         room.add(peer)
-        assert room.key is not None
         peer.rooms[room.key] = room
         joined = {"type": "joined", "room": room.name, "nick": peer.nick,
                   "ts": self.now_ms()}

@@ -193,11 +193,11 @@ class Sidebar(ctk.CTkFrame):
             self.buttons[conv.key].configure(
                 text=text, fg_color=("#3a7ebf", "#1f538d") if selected else "transparent",
                 text_color=("white", "white") if selected else ("gray10", "gray90"))
-        self._mentioned = [c.key for c in convs if c.mentions and c.key != active]
-        if self._mentioned:
-            names = ", ".join(self.buttons[k].cget("text").split("  (")[0]
-                              for k in self._mentioned[:2])
-            more = len(self._mentioned) - 2
+        mentioned = [c for c in convs if c.mentions and c.key != active]
+        self._mentioned = [c.key for c in mentioned]
+        if mentioned:
+            names = ", ".join(c.label for c in mentioned[:2])
+            more = len(mentioned) - 2
             self.mention_button.configure(
                 text=f"! Mentioned in {names}" + (f" and {more} more" if more > 0 else ""))
             self.mention_button.grid()

@@ -55,6 +55,7 @@ class ConversationPanel(ctk.CTkFrame):
         self.jump_button = ctk.CTkButton(self, text="", height=26, corner_radius=13,
                                          command=self.jump_event)
         self._unseen_below = 0
+        self._jump_shown = 0  # the count the button shows
         for widget in (self.view, self.view._textbox):
             widget.bind("<Button-4>", self._scrolled, add=True)
             widget.bind("<MouseWheel>", self._scrolled, add=True)
@@ -126,9 +127,10 @@ class ConversationPanel(ctk.CTkFrame):
 
     def _show_jump(self) -> None:
         count = self._unseen_below
-        text = f"↓  {count} new message{'' if count == 1 else 's'}" if count else ""
-        if text == self.jump_button.cget("text"):
+        if count == self._jump_shown:  # every tick: no Tk call unless it changed
             return
+        self._jump_shown = count
+        text = f"↓  {count} new message{'' if count == 1 else 's'}" if count else ""
         self.jump_button.configure(text=text)
         if count:
             self.jump_button.place(in_=self.view, relx=0.5, rely=1.0, y=-8, anchor="s")

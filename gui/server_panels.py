@@ -39,7 +39,11 @@ class StatusPanel(ctk.CTkFrame):
         self.grid_columnconfigure(1, weight=1)
         self.state_label = ctk.CTkLabel(self, text="", font=ctk.CTkFont(size=15, weight="bold"))
         self.state_label.grid(row=0, column=0, padx=12, pady=(8, 0), sticky="w")
-        self.address_label = ctk.CTkLabel(self, text="", font=ctk.CTkFont(size=20, weight="bold"))
+        # Made once: the address is shown big, an error (longer) smaller.
+        self._fonts = {True: ctk.CTkFont(size=20, weight="bold"),
+                       False: ctk.CTkFont(size=14, weight="bold")}
+        self.address_label = ctk.CTkLabel(self, text="", font=self._fonts[True],
+                                          justify="left")
         self.address_label.grid(row=0, column=1, padx=12, pady=(8, 0), sticky="w")
         self.counters_label = ctk.CTkLabel(self, text="")
         self.counters_label.grid(row=1, column=0, columnspan=2, padx=12, pady=0, sticky="w")
@@ -65,10 +69,9 @@ class StatusPanel(ctk.CTkFrame):
         else:
             self.state_label.configure(text="● Running" if running else "● Stopped",
                                        text_color="#1e8449" if running else "#c0392b")
-        self.address_label.configure(
-            text=addresses if running else error,
-            font=ctk.CTkFont(size=20 if running else 14, weight="bold"),
-            justify="left")
+        text = addresses if running else error
+        if self.address_label.cget("text") != text:
+            self.address_label.configure(text=text, font=self._fonts[running])
         self.counters_label.configure(text=counters)
         if not running:
             tls = ""

@@ -663,6 +663,8 @@ def test_mentions_are_seen_tabs_close_and_a_mention_rings_in_the_background(open
     bob.send(type="send", to="alice", text="still there?")
     alice.wait("win.title()", lambda t: t.startswith("(3!)"))
     assert alice.eval("len(win.rings)") == 1  # switched off: no bell
+    saved = json.loads((tmp_path / "config" / "lanchat" / "client.json").read_text())
+    assert saved["bell"] is False  # and remembered
 
 
 def test_the_server_window_at_its_minimum_size_and_its_guard_rails(open_window, tmp_path):
