@@ -213,7 +213,8 @@ def hello(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
         log.info("%s reclaimed its nickname from %s", req["nick"], holder.host)
     hub.register(peer, req["nick"], key, req["client"] or "")
     if log.isEnabledFor(logging.INFO):
-        log.info("%s registered from %s", peer.nick, peer.host)
+        door = " (web)" if peer.door == "web" else ""
+        log.info("%s registered from %s%s", peer.nick, peer.host, door)
     reply(hub, peer, {"type": "welcome", "nick": peer.nick, "server": cfg.name,
                       "motd": cfg.motd, "limits": cfg.limits()}, ref)
     for name in req["rooms"]:

@@ -26,7 +26,7 @@ from typing import Any
 from chat.config import ServerConfig
 from chat.errors import ProtocolError, StoreError
 from chat.gate import Gate
-from chat.model import SNIFF, Peer, Room, TokenBucket
+from chat.model import SNIFF, Peer, Room, TokenBucket, share
 from chat.protocol import encode
 from chat.store import Store
 
@@ -161,7 +161,12 @@ class Hub:
         kept: list[bytes] = []
         told: set[int] = set()
         start = len(MESSAGE_HEAD)
-        for line in chunk.split(b"\n")[:-1]:
+        codec = peer.codec
+        if codec is None:
+            pieces = [(line + b"\n", line + b"\n") for line in chunk.split(b"\n")[:-1]]
+        else:
+            pieces = codec.pieces(chunk)
+        for line, wired in pieces:
             if line.startswith(MESSAGE_HEAD):
                 msg_id = int(line[start:line.index(b",", start)])
                 if msg_id in failed:
@@ -173,10 +178,11 @@ class Hub:
                             "message": STORE_FAILED.format(why=exc.reason)}
                         if ref is not None:
                             error["ref"] = ref
-                        kept.append(encode(error))
+                        data = encode(error)
+                        kept.append(data if codec is None else codec.wire(data))
                         peer.errors += 1
                     continue
-            kept.append(line + b"\n")
+            kept.append(wired)
         return b"".join(kept)
 
     # ------------------------------------------------------------ chat operations
@@ -290,8 +296,7 @@ class Hub:
         data = encode(renamed)
         self.cost += len(others)
         self.deliver()  # one `renamed` per user, whatever rooms it shares
-        for other in others:
-            other.queue(data)
+        share(others, data)
         peer.queue(data if ref is None else encode({**renamed, "ref": ref}))
 
     def rooms_page(self, after: str | None) -> tuple[list[Room], bool]:
@@ -447,5 +452,4 @@ class Hub:
         """A notice from the operator or the server to every registered user."""
         data = encode({"type": "notice", "text": text, "ts": self.now_ms()})
         self.deliver()
-        for peer in self.users.values():
-            peer.queue(data)
+        share(self.users.values(), data)

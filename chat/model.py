@@ -8,7 +8,8 @@ commit, so nothing reaches the wire before the store has it.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 # Peer.phase: where a connection is before its frames are read as chat.
 READY = 0  # frames flow (TLS done, or a plain connection that has sent bytes)
@@ -55,13 +56,28 @@ class TokenBucket:
             self.tokens = min(float(self.burst), self.tokens + 1)
 
 
+class Codec(Protocol):
+    """How a front door puts frames on its wire (JSON lines need none)."""
+
+    def wire(self, lines: bytes) -> bytes:
+        """Whole frames (JSON lines, each ending in "\\n") in this codec's form."""
+        ...
+
+    def pieces(self, wired: bytes) -> list[tuple[bytes, bytes]]:
+        """Split whole units of ``wire`` output back into (the JSON line it carries,
+        or b"" for none, its bytes on the wire): used to take back messages whose
+        commit failed."""
+        ...
+
+
 class Peer:
     """One connection: its chat state and the bytes waiting to be sent to it."""
 
     __slots__ = ("addr", "host", "nick", "key", "rooms", "out", "bucket", "changes",
                  "errors", "started", "last_heard", "pinged_at", "closing",
                  "close_deadline", "connected_ts", "sent", "client", "sock", "decoder",
-                 "events", "_dirty", "accounts", "phase", "held", "owed", "__weakref__")
+                 "events", "_dirty", "accounts", "phase", "held", "owed", "codec", "door",
+                 "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
                  changes: TokenBucket, dirty: dict[Peer, int]) -> None:
@@ -89,10 +105,20 @@ class Peer:
         self.phase = READY  # see the constants above
         self.held: dict[str, Any] | None = None  # a frame put off to a later pass
         self.owed = 0  # bytes for this peer in a room's batch, not yet in ``out``
+        # How frames become this connection's bytes: None for JSON lines (the frames'
+        # own form), else a ``Codec`` (a WebSocket, an HTTP refusal).
+        self.codec: Codec | None = None
+        self.door = "json"  # which front door it came in by: "json", "http", "web"
         self._dirty = dirty
 
     def queue(self, data: bytes) -> None:
-        """Append bytes for this peer; the server sends them at the pass's end.
+        """Queue frames (JSON lines) for this peer, in its codec's form."""
+        codec = self.codec
+        self.queue_wire(data if codec is None else codec.wire(data))
+
+    def queue_wire(self, data: bytes) -> None:
+        """Append bytes already in this connection's form; the server sends them at
+        the pass's end.
 
         The peer is marked dirty even when output was already waiting, so that a
         reader that has stalled is checked against the backlog cap every pass. The
@@ -130,6 +156,24 @@ def _own(member: Peer, entries: list[Entry], start: int, end: int) -> bytes:
         elif mine is not None:
             parts.append(mine)
     return b"".join(parts)
+
+
+def share(members: Iterable[Peer], data: bytes) -> None:
+    """Queue the same frames on every one of ``members``, encoded once per codec."""
+    wired: dict[Codec, bytes] = {}
+    for member in members:
+        _share(member, data, wired)
+
+
+def _share(member: Peer, shared: bytes, wired: dict[Codec, bytes]) -> None:
+    codec = member.codec
+    if codec is None:
+        member.queue_wire(shared)
+        return
+    data = wired.get(codec)
+    if data is None:
+        data = wired[codec] = codec.wire(shared)
+    member.queue_wire(data)
 
 
 class Room:
@@ -192,6 +236,7 @@ class Room:
         special = {who for _, who, _ in entries if who is not None}
         for who in special:
             who.owed = 0
+        wired: dict[Codec, bytes] = {}  # the shared bytes, encoded once per codec
         if special or fresh:
             end = len(entries)
             for member in self.members:
@@ -200,10 +245,13 @@ class Room:
                     if own:
                         member.queue(own)
                 elif shared:
-                    member.queue(shared)
+                    _share(member, shared, wired)
         else:
             for member in self.members:
-                member.queue(shared)
+                if member.codec is None:
+                    member.queue_wire(shared)
+                else:
+                    _share(member, shared, wired)
         for member, end in gone.items():
             own = _own(member, entries, fresh.get(member, 0), end)
             if own:

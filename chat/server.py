@@ -32,6 +32,7 @@ from chat.operator import Operator
 from chat.protocol import CLOSED, NEED_DATA, FrameDecoder, encode
 from chat.store import Store
 from chat.tls import file_fingerprint, self_signed, server_context
+from chat.web import HTTP_REFUSAL, Site, WebDoor, looks_like_http
 
 RECV_SIZE = 64 * 1024  # one recv per readable peer per pass keeps a pass short
 TLS_READS = 4  # a TLS recv returns one record (16 KiB at most): up to 4 per pass
@@ -40,6 +41,7 @@ INTERNAL_ERROR = ("The server failed while handling your connection; it is close
                   "Please reconnect.")
 TLS_REQUIRED = ("This server speaks TLS only: turn on TLS in your client "
                 "(python main.py --client --tls).")
+HTTPS_REQUIRED = "This chat server speaks TLS only: open its address with https:// instead."
 FRAMES_PER_PASS = 256  # frames handled per peer per pass; the rest wait their turn
 PASS_BUDGET_S = 0.05  # a pass takes no new frames after this long (timers, fairness)
 MIN_WORK_S = 0.005  # however long reading took, a pass handles frames this long
@@ -105,6 +107,7 @@ class ChatServer:
         self.store = store if store is not None else Store(config.db_path)
         self.hub = Hub(config, self.store, clock)
         self.operator = Operator(self.hub)  # what the server window's controls call
+        self.site = Site()  # the page, served on the chat port (chat.web)
         self.clock = clock
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
@@ -387,18 +390,9 @@ class ChatServer:
             peer.events = selectors.EVENT_READ
             self.selector.register(sock, selectors.EVENT_READ, peer)
             log.info("connection from %s", peer.host)
-            if self.tls is not None:
-                peer.phase = SNIFF  # admission is checked once TLS can carry the answer
-                continue
-            peer.phase = FRESH
-            self._admit(peer)
-
-    def _admit(self, peer: Peer) -> None:
-        """Refuse a connection from a banned address or one over its limit."""
-        refusal = self.hub.admission(peer)
-        if refusal is not None:
-            log.info("refused %s: %s", peer.host, refusal.message)
-            self.hub.error(peer, refusal, None)
+            # Admission is checked at the first bytes, in the language they speak
+            # (inside TLS once its handshake is done).
+            peer.phase = SNIFF if self.tls is not None else FRESH
 
     # ------------------------------------------------------------ TLS
 
@@ -421,11 +415,9 @@ class ChatServer:
             log.info("TLS handshake with %s failed: %s", peer.host, reason)
             self.hub.lost(peer)
             return
-        peer.phase = READY
+        peer.phase = FRESH
         self._watch(peer)
-        self._admit(peer)
-        if not peer.closing:
-            self._read(peer)  # the hello may have come with the handshake's last flight
+        self._read(peer)  # the hello may have come with the handshake's last flight
 
     def _sniff(self, peer: Peer) -> bool:
         """Look at the first byte: a TLS record starts the handshake; anything else
@@ -447,7 +439,10 @@ class ChatServer:
                 peer.sock.recv(RECV_SIZE)  # and throw away the answer with it
             except OSError:
                 pass
-            self.hub.error(peer, ProtocolError("tls_required", TLS_REQUIRED), None)
+            told = TLS_REQUIRED
+            if looks_like_http(head):  # a browser asked for http://: the answer is a page
+                peer.codec, told = HTTP_REFUSAL, HTTPS_REQUIRED
+            self.hub.error(peer, ProtocolError("tls_required", told), None)
             return False
         assert self.tls is not None
         self.selector.unregister(peer.sock)
@@ -509,14 +504,31 @@ class ChatServer:
                 return
             if peer.phase == FRESH:
                 peer.phase = READY
-                if data.startswith(TLS_HELLO):  # a TLS client: it cannot read our errors
-                    log.info("TLS client %s on the plain-text port: closed", peer.host)
-                    self.hub.lost(peer)
+                if not self._first_bytes(peer, data):
                     return
+                decoder = peer.decoder
             decoder.receive_data(data)
         if decoder.has_frames:
             self._queue(peer)  # handled in this pass's turn, in order
             self._watch(peer)
+
+    def _first_bytes(self, peer: Peer, data: bytes) -> bool:
+        """Tell the front door by the first bytes (JSON lines, or HTTP: the page and
+        its WebSocket), then admit or refuse the connection in its own language.
+        Returns whether its bytes are to be read as its door's input."""
+        if self.tls is None and data.startswith(TLS_HELLO):
+            log.info("TLS client %s on the plain-text port: closed", peer.host)
+            self.hub.lost(peer)  # a TLS client cannot read a plain-text error
+            return False
+        if looks_like_http(data):
+            peer.decoder = WebDoor(peer, self.site, self.config.max_frame, self.clock)
+            peer.codec = HTTP_REFUSAL  # until it is a WebSocket, errors are statuses
+        refusal = self.hub.admission(peer)
+        if refusal is not None:
+            log.info("refused %s: %s", peer.host, refusal.message)
+            self.hub.error(peer, refusal, None)
+            return False
+        return True
 
     def _handle_frames(self, peer: Peer) -> None:
         """Up to ``FRAMES_PER_PASS`` of ``peer``'s frames, while the pass has time
@@ -536,8 +548,12 @@ class ChatServer:
             except ProtocolError as exc:
                 reject(hub, peer, exc)
                 continue
-            if frame is NEED_DATA or frame is CLOSED:
-                self._watch(peer)  # all handled: read it again
+            if frame is NEED_DATA:
+                break  # all handled (a door may still hold bytes: then it queues again)
+            if frame is CLOSED:
+                if not peer.closing:  # a door's end (a WebSocket close, an HTTP error)
+                    self._dying[peer] = True
+                self._watch(peer)
                 return
             try:
                 receive(hub, peer, frame)
@@ -620,6 +636,12 @@ class ChatServer:
 
     def _drop(self, peer: Peer) -> None:
         if peer.sock is not None:
+            farewell = getattr(peer.codec, "farewell", b"")
+            if farewell and not peer.out:  # a WebSocket's close frame: a few bytes
+                try:
+                    peer.sock.send(farewell)
+                except OSError:
+                    pass
             if peer.events:
                 self.selector.unregister(peer.sock)
                 peer.events = 0

@@ -397,6 +397,7 @@ def test_per_address_limit_with_loopback_exempt_unless_asked(start_server):
     first.hello("a")
     second.hello("b")
     third = Wire(strict.port)
+    third.send(type="hello", nick="c", proto=1)  # refused at its first bytes
     frames = third.closed()
     assert [f["code"] for f in frames] == ["server_full"]
     assert "address" in frames[0]["message"]

@@ -1,0 +1,345 @@
+// The page: the connect form, then the chat. Wires the chat core (chat.js) to the
+// view (view.js): conversations with unread counts and mentions, the people here,
+// slash commands, typing, older history, notifications, the theme.
+
+import { Chat, DM, ROOM, fold } from "./chat.js";
+import { LogView, convItem, el, userItem } from "./view.js";
+
+const $ = (id) => document.getElementById(id);
+const TYPING_EVERY_MS = 4000; // a `typing` costs a rate token: at most one per 4 s
+const HELP = [
+  ["/join ROOM", "join or create a room"],
+  ["/part [ROOM]", "leave this room (or ROOM)"],
+  ["/nick NAME", "change your nickname"],
+  ["/me TEXT", "an action: * you TEXT"],
+  ["/msg NICK TEXT", "a direct message"],
+  ["/query NICK", "open a direct conversation"],
+  ["/list", "browse the rooms of this server"],
+  ["/who", "who is in this room"],
+  ["/register PASSWORD", "make your nickname yours (8+ characters)"],
+  ["/quit", "leave the chat"],
+  ["Enter / Shift+Enter", "send / new line"],
+];
+
+const wsUrl = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
+const chat = new Chat(wsUrl);
+const log = new LogView($("log"), chat);
+let active = null; // the conversation shown
+let lastTyping = 0;
+let roomsAfter = null;
+
+// ------------------------------------------------------------ theme
+
+function applyTheme() {
+  const theme = localStorage.getItem("lanchat.theme");
+  if (theme) document.documentElement.dataset.theme = theme;
+  else delete document.documentElement.dataset.theme;
+}
+
+$("theme-button").addEventListener("click", () => {
+  const dark = document.documentElement.dataset.theme
+    ? document.documentElement.dataset.theme === "dark"
+    : matchMedia("(prefers-color-scheme: dark)").matches;
+  localStorage.setItem("lanchat.theme", dark ? "light" : "dark");
+  applyTheme();
+});
+applyTheme();
+
+// ------------------------------------------------------------ connecting
+
+$("nick").value = localStorage.getItem("lanchat.nick") || "";
+$("connect-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const nick = $("nick").value.trim();
+  if (!nick) return;
+  localStorage.setItem("lanchat.nick", nick);
+  $("connect-error").hidden = true;
+  $("connect-button").disabled = true;
+  $("connect-button").textContent = "Joining…";
+  chat.start({ nick, password: $("password").value, nickPassword: $("nick-password").value });
+});
+
+chat.addEventListener("failed", ({ detail }) => {
+  $("chat").hidden = true;
+  $("connect").hidden = false;
+  $("connect-button").disabled = false;
+  $("connect-button").textContent = "Join the chat";
+  const error = $("connect-error");
+  error.textContent = detail.message;
+  error.hidden = false;
+  if (detail.code === "auth_failed" || detail.code === "nick_registered") $("more-fields").open = true;
+  chat.welcomed = false;
+  chat.conversations.clear();
+});
+
+chat.addEventListener("welcome", ({ detail }) => {
+  $("connect").hidden = true;
+  $("chat").hidden = false;
+  $("me").textContent = chat.nick;
+  document.title = `${chat.serverName} · lanchat`;
+  if (detail.first) {
+    const general = chat.conversation(ROOM, "general");
+    open(general);
+    if (detail.motd) chat.line(general, { kind: "notice", text: detail.motd, ts: Date.now() });
+  }
+  $("reconnect-button").hidden = true;
+  $("input").maxLength = chat.limits.max_text || 4000;
+  $("input").focus();
+});
+
+chat.addEventListener("status", ({ detail }) => {
+  $("status").textContent = detail.text;
+  $("status").classList.toggle("offline", Boolean(detail.offline));
+  $("reconnect-button").hidden = !detail.offline || chat.stopped;
+});
+$("reconnect-button").addEventListener("click", () => chat.reconnectNow());
+
+chat.addEventListener("outbox", ({ detail }) => {
+  if (detail.count) $("status").textContent = `Offline: ${detail.count} message(s) will be sent when the chat is back.`;
+});
+
+// ------------------------------------------------------------ conversations
+
+function open(conv) {
+  active = conv;
+  conv.unread = 0;
+  conv.mentions = 0;
+  $("title").textContent = conv.kind === ROOM ? `#${conv.name}` : conv.name;
+  log.show(conv);
+  drawOlder();
+  drawLists();
+  drawUsers();
+  drawTyping();
+  updateTitle();
+  document.body.classList.remove("show-sidebar", "show-users");
+  $("scrim").hidden = true;
+}
+
+function drawOlder() {
+  $("older-button").hidden = !(active && active.kind === ROOM && active.more);
+}
+
+function drawLists() {
+  const key = active ? active.key : null;
+  const convs = [...chat.conversations.values()];
+  const rooms = convs.filter((c) => c.kind === ROOM && c.joined).sort((a, b) => fold(a.name).localeCompare(fold(b.name)));
+  const dms = convs.filter((c) => c.kind === DM);
+  $("rooms").replaceChildren(...rooms.map((c) => convItem(c, key, open, closeConv)));
+  $("dms").replaceChildren(...dms.map((c) => convItem(c, key, open, closeConv)));
+}
+
+function drawUsers() {
+  const users = active && active.kind === ROOM ? [...active.users] : active ? [chat.nick, active.name] : [];
+  users.sort((a, b) => fold(a).localeCompare(fold(b)));
+  $("users-title").textContent = active && active.kind === ROOM ? `Here (${users.length})` : "Conversation";
+  $("users").replaceChildren(...users.map((n) => userItem(n, chat.nick, (nick) => open(chat.conversation(DM, nick)))));
+}
+
+function drawTyping() {
+  const now = Date.now();
+  const names = active ? [...active.typing].filter(([, until]) => until > now).map(([n]) => n) : [];
+  $("typing").textContent = names.length === 0 ? "" : names.length === 1 ? `${names[0]} is typing…`
+    : names.length < 4 ? `${names.join(", ")} are typing…` : "Several people are typing…";
+}
+setInterval(drawTyping, 1000);
+
+function closeConv(conv) {
+  if (conv.kind === ROOM) chat.request({ type: "part", room: conv.name });
+  else {
+    chat.conversations.delete(conv.key);
+    if (active === conv) open(chat.conversation(ROOM, "general"));
+    else drawLists();
+  }
+}
+
+function updateTitle() {
+  let unread = 0;
+  for (const conv of chat.conversations.values()) unread += conv.unread;
+  const base = `${chat.serverName || "lanchat"} · lanchat`;
+  document.title = unread ? `(${unread}) ${base}` : base;
+}
+
+function notify(conv, frame) {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const where = conv.kind === ROOM ? `#${conv.name}` : "a direct message";
+  const note = new Notification(`${frame.from} in ${where}`, { body: frame.text.slice(0, 200), tag: conv.key });
+  note.onclick = () => { window.focus(); open(conv); note.close(); };
+}
+
+chat.addEventListener("message", ({ detail }) => {
+  const { conv, frame, mine, mention } = detail;
+  const seen = conv === active && !document.hidden;
+  if (conv === active) {
+    const atBottom = log.added(frame);
+    if (!atBottom && !mine) $("jump-button").hidden = false;
+  }
+  if (!seen && !mine && !frame.history) {
+    conv.unread += 1;
+    if (mention || conv.kind === DM) conv.mentions += 1;
+    drawLists();
+    updateTitle();
+  }
+  if ((mention || (conv.kind === DM && !mine && !frame.history)) && (document.hidden || conv !== active)) notify(conv, frame);
+  if (conv === active) drawTyping();
+});
+
+chat.addEventListener("line", ({ detail }) => {
+  if (detail.conv === active) log.added(detail.entry);
+});
+chat.addEventListener("history", ({ detail }) => {
+  if (detail.conv === active) drawOlder();
+});
+chat.addEventListener("conversations", drawLists);
+chat.addEventListener("open", ({ detail }) => open(detail.conv));
+chat.addEventListener("closed", ({ detail }) => {
+  if (active === detail.conv) open(chat.conversation(ROOM, "general"));
+  else drawLists();
+});
+chat.addEventListener("users", ({ detail }) => { if (detail.conv === active) drawUsers(); });
+chat.addEventListener("typing", ({ detail }) => { if (detail.conv === active) drawTyping(); });
+chat.addEventListener("me", () => { $("me").textContent = chat.nick; drawUsers(); });
+chat.addEventListener("notice", ({ detail }) => {
+  const conv = active || chat.conversation(ROOM, "general");
+  chat.line(conv, { kind: detail.error ? "system" : "notice", text: detail.text, error: detail.error, ts: detail.ts || Date.now() });
+});
+chat.addEventListener("who", ({ detail }) => {
+  chat.line(active, { kind: "system", text: `In #${detail.room}: ${detail.users.join(", ") || "nobody"}` });
+});
+chat.addEventListener("rooms", ({ detail }) => {
+  const list = $("room-list");
+  if (roomsAfter === null) list.replaceChildren();
+  for (const room of detail.rooms) {
+    const join = el("button", { type: "button", text: `#${room.name}` });
+    join.addEventListener("click", () => { $("rooms-dialog").close(); joinRoom(room.name); });
+    list.append(el("li", {}, join, el("span", { class: "count", text: ` ${room.users} here` })));
+  }
+  roomsAfter = detail.rooms.length ? detail.rooms.at(-1).name : null;
+  $("more-rooms").hidden = !detail.more;
+  if (!$("rooms-dialog").open) $("rooms-dialog").showModal();
+});
+
+$("older-button").addEventListener("click", () => active && chat.older(active));
+$("jump-button").addEventListener("click", () => { log.scrollDown(); $("jump-button").hidden = true; });
+$("log").addEventListener("scroll", () => { if (log.stuck()) $("jump-button").hidden = true; });
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && active) { active.unread = 0; active.mentions = 0; drawLists(); updateTitle(); }
+});
+
+// ------------------------------------------------------------ commands
+
+function joinRoom(name) {
+  const existing = chat.conversation(ROOM, name, false);
+  if (existing && existing.joined) { open(existing); return; }
+  chat.request({ type: "join", room: name });
+}
+
+function listRooms(after = null) {
+  roomsAfter = after;
+  const frame = { type: "rooms" };
+  if (after) frame.after = after;
+  chat.request(frame);
+}
+$("browse-button").addEventListener("click", () => listRooms());
+$("more-rooms").addEventListener("click", () => listRooms(roomsAfter));
+
+function system(text) {
+  chat.line(active, { kind: "system", text, ts: Date.now() });
+}
+
+function command(text) {
+  const [word, ...rest] = text.slice(1).split(" ");
+  const arg = rest.join(" ").trim();
+  const first = arg.split(/\s+/)[0] || "";
+  switch (word.toLowerCase()) {
+    case "join": if (first) joinRoom(first.replace(/^#/, "")); else system("Usage: /join ROOM"); break;
+    case "part": case "leave": {
+      const room = first ? first.replace(/^#/, "") : active.kind === ROOM ? active.name : "";
+      if (room) chat.request({ type: "part", room }); else system("Usage: /part ROOM");
+      break;
+    }
+    case "nick": if (first) chat.request({ type: "nick", nick: first }); else system("Usage: /nick NAME"); break;
+    case "me": if (arg) chat.say(active, arg, true); else system("Usage: /me TEXT"); break;
+    case "msg": {
+      const body = arg.slice(first.length).trim();
+      if (!first || !body) { system("Usage: /msg NICK TEXT"); break; }
+      const conv = chat.conversation(DM, first);
+      chat.say(conv, body);
+      open(conv);
+      break;
+    }
+    case "query": if (first) open(chat.conversation(DM, first)); else system("Usage: /query NICK"); break;
+    case "list": listRooms(); break;
+    case "who": if (active.kind === ROOM) chat.request({ type: "who", room: first || active.name }); break;
+    case "register": if (arg) chat.request({ type: "register", password: arg }); else system("Usage: /register PASSWORD"); break;
+    case "quit": chat.quit(); break;
+    case "help": for (const [cmd, what] of HELP) system(`${cmd.padEnd(22, "\u00a0")}${what}`); break;
+    default: system(`Unknown command /${word}. Type /help for the list.`);
+  }
+}
+
+function submit() {
+  const input = $("input");
+  const text = input.value;
+  if (!text.trim() || !active) return;
+  if (text.startsWith("/") && !text.startsWith("//")) command(text.trim());
+  else chat.say(active, text.startsWith("//") ? text.slice(1) : text);
+  input.value = "";
+  grow();
+}
+
+function grow() {
+  const input = $("input");
+  input.style.height = "auto";
+  input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
+}
+
+$("composer").addEventListener("submit", (event) => { event.preventDefault(); submit(); });
+$("input").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    submit();
+  }
+});
+$("input").addEventListener("input", () => {
+  grow();
+  const now = Date.now();
+  if (active && !$("input").value.startsWith("/") && now - lastTyping > TYPING_EVERY_MS) {
+    lastTyping = now;
+    chat.typing(active);
+  }
+});
+$("join-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = $("join-room").value.trim().replace(/^#/, "");
+  if (name) joinRoom(name);
+  $("join-room").value = "";
+});
+
+// ------------------------------------------------------------ narrow screens, notifications
+
+$("menu-button").addEventListener("click", () => {
+  document.body.classList.toggle("show-sidebar");
+  $("scrim").hidden = !document.body.classList.contains("show-sidebar");
+});
+$("users-button").addEventListener("click", () => {
+  document.body.classList.toggle("show-users");
+  $("scrim").hidden = !document.body.classList.contains("show-users");
+});
+$("scrim").addEventListener("click", () => {
+  document.body.classList.remove("show-sidebar", "show-users");
+  $("scrim").hidden = true;
+});
+
+function drawNotify() {
+  const button = $("notify-button");
+  const can = "Notification" in window;
+  button.hidden = !can || Notification.permission === "denied";
+  button.classList.toggle("on", can && Notification.permission === "granted");
+}
+$("notify-button").addEventListener("click", async () => {
+  if ("Notification" in window && Notification.permission === "default") await Notification.requestPermission();
+  drawNotify();
+});
+drawNotify();
+
+window.lanchat = chat; // for people who want to look inside from the console

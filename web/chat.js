@@ -1,0 +1,397 @@
+// The page's chat core: one WebSocket to the server that served the page, the
+// protocol of PROTOCOL.md (one JSON frame per text message), and what the user sees
+// as conversations. No DOM here: the view listens to the events this emits.
+//
+// Resume: the core remembers the newest message id it has seen and the rooms it is
+// in; after a drop it says `hello` again with `since`, so the server replays exactly
+// what was missed (no gap), and every message is kept once by id (no duplicate).
+
+export const ROOM = "room";
+export const DM = "dm";
+const KEEP = 2000; // messages kept per conversation (older ones are asked for again)
+const BACKOFF = [1, 2, 4, 8, 15]; // seconds between reconnection attempts
+const TYPING_SHOWN_MS = 6000; // how long "x is typing" stays without another signal
+const FINAL = new Set(["auth_failed", "banned", "bad_proto", "tls_required"]);
+const HELLO_FAILS = new Set(["bad_nick", "nick_taken", "nick_registered", "bad_field",
+  "bad_room", "server_full", "auth_failed", "banned", "bad_proto", "tls_required",
+  "rate_limited"]);
+
+export function fold(name) {
+  return name.normalize("NFC").toLowerCase();
+}
+
+class Conversation {
+  constructor(kind, name) {
+    this.kind = kind;
+    this.name = name;
+    this.messages = []; // message frames and local lines, by id where they have one
+    this.ids = new Set();
+    this.unread = 0;
+    this.mentions = 0;
+    this.users = [];
+    this.typing = new Map(); // nick -> until (ms)
+    this.more = false; // older messages exist on the server
+    this.joined = kind === DM;
+  }
+
+  get key() {
+    return (this.kind === ROOM ? "#" : "@") + fold(this.name);
+  }
+
+  // Insert a message in id order; false when it was there already.
+  add(msg) {
+    if (msg.id !== undefined) {
+      if (this.ids.has(msg.id)) return false;
+      this.ids.add(msg.id);
+      const list = this.messages;
+      let at = list.length;
+      while (at > 0 && (list[at - 1].id === undefined ? list[at - 1].after : list[at - 1].id) > msg.id) at--;
+      list.splice(at, 0, msg);
+    } else {
+      const last = this.messages.at(-1);
+      msg.after = last ? (last.id ?? last.after ?? 0) : 0;
+      this.messages.push(msg);
+    }
+    if (this.messages.length > KEEP) {
+      for (const gone of this.messages.splice(0, this.messages.length - KEEP)) {
+        if (gone.id !== undefined) this.ids.delete(gone.id);
+      }
+      this.more = true;
+    }
+    return true;
+  }
+
+  get oldestId() {
+    const first = this.messages.find((m) => m.id !== undefined);
+    return first ? first.id : null;
+  }
+}
+
+export class Chat extends EventTarget {
+  constructor(url) {
+    super();
+    this.url = url;
+    this.ws = null;
+    this.nick = null;
+    this.login = null; // {nick, password, nickPassword}
+    this.conversations = new Map();
+    this.lastId = 0; // the newest message id seen: `since` of the next hello
+    this.online = false;
+    this.welcomed = false;
+    this.stopped = false; // no more reconnecting (bye, kicked, banned)
+    this.attempt = 0;
+    this.retryTimer = null;
+    this.retryAt = 0;
+    this.outbox = []; // sends typed while offline, sent after the next welcome
+    this.refs = 0;
+    this.olderAsked = new Map(); // ref -> conversation key
+    this.limits = { max_text: 4000 };
+    this.serverName = "";
+  }
+
+  emit(type, detail = {}) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  conversation(kind, name, create = true) {
+    const key = (kind === ROOM ? "#" : "@") + fold(name);
+    let conv = this.conversations.get(key);
+    if (!conv && create) {
+      conv = new Conversation(kind, name);
+      this.conversations.set(key, conv);
+      this.emit("conversations");
+    }
+    return conv;
+  }
+
+  get rooms() {
+    return [...this.conversations.values()].filter((c) => c.kind === ROOM && c.joined);
+  }
+
+  // ------------------------------------------------------------ connection
+
+  start(login) {
+    this.login = login;
+    this.stopped = false;
+    this.open();
+  }
+
+  open() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.emit("status", { text: "Connecting…" });
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch (err) {
+      this.dropped(`cannot connect (${err.message})`);
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => this.hello();
+    ws.onmessage = (event) => {
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (frame && typeof frame.type === "string") this.receive(frame);
+    };
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.online = false;
+      this.dropped("connection lost");
+    };
+  }
+
+  hello() {
+    const { nick, password, nickPassword } = this.login;
+    const frame = { type: "hello", nick: this.nick || nick, proto: 1, client: "lanchat-web/1" };
+    if (password) frame.password = password;
+    if (nickPassword) frame.nick_password = nickPassword;
+    const rooms = this.rooms.map((c) => c.name);
+    if (this.welcomed) {
+      frame.rooms = rooms;
+      if (this.lastId) frame.since = this.lastId;
+    }
+    this.send(frame);
+  }
+
+  dropped(why) {
+    const wasWelcomed = this.welcomed;
+    if (this.stopped) {
+      this.emit("status", { text: "Disconnected.", offline: true });
+      return;
+    }
+    if (!wasWelcomed) {
+      this.emit("failed", { message: "Cannot reach the chat server. Is it still running?" });
+      this.stopped = true;
+      return;
+    }
+    const wait = BACKOFF[Math.min(this.attempt, BACKOFF.length - 1)];
+    this.attempt += 1;
+    this.retryAt = Date.now() + wait * 1000;
+    this.retryTimer = setTimeout(() => this.open(), wait * 1000);
+    this.emit("status", { text: `Offline (${why}). Reconnecting in ${wait} s…`, offline: true });
+  }
+
+  reconnectNow() {
+    if (this.ws || this.stopped) return;
+    this.attempt = 0;
+    this.open();
+  }
+
+  send(frame) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    }
+    return false;
+  }
+
+  request(frame) {
+    frame.ref = `r${++this.refs}`;
+    return this.send(frame) ? frame.ref : null;
+  }
+
+  quit() {
+    this.stopped = true;
+    this.send({ type: "bye" });
+    if (this.ws) this.ws.close(1000);
+  }
+
+  // ------------------------------------------------------------ what the user does
+
+  say(conv, text, action = false) {
+    const frame = { type: "send", text };
+    if (conv.kind === ROOM) frame.room = conv.name;
+    else frame.to = conv.name;
+    if (action) frame.action = true;
+    if (!this.online) {
+      this.outbox.push(frame);
+      this.emit("outbox", { count: this.outbox.length });
+      return;
+    }
+    this.request(frame);
+  }
+
+  typing(conv) {
+    if (conv.kind === ROOM && this.online) this.send({ type: "typing", room: conv.name });
+  }
+
+  older(conv) {
+    if (conv.kind !== ROOM || !this.online) return;
+    const before = conv.oldestId;
+    const frame = { type: "history", room: conv.name, limit: 50 };
+    if (before !== null) frame.before = before;
+    const ref = this.request(frame);
+    if (ref) this.olderAsked.set(ref, conv.key);
+  }
+
+  // ------------------------------------------------------------ what the server says
+
+  receive(frame) {
+    const handler = this[`on_${frame.type}`];
+    if (handler) handler.call(this, frame);
+  }
+
+  on_welcome(frame) {
+    const first = !this.welcomed;
+    this.nick = frame.nick;
+    this.serverName = frame.server;
+    this.limits = frame.limits || this.limits;
+    this.online = true;
+    this.welcomed = true;
+    this.attempt = 0;
+    this.emit("welcome", { first, motd: frame.motd || "" });
+    this.emit("status", { text: "" });
+    const waiting = this.outbox.splice(0);
+    for (const send of waiting) this.request(send);
+    if (waiting.length) this.emit("outbox", { count: 0 });
+  }
+
+  on_message(frame) {
+    if (frame.id > this.lastId) this.lastId = frame.id;
+    let conv;
+    if (frame.room !== undefined) conv = this.conversation(ROOM, frame.room);
+    else conv = this.conversation(DM, frame.from === this.nick ? frame.to : frame.from);
+    if (!conv.add(frame)) return;
+    const mine = frame.from === this.nick;
+    const mention = !mine && !frame.history && this.mentions(frame.text);
+    conv.typing.delete(frame.from);
+    this.emit("message", { conv, frame, mine, mention });
+  }
+
+  mentions(text) {
+    if (!this.nick) return false;
+    const escaped = this.nick.replace(/[.*+?^${}()|[\]\\-]/g, "\\$&");
+    return new RegExp(`(^|[^\\p{L}\\p{N}_])${escaped}($|[^\\p{L}\\p{N}_])`, "iu").test(text);
+  }
+
+  on_history_end(frame) {
+    const conv = this.conversation(ROOM, frame.room);
+    const asked = frame.ref !== undefined && this.olderAsked.delete(frame.ref);
+    if (asked || conv.oldestId === null || !conv.historyDone) conv.more = Boolean(frame.more);
+    conv.historyDone = true;
+    this.emit("history", { conv, older: asked });
+  }
+
+  on_joined(frame) {
+    const conv = this.conversation(ROOM, frame.room);
+    if (frame.nick === this.nick) {
+      const again = conv.joined;
+      conv.joined = true;
+      conv.name = frame.room;
+      this.emit("conversations");
+      if (!again && frame.ref !== undefined) this.emit("open", { conv });
+      if (again) return; // a resume: the room did not change for the user
+    }
+    if (!conv.users.includes(frame.nick)) conv.users.push(frame.nick);
+    this.line(conv, { kind: "presence", text: `${frame.nick} joined`, ts: frame.ts });
+    this.emit("users", { conv });
+  }
+
+  on_left(frame) {
+    const conv = this.conversation(ROOM, frame.room, false);
+    if (!conv) return;
+    if (frame.nick === this.nick) {
+      conv.joined = false;
+      this.conversations.delete(conv.key);
+      this.emit("conversations");
+      this.emit("closed", { conv });
+      return;
+    }
+    conv.users = conv.users.filter((n) => n !== frame.nick);
+    conv.typing.delete(frame.nick);
+    const why = { part: "left", quit: "quit", disconnected: "disconnected",
+      timeout: "timed out", kicked: "was kicked", banned: "was banned" }[frame.reason] || "left";
+    const extra = frame.message ? ` (${frame.message})` : "";
+    this.line(conv, { kind: "presence", text: `${frame.nick} ${why}${extra}`, ts: frame.ts });
+    this.emit("users", { conv });
+  }
+
+  on_renamed(frame) {
+    if (frame.old === this.nick) {
+      this.nick = frame.new;
+      this.emit("me");
+    }
+    for (const conv of this.conversations.values()) {
+      const at = conv.users.indexOf(frame.old);
+      if (at >= 0) {
+        conv.users[at] = frame.new;
+        this.line(conv, { kind: "presence", text: `${frame.old} is now ${frame.new}`, ts: frame.ts });
+        this.emit("users", { conv });
+      }
+      if (conv.kind === DM && fold(conv.name) === fold(frame.old)) {
+        this.conversations.delete(conv.key);
+        conv.name = frame.new;
+        this.conversations.set(conv.key, conv);
+        this.emit("conversations");
+      }
+    }
+  }
+
+  on_users(frame) {
+    const conv = this.conversation(ROOM, frame.room, false);
+    if (conv) {
+      conv.users = [...frame.users];
+      this.emit("users", { conv });
+    } else {
+      this.emit("who", { room: frame.room, users: frame.users });
+    }
+  }
+
+  on_typing(frame) {
+    const conv = this.conversation(ROOM, frame.room, false);
+    if (!conv || frame.nick === this.nick) return;
+    conv.typing.set(frame.nick, Date.now() + TYPING_SHOWN_MS);
+    this.emit("typing", { conv });
+  }
+
+  on_rooms(frame) {
+    this.emit("rooms", { rooms: frame.rooms, more: Boolean(frame.more) });
+  }
+
+  on_notice(frame) {
+    this.emit("notice", { text: frame.text, ts: frame.ts });
+  }
+
+  on_kicked(frame) {
+    this.stopped = true;
+    this.emit("notice", { text: `You were removed from the chat: ${frame.reason}`, error: true });
+  }
+
+  on_ping(frame) {
+    this.send({ type: "pong", token: frame.token });
+  }
+
+  on_registered(frame) {
+    this.emit("notice", { text: `The nickname ${frame.nick} is now yours: next time, give its password.` });
+  }
+
+  on_unregistered(frame) {
+    this.emit("notice", { text: `The nickname ${frame.nick} is no longer registered.` });
+  }
+
+  on_error(frame) {
+    if (!this.online && HELLO_FAILS.has(frame.code) && !this.welcomed) {
+      this.stopped = true;
+      this.emit("failed", { message: frame.message, code: frame.code });
+      if (this.ws) this.ws.close(1000);
+      return;
+    }
+    if (!this.online && frame.code === "nick_taken" && this.ws) {
+      this.ws.close(1000); // our old connection still holds the nickname: try again soon
+      return;
+    }
+    if (FINAL.has(frame.code)) this.stopped = true;
+    this.emit("notice", { text: frame.message, error: true, code: frame.code });
+  }
+
+  line(conv, entry) {
+    conv.add(entry);
+    this.emit("line", { conv, entry });
+  }
+}

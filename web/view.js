@@ -1,0 +1,162 @@
+// Rendering of the page: the message log, the conversation lists, the people here.
+// Every text from the network is inserted with textContent (or as a text node),
+// never as HTML: a message is shown exactly as typed and can run nothing.
+
+const LINK = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
+const DAY = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long", year: "numeric" });
+const TIME = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const SHOWN = 500; // log rows in the page at once; older ones come back with "load older"
+
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("data-")) node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+export function dayOf(ts) {
+  const date = new Date(ts);
+  return `${date.getFullYear()}-${date.getMonth()}-${date.getDate()}`;
+}
+
+export function dayText(ts, now = Date.now()) {
+  const day = dayOf(ts);
+  if (day === dayOf(now)) return "Today";
+  if (day === dayOf(now - 86400000)) return "Yesterday";
+  return DAY.format(new Date(ts));
+}
+
+// A stable colour per nickname (hue from a hash), readable in both themes via CSS.
+export function hue(nick) {
+  let h = 0;
+  for (const ch of nick.toLowerCase()) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+  return (h * 137) % 360;
+}
+
+// Text with its links clickable: http(s) only, opened in a new tab, no referrer.
+export function richText(text) {
+  const span = el("span", { class: "text" });
+  let last = 0;
+  for (const match of text.matchAll(LINK)) {
+    span.append(document.createTextNode(text.slice(last, match.index)));
+    const a = el("a", { href: match[0], text: match[0], target: "_blank", rel: "noopener noreferrer" });
+    span.append(a);
+    last = match.index + match[0].length;
+  }
+  span.append(document.createTextNode(text.slice(last)));
+  return span;
+}
+
+function row(entry, me, mentions) {
+  const ts = entry.ts ?? Date.now();
+  const time = el("time", { class: "ts", text: TIME.format(new Date(ts)), dateTime: new Date(ts).toISOString() });
+  if (entry.type !== "message") {
+    return el("li", { class: `line ${entry.kind || "system"}${entry.error ? " error" : ""}` }, time,
+      el("span", { class: "text", text: entry.text }));
+  }
+  const li = el("li", { class: "msg", "data-id": String(entry.id) });
+  if (entry.from === me) li.classList.add("mine");
+  if (entry.from !== me && mentions(entry.text)) li.classList.add("mention");
+  const who = el("span", { class: "from", text: entry.from });
+  who.style.setProperty("--hue", hue(entry.from));
+  if (entry.action) {
+    li.classList.add("action");
+    li.append(time, el("span", { class: "star", text: "* " }), who, document.createTextNode(" "), richText(entry.text));
+  } else {
+    li.append(time, who, richText(entry.text));
+  }
+  return li;
+}
+
+// The log of one conversation: day separators, then rows; re-drawn on switch or on
+// older history, appended to for live messages.
+export class LogView {
+  constructor(list, chat) {
+    this.list = list;
+    this.chat = chat;
+    this.conv = null;
+    this.lastDay = null;
+  }
+
+  stuck() {
+    const box = this.list;
+    return box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  }
+
+  scrollDown() {
+    this.list.scrollTop = this.list.scrollHeight;
+  }
+
+  show(conv, keepPosition = false) {
+    const box = this.list;
+    const fromBottom = box.scrollHeight - box.scrollTop;
+    this.conv = conv;
+    this.lastDay = null;
+    const rows = [];
+    for (const entry of conv.messages.slice(-SHOWN)) rows.push(...this.rowsFor(entry));
+    box.replaceChildren(...rows);
+    if (keepPosition) box.scrollTop = box.scrollHeight - fromBottom;
+    else this.scrollDown();
+  }
+
+  rowsFor(entry) {
+    const rows = [];
+    const ts = entry.ts ?? Date.now();
+    const day = dayOf(ts);
+    if (day !== this.lastDay) {
+      rows.push(el("li", { class: "day", text: dayText(ts) }));
+      this.lastDay = day;
+    }
+    rows.push(row(entry, this.chat.nick, (t) => this.chat.mentions(t)));
+    return rows;
+  }
+
+  // A new entry of the shown conversation: appended when it is the newest, else
+  // (history, by id) the log is drawn again in order.
+  added(entry) {
+    const list = this.conv.messages;
+    const stuck = this.stuck();
+    if (list.at(-1) !== entry) {
+      this.show(this.conv, !stuck);
+      return false;
+    }
+    this.list.append(...this.rowsFor(entry));
+    while (this.list.childElementCount > SHOWN * 1.2) this.list.firstElementChild.remove();
+    if (stuck) this.scrollDown();
+    return stuck;
+  }
+}
+
+export function convItem(conv, active, onOpen, onClose) {
+  const label = conv.kind === "room" ? `#${conv.name}` : conv.name;
+  const li = el("li", { class: conv.key === active ? "active" : "" });
+  const open = el("button", { type: "button", class: "conv", title: label },
+    el("span", { class: "name", text: label }));
+  open.dataset.key = conv.key;
+  if (conv.unread) {
+    const badge = el("span", { class: conv.mentions ? "badge mention" : "badge", text: String(conv.unread) });
+    badge.setAttribute("aria-label", `${conv.unread} unread${conv.mentions ? ", you were mentioned" : ""}`);
+    open.append(badge);
+  }
+  open.addEventListener("click", () => onOpen(conv));
+  li.append(open);
+  if (!(conv.kind === "room" && conv.key === "#general")) {
+    const close = el("button", { type: "button", class: "close", text: "×", title: conv.kind === "room" ? "Leave room" : "Close" });
+    close.setAttribute("aria-label", `${conv.kind === "room" ? "Leave" : "Close"} ${label}`);
+    close.addEventListener("click", () => onClose(conv));
+    li.append(close);
+  }
+  return li;
+}
+
+export function userItem(nick, me, onOpen) {
+  const b = el("button", { type: "button", class: "user", text: nick, title: nick === me ? "You" : `Message ${nick}` });
+  b.style.setProperty("--hue", hue(nick));
+  if (nick !== me) b.addEventListener("click", () => onOpen(nick));
+  return el("li", {}, b);
+}
