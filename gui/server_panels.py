@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 from typing import Any
 
 import customtkinter as ctk
+import segno
 
 from chat.config import ServerConfig
 
@@ -15,6 +17,7 @@ COLUMNS = (("nick", "Nickname", 100), ("address", "Address", 125), ("rooms", "Ro
            ("since", "Since", 70), ("sent", "Sent", 42))
 BAN_COLUMNS = (("kind", "Ban on", 70), ("value", "Nick or address", 140),
                ("until", "Until", 110), ("reason", "Reason", 140))
+QR_SCALE = 3  # pixels per module: a 33-module code is about 110 px, scannable off a screen
 DURATIONS = {"1 hour": 3600.0, "1 day": 86400.0, "1 week": 7 * 86400.0, "forever": None}
 
 
@@ -49,7 +52,16 @@ class StatusPanel(ctk.CTkFrame):
         self.counters_label.grid(row=1, column=0, columnspan=2, padx=12, pady=0, sticky="w")
         self.tls_label = ctk.CTkLabel(self, text="", anchor="w", justify="left",
                                       font=ctk.CTkFont(family="monospace", size=12))
-        self.tls_label.grid(row=2, column=0, columnspan=2, padx=12, pady=(0, 8), sticky="w")
+        self.tls_label.grid(row=2, column=0, columnspan=2, padx=12, pady=(0, 4), sticky="w")
+        self.web_label = ctk.CTkLabel(self, text="", anchor="w", justify="left",
+                                      font=ctk.CTkFont(size=14))
+        self.web_label.grid(row=3, column=0, columnspan=2, padx=12, pady=(0, 8), sticky="w")
+        # The QR code of the web address: phones scan it and are in the chat. Dark
+        # modules on white whatever the theme (scanners want that contrast).
+        self.qr_label = tk.Label(self, bd=0, background="white")
+        self.qr_label.grid(row=0, column=2, rowspan=4, padx=(4, 10), pady=8, sticky="ne")
+        self.qr_url = ""
+        self._qr_image: tk.PhotoImage | None = None
         # Long lines wrap to the window's width, however narrow: the fingerprint and a
         # start error are read in full.
         self.bind("<Configure>", self._fit, add=True)
@@ -59,6 +71,24 @@ class StatusPanel(ctk.CTkFrame):
         for label in (self.tls_label, self.counters_label):
             label.configure(wraplength=width)
         self.address_label.configure(wraplength=max(200, width - 160))
+
+    def show_web(self, url: str) -> None:
+        """The address browsers open, in words and as a QR code ("" hides both)."""
+        if url == self.qr_url:
+            return
+        self.qr_url = url
+        if not url:
+            self.web_label.configure(text="")
+            self.qr_label.configure(image="")
+            self.qr_label.grid_remove()
+            self._qr_image = None
+            return
+        self.web_label.configure(text=f"In a browser or on a phone:  {url}   (or scan the code)")
+        code = segno.make(url, error="m")
+        png = code.png_data_uri(scale=QR_SCALE, border=2).split(",", 1)[1]
+        self._qr_image = tk.PhotoImage(data=png)
+        self.qr_label.configure(image=self._qr_image)
+        self.qr_label.grid()
 
     def show(self, running: bool, addresses: str, counters: str, error: str = "",
              fingerprint: str | None = None, problem: str | None = None) -> None:

@@ -57,6 +57,7 @@ class ServerWindow(ctk.CTk):
         self.server_config = config
         self.server: ChatServer | None = None
         self.start_error = ""
+        self.addresses: list[str] = []
         self.title("lanchat server")
         self.geometry("1100x760")
         self.minsize(*MIN_SIZE)
@@ -120,6 +121,7 @@ class ServerWindow(ctk.CTk):
             self._failed(str(exc))
             return
         self.server, self.server_config, self.start_error = server, config, ""
+        self.addresses = addresses_to_show(host)  # looked up once: a lookup may wait
         self.controls.port_entry.delete(0, "end")
         self.controls.port_entry.insert(0, str(port))  # the real one when 0 was asked
         print(f"listening on {host}:{port}", flush=True)
@@ -261,6 +263,7 @@ class ServerWindow(ctk.CTk):
         server = self.server
         if server is None:
             self.status.show(False, "", "Not serving.", self.start_error)
+            self.status.show_web("")
             self.clients.set_rows({})
             self.bans.set_rows({})
             return
@@ -271,8 +274,8 @@ class ServerWindow(ctk.CTk):
             self.rate = (hub.messages - mark_count) / (now - mark_time)
             self._rate_mark = (now, hub.messages)
         assert server.address is not None
-        host, port = server.address
-        shown = "   ".join(f"{a}:{port}" for a in addresses_to_show(host))
+        port = server.address[1]
+        shown = "   ".join(f"{a}:{port}" for a in self.addresses)
         uptime = int(time.time() - server.started_at)
         counters = (f"{server.config.name}   ·   up {uptime // 3600}:{uptime // 60 % 60:02d}:"
                     f"{uptime % 60:02d}   ·   {len(hub.users)} online   ·   "
@@ -280,8 +283,11 @@ class ServerWindow(ctk.CTk):
                     f"{self.rate:.0f} msg/s")
         self.status.show(True, f"Clients connect to  {shown}", counters,
                          fingerprint=server.fingerprint, problem=hub.storage_problem)
+        scheme = "https" if server.tls is not None else "http"
+        first = self.addresses[0]
+        self.status.show_web(f"{scheme}://{'[' + first + ']' if ':' in first else first}:{port}/")
         self.clients.set_rows({
-            str(id(p)): (p.nick, f"{p.addr[0]}:{p.addr[1]}",
+            str(id(p)): (p.nick, f"{p.addr[0]}:{p.addr[1]}" + (" web" if p.door == "web" else ""),
                          ", ".join(r.name for r in p.rooms.values()),
                          time.strftime("%H:%M:%S", time.localtime(p.connected_ts / 1000)),
                          p.sent)

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Take the README's screenshots of the real windows under Xvfb.
 
-    python tests/screenshots.py [OUT_DIR]     (default: docs/; needs Xvfb and imagemagick)
+    python tests/screenshots.py [OUT_DIR] [--page]   (default: docs/; needs Xvfb and
+                                                      imagemagick; --page: the page only)
 
 Starts the server window, two client windows and a few scripted participants over
-loopback, then saves each window with `import -window`.
+loopback, then saves each window with `import -window`; then the page in headless
+Chromium, on a desktop and a phone-sized screen.
 """
 
 from __future__ import annotations
@@ -46,9 +48,65 @@ def shoot(win: Window, path: Path) -> None:
     print(path)
 
 
+def page_shots(out: Path) -> None:
+    from browser import Browser
+    with tempfile.TemporaryDirectory() as tmp:
+        yesterday(f"{tmp}/p.db")
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).parents[1] / "main.py"),
+                                 "--server", "--headless", "--host", "127.0.0.1", "--port", "0",
+                                 "--db", f"{tmp}/p.db", "--name", "Room 204", "--quiet",
+                                 "--motd", "Welcome to Room 204. Be kind."],
+                                stdout=subprocess.PIPE, text=True)
+        browsers = []
+        try:
+            port = int(proc.stdout.readline().rsplit(":", 1)[1])
+            url = f"http://127.0.0.1:{port}/"
+            maria = connect(port, "maria", rooms=["general", "lab"])
+            tom = connect(port, "tom")
+            maria.send(type="send", room="general", text="Morning all! Slides: http://192.168.1.20/slides")
+            tom.send(type="send", room="general", text="thanks maria")
+            desk = Browser(1280, 800)
+            phone = Browser(360, 740, mobile=True)
+            browsers += [desk, phone]
+            phone.join(url, "sam")
+            desk.join(url, "alice")
+            desk.say("Hi! Is the lab open after lunch?")
+            maria.until("message", text="Hi! Is the lab open after lunch?")
+            maria.send(type="send", room="general", text="yes alice, from 1 pm\nbring your laptop")
+            tom.send(type="send", room="general", text="grabs coffee", action=True)
+            tom.send(type="send", to="alice", text="want to pair on exercise 3?")
+            maria.send(type="send", room="lab", text="alice: printer is fixed")
+            tom.send(type="typing", room="general")
+            desk.wait_text("grabs coffee")
+            phone.wait_text("grabs coffee")
+            desk.until(lambda: desk.all("#dms .badge"), what="the DM's badge")
+            desk.screenshot(str(out / "page-desktop.png"))
+            print(out / "page-desktop.png")
+            phone.screenshot(str(out / "page-phone.png"))
+            print(out / "page-phone.png")
+            desk.driver.execute_script("localStorage.setItem('lanchat.theme', 'dark');"
+                                       "document.documentElement.dataset.theme = 'dark'")
+            desk.screenshot(str(out / "page-desktop-dark.png"))
+            print(out / "page-desktop-dark.png")
+            phone.find("#menu-button").click()
+            phone.until(lambda: phone.driver.execute_script(
+                "return document.getElementById('sidebar').getBoundingClientRect().left >= 0"))
+            phone.screenshot(str(out / "page-phone-menu.png"))
+            print(out / "page-phone-menu.png")
+        finally:
+            for browser in browsers:
+                browser.quit()
+            proc.terminate()
+            proc.wait(10)
+
+
 def main() -> int:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent.parent / "docs")
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    out = Path(args[0] if args else Path(__file__).parent.parent / "docs")
     out.mkdir(parents=True, exist_ok=True)
+    page_shots(out)
+    if "--page" in sys.argv:
+        return 0
     xvfb = start_xvfb() if not os.environ.get("DISPLAY") else None
     opened = []
     try:

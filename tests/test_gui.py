@@ -14,11 +14,14 @@ import sqlite3
 import time
 
 import pytest
+import segno
+from webwire import WebWire
 from windows import Window, start_xvfb
 from wire import Wire, connect
 
 from chat.store import Store
 from gui.common import day_text
+from gui.server_panels import QR_SCALE
 from gui.server_window import MIN_SIZE
 
 
@@ -711,3 +714,23 @@ def test_the_server_window_at_its_minimum_size_and_its_guard_rails(open_window, 
     assert f"port {taken} is in use" in error
     server.wait(fits.format("address_label"))
     blocker.close()
+
+
+def test_server_window_shows_the_web_address_its_qr_code_and_web_clients(open_window,
+                                                                          tmp_path):
+    server, port = server_window(open_window, tmp_path)
+    text = server.wait("win.status.web_label.cget('text')", lambda t: f":{port}/" in t)
+    url = server.eval("win.status.qr_url")
+    assert url.startswith("http://") and url.endswith(f":{port}/") and url in text
+    # the code shown is the code of that address, drawn at its full size
+    modules = segno.make(url, error="m").symbol_size(scale=QR_SCALE, border=2)
+    assert server.eval("(win.status._qr_image.width(), win.status._qr_image.height())") \
+        == list(modules)
+    assert server.eval("win.status.qr_label.winfo_ismapped()")
+    phone = WebWire(port)
+    phone.hello("phone")
+    laptop = connect(port, "laptop")
+    rows = server.wait("win.clients.rows()", lambda r: len(r) == 2)
+    by_nick = {r[0]: r[1] for r in rows}
+    assert by_nick["phone"].endswith(" web") and not by_nick["laptop"].endswith(" web")
+    server.wait("win.log_view.text()", lambda t: "phone registered from 127.0.0.1 (web)" in t)

@@ -79,6 +79,7 @@ chat.addEventListener("welcome", ({ detail }) => {
   document.title = `${chat.serverName} · lanchat`;
   if (detail.first) {
     const general = chat.conversation(ROOM, "general");
+    general.replaying = true; // the welcome line goes below general's history
     open(general);
     if (detail.motd) chat.line(general, { kind: "notice", text: detail.motd, ts: Date.now() });
   }
@@ -290,7 +291,8 @@ function submit() {
 function grow() {
   const input = $("input");
   input.style.height = "auto";
-  input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
+  input.style.height = `${Math.max(42, Math.min(input.scrollHeight + 2, 160))}px`;
+  input.style.overflowY = input.scrollHeight > 160 ? "auto" : "hidden";
 }
 
 $("composer").addEventListener("submit", (event) => { event.preventDefault(); submit(); });

@@ -48,8 +48,10 @@ class Conversation {
       while (at > 0 && (list[at - 1].id === undefined ? list[at - 1].after : list[at - 1].id) > msg.id) at--;
       list.splice(at, 0, msg);
     } else {
-      const last = this.messages.at(-1);
-      msg.after = last ? (last.id ?? last.after ?? 0) : 0;
+      if (msg.after === undefined) {
+        const last = this.messages.at(-1);
+        msg.after = last ? (last.id ?? last.after ?? 0) : 0;
+      }
       this.messages.push(msg);
     }
     if (this.messages.length > KEEP) {
@@ -275,6 +277,11 @@ export class Chat extends EventTarget {
     const asked = frame.ref !== undefined && this.olderAsked.delete(frame.ref);
     if (asked || conv.oldestId === null || !conv.historyDone) conv.more = Boolean(frame.more);
     conv.historyDone = true;
+    if (conv.replaying) {
+      conv.replaying = false;
+      const newest = conv.messages.reduce((top, m) => (m.id > top ? m.id : top), 0);
+      for (const m of conv.messages) if (m.after === Infinity) m.after = newest;
+    }
     this.emit("history", { conv, older: asked });
   }
 
@@ -283,6 +290,7 @@ export class Chat extends EventTarget {
     if (frame.nick === this.nick) {
       const again = conv.joined;
       conv.joined = true;
+      if (!again) conv.replaying = true; // lines until history_end go after the replay
       conv.name = frame.room;
       this.emit("conversations");
       if (!again && frame.ref !== undefined) this.emit("open", { conv });
@@ -391,6 +399,7 @@ export class Chat extends EventTarget {
   }
 
   line(conv, entry) {
+    if (conv.replaying) entry.after = Infinity; // shown below the history being replayed
     conv.add(entry);
     this.emit("line", { conv, entry });
   }

@@ -1,0 +1,176 @@
+"""The page in a real headless Chromium, next to desktop-protocol clients.
+
+Each test asserts on what the user sees: message rows, the conversation list and its
+badges, the tab title, the people list.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from selenium.common.exceptions import NoAlertPresentException
+
+from tests.browser import Browser, available
+from tests.wire import connect
+
+pytestmark = pytest.mark.skipif(not available(), reason="needs chromium and chromedriver "
+                                "(python tests/prepare.py installs them)")
+
+
+@pytest.fixture
+def browsers():
+    opened: list[Browser] = []
+
+    def make(**kwargs) -> Browser:
+        browser = Browser(**kwargs)
+        opened.append(browser)
+        return browser
+
+    yield make
+    for browser in opened:
+        browser.quit()
+
+
+def url(server) -> str:
+    return f"http://127.0.0.1:{server.port}/"
+
+
+def test_two_browsers_and_a_desktop_client_chat_in_two_rooms_and_a_dm(fast_server, browsers):
+    ann, ben = browsers(), browsers()
+    ann.join(url(fast_server), "ann")
+    ben.join(url(fast_server), "ben")
+    desk = connect(fast_server.port, "desk")
+    ann.say("hello from ann")
+    ben.wait_text("hello from ann")
+    assert desk.until("message", text="hello from ann")["from"] == "ann"
+    desk.send(type="send", room="general", text="hello from the desktop")
+    ann.wait_text("hello from the desktop")
+    ben.wait_text("hello from the desktop")
+    ann.until(lambda: "desk" in ann.find("#users").text, what="desk in the people list")
+    # a second room
+    ann.say("/join lab")
+    ann.until(lambda: ann.find("#title").text == "#lab", what="#lab opened")
+    ben.say("/join lab")
+    desk.send(type="join", room="lab")
+    desk.until("history_end", room="lab")
+    ben.say("lab talk")
+    ann.wait_text("lab talk")
+    assert desk.until("message", text="lab talk")["room"] == "lab"
+    ann.open_conversation("#general")
+    assert "lab talk" not in ann.texts()
+    # a direct message, from the desktop to ann, answered from the page
+    desk.send(type="send", to="ann", text="a private word")
+    ann.until(lambda: any(b.get_attribute("title") == "desk"
+                          for b in ann.all("#dms button.conv")), what="a DM conversation")
+    ann.open_conversation("desk")
+    ann.wait_text("a private word")
+    ann.say("private answer")
+    dm = desk.until("message", text="private answer")
+    assert dm["to"] == "desk" and dm["from"] == "ann"
+    assert "private answer" not in ben.texts()
+    assert ann.console_errors() == [] and ben.console_errors() == []
+
+
+def test_markup_in_a_message_is_shown_as_text_and_runs_nothing(server, browsers):
+    page = browsers()
+    page.join(url(server), "viewer")
+    evil = "<img src=x onerror=alert(1)> <script>alert(2)</script> <b>bold?</b>"
+    mallory = connect(server.port, "mallory")
+    mallory.send(type="send", room="general", text=evil)
+    page.wait_text(evil)
+    assert page.all("#log img") == [] and page.all("#log script") == []
+    assert page.all("#log b") == []
+    with pytest.raises(NoAlertPresentException):
+        page.driver.switch_to.alert.text  # noqa: B018 - reading it is the check
+    assert page.driver.execute_script("return window.__pwned === undefined")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_server_restart_is_resumed_with_no_gap_and_no_duplicate(start_server, browsers,
+                                                                   tmp_path):
+    port = free_port()
+    first = start_server("--port", str(port), "--rate", "0")
+    page = browsers()
+    page.join(f"http://127.0.0.1:{port}/", "stayer")
+    talker = connect(port, "talker")
+    for i in range(3):
+        talker.send(type="send", room="general", text=f"before {i}")
+    page.wait_text("before 2")
+    assert first.stop() == 0
+    page.until(lambda: "Offline" in page.find("#status").text, what="offline status")
+    start_server("--port", str(port), "--rate", "0", db=first.db)
+    talker = connect(port, "talker")
+    for i in range(3):  # said while the page is still waiting to reconnect
+        talker.send(type="send", room="general", text=f"after {i}")
+    talker.barrier()
+    page.wait_text("after 2", timeout=20)
+    page.until(lambda: page.find("#status").text == "", what="back online")
+    page.say("resumed")
+    talker.until("message", text="resumed")
+    expected = [f"before {i}" for i in range(3)] + [f"after {i}" for i in range(3)]
+    assert [t for t in page.texts() if t != "resumed"] == expected
+
+
+def test_unread_counts_mentions_title_and_typing(fast_server, browsers):
+    page = browsers()
+    page.join(url(fast_server), "reader")
+    page.say("/join quiet")
+    page.until(lambda: page.find("#title").text == "#quiet", what="#quiet opened")
+    loud = connect(fast_server.port, "loud")
+    loud.send(type="send", room="general", text="anyone here?")
+    loud.send(type="send", room="general", text="reader, look at this")
+    badge = "#rooms button[title='#general'] .badge"
+    page.until(lambda: page.all(badge) and page.find(badge).text == "2", what="2 unread")
+    assert "mention" in page.find(badge).get_attribute("class")
+    page.until(lambda: page.driver.title.startswith("(2) "), what="unread in the tab title")
+    page.open_conversation("#general")
+    page.until(lambda: not page.driver.title.startswith("("), what="title cleared")
+    assert page.all(badge) == []
+    mention = [e for e in page.all("#log li.msg") if "reader, look" in e.text]
+    assert "mention" in mention[0].get_attribute("class")
+    loud.send(type="typing", room="general")
+    page.until(lambda: page.find("#typing").text == "loud is typing…", what="typing shown")
+
+
+def test_older_history_loads_on_request(fast_server, browsers):
+    talker = connect(fast_server.port, "talker")
+    for i in range(80):
+        talker.send(type="send", room="general", text=f"old {i}")
+    talker.barrier()
+    page = browsers()
+    page.join(url(fast_server), "historian")
+    page.wait_text("old 79")
+    assert "old 0" not in page.texts() and len(page.texts()) == 50  # the latest 50
+    page.until(lambda: page.find("#older-button").is_displayed(), what="load older")
+    page.find("#older-button").click()
+    page.wait_text("old 0")
+    assert page.texts() == [f"old {i}" for i in range(80)]
+    page.until(lambda: not page.find("#older-button").is_displayed(), what="no more")
+
+
+def test_a_phone_sized_viewport_is_usable(server, browsers):
+    phone = browsers(width=360, height=740, mobile=True)
+    phone.join(url(server), "phoneuser")
+    width = phone.driver.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 360  # nothing sticks out sideways
+    assert not phone.find("#sidebar").is_displayed() or phone.driver.execute_script(
+        "return document.getElementById('sidebar').getBoundingClientRect().right <= 0")
+    composer = phone.find("#input").rect
+    assert composer["y"] + composer["height"] <= 740 and composer["width"] > 200
+    phone.say("from my phone")
+    phone.wait_text("from my phone")
+    phone.find("#menu-button").click()
+    phone.until(lambda: phone.driver.execute_script(
+        "return document.getElementById('sidebar').getBoundingClientRect().left >= 0"),
+        what="the conversation list slides in")
+    phone.find("#join-room").send_keys("mobile\n")
+    phone.until(lambda: phone.find("#title").text == "#mobile", what="#mobile opened")
+    phone.until(lambda: phone.driver.execute_script(
+        "return document.getElementById('sidebar').getBoundingClientRect().right <= 0"),
+        what="the list slides away")
