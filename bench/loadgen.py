@@ -1,13 +1,16 @@
 """A load generator for the chat protocol: one process, one selector, 127.0.0.1 only.
 
 It must not be the bottleneck, so it parses almost nothing: deliveries are counted
-as newlines per ``recv`` chunk, a sender's acknowledgements as occurrences of
-``"ref"`` (only the sender's own copy carries one), and latency is read only from
+as newlines per ``recv`` chunk (WebSocket clients: as frame starts, ``{"type"``), a
+sender's acknowledgements as occurrences of ``"ref"`` (only the sender's own copy
+carries one), and latency is read only from
 the send time embedded in a message's text. Every loop is bounded by a deadline.
 """
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 import selectors
 import socket
@@ -19,6 +22,37 @@ HOST = "127.0.0.1"
 RECV_SIZE = 1 << 18
 TEXT = "x" * 40  # with the frame's fields, a message is ~110 bytes on the wire
 _STAMP = re.compile(rb'"text": ?"t(\d+) ')
+WS_MARK = b'{"type"'  # how every frame the server sends starts (one per WebSocket message)
+
+
+def ws_frames(lines: bytes) -> bytes:
+    """JSON lines as masked client text frames (RFC 6455: a client must mask; the
+    all-zero key leaves the payload as it is, which keeps this cheap)."""
+    out = []
+    for line in lines.split(b"\n")[:-1]:
+        size = len(line)
+        head = bytes((0x81, 0x80 | size)) if size < 126 else \
+            bytes((0x81, 0x80 | 126)) + size.to_bytes(2, "big")
+        out.append(head + b"\0\0\0\0" + line)
+    return b"".join(out)
+
+
+def ws_handshake(sock: socket.socket, host: str, port: int) -> bytes:
+    """The upgrade of ``/ws``, blocking (client side); returns bytes after the head."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise BenchError("the server closed during the WebSocket handshake")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise BenchError(f"WebSocket refused: {head[:40]!r}")
+    return rest
 
 
 class BenchError(Exception):
@@ -52,8 +86,11 @@ class Conn:
 class Load:
     """N clients of one server; some of them send."""
 
-    def __init__(self, port: int, host: str = HOST, *, tls: bool = False) -> None:
+    def __init__(self, port: int, host: str = HOST, *, tls: bool = False,
+                 websocket: bool = False) -> None:
         self.addr = (host, port)
+        self.websocket = websocket  # every client over /ws instead of JSON lines
+        self.mark = WS_MARK if websocket else b"\n"
         self.tls: ssl.SSLContext | None = None
         if tls:  # the bench measures the server: no certificate check
             self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -82,12 +119,13 @@ class Load:
                 sock = socket.create_connection(self.addr, timeout=timeout)
                 if self.tls is not None:
                     sock = self.tls.wrap_socket(sock)  # a blocking handshake: client side
+                early = ws_handshake(sock, *self.addr) if self.websocket else b""
                 sock.setblocking(False)
                 nick = f"{prefix}{len(self.conns)}"
                 hello = b'{"type":"hello","nick":"%s","proto":1,"rooms":[%s]%s}\n' % (
                     nick.encode(), room_list, extra)
-                sock.send(hello)
-                conn = Conn(sock, nick)
+                sock.send(self.frame(hello))
+                conn = Conn(sock, nick, tail=early)
                 self.conns.append(conn)
                 self.sel.register(sock, selectors.EVENT_READ, conn)
                 pending.append(conn)
@@ -95,6 +133,10 @@ class Load:
             self._pump(0.05, deadline)
             pending = [c for c in pending if not self._registered(c, ends_needed)]
         return time.monotonic() - start
+
+    def frame(self, lines: bytes) -> bytes:
+        """Client frames (JSON lines) as this load's clients send them."""
+        return ws_frames(lines) if self.websocket else lines
 
     @staticmethod
     def _registered(conn: Conn, ends_needed: int) -> bool:
@@ -124,13 +166,19 @@ class Load:
             if not data:
                 raise BenchError(f"{conn.nick} was disconnected by the server")
             now = time.monotonic_ns()
-            n = data.count(b"\n")
-            conn.lines += n
-            got += n
             if not conn.ready:
+                n = data.count(self.mark)
+                conn.lines += n
+                got += n
                 conn.tail += data  # registration frames: kept until parsed once
                 continue
             both = conn.tail + data
+            if self.mark == b"\n":
+                n = data.count(b"\n")
+            else:  # the mark may straddle two reads: count it across the seam
+                n = both.count(self.mark) - conn.tail.count(self.mark)
+            conn.lines += n
+            got += n
             conn.acks += both.count(b'"ref"') - conn.tail.count(b'"ref"')
             conn.tail = data[-8:]
             if track:
@@ -154,7 +202,8 @@ class Load:
         """Senders keep ``window`` messages in flight; count deliveries for
         ``seconds``; then stop and check every member got every message."""
         talkers = self.conns[:senders]
-        frame = b'{"type":"send","room":"general","text":"%s","ref":"r"}\n' % TEXT.encode()
+        frame = self.frame(b'{"type":"send","room":"general","text":"%s","ref":"r"}\n'
+                           % TEXT.encode())
         self.reset_counts()
         start = time.monotonic()
         end = start + seconds

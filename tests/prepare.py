@@ -3,12 +3,13 @@
 
     python tests/prepare.py && python -m pytest
 
-System tools (Xvfb and xdotool for the window tests, Tk for the windows) come from
+System tools (Xvfb and xdotool for the window tests, Tk for the windows, Chromium and
+its driver for the page's tests) come from
 apt-get when they are missing and this runs as root on Debian or
 Ubuntu; otherwise one line says what to install and the exit status is 1, so the test
 line stops before a run that would fail for a missing tool. Python packages come from
 pyproject.toml: the project itself (editable, so the `lanchat` command is this checkout)
-with its `test` extra (pytest, hypothesis, ruff, mypy), pinned there.
+with its `test` extra (pytest, hypothesis, ruff, mypy, selenium), pinned there.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # (command the tests run, the Debian/Ubuntu package that provides it)
-TOOLS = [("Xvfb", "xvfb"), ("xdotool", "xdotool")]
+TOOLS = [("Xvfb", "xvfb"), ("xdotool", "xdotool"),
+         ("chromium", "chromium"), ("chromedriver", "chromium-driver")]  # the page's tests
 SYSTEM_PYTHON = ("/usr/bin/python3",)  # Debian's python3-tk only serves its own Python
 
 

@@ -107,3 +107,37 @@ def test_ids_continue_in_the_store(tmp_path):
     rows, more = store.latest("g", limit=1)
     assert [r.text for r in rows] == ["y"] and more
     store.close()
+
+
+def test_a_failed_commit_is_taken_back_from_websocket_output_too(hub, monkeypatch):
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import TextMessage
+
+    from chat.errors import StoreError
+    from chat.websocket import WEBSOCKET
+
+    def decoded(peer):
+        client = Connection(ConnectionType.CLIENT)
+        client.receive_data(bytes(peer.out))
+        peer.out.clear()
+        return [json.loads(e.data) for e in client.events() if isinstance(e, TextMessage)]
+
+    web, plain = register(hub, "web"), register(hub, "plain")
+    web.codec = WEBSOCKET
+    hub.commit()
+    frames(plain)
+    web.out.clear()
+    receive(hub, plain, {"type": "send", "room": "general", "text": "kept"})
+    hub.commit()
+    receive(hub, web, {"type": "send", "room": "general", "text": "lost", "ref": "w"})
+    receive(hub, web, {"type": "ping", "token": "p"})
+
+    def fail():
+        raise StoreError("the disk is full", write=True)
+    monkeypatch.setattr(hub.store, "commit", fail)
+    assert not hub.commit()
+    got = decoded(web)
+    assert [f["type"] for f in got] == ["message", "error", "pong"]
+    assert got[0]["text"] == "kept"
+    assert (got[1]["code"], got[1]["ref"]) == ("store_failed", "w")
+    assert [f["text"] for f in frames(plain) if f["type"] == "message"] == ["kept"]
