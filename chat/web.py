@@ -162,10 +162,6 @@ class WebDoor:
         self._ended = False
         peer.door = "http"
 
-    @property
-    def upgraded(self) -> bool:
-        return self._ws is not None
-
     def receive_data(self, data: bytes) -> None:
         if self._ws is not None:
             self._ws.receive_data(data)

@@ -104,6 +104,8 @@ def test_a_server_restart_is_resumed_with_no_gap_and_no_duplicate(start_server, 
     page.wait_text("before 2")
     assert first.stop() == 0
     page.until(lambda: "Offline" in page.find("#status").text, what="offline status")
+    page.say("typed while offline")  # kept, and sent once the chat is back
+    page.until(lambda: "will be sent" in page.find("#status").text, what="outbox shown")
     start_server("--port", str(port), "--rate", "0", db=first.db)
     talker = connect(port, "talker")
     for i in range(3):  # said while the page is still waiting to reconnect
@@ -111,10 +113,10 @@ def test_a_server_restart_is_resumed_with_no_gap_and_no_duplicate(start_server, 
     talker.barrier()
     page.wait_text("after 2", timeout=20)
     page.until(lambda: page.find("#status").text == "", what="back online")
-    page.say("resumed")
-    talker.until("message", text="resumed")
+    assert talker.until("message", text="typed while offline")["from"] == "stayer"
+    page.wait_text("typed while offline")
     expected = [f"before {i}" for i in range(3)] + [f"after {i}" for i in range(3)]
-    assert [t for t in page.texts() if t != "resumed"] == expected
+    assert [t for t in page.texts() if t != "typed while offline"] == expected
 
 
 def test_unread_counts_mentions_title_and_typing(fast_server, browsers):

@@ -7,6 +7,7 @@ client in the same rooms; hostile HTTP and WebSocket input gets its documented a
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -14,12 +15,18 @@ import sys
 import time
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
 from wsproto.events import Message
 from wsproto.frame_protocol import CloseReason
 
+from chat.errors import ProtocolError
 from chat.model import Peer, Room, TokenBucket
+from chat.protocol import CLOSED, NEED_DATA
+from chat.web import Site, WebDoor
 from chat.websocket import WEBSOCKET, frame_text
 from tests.conftest import MAIN, ROOT
+from tests.test_fuzz import fuzz_settings
 from tests.webwire import WebWire, http_get, open_socket, parse_response, read_all
 from tests.wire import connect
 
@@ -112,6 +119,8 @@ def test_every_request_works_over_websocket_next_to_json_lines(fast_server):
     assert plain.until("typing")["nick"] == "webby"
     web.send(type="ping", token="t1")
     assert web.until("pong")["token"] == "t1"
+    web.send(type="pong", token="unasked")  # an answer to no ping: accepted, no reply
+    assert web.barrier() == []
     web.send(type="nick", nick="webster", ref="n")
     assert web.until("renamed", ref="n")["new"] == "webster"
     assert plain.until("renamed")["old"] == "webby"
@@ -327,3 +336,79 @@ def test_a_broadcast_is_encoded_once_per_codec_not_per_member():
     assert codec.calls == 1
     plain, web = members[0], members[1]
     assert bytes(web.out) == WEBSOCKET.wire(bytes(plain.out))
+
+
+# ---------------------------------------------------------------- fuzzing, sans-I/O
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)]) if data[a:b]]
+
+
+def drive(door: WebDoor, chunks: list[bytes]) -> list:
+    """Feed ``chunks`` as the server does; return what came out (frames, errors)."""
+    out = []
+    for chunk in chunks:
+        door.receive_data(chunk)
+        for _ in range(10_000):  # bounded: each call consumes input or ends
+            try:
+                event = door.next_event()
+            except ProtocolError as exc:
+                out.append(exc.code)
+                continue
+            if event is NEED_DATA and door.has_frames:
+                continue  # an answered request; more may be buffered
+            if event is NEED_DATA or event is CLOSED:
+                break
+            out.append(event)
+        else:
+            raise AssertionError("the door never ran out of work")
+        if event is CLOSED:
+            break
+    return out
+
+
+def socketless_peer() -> Peer:
+    return Peer(("127.0.0.1", 1), 0.0, 0, TokenBucket(0, 1, 0.0), TokenBucket(0, 1, 0.0), {})
+
+
+UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+@fuzz_settings(300)
+@given(st.sampled_from([b"GET / HTTP/1.1\r\n", b"GET ", b"POST /x HTTP/1.1\r\n", b"G"]),
+       st.binary(max_size=3000), st.lists(st.integers(0, 10**6), max_size=6))
+def test_any_http_bytes_get_http_answers_and_nothing_else(start, tail, cuts):
+    peer = socketless_peer()
+    door = WebDoor(peer, Site(), 16384, lambda: 0.0)
+    drive(door, split(start + tail, cuts))
+    answer = bytes(peer.out)
+    if peer.codec is None:  # still HTTP: every answer is an HTTP response
+        assert not answer or answer.startswith(b"HTTP/1.1 ")
+        assert len(answer) <= 64 * 1024 * 8
+
+
+@fuzz_settings(300)
+@given(st.binary(max_size=3000), st.lists(st.integers(0, 10**6), max_size=6))
+def test_any_bytes_after_the_upgrade_give_frames_errors_or_a_close(tail, cuts):
+    peer = socketless_peer()
+    door = WebDoor(peer, Site(), 1024, lambda: 0.0)
+    out = drive(door, split(UPGRADE + tail, cuts))
+    assert bytes(peer.out).startswith(b"HTTP/1.1 101 ")
+    for item in out:
+        assert (isinstance(item, dict) and isinstance(item["type"], str)) or item in (
+            "bad_frame", "frame_too_long")
+
+
+@fuzz_settings(100)
+@given(st.lists(st.text(max_size=300), min_size=1, max_size=5),
+       st.lists(st.integers(0, 10**6), max_size=6))
+def test_masked_text_messages_split_anywhere_come_out_whole(texts, cuts):
+    from wsproto.connection import Connection, ConnectionType
+    client = Connection(ConnectionType.CLIENT)
+    wire = b"".join(client.send(Message(data=json.dumps({"type": "x", "t": t})))
+                    for t in texts)
+    door = WebDoor(socketless_peer(), Site(), 16384, lambda: 0.0)
+    out = drive(door, split(UPGRADE + wire, cuts))
+    assert [f["t"] for f in out] == texts

@@ -31,11 +31,22 @@ export function dayText(ts, now = Date.now()) {
   return DAY.format(new Date(ts));
 }
 
-// A stable colour per nickname (hue from a hash), readable in both themes via CSS.
+// A colour per nickname, as the desktop window does: its own (from a hash) unless
+// someone met earlier has it, then the next free one, so the first ten people differ.
+const HUES = [5, 205, 165, 280, 38, 215, 22, 140, 300, 195];
+const hues = new Map(); // folded nick -> index into HUES
 export function hue(nick) {
-  let h = 0;
-  for (const ch of nick.toLowerCase()) h = (h * 31 + ch.codePointAt(0)) >>> 0;
-  return (h * 137) % 360;
+  const key = nick.toLowerCase();
+  let index = hues.get(key);
+  if (index === undefined) {
+    let h = 2166136261; // FNV-1a
+    for (const ch of key) h = Math.imul(h ^ ch.codePointAt(0), 16777619) >>> 0;
+    const used = new Set(hues.values());
+    index = h % HUES.length;
+    for (let i = 0; i < HUES.length && used.has(index); i++) index = (index + 1) % HUES.length;
+    if (hues.size < 10000) hues.set(key, index); // bounded: a page does not meet more
+  }
+  return HUES[index];
 }
 
 // Text with its links clickable: http(s) only, opened in a new tab, no referrer.
