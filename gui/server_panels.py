@@ -67,8 +67,12 @@ class StatusPanel(ctk.CTkFrame):
         self.bind("<Configure>", self._fit, add=True)
 
     def _fit(self, event: Any) -> None:
-        width = max(200, event.width - 40)
-        for label in (self.tls_label, self.counters_label):
+        self._fit_to(event.width)
+
+    def _fit_to(self, panel_width: int) -> None:
+        qr = self.qr_label.winfo_reqwidth() + 20 if self.qr_url else 0  # its column
+        width = max(200, panel_width - 40 - qr)
+        for label in (self.tls_label, self.counters_label, self.web_label):
             label.configure(wraplength=width)
         self.address_label.configure(wraplength=max(200, width - 160))
 
@@ -82,6 +86,7 @@ class StatusPanel(ctk.CTkFrame):
             self.qr_label.configure(image="")
             self.qr_label.grid_remove()
             self._qr_image = None
+            self._fit_to(self.winfo_width())
             return
         self.web_label.configure(text=f"In a browser or on a phone:  {url}   (or scan the code)")
         code = segno.make(url, error="m")
@@ -89,6 +94,7 @@ class StatusPanel(ctk.CTkFrame):
         self._qr_image = tk.PhotoImage(data=png)
         self.qr_label.configure(image=self._qr_image)
         self.qr_label.grid()
+        self._fit_to(self.winfo_width())  # the code takes a column: wrap the lines anew
 
     def show(self, running: bool, addresses: str, counters: str, error: str = "",
              fingerprint: str | None = None, problem: str | None = None) -> None:

@@ -672,12 +672,17 @@ def test_mentions_are_seen_tabs_close_and_a_mention_rings_in_the_background(open
 
 def test_the_server_window_at_its_minimum_size_and_its_guard_rails(open_window, tmp_path):
     server, port = server_window(open_window, tmp_path, "--tls", "--rate", "0")
+    server.wait("win.status.tls_label.cget('text')", lambda t: "fingerprint" in t)
+    # the fingerprint and the web address are read in full, left of the QR code
+    fits = ("win.status.{0}.winfo_x() + win.status.{0}.winfo_reqwidth() "
+            "<= win.status.qr_label.winfo_x() and "
+            "win.status.{0}.winfo_reqwidth() <= win.status.{0}.winfo_width()")
+    server.wait(fits.format("tls_label"))
     width, height = MIN_SIZE
     server.exec(f"win.geometry('{width}x{height}'); win.update()")
     server.wait("win.winfo_width()", lambda w: w == width)
-    server.wait("win.status.tls_label.cget('text')", lambda t: "fingerprint" in t)
-    fits = "win.status.{0}.winfo_reqwidth() <= win.status.winfo_width()"
-    server.wait(fits.format("tls_label"))  # the fingerprint is read in full
+    server.wait(fits.format("tls_label"))
+    server.wait(fits.format("web_label"))
     # 200 clients: a scrollbar, and a filter to find one.
     crowd_wires = [Wire(port, tls=True) for _ in range(200)]
     for i, wire in enumerate(crowd_wires):

@@ -128,18 +128,19 @@ export class LogView {
   }
 
   // A new entry of the shown conversation: appended when it is the newest, else
-  // (history, by id) the log is drawn again in order.
+  // (history, by id) the log is drawn again in order. Returns whether the newest
+  // line is in view afterwards (else the page offers "New messages").
   added(entry) {
     const list = this.conv.messages;
     const stuck = this.stuck();
     if (list.at(-1) !== entry) {
       this.show(this.conv, !stuck);
-      return false;
+      return this.stuck();
     }
     this.list.append(...this.rowsFor(entry));
     while (this.list.childElementCount > SHOWN * 1.2) this.list.firstElementChild.remove();
     if (stuck) this.scrollDown();
-    return stuck;
+    return this.stuck();
   }
 }
 
