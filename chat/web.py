@@ -160,6 +160,9 @@ class WebDoor:
         self._asked: h11.Request | None = None  # read up to its body's end, then answered
         self._unread = False
         self._ended = False
+        self._head = 0  # bytes of the request head being received
+        self._carry = b""  # the last bytes received, for a blank line across reads
+        self._too_big = False
         peer.door = "http"
 
     def receive_data(self, data: bytes) -> None:
@@ -168,6 +171,7 @@ class WebDoor:
             return
         if self._ended:
             return
+        self._measure(data)
         try:
             self._http.receive_data(data)
         except h11.RemoteProtocolError:  # bytes after the peer's own EOF
@@ -202,7 +206,7 @@ class WebDoor:
         while not self._ended:
             if http.our_state is h11.DONE and http.their_state is h11.DONE:
                 http.start_next_cycle()
-            if http.their_state is h11.IDLE and self._head_too_big():
+            if self._too_big:
                 self._refuse(431, "The request head is too large.")
                 return
             event = http.next_event()
@@ -223,12 +227,22 @@ class WebDoor:
                 self._request(request)
                 return
 
-    def _head_too_big(self) -> bool:
-        """Whether the next request's head passes ``MAX_HEAD`` (h11's own limit
-        counts only a head that is still incomplete)."""
-        buffered = self._http.trailing_data[0]
-        end = buffered.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
-        return end > MAX_HEAD or (end < 0 and len(buffered) > MAX_HEAD)
+    def _measure(self, data: bytes) -> None:
+        """Count head bytes as they come (h11's own limit only counts a head that is
+        still incomplete): every stretch up to a blank line is at most ``MAX_HEAD``.
+        Linear in what arrives; a GET body, which means nothing here, counts as head."""
+        joined = self._carry + data  # the carry was counted already
+        parts = joined.split(b"\r\n\r\n")
+        first = self._head + len(parts[0]) - len(self._carry)
+        if len(parts) == 1:
+            self._head = first
+        else:
+            if first > MAX_HEAD or any(len(part) > MAX_HEAD for part in parts[1:-1]):
+                self._too_big = True
+            self._head = len(parts[-1])
+        if self._head > MAX_HEAD:
+            self._too_big = True
+        self._carry = joined[-3:]  # a blank line may straddle two reads
 
     def _request(self, request: h11.Request) -> None:
         method = request.method.decode("ascii")
@@ -283,7 +297,8 @@ class WebDoor:
 
     def _respond(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         http = self._http
-        out = http.send(h11.Response(status_code=status, headers=headers)) or b""
+        reason = HTTPStatus(status).phrase.encode("ascii")
+        out = http.send(h11.Response(status_code=status, headers=headers, reason=reason)) or b""
         if body:
             out += http.send(h11.Data(data=body)) or b""
         out += http.send(h11.EndOfMessage()) or b""

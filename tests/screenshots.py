@@ -63,7 +63,7 @@ def page_shots(out: Path) -> None:
             url = f"http://127.0.0.1:{port}/"
             maria = connect(port, "maria", rooms=["general", "lab"])
             tom = connect(port, "tom")
-            maria.send(type="send", room="general", text="Morning all! Slides: http://192.168.1.20/slides")
+            maria.send(type="send", room="general", text="Morning all! Slides: https://example.org/slides")
             tom.send(type="send", room="general", text="thanks maria")
             desk = Browser(1280, 800)
             phone = Browser(360, 740, mobile=True)

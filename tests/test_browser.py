@@ -176,3 +176,24 @@ def test_a_phone_sized_viewport_is_usable(server, browsers):
     phone.until(lambda: phone.driver.execute_script(
         "return document.getElementById('sidebar').getBoundingClientRect().right <= 0"),
         what="the list slides away")
+
+
+def test_browse_rooms_lists_them_and_joins_one_with_a_click(server, browsers):
+    maker = connect(server.port, "maker", rooms=["general", "chess"])
+    maker.barrier()
+    page = browsers()
+    page.join(url(server), "browser")
+    page.find("#browse-button").click()
+    page.until(lambda: page.find("#rooms-dialog").is_displayed(), what="the rooms dialog")
+    rows = page.until(lambda: [" ".join(e.text.split()) for e in page.all("#room-list li")],
+                      what="rooms")
+    assert "#chess 1 here" in rows and "#general 2 here" in rows
+    chess = next(b for b in page.all("#room-list button") if b.text == "#chess")
+    chess.click()
+    page.until(lambda: page.find("#title").text == "#chess", what="#chess opened")
+    assert not page.find("#rooms-dialog").is_displayed()
+    page.find("#browse-button").click()
+    page.until(lambda: page.find("#rooms-dialog").is_displayed(), what="the dialog again")
+    page.find("#rooms-dialog button[value=close]").click()
+    page.until(lambda: not page.find("#rooms-dialog").is_displayed(), what="closed")
+    assert page.console_errors() == []

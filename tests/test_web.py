@@ -17,7 +17,8 @@ from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
-from wsproto.events import Message
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import Message, Request, TextMessage
 from wsproto.frame_protocol import CloseReason
 
 from chat.errors import ProtocolError
@@ -412,3 +413,67 @@ def test_masked_text_messages_split_anywhere_come_out_whole(texts, cuts):
     door = WebDoor(socketless_peer(), Site(), 16384, lambda: 0.0)
     out = drive(door, split(UPGRADE + wire, cuts))
     assert [f["t"] for f in out] == texts
+
+
+def test_head_size_is_counted_however_the_bytes_are_split():
+    def answer(chunks):
+        peer = socketless_peer()
+        drive(WebDoor(peer, Site(), 16384, lambda: 0.0), chunks)
+        return bytes(peer.out).split(b"\r\n", 1)[0]
+
+    ok = b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 15000 + b"\r\n\r\n"
+    big = b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 17000 + b"\r\n\r\n"
+    for size in (1, 7, 4096, 100000):
+        assert answer([ok[i:i + size] for i in range(0, len(ok), size)]) == b"HTTP/1.1 200 OK"
+        assert answer([big[i:i + size] for i in range(0, len(big), size)]) \
+            == b"HTTP/1.1 431 Request Header Fields Too Large"
+    small = b"GET /icon.svg HTTP/1.1\r\nHost: h\r\n\r\n"  # many small ones are fine
+    peer = socketless_peer()
+    drive(WebDoor(peer, Site(), 16384, lambda: 0.0), [small * 400])
+    assert bytes(peer.out).count(b"HTTP/1.1 200 OK") == 400
+
+
+def test_a_malformed_request_gets_400(server):
+    sock = open_socket(server.port)
+    sock.sendall(b"GET / HTTP/1.1\r\nthis is no header\r\n\r\n")
+    status, headers, _ = parse_response(read_all(sock))
+    assert status == 400 and headers["connection"] == "close"
+
+
+def quiet_for(sock, seconds: float) -> bytes:
+    """Read for ``seconds`` (the wait is the point: a timer must or must not fire)."""
+    deadline = time.monotonic() + seconds
+    got = b""
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not chunk:
+            return got + b"<EOF>"
+        got += chunk
+    return got
+
+
+def test_the_upgrade_restarts_the_hello_timer(start_server):
+    srv = start_server("--hello-timeout", "1.5")
+    sock = open_socket(srv.port)  # one keep-alive connection: the page, then the socket
+    sock.sendall(f"GET /icon.svg HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n\r\n".encode())
+    first = quiet_for(sock, 1.0)
+    assert first.startswith(b"HTTP/1.1 200 OK") and not first.endswith(b"<EOF>")
+    client = WSConnection(ConnectionType.CLIENT)
+    sock.sendall(client.send(Request(host=f"127.0.0.1:{srv.port}", target="/ws")))
+    upgraded = quiet_for(sock, 1.0)  # 2 s after the start, 1 s after the upgrade
+    assert upgraded.startswith(b"HTTP/1.1 101 ") and not upgraded.endswith(b"<EOF>")
+    client.receive_data(upgraded)
+    list(client.events())  # the handshake's answer
+    sock.sendall(client.send(Message(data='{"type":"hello","nick":"late","proto":1}')))
+    client.receive_data(quiet_for(sock, 1.0))
+    texts = [e.data for e in client.events() if isinstance(e, TextMessage)]
+    assert json.loads(texts[0])["type"] == "welcome"
+    idle = open_socket(srv.port)  # an upgrade that never says hello is closed in time
+    idle.sendall(b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: "
+                 b"Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 b"Sec-WebSocket-Version: 13\r\n\r\n")
+    assert quiet_for(idle, 4).endswith(b"\x88\x02\x03\xe8<EOF>")  # close 1000, then EOF
