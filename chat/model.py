@@ -59,6 +59,8 @@ class TokenBucket:
 class Codec(Protocol):
     """How a front door puts frames on its wire (JSON lines need none)."""
 
+    farewell: bytes  # sent just before the server closes the socket (b"": nothing)
+
     def wire(self, lines: bytes) -> bytes:
         """Whole frames (JSON lines, each ending in "\\n") in this codec's form."""
         ...
@@ -248,7 +250,7 @@ class Room:
                     _share(member, shared, wired)
         else:
             for member in self.members:
-                if member.codec is None:
+                if member.codec is None:  # the common case, without a call
                     member.queue_wire(shared)
                 else:
                     _share(member, shared, wired)

@@ -636,7 +636,7 @@ class ChatServer:
 
     def _drop(self, peer: Peer) -> None:
         if peer.sock is not None:
-            farewell = getattr(peer.codec, "farewell", b"")
+            farewell = peer.codec.farewell if peer.codec is not None else b""
             if farewell and not peer.out:  # a WebSocket's close frame: a few bytes
                 try:
                     peer.sock.send(farewell)
