@@ -20,6 +20,8 @@ from chat.netinfo import split_address
 if TYPE_CHECKING:
     from chat.server import ChatServer
 
+DISCOVER_SECONDS = 2.0  # servers beacon every 2 s and answer a probe at once
+
 # "main.py" run as a script, "lanchat" as the installed command
 PROG = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "lanchat"
 
@@ -35,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--server", action="store_true", help="run the chat server")
     mode.add_argument("--client", action="store_true", help="open the chat window")
+    mode.add_argument("--discover", action="store_true",
+                      help="list the chat servers on this network (HOST:PORT first) and "
+                           "exit: 0 if one answered, 1 if none")
+    p.add_argument("--timeout", type=float, default=DISCOVER_SECONDS,
+                   help=f"--discover: seconds to listen (default {DISCOVER_SECONDS:g})")
     p.add_argument("--headless", action="store_true",
                    help="server without a window (for machines with no display)")
     p.add_argument("--host", help="server: address to listen on (default 0.0.0.0); "
@@ -76,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "loopback is exempt unless --limit-loopback)")
     s.add_argument("--limit-loopback", action="store_true",
                    help="apply --max-per-address to 127.0.0.0/8 and ::1 too")
+    s.add_argument("--no-announce", action="store_true",
+                   help="do not announce the server on the LAN (discovery beacons)")
     s.add_argument("--console", action="store_true",
                    help="with --headless: take operator commands (who, say, kick, ban, "
                         "unban, bans, stop; 'help' lists them) on standard input")
@@ -94,7 +103,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         ping_interval=args.ping_interval, ping_timeout=args.ping_timeout,
         tls=args.tls, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_timeout=args.tls_timeout, max_per_address=args.max_per_address,
-        limit_loopback=args.limit_loopback)
+        limit_loopback=args.limit_loopback, announce=not args.no_announce)
     config.check()
     return config
 
@@ -109,6 +118,36 @@ def watch_console(server: ChatServer) -> None:
     except (OSError, ValueError):
         raise ChatError("--console reads commands from a terminal or a pipe; "
                         "standard input is neither") from None
+
+
+def discover(timeout: float) -> int:
+    """Probe, listen ``timeout`` seconds, print each server found once (HOST:PORT
+    first). Blocking is fine here: this is a command, not the server's loop."""
+    import selectors
+    import time
+
+    from chat.discovery import Finder
+
+    if not 0 < timeout <= 600:
+        raise ChatError("--timeout must be more than 0 and at most 600 seconds")
+    try:
+        finder = Finder()
+    except OSError as exc:
+        raise ChatError(f"cannot listen for servers: {exc.strerror or exc}") from None
+    printed: set[str] = set()
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        for sock in (finder.listen, finder.asker):
+            if sock is not None:
+                selector.register(sock, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            selector.select(left)
+            for found in finder.poll():
+                if found.address not in printed:
+                    printed.add(found.address)
+                    print(found.line(), flush=True)
+    finder.close()
+    return 0 if printed else 1
 
 
 def run_headless(config: ServerConfig, console: bool = False) -> int:
@@ -136,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
     try:
+        if args.discover:
+            return discover(args.timeout)
         if args.server:
             config = server_config(args)
             if args.headless:

@@ -42,6 +42,7 @@ class ServerConfig:
     tls_timeout: float = 5.0  # seconds a connection has to finish its TLS handshake
     max_per_address: int = 16  # open connections per client address (0: no limit)
     limit_loopback: bool = False  # whether 127.0.0.0/8 and ::1 count as well
+    announce: bool = True  # LAN discovery beacons (never for a loopback-only server)
 
     def check(self) -> None:
         """Raise ConfigError naming the first setting that is out of range."""

@@ -13,6 +13,7 @@ server window calls ``step(0)`` from Tk's ``after()``. Chat semantics live in
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import os
 import resource
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chat.config import ServerConfig
+from chat.discovery import DISCOVERY_PORT, Announcer
 from chat.dispatch import receive, reject
 from chat.errors import ConfigError, Later, ProtocolError
 from chat.hub import Hub
@@ -75,6 +77,15 @@ def listen_problem(exc: OSError, host: str, port: int) -> str:
     return (exc.strerror or str(exc)).split(" (while attempting")[0]
 
 
+def _loopback_only(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "" (every address) or a name
+        return False
+
+
 def raise_open_files_limit() -> int:
     """Lift the soft open-files limit to the hard one; return the new soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -111,6 +122,7 @@ class ChatServer:
         self.clock = clock
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
+        self.announcer: Announcer | None = None  # LAN beacons, once listening
         self.address: tuple[str, int] | None = None
         self.started_at = 0.0
         self._next_tick = 0.0
@@ -146,9 +158,29 @@ class ChatServer:
         self.address = (host, sock.getsockname()[1])
         self.started_at = time.time()
         log.info("listening on %s:%d%s", *self.address, " (TLS)" if self.tls else "")
+        self._announce()
         if self.fingerprint:
             log.info("TLS certificate fingerprint (SHA-256): %s", self.fingerprint)
         return self.address
+
+    def _announce(self) -> None:
+        """Start the LAN beacons (chat.discovery), unless asked not to or the server
+        listens on loopback only (nobody else could reach it)."""
+        if not self.config.announce or _loopback_only(self.config.host):
+            return
+        try:
+            self.announcer = Announcer(self._describe, self.clock)
+        except OSError as exc:
+            log.warning("not announced on the LAN: UDP port %d: %s", DISCOVERY_PORT,
+                        exc.strerror or exc)
+            return
+        self.selector.register(self.announcer.sock, selectors.EVENT_READ, self.announcer)
+        log.info("announced on the LAN (UDP port %d)", DISCOVERY_PORT)
+
+    def _describe(self) -> dict[str, Any]:
+        assert self.address is not None
+        return {"name": self.config.name, "port": self.address[1], "tls": self.tls is not None,
+                "fingerprint": self.fingerprint or "", "users": len(self.hub.users)}
 
     def stop(self) -> None:
         """Ask ``serve_forever`` to return (safe to call from a signal handler)."""
@@ -183,6 +215,10 @@ class ChatServer:
             self.selector.unregister(self.listener)
             self.listener.close()
             self.listener = None
+        if self.announcer is not None:
+            self.selector.unregister(self.announcer.sock)
+            self.announcer.close()
+            self.announcer = None
         hub.notice(notice)
         hub.close_all()
         hub.commit()
@@ -225,6 +261,8 @@ class ChatServer:
             except Exception:
                 log.exception("internal error in the server's timers")
             self._resume_accepting(now)
+            if self.announcer is not None:
+                self.announcer.tick()
         hub.commit()  # PROTOCOL.md: stored before anyone receives it
         self._flush()
         self._finish_closing(now)
@@ -233,6 +271,8 @@ class ChatServer:
     def _ready(self, peer: Any, fd: int, mask: int) -> None:
         if peer is None:
             self._accept()
+        elif isinstance(peer, Announcer):
+            peer.readable()
         elif not isinstance(peer, Peer):
             self._read_input(fd, peer)
         elif peer.phase >= SNIFF:

@@ -8,8 +8,11 @@ from typing import Any, NamedTuple
 import customtkinter as ctk
 
 from chat.config import DEFAULT_PORT
+from chat.discovery import Found
 from chat.netinfo import split_address
 from gui.common import NICK_COLORS, nick_color_index
+
+MAX_FOUND = 6  # servers listed on the form (a LAN rarely has more; the rest wait)
 
 
 class Login(NamedTuple):
@@ -52,7 +55,52 @@ class ConnectForm(ctk.CTkFrame):
         self.connect_button = ctk.CTkButton(box, text="Connect", command=connect_command)
         self.connect_button.grid(row=7, column=0, columnspan=2, pady=(14, 6))
         self.error_label = ctk.CTkLabel(box, text="", text_color="#c0392b", wraplength=380)
-        self.error_label.grid(row=8, column=0, columnspan=2, padx=30, pady=(0, 20))
+        self.error_label.grid(row=8, column=0, columnspan=2, padx=30, pady=(0, 8))
+        # Servers that announce themselves on this network (chat.discovery): a click
+        # fills the form and connects when a nickname is there.
+        self.found_title = ctk.CTkLabel(box, text="Servers on this network: looking…",
+                                        font=ctk.CTkFont(weight="bold"))
+        self.found_title.grid(row=9, column=0, columnspan=2, padx=30, pady=(4, 2), sticky="w")
+        self.found_box = ctk.CTkFrame(box, fg_color="transparent")
+        self.found_box.grid(row=10, column=0, columnspan=2, padx=30, pady=(0, 18), sticky="ew")
+        self.found: list[Found] = []
+        self.found_buttons: list[ctk.CTkButton] = []
+        self._connect = connect_command
+
+    def show_servers(self, found: list[Found]) -> None:
+        """The servers heard on the network now (redrawn only when they change)."""
+        found = found[:MAX_FOUND]
+        if found == self.found:
+            return
+        self.found = found
+        for button in self.found_buttons:
+            button.destroy()
+        self.found_buttons = []
+        self.found_title.configure(text="Servers on this network:" if found else
+                                   "Servers on this network: none heard yet")
+        for found_server in found:
+            lock = "  (TLS)" if found_server.tls else ""
+            button = ctk.CTkButton(
+                self.found_box, anchor="w", fg_color="transparent", border_width=1,
+                text_color=("#1a5276", "#85c1e9"),
+                text=f"{found_server.name}  ·  {found_server.address}  ·  "
+                     f"{found_server.users} online{lock}",
+                command=lambda f=found_server: self.pick(f))
+            button.pack(fill="x", pady=2)
+            self.found_buttons.append(button)
+
+    def pick(self, found: Found) -> None:
+        """Fill the form with a found server; connect when a nickname is there."""
+        self.set_entry("host", found.host)
+        self.set_entry("port", str(found.port))
+        if found.tls:
+            self.tls_box.select()
+        else:
+            self.tls_box.deselect()
+        if self.entries["nick"].get().strip():
+            self._connect()
+        else:
+            self.entries["nick"].focus_set()
 
     def fill(self, host: str, port: int, nick: str, password: str, nick_password: str = "",
              tls: bool = False) -> None:

@@ -18,12 +18,14 @@ from chat.chatstate import OLDER_REF, WHO_REF, ChatState
 from chat.client import ChatClient
 from chat.commands import help_lines, parse_input
 from chat.config import DEFAULT_PORT
+from chat.discovery import Finder
 from chat.errors import ChatError
 from gui.client_panels import ConnectForm, Sidebar, UsersPanel
 from gui.common import POLL_MS, Settings, apply_appearance, is_dark
 from gui.conversation import ConversationPanel
 
 BACKOFF_S = (1, 2, 4, 8, 15, 30)  # waits between reconnect attempts
+FIND_S = 0.5  # how often the form's list of servers on the network is brought up to date
 TYPING_EVERY_S = 3.0  # send `typing` at most this often while the user types
 HELLO_ERRORS = {
     "nick_taken": "That nickname is taken; choose another.",
@@ -75,6 +77,11 @@ class ClientWindow(ctk.CTk):
         self.bind("<FocusIn>", lambda _e: self._focus(True))
         self.bind("<FocusOut>", lambda _e: self._focus(False))
         self.protocol("WM_DELETE_WINDOW", self.close_event)
+        try:  # servers announcing themselves on the LAN, listed on the form
+            self.finder: Finder | None = Finder(probe=False)
+        except OSError:
+            self.finder = None
+        self._next_find = 0.0
         self._after_id = self.after(POLL_MS, self._poll)
         if host and nick:
             self.connect_event()
@@ -213,6 +220,8 @@ class ClientWindow(ctk.CTk):
 
     def close_event(self) -> None:
         self.after_cancel(self._after_id)
+        if self.finder is not None:
+            self.finder.close()
         self._cancel_reconnect()
         if self.client is not None:
             self.client.bye()
@@ -229,6 +238,9 @@ class ClientWindow(ctk.CTk):
             for frame in client.poll(0):
                 self._handle(frame)
         self._render()
+        if self.finder is not None and started >= self._next_find:
+            self._next_find = started + FIND_S
+            self.form.show_servers(self.finder.poll())  # also while chatting: beacons drain
         self.tick_seconds.append(time.perf_counter() - started)
         del self.tick_seconds[:-2000]
         self._after_id = self.after(POLL_MS, self._poll)

@@ -11,10 +11,15 @@ import os
 import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
 import segno
+from conftest import ROOT
+from netns import LanPair
+from netns import available as netns_available
 from webwire import WebWire
 from windows import Window, start_xvfb
 from wire import Wire, connect
@@ -44,8 +49,8 @@ def open_window(display, tmp_path):
     env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"), DISPLAY=display)
     opened: list[Window] = []
 
-    def open_(kind: str, *args: str) -> Window:
-        window = Window(kind, *args, env=env)
+    def open_(kind: str, *args: str, prefix: tuple[str, ...] = ()) -> Window:
+        window = Window(kind, *args, env=env, prefix=prefix)
         opened.append(window)
         return window
 
@@ -739,3 +744,30 @@ def test_server_window_shows_the_web_address_its_qr_code_and_web_clients(open_wi
     by_nick = {r[0]: r[1] for r in rows}
     assert by_nick["phone"].endswith(" web") and not by_nick["laptop"].endswith(" web")
     server.wait("win.log_view.text()", lambda t: "phone registered from 127.0.0.1 (web)" in t)
+
+
+@pytest.mark.skipif(not netns_available(), reason="needs root and iproute2 (ip netns)")
+def test_the_connect_form_lists_a_found_server_and_connects_with_one_click(open_window,
+                                                                           tmp_path):
+    lan = LanPair()  # the server in one namespace, the window in the other
+    server = subprocess.Popen([*lan.run_in(0), sys.executable, str(ROOT / "main.py"),
+                               "--server", "--headless", "--host", "0.0.0.0", "--port", "0",
+                               "--db", str(tmp_path / "found.db"), "--quiet", "--name",
+                               "Room 9"], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline().rsplit(":", 1)[1])
+        win = open_window("client", "--nick", "finder", prefix=lan.run_in(1))
+        win.wait("win.form.found_title.cget('text')",
+                 lambda t: t == "Servers on this network:")
+        shown = win.eval("win.form.found_buttons[0].cget('text')")
+        assert shown == f"Room 9  ·  {lan.addresses[0]}:{port}  ·  0 online"
+        win.exec("win.form.found_buttons[0].invoke()")  # one click
+        win.wait("win.client is not None and win.client.ready")
+        assert win.eval("win.form.entries['host'].get()") == lan.addresses[0]
+        win.wait("win.users.names", lambda n: n == ["finder"])
+        win.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+        server.stdout.close()
+        lan.remove()

@@ -67,8 +67,10 @@ class Window:
 
     _ids = itertools.count(1)
 
-    def __init__(self, kind: str, *args: str, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, DRIVER, kind, *args],
+    def __init__(self, kind: str, *args: str, env: dict[str, str],
+                 prefix: tuple[str, ...] = ()) -> None:
+        """``prefix``: a command that runs the window (``ip netns exec NS``)."""
+        self.proc = subprocess.Popen([*prefix, sys.executable, DRIVER, kind, *args],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env)
         self.buf = b""

@@ -1,0 +1,153 @@
+"""Finding servers without typing an address: beacons between two network namespaces.
+
+The server runs in one namespace, the finder in another, joined by a veth pair the
+test makes and removes (tests/netns.py): the beacons cross a real (virtual) network
+and reach nothing else. The parsing and the rate limit are tested on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from chat.config import ServerConfig
+from chat.discovery import ANSWER_BURST, Announcer, decode, encode, parse_beacon
+from chat.server import ChatServer
+from tests.conftest import MAIN, ROOT
+from tests.netns import LanPair, available
+
+needs_netns = pytest.mark.skipif(not available(), reason="needs root and iproute2 (ip netns)")
+
+
+@pytest.fixture
+def lan():
+    pair = LanPair()
+    yield pair
+    pair.remove()
+
+
+def start_in(lan: LanPair, tmp_path, *extra: str) -> subprocess.Popen:
+    proc = subprocess.Popen([*lan.run_in(0), sys.executable, MAIN, "--server", "--headless",
+                             "--host", "0.0.0.0", "--port", "0", "--db",
+                             str(tmp_path / f"d{time.monotonic_ns()}.db"), "--quiet",
+                             "--name", "Room 9", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    line = proc.stdout.readline()
+    assert line.startswith("listening on "), proc.stderr.read()
+    proc.port = int(line.rsplit(":", 1)[1])  # type: ignore[attr-defined]
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    assert proc.wait(10) == 0
+    for pipe in (proc.stdout, proc.stderr):
+        pipe.close()
+
+
+def discover(lan: LanPair, timeout: float) -> subprocess.Popen:
+    return subprocess.Popen([*lan.run_in(1), sys.executable, MAIN, "--discover", "--timeout",
+                             str(timeout)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+
+
+@needs_netns
+def test_a_finder_in_another_namespace_finds_the_server_then_none(lan, tmp_path):
+    server = start_in(lan, tmp_path)
+    started = time.monotonic()
+    finders = [discover(lan, 2.0), discover(lan, 2.0)]  # two on one machine: both hear it
+    for finder in finders:
+        first = finder.stdout.readline()
+        assert time.monotonic() - started < 2.0, "found within 2 s"
+        assert first.startswith(f"{lan.addresses[0]}:{server.port}  Room 9  (0 online, no TLS)")
+    for finder in finders:
+        assert finder.wait(10) == 0
+        assert finder.stdout.read() == ""  # each server once
+        finder.stdout.close()
+        finder.stderr.close()
+    stop(server)
+    none = discover(lan, 1.0)
+    out, err = none.communicate(timeout=10)
+    assert (none.returncode, out, err) == (1, "", "")
+
+
+@needs_netns
+def test_beacons_carry_users_and_the_tls_fingerprint_and_can_be_turned_off(lan, tmp_path):
+    server = start_in(lan, tmp_path, "--tls")
+    fingerprint = None
+    hush = start_in(lan, tmp_path, "--no-announce")
+    try:
+        proc = discover(lan, 2.5)
+        out, _ = proc.communicate(timeout=10)
+        lines = out.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"{lan.addresses[0]}:{server.port} ")
+        fingerprint = lines[0].split("TLS ", 1)[1].rstrip(")")
+        assert len(fingerprint.split()) == 16  # SHA-256 in groups of four hex digits
+        assert str(hush.port) not in out
+    finally:
+        stop(server)
+        stop(hush)
+
+
+def test_datagrams_that_are_not_beacons_are_ignored():
+    assert decode(b"\xff\xfe") is None and decode(b"[]") is None
+    assert decode(b'{"lanchat": 2, "type": "beacon"}') is None  # another version
+    assert decode(b"{" + b" " * 2000 + b"}") is None  # too long to be ours
+    beacon = decode(encode("beacon", name="x", port=7070, tls=False, users=3))
+    assert beacon is not None
+    assert parse_beacon(beacon, "10.0.0.1").address == "10.0.0.1:7070"
+    for bad in ({"port": 0}, {"port": "7070"}, {"port": 70000}, {"name": 5},
+                {"users": "many"}, {"type": "probe"}):
+        assert parse_beacon({**beacon, **bad}, "h") is None, bad
+
+
+def test_probe_answers_are_rate_limited(tmp_path):
+    """A probe is cheap to spoof: the server answers at most a burst, then ten a second."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    clock = [100.0]
+    announcer = Announcer(lambda: {"name": "n", "port": 1, "tls": False, "fingerprint": "",
+                                   "users": 0}, lambda: clock[0], port=port)
+    asker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    asker.bind(("127.0.0.1", 0))
+    asker.settimeout(2)
+    try:
+        for _ in range(ANSWER_BURST + 10):
+            asker.sendto(encode("probe"), ("127.0.0.1", port))
+        asker.sendto(b"not a probe", ("127.0.0.1", port))
+        deadline = time.monotonic() + 2
+        answered = 0
+        while time.monotonic() < deadline and answered < ANSWER_BURST:
+            announcer.readable()
+            asker.settimeout(0.05)
+            try:
+                while True:
+                    data, _ = asker.recvfrom(2048)
+                    assert json.loads(data)["type"] == "beacon"
+                    answered += 1
+            except TimeoutError:
+                pass
+        announcer.readable()
+        with pytest.raises(TimeoutError):
+            asker.recvfrom(2048)  # the rest went unanswered
+        assert answered == ANSWER_BURST
+    finally:
+        asker.close()
+        announcer.close()
+
+
+def test_a_loopback_server_and_no_announce_send_no_beacons(tmp_path):
+    for n, (host, announce) in enumerate([("127.0.0.1", True), ("0.0.0.0", False)]):
+        server = ChatServer(ServerConfig(host=host, port=0, db=str(tmp_path / f"{n}.db"),
+                                         announce=announce))
+        server.listen()
+        try:
+            assert server.announcer is None  # nobody else could reach it / asked not to
+        finally:
+            server.close()
