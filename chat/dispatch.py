@@ -27,6 +27,7 @@ from chat.gate import ban_sentence
 from chat.hub import STORE_FAILED
 from chat.model import Peer, Room
 from chat.protocol import check_ref, encode, name_key, parse_request
+from chat.search import Scope, TooBroad, parse_query, snippet
 
 if TYPE_CHECKING:
     from chat.hub import Hub
@@ -334,8 +335,41 @@ def unregister(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> No
 
 
 Handler = Callable[["Hub", Peer, dict[str, Any], "str | None"], None]
+def search(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+    """Full-text search of what the asker may see (docs/protocol.md, "Search"): its
+    rooms, and the direct messages of this connection. A bucket of its own pays for it."""
+    query = parse_query(req["query"])
+    if query.empty:
+        raise ProtocolError("bad_field", "Type some words to search for (letters or "
+                                         "digits), or from:NICK or in:ROOM.")
+    if not peer.searches.take(hub.clock()):
+        raise ProtocolError("rate_limited", "You are searching too fast; wait a second.")
+    scope = Scope(tuple(peer.rooms), tuple(peer.dms), hub.store.last_id)
+    try:
+        rows, more = hub.store.search(query, scope)
+    except TooBroad:
+        peer.searches.refund()
+        raise ProtocolError("too_broad", "That search matches too much to answer quickly; "
+                                         "add words, or from:NICK or in:ROOM.") from None
+    results = []
+    for msg_id, ts, room_key, sender, recipient, text, action in rows:
+        found: dict[str, Any] = {"id": msg_id, "ts": ts, "from": sender, "text": text,
+                                 "snippet": snippet(text, query.terms)}
+        if room_key is not None:
+            room = hub.rooms.get(room_key)
+            found["room"] = room.name if room is not None else room_key
+        else:
+            found["to"] = recipient
+        if action:
+            found["action"] = True
+        results.append(found)
+    reply(hub, peer, {"type": "search_results", "query": req["query"], "results": results,
+                      "more": more}, ref)
+
+
 HANDLERS: dict[str, Handler] = {
     "hello": hello, "send": send, "join": join_request, "part": part, "nick": nick,
     "who": who, "rooms": rooms, "history": history, "typing": typing, "ping": ping,
     "pong": pong, "bye": bye, "register": register, "unregister": unregister,
+    "search": search,
 }

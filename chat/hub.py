@@ -206,6 +206,9 @@ class Hub:
         else:
             assert target is not None and target.nick is not None
             msg_id = self.store.add(ts, nick, text, recipient=target.nick, action=action)
+            target.dms.append(msg_id)  # theirs to search (chat.search), this connection
+            if sender is not None and sender is not target:
+                sender.dms.append(msg_id)
             frame = {"type": "message", "id": msg_id, "ts": ts, "to": target.nick,
                      "from": nick, "text": text}
         self._staged.append((msg_id, sender, ref))

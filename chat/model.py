@@ -8,6 +8,7 @@ commit, so nothing reaches the wire before the store has it.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -16,6 +17,8 @@ READY = 0  # frames flow (TLS done, or a plain connection that has sent bytes)
 FRESH = 1  # plain server, nothing read yet (a TLS ClientHello here is refused)
 SNIFF = 2  # TLS server, waiting for the first byte: a handshake, or plain text?
 HANDSHAKE = 3  # TLS handshake under way
+SEARCH_BURST = 5  # searches in a row; then one a second (the change bucket's rate)
+MAX_DMS = 5000  # direct-message ids a connection remembers for its searches
 
 
 class TokenBucket:
@@ -79,7 +82,7 @@ class Peer:
                  "errors", "started", "last_heard", "pinged_at", "closing",
                  "close_deadline", "connected_ts", "sent", "client", "sock", "decoder",
                  "events", "_dirty", "accounts", "phase", "held", "owed", "codec", "door",
-                 "__weakref__")
+                 "searches", "dms", "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
                  changes: TokenBucket, dirty: dict[Peer, int]) -> None:
@@ -111,6 +114,10 @@ class Peer:
         # own form), else a ``Codec`` (a WebSocket, an HTTP refusal).
         self.codec: Codec | None = None
         self.door = "json"  # which front door it came in by: "json", "http", "web"
+        # `search` (docs/protocol.md): a bucket of its own, as join/part/nick have,
+        # and the direct messages of this connection, the only ones it may search.
+        self.searches = TokenBucket(changes.rate, SEARCH_BURST, now)
+        self.dms: deque[int] = deque(maxlen=MAX_DMS)
         self._dirty = dirty
 
     def queue(self, data: bytes) -> None:

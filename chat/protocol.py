@@ -25,6 +25,7 @@ MAX_NICK = 24  # PROTOCOL.md: nickname length in code points
 MAX_ROOM = 32  # PROTOCOL.md: room name length in code points
 HISTORY_LIMIT_MAX = 200  # PROTOCOL.md: `history` requests ask for 1..200 messages
 HISTORY_LIMIT_DEFAULT = 50
+MAX_SEARCH = 1000  # characters of a `search` query on the wire (its first 200 are read)
 # Message ids in requests (`since`, `before`): SQLite keeps signed 64-bit integers, so a
 # larger one can name no message; outside 0..MAX_ID it is `bad_field`.
 MAX_ID = 2 ** 63 - 1
@@ -345,6 +346,14 @@ def _parse_empty(frame: dict[str, Any], max_text: int) -> Request:
     return {}
 
 
+def _parse_search(frame: dict[str, Any], max_text: int) -> Request:
+    # docs/protocol.md, "Search": words and from:/in: filters, read by chat.search.
+    query = _field(frame, "query", str, required=True)
+    if len(query) > MAX_SEARCH:
+        raise ProtocolError("bad_field", f"'query' may be at most {MAX_SEARCH} characters.")
+    return {"query": query}
+
+
 def _parse_rooms(frame: dict[str, Any], max_text: int) -> Request:
     # `after` (docs/protocol.md): the next page of a long listing.
     return {"after": _field(frame, "after", str, required=False)}
@@ -366,6 +375,7 @@ PARSERS: dict[str, Callable[[dict[str, Any], int], Request]] = {
     # Accounts (README, "Nickname accounts"): additive to protocol version 1.
     "register": _parse_register,
     "unregister": _parse_empty,
+    "search": _parse_search,  # docs/protocol.md, "Search"
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from chat.accounts import Account
 from chat.bans import Ban
 from chat.errors import StoreError
+from chat.search import Query, Scope, Search, enable_fts
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
@@ -106,6 +107,7 @@ class Store:
             self._db = self._connect()
             self._db.executescript(SCHEMA)
             self._check()
+            self._fts = enable_fts(self._db)  # False: searches scan (the same answers)
             row = self._db.execute(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
             newest = self._db.execute("SELECT max(id) FROM messages").fetchone()
@@ -284,6 +286,20 @@ class Store:
             found = list(rows)
         more = len(found) > limit
         return found[:limit][::-1], more
+
+    def search(self, query: Query, scope: Scope) -> tuple[list[tuple], bool]:
+        """Messages matching ``query`` that ``scope`` may see, best first
+        (chat.search); ``TooBroad`` past the time budget."""
+        try:
+            return Search(self._db, self._fts).find(query, scope._replace(
+                upto=min(scope.upto, self._committed_id)))
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: {exc}", reason_of(exc)) from None
+
+    @property
+    def full_text(self) -> bool:
+        """Whether searches use the FTS5 index (else a scan)."""
+        return self._fts
 
     def _read(self, sql: str, args: tuple = ()) -> list[Any]:
         try:
