@@ -36,6 +36,8 @@ CLOSE_FLUSH_SECONDS = 3.0  # how long a closing peer may take to read its last o
 # hopping rooms (each a message to many people, or a new room) stays cheap to serve.
 CHANGE_RATE = 1.0
 CHANGE_BURST = 10
+INDEX_SECONDS = 1.0  # how often stored messages are added to the search index
+INDEX_BATCH = 5000  # messages indexed at a time (a few ms of the loop per second)
 ROOMS_PAGE = 500  # rooms per `rooms` answer; more are asked for with `after`
 MESSAGE_HEAD = b'{"type":"message","id":'  # how every message frame starts (encode)
 STORE_FAILED = ("The server could not store your message ({why}); it was not sent. "
@@ -70,6 +72,7 @@ class Hub:
         self._staged: list[tuple[int, Peer | None, str | None]] = []  # uncommitted
         self._batch: Room | None = None  # the room whose broadcasts are being gathered
         self._ping_seq = 0
+        self._next_index = 0.0
 
     def now_ms(self) -> int:
         return int(self.wall() * 1000)
@@ -445,6 +448,12 @@ class Hub:
                     peer.pinged_at = now
             elif now - peer.pinged_at >= cfg.ping_timeout:
                 self.close(peer, "timeout", flush=False)
+        if now >= self._next_index:  # the search index, in batches off the message path
+            self._next_index = now + INDEX_SECONDS
+            try:
+                self.store.index(INDEX_BATCH)
+            except StoreError:
+                pass  # the pass's commit says what is wrong; indexing tries again later
         for ban in self.gate.expired():
             self.gate.lift(ban.kind, ban.key)
             log.info("ban on %s %s expired", ban.kind, ban.value)

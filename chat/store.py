@@ -68,6 +68,7 @@ REASONS = {5: "the database is locked by another program",
 READONLY = 8
 REOPEN_SECONDS = 1.0  # a read-only connection is reopened at most this often
 PAGE_ROWS = 256  # rows fetched at a time when reading history newest first
+CATCH_UP = 20_000  # messages indexed before a search, at most (about 100 ms)
 
 
 def reason_of(exc: sqlite3.Error) -> str:
@@ -107,7 +108,7 @@ class Store:
             self._db = self._connect()
             self._db.executescript(SCHEMA)
             self._check()
-            self._fts = enable_fts(self._db)  # False: searches scan (the same answers)
+            indexed = enable_fts(self._db)  # None: searches scan (the same answers)
             row = self._db.execute(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
             newest = self._db.execute("SELECT max(id) FROM messages").fetchone()
@@ -116,6 +117,8 @@ class Store:
                              reason_of(exc)) from None
         except OSError as exc:
             raise StoreError(f"cannot open database {path}: {exc.strerror or exc}") from None
+        self._fts = indexed is not None
+        self._indexed = self._indexed_committed = indexed or 0  # the index holds ids up to
         self._last_id = max(row[0] if row else 0, newest[0] or 0)
         self._committed_id = self._last_id
         self._in_transaction = False
@@ -233,6 +236,7 @@ class Store:
         self._execute("COMMIT")
         self._in_transaction = False
         self._committed_id = self._last_id
+        self._indexed_committed = self._indexed
         self._new_rooms.clear()
         return True
 
@@ -246,6 +250,7 @@ class Store:
         except sqlite3.Error:
             pass  # SQLite rolls back by itself after the errors that end a transaction
         self._last_id = self._committed_id
+        self._indexed = self._indexed_committed
         rooms, self._new_rooms = self._new_rooms, set()
         self._known_rooms -= rooms
         return rooms
@@ -287,12 +292,34 @@ class Store:
         more = len(found) > limit
         return found[:limit][::-1], more
 
+    def index(self, limit: int) -> int:
+        """Add up to ``limit`` stored messages to the search index, in the open
+        transaction; return how many. Only committed messages: a failed pass never
+        leaves an indexed message that is not stored."""
+        if not self._fts or self._indexed >= self._committed_id:
+            return 0
+        upto = self._read("SELECT max(id) FROM (SELECT id FROM messages WHERE id > ? AND "
+                          "id <= ? ORDER BY id LIMIT ?)",
+                          (self._indexed, self._committed_id, limit))[0][0]
+        if upto is None:
+            self._indexed = self._committed_id
+            return 0
+        self._begin()
+        self._execute("INSERT INTO messages_fts (rowid, text) SELECT id, text FROM messages "
+                      "WHERE id > ? AND id <= ?", (self._indexed, upto))
+        added = upto - self._indexed
+        self._indexed = upto
+        return added
+
     def search(self, query: Query, scope: Scope) -> tuple[list[tuple], bool]:
         """Messages matching ``query`` that ``scope`` may see, best first
-        (chat.search); ``TooBroad`` past the time budget."""
+        (chat.search); ``TooBroad`` past the time budget. The index is caught up
+        first (at most ``CATCH_UP`` messages: beyond, the newest are left out)."""
+        self.index(CATCH_UP)
         try:
+            upto = self._indexed if self._fts else self._committed_id
             return Search(self._db, self._fts).find(query, scope._replace(
-                upto=min(scope.upto, self._committed_id)))
+                upto=min(scope.upto, upto)))
         except sqlite3.Error as exc:
             raise StoreError(f"database {self.path}: {exc}", reason_of(exc)) from None
 

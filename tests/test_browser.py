@@ -197,3 +197,31 @@ def test_browse_rooms_lists_them_and_joins_one_with_a_click(server, browsers):
     page.find("#rooms-dialog button[value=close]").click()
     page.until(lambda: not page.find("#rooms-dialog").is_displayed(), what="closed")
     assert page.console_errors() == []
+
+
+def test_search_finds_a_message_and_opens_it_in_its_conversation(fast_server, browsers):
+    talker = connect(fast_server.port, "talker", rooms=["general", "lab"])
+    for i in range(300):  # the match is far above what the page has loaded
+        text = "the Crème brûlée recipe is in the lab" if i == 20 else f"filler {i}"
+        talker.send(type="send", room="lab", text=text)
+    talker.barrier()
+    page = browsers()
+    page.join(url(fast_server), "seeker")
+    page.say("/join lab")
+    page.until(lambda: page.find("#title").text == "#lab", what="#lab opened")
+    page.wait_text("filler 299")
+    page.say("/join general")
+    page.until(lambda: page.find("#title").text == "#general", what="#general again")
+    page.find("#search-input").send_keys("creme BRULEE in:lab\n")
+    page.until(lambda: page.find("#search-dialog").is_displayed(), what="results")
+    assert page.find("#search-title").text == "1 result for “creme BRULEE in:lab”"
+    marks = [m.text for m in page.all("#search-results mark")]
+    assert marks == ["Crème", "brûlée"]
+    page.find("#search-results button.result").click()
+    page.until(lambda: page.find("#title").text == "#lab", what="the result's room")
+    found = page.until(lambda: page.all("#log li.found"), what="the message shown")
+    assert found[0].text.endswith("the Crème brûlée recipe is in the lab")
+    texts = page.texts()
+    at = texts.index("the Crème brûlée recipe is in the lab")
+    assert texts[at - 1] == "filler 19" and texts[at + 1] == "filler 21"  # with context
+    assert page.console_errors() == []

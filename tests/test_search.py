@@ -108,6 +108,8 @@ def corpus(tmp_path):
     for i, text in enumerate(texts):
         store.add(i, "x" if i % 2 else "y", text, room_key="r", room_name="r")
     store.commit()
+    assert store.index(100) == len(texts)  # in batches, after the messages are stored
+    store.commit()
     yield store
     store.close()
 

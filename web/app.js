@@ -317,6 +317,59 @@ $("join-form").addEventListener("submit", (event) => {
   $("join-room").value = "";
 });
 
+// ------------------------------------------------------------ search
+
+$("search-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const query = $("search-input").value.trim();
+  if (query) chat.search(query);
+});
+document.addEventListener("keydown", (event) => {
+  if ((event.ctrlKey || event.metaKey) && event.key === "f" && !$("chat").hidden) {
+    event.preventDefault(); // the chat's search, not the page's
+    $("search-input").focus();
+    $("search-input").select();
+  }
+});
+
+function resultItem(found) {
+  const conv = found.room !== undefined ? chat.conversation(ROOM, found.room)
+    : chat.conversation(DM, found.from === chat.nick ? found.to : found.from);
+  const where = found.room !== undefined ? `#${found.room}` : `${found.from} → ${found.to}`;
+  const when = new Date(found.ts).toLocaleString();
+  const text = el("span", { class: "snippet" });
+  for (const [piece, matched] of found.snippet) {
+    text.append(matched ? el("mark", { text: piece }) : document.createTextNode(piece));
+  }
+  const button = el("button", { type: "button", class: "result" },
+    el("span", { class: "meta", text: `${where} · ${found.from} · ${when}` }), text);
+  button.addEventListener("click", () => {
+    $("search-dialog").close();
+    open(conv);
+    chat.reveal(conv, found.id);
+  });
+  return el("li", {}, button);
+}
+
+chat.addEventListener("search", ({ detail }) => {
+  const list = $("search-results");
+  list.replaceChildren(...detail.results.map(resultItem));
+  if (!detail.results.length) list.append(el("li", { class: "none", text: "Nothing found." }));
+  const count = detail.results.length + (detail.more ? "+" : "");
+  $("search-title").textContent = `${count} result${detail.results.length === 1 ? "" : "s"} for “${detail.query}”`;
+  if (!$("search-dialog").open) $("search-dialog").showModal();
+});
+
+chat.addEventListener("reveal", ({ detail }) => {
+  if (detail.conv !== active) open(detail.conv);
+  log.show(detail.conv, true, detail.id);
+  const row = $("log").querySelector(`li[data-id="${detail.id}"]`);
+  if (!row) return;
+  row.scrollIntoView({ block: "center" });
+  row.classList.add("found");
+  setTimeout(() => row.classList.remove("found"), 4000);
+});
+
 // ------------------------------------------------------------ narrow screens, notifications
 
 $("menu-button").addEventListener("click", () => {

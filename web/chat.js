@@ -9,7 +9,8 @@
 export const ROOM = "room";
 export const DM = "dm";
 const KEEP = 2000; // messages kept per conversation (older ones are asked for again)
-const BACKOFF = [1, 2, 4, 8, 15]; // seconds between reconnection attempts
+const BACKOFF = [1, 2, 4, 8, 15];
+const REVEAL_PAGES = 5; // pages of 200 loaded to reach a found message, at most // seconds between reconnection attempts
 const TYPING_SHOWN_MS = 6000; // how long "x is typing" stays without another signal
 const FINAL = new Set(["auth_failed", "banned", "bad_proto", "tls_required"]);
 const HELLO_FAILS = new Set(["bad_nick", "nick_taken", "nick_registered", "bad_field",
@@ -87,6 +88,7 @@ export class Chat extends EventTarget {
     this.outbox = []; // sends typed while offline, sent after the next welcome
     this.refs = 0;
     this.olderAsked = new Map(); // ref -> conversation key
+    this.revealAsked = new Map(); // ref -> {key, id}: history asked to show a found message
     this.limits = { max_text: 4000 };
     this.serverName = "";
   }
@@ -232,7 +234,33 @@ export class Chat extends EventTarget {
     if (ref) this.olderAsked.set(ref, conv.key);
   }
 
+  search(query) {
+    return this.request({ type: "search", query });
+  }
+
+  // Open a message in its conversation with what came before it: when it is not
+  // loaded, ask for it and the 29 before it; "reveal" follows either way.
+  // Pages of 200 older messages are asked for until it is loaded (nothing missing
+  // between); when it lies further back than REVEAL_PAGES of them, it and the 29
+  // before it (the rest comes with "load older").
+  reveal(conv, id, pages = 0) {
+    if (conv.ids.has(id) || conv.kind !== ROOM) {
+      this.emit("reveal", { conv, id });
+      return;
+    }
+    const oldest = conv.oldestId;
+    const near = pages < REVEAL_PAGES && oldest !== null && oldest > id;
+    const frame = near ? { type: "history", room: conv.name, before: oldest, limit: 200 }
+      : { type: "history", room: conv.name, before: id + 1, limit: 30 };
+    const ref = this.request(frame);
+    if (ref) this.revealAsked.set(ref, { key: conv.key, id, pages: near ? pages + 1 : -1 });
+  }
+
   // ------------------------------------------------------------ what the server says
+
+  on_search_results(frame) {
+    this.emit("search", frame);
+  }
 
   receive(frame) {
     const handler = this[`on_${frame.type}`];
@@ -274,6 +302,18 @@ export class Chat extends EventTarget {
 
   on_history_end(frame) {
     const conv = this.conversation(ROOM, frame.room);
+    const revealing = frame.ref !== undefined && this.revealAsked.get(frame.ref);
+    if (revealing) {
+      this.revealAsked.delete(frame.ref);
+      if (revealing.pages > 0) conv.more = Boolean(frame.more);
+      this.emit("history", { conv, older: true });
+      if (revealing.pages > 0 && frame.more && !conv.ids.has(revealing.id)) {
+        this.reveal(conv, revealing.id, revealing.pages);
+      } else {
+        this.emit("reveal", { conv, id: revealing.id });
+      }
+      return;
+    }
     const asked = frame.ref !== undefined && this.olderAsked.delete(frame.ref);
     if (asked || conv.oldestId === null || !conv.historyDone) conv.more = Boolean(frame.more);
     conv.historyDone = true;

@@ -92,6 +92,7 @@ export class LogView {
     this.chat = chat;
     this.conv = null;
     this.lastDay = null;
+    this.redraw = false; // a redraw is scheduled for the history just inserted
   }
 
   stuck() {
@@ -103,13 +104,20 @@ export class LogView {
     this.list.scrollTop = this.list.scrollHeight;
   }
 
-  show(conv, keepPosition = false) {
+  // ``around``: a message id to show with what surrounds it, however far back.
+  show(conv, keepPosition = false, around = null) {
     const box = this.list;
     const fromBottom = box.scrollHeight - box.scrollTop;
     this.conv = conv;
     this.lastDay = null;
     const rows = [];
-    for (const entry of conv.messages.slice(-SHOWN)) rows.push(...this.rowsFor(entry));
+    let shown = conv.messages.slice(-SHOWN);
+    const at = around === null ? -1 : conv.messages.findIndex((m) => m.id === around);
+    if (at >= 0 && at < conv.messages.length - SHOWN) {
+      const start = Math.max(0, at - SHOWN / 2);
+      shown = conv.messages.slice(start, start + SHOWN);
+    }
+    for (const entry of shown) rows.push(...this.rowsFor(entry));
     box.replaceChildren(...rows);
     if (keepPosition) box.scrollTop = box.scrollHeight - fromBottom;
     else this.scrollDown();
@@ -133,9 +141,15 @@ export class LogView {
   added(entry) {
     const list = this.conv.messages;
     const stuck = this.stuck();
-    if (list.at(-1) !== entry) {
-      this.show(this.conv, !stuck);
-      return this.stuck();
+    if (list.at(-1) !== entry) { // history: one redraw for the whole page of it
+      if (!this.redraw) {
+        this.redraw = true;
+        requestAnimationFrame(() => {
+          this.redraw = false;
+          if (this.conv) this.show(this.conv, !this.stuck());
+        });
+      }
+      return stuck;
     }
     this.list.append(...this.rowsFor(entry));
     while (this.list.childElementCount > SHOWN * 1.2) this.list.firstElementChild.remove();
