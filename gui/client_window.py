@@ -23,8 +23,10 @@ from chat.errors import ChatError
 from gui.client_panels import ConnectForm, Sidebar, UsersPanel
 from gui.common import POLL_MS, Settings, apply_appearance, is_dark
 from gui.conversation import ConversationPanel
+from gui.search_panel import SEARCH_REF, SearchDialog
 
 BACKOFF_S = (1, 2, 4, 8, 15, 30)  # waits between reconnect attempts
+REVEAL_PAGES = 5  # pages of 200 older messages loaded to reach a search result
 FIND_S = 0.5  # how often the form's list of servers on the network is brought up to date
 TYPING_EVERY_S = 3.0  # send `typing` at most this often while the user types
 HELLO_ERRORS = {
@@ -74,6 +76,9 @@ class ClientWindow(ctk.CTk):
                        nick_password or "",
                        tls or bool(cafile) or bool(self.settings.get("tls", False)))
         self.show_form("")
+        self.search_dialog: SearchDialog | None = None  # made at the first Ctrl+F
+        self._revealing: tuple[str, int, int] | None = None  # (conversation, id, pages left)
+        self.bind("<Control-f>", lambda _e: self.find_event())
         self.bind("<FocusIn>", lambda _e: self._focus(True))
         self.bind("<FocusOut>", lambda _e: self._focus(False))
         self.protocol("WM_DELETE_WINDOW", self.close_event)
@@ -268,6 +273,13 @@ class ClientWindow(ctk.CTk):
             self.form.busy(False)
             self.show_form(message)
             return
+        if frame.get("ref") == SEARCH_REF and kind in ("search_results", "error"):
+            if self.search_dialog is not None:
+                if kind == "error":
+                    self.search_dialog.show_error(str(frame.get("message", "")))
+                else:
+                    self.search_dialog.show_results(frame)
+            return
         if kind == "kicked":
             self._kicked = f"You were removed from the server: {frame.get('reason', '')}"
         if kind == "welcome" and self.client is not None:
@@ -278,6 +290,8 @@ class ClientWindow(ctk.CTk):
             self.show_chat()
             self._send_outbox()
         self.state_.apply(frame)
+        if kind == "history_end" and self._revealing is not None:
+            self._reveal_more()
         if kind == "welcome" or (kind == "renamed" and frame.get("new") == self.state_.nick):
             self._connected_status()
 
@@ -483,6 +497,47 @@ class ClientWindow(ctk.CTk):
             active.more = False  # until the answer says there is more
             self.client.history(active.name, before=active.oldest_id, limit=50,
                                 ref=OLDER_REF)
+
+    # ------------------------------------------------------------ search (Ctrl+F)
+
+    def find_event(self) -> str:
+        if self.client is None or not self.client.ready:
+            return "break"
+        if self.search_dialog is None:
+            self.search_dialog = SearchDialog(self, self.search_event, self.open_result_event)
+        self.search_dialog.show()
+        return "break"
+
+    def search_event(self, query: str) -> None:
+        if self.client is not None and self.client.ready:
+            self.client.send({"type": "search", "query": query, "ref": SEARCH_REF})
+
+    def open_result_event(self, found: dict[str, Any]) -> None:
+        """Open a result's conversation; load older pages until the message is there
+        (at most ``REVEAL_PAGES`` of 200), then show it in the middle of the view."""
+        state = self.state_
+        if "room" in found:
+            conv = state.conversation(found["room"])
+        else:
+            other = found["to"] if found.get("from") == state.nick else found.get("from")
+            conv = state.conversation(str(other), "dm")
+        state.activate(conv.key)
+        self._revealing = (conv.key, int(found["id"]), REVEAL_PAGES)
+        self._reveal_more()
+
+    def _reveal_more(self) -> None:
+        assert self._revealing is not None
+        key, msg_id, pages = self._revealing
+        conv = self.state_.conversations.get(key)
+        oldest = conv.oldest_id if conv is not None else None
+        if (conv is None or msg_id in conv.ids or conv.kind != "room" or pages <= 0
+                or oldest is None or oldest < msg_id or self.client is None):
+            self._revealing = None
+            self._render()  # the conversation as it is now, then the message in view
+            self.after_idle(lambda: self.talk.reveal(msg_id))
+            return
+        self._revealing = (key, msg_id, pages - 1)
+        self.client.history(conv.name, before=oldest, limit=200, ref=OLDER_REF)
 
     def appearance_event(self, mode: str) -> None:
         apply_appearance(mode)

@@ -95,6 +95,7 @@ class ConversationPanel(ctk.CTkFrame):
         view.tag_config("error", foreground="#c0392b" if not dark else "#f1948a")
         view.tag_config("own", background="#eef3f8" if not dark else "#253240")
         view.tag_config("mention", background="#fdebd0" if not dark else "#5b4417")
+        view.tag_config("found", background="#aed6f1" if not dark else "#1f618d")
 
     # ------------------------------------------------------------ showing
 
@@ -117,6 +118,19 @@ class ConversationPanel(ctk.CTkFrame):
         older = "normal" if conv.more else "disabled"
         if self.older_button.cget("state") != older:
             self.older_button.configure(state=older)
+
+    def reveal(self, msg_id: int) -> bool:
+        """Bring message ``msg_id`` into the middle of the view and mark it a while;
+        whether it is shown."""
+        text = self.view._textbox
+        where = text.tag_ranges(f"id{msg_id}")
+        if not where:
+            return False
+        text.tag_remove("found", "1.0", "end")
+        text.tag_add("found", where[0], f"{where[0]} lineend")
+        text.see(where[0])
+        self.after(4000, lambda: text.tag_remove("found", "1.0", "end"))
+        return True
 
     def link_event(self, event: Any) -> None:
         """A click on a web address opens it in the browser."""
@@ -215,7 +229,9 @@ def runs(lines: Iterable[Line], day: str | None) -> tuple[Runs, str | None]:
         if line_day != day:
             day = line_day
             out.append((f"──────  {line_day}  ──────\n", ("day",)))
-        out.append((clock_text(line.ts) + "  ", ("time",)))
+        # a message's first run carries its id: a search result is found by it
+        out.append((clock_text(line.ts) + "  ", ("time", f"id{line.id}") if line.id else
+                    ("time",)))
         extra = ("own",) if line.own else ("mention",) if line.mention else ()
         text = line.text.replace("\n", "\n" + CONTINUATION)
         if line.kind == "message":

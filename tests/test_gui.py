@@ -771,3 +771,38 @@ def test_the_connect_form_lists_a_found_server_and_connects_with_one_click(open_
         server.wait(10)
         server.stdout.close()
         lan.remove()
+
+
+def test_ctrl_f_searches_and_a_click_opens_the_message_with_its_context(open_window,
+                                                                          tmp_path):
+    server, port = server_window(open_window, tmp_path, "--rate", "0")
+    talker = connect(port, "talker", rooms=["general", "lab"])
+    for i in range(300):
+        text = "the Crème brûlée recipe is in the lab" if i == 20 else f"filler {i}"
+        talker.send(type="send", room="lab", text=text)
+    talker.barrier()
+    alice = open_window("client", "--host", "127.0.0.1", "--port", str(port), "--nick",
+                        "alice")
+    alice.wait("win.client is not None and win.client.ready")
+    alice.exec("win.run_input('/join lab')")
+    alice.wait("win.view.text()", lambda t: "filler 299" in t)
+    alice.exec("win.switch_event('#general')")
+    alice.wait("win.header.cget('text')", lambda t: t == "# general")
+    alice.exec("win.find_event(); win.search_dialog.entry.insert(0, 'creme BRULEE'); "
+               "win.search_dialog.search_event()")
+    summary = alice.wait("win.search_dialog.summary.cget('text')",
+                         lambda t: t.startswith("1 result"))
+    assert summary == "1 result for “creme BRULEE”"
+    shown = alice.eval("win.search_dialog.view.text()")
+    assert "#lab · talker" in shown and "the Crème brûlée recipe is in the lab" in shown
+    marked = alice.eval("[win.search_dialog.view._textbox.get(*r) for r in zip("
+                        "*[iter(win.search_dialog.view._textbox.tag_ranges('match'))] * 2)]")
+    assert marked == ["Crème", "brûlée"]
+    alice.exec("win.open_result_event(win.search_dialog.results[0])")
+    alice.wait("win.header.cget('text')", lambda t: t == "# lab")
+    found = alice.wait("[win.view._textbox.get(*r) for r in zip("
+                       "*[iter(win.view._textbox.tag_ranges('found'))] * 2)]", lambda f: f)
+    assert found[0].endswith("the Crème brûlée recipe is in the lab")
+    text = alice.eval("win.view.text()")
+    assert text.index("filler 19") < text.index("Crème brûlée") < text.index("filler 21")
+    assert "filler 100" in text  # nothing missing between it and what was loaded

@@ -362,12 +362,7 @@ chat.addEventListener("search", ({ detail }) => {
 
 chat.addEventListener("reveal", ({ detail }) => {
   if (detail.conv !== active) open(detail.conv);
-  log.show(detail.conv, true, detail.id);
-  const row = $("log").querySelector(`li[data-id="${detail.id}"]`);
-  if (!row) return;
-  row.scrollIntoView({ block: "center" });
-  row.classList.add("found");
-  setTimeout(() => row.classList.remove("found"), 4000);
+  log.reveal(detail.conv, detail.id);
 });
 
 // ------------------------------------------------------------ narrow screens, notifications

@@ -93,6 +93,8 @@ export class LogView {
     this.conv = null;
     this.lastDay = null;
     this.redraw = false; // a redraw is scheduled for the history just inserted
+    this.target = null; // a found message to keep in view and marked
+    this.targetTimer = null;
   }
 
   stuck() {
@@ -121,6 +123,23 @@ export class LogView {
     box.replaceChildren(...rows);
     if (keepPosition) box.scrollTop = box.scrollHeight - fromBottom;
     else this.scrollDown();
+    const target = this.target !== null && box.querySelector(`li[data-id="${this.target}"]`);
+    if (target) {
+      target.classList.add("found");
+      target.scrollIntoView({ block: "center" });
+    }
+  }
+
+  // A found message: shown in the middle, marked a few seconds (also across the
+  // redraws that the history loaded for it causes).
+  reveal(conv, id) {
+    this.target = id;
+    this.show(conv, true, id);
+    clearTimeout(this.targetTimer);
+    this.targetTimer = setTimeout(() => {
+      this.target = null;
+      for (const row of this.list.querySelectorAll("li.found")) row.classList.remove("found");
+    }, 4000);
   }
 
   rowsFor(entry) {
@@ -146,7 +165,7 @@ export class LogView {
         this.redraw = true;
         requestAnimationFrame(() => {
           this.redraw = false;
-          if (this.conv) this.show(this.conv, !this.stuck());
+          if (this.conv) this.show(this.conv, !this.stuck(), this.target);
         });
       }
       return stuck;
