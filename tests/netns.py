@@ -16,8 +16,21 @@ import subprocess
 _pairs = itertools.count(1)
 
 
+_works: bool | None = None
+
+
 def available() -> bool:
-    return os.geteuid() == 0 and shutil.which("ip") is not None
+    """Whether this machine lets the tests make namespaces (root, iproute2, and a
+    kernel or container that allows it): tried once, with a namespace removed at once."""
+    global _works
+    if _works is None:
+        _works = False
+        if os.geteuid() == 0 and shutil.which("ip") is not None:
+            name = f"lcprobe{os.getpid()}"
+            made = subprocess.run(["ip", "netns", "add", name], capture_output=True)
+            _works = made.returncode == 0
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return _works
 
 
 class LanPair:

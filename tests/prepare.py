@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # (command the tests run, the Debian/Ubuntu package that provides it)
 TOOLS = [("Xvfb", "xvfb"), ("xdotool", "xdotool"),
-         ("chromium", "chromium"), ("chromedriver", "chromium-driver")]  # the page's tests
+         ("chromium", "chromium"), ("chromedriver", "chromium-driver"),  # the page's tests
+         ("ip", "iproute2")]  # discovery tests: network namespaces of their own
 SYSTEM_PYTHON = ("/usr/bin/python3",)  # Debian's python3-tk only serves its own Python
 
 
