@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "loopback is exempt unless --limit-loopback)")
     s.add_argument("--limit-loopback", action="store_true",
                    help="apply --max-per-address to 127.0.0.0/8 and ::1 too")
+    s.add_argument("--max-file-size", type=int, default=d.max_file_size,
+                   help="bytes per file sent to a room or person (0: no files)")
+    s.add_argument("--files-quota", type=int, default=d.files_quota,
+                   help="bytes of all files kept (and uploads under way)")
     s.add_argument("--no-announce", action="store_true",
                    help="do not announce the server on the LAN (discovery beacons)")
     s.add_argument("--console", action="store_true",
@@ -103,7 +107,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         ping_interval=args.ping_interval, ping_timeout=args.ping_timeout,
         tls=args.tls, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_timeout=args.tls_timeout, max_per_address=args.max_per_address,
-        limit_loopback=args.limit_loopback, announce=not args.no_announce)
+        limit_loopback=args.limit_loopback, announce=not args.no_announce,
+        max_file_size=args.max_file_size, files_quota=args.files_quota)
     config.check()
     return config
 

@@ -16,13 +16,16 @@ time, and nick, join and part spend a token of their own bucket.
 
 from __future__ import annotations
 
+import base64
 import hmac
+import json
 import logging
 from collections.abc import Callable
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 from chat.errors import ProtocolError, StoreError
+from chat.files import PROGRESS_EVERY, UPLOADS_PER_PEER, clean_name
 from chat.gate import ban_sentence
 from chat.hub import STORE_FAILED
 from chat.model import Peer, Room
@@ -113,6 +116,8 @@ def history_bytes(hub: Hub, room: Room, *, after: int, before: int | None, limit
                                      "text": row.text}
             if row.action:
                 frame["action"] = True
+            if row.file is not None:
+                frame["file"] = json.loads(row.file)
             frame["history"] = True
             data = encode(frame)
             size += len(data)
@@ -367,9 +372,90 @@ def search(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
                       "more": more}, ref)
 
 
+def upload(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+    """An offered file (docs/protocol.md, "Files"): announced at once when the server
+    has it already, else `upload_ready` (at the offset a dropped upload reached)."""
+    if req["room"] is not None:
+        target: dict[str, Any] = {"room": member_room(hub, peer, req["room"])}
+    else:
+        other = hub.users.get(name_key(req["to"]))
+        if other is None:
+            raise ProtocolError("no_such_user", f"Nobody named '{req['to']}' is online.")
+        target = {"to": other}
+    if len(peer.uploads) >= UPLOADS_PER_PEER:
+        raise ProtocolError("rate_limited", "Finish the files you are sending first.")
+    if not peer.bucket.take(hub.clock()):  # a file is a message: the same bucket
+        raise ProtocolError("rate_limited", "You are sending too fast; slow down.")
+    files = hub.files
+    try:
+        if req["size"] <= files.max_size and files.stored(req["sha256"]):
+            announce(hub, peer, req["sha256"], req["size"], clean_name(req["name"]),
+                     req["mime"], target, ref)
+            return
+        sent = files.offer(req["sha256"], req["size"], req["name"], req["mime"], target, ref)
+    except BaseException:
+        peer.bucket.refund()
+        raise
+    peer.uploads[sent.token] = sent
+    if sent.ready:
+        reply(hub, peer, {"type": "upload_ready", "upload": sent.token, "offset": 0}, ref)
+    else:
+        hub.hashing[peer] = None  # its bytes so far are hashed first, a step per pass
+
+
+def chunk(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+    sent = peer.uploads.get(req["upload"])
+    if sent is None or not sent.ready:
+        raise ProtocolError("no_such_upload", "No upload of yours has that id (ready).")
+    try:
+        data = base64.b64decode(req["data"], validate=True)
+    except ValueError:
+        raise ProtocolError("bad_field", "'data' must be base64.") from None
+    files = hub.files
+    try:
+        done = files.write(sent, req["offset"], data)
+    except ProtocolError as exc:
+        if exc.code == "store_failed":
+            del peer.uploads[sent.token]
+            files.abandon(sent)
+        raise
+    if not done:
+        if sent.received - sent.reported >= PROGRESS_EVERY:
+            sent.reported = sent.received
+            reply(hub, peer, {"type": "upload_progress", "upload": sent.token,
+                              "received": sent.received}, None)
+        return
+    del peer.uploads[sent.token]
+    files.finish(sent)  # hash_mismatch: the bytes are dropped
+    target = sent.target
+    if "to" in target and target["to"].closing:
+        raise ProtocolError("no_such_user", "The person left before the file was sent; "
+                                            "it is kept: offer it again.")
+    announce(hub, peer, sent.sha256, sent.size, sent.name, sent.kind, target, sent.ref)
+
+
+def announce(hub: Hub, peer: Peer, sha256: str, size: int, name: str, kind: str,
+             target: dict[str, Any], ref: str | None) -> None:
+    """The message that carries a stored file, to its room or person (its text: the
+    name, for clients that know nothing of files)."""
+    file = {"id": sha256, "name": name, "size": size, "type": kind}
+    if "room" in target:
+        hub.post(peer, name, False, ref, room=target["room"], file=file)
+    else:
+        hub.post(peer, name, False, ref, target=target["to"], file=file)
+    log.info("%s sent a file of %d bytes", peer.nick, size)
+
+
+def download(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+    if len(peer.downloads) >= UPLOADS_PER_PEER:
+        raise ProtocolError("rate_limited", "Wait for the files you are fetching first.")
+    peer.downloads.append(hub.files.open_download(req["file"], req["offset"], ref))
+    hub.downloading[peer] = None
+
+
 HANDLERS: dict[str, Handler] = {
     "hello": hello, "send": send, "join": join_request, "part": part, "nick": nick,
     "who": who, "rooms": rooms, "history": history, "typing": typing, "ping": ping,
     "pong": pong, "bye": bye, "register": register, "unregister": unregister,
-    "search": search,
+    "search": search, "upload": upload, "chunk": chunk, "download": download,
 }

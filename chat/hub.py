@@ -17,7 +17,10 @@ and the server goes on; the next write tries again.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import os
 import time
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
@@ -25,6 +28,7 @@ from typing import Any
 
 from chat.config import ServerConfig
 from chat.errors import ProtocolError, StoreError
+from chat.files import PUMP_BYTES, Files, chunk_size
 from chat.gate import Gate
 from chat.model import SNIFF, Peer, Room, TokenBucket, share
 from chat.protocol import encode
@@ -73,6 +77,9 @@ class Hub:
         self._batch: Room | None = None  # the room whose broadcasts are being gathered
         self._ping_seq = 0
         self._next_index = 0.0
+        self._files: Files | None = None  # opened at the first file request
+        self.hashing: dict[Peer, None] = {}  # peers with an upload being rehashed (resume)
+        self.downloading: dict[Peer, None] = {}  # peers with downloads under way
 
     def now_ms(self) -> int:
         return int(self.wall() * 1000)
@@ -191,7 +198,8 @@ class Hub:
     # ------------------------------------------------------------ chat operations
 
     def post(self, sender: Peer | None, text: str, action: bool, ref: str | None, *,
-             room: Room | None = None, target: Peer | None = None) -> int:
+             room: Room | None = None, target: Peer | None = None,
+             file: dict[str, Any] | None = None) -> int:
         """Store a message (to a room, or to ``target``) and queue it for everyone
         who gets it; the sender's copy carries ``ref``. ``sender`` None is the
         operator, speaking as `server`. Returns its id; ``StoreError`` when the store
@@ -199,16 +207,18 @@ class Hub:
         nick = sender.nick if sender is not None else "server"
         assert nick is not None
         ts = self.now_ms()
+        stored_file = json.dumps(file, separators=(",", ":")) if file is not None else None
         if room is not None:
             msg_id = self.store.add(ts, nick, text, room_key=room.key,
-                                    room_name=room.name, action=action)
+                                    room_name=room.name, action=action, file=stored_file)
             room.has_history = True
             self.replays.pop(room.key, None)  # the room's history changed
             frame: dict[str, Any] = {"type": "message", "id": msg_id, "ts": ts,
                                      "room": room.name, "from": nick, "text": text}
         else:
             assert target is not None and target.nick is not None
-            msg_id = self.store.add(ts, nick, text, recipient=target.nick, action=action)
+            msg_id = self.store.add(ts, nick, text, recipient=target.nick, action=action,
+                                    file=stored_file)
             target.dms.append(msg_id)  # theirs to search (chat.search), this connection
             if sender is not None and sender is not target:
                 sender.dms.append(msg_id)
@@ -217,6 +227,8 @@ class Hub:
         self._staged.append((msg_id, sender, ref))
         if action:
             frame["action"] = True
+        if file is not None:
+            frame["file"] = file
         data = encode(frame)
         echo = data if ref is None else encode({**frame, "ref": ref})
         if room is not None:
@@ -327,6 +339,78 @@ class Hub:
             if at < len(self.room_order) and self.room_order[at] == room.key:
                 del self.room_order[at]
 
+    # ------------------------------------------------------------ files
+
+    @property
+    def files(self) -> Files:
+        if self._files is None:
+            cfg = self.config
+            try:
+                self._files = Files(os.path.join(cfg.data_dir, "files"), cfg.max_file_size,
+                                    cfg.files_quota)
+            except OSError as exc:
+                raise ProtocolError("store_failed", f"The server cannot keep files "
+                                    f"({exc.strerror or exc}).") from None
+        return self._files
+
+    @property
+    def pumping(self) -> bool:
+        """Whether ``pump`` has work it can do now (the loop then does not sleep)."""
+        high = self.config.max_backlog // 8
+        return bool(self.hashing) or any(p.unsent < high for p in self.downloading)
+
+    def pump(self) -> None:
+        """Bounded file work of one pass: rehash a resumed upload a step further
+        (then say upload_ready), and send download chunks to readers that keep up."""
+        for peer in list(self.hashing):
+            uploads = [u for u in peer.uploads.values() if not u.ready]
+            if not uploads:
+                del self.hashing[peer]
+                continue
+            upload = uploads[0]
+            self.files.rehash(upload)
+            if upload.ready:
+                self.to_peer(peer, encode({"type": "upload_ready", "upload": upload.token,
+                                           "offset": upload.received,
+                                           **({"ref": upload.ref} if upload.ref else {})}))
+            break  # one step per pass, whoever's it is
+        budget = PUMP_BYTES
+        high = self.config.max_backlog // 8
+        size = chunk_size(self.config.max_frame)
+        for peer in list(self.downloading):
+            if budget <= 0:
+                break
+            while peer.downloads and budget > 0 and peer.unsent < high:
+                download = peer.downloads[0]
+                offset = download.offset
+                data = self.files.read(download, size)
+                budget -= len(data) + 1
+                frame: dict[str, Any] = {"type": "file_data", "file": download.sha256,
+                                         "offset": offset,
+                                         "data": base64.b64encode(data).decode("ascii")}
+                if download.offset >= download.size:
+                    frame["end"] = True
+                    if download.ref is not None:
+                        frame["ref"] = download.ref
+                    os.close(download.fd)
+                    peer.downloads.popleft()
+                self.to_peer(peer, encode(frame))
+            if not peer.downloads:
+                del self.downloading[peer]
+            else:  # the back of the line: downloads take turns
+                del self.downloading[peer]
+                self.downloading[peer] = None
+
+    def _drop_transfers(self, peer: Peer) -> None:
+        for upload in peer.uploads.values():
+            self.files.abandon(upload)  # its bytes stay for a resume
+        peer.uploads.clear()
+        for download in peer.downloads:
+            os.close(download.fd)
+        peer.downloads.clear()
+        self.hashing.pop(peer, None)
+        self.downloading.pop(peer, None)
+
     # ------------------------------------------------------------ connections
 
     def open(self, addr: Any) -> Peer:
@@ -417,6 +501,8 @@ class Hub:
         """The server closed the socket: drop every trace of the peer."""
         if self.peers.pop(peer, 0) is None:
             self.gate.closed(peer)
+        if peer.uploads or peer.downloads:
+            self._drop_transfers(peer)
         self.closing.pop(peer, None)
         self.dirty.pop(peer, None)
 

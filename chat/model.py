@@ -82,7 +82,8 @@ class Peer:
                  "errors", "started", "last_heard", "pinged_at", "closing",
                  "close_deadline", "connected_ts", "sent", "client", "sock", "decoder",
                  "events", "_dirty", "accounts", "phase", "held", "owed", "codec", "door",
-                 "searches", "dms", "__weakref__")
+                 "searches", "dms", "uploads", "downloads",
+                 "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
                  changes: TokenBucket, dirty: dict[Peer, int]) -> None:
@@ -118,6 +119,8 @@ class Peer:
         # and the direct messages of this connection, the only ones it may search.
         self.searches = TokenBucket(changes.rate, SEARCH_BURST, now)
         self.dms: deque[int] = deque(maxlen=MAX_DMS)
+        self.uploads: dict[str, Any] = {}  # chat.files.Upload by token
+        self.downloads: deque[Any] = deque()  # chat.files.Download, first first
         self._dirty = dirty
 
     def queue(self, data: bytes) -> None:

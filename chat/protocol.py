@@ -354,6 +354,44 @@ def _parse_search(frame: dict[str, Any], max_text: int) -> Request:
     return {"query": query}
 
 
+def _sha256(frame: dict[str, Any], name: str) -> str:
+    value = _field(frame, name, str, required=True).lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ProtocolError("bad_field", f"'{name}' must be a SHA-256 in hex (64 digits).")
+    return value
+
+
+def _offset(frame: dict[str, Any], name: str = "offset") -> int:
+    value = _field(frame, name, int, required=False) or 0
+    if not 0 <= value <= MAX_ID:
+        raise ProtocolError("bad_field", f"'{name}' must be 0 to {MAX_ID}.")
+    return value
+
+
+def _parse_upload(frame: dict[str, Any], max_text: int) -> Request:
+    # docs/protocol.md, "Files": an offer, then chunks.
+    has_room, has_to = "room" in frame, "to" in frame
+    if has_room == has_to:
+        raise ProtocolError("bad_field", "An upload names either 'room' or 'to'.")
+    name = _field(frame, "name", str, required=True)
+    if not name.strip() or len(name) > 1000 or not _is_clean(name):
+        raise ProtocolError("bad_field", "'name' must be a file name.")
+    kind = _field(frame, "mime", str, required=False) or "application/octet-stream"
+    return {"room": _room(frame) if has_room else None,
+            "to": _nick(frame, "to") if has_to else None,
+            "name": name, "size": _offset(frame, "size"), "sha256": _sha256(frame, "sha256"),
+            "mime": kind if len(kind) <= 100 and _is_clean(kind) else "application/octet-stream"}
+
+
+def _parse_chunk(frame: dict[str, Any], max_text: int) -> Request:
+    return {"upload": _field(frame, "upload", str, required=True), "offset": _offset(frame),
+            "data": _field(frame, "data", str, required=True)}
+
+
+def _parse_download(frame: dict[str, Any], max_text: int) -> Request:
+    return {"file": _sha256(frame, "file"), "offset": _offset(frame)}
+
+
 def _parse_rooms(frame: dict[str, Any], max_text: int) -> Request:
     # `after` (docs/protocol.md): the next page of a long listing.
     return {"after": _field(frame, "after", str, required=False)}
@@ -376,6 +414,9 @@ PARSERS: dict[str, Callable[[dict[str, Any], int], Request]] = {
     "register": _parse_register,
     "unregister": _parse_empty,
     "search": _parse_search,  # docs/protocol.md, "Search"
+    "upload": _parse_upload,  # docs/protocol.md, "Files"
+    "chunk": _parse_chunk,
+    "download": _parse_download,
 }
 
 

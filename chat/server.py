@@ -240,7 +240,7 @@ class ChatServer:
         self._pass_deadline = time.perf_counter() + budget
         hub.gate.new_pass(self._held)
         hub.cost = 0
-        if self._pending or self._arriving or self._dying or hub.dirty:
+        if self._pending or self._arriving or self._dying or hub.dirty or hub.pumping:
             timeout = 0.0
         elif self._held:
             timeout = min(timeout, HELD_WAKE_S)
@@ -251,6 +251,11 @@ class ChatServer:
             except Exception:
                 self._crashed(key.data)
         worked = self._work()
+        if hub.hashing or hub.downloading:
+            try:
+                hub.pump()  # file transfers: bounded per pass
+            except Exception:
+                log.exception("internal error while moving files")
         worked += self._retry_held()
         worked += self._bury()
         now = self.clock()

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS messages (
     sender    TEXT NOT NULL,
     recipient TEXT,
     text      TEXT NOT NULL,
-    action    INTEGER NOT NULL DEFAULT 0
+    action    INTEGER NOT NULL DEFAULT 0,
+    file      TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room, id);
 CREATE TABLE IF NOT EXISTS accounts (
@@ -84,6 +85,7 @@ class Row(NamedTuple):
     sender: str
     text: str
     action: bool
+    file: str | None = None  # the file it carries, as JSON (docs/protocol.md, "Files")
 
 
 class Store:
@@ -108,6 +110,9 @@ class Store:
             self._db = self._connect()
             self._db.executescript(SCHEMA)
             self._check()
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
+            if "file" not in columns:  # a database from before files: a column more
+                self._db.execute("ALTER TABLE messages ADD COLUMN file TEXT")
             indexed = enable_fts(self._db)  # None: searches scan (the same answers)
             row = self._db.execute(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
@@ -154,7 +159,7 @@ class Store:
 
     def add(self, ts: int, sender: str, text: str, *, room_key: str | None = None,
             room_name: str | None = None, recipient: str | None = None,
-            action: bool = False) -> int:
+            action: bool = False, file: str | None = None) -> int:
         """Add one message to the open transaction and return its new id."""
         self._begin()
         if room_key is not None and room_key not in self._known_rooms:
@@ -163,9 +168,9 @@ class Store:
             self._known_rooms.add(room_key)
             self._new_rooms.add(room_key)
         self._execute(
-            "INSERT INTO messages (id, ts, room, sender, recipient, text, action) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (self._last_id + 1, ts, room_key, sender, recipient, text, int(action)))
+            "INSERT INTO messages (id, ts, room, sender, recipient, text, action, file) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (self._last_id + 1, ts, room_key, sender, recipient, text, int(action), file))
         self._last_id += 1
         return self._last_id
 
@@ -263,7 +268,7 @@ class Store:
         upper = before if before is not None else self._last_id + 1
         try:
             cursor = self._db.execute(
-                "SELECT id, ts, sender, text, action FROM messages "
+                "SELECT id, ts, sender, text, action, file FROM messages "
                 "WHERE room = ? AND id > ? AND id < ? ORDER BY id DESC LIMIT ?",
                 (room_key, after, upper, limit))
         except sqlite3.Error as exc:
@@ -278,7 +283,7 @@ class Store:
                 if not page:
                     return
                 for r in page:
-                    yield Row(r[0], r[1], r[2], r[3], bool(r[4]))
+                    yield Row(r[0], r[1], r[2], r[3], bool(r[4]), r[5])
         finally:
             cursor.close()
 
