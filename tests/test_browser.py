@@ -225,3 +225,42 @@ def test_search_finds_a_message_and_opens_it_in_its_conversation(fast_server, br
     at = texts.index("the Crème brûlée recipe is in the lab")
     assert texts[at - 1] == "filler 19" and texts[at + 1] == "filler 21"  # with context
     assert page.console_errors() == []
+
+
+def test_files_go_up_from_the_page_and_come_down_with_a_preview(fast_server, browsers,
+                                                                tmp_path):
+    import hashlib
+    import os
+
+    from tests.test_files import download, png, upload
+    page = browsers()
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    page.driver.execute_cdp_cmd("Page.setDownloadBehavior",
+                                {"behavior": "allow", "downloadPath": str(saved)})
+    page.join(url(fast_server), "uploader")
+    desk = connect(fast_server.port, "desk")
+    data = os.urandom(700_000)
+    path = tmp_path / "notes.bin"
+    path.write_bytes(data)
+    page.find("#file-input").send_keys(str(path))
+    top = page.until(lambda: page.driver.execute_script(
+        "const b = document.querySelector('#transfers progress'); return b && b.max"),
+        what="a progress bar")
+    assert top == len(data)
+    got = desk.until("message", timeout=30, **{"from": "uploader"})
+    assert got["file"]["id"] == hashlib.sha256(data).hexdigest()  # hashed in the page
+    assert download(desk, got["file"]["id"]) == data
+    page.until(lambda: "Sent notes.bin" in page.find("#transfers").text, what="sent")
+    # an image from the desktop client is shown in the page, and saved with a click
+    upload(desk, png(40, 30), ref="png", name="red.png", mime="image/png")
+    preview = page.until(lambda: page.driver.execute_script(
+        "const i = document.querySelector('#log img.preview');"
+        "return i && i.complete && i.naturalWidth"), what="the image shown")
+    assert preview == 40
+    boxes = [b for b in page.all("#log .file-link") if "notes.bin" in b.text]
+    boxes[0].click()
+    page.until(lambda: (saved / "notes.bin").exists()
+               and (saved / "notes.bin").read_bytes() == data, timeout=20,
+               what="the file saved")
+    assert page.console_errors() == []

@@ -10,6 +10,7 @@ import json
 import os
 import threading
 import time
+import zlib
 
 from chat.files import chunk_size
 from tests.wire import Wire, connect
@@ -17,8 +18,20 @@ from tests.wire import Wire, connect
 CHUNK = chunk_size(16384)
 
 
-def offer(wire: Wire, data: bytes, ref: str = "u", **where) -> dict:
-    wire.send(type="upload", name="notes.bin", size=len(data), mime="application/pdf",
+def png(width: int, height: int) -> bytes:
+    """A red image, as a real PNG file."""
+    def part(kind: bytes, body: bytes) -> bytes:
+        return (len(body).to_bytes(4, "big") + kind + body
+                + zlib.crc32(kind + body).to_bytes(4, "big"))
+    rows = b"".join(b"\0" + b"\xff\x00\x00" * width for _ in range(height))
+    head = width.to_bytes(4, "big") + height.to_bytes(4, "big") + b"\x08\x02\0\0\0"
+    return (b"\x89PNG\r\n\x1a\n" + part(b"IHDR", head) + part(b"IDAT", zlib.compress(rows))
+            + part(b"IEND", b""))
+
+
+def offer(wire: Wire, data: bytes, ref: str = "u", name: str = "notes.bin",
+          mime: str = "application/pdf", **where) -> dict:
+    wire.send(type="upload", name=name, size=len(data), mime=mime,
               sha256=hashlib.sha256(data).hexdigest(), ref=ref,
               **(where or {"room": "general"}))
     while True:
@@ -41,9 +54,9 @@ def send_chunks(wire: Wire, token: str, data: bytes, start: int = 0,
     wire.send_raw(b"".join(frames))
 
 
-def upload(wire: Wire, data: bytes, ref: str = "u", **where) -> dict:
+def upload(wire: Wire, data: bytes, ref: str = "u", **fields) -> dict:
     """Send a whole file; return its message (the echo)."""
-    ready = offer(wire, data, ref, **where)
+    ready = offer(wire, data, ref, **fields)
     if ready["type"] == "message":
         return ready
     assert ready["type"] == "upload_ready", ready

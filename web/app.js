@@ -317,6 +317,90 @@ $("join-form").addEventListener("submit", (event) => {
   $("join-room").value = "";
 });
 
+// ------------------------------------------------------------ files
+
+function drawTransfers() {
+  const rows = [];
+  for (const entry of transfers) {
+    const what = { hashing: "Preparing", offered: "Sending", sending: "Sending",
+      done: "Sent", failed: "Not sent" }[entry.phase];
+    const li = el("li", { class: entry.phase },
+      el("span", { text: `${what} ${entry.name}${entry.error ? `: ${entry.error}` : ""}` }));
+    if (entry.phase !== "failed") {
+      li.append(el("progress", { max: Math.max(1, entry.size), value: entry.sent }));
+    }
+    rows.push(li);
+  }
+  $("transfers").replaceChildren(...rows);
+}
+
+const transfers = new Set();
+chat.addEventListener("transfer", ({ detail }) => {
+  const { entry } = detail;
+  transfers.add(entry);
+  drawTransfers();
+  if (entry.phase === "done" || entry.phase === "failed") {
+    setTimeout(() => { transfers.delete(entry); drawTransfers(); }, entry.phase === "done" ? 1500 : 8000);
+  }
+});
+
+function sendFiles(files) {
+  if (!active) return;
+  for (const file of files) chat.sendFile(active, file);
+}
+
+$("attach-button").addEventListener("click", () => $("file-input").click());
+$("file-input").addEventListener("change", () => {
+  sendFiles([...$("file-input").files]);
+  $("file-input").value = "";
+});
+const dropZone = document.querySelector(".conversation");
+dropZone.addEventListener("dragover", (event) => {
+  if ([...event.dataTransfer.types].includes("Files")) {
+    event.preventDefault();
+    dropZone.classList.add("dropping");
+  }
+});
+dropZone.addEventListener("dragleave", () => dropZone.classList.remove("dropping"));
+dropZone.addEventListener("drop", (event) => {
+  event.preventDefault();
+  dropZone.classList.remove("dropping");
+  sendFiles([...event.dataTransfer.files]);
+});
+$("input").addEventListener("paste", (event) => {
+  const files = [...(event.clipboardData ? event.clipboardData.files : [])];
+  if (files.length) {
+    event.preventDefault(); // a pasted image is sent as a file
+    sendFiles(files);
+  }
+});
+
+function fileBoxes(id) {
+  return $("log").querySelectorAll(`.file[data-file="${id}"]`);
+}
+
+chat.addEventListener("fetching", ({ detail }) => {
+  for (const box of fileBoxes(detail.file.id)) {
+    const bar = box.querySelector("progress");
+    bar.hidden = false;
+    bar.value = detail.got;
+  }
+});
+
+chat.addEventListener("fetched", ({ detail }) => {
+  for (const box of fileBoxes(detail.file.id)) {
+    box.querySelector("progress").hidden = true;
+    const img = box.querySelector("img.preview");
+    if (img) img.src = detail.url;
+  }
+  if (detail.save) {
+    const link = el("a", { href: detail.url, download: detail.file.name });
+    document.body.append(link);
+    link.click();
+    link.remove();
+  }
+});
+
 // ------------------------------------------------------------ search
 
 $("search-form").addEventListener("submit", (event) => {

@@ -6,11 +6,15 @@
 // in; after a drop it says `hello` again with `since`, so the server replays exactly
 // what was missed (no gap), and every message is kept once by id (no duplicate).
 
+import { hashBlob } from "./sha256.js";
+
 export const ROOM = "room";
 export const DM = "dm";
 const KEEP = 2000; // messages kept per conversation (older ones are asked for again)
 const BACKOFF = [1, 2, 4, 8, 15];
-const REVEAL_PAGES = 5; // pages of 200 loaded to reach a found message, at most // seconds between reconnection attempts
+const REVEAL_PAGES = 5; // pages of 200 loaded to reach a found message, at most
+const UPLOAD_AHEAD = 1 << 20; // bytes queued on the socket while sending a file
+const PREVIEW_MAX = 2 * 1000 * 1000; // images up to this size are fetched to be shown // seconds between reconnection attempts
 const TYPING_SHOWN_MS = 6000; // how long "x is typing" stays without another signal
 const FINAL = new Set(["auth_failed", "banned", "bad_proto", "tls_required"]);
 const HELLO_FAILS = new Set(["bad_nick", "nick_taken", "nick_registered", "bad_field",
@@ -90,6 +94,9 @@ export class Chat extends EventTarget {
     this.olderAsked = new Map(); // ref -> conversation key
     this.revealAsked = new Map(); // ref -> {key, id}: history asked to show a found message
     this.limits = { max_text: 4000 };
+    this.transfers = new Map(); // ref -> upload under way {name, size, sent, phase, ...}
+    this.fetches = new Map(); // file id -> download under way {parts, got, size, ...}
+    this.fetched = new Map(); // file id -> object URL of a downloaded file
     this.serverName = "";
   }
 
@@ -256,6 +263,117 @@ export class Chat extends EventTarget {
     if (ref) this.revealAsked.set(ref, { key: conv.key, id, pages: near ? pages + 1 : -1 });
   }
 
+  // ------------------------------------------------------------ files
+
+  get chunkSize() {
+    const frame = (this.limits && this.limits.max_frame) || 16384;
+    return Math.max(256, Math.floor(((frame - 200) * 3) / 4 / 3) * 3);
+  }
+
+  // Offer a file: hash it (a megabyte at a time), then send it in chunks as the
+  // server asks (from where an earlier, dropped try stopped).
+  async sendFile(conv, file) {
+    const name = file.name || `pasted-${Date.now()}.${(file.type.split("/")[1] || "bin")}`;
+    const entry = { name, size: file.size, sent: 0, phase: "hashing", conv, file };
+    const local = `f${++this.refs}`;
+    this.transfers.set(local, entry);
+    this.emit("transfer", { entry });
+    const sha256 = await hashBlob(file, (done) => {
+      entry.sent = done * file.size;
+      this.emit("transfer", { entry });
+    });
+    const frame = { type: "upload", name, size: file.size, sha256,
+      mime: file.type || "application/octet-stream" };
+    if (conv.kind === ROOM) frame.room = conv.name;
+    else frame.to = conv.name;
+    this.transfers.delete(local);
+    const ref = this.request(frame);
+    if (!ref) {
+      entry.phase = "failed";
+      entry.error = "offline";
+      this.emit("transfer", { entry });
+      return;
+    }
+    entry.phase = "offered";
+    entry.sent = 0;
+    this.transfers.set(ref, entry);
+    entry.ref = ref;
+    this.emit("transfer", { entry });
+  }
+
+  on_upload_ready(frame) {
+    const entry = this.transfers.get(frame.ref);
+    if (!entry) return;
+    entry.phase = "sending";
+    entry.token = frame.upload;
+    entry.sent = frame.offset;
+    this.pushChunks(entry);
+  }
+
+  async pushChunks(entry) {
+    const step = this.chunkSize;
+    const send = (offset, bytes) => {
+      let binary = "";
+      for (let i = 0; i < bytes.length; i += 0x8000) {
+        binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+      }
+      return this.send({ type: "chunk", upload: entry.token, offset, data: btoa(binary),
+        ref: entry.ref });
+    };
+    if (entry.sent >= entry.size) {
+      send(entry.sent, new Uint8Array(0)); // nothing (left) to send: an empty chunk ends it
+      return;
+    }
+    while (entry.sent < entry.size && entry.phase === "sending") {
+      while (this.ws && this.ws.bufferedAmount > UPLOAD_AHEAD) {
+        await new Promise((resolve) => setTimeout(resolve, 15));
+      }
+      const bytes = new Uint8Array(await entry.file.slice(entry.sent, entry.sent + step).arrayBuffer());
+      if (!send(entry.sent, bytes)) {
+        entry.phase = "failed";
+        entry.error = "the connection dropped; send it again to resume";
+        break;
+      }
+      entry.sent += bytes.length;
+      this.emit("transfer", { entry });
+    }
+  }
+
+  fetchFile(file, save = true) {
+    if (this.fetched.has(file.id)) {
+      this.emit("fetched", { file, url: this.fetched.get(file.id), save });
+      return;
+    }
+    if (this.fetches.has(file.id)) return;
+    const ref = this.request({ type: "download", file: file.id });
+    if (!ref) return;
+    this.fetches.set(file.id, { file, parts: [], got: 0, save });
+    this.emit("fetching", { file, got: 0 });
+  }
+
+  on_file_data(frame) {
+    const fetch = this.fetches.get(frame.file);
+    if (!fetch) return;
+    const binary = atob(frame.data);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    fetch.parts.push(bytes);
+    fetch.got += bytes.length;
+    this.emit("fetching", { file: fetch.file, got: fetch.got });
+    if (frame.end) {
+      this.fetches.delete(frame.file);
+      const url = URL.createObjectURL(new Blob(fetch.parts, { type: fetch.file.type }));
+      this.fetched.set(frame.file, url);
+      this.emit("fetched", { file: fetch.file, url, save: fetch.save });
+    }
+  }
+
+  on_upload_progress() {} // the page counts what it sent; the echo says it is stored
+
+  wantsPreview(file) {
+    return /^image\/(png|jpeg|gif|webp)$/.test(file.type) && file.size <= PREVIEW_MAX;
+  }
+
   // ------------------------------------------------------------ what the server says
 
   on_search_results(frame) {
@@ -284,6 +402,13 @@ export class Chat extends EventTarget {
 
   on_message(frame) {
     if (frame.id > this.lastId) this.lastId = frame.id;
+    const sending = frame.ref !== undefined && this.transfers.get(frame.ref);
+    if (sending) {
+      sending.phase = "done";
+      sending.sent = sending.size;
+      this.transfers.delete(frame.ref);
+      this.emit("transfer", { entry: sending });
+    }
     let conv;
     if (frame.room !== undefined) conv = this.conversation(ROOM, frame.room);
     else conv = this.conversation(DM, frame.from === this.nick ? frame.to : frame.from);
@@ -424,6 +549,13 @@ export class Chat extends EventTarget {
   }
 
   on_error(frame) {
+    const sending = frame.ref !== undefined && this.transfers.get(frame.ref);
+    if (sending) {
+      sending.phase = "failed";
+      sending.error = frame.message;
+      this.transfers.delete(frame.ref);
+      this.emit("transfer", { entry: sending });
+    }
     if (!this.online && HELLO_FAILS.has(frame.code) && !this.welcomed) {
       this.stopped = true;
       this.emit("failed", { message: frame.message, code: frame.code });

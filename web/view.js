@@ -63,7 +63,32 @@ export function richText(text) {
   return span;
 }
 
-function row(entry, me, mentions) {
+export function sizeText(bytes) {
+  if (bytes < 1000) return `${bytes} B`;
+  if (bytes < 1e6) return `${(bytes / 1e3).toFixed(bytes < 1e4 ? 1 : 0)} KB`;
+  return `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;
+}
+
+// A file a message carries: its name and size to click (saves it), a progress bar
+// while it comes, and for a small image the image itself.
+function fileBox(file, chat) {
+  const box = el("span", { class: "file", "data-file": file.id });
+  const button = el("button", { type: "button", class: "file-link", title: "Save this file" },
+    el("span", { class: "file-name", text: file.name }),
+    el("span", { class: "file-size", text: ` · ${sizeText(file.size)} · save` }));
+  button.addEventListener("click", () => chat.fetchFile(file, true));
+  box.append(button, el("progress", { class: "file-progress", max: Math.max(1, file.size), value: 0, hidden: true }));
+  if (chat.wantsPreview(file)) {
+    const img = el("img", { class: "preview", alt: file.name });
+    const url = chat.fetched.get(file.id);
+    if (url) img.src = url;
+    else queueMicrotask(() => chat.fetchFile(file, false));
+    box.append(img);
+  }
+  return box;
+}
+
+function row(entry, me, mentions, chat) {
   const ts = entry.ts ?? Date.now();
   const time = el("time", { class: "ts", text: TIME.format(new Date(ts)), dateTime: new Date(ts).toISOString() });
   if (entry.type !== "message") {
@@ -78,6 +103,9 @@ function row(entry, me, mentions) {
   if (entry.action) {
     li.classList.add("action");
     li.append(time, el("span", { class: "star", text: "* " }), who, document.createTextNode(" "), richText(entry.text));
+  } else if (entry.file) {
+    li.classList.add("has-file");
+    li.append(time, who, fileBox(entry.file, chat));
   } else {
     li.append(time, who, richText(entry.text));
   }
@@ -150,7 +178,7 @@ export class LogView {
       rows.push(el("li", { class: "day", text: dayText(ts) }));
       this.lastDay = day;
     }
-    rows.push(row(entry, this.chat.nick, (t) => this.chat.mentions(t)));
+    rows.push(row(entry, this.chat.nick, (t) => this.chat.mentions(t), this.chat));
     return rows;
   }
 
