@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chat.protocol import name_key
+from chat.transfers import file_of
 
 MAX_LINES = 1000  # lines kept per conversation (the view shows them all, bounded)
 TYPING_SECONDS = 6.0  # how long "bob is typing..." stays without a new typing frame
@@ -34,6 +35,7 @@ class Line:
     mention: bool = False
     names: list = field(default_factory=list)  # a folded line: who joined, left...
     verb: str = ""  # ... and what they did ("joined", "disconnected")
+    file: dict | None = None  # the file a message carries (docs/protocol.md, "Files")
 
 
 @dataclass
@@ -176,7 +178,7 @@ class ChatState:
         own = name_key(nick) == name_key(self.nick) if self.nick else False
         mention = bool(not own and self._mention and self._mention.search(text))
         return Line("action" if frame.get("action") else "message", text, frame.get("ts", 0),
-                    nick, frame.get("id"), own, mention)
+                    nick, frame.get("id"), own, mention, file=file_of(frame))
 
     def _on_message(self, frame: dict[str, Any]) -> None:
         if "room" in frame:

@@ -8,8 +8,10 @@ resume from the last message id seen.
 
 from __future__ import annotations
 
+import os
 import time
 import tkinter
+from tkinter import filedialog
 from typing import Any
 
 import customtkinter as ctk
@@ -20,12 +22,16 @@ from chat.commands import help_lines, parse_input
 from chat.config import DEFAULT_PORT
 from chat.discovery import Finder
 from chat.errors import ChatError
+from chat.transfers import Fetching, Sending
 from gui.client_panels import ConnectForm, Sidebar, UsersPanel
-from gui.common import POLL_MS, Settings, apply_appearance, is_dark
+from gui.common import POLL_MS, Settings, apply_appearance, cache_dir, is_dark
 from gui.conversation import ConversationPanel
 from gui.search_panel import SEARCH_REF, SearchDialog
 
 BACKOFF_S = (1, 2, 4, 8, 15, 30)  # waits between reconnect attempts
+THUMB_TYPES = ("image/png", "image/gif")  # what Tk shows without a library
+THUMB_MAX = 2 * 1000 * 1000  # bytes of a picture fetched to be shown
+THUMB_PX = 160  # a picture is shrunk to at most this many pixels a side
 REVEAL_PAGES = 5  # pages of 200 older messages loaded to reach a search result
 FIND_S = 0.5  # how often the form's list of servers on the network is brought up to date
 TYPING_EVERY_S = 3.0  # send `typing` at most this often while the user types
@@ -76,6 +82,10 @@ class ClientWindow(ctk.CTk):
                        nick_password or "",
                        tls or bool(cafile) or bool(self.settings.get("tls", False)))
         self.show_form("")
+        self.sendings: dict[str, Sending] = {}  # by ref: files going up
+        self.fetchings: dict[str, Fetching] = {}  # by file id: files coming down
+        self._transfer_refs = 0
+        self.talk.on_files(self.attach_event, self.open_file_event)
         self.search_dialog: SearchDialog | None = None  # made at the first Ctrl+F
         self._revealing: tuple[str, int, int] | None = None  # (conversation, id, pages left)
         self.bind("<Control-f>", lambda _e: self.find_event())
@@ -184,6 +194,11 @@ class ClientWindow(ctk.CTk):
             self._reconnect_id = None
 
     def _on_closed(self, error: str | None, fatal: bool = False) -> None:
+        if self.sendings or self.fetchings:  # bytes sent so far stay on the server
+            self._cancel_transfers("the connection dropped; send it again to resume")
+            self.sendings.clear()
+            self.fetchings.clear()
+            self.talk.show_transfer("", None)
         client = self.client
         if self._quitting:
             self.destroy()
@@ -242,6 +257,8 @@ class ClientWindow(ctk.CTk):
         if client is not None:  # a closed one may still owe its local.closed event
             for frame in client.poll(0):
                 self._handle(frame)
+        if self.sendings or self.fetchings:
+            self._step_transfers()
         self._render()
         if self.finder is not None and started >= self._next_find:
             self._next_find = started + FIND_S
@@ -272,6 +289,8 @@ class ClientWindow(ctk.CTk):
             self.client = None
             self.form.busy(False)
             self.show_form(message)
+            return
+        if self._transfer_frame(frame):
             return
         if frame.get("ref") == SEARCH_REF and kind in ("search_results", "error"):
             if self.search_dialog is not None:
@@ -497,6 +516,123 @@ class ClientWindow(ctk.CTk):
             active.more = False  # until the answer says there is more
             self.client.history(active.name, before=active.oldest_id, limit=50,
                                 ref=OLDER_REF)
+
+    # ------------------------------------------------------------ files
+
+    def attach_event(self) -> None:
+        """The File… button: choose a file, send it to the open conversation."""
+        path = filedialog.askopenfilename(parent=self, title="Send a file")
+        if path:
+            self.send_file_event(path)
+
+    def send_file_event(self, path: str) -> None:
+        state = self.state_
+        conv = state.active_conversation()
+        if self.client is None or not self.client.ready or conv is None:
+            return
+        self._transfer_refs += 1
+        ref = f"file{self._transfer_refs}"
+        where = {"room": conv.name} if conv.kind == "room" else {"to": conv.name}
+        try:
+            self.sendings[ref] = Sending(self.client, path, ref, **where)
+        except OSError as exc:
+            state.note(f"Cannot read {path}: {exc.strerror or exc}", "error")
+
+    def open_file_event(self, file: dict[str, Any]) -> None:
+        """A click on a file's line: choose where to save it."""
+        path = filedialog.asksaveasfilename(parent=self, title="Save the file",
+                                            initialfile=str(file.get("name", "file")))
+        if path:
+            self.save_file_event(file, path)
+
+    def save_file_event(self, file: dict[str, Any], path: str) -> None:
+        if self.client is None or not self.client.ready or file["id"] in self.fetchings:
+            return
+        self._transfer_refs += 1
+        try:
+            self.fetchings[file["id"]] = Fetching(self.client, file, path,
+                                                  f"get{self._transfer_refs}")
+        except OSError as exc:
+            self.state_.note(f"Cannot save to {path}: {exc.strerror or exc}", "error")
+
+    def _transfer_frame(self, frame: dict[str, Any]) -> bool:
+        """Frames of files under way; True when nothing else is to see them."""
+        kind, ref = frame["type"], frame.get("ref")
+        sending = self.sendings.get(ref) if isinstance(ref, str) else None
+        if sending is not None and kind in ("upload_ready", "message", "error"):
+            sending.handle_frame(frame)
+            if kind == "error":
+                self.state_.note(f"{sending.name} was not sent: {sending.error}", "error")
+            return kind == "upload_ready"
+        if kind == "upload_progress":
+            return True
+        fetching = self.fetchings.get(str(frame.get("file")))
+        if kind == "file_data" and fetching is not None:
+            fetching.handle_frame(frame)
+            return True
+        if kind == "error" and ref is not None:
+            for fetching in self.fetchings.values():
+                if fetching.ref == ref:
+                    fetching.handle_frame(frame)
+                    self.state_.note(f"{fetching.name}: {fetching.error}", "error")
+                    return True
+        if kind == "message" and isinstance(frame.get("file"), dict):
+            self._thumbnail(frame["file"])
+        return False
+
+    def _thumbnail(self, file: dict[str, Any]) -> None:
+        """A small PNG or GIF (what Tk shows by itself) comes down to be shown."""
+        file_id = str(file.get("id"))
+        if file.get("type") not in THUMB_TYPES or int(file.get("size", 0)) > THUMB_MAX \
+                or file_id in self.talk.thumbnails or len(file_id) != 64:
+            return
+        path = os.path.join(cache_dir(), file_id)
+        if os.path.exists(path):
+            self._show_thumbnail(file_id, path)
+        else:
+            self.save_file_event(file, path)
+
+    def _show_thumbnail(self, file_id: str, path: str) -> None:
+        try:
+            image = tkinter.PhotoImage(master=self, file=path)
+        except tkinter.TclError:
+            return  # not a picture Tk can show: the line stays as it is
+        shrink = max(1, -(-max(image.width(), image.height()) // THUMB_PX))
+        if shrink > 1:
+            image = image.subsample(shrink)
+        self.talk.thumbnails[file_id] = image
+        self.talk.place_thumbnails()
+
+    def _step_transfers(self) -> None:
+        """A bounded step of each file under way, and the line that shows them."""
+        for sending in list(self.sendings.values()):
+            sending.step()
+        shown = ""
+        progress: float | None = None
+        for ref, sending in list(self.sendings.items()):
+            if sending.finished:
+                del self.sendings[ref]
+                continue
+            verb = "Preparing" if sending.state == "hashing" else "Sending"
+            shown, progress = f"{verb} {sending.name}…", sending.progress
+            break
+        for file_id, fetching in list(self.fetchings.items()):
+            if fetching.finished:
+                del self.fetchings[file_id]
+                if fetching.state == "done" and os.path.dirname(fetching.path) == cache_dir():
+                    self._show_thumbnail(file_id, fetching.path)
+                elif fetching.state == "done":
+                    self.state_.note(f"Saved {fetching.name} to {fetching.path}", "notice")
+                continue
+            if not shown:
+                shown, progress = f"Receiving {fetching.name}…", fetching.progress
+        self.talk.show_transfer(shown, progress)
+
+    def _cancel_transfers(self, why: str) -> None:
+        for sending in self.sendings.values():
+            sending.cancel(why)
+        for fetching in self.fetchings.values():
+            fetching.cancel(why)
 
     # ------------------------------------------------------------ search (Ctrl+F)
 

@@ -33,6 +33,15 @@ def config_dir() -> str:
     return os.path.join(base, "lanchat")
 
 
+def cache_dir() -> str:
+    """Where the window keeps pictures it fetched to show (made when asked for)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                             ".cache")
+    path = os.path.join(base, "lanchat", "pictures")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
 class Settings:
     """A small JSON file of remembered values; a broken file is treated as empty."""
 

@@ -8,6 +8,7 @@ lines holding a password.
 from __future__ import annotations
 
 import re
+import tkinter
 import webbrowser
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -16,6 +17,7 @@ import customtkinter as ctk
 
 from chat.chatstate import MAX_LINES, Conversation, Line
 from chat.commands import is_secret
+from chat.transfers import describe
 from gui.common import NICK_COLORS, LineView, clock_text, day_text, nick_color_index
 
 CONTINUATION = " " * 9  # indents the later lines of a multi-line message under its text
@@ -79,6 +81,20 @@ class ConversationPanel(ctk.CTkFrame):
         self.send_button = ctk.CTkButton(bottom, text="Send", width=70,
                                          command=self.send_event)
         self.send_button.grid(row=0, column=1, padx=(6, 0))
+        self.attach_button = ctk.CTkButton(bottom, text="File…", width=60,
+                                           command=lambda: self._attach())
+        self.attach_button.grid(row=0, column=2, padx=(6, 0))
+        # Files on their way up or down: one line and a bar (the first under way).
+        self.transfer_label = ctk.CTkLabel(self, text="", height=16, anchor="w")
+        self.transfer_bar = ctk.CTkProgressBar(self, height=10)
+        self.transfer_bar.set(0)
+        text.tag_bind("filelink", "<Button-1>", self._file_clicked)
+        text.tag_bind("filelink", "<Enter>", lambda _e: text.configure(cursor="hand2"))
+        text.tag_bind("filelink", "<Leave>", lambda _e: text.configure(cursor=""))
+        self.files: dict[str, dict[str, Any]] = {}  # file id -> file, for clicks
+        self.thumbnails: dict[str, tkinter.PhotoImage] = {}  # file id -> its picture
+        self._attach: Callable[[], None] = lambda: None
+        self._open_file: Callable[[dict[str, Any]], None] = lambda _f: None
 
     def style(self, dark: bool) -> None:
         view = self.view
@@ -96,6 +112,8 @@ class ConversationPanel(ctk.CTkFrame):
         view.tag_config("own", background="#eef3f8" if not dark else "#253240")
         view.tag_config("mention", background="#fdebd0" if not dark else "#5b4417")
         view.tag_config("found", background="#aed6f1" if not dark else "#1f618d")
+        view.tag_config("filelink", foreground="#1a5276" if not dark else "#85c1e9",
+                        underline=True)
 
     # ------------------------------------------------------------ showing
 
@@ -105,9 +123,11 @@ class ConversationPanel(ctk.CTkFrame):
             shown, self._day = runs(conv.lines, None)
             self.view.replace(shown)
             self._unseen_below = 0
+            self._note_files(conv.lines)
         elif appended:
             shown, self._day = runs(appended, self._day)
             self.view.append(shown)
+            self._note_files(appended)
             if not self.view.at_bottom():
                 self._unseen_below += sum(ln.kind in ("message", "action") for ln in appended)
         if self._unseen_below and self.view.at_bottom():
@@ -118,6 +138,52 @@ class ConversationPanel(ctk.CTkFrame):
         older = "normal" if conv.more else "disabled"
         if self.older_button.cget("state") != older:
             self.older_button.configure(state=older)
+
+    def on_files(self, attach: Callable[[], None],
+                 open_file: Callable[[dict[str, Any]], None]) -> None:
+        """``attach``: the File… button; ``open_file``: a click on a file's line."""
+        self._attach, self._open_file = attach, open_file
+
+    def _note_files(self, lines: Iterable[Line]) -> None:
+        found = False
+        for line in lines:
+            if line.file is not None:
+                self.files[str(line.file["id"])] = line.file
+                found = True
+        if found and self.thumbnails:
+            self.place_thumbnails()
+
+    def _file_clicked(self, event: Any) -> None:
+        text = self.view._textbox
+        for tag in text.tag_names(f"@{event.x},{event.y}"):
+            if tag.startswith("file-") and tag[5:] in self.files:
+                self._open_file(self.files[tag[5:]])
+                return
+
+    def show_transfer(self, what: str, progress: float | None) -> None:
+        """A file under way ("" and None: none)."""
+        if not what:
+            self.transfer_label.grid_remove()
+            self.transfer_bar.grid_remove()
+            return
+        self.transfer_label.configure(text=what)
+        self.transfer_label.grid(row=4, column=0, padx=8, sticky="ew")
+        if progress is None:
+            self.transfer_bar.grid_remove()
+        else:
+            self.transfer_bar.set(progress)
+            self.transfer_bar.grid(row=5, column=0, padx=8, pady=(0, 8), sticky="ew")
+
+    def place_thumbnails(self) -> None:
+        """Show each picture after its file's line (where the view has one)."""
+        text = self.view._textbox
+        text.configure(state="normal")
+        for file_id, image in self.thumbnails.items():
+            spans = text.tag_ranges(f"thumb-{file_id}")
+            for start in spans[::2]:
+                if not text.dump(start, f"{start} +1c", image=True):
+                    text.image_create(start, image=image, padx=4, pady=4)
+        text.configure(state="disabled")
 
     def reveal(self, msg_id: int) -> bool:
         """Bring message ``msg_id`` into the middle of the view and mark it a while;
@@ -234,7 +300,15 @@ def runs(lines: Iterable[Line], day: str | None) -> tuple[Runs, str | None]:
                     ("time",)))
         extra = ("own",) if line.own else ("mention",) if line.mention else ()
         text = line.text.replace("\n", "\n" + CONTINUATION)
-        if line.kind == "message":
+        if line.kind == "message" and line.file is not None:
+            out.append((line.nick, (f"nick{nick_color_index(line.nick)}", *extra)))
+            out.append((": ", extra))
+            file_id = str(line.file["id"])
+            out.append((f"[file] {describe(line.file)}", ("filelink", f"file-{file_id}",
+                                                          *extra)))
+            out.append(("  (click to save)", ("time",)))
+            out.append(("\n", (f"thumb-{file_id}",)))
+        elif line.kind == "message":
             out.append((line.nick, (f"nick{nick_color_index(line.nick)}", *extra)))
             out.append((": ", extra))
             out += linked(text + "\n", extra)

@@ -46,7 +46,8 @@ def display():
 
 @pytest.fixture
 def open_window(display, tmp_path):
-    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"), DISPLAY=display)
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"),
+               XDG_CACHE_HOME=str(tmp_path / "cache"), DISPLAY=display)
     opened: list[Window] = []
 
     def open_(kind: str, *args: str, prefix: tuple[str, ...] = ()) -> Window:
@@ -806,3 +807,39 @@ def test_ctrl_f_searches_and_a_click_opens_the_message_with_its_context(open_win
     text = alice.eval("win.view.text()")
     assert text.index("filler 19") < text.index("Crème brûlée") < text.index("filler 21")
     assert "filler 100" in text  # nothing missing between it and what was loaded
+
+
+def test_files_go_up_from_the_window_with_a_bar_and_pictures_are_shown(open_window,
+                                                                        tmp_path):
+    import hashlib
+
+    from test_files import download, png, upload
+    server, port = server_window(open_window, tmp_path, "--rate", "0")
+    desk = connect(port, "desk")
+    alice = open_window("client", "--host", "127.0.0.1", "--port", str(port), "--nick",
+                        "alice")
+    alice.wait("win.client is not None and win.client.ready")
+    data = os.urandom(8 * 1000 * 1000)
+    path = tmp_path / "lecture.bin"
+    path.write_bytes(data)
+    alice.exec(f"win.send_file_event({str(path)!r})")
+    shown = alice.wait("win.talk.transfer_label.cget('text') if "
+                       "win.talk.transfer_bar.winfo_ismapped() else ''",
+                       lambda t: t.startswith(("Preparing lecture.bin", "Sending lecture.bin")))
+    assert shown
+    got = desk.until("message", timeout=60, **{"from": "alice"})
+    assert got["file"]["id"] == hashlib.sha256(data).hexdigest()
+    assert download(desk, got["file"]["id"]) == data
+    alice.wait("win.talk.transfer_bar.winfo_ismapped()", lambda m: not m)
+    alice.wait("win.view.text()", lambda t: "[file] lecture.bin (8.0 MB)" in t)
+    picture = upload(desk, png(320, 200), ref="png", name="board.png", mime="image/png")
+    file_id = picture["file"]["id"]
+    alice.wait(f"{file_id!r} in win.talk.thumbnails")
+    size = alice.eval(f"(win.talk.thumbnails[{file_id!r}].width(), "
+                      f"win.talk.thumbnails[{file_id!r}].height())")
+    assert size == [160, 100]  # shrunk to fit 160 px
+    alice.wait("len(win.view._textbox.image_names())", lambda n: n >= 1)
+    saved = tmp_path / "saved.bin"
+    alice.exec(f"win.save_file_event(win.talk.files[{got['file']['id']!r}], {str(saved)!r})")
+    alice.wait("win.view.text()", lambda t: "Saved lecture.bin" in t, timeout=30)
+    assert saved.read_bytes() == data
