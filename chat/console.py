@@ -33,6 +33,8 @@ commands:
   bans: the bans in force
   accounts: the registered nicknames
   unregister NICK: drop a nickname's account (its password was forgotten)
+  files: the files kept (id, size, name)
+  delete-file ID: delete a kept file (its id's first 8 digits are enough)
   stop: shut the server down"""
 
 
@@ -60,7 +62,8 @@ class Console:
             "help": self._help, "who": self._who, "say": self._say,
             "notice": self._notice, "kick": self._kick, "ban": self._ban,
             "unban": self._unban, "bans": self._bans, "accounts": self._accounts,
-            "unregister": self._unregister, "stop": self._stop,
+            "unregister": self._unregister, "stop": self._stop, "files": self._files,
+            "delete-file": self._delete_file,
         }
 
     def feed(self, data: bytes) -> None:
@@ -173,6 +176,22 @@ class Console:
         if not self.operator.drop_account(rest):
             raise ValueError(f"the nickname '{rest}' has no account")
         self.write(f"dropped the account of {rest}")
+
+    def _files(self, _rest: str) -> None:
+        kept = self.operator.files()
+        if not kept:
+            self.write("no files kept")
+        for sha, size, name in kept:
+            self.write(f"{sha[:12]}  {size:>12,} bytes  {name}")
+
+    def _delete_file(self, rest: str) -> None:
+        deleted = self.operator.delete_file(rest)
+        if deleted is None:
+            self.write(f"error: no single kept file has an id starting with '{rest}' "
+                       "(give at least 8 digits; see 'files')")
+        else:
+            self.write(f"deleted file {deleted[:12]}; its messages stay, downloads now "
+                       "answer no_such_file")
 
     def _stop(self, _rest: str) -> None:
         self.write("stopping")

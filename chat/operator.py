@@ -107,3 +107,21 @@ class Operator:
     def accounts(self) -> list[tuple[str, int]]:
         """(nick, created ms) of every registered nickname."""
         return self.hub.store.accounts()
+
+    def files(self) -> list[tuple[str, int, str]]:
+        """(id, size, name it was last sent under) of every kept file, newest name."""
+        kept = self.hub.files.listing()
+        names = self.hub.store.file_names()
+        return [(sha, size, names.get(sha, "?")) for sha, size in kept]
+
+    def delete_file(self, prefix: str) -> str | None:
+        """Delete the kept file whose id starts with ``prefix`` (at least 8 hex
+        digits, naming one file); return its id, or None when none or several match."""
+        prefix = prefix.strip().lower()
+        if len(prefix) < 8:
+            return None
+        matches = [sha for sha, _ in self.hub.files.listing() if sha.startswith(prefix)]
+        if len(matches) != 1 or not self.hub.files.delete(matches[0]):
+            return None
+        log.info("file %s deleted by the operator", matches[0])
+        return matches[0]

@@ -328,6 +328,13 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"database {self.path}: {exc}", reason_of(exc)) from None
 
+    def file_names(self, limit: int = 5000) -> dict[str, str]:
+        """File id -> the name it was last sent under (the newest ``limit`` files)."""
+        rows = self._read("SELECT json_extract(file, '$.id'), json_extract(file, '$.name') "
+                          "FROM messages WHERE file IS NOT NULL ORDER BY id LIMIT ?",
+                          (limit,))
+        return {sha: name for sha, name in rows if isinstance(sha, str)}
+
     @property
     def full_text(self) -> bool:
         """Whether searches use the FTS5 index (else a scan)."""

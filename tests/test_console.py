@@ -149,3 +149,25 @@ def test_ban_durations(word, seconds):
 def test_words_that_are_not_durations(word):
     with pytest.raises(ValueError):
         parse_duration(word)
+
+
+def test_console_lists_files_and_deletes_one(start_server):
+    from tests.test_files import download, upload
+    server = start_server("--console", "--rate", "0", stdin=subprocess.PIPE)
+    console = Answers(server.proc)
+    alice = connect(server.port, "alice")
+    echo = upload(alice, b"slides " * 1000, name="week1.pdf")
+    sha = echo["file"]["id"]
+    console.command("files")
+    line = console.until("week1.pdf")
+    assert line.startswith(sha[:12]) and "7,000 bytes" in line
+    console.command("delete-file 1234")
+    assert "at least 8 digits" in console.until("error")
+    console.command(f"delete-file {sha[:10]}")
+    assert console.until("deleted file").startswith(f"deleted file {sha[:12]}")
+    alice.send(type="download", file=sha)
+    assert alice.error("no_such_file")
+    console.command("files")
+    console.until("no files kept")
+    again = upload(alice, b"slides " * 1000, name="week1.pdf", ref="again")  # sent anew
+    assert download(alice, again["file"]["id"]) == b"slides " * 1000
