@@ -80,6 +80,15 @@ def page_shots(out: Path) -> None:
             desk.wait_text("grabs coffee")
             phone.wait_text("grabs coffee")
             desk.until(lambda: desk.all("#dms .badge"), what="the DM's badge")
+            from test_files import png, upload
+            upload(maria, png(240, 150), ref="png", name="whiteboard.png", mime="image/png")
+            desk.until(lambda: desk.driver.execute_script(
+                "const i = document.querySelector('#log img.preview');"
+                "return i && i.complete && i.naturalWidth"), what="the picture")
+            big = Path(tmp) / "lecture-recording.bin"
+            big.write_bytes(os.urandom(60 * 1000 * 1000))
+            desk.find("#file-input").send_keys(str(big))
+            desk.until(lambda: desk.all("#transfers progress"), what="the upload's bar")
             desk.screenshot(str(out / "page-desktop.png"))
             print(out / "page-desktop.png")
             phone.screenshot(str(out / "page-phone.png"))
@@ -139,6 +148,13 @@ def main() -> int:
             maria.send(type="send", room="lab", text="printer is fixed")
             tom.send(type="typing", room="general")
             alice.wait("win.view.text()", lambda t: "grabs coffee" in t)
+            from test_files import png, upload
+            upload(maria, png(240, 150), ref="png", name="whiteboard.png", mime="image/png")
+            alice.wait("len(win.view._textbox.image_names())", lambda n: n >= 1)
+            big = Path(tmp) / "lecture-recording.bin"
+            big.write_bytes(os.urandom(200 * 1000 * 1000))
+            alice.exec(f"win.send_file_event({str(big)!r})")
+            alice.wait("win.talk.transfer_bar.winfo_ismapped()")
             server.exec("win.operator.entry.insert(0, 'Class ends at 3 today')")
             server.exec("win.add_ban_event('address', '203.0.113.66', 86400, 'flooding')")
             server.wait("win.clients.rows()", lambda r: len(r) == 15)

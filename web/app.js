@@ -375,6 +375,14 @@ $("input").addEventListener("paste", (event) => {
   }
 });
 
+// A picture that arrives below the fold pushes the newest lines down: follow them
+// when the reader was at the bottom (load events do not bubble: caught on the way down).
+$("log").addEventListener("load", (event) => {
+  const box = $("log");
+  const picture = event.target.offsetHeight || 0;
+  if (box.scrollHeight - box.scrollTop - box.clientHeight - picture < 60) log.scrollDown();
+}, true);
+
 function fileBoxes(id) {
   return $("log").querySelectorAll(`.file[data-file="${id}"]`);
 }
