@@ -400,7 +400,7 @@ def upload(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     if sent.ready:
         reply(hub, peer, {"type": "upload_ready", "upload": sent.token, "offset": 0}, ref)
     else:
-        hub.hashing[peer] = None  # its bytes so far are hashed first, a step per pass
+        hub.rehash_later(peer)  # its bytes so far are hashed first, a step per pass
 
 
 def chunk(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
@@ -449,8 +449,7 @@ def announce(hub: Hub, peer: Peer, sha256: str, size: int, name: str, kind: str,
 def download(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     if len(peer.downloads) >= UPLOADS_PER_PEER:
         raise ProtocolError("rate_limited", "Wait for the files you are fetching first.")
-    peer.downloads.append(hub.files.open_download(req["file"], req["offset"], ref))
-    hub.downloading[peer] = None
+    hub.start_download(peer, hub.files.open_download(req["file"], req["offset"], ref))
 
 
 HANDLERS: dict[str, Handler] = {

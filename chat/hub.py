@@ -28,7 +28,7 @@ from typing import Any
 
 from chat.config import ServerConfig
 from chat.errors import ProtocolError, StoreError
-from chat.files import PUMP_BYTES, Files, chunk_size
+from chat.files import PUMP_BYTES, Download, Files, chunk_size
 from chat.gate import Gate
 from chat.model import SNIFF, Peer, Room, TokenBucket, share
 from chat.protocol import encode
@@ -400,6 +400,14 @@ class Hub:
             else:  # the back of the line: downloads take turns
                 del self.downloading[peer]
                 self.downloading[peer] = None
+
+    def rehash_later(self, peer: Peer) -> None:
+        """``peer`` has a resumed upload whose bytes so far must be hashed again."""
+        self.hashing[peer] = None
+
+    def start_download(self, peer: Peer, download: Download) -> None:
+        peer.downloads.append(download)
+        self.downloading[peer] = None
 
     def _drop_transfers(self, peer: Peer) -> None:
         for upload in peer.uploads.values():

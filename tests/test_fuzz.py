@@ -37,15 +37,20 @@ PROTOCOL_CODES = {
     "already_registered", "bad_proto", "bad_nick", "nick_taken", "auth_failed",
     "server_full", "banned", "bad_room", "not_in_room", "no_such_user", "bad_text",
     "text_too_long", "rate_limited"}
-CODES = PROTOCOL_CODES | {"tls_required", "nick_registered", "bad_password", "no_account"}
+CODES = PROTOCOL_CODES | {"tls_required", "nick_registered", "bad_password", "no_account",
+                          "too_broad", "file_too_big", "over_quota", "hash_mismatch",
+                          "no_such_file", "bad_offset", "no_such_upload", "store_failed"}
 CLOSING = {"auth_failed", "server_full", "banned", "bad_proto", "tls_required"}
 SERVER_TYPES = {"welcome", "message", "joined", "left", "renamed", "users", "notice",
                 "kicked", "ping", "pong", "error", "rooms", "history_end", "typing",
-                "registered", "unregistered"}
+                "registered", "unregistered", "search_results", "upload_ready",
+                "upload_progress", "file_data"}
 CLIENT_TYPES = ["hello", "send", "join", "part", "nick", "who", "rooms", "history",
-                "typing", "ping", "pong", "bye", "register", "unregister"]
+                "typing", "ping", "pong", "bye", "register", "unregister", "search",
+                "upload", "chunk", "download"]
 FIELDS = ["room", "to", "text", "nick", "proto", "rooms", "since", "before", "limit",
-          "token", "reason", "ref", "action", "password", "nick_password", "client"]
+          "token", "reason", "ref", "action", "password", "nick_password", "client",
+          "query", "name", "size", "sha256", "mime", "upload", "offset", "data", "file"]
 
 def json_tree(floats):
     return st.recursive(

@@ -351,6 +351,14 @@ def test_console_commands_in_the_server_window(open_window, tmp_path):
     assert rows[0][:2] == ["address", "203.0.113.9"] and rows[0][3] == "lab rules"
     server.exec("win.operator.entry.insert(0, '/frobnicate'); win.operator.say_button.invoke()")
     server.wait("win.log_view.text()", lambda t: "error: unknown command 'frobnicate'" in t)
+    # files sent to the chat: listed in the log, and deleted, from the same line
+    from test_files import upload
+    sha = upload(connect(port, "sender"), b"handout " * 100, name="handout.pdf")["file"]["id"]
+    server.exec("win.operator.entry.insert(0, '/files'); win.operator.say_button.invoke()")
+    server.wait("win.log_view.text()", lambda t: f"{sha[:12]}" in t and "handout.pdf" in t)
+    server.exec(f"win.operator.entry.insert(0, '/delete-file {sha[:8]}'); "
+                "win.operator.say_button.invoke()")
+    server.wait("win.log_view.text()", lambda t: f"deleted file {sha[:12]}" in t)
     # a plain line is still a message to the room, not a command
     server.exec("win.operator.entry.insert(0, 'who is here?'); win.operator.say_button.invoke()")
     alice.wait("win.view.text()", lambda t: "server: who is here?" in t)
