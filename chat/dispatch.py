@@ -405,6 +405,8 @@ def upload(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
 
 def chunk(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     sent = peer.uploads.get(req["upload"])
+    if sent is None and req["upload"] in peer.refused:
+        return  # its refusal was said once; the chunks that were on their way go
     if sent is None or not sent.ready:
         raise ProtocolError("no_such_upload", "No upload of yours has that id (ready).")
     try:
@@ -417,6 +419,7 @@ def chunk(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     except ProtocolError as exc:
         if exc.code == "store_failed":
             del peer.uploads[sent.token]
+            peer.refused.append(sent.token)
             files.abandon(sent)
         raise
     if not done:

@@ -83,7 +83,7 @@ class Peer:
                  "close_deadline", "connected_ts", "sent", "client", "sock", "decoder",
                  "events", "_dirty", "accounts", "phase", "held", "owed", "codec", "door",
                  "searches", "dms", "uploads", "downloads",
-                 "__weakref__")
+                 "refused", "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
                  changes: TokenBucket, dirty: dict[Peer, int]) -> None:
@@ -121,6 +121,8 @@ class Peer:
         self.dms: deque[int] = deque(maxlen=MAX_DMS)
         self.uploads: dict[str, Any] = {}  # chat.files.Upload by token
         self.downloads: deque[Any] = deque()  # chat.files.Download, first first
+        self.refused: deque[str] = deque(maxlen=8)  # uploads refused midway: chunks
+        # already on their way are dropped quietly (one error said it, not hundreds)
         self._dirty = dirty
 
     def queue(self, data: bytes) -> None:

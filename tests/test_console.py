@@ -171,3 +171,22 @@ def test_console_lists_files_and_deletes_one(start_server):
     console.until("no files kept")
     again = upload(alice, b"slides " * 1000, name="week1.pdf", ref="again")  # sent anew
     assert download(alice, again["file"]["id"]) == b"slides " * 1000
+
+
+def test_a_user_banned_during_an_upload_announces_nothing(start_server):
+    from tests.test_files import offer, send_chunks
+    server = start_server("--console", "--rate", "0", stdin=subprocess.PIPE)
+    console = Answers(server.proc)
+    watcher = connect(server.port, "watcher")
+    mallory = connect(server.port, "mallory")
+    data = os.urandom(300_000)
+    ready = offer(mallory, data)
+    send_chunks(mallory, ready["upload"], data, 0, 120_000)
+    mallory.barrier()
+    console.command("ban nick mallory 1h no files today")
+    assert "no files today" in mallory.until("kicked")["reason"]
+    watcher.until("left", nick="mallory")
+    assert all(f["type"] != "message" for f in watcher.barrier())
+    again = connect(server.port)
+    again.send(type="hello", nick="mallory", proto=1)
+    again.error("banned")  # and cannot come back to finish it

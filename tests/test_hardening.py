@@ -313,3 +313,23 @@ def test_a_crowd_joining_shares_one_replay_until_the_room_changes(start_server):
     alice.until("message", text="second")
     late = [f["text"] for f in Wire(server.port).hello("dave") if f["type"] == "message"]
     assert early == same == ["first"] and late == ["first", "second"]
+
+
+def test_a_full_disk_refuses_a_file_cleanly_and_chat_goes_on(start_server, small_disk):
+    import os
+
+    from test_files import offer, send_chunks
+    srv = start_server("--rate", "0", db=small_disk / "chat.db")
+    alice = connect(srv.port, "alice")
+    bob = connect(srv.port, "bob")
+    data = os.urandom(4 * 1000 * 1000)  # more than the 3 MB disk holds
+    ready = offer(alice, data)
+    send_chunks(alice, ready["upload"], data)
+    error = alice.until("error", timeout=30)
+    assert error["code"] == "store_failed" and "space" in error["message"].lower()
+    assert all(f["type"] != "message" for f in bob.barrier())  # nothing announced
+    assert alice.barrier(timeout=30) == []  # the chunks on their way: dropped quietly
+    for path in (small_disk / "files" / "partial").iterdir():
+        path.unlink()  # the operator makes room
+    alice.send(type="send", room="general", text="still chatting", ref="s")
+    assert alice.until("message", ref="s")["text"] == "still chatting"
