@@ -31,7 +31,8 @@ from gui.search_panel import SEARCH_REF, SearchDialog
 BACKOFF_S = (1, 2, 4, 8, 15, 30)  # waits between reconnect attempts
 THUMB_TYPES = ("image/png", "image/gif")  # what Tk shows without a library
 THUMB_MAX = 2 * 1000 * 1000  # bytes of a picture fetched to be shown
-THUMB_PX = 160  # a picture is shrunk to at most this many pixels a side
+THUMB_PX = 160
+HEX = frozenset("0123456789abcdef")  # a picture is shrunk to at most this many pixels a side
 REVEAL_PAGES = 5  # pages of 200 older messages loaded to reach a search result
 FIND_S = 0.5  # how often the form's list of servers on the network is brought up to date
 TYPING_EVERY_S = 3.0  # send `typing` at most this often while the user types
@@ -584,7 +585,8 @@ class ClientWindow(ctk.CTk):
         """A small PNG or GIF (what Tk shows by itself) comes down to be shown."""
         file_id = str(file.get("id"))
         if file.get("type") not in THUMB_TYPES or int(file.get("size", 0)) > THUMB_MAX \
-                or file_id in self.talk.thumbnails or len(file_id) != 64:
+                or file_id in self.talk.thumbnails or len(file_id) != 64 \
+                or not set(file_id) <= HEX:  # the id names a file in our cache: hex only
             return
         path = os.path.join(cache_dir(), file_id)
         if os.path.exists(path):
