@@ -39,6 +39,19 @@ def yesterday(db: str) -> None:
     store.close()
 
 
+QUESTION = "Hi! Is the lab open after lunch?"
+
+
+def answer(maria: Wire, tom: Wire) -> None:
+    """The class answers alice's question (the same in the window and the page)."""
+    maria.until("message", text=QUESTION)
+    maria.send(type="send", room="general", text="yes alice, from 1 pm\nbring your laptop")
+    tom.send(type="send", room="general", text="grabs coffee", action=True)
+    tom.send(type="send", to="alice", text="want to pair on exercise 3?")
+    maria.send(type="send", room="lab", text="alice: printer is fixed")
+    tom.send(type="typing", room="general")
+
+
 def shoot(win: Window, path: Path) -> None:
     win.exec("win.lift(); win.update()")  # no window manager: raise it above the others
     wid = win.eval("win.winfo_id()")
@@ -70,13 +83,8 @@ def page_shots(out: Path) -> None:
             browsers += [desk, phone]
             phone.join(url, "sam")
             desk.join(url, "alice")
-            desk.say("Hi! Is the lab open after lunch?")
-            maria.until("message", text="Hi! Is the lab open after lunch?")
-            maria.send(type="send", room="general", text="yes alice, from 1 pm\nbring your laptop")
-            tom.send(type="send", room="general", text="grabs coffee", action=True)
-            tom.send(type="send", to="alice", text="want to pair on exercise 3?")
-            maria.send(type="send", room="lab", text="alice: printer is fixed")
-            tom.send(type="typing", room="general")
+            desk.say(QUESTION)
+            answer(maria, tom)
             desk.wait_text("grabs coffee")
             phone.wait_text("grabs coffee")
             desk.until(lambda: desk.all("#dms .badge"), what="the DM's badge")
@@ -139,14 +147,8 @@ def main() -> int:
             for i, wire in enumerate(students):
                 wire.send(type="hello", nick=f"student{i + 1:02d}", proto=1)
             alice.wait("len(win.users.names)", lambda n: n == 15)
-            alice.exec("win.entry.insert('1.0', 'Hi! Is the lab open after lunch?'); "
-                       "win.send_button.invoke()")
-            maria.until("message", text="Hi! Is the lab open after lunch?")
-            maria.send(type="send", room="general", text="yes alice, from 1 pm\nbring your laptop")
-            tom.send(type="send", room="general", text="grabs coffee", action=True)
-            tom.send(type="send", to="alice", text="want to pair on exercise 3?")
-            maria.send(type="send", room="lab", text="printer is fixed")
-            tom.send(type="typing", room="general")
+            alice.exec(f"win.entry.insert('1.0', {QUESTION!r}); win.send_button.invoke()")
+            answer(maria, tom)
             alice.wait("win.view.text()", lambda t: "grabs coffee" in t)
             from test_files import png, upload
             upload(maria, png(240, 150), ref="png", name="whiteboard.png", mime="image/png")

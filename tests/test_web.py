@@ -442,18 +442,7 @@ def test_a_malformed_request_gets_400(server):
 
 def quiet_for(sock, seconds: float) -> bytes:
     """Read for ``seconds`` (the wait is the point: a timer must or must not fire)."""
-    deadline = time.monotonic() + seconds
-    got = b""
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            break
-        if not chunk:
-            return got + b"<EOF>"
-        got += chunk
-    return got
+    return read_all(sock, seconds, mark_eof=True)
 
 
 def test_the_upgrade_restarts_the_hello_timer(start_server):

@@ -41,8 +41,13 @@ def open_socket(port: int, tls: bool = False) -> socket.socket:
     return sock
 
 
-def read_all(sock: socket.socket, timeout: float = DEFAULT_TIMEOUT) -> bytes:
-    """Everything the server sends until it closes (or the deadline)."""
+EOF_MARK = b"<EOF>"
+
+
+def read_all(sock: socket.socket, timeout: float = DEFAULT_TIMEOUT,
+             mark_eof: bool = False) -> bytes:
+    """Everything the server sends until it closes (or the deadline); with
+    ``mark_eof``, ``EOF_MARK`` is appended when it closed."""
     deadline = time.monotonic() + timeout
     data = b""
     while time.monotonic() < deadline:
@@ -52,9 +57,9 @@ def read_all(sock: socket.socket, timeout: float = DEFAULT_TIMEOUT) -> bytes:
         except TimeoutError:
             break
         except (ConnectionResetError, ssl.SSLError):
-            break
+            chunk = b""
         if not chunk:
-            break
+            return data + EOF_MARK if mark_eof else data
         data += chunk
     return data
 
@@ -111,22 +116,10 @@ class WebWire(Wire):
     def send(self, **frame: Any) -> None:
         self.send_text(json.dumps(frame))
 
-    def _fill(self, deadline: float) -> bool:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or self.eof:
-            return False
-        self.sock.settimeout(remaining)
-        try:
-            data = self.sock.recv(1 << 20)
-        except TimeoutError:
-            return False
-        except (ConnectionResetError, BrokenPipeError):
-            data = b""
-        if not data:
-            self.eof = True
-            return False
+    def _take(self, data: bytes) -> None:
+        """WebSocket events out of bytes received; text messages are frames."""
         if self.ws.state is ConnectionState.CLOSED:
-            return True  # after the closing handshake: nothing more to read as frames
+            return  # after the closing handshake: nothing more to read as frames
         self.ws.receive_data(data)
         for event in self.ws.events():
             if isinstance(event, AcceptConnection):
@@ -149,4 +142,3 @@ class WebWire(Wire):
                     self.sock.sendall(self.ws.send(event.response()))
                 except (OSError, Exception):
                     pass
-        return True

@@ -58,10 +58,14 @@ class Wire:
         if not data:
             self.eof = True
             return False
+        self._take(data)
+        return True
+
+    def _take(self, data: bytes) -> None:
+        """Frames out of bytes received (JSON lines here)."""
         self.buf += data
         *lines, self.buf = self.buf.split(b"\n")
         self.frames.extend(json.loads(line) for line in lines if line)
-        return True
 
     def next(self, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

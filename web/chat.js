@@ -368,6 +368,17 @@ export class Chat extends EventTarget {
     }
   }
 
+  // The echo (done) or an error (failed) that answers an upload, by its ref.
+  endTransfer(ref, phase, error = "") {
+    const entry = ref !== undefined && this.transfers.get(ref);
+    if (!entry) return;
+    entry.phase = phase;
+    entry.error = error;
+    if (phase === "done") entry.sent = entry.size;
+    this.transfers.delete(ref);
+    this.emit("transfer", { entry });
+  }
+
   on_upload_progress() {} // the page counts what it sent; the echo says it is stored
 
   wantsPreview(file) {
@@ -402,13 +413,7 @@ export class Chat extends EventTarget {
 
   on_message(frame) {
     if (frame.id > this.lastId) this.lastId = frame.id;
-    const sending = frame.ref !== undefined && this.transfers.get(frame.ref);
-    if (sending) {
-      sending.phase = "done";
-      sending.sent = sending.size;
-      this.transfers.delete(frame.ref);
-      this.emit("transfer", { entry: sending });
-    }
+    this.endTransfer(frame.ref, "done");
     let conv;
     if (frame.room !== undefined) conv = this.conversation(ROOM, frame.room);
     else conv = this.conversation(DM, frame.from === this.nick ? frame.to : frame.from);
@@ -549,13 +554,7 @@ export class Chat extends EventTarget {
   }
 
   on_error(frame) {
-    const sending = frame.ref !== undefined && this.transfers.get(frame.ref);
-    if (sending) {
-      sending.phase = "failed";
-      sending.error = frame.message;
-      this.transfers.delete(frame.ref);
-      this.emit("transfer", { entry: sending });
-    }
+    this.endTransfer(frame.ref, "failed", frame.message);
     if (!this.online && HELLO_FAILS.has(frame.code) && !this.welcomed) {
       this.stopped = true;
       this.emit("failed", { message: frame.message, code: frame.code });
