@@ -264,3 +264,24 @@ def test_files_go_up_from_the_page_and_come_down_with_a_preview(fast_server, bro
                and (saved / "notes.bin").read_bytes() == data, timeout=20,
                what="the file saved")
     assert page.console_errors() == []
+
+
+def test_a_pasted_image_and_a_dropped_file_are_sent(fast_server, browsers):
+    page = browsers()
+    page.join(url(fast_server), "paster")
+    desk = connect(fast_server.port, "desk")
+    make = ("const f = new File([new Uint8Array(arguments[0])], arguments[1], "
+            "{type: arguments[2]}); const dt = new DataTransfer(); dt.items.add(f); ")
+    page.driver.execute_script(make + "document.getElementById('input').dispatchEvent("
+                               "new ClipboardEvent('paste', {clipboardData: dt, "
+                               "bubbles: true, cancelable: true}));",
+                               list(b"\x89PNG pretend"), "shot.png", "image/png")
+    pasted = desk.until("message", timeout=20, **{"from": "paster"})
+    assert pasted["file"]["name"] == "shot.png" and pasted["file"]["type"] == "image/png"
+    assert page.find("#input").get_attribute("value") == ""  # not pasted as text
+    page.driver.execute_script(make + "document.querySelector('.conversation').dispatchEvent("
+                               "new DragEvent('drop', {dataTransfer: dt, bubbles: true, "
+                               "cancelable: true}));", list(b"dropped bytes"), "notes.txt",
+                               "text/plain")
+    dropped = desk.until("message", timeout=20, **{"from": "paster"})
+    assert dropped["file"]["name"] == "notes.txt" and dropped["file"]["size"] == 13

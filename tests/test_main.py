@@ -36,6 +36,10 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     (["--server", "--headless", "--burst", "0"], "--burst"),
     (["--client", "--headless"], "--headless"),
     (["--server", "--headless", "--bogus"], "--bogus"),
+    (["--server", "--headless", "--max-file-size", "-5"], "--max-file-size"),
+    (["--server", "--headless", "--files-quota", "-1"], "--files-quota"),
+    (["--discover", "--timeout", "0"], "--timeout"),  # rejected before any probe
+    (["--discover", "--server"], "not allowed"),
 ])
 def test_bad_options_give_one_line_and_nonzero_exit(args, needle, tmp_path):
     result = run(*args, "--db", str(tmp_path / "x.db")) if args else run()
