@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "loopback is exempt unless --limit-loopback)")
     s.add_argument("--limit-loopback", action="store_true",
                    help="apply --max-per-address to 127.0.0.0/8 and ::1 too")
+    s.add_argument("--irc-port", type=int, help="also speak IRC on this port (0 picks a "
+                                                "free one; prints 'irc listening on ...')")
     s.add_argument("--max-file-size", type=int, default=d.max_file_size,
                    help="bytes per file sent to a room or person (0: no files)")
     s.add_argument("--files-quota", type=int, default=d.files_quota,
@@ -108,7 +110,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         tls=args.tls, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_timeout=args.tls_timeout, max_per_address=args.max_per_address,
         limit_loopback=args.limit_loopback, announce=not args.no_announce,
-        max_file_size=args.max_file_size, files_quota=args.files_quota)
+        max_file_size=args.max_file_size, files_quota=args.files_quota,
+        irc_port=args.irc_port)
     config.check()
     return config
 
@@ -170,6 +173,8 @@ def run_headless(config: ServerConfig, console: bool = False) -> int:
     signal.signal(signal.SIGINT, lambda *_: server.stop())
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     print(f"listening on {host}:{port}", flush=True)
+    if server.irc_address is not None:
+        print(f"irc listening on {server.irc_address[0]}:{server.irc_address[1]}", flush=True)
     server.serve_forever()
     return 0
 

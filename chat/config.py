@@ -43,6 +43,7 @@ class ServerConfig:
     max_per_address: int = 16  # open connections per client address (0: no limit)
     limit_loopback: bool = False  # whether 127.0.0.0/8 and ::1 count as well
     announce: bool = True  # LAN discovery beacons (never for a loopback-only server)
+    irc_port: int | None = None  # the IRC gateway's port (chat.irc); None: no IRC
     max_file_size: int = 100 * 1000 * 1000  # bytes per file (docs/protocol.md, "Files")
     files_quota: int = 2 * 1000 * 1000 * 1000  # bytes of all files and partial uploads
 
@@ -62,6 +63,7 @@ class ServerConfig:
             ("ping_timeout", self.ping_timeout > 0, "more than 0"),
             ("tls_timeout", self.tls_timeout > 0, "more than 0"),
             ("max_per_address", self.max_per_address >= 0, "0 (no limit) or more"),
+            ("irc_port", self.irc_port is None or 0 <= self.irc_port <= 65535, "0 to 65535"),
             ("max_file_size", self.max_file_size >= 0, "0 (no files) or more"),
             ("files_quota", self.files_quota >= 0, "0 (no files) or more"),
         ]

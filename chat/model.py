@@ -64,6 +64,11 @@ class Codec(Protocol):
 
     farewell: bytes  # sent just before the server closes the socket (b"": nothing)
 
+    @property
+    def share_key(self) -> Any:
+        """Codecs with equal keys write a broadcast to the same bytes."""
+        ...
+
     def wire(self, lines: bytes) -> bytes:
         """Whole frames (JSON lines, each ending in "\\n") in this codec's form."""
         ...
@@ -174,19 +179,20 @@ def _own(member: Peer, entries: list[Entry], start: int, end: int) -> bytes:
 
 def share(members: Iterable[Peer], data: bytes) -> None:
     """Queue the same frames on every one of ``members``, encoded once per codec."""
-    wired: dict[Codec, bytes] = {}
+    wired: dict[Any, bytes] = {}
     for member in members:
         _share(member, data, wired)
 
 
-def _share(member: Peer, shared: bytes, wired: dict[Codec, bytes]) -> None:
+def _share(member: Peer, shared: bytes, wired: dict[Any, bytes]) -> None:
     codec = member.codec
     if codec is None:
         member.queue_wire(shared)
         return
-    data = wired.get(codec)
+    key = codec.share_key  # codecs that write broadcasts alike share the bytes
+    data = wired.get(key)
     if data is None:
-        data = wired[codec] = codec.wire(shared)
+        data = wired[key] = codec.wire(shared)
     member.queue_wire(data)
 
 
@@ -250,7 +256,7 @@ class Room:
         special = {who for _, who, _ in entries if who is not None}
         for who in special:
             who.owed = 0
-        wired: dict[Codec, bytes] = {}  # the shared bytes, encoded once per codec
+        wired: dict[Any, bytes] = {}  # the shared bytes, encoded once per codec
         if special or fresh:
             end = len(entries)
             for member in self.members:

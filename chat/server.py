@@ -29,6 +29,7 @@ from chat.discovery import DISCOVERY_PORT, Announcer
 from chat.dispatch import receive, reject
 from chat.errors import ConfigError, Later, ProtocolError
 from chat.hub import Hub
+from chat.irc import IrcCodec, IrcDoor
 from chat.model import FRESH, HANDSHAKE, READY, SNIFF, Peer
 from chat.operator import Operator
 from chat.protocol import CLOSED, NEED_DATA, FrameDecoder, encode
@@ -43,6 +44,8 @@ INTERNAL_ERROR = ("The server failed while handling your connection; it is close
                   "Please reconnect.")
 TLS_REQUIRED = ("This server speaks TLS only: turn on TLS in your client "
                 "(python main.py --client --tls).")
+IRC_LISTENER = "irc"  # the selector's data for the IRC listening socket
+IRC_SERVER_NAME = "lanchat"  # the source of the IRC server's own lines
 HTTPS_REQUIRED = "This chat server speaks TLS only: open its address with https:// instead."
 FRAMES_PER_PASS = 256  # frames handled per peer per pass; the rest wait their turn
 PASS_BUDGET_S = 0.05  # a pass takes no new frames after this long (timers, fairness)
@@ -122,6 +125,8 @@ class ChatServer:
         self.clock = clock
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
+        self.irc_listener: socket.socket | None = None  # --irc-port (chat.irc)
+        self.irc_address: tuple[str, int] | None = None
         self.announcer: Announcer | None = None  # LAN beacons, once listening
         self.address: tuple[str, int] | None = None
         self.started_at = 0.0
@@ -158,10 +163,33 @@ class ChatServer:
         self.address = (host, sock.getsockname()[1])
         self.started_at = time.time()
         log.info("listening on %s:%d%s", *self.address, " (TLS)" if self.tls else "")
+        if self.config.irc_port is not None:
+            self._listen_irc(family)
         self._announce()
         if self.fingerprint:
             log.info("TLS certificate fingerprint (SHA-256): %s", self.fingerprint)
         return self.address
+
+    def _listen_irc(self, family: socket.AddressFamily) -> None:
+        host, port = self.config.host, self.config.irc_port
+        assert port is not None
+        try:
+            sock = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+        except OSError as exc:
+            self.close_listener()
+            raise ConfigError(f"cannot listen for IRC on {host}:{port}: "
+                              f"{listen_problem(exc, host, port)}") from None
+        sock.setblocking(False)
+        self.selector.register(sock, selectors.EVENT_READ, IRC_LISTENER)
+        self.irc_listener = sock
+        self.irc_address = (host, sock.getsockname()[1])
+        log.info("IRC listening on %s:%d", *self.irc_address)
+
+    def close_listener(self) -> None:
+        if self.listener is not None:
+            self.selector.unregister(self.listener)
+            self.listener.close()
+            self.listener = None
 
     def _announce(self) -> None:
         """Start the LAN beacons (chat.discovery), unless asked not to or the server
@@ -211,10 +239,11 @@ class ChatServer:
     def close(self, notice: str = "The server is shutting down.") -> None:
         """Tell everyone, flush queued output for a short while, close everything."""
         hub = self.hub
-        if self.listener is not None:
-            self.selector.unregister(self.listener)
-            self.listener.close()
-            self.listener = None
+        self.close_listener()
+        if self.irc_listener is not None:
+            self.selector.unregister(self.irc_listener)
+            self.irc_listener.close()
+            self.irc_listener = None
         if self.announcer is not None:
             self.selector.unregister(self.announcer.sock)
             self.announcer.close()
@@ -276,6 +305,8 @@ class ChatServer:
     def _ready(self, peer: Any, fd: int, mask: int) -> None:
         if peer is None:
             self._accept()
+        elif peer is IRC_LISTENER:
+            self._accept(irc=True)
         elif isinstance(peer, Announcer):
             peer.readable()
         elif not isinstance(peer, Peer):
@@ -411,12 +442,13 @@ class ChatServer:
             return
         feed(data)
 
-    def _accept(self) -> None:
-        assert self.listener is not None
+    def _accept(self, irc: bool = False) -> None:
+        listener = self.irc_listener if irc else self.listener
+        assert listener is not None
         hub = self.hub
         for _ in range(ACCEPT_BATCH):
             try:
-                sock, addr = self.listener.accept()
+                sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -434,10 +466,22 @@ class ChatServer:
             peer.decoder = FrameDecoder(self.config.max_frame)
             peer.events = selectors.EVENT_READ
             self.selector.register(sock, selectors.EVENT_READ, peer)
-            log.info("connection from %s", peer.host)
+            log.info("connection from %s%s", peer.host, " (IRC)" if irc else "")
+            if irc:  # the IRC port speaks IRC from the first byte (chat.irc)
+                codec = IrcCodec(IRC_SERVER_NAME)
+                peer.codec = codec
+                peer.decoder = IrcDoor(peer, codec)
+                self._admit_now(peer)
+                continue
             # Admission is checked at the first bytes, in the language they speak
             # (inside TLS once its handshake is done).
             peer.phase = SNIFF if self.tls is not None else FRESH
+
+    def _admit_now(self, peer: Peer) -> None:
+        refusal = self.hub.admission(peer)
+        if refusal is not None:
+            log.info("refused %s: %s", peer.host, refusal.message)
+            self.hub.error(peer, refusal, None)
 
     # ------------------------------------------------------------ TLS
 

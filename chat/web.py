@@ -95,6 +95,10 @@ class HttpRefusal:
 
     farewell = b""
 
+    @property
+    def share_key(self) -> object:
+        return self  # one instance for every connection
+
     def wire(self, lines: bytes) -> bytes:
         out = []
         for line in lines.split(b"\n")[:-1]:

@@ -42,6 +42,10 @@ class WebSocketCodec:
 
     farewell = CLOSE_NORMAL  # what the server sends before it closes the socket
 
+    @property
+    def share_key(self) -> object:
+        return self  # one instance for every connection
+
     def wire(self, lines: bytes) -> bytes:
         parts = lines.split(b"\n")
         parts.pop()  # whole lines: what follows the last "\n" is empty

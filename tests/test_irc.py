@@ -1,0 +1,139 @@
+"""The IRC gateway over real sockets, in rooms shared with JSON-protocol clients."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import launch
+from tests.ircwire import IrcWire
+from tests.wire import connect
+
+
+@pytest.fixture
+def irc_server(tmp_path):
+    srv = launch(tmp_path / "irc.db", "--irc-port", "0", "--rate", "0", "--motd", "Hi IRC")
+    line = srv.proc.stdout.readline()
+    assert line.startswith("irc listening on 127.0.0.1:")
+    srv.irc_port = int(line.rsplit(":", 1)[1])
+    yield srv
+    assert srv.stop() == 0
+
+
+def test_registration_with_caps_isupport_and_motd(irc_server):
+    irc = IrcWire(irc_server.irc_port)
+    irc.send("CAP LS 302")
+    caps = irc.until("CAP", "*", "LS")[-1].split()
+    assert {"server-time", "message-tags", "echo-message"} <= set(caps)
+    irc.send("NICK ada", "USER ada 0 * :Ada")
+    irc.send("CAP REQ :server-time echo-message", "CAP END")  # registration waits for END
+    assert irc.until("CAP", "ada", "ACK")[-1] == "server-time echo-message"
+    assert "Welcome" in irc.until("001", "ada")[-1]
+    isupport = irc.until("005", "ada")
+    assert "CHANTYPES=#" in isupport and "NICKLEN=24" in isupport
+    assert irc.until("372", "ada")[-1] == "- Hi IRC"
+    irc.until("376", "ada")
+
+
+def test_irc_and_json_clients_talk_in_one_room(irc_server):
+    irc = IrcWire(irc_server.irc_port)
+    irc.register("ada", "server-time message-tags")
+    irc.send("JOIN #general")
+    irc.until("JOIN", "#general")
+    assert irc.until("353", "ada", "=", "#general")[-1] == "ada"
+    plain = connect(irc_server.port, "bob")
+    assert irc.until("JOIN", "#general")[1] == "bob!bob@lanchat"
+    plain.send(type="send", room="general", text="hello ada", ref="1")
+    echo = plain.until("message", ref="1")
+    got = irc.until("PRIVMSG", "#general")
+    assert got[-1] == "hello ada" and got[1].startswith("bob!")
+    assert got[0].startswith("@time=") and f"msgid={echo['id']}" in got[0]
+    irc.send("PRIVMSG #general :hello bob", "PRIVMSG #general :\x01ACTION waves\x01")
+    assert plain.until("message", text="hello bob")["from"] == "ada"
+    assert plain.until("message", text="waves")["action"] is True
+    irc.send("PRIVMSG bob :a private word")
+    dm = plain.until("message", text="a private word")
+    assert dm["to"] == "bob" and dm["from"] == "ada"
+    plain.send(type="send", to="ada", text="back to you")
+    assert irc.until("PRIVMSG", "ada")[-1] == "back to you"
+    plain.send(type="send", room="general", text="line one\nline two")
+    assert irc.until("PRIVMSG", "#general")[-1] == "line one"
+    assert irc.until("PRIVMSG", "#general")[-1] == "line two"
+
+
+def test_queries_names_who_list_topic_mode_ping(irc_server):
+    irc = IrcWire(irc_server.irc_port)
+    irc.register("ada")
+    bob = connect(irc_server.port, "bob")
+    irc.send("JOIN #general,#lab")
+    irc.until("366", "ada", "#lab")
+    irc.send("NAMES #general")
+    assert sorted(irc.until("353", "ada", "=", "#general")[-1].split()) == ["ada", "bob"]
+    irc.send("WHO #general")
+    who = {irc.until("352", "ada", "#general")[7] for _ in range(2)}
+    assert who == {"ada", "bob"}
+    irc.until("315", "ada", "#general")
+    irc.send("LIST")
+    rooms = {}
+    irc.until("321", "ada")
+    for _ in range(2):
+        entry = irc.until("322", "ada")
+        rooms[entry[3]] = entry[4]
+    assert rooms == {"#general": "2", "#lab": "1"}
+    irc.send("TOPIC #general", "MODE #general", "PING :tok")
+    irc.until("331", "ada", "#general")
+    irc.until("324", "ada", "#general")
+    assert irc.until("PONG")[-1] == "tok"
+    del bob
+
+
+def test_errors_are_numerics_and_nothing_else_breaks(irc_server):
+    bob = connect(irc_server.port, "bob")
+    taken = IrcWire(irc_server.irc_port)
+    taken.send("NICK bob", "USER bob 0 * :Bob")
+    assert taken.until("433")[3] == "bob"  # nickname in use: choose another
+    taken.send("NICK bobby")
+    taken.until("001", "bobby")
+    taken.send("PRIVMSG nobody :hi")
+    assert taken.until("401", "bobby")[3] == "nobody"
+    taken.send("PRIVMSG #nowhere :hi")
+    assert taken.until("442", "bobby")[3] == "#nowhere"
+    taken.send("FROBNICATE")
+    assert taken.until("421", "bobby")[3] == "FROBNICATE"
+    bob.send(type="send", room="general", text="still fine", ref="s")
+    assert bob.until("message", ref="s")["text"] == "still fine"
+
+
+def test_nick_part_quit_reach_json_clients(irc_server):
+    irc = IrcWire(irc_server.irc_port)
+    irc.register("ada")
+    irc.send("JOIN #general")
+    irc.until("366", "ada", "#general")
+    bob = connect(irc_server.port, "bob")
+    irc.send("NICK adele")
+    assert irc.until("NICK")[-1] == "adele"
+    assert bob.until("renamed")["new"] == "adele"
+    irc.send("PART #general :off to lunch")
+    left = bob.until("left", nick="adele")
+    assert left["reason"] == "part"
+    irc.send("JOIN #general")
+    bob.until("joined", nick="adele")
+    irc.send("QUIT :bye all")
+    left = bob.until("left", nick="adele")
+    assert (left["reason"], left["message"]) == ("quit", "bye all")
+
+
+def test_echo_message_only_for_those_who_ask(irc_server):
+    quiet, echoed = IrcWire(irc_server.irc_port), IrcWire(irc_server.irc_port)
+    quiet.register("quiet")
+    echoed.register("loud", "echo-message")
+    for irc, nick in ((quiet, "quiet"), (echoed, "loud")):
+        irc.send("JOIN #general")
+        irc.until("366", nick, "#general")
+    echoed.send("PRIVMSG #general :mine")
+    assert echoed.until("PRIVMSG", "#general")[-1] == "mine"  # its own, echoed
+    quiet.send("PRIVMSG #general :also mine")
+    assert quiet.until("PRIVMSG", "#general")[-1] == "mine"  # the other's, not its own
+    assert echoed.until("PRIVMSG", "#general")[-1] == "also mine"
+    quiet.send("PING :after")
+    quiet.until("PONG")
+    assert not any("also mine" in line for line in quiet.lines)
