@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="apply --max-per-address to 127.0.0.0/8 and ::1 too")
     s.add_argument("--irc-port", type=int, help="also speak IRC on this port (0 picks a "
                                                 "free one; prints 'irc listening on ...')")
+    s.add_argument("--irc-tls-port", type=int, help="also speak IRC over TLS on this port "
+                                                    "(with --tls; prints 'ircs listening "
+                                                    "on ...')")
     s.add_argument("--max-file-size", type=int, default=d.max_file_size,
                    help="bytes per file sent to a room or person (0: no files)")
     s.add_argument("--files-quota", type=int, default=d.files_quota,
@@ -111,7 +114,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         tls_timeout=args.tls_timeout, max_per_address=args.max_per_address,
         limit_loopback=args.limit_loopback, announce=not args.no_announce,
         max_file_size=args.max_file_size, files_quota=args.files_quota,
-        irc_port=args.irc_port)
+        irc_port=args.irc_port, irc_tls_port=args.irc_tls_port)
     config.check()
     return config
 
@@ -175,6 +178,8 @@ def run_headless(config: ServerConfig, console: bool = False) -> int:
     print(f"listening on {host}:{port}", flush=True)
     if server.irc_address is not None:
         print(f"irc listening on {server.irc_address[0]}:{server.irc_address[1]}", flush=True)
+    if server.irc_tls_address is not None:
+        print("ircs listening on {}:{}".format(*server.irc_tls_address), flush=True)
     server.serve_forever()
     return 0
 

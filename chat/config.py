@@ -44,6 +44,7 @@ class ServerConfig:
     limit_loopback: bool = False  # whether 127.0.0.0/8 and ::1 count as well
     announce: bool = True  # LAN discovery beacons (never for a loopback-only server)
     irc_port: int | None = None  # the IRC gateway's port (chat.irc); None: no IRC
+    irc_tls_port: int | None = None  # the same over TLS (needs --tls or a certificate)
     max_file_size: int = 100 * 1000 * 1000  # bytes per file (docs/protocol.md, "Files")
     files_quota: int = 2 * 1000 * 1000 * 1000  # bytes of all files and partial uploads
 
@@ -64,6 +65,8 @@ class ServerConfig:
             ("tls_timeout", self.tls_timeout > 0, "more than 0"),
             ("max_per_address", self.max_per_address >= 0, "0 (no limit) or more"),
             ("irc_port", self.irc_port is None or 0 <= self.irc_port <= 65535, "0 to 65535"),
+            ("irc_tls_port", self.irc_tls_port is None or 0 <= self.irc_tls_port <= 65535,
+             "0 to 65535"),
             ("max_file_size", self.max_file_size >= 0, "0 (no files) or more"),
             ("files_quota", self.files_quota >= 0, "0 (no files) or more"),
         ]
@@ -74,6 +77,9 @@ class ServerConfig:
             raise ConfigError("--name must not be empty")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("--tls-cert and --tls-key go together")
+        if self.irc_tls_port is not None and not self.uses_tls:
+            raise ConfigError("--irc-tls-port needs TLS: add --tls (or --tls-cert and "
+                              "--tls-key)")
         if self.tls and self.tls_cert is not None:
             raise ConfigError("--tls makes its own certificate; leave out --tls-cert "
                               "and --tls-key, or --tls")

@@ -71,7 +71,7 @@ def split_line(line: str) -> tuple[dict[str, str], str | None, str, list[str]]:
 class IrcCodec:
     """Hub frames (JSON lines) as IRC lines for one connection."""
 
-    farewell = b""
+    farewell = b"ERROR :Closing link\r\n"  # the server's last line before it closes
 
     def __init__(self, server_name: str) -> None:
         self.server_name = server_name

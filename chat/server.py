@@ -44,7 +44,8 @@ INTERNAL_ERROR = ("The server failed while handling your connection; it is close
                   "Please reconnect.")
 TLS_REQUIRED = ("This server speaks TLS only: turn on TLS in your client "
                 "(python main.py --client --tls).")
-IRC_LISTENER = "irc"  # the selector's data for the IRC listening socket
+IRC_LISTENER = "irc"  # the selector's data for the IRC listening sockets
+IRC_TLS_LISTENER = "ircs"
 IRC_SERVER_NAME = "lanchat"  # the source of the IRC server's own lines
 HTTPS_REQUIRED = "This chat server speaks TLS only: open its address with https:// instead."
 FRAMES_PER_PASS = 256  # frames handled per peer per pass; the rest wait their turn
@@ -125,8 +126,10 @@ class ChatServer:
         self.clock = clock
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
-        self.irc_listener: socket.socket | None = None  # --irc-port (chat.irc)
+        # --irc-port and --irc-tls-port (chat.irc), by their selector data
+        self.irc_listeners: dict[str, socket.socket] = {}
         self.irc_address: tuple[str, int] | None = None
+        self.irc_tls_address: tuple[str, int] | None = None
         self.announcer: Announcer | None = None  # LAN beacons, once listening
         self.address: tuple[str, int] | None = None
         self.started_at = 0.0
@@ -164,32 +167,41 @@ class ChatServer:
         self.started_at = time.time()
         log.info("listening on %s:%d%s", *self.address, " (TLS)" if self.tls else "")
         if self.config.irc_port is not None:
-            self._listen_irc(family)
+            self.irc_address = self._listen_irc(family, self.config.irc_port, IRC_LISTENER)
+        if self.config.irc_tls_port is not None:
+            self.irc_tls_address = self._listen_irc(family, self.config.irc_tls_port,
+                                                    IRC_TLS_LISTENER)
         self._announce()
         if self.fingerprint:
             log.info("TLS certificate fingerprint (SHA-256): %s", self.fingerprint)
         return self.address
 
-    def _listen_irc(self, family: socket.AddressFamily) -> None:
-        host, port = self.config.host, self.config.irc_port
-        assert port is not None
+    def _listen_irc(self, family: socket.AddressFamily, port: int, kind: str
+                    ) -> tuple[str, int]:
+        host = self.config.host
         try:
             sock = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
         except OSError as exc:
-            self.close_listener()
+            self._close_listeners()
             raise ConfigError(f"cannot listen for IRC on {host}:{port}: "
                               f"{listen_problem(exc, host, port)}") from None
         sock.setblocking(False)
-        self.selector.register(sock, selectors.EVENT_READ, IRC_LISTENER)
-        self.irc_listener = sock
-        self.irc_address = (host, sock.getsockname()[1])
-        log.info("IRC listening on %s:%d", *self.irc_address)
+        self.selector.register(sock, selectors.EVENT_READ, kind)
+        self.irc_listeners[kind] = sock
+        address = (host, sock.getsockname()[1])
+        log.info("IRC%s listening on %s:%d", " (TLS)" if kind == IRC_TLS_LISTENER else "",
+                 *address)
+        return address
 
-    def close_listener(self) -> None:
+    def _close_listeners(self) -> None:
         if self.listener is not None:
             self.selector.unregister(self.listener)
             self.listener.close()
             self.listener = None
+        for sock in self.irc_listeners.values():
+            self.selector.unregister(sock)
+            sock.close()
+        self.irc_listeners.clear()
 
     def _announce(self) -> None:
         """Start the LAN beacons (chat.discovery), unless asked not to or the server
@@ -239,11 +251,7 @@ class ChatServer:
     def close(self, notice: str = "The server is shutting down.") -> None:
         """Tell everyone, flush queued output for a short while, close everything."""
         hub = self.hub
-        self.close_listener()
-        if self.irc_listener is not None:
-            self.selector.unregister(self.irc_listener)
-            self.irc_listener.close()
-            self.irc_listener = None
+        self._close_listeners()
         if self.announcer is not None:
             self.selector.unregister(self.announcer.sock)
             self.announcer.close()
@@ -305,8 +313,8 @@ class ChatServer:
     def _ready(self, peer: Any, fd: int, mask: int) -> None:
         if peer is None:
             self._accept()
-        elif peer is IRC_LISTENER:
-            self._accept(irc=True)
+        elif peer in (IRC_LISTENER, IRC_TLS_LISTENER):
+            self._accept(irc=peer)
         elif isinstance(peer, Announcer):
             peer.readable()
         elif not isinstance(peer, Peer):
@@ -442,8 +450,8 @@ class ChatServer:
             return
         feed(data)
 
-    def _accept(self, irc: bool = False) -> None:
-        listener = self.irc_listener if irc else self.listener
+    def _accept(self, irc: str | None = None) -> None:
+        listener = self.irc_listeners[irc] if irc is not None else self.listener
         assert listener is not None
         hub = self.hub
         for _ in range(ACCEPT_BATCH):
@@ -466,22 +474,29 @@ class ChatServer:
             peer.decoder = FrameDecoder(self.config.max_frame)
             peer.events = selectors.EVENT_READ
             self.selector.register(sock, selectors.EVENT_READ, peer)
-            log.info("connection from %s%s", peer.host, " (IRC)" if irc else "")
-            if irc:  # the IRC port speaks IRC from the first byte (chat.irc)
+            log.info("connection from %s%s", peer.host, " (IRC)" if irc is not None else "")
+            if irc is not None:  # an IRC port speaks IRC from the first byte (chat.irc)
                 codec = IrcCodec(IRC_SERVER_NAME)
                 peer.codec = codec
                 peer.decoder = IrcDoor(peer, codec)
-                self._admit_now(peer)
+                if irc == IRC_TLS_LISTENER:
+                    peer.phase = SNIFF  # the TLS handshake first, then IRC inside it
+                else:
+                    self._admit_now(peer)
                 continue
             # Admission is checked at the first bytes, in the language they speak
             # (inside TLS once its handshake is done).
             peer.phase = SNIFF if self.tls is not None else FRESH
 
-    def _admit_now(self, peer: Peer) -> None:
+    def _admit_now(self, peer: Peer) -> bool:
+        """Refuse a connection from a banned address or one over its limit, in its
+        own language; whether it may stay."""
         refusal = self.hub.admission(peer)
         if refusal is not None:
             log.info("refused %s: %s", peer.host, refusal.message)
             self.hub.error(peer, refusal, None)
+            return False
+        return True
 
     # ------------------------------------------------------------ TLS
 
@@ -605,6 +620,8 @@ class ChatServer:
         """Tell the front door by the first bytes (JSON lines, or HTTP: the page and
         its WebSocket), then admit or refuse the connection in its own language.
         Returns whether its bytes are to be read as its door's input."""
+        if peer.door == "irc":  # an IRC port (after its TLS handshake): IRC it is
+            return self._admit_now(peer)
         if self.tls is None and data.startswith(TLS_HELLO):
             log.info("TLS client %s on the plain-text port: closed", peer.host)
             self.hub.lost(peer)  # a TLS client cannot read a plain-text error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 
 from chat.irc import split_line
@@ -11,8 +12,13 @@ DEFAULT_TIMEOUT = 5.0
 
 
 class IrcWire:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, tls: bool = False) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=DEFAULT_TIMEOUT)
+        if tls:  # the test checks the gateway, not the certificate
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            self.sock = ctx.wrap_socket(self.sock)
         self.buf = b""
         self.lines: list[str] = []
         self.eof = False

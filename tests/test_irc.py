@@ -137,3 +137,30 @@ def test_echo_message_only_for_those_who_ask(irc_server):
     quiet.send("PING :after")
     quiet.until("PONG")
     assert not any("also mine" in line for line in quiet.lines)
+
+
+def test_irc_over_tls_and_the_closing_line(tmp_path):
+    srv = launch(tmp_path / "ircs.db", "--tls", "--irc-tls-port", "0")
+    line = srv.proc.stdout.readline()
+    assert line.startswith("ircs listening on 127.0.0.1:")
+    irc = IrcWire(int(line.rsplit(":", 1)[1]), tls=True)
+    irc.register("secure")
+    irc.send("JOIN #general")
+    irc.until("366", "secure", "#general")
+    plain = connect(srv.port, "bob", tls=True)
+    plain.send(type="send", room="general", text="over TLS both ways")
+    assert irc.until("PRIVMSG", "#general")[-1] == "over TLS both ways"
+    assert srv.stop() == 0  # shutdown: a notice, then the closing line
+    assert "shutting down" in irc.until("NOTICE", "*")[-1]
+    irc.until("ERROR")
+
+
+def test_irc_tls_port_needs_tls(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import MAIN
+    result = subprocess.run([sys.executable, MAIN, "--server", "--headless", "--port", "0",
+                             "--irc-tls-port", "0", "--db", str(tmp_path / "x.db")],
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 1 and "--irc-tls-port needs TLS" in result.stderr
