@@ -208,7 +208,12 @@ class IrcCodec:
 
     def _error(self, frame: dict[str, Any], out: list[str]) -> None:
         code, message = frame.get("code", ""), frame.get("message", "")
-        _, target = self.asked.pop(str(frame.get("ref")), ("", "*"))
+        asked, target = self.asked.pop(str(frame.get("ref")), ("", "*"))
+        if asked in ("NAMES", "WHO"):  # of a channel that does not exist: an empty list
+            end = ("366", "End of /NAMES list.") if asked == "NAMES" else \
+                ("315", "End of /WHO list.")
+            self._numeric(out, end[0], target, end[1])
+            return
         numeric = NUMERIC_OF.get(code)
         if numeric is not None:
             self._numeric(out, numeric, target or "*", message)
@@ -363,7 +368,10 @@ class IrcDoor:
         self._register()
 
     def _cmd_ping(self, params: list[str]) -> None:
-        self._frame(type="ping", token=params[-1] if params else "")
+        if not params:
+            self._numeric("461", "PING", "Not enough parameters")
+            return
+        self._frame(type="ping", token=params[-1])
 
     def _cmd_pong(self, params: list[str]) -> None:
         self._frame(type="pong", token=params[-1] if params else "")

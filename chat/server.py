@@ -46,7 +46,6 @@ TLS_REQUIRED = ("This server speaks TLS only: turn on TLS in your client "
                 "(python main.py --client --tls).")
 IRC_LISTENER = "irc"  # the selector's data for the IRC listening sockets
 IRC_TLS_LISTENER = "ircs"
-IRC_SERVER_NAME = "lanchat"  # the source of the IRC server's own lines
 HTTPS_REQUIRED = "This chat server speaks TLS only: open its address with https:// instead."
 FRAMES_PER_PASS = 256  # frames handled per peer per pass; the rest wait their turn
 PASS_BUDGET_S = 0.05  # a pass takes no new frames after this long (timers, fairness)
@@ -123,6 +122,9 @@ class ChatServer:
         self.hub = Hub(config, self.store, clock)
         self.operator = Operator(self.hub)  # what the server window's controls call
         self.site = Site()  # the page, served on the chat port (chat.web)
+        # the IRC server's name in its own lines: --name, as one word of IRC
+        self.irc_name = "".join(c if c.isalnum() or c in ".-_" else "-"
+                                for c in config.name)[:63] or "lanchat"
         self.clock = clock
         self.selector = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
@@ -476,7 +478,7 @@ class ChatServer:
             self.selector.register(sock, selectors.EVENT_READ, peer)
             log.info("connection from %s%s", peer.host, " (IRC)" if irc is not None else "")
             if irc is not None:  # an IRC port speaks IRC from the first byte (chat.irc)
-                codec = IrcCodec(IRC_SERVER_NAME)
+                codec = IrcCodec(self.irc_name)
                 peer.codec = codec
                 peer.decoder = IrcDoor(peer, codec)
                 if irc == IRC_TLS_LISTENER:
