@@ -164,3 +164,33 @@ def test_irc_tls_port_needs_tls(tmp_path):
                              "--irc-tls-port", "0", "--db", str(tmp_path / "x.db")],
                             capture_output=True, text=True, timeout=20)
     assert result.returncode == 1 and "--irc-tls-port needs TLS" in result.stderr
+
+
+def test_a_broadcast_is_written_once_per_set_of_capabilities():
+    from chat.irc import IrcCodec
+    from chat.model import Peer, Room, TokenBucket
+
+    calls = []
+
+    class Counting(IrcCodec):
+        def wire(self, lines: bytes) -> bytes:
+            calls.append(self.caps)
+            return super().wire(lines)
+
+    room, dirty = Room("general", "general"), {}
+    members = []
+    for n, caps in enumerate([(), (), ("server-time",), ("server-time",), ()]):
+        peer = Peer(("127.0.0.1", n), 0.0, 0, TokenBucket(0, 1, 0.0),
+                    TokenBucket(0, 1, 0.0), dirty)
+        peer.nick = f"u{n}"
+        peer.codec = Counting("lanchat")
+        peer.codec.enable(frozenset(caps))
+        room.add(peer)
+        members.append(peer)
+    room.fresh.clear()
+    room.pending.append((b'{"type":"message","id":7,"ts":1,"room":"general","from":"x",'
+                         b'"text":"hi"}\n', None, None))
+    room.deliver()
+    assert sorted(map(sorted, calls)) == [[], ["server-time"]]  # twice, not five times
+    assert bytes(members[0].out) == bytes(members[4].out)
+    assert bytes(members[2].out).startswith(b"@time=")
