@@ -258,7 +258,7 @@ def send(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
 def part(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     room = member_room(hub, peer, req["room"])
     spend_change(hub, peer)
-    hub.leave(peer, room, "part", ref=ref)
+    hub.leave(peer, room, "part", req["message"], ref=ref)
     log.info("%s parted %s", peer.nick, room.name)
 
 

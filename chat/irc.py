@@ -27,7 +27,11 @@ from chat.protocol import CLOSED, NEED_DATA
 SERVER = "lanchat"  # the server's name in prefixes
 MAX_LINE = 8191 + 512  # IRCv3: tags up to 8191 bytes, then the 512-byte message
 MAX_ASKED = 256  # requests remembered for their answers, per connection
-CAPS = ("server-time", "message-tags", "echo-message")
+# multi-prefix and userhost-in-names: lanchat has no channel prefixes, and NAMES gives
+# full masks when asked
+CAPS = ("server-time", "message-tags", "echo-message", "multi-prefix", "userhost-in-names")
+MAX_BODY = 512  # RFC 1459: a line without its tags, CR-LF included
+TOO_LONG = b"\x00too long"  # in place of a line past MAX_LINE (it is dropped)
 ISUPPORT = ("CHANTYPES=# CASEMAPPING=ascii NICKLEN=24 CHANNELLEN=33 TOPICLEN=0 "
             "PREFIX=() CHANMODES=,,,nt MODES=0 SAFELIST")
 NUMERIC_OF = {  # protocol error codes as IRC numerics (the rest become NOTICEs)
@@ -141,6 +145,8 @@ class IrcCodec:
             self._numeric(out, "422", "MOTD File is missing")
 
     def _message(self, frame: dict[str, Any], out: list[str]) -> None:
+        if frame.get("history") and "server-time" not in self.caps:
+            return  # a replay without times would read as said now: modern clients ask
         sender = frame.get("from", "")
         if "ref" in frame:
             self.asked.pop(frame["ref"], None)  # answered: its echo
@@ -160,12 +166,14 @@ class IrcCodec:
         out.append(f"{self._tags(frame)}:{self._mask(frame['nick'])} JOIN #{frame['room']}")
 
     def _left(self, frame: dict[str, Any], out: list[str]) -> None:
-        reason = frame.get("message") or frame.get("reason", "")
+        reason = frame.get("message") or ("" if frame.get("reason") == "part"
+                                          else frame.get("reason", ""))
         if frame.get("reason") == "kicked":
             out.append(f":{self.server_name} KICK #{frame['room']} {frame['nick']} :{reason}")
             return
+        tail = f" :{reason}" if reason else ""
         out.append(f"{self._tags(frame)}:{self._mask(frame['nick'])} PART #{frame['room']}"
-                   f" :{reason}")
+                   f"{tail}")
 
     def _renamed(self, frame: dict[str, Any], out: list[str]) -> None:
         if frame["old"] == self.nick:
@@ -180,7 +188,9 @@ class IrcCodec:
                               f"0 {nick}")
             self._numeric(out, "315", room, "End of /WHO list.")
             return
-        names = " ".join(frame["users"])
+        users = frame["users"]
+        names = " ".join(self._mask(n) for n in users) if "userhost-in-names" in self.caps \
+            else " ".join(users)
         out.append(f":{self.server_name} 353 {self.nick} = {room} :{names}")
         self._numeric(out, "366", room, "End of /NAMES list.")
 
@@ -209,6 +219,11 @@ class IrcCodec:
     def _error(self, frame: dict[str, Any], out: list[str]) -> None:
         code, message = frame.get("code", ""), frame.get("message", "")
         asked, target = self.asked.pop(str(frame.get("ref")), ("", "*"))
+        if asked == "NOTICE":
+            return  # RFC 1459: a NOTICE is never answered, errors included
+        if asked == "PRIVMSG" and code == "not_in_room":
+            self._numeric(out, "404", target, message)  # cannot send to channel
+            return
         if asked in ("NAMES", "WHO"):  # of a channel that does not exist: an empty list
             end = ("366", "End of /NAMES list.") if asked == "NAMES" else \
                 ("315", "End of /WHO list.")
@@ -257,6 +272,8 @@ class IrcDoor:
                 continue
             if len(line) <= self.max_line:
                 self._lines.append(bytes(line).rstrip(b"\r"))
+            else:
+                self._lines.append(TOO_LONG)
         if len(self._buffer) > self.max_line:  # no end of line in sight: drop it
             self._buffer.clear()
             self._skipping = True
@@ -296,6 +313,10 @@ class IrcDoor:
 
     def _command(self, line: str) -> None:
         if not line.strip():
+            return
+        body = line.split(" ", 1)[1] if line.startswith("@") and " " in line else line
+        if line == TOO_LONG.decode() or len(body.encode("utf-8")) + 2 > MAX_BODY:
+            self._numeric("417", "Input line was too long")
             return
         _, _, command, params = split_line(line)
         handler = getattr(self, f"_cmd_{command.lower()}", None)
@@ -361,7 +382,7 @@ class IrcDoor:
         self._register()
 
     def _cmd_user(self, params: list[str]) -> None:
-        if len(params) < 4:
+        if len(params) < 4 or not params[3]:
             self._numeric("461", "USER", "Not enough parameters")
             return
         self.user = True
@@ -394,7 +415,11 @@ class IrcDoor:
             self._numeric("461", "PART", "Not enough parameters")
             return
         for name in params[0].split(","):
-            self._frame(type="part", room=name.lstrip("#"), ref=self._ref("PART", name))
+            part: dict[str, Any] = {"type": "part", "room": name.lstrip("#"),
+                                    "ref": self._ref("PART", name)}
+            if len(params) > 1 and params[1]:
+                part["message"] = params[1]
+            self._frames.append(part)
 
     def _cmd_privmsg(self, params: list[str], notice: bool = False) -> None:
         if len(params) < 2 or not params[1]:
@@ -403,7 +428,7 @@ class IrcDoor:
             return
         target, text = params[0], params[1]
         frame: dict[str, Any] = {"type": "send", "text": text,
-                                 "ref": self._ref("PRIVMSG", target)}
+                                 "ref": self._ref("NOTICE" if notice else "PRIVMSG", target)}
         if text.startswith("\x01ACTION ") and text.endswith("\x01"):
             frame["text"], frame["action"] = text[8:-1], True
         elif text.startswith("\x01"):

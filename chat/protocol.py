@@ -313,6 +313,14 @@ def _parse_room_only(frame: dict[str, Any], max_text: int) -> Request:
     return {"room": _room(frame)}
 
 
+def _parse_part(frame: dict[str, Any], max_text: int) -> Request:
+    # `message` (docs/protocol.md): a parting word, shown on the `left` the others see.
+    message = _field(frame, "message", str, required=False)
+    if message is not None:
+        check_text(message, max_text)
+    return {"room": _room(frame), "message": message}
+
+
 def _parse_nick(frame: dict[str, Any], max_text: int) -> Request:
     nick_password = _field(frame, "nick_password", str, required=False)
     return {"nick": _nick(frame), "nick_password": nick_password}
@@ -401,7 +409,7 @@ PARSERS: dict[str, Callable[[dict[str, Any], int], Request]] = {
     "hello": _parse_hello,
     "send": _parse_send,
     "join": _parse_room_only,
-    "part": _parse_room_only,
+    "part": _parse_part,
     "nick": _parse_nick,
     "who": _parse_room_only,
     "rooms": _parse_rooms,

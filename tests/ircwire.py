@@ -20,7 +20,8 @@ class IrcWire:
             ctx.verify_mode = ssl.CERT_NONE
             self.sock = ctx.wrap_socket(self.sock)
         self.buf = b""
-        self.lines: list[str] = []
+        self.lines: list[str] = []  # received, not yet looked at
+        self.seen: list[str] = []  # every line looked at (and skipped) by until
         self.eof = False
 
     def send(self, *lines: str) -> None:
@@ -52,6 +53,7 @@ class IrcWire:
         while True:
             while self.lines:
                 line = self.lines.pop(0)
+                self.seen.append(line)
                 tags, source, cmd, args = split_line(line)
                 if cmd == command and args[:len(params)] == list(params):
                     return [line, source or "", *args]

@@ -96,7 +96,7 @@ def test_errors_are_numerics_and_nothing_else_breaks(irc_server):
     taken.send("PRIVMSG nobody :hi")
     assert taken.until("401", "bobby")[3] == "nobody"
     taken.send("PRIVMSG #nowhere :hi")
-    assert taken.until("442", "bobby")[3] == "#nowhere"
+    assert taken.until("404", "bobby")[3] == "#nowhere"  # cannot send to channel
     taken.send("FROBNICATE")
     assert taken.until("421", "bobby")[3] == "FROBNICATE"
     bob.send(type="send", room="general", text="still fine", ref="s")
@@ -136,7 +136,7 @@ def test_echo_message_only_for_those_who_ask(irc_server):
     assert echoed.until("PRIVMSG", "#general")[-1] == "also mine"
     quiet.send("PING :after")
     quiet.until("PONG")
-    assert not any("also mine" in line for line in quiet.lines)
+    assert not any("also mine" in line for line in quiet.seen)
 
 
 def test_irc_over_tls_and_the_closing_line(tmp_path):
@@ -194,3 +194,36 @@ def test_a_broadcast_is_written_once_per_set_of_capabilities():
     assert sorted(map(sorted, calls)) == [[], ["server-time"]]  # twice, not five times
     assert bytes(members[0].out) == bytes(members[4].out)
     assert bytes(members[2].out).startswith(b"@time=")
+
+
+def test_part_messages_long_lines_and_notices_that_are_never_answered(irc_server):
+    irc = IrcWire(irc_server.irc_port)
+    irc.register("ada")
+    irc.send("JOIN #general")
+    irc.until("366", "ada", "#general")
+    bob = connect(irc_server.port, "bob")
+    irc.send("PART #general :bye everyone")
+    assert irc.until("PART", "#general")[-1] == "bye everyone"
+    left = bob.until("left", nick="ada")
+    assert (left["reason"], left["message"]) == ("part", "bye everyone")
+    irc.send("PRIVMSG #general :" + "x" * 600)
+    irc.until("417", "ada")  # input line too long: nothing sent
+    irc.send("NOTICE nobody :hello?", "NOTICE #nowhere :hello?", "PING :end")
+    irc.until("PONG")
+    assert not any(" 401 " in line or " 404 " in line for line in irc.seen)
+    bob.send(type="part", room="general", message="x\u0000")  # the part word is text
+    assert bob.error("bad_text")
+
+
+def test_history_on_join_for_clients_that_can_show_its_time(irc_server):
+    bob = connect(irc_server.port, "bob")
+    bob.send(type="send", room="general", text="said before", ref="1")
+    bob.until("message", ref="1")
+    timed, plain = IrcWire(irc_server.irc_port), IrcWire(irc_server.irc_port)
+    timed.register("timed", "server-time")
+    plain.register("plain")
+    for irc, nick in ((timed, "timed"), (plain, "plain")):
+        irc.send("JOIN #general", "PING :joined")
+        irc.until("PONG")
+    assert any("said before" in line and line.startswith("@time=") for line in timed.seen)
+    assert not any("said before" in line for line in plain.seen)
