@@ -222,7 +222,7 @@ def test_history_on_join_for_clients_that_can_show_its_time(irc_server):
     timed, plain = IrcWire(irc_server.irc_port), IrcWire(irc_server.irc_port)
     timed.register("timed", "server-time")
     plain.register("plain")
-    for irc, nick in ((timed, "timed"), (plain, "plain")):
+    for irc in (timed, plain):
         irc.send("JOIN #general", "PING :joined")
         irc.until("PONG")
     assert any("said before" in line and line.startswith("@time=") for line in timed.seen)
