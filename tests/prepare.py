@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # (command the tests run, the Debian/Ubuntu package that provides it)
 TOOLS = [("Xvfb", "xvfb"), ("xdotool", "xdotool"),
          ("chromium", "chromium"), ("chromedriver", "chromium-driver"),  # the page's tests
-         ("ip", "iproute2")]  # discovery tests: network namespaces of their own
+         ("ip", "iproute2"),  # discovery tests: network namespaces of their own
+         ("irssi", "irssi"), ("tmux", "tmux")]  # a real IRC client, driven in tmux
 SYSTEM_PYTHON = ("/usr/bin/python3",)  # Debian's python3-tk only serves its own Python
 
 

@@ -227,3 +227,45 @@ def test_history_on_join_for_clients_that_can_show_its_time(irc_server):
         irc.until("PONG")
     assert any("said before" in line and line.startswith("@time=") for line in timed.seen)
     assert not any("said before" in line for line in plain.seen)
+
+
+def test_irssi_in_tmux_joins_sees_history_and_talks(irc_server, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import time
+
+    if not (shutil.which("irssi") and shutil.which("tmux")):
+        pytest.skip("needs irssi and tmux (python tests/prepare.py installs them)")
+    bob = connect(irc_server.port, "bob")
+    bob.send(type="send", room="general", text="said before irssi came", ref="h")
+    bob.until("message", ref="h")
+    home = tmp_path / "home"
+    home.mkdir()
+    session = f"lanchat{os.getpid()}"
+    tmux = ["tmux", "-L", session]  # a tmux server of the test's own
+
+    def screen() -> str:
+        return subprocess.run([*tmux, "capture-pane", "-p", "-t", session],
+                              capture_output=True, text=True).stdout
+
+    def until(text: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in screen():
+            assert time.monotonic() < deadline, f"irssi never showed {text!r}:\n{screen()}"
+            time.sleep(0.1)  # polling the screen, each look bounded by the deadline
+
+    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "160", "-y", "40",
+                    f"HOME={home} TERM=xterm irssi --home={home}/.irssi -n ircuser "
+                    f"-c 127.0.0.1 -p {irc_server.irc_port}"], check=True)
+    try:
+        until("Welcome to")
+        subprocess.run([*tmux, "send-keys", "-t", session, "/join #general", "Enter"])
+        until("has joined #general")
+        until("said before irssi came")  # the history, shown on joining
+        bob.send(type="send", room="general", text="hello irssi user")
+        until("hello irssi user")
+        subprocess.run([*tmux, "send-keys", "-t", session, "hello from irssi", "Enter"])
+        assert bob.until("message", text="hello from irssi")["from"] == "ircuser"
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
