@@ -23,6 +23,7 @@ RECV_SIZE = 1 << 18
 TEXT = "x" * 40  # with the frame's fields, a message is ~110 bytes on the wire
 _STAMP = re.compile(rb'"text": ?"t(\d+) ')
 WS_MARK = b'{"type"'  # how every frame the server sends starts (one per WebSocket message)
+IRC_MARK = b" PRIVMSG "  # a message delivered to an IRC client
 
 
 def ws_frames(lines: bytes) -> bytes:
@@ -69,6 +70,7 @@ class Conn:
     sent: int = 0
     ready: bool = False
     tail: bytes = b""
+    ack: bytes = b'"ref"'  # what marks the sender's own copy of its message
     out: bytearray = field(default_factory=bytearray)
     latencies: list = field(default_factory=list)
 
@@ -87,10 +89,11 @@ class Load:
     """N clients of one server; some of them send."""
 
     def __init__(self, port: int, host: str = HOST, *, tls: bool = False,
-                 websocket: bool = False) -> None:
+                 websocket: bool = False, irc: bool = False) -> None:
         self.addr = (host, port)
         self.websocket = websocket  # every client over /ws instead of JSON lines
-        self.mark = WS_MARK if websocket else b"\n"
+        self.irc = irc  # every client speaks IRC (the server's --irc-port)
+        self.mark = WS_MARK if websocket else IRC_MARK if irc else b"\n"
         self.tls: ssl.SSLContext | None = None
         if tls:  # the bench measures the server: no certificate check
             self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -124,8 +127,14 @@ class Load:
                 nick = f"{prefix}{len(self.conns)}"
                 hello = b'{"type":"hello","nick":"%s","proto":1,"rooms":[%s]%s}\n' % (
                     nick.encode(), room_list, extra)
-                sock.send(self.frame(hello))
-                conn = Conn(sock, nick, tail=early)
+                if self.irc:  # echo-message: a sender sees its own message (its ack)
+                    joins = "".join(f"JOIN #{r}\r\n" for r in rooms)
+                    sock.send(f"CAP REQ :echo-message\r\nNICK {nick}\r\nUSER {nick} 0 * "
+                              f":{nick}\r\nCAP END\r\n{joins}".encode())
+                else:
+                    sock.send(self.frame(hello))
+                conn = Conn(sock, nick, tail=early,
+                            ack=b":%s!" % nick.encode() if self.irc else b'"ref"')
                 self.conns.append(conn)
                 self.sel.register(sock, selectors.EVENT_READ, conn)
                 pending.append(conn)
@@ -138,9 +147,11 @@ class Load:
         """Client frames (JSON lines) as this load's clients send them."""
         return ws_frames(lines) if self.websocket else lines
 
-    @staticmethod
-    def _registered(conn: Conn, ends_needed: int) -> bool:
-        if not conn.ready:
+    def _registered(self, conn: Conn, ends_needed: int) -> bool:
+        if not conn.ready and self.irc:
+            if conn.tail.count(b" 366 ") >= ends_needed:  # end of NAMES: joined
+                conn.ready, conn.tail = True, b""
+        elif not conn.ready:
             text = conn.tail
             if b'"welcome"' in text and text.count(b'"history_end"') >= ends_needed:
                 conn.ready = True
@@ -179,7 +190,7 @@ class Load:
                 n = both.count(self.mark) - conn.tail.count(self.mark)
             conn.lines += n
             got += n
-            conn.acks += both.count(b'"ref"') - conn.tail.count(b'"ref"')
+            conn.acks += both.count(conn.ack) - conn.tail.count(conn.ack)
             conn.tail = data[-8:]
             if track:
                 conn.latencies.extend(now - int(t) for t in _STAMP.findall(data))
@@ -204,6 +215,8 @@ class Load:
         talkers = self.conns[:senders]
         frame = self.frame(b'{"type":"send","room":"general","text":"%s","ref":"r"}\n'
                            % TEXT.encode())
+        if self.irc:
+            frame = b"PRIVMSG #general :%s\r\n" % TEXT.encode()
         self.reset_counts()
         start = time.monotonic()
         end = start + seconds
