@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from chat.model import Peer
@@ -241,8 +240,7 @@ class IrcCodec:
 class IrcDoor:
     """IRC lines in, protocol frames out (``next_event``, as ``FrameDecoder``)."""
 
-    def __init__(self, peer: Peer, codec: IrcCodec, max_line: int = MAX_LINE,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, peer: Peer, codec: IrcCodec, max_line: int = MAX_LINE) -> None:
         self.peer = peer
         self.codec = codec
         self.max_line = max_line

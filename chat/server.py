@@ -631,12 +631,7 @@ class ChatServer:
         if looks_like_http(data):
             peer.decoder = WebDoor(peer, self.site, self.config.max_frame, self.clock)
             peer.codec = HTTP_REFUSAL  # until it is a WebSocket, errors are statuses
-        refusal = self.hub.admission(peer)
-        if refusal is not None:
-            log.info("refused %s: %s", peer.host, refusal.message)
-            self.hub.error(peer, refusal, None)
-            return False
-        return True
+        return self._admit_now(peer)
 
     def _handle_frames(self, peer: Peer) -> None:
         """Up to ``FRAMES_PER_PASS`` of ``peer``'s frames, while the pass has time

@@ -2,53 +2,32 @@
 
 from __future__ import annotations
 
-import socket
-import ssl
 import time
 
 from chat.irc import split_line
+from tests.wire import DEFAULT_TIMEOUT, Wire
 
-DEFAULT_TIMEOUT = 5.0
 
+class IrcWire(Wire):
+    """``Wire``'s connection and reading, with IRC lines instead of JSON frames."""
 
-class IrcWire:
     def __init__(self, port: int, tls: bool = False) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=DEFAULT_TIMEOUT)
-        if tls:  # the test checks the gateway, not the certificate
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            self.sock = ctx.wrap_socket(self.sock)
-        self.buf = b""
+        super().__init__(port, tls=tls)  # the test checks the gateway, not the certificate
         self.lines: list[str] = []  # received, not yet looked at
         self.seen: list[str] = []  # every line looked at (and skipped) by until
-        self.eof = False
 
     def send(self, *lines: str) -> None:
         self.sock.sendall("".join(f"{line}\r\n" for line in lines).encode())
 
-    def _fill(self, deadline: float) -> bool:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or self.eof:
-            return False
-        self.sock.settimeout(remaining)
-        try:
-            data = self.sock.recv(65536)
-        except TimeoutError:
-            return False
-        except ConnectionResetError:
-            data = b""
-        if not data:
-            self.eof = True
-            return False
+    def _take(self, data: bytes) -> None:
         self.buf += data
         *lines, self.buf = self.buf.split(b"\r\n")
         self.lines.extend(line.decode() for line in lines)
-        return True
 
-    def until(self, command: str, *params: str, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
-        """Skip lines until one with ``command`` whose first params match; return its
-        (tags, source, command, params) split, as params list with source first."""
+    def until(self, command: str, *params: str,
+              timeout: float = DEFAULT_TIMEOUT) -> list[str]:
+        """Skip lines until one with ``command`` whose first params match; return
+        [the whole line, its source, its params...]."""
         deadline = time.monotonic() + timeout
         while True:
             while self.lines:
@@ -69,5 +48,3 @@ class IrcWire:
             self.send(f"NICK {nick}", f"USER {nick} 0 * :{nick}")
         self.until("001", nick)
 
-    def close(self) -> None:
-        self.sock.close()

@@ -19,6 +19,15 @@ def irc_server(tmp_path):
     assert srv.stop() == 0
 
 
+def joined(port: int, nick: str, caps: str = "") -> IrcWire:
+    """An IRC client registered and in #general."""
+    irc = IrcWire(port)
+    irc.register(nick, caps)
+    irc.send("JOIN #general")
+    irc.until("366", nick, "#general")
+    return irc
+
+
 def test_registration_with_caps_isupport_and_motd(irc_server):
     irc = IrcWire(irc_server.irc_port)
     irc.send("CAP LS 302")
@@ -104,10 +113,7 @@ def test_errors_are_numerics_and_nothing_else_breaks(irc_server):
 
 
 def test_nick_part_quit_reach_json_clients(irc_server):
-    irc = IrcWire(irc_server.irc_port)
-    irc.register("ada")
-    irc.send("JOIN #general")
-    irc.until("366", "ada", "#general")
+    irc = joined(irc_server.irc_port, "ada")
     bob = connect(irc_server.port, "bob")
     irc.send("NICK adele")
     assert irc.until("NICK")[-1] == "adele"
@@ -197,10 +203,7 @@ def test_a_broadcast_is_written_once_per_set_of_capabilities():
 
 
 def test_part_messages_long_lines_and_notices_that_are_never_answered(irc_server):
-    irc = IrcWire(irc_server.irc_port)
-    irc.register("ada")
-    irc.send("JOIN #general")
-    irc.until("366", "ada", "#general")
+    irc = joined(irc_server.irc_port, "ada")
     bob = connect(irc_server.port, "bob")
     irc.send("PART #general :bye everyone")
     assert irc.until("PART", "#general")[-1] == "bye everyone"
