@@ -31,10 +31,12 @@ from chat.hub import STORE_FAILED
 from chat.model import Peer, Room
 from chat.protocol import check_ref, encode, name_key, parse_request
 from chat.search import Scope, TooBroad, parse_query, snippet
+from chat.store import ACTION, NOTICE
 
 if TYPE_CHECKING:
     from chat.hub import Hub
 
+WHOIS_ROOMS = 100  # rooms a `whois` answer lists (docs/protocol.md)
 REPLAY_DEFAULT = 50  # PROTOCOL.md: latest 50 on join without `since`
 BEFORE_HELLO = frozenset({"hello", "ping", "bye"})  # PROTOCOL.md, Session 3
 
@@ -99,14 +101,15 @@ def answer_budget(hub: Hub, peer: Peer) -> tuple[int, int]:
 
 
 def history_bytes(hub: Hub, room: Room, *, after: int, before: int | None, limit: int,
-                  budget: int) -> tuple[bytes, bool]:
-    """The newest ``limit`` messages with ``after < id < before`` as history frames,
-    oldest first, within ``budget`` bytes; and whether older matching ones were left
-    out. Rows are read newest first and reading stops at the budget."""
+                  budget: int, oldest: bool = False) -> tuple[bytes, bool]:
+    """The newest (``oldest``: the oldest) ``limit`` messages with ``after < id <
+    before`` as history frames, oldest first, within ``budget`` bytes; and whether
+    matching ones were left out. Rows are read from the chosen end and reading stops
+    at the budget."""
     frames: list[bytes] = []
     size, more = 0, False
     with closing(hub.store.newest(room.key, after=after, before=before,
-                                  limit=limit + 1)) as rows:
+                                  limit=limit + 1, oldest=oldest)) as rows:
         for count, row in enumerate(rows):
             if count == limit:
                 more = True
@@ -114,8 +117,10 @@ def history_bytes(hub: Hub, room: Room, *, after: int, before: int | None, limit
             frame: dict[str, Any] = {"type": "message", "id": row.id, "ts": row.ts,
                                      "room": room.name, "from": row.sender,
                                      "text": row.text}
-            if row.action:
+            if row.kind == ACTION:
                 frame["action"] = True
+            elif row.kind == NOTICE:
+                frame["notice"] = True
             if row.file is not None:
                 frame["file"] = json.loads(row.file)
             frame["history"] = True
@@ -125,7 +130,8 @@ def history_bytes(hub: Hub, room: Room, *, after: int, before: int | None, limit
                 more = True
                 break
             frames.append(data)
-    frames.reverse()
+    if not oldest:
+        frames.reverse()
     return b"".join(frames), more
 
 
@@ -147,8 +153,13 @@ def replay(hub: Hub, peer: Peer, room: Room, ref: str | None, *, after: int,
                                         limit=limit, budget=budget)
             if budget == most:
                 hub.keep_replay(room, key, chunk, more)
-        if chunk:
-            hub.to_peer(peer, chunk)
+    history_end(hub, peer, room, ref, chunk, more)
+
+
+def history_end(hub: Hub, peer: Peer, room: Room, ref: str | None, chunk: bytes,
+                more: bool) -> None:
+    if chunk:
+        hub.to_peer(peer, chunk)
     end: dict[str, Any] = {"type": "history_end", "room": room.name}
     if more:
         end["more"] = True
@@ -221,8 +232,11 @@ def hello(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     if log.isEnabledFor(logging.INFO):
         door = " (web)" if peer.door == "web" else ""
         log.info("%s registered from %s%s", peer.nick, peer.host, door)
-    reply(hub, peer, {"type": "welcome", "nick": peer.nick, "server": cfg.name,
-                      "motd": cfg.motd, "limits": cfg.limits()}, ref)
+    welcome: dict[str, Any] = {"type": "welcome", "nick": peer.nick, "server": cfg.name,
+                               "motd": cfg.motd, "limits": cfg.limits()}
+    if key in peer.accounts:
+        welcome["account"] = True  # signed in to its nickname's account (docs/protocol.md)
+    reply(hub, peer, welcome, ref)
     for name in req["rooms"]:
         join(hub, peer, name, ref, req["since"])
 
@@ -238,13 +252,12 @@ def send(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     if req["room"] is not None:
         room = member_room(hub, peer, req["room"])
     else:
-        target = hub.users.get(name_key(req["to"]))
-        if target is None:
-            raise ProtocolError("no_such_user", f"Nobody named '{req['to']}' is online.")
+        target = online(hub, req["to"])
     if not peer.bucket.take(hub.clock()):
         raise ProtocolError("rate_limited", "You are sending too fast; slow down.")
     try:
-        hub.post(peer, req["text"], req["action"], ref, room=room, target=target)
+        hub.post(peer, req["text"], req["action"], ref, room=room, target=target,
+                 notice=req["notice"], tags=req["tags"])
     except BaseException:
         peer.bucket.refund()  # refused: it costs no token
         raise
@@ -300,7 +313,67 @@ def rooms(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
 
 def history(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     room = member_room(hub, peer, req["room"])
-    replay(hub, peer, room, ref, after=0, before=req["before"], limit=req["limit"])
+    store, limit = hub.store, req["limit"]
+    before, after = req["before"], req["after"] or 0
+    if req["before_ts"] is not None:  # times become ids (Store.id_at: a few lookups)
+        first = store.id_at(req["before_ts"])
+        before = first if before is None else min(before, first)
+    if req["after_ts"] is not None:
+        after = max(after, store.id_at(req["after_ts"] + 1) - 1)
+    around = req["around"]
+    if req["around_ts"] is not None:
+        around = store.id_at(req["around_ts"])
+    if around is None and not req["oldest"]:
+        replay(hub, peer, room, ref, after=after, before=before, limit=limit)
+        return
+    budget, _ = answer_budget(hub, peer)
+    if around is None:
+        chunk, more = history_bytes(hub, room, after=after, before=before, limit=limit,
+                                    budget=budget, oldest=True)
+    else:  # the message at `around` (or the first after it), half the rest before it
+        older, more = history_bytes(hub, room, after=0, before=around,
+                                    limit=(limit - 1) // 2, budget=budget) \
+            if limit > 1 else (b"", False)
+        newer, more_newer = history_bytes(
+            hub, room, after=around - 1, before=None, limit=limit - older.count(b"\n"),
+            budget=budget - len(older), oldest=True)
+        chunk, more = older + newer, more or more_newer
+    history_end(hub, peer, room, ref, chunk, more)
+
+
+def tagmsg(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+    room = target = None
+    if req["room"] is not None:
+        room = member_room(hub, peer, req["room"])
+    else:
+        target = online(hub, req["to"])
+    if not peer.bucket.take(hub.clock()):
+        raise ProtocolError("rate_limited", "You are sending too fast; slow down.")
+    hub.relay_tags(peer, req["tags"], ref, room=room, target=target)
+
+
+def online(hub: Hub, nick: str) -> Peer:
+    target = hub.users.get(name_key(nick))
+    if target is None:
+        raise ProtocolError("no_such_user", f"Nobody named '{nick}' is online.")
+    return target
+
+
+def whois(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+    who = online(hub, req["nick"])
+    rooms = [r.name for r in list(who.rooms.values())[:WHOIS_ROOMS]]
+    frame: dict[str, Any] = {"type": "whois", "nick": who.nick, "rooms": rooms,
+                             "since": who.connected_ts, "door": who.door,
+                             "account": who.key in who.accounts}
+    if len(who.rooms) > WHOIS_ROOMS:
+        frame["more"] = True
+    reply(hub, peer, frame, ref)
+
+
+def ison(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+    users = hub.users
+    found = [users[k].nick for k in (name_key(n) for n in req["nicks"]) if k in users]
+    reply(hub, peer, {"type": "ison", "nicks": found}, ref)
 
 
 def typing(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
@@ -365,8 +438,10 @@ def search(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
             found["room"] = room.name if room is not None else room_key
         else:
             found["to"] = recipient
-        if action:
+        if action == ACTION:
             found["action"] = True
+        elif action == NOTICE:
+            found["notice"] = True
         results.append(found)
     reply(hub, peer, {"type": "search_results", "query": req["query"], "results": results,
                       "more": more}, ref)
@@ -460,4 +535,5 @@ HANDLERS: dict[str, Handler] = {
     "who": who, "rooms": rooms, "history": history, "typing": typing, "ping": ping,
     "pong": pong, "bye": bye, "register": register, "unregister": unregister,
     "search": search, "upload": upload, "chunk": chunk, "download": download,
+    "tagmsg": tagmsg, "whois": whois, "ison": ison,
 }

@@ -30,9 +30,9 @@ from chat.config import ServerConfig
 from chat.errors import ProtocolError, StoreError
 from chat.files import PUMP_BYTES, Download, Files, chunk_size
 from chat.gate import Gate
-from chat.model import SNIFF, Peer, Room, TokenBucket, share
+from chat.model import SNIFF, WIRED, Peer, Room, TokenBucket, share
 from chat.protocol import encode
-from chat.store import Store
+from chat.store import ACTION, NOTICE, PLAIN, Store
 
 MAX_ERRORS_IN_ROW = 20  # PROTOCOL.md: more than 20 error frames in a row closes
 CLOSE_FLUSH_SECONDS = 3.0  # how long a closing peer may take to read its last output
@@ -76,6 +76,7 @@ class Hub:
         self._staged: list[tuple[int, Peer | None, str | None]] = []  # uncommitted
         self._batch: Room | None = None  # the room whose broadcasts are being gathered
         self._ping_seq = 0
+        self._tag_seq = 0
         self._next_index = 0.0
         self._files: Files | None = None  # opened at the first file request
         self.hashing: dict[Peer, None] = {}  # peers with an upload being rehashed (resume)
@@ -131,6 +132,7 @@ class Hub:
             self.write_failed(exc)
             return False
         self._staged.clear()
+        WIRED.clear()
         if self.storage_problem is not None and wrote:
             log.warning("storage works again: messages are stored and delivered")
             self.storage_problem = None
@@ -156,6 +158,7 @@ class Hub:
         for peer, mark in self.dirty.items():
             if len(peer.out) > mark:
                 peer.out[mark:] = self._without(peer, bytes(peer.out[mark:]), failed, exc)
+        WIRED.clear()
         for sender, _ in failed.values():
             self.messages -= 1
             if sender is not None:
@@ -199,25 +202,28 @@ class Hub:
 
     def post(self, sender: Peer | None, text: str, action: bool, ref: str | None, *,
              room: Room | None = None, target: Peer | None = None,
-             file: dict[str, Any] | None = None) -> int:
+             file: dict[str, Any] | None = None, notice: bool = False,
+             tags: dict[str, str] | None = None) -> int:
         """Store a message (to a room, or to ``target``) and queue it for everyone
         who gets it; the sender's copy carries ``ref``. ``sender`` None is the
         operator, speaking as `server`. Returns its id; ``StoreError`` when the store
-        cannot take it (nothing changed then)."""
+        cannot take it (nothing changed then). A ``notice`` is stored as one; client
+        ``tags`` are relayed with it, not stored (docs/protocol.md)."""
         nick = sender.nick if sender is not None else "server"
+        kind = NOTICE if notice else ACTION if action else PLAIN
         assert nick is not None
         ts = self.now_ms()
         stored_file = json.dumps(file, separators=(",", ":")) if file is not None else None
         if room is not None:
             msg_id = self.store.add(ts, nick, text, room_key=room.key,
-                                    room_name=room.name, action=action, file=stored_file)
+                                    room_name=room.name, kind=kind, file=stored_file)
             room.has_history = True
             self.replays.pop(room.key, None)  # the room's history changed
             frame: dict[str, Any] = {"type": "message", "id": msg_id, "ts": ts,
                                      "room": room.name, "from": nick, "text": text}
         else:
             assert target is not None and target.nick is not None
-            msg_id = self.store.add(ts, nick, text, recipient=target.nick, action=action,
+            msg_id = self.store.add(ts, nick, text, recipient=target.nick, kind=kind,
                                     file=stored_file)
             target.dms.append(msg_id)  # theirs to search (chat.search), this connection
             if sender is not None and sender is not target:
@@ -227,8 +233,12 @@ class Hub:
         self._staged.append((msg_id, sender, ref))
         if action:
             frame["action"] = True
+        elif notice:
+            frame["notice"] = True
         if file is not None:
             frame["file"] = file
+        if tags:
+            frame["tags"] = tags
         data = encode(frame)
         echo = data if ref is None else encode({**frame, "ref": ref})
         if room is not None:
@@ -242,6 +252,27 @@ class Hub:
             sender.sent += 1
         self.messages += 1
         return msg_id
+
+    def relay_tags(self, sender: Peer, tags: dict[str, str], ref: str | None, *,
+                   room: Room | None = None, target: Peer | None = None) -> None:
+        """Client tags without a text (docs/protocol.md, "Client tags"): never
+        stored, and sent only to connections that take them (``Peer.wants_tags``);
+        the sender gets its copy with ``ref``."""
+        self._tag_seq += 1
+        frame: dict[str, Any] = {"type": "tagmsg", "tag_id": f"t{self._tag_seq}",
+                                 "ts": self.now_ms(), "from": sender.nick, "tags": tags}
+        if room is not None:
+            frame["room"] = room.name
+            members: Any = room.members
+        else:
+            assert target is not None
+            frame["to"] = target.nick
+            members = (target,)
+        self.cost += len(members)
+        data = encode(frame)
+        self.deliver()  # what rooms were told so far goes first
+        share([m for m in members if m.wants_tags and m is not sender], data)
+        sender.queue(data if ref is None else encode({**frame, "ref": ref}))
 
     def replay(self, room: Room, key: tuple[int, int | None, int, int]
                ) -> tuple[bytes, bool] | None:

@@ -2,48 +2,82 @@
 
 ``IrcDoor`` reads IRC lines and gives the hub protocol frames (``PRIVMSG #general``
 is a `send` to `general`); what IRC asks that the protocol has no frame for (CAP,
-USER, MODE and TOPIC queries, AWAY) it answers itself. ``IrcCodec`` writes the hub's
-frames as IRC lines. Codecs of connections that negotiated the same capabilities
-share their broadcast bytes (``share_key``): a room's batch is written once per set
-of capabilities, not per member; numerics, which name their recipient, are written
-per connection.
+USER, MODE and TOPIC queries, AWAY, SASL's exchange) it answers itself, through the
+hub's output (``say``) so that its answers keep their place among the hub's.
+``IrcCodec`` writes the hub's frames as IRC lines. Codecs of connections that
+negotiated the same capabilities share their broadcast bytes (``share_key``): a
+room's batch is written once per set of capabilities, not per member; what names its
+recipient (numerics, answers, labels) is written per connection.
 
-This is the core of the gateway: registration with CAP (server-time, message-tags,
-echo-message), JOIN, PART, PRIVMSG/NOTICE (with CTCP ACTION), NICK, NAMES, WHO,
-LIST, TOPIC and MODE queries, PING/PONG, AWAY, QUIT.
+Requests and their answers are tied by ``ref``: each frame the door makes carries a
+ref that ``IrcCodec.asked`` maps to the IRC command (and its label, when the client
+uses labeled-response), so an answer or an error comes back as that command's
+numerics. IRCv3: server-time, message-tags (client tags relayed, msgid = the message
+id), echo-message, batch, labeled-response, draft/chathistory backed by the store,
+SASL PLAIN for nickname accounts, multi-prefix, userhost-in-names.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import calendar
 import json
+import re
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
-from chat.model import Peer
-from chat.protocol import CLOSED, NEED_DATA
+from chat.model import WIRED, Peer
+from chat.protocol import CLOSED, NEED_DATA, TAG_KEY, encode, tag_escape
 
 SERVER = "lanchat"  # the server's name in prefixes
-MAX_LINE = 8191 + 512  # IRCv3: tags up to 8191 bytes, then the 512-byte message
+MAX_TAG_DATA = 4096  # IRCv3 message-tags: a client's tags, '@' and ' ' included
+MAX_LINE = 8191 + 512  # tags up to 8191 bytes (the server's share too), then the message
 MAX_ASKED = 256  # requests remembered for their answers, per connection
+MAX_BODY = 512  # RFC 1459: a line without its tags, CR-LF included
+MAX_TARGETS = 4  # PRIVMSG/NOTICE/TAGMSG targets in one command (TARGMAX)
+MAX_SASL = 1200  # bytes of a SASL response (sent in 400-byte pieces)
+HISTORY_MAX = 200  # PROTOCOL.md: the most a `history` request returns (CHATHISTORY=)
+TOO_LONG = b"\x00too long"  # in place of a line past MAX_LINE (it is dropped)
 # multi-prefix and userhost-in-names: lanchat has no channel prefixes, and NAMES gives
 # full masks when asked
-CAPS = ("server-time", "message-tags", "echo-message", "multi-prefix", "userhost-in-names")
-MAX_BODY = 512  # RFC 1459: a line without its tags, CR-LF included
-TOO_LONG = b"\x00too long"  # in place of a line past MAX_LINE (it is dropped)
+CAPS = ("server-time", "message-tags", "echo-message", "batch", "labeled-response",
+        "draft/chathistory", "sasl", "multi-prefix", "userhost-in-names")
+CAP_VALUES = {"sasl": "PLAIN"}  # shown to clients that speak CAP 302
 ISUPPORT = ("CHANTYPES=# CASEMAPPING=ascii NICKLEN=24 CHANNELLEN=33 TOPICLEN=0 "
-            "PREFIX=() CHANMODES=,,,nt MODES=0 SAFELIST")
+            "PREFIX=() CHANMODES=,,,nt MODES=0 SAFELIST "
+            f"TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},TAGMSG:{MAX_TARGETS},"
+            "JOIN:,PART:,NAMES:,WHOIS:1 "
+            f"CHATHISTORY={HISTORY_MAX} MSGREFTYPES=msgid,timestamp")
 NUMERIC_OF = {  # protocol error codes as IRC numerics (the rest become NOTICEs)
     "nick_taken": "433", "bad_nick": "432", "nick_registered": "433",
     "not_in_room": "442", "no_such_user": "401", "bad_room": "403",
     "not_registered": "451", "auth_failed": "464", "banned": "465",
     "already_registered": "462",
 }
+# Which answer ends each command (an error ends any): what labeled-response waits for.
+ENDS = {
+    "JOIN": "history_end", "CHATHISTORY": "history_end", "PART": "left",
+    "PRIVMSG": "message", "NOTICE": "message", "TAGMSG": "tagmsg", "NAMES": "users",
+    "WHO": "users", "LIST": "rooms", "NICK": "renamed", "REGISTER": "welcome",
+    "SASL": "welcome", "PING": "pong", "WHOIS": "whois", "ISON": "ison",
+}
+QUITS = {"quit": "Quit", "disconnected": "Connection closed", "timeout": "Ping timeout",
+         "banned": "Banned"}
+TIMESTAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,3})\d*)?Z?")
 
 
-def tag_escape(value: str) -> str:
-    return (value.replace("\\", "\\\\").replace(";", "\\:").replace(" ", "\\s")
-            .replace("\r", "\\r").replace("\n", "\\n"))
+def tag_unescape(value: str) -> str:
+    out, chars = [], iter(value)
+    for char in chars:
+        if char == "\\":
+            nxt = next(chars, "")
+            out.append({":": ";", "s": " ", "r": "\r", "n": "\n"}.get(nxt, nxt))
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def split_line(line: str) -> tuple[dict[str, str], str | None, str, list[str]]:
@@ -53,7 +87,8 @@ def split_line(line: str) -> tuple[dict[str, str], str | None, str, list[str]]:
         raw, _, line = line[1:].partition(" ")
         for item in raw.split(";"):
             key, _, value = item.partition("=")
-            tags[key] = value
+            if key:
+                tags[key] = tag_unescape(value)
         line = line.lstrip(" ")
     source = None
     if line.startswith(":"):
@@ -71,6 +106,72 @@ def split_line(line: str) -> tuple[dict[str, str], str | None, str, list[str]]:
     return tags, source, command, params
 
 
+def irc_time(ms: int) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000))
+    return f"{stamp}.{ms % 1000:03d}Z"
+
+
+def parse_time(text: str) -> int | None:
+    """An IRCv3 timestamp (``2026-11-30T12:00:00.123Z``) in ms, or None."""
+    match = TIMESTAMP.fullmatch(text)
+    if match is None:
+        return None
+    *fields, millis = match.groups()
+    try:
+        seconds = calendar.timegm((*(int(f) for f in fields), 0, 0, 0))
+    except (ValueError, OverflowError):
+        return None
+    return seconds * 1000 + int((millis or "0").ljust(3, "0"))
+
+
+def _batch_of(line: str, sign: str = "+") -> str | None:
+    """The id of the batch ``line`` opens (``sign`` "-": closes), or None."""
+    _, _, command, params = split_line(line)
+    if command == "BATCH" and params and params[0].startswith(sign):
+        return params[0][1:]
+    return None
+
+
+def tagged(line: str, tag: str) -> str:
+    """``line`` with one more tag."""
+    return f"@{tag};{line[1:]}" if line.startswith("@") else f"@{tag} {line}"
+
+
+def text_pieces(text: str, limit: int) -> list[str]:
+    """A text as IRC can carry it: one piece per line, long lines cut (at a space
+    when there is one) into pieces of at most ``limit`` bytes."""
+    pieces = []
+    for line in text.split("\n"):
+        while len(line.encode("utf-8")) > limit:
+            cut = len(line.encode("utf-8")[:limit].decode("utf-8", "ignore"))
+            space = line.rfind(" ", 0, cut)
+            cut = space + 1 if space > cut // 2 else cut
+            pieces.append(line[:cut])
+            line = line[cut:]
+        pieces.append(line)
+    return pieces
+
+
+class Label:
+    """A labeled command (IRCv3 labeled-response) waiting for its answers."""
+
+    __slots__ = ("text", "waiting", "batch")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.waiting = 0  # frames of the command still to be answered
+        self.batch: str | None = None  # the batch its answers are in, once opened
+
+
+class Asked:
+    """What a ref was for: the IRC command, its target, its label."""
+
+    __slots__ = ("cmd", "target", "label", "sub")
+
+    def __init__(self, cmd: str, target: str, label: Label | None, sub: str = "") -> None:
+        self.cmd, self.target, self.label, self.sub = cmd, target, label, sub
+
+
 class IrcCodec:
     """Hub frames (JSON lines) as IRC lines for one connection."""
 
@@ -78,40 +179,137 @@ class IrcCodec:
 
     def __init__(self, server_name: str) -> None:
         self.server_name = server_name
-        self.nick = "*"  # the recipient, for numerics
+        self.nick = "*"  # the recipient, for numerics; "*" until welcomed
         self.caps: frozenset[str] = frozenset()
-        self.share_key: Any = ("irc", self.caps)
-        # ref -> (the IRC command, its target): what an answer or an error refers to
-        self.asked: dict[str, tuple[str, str]] = {}
+        self.asked: dict[str, Asked] = {}  # ref -> what it asked
+        self.motd = ""
+        self.account = False  # signed in to its nickname's account
+        self.negotiating = False  # CAP negotiation holds the welcome (SASL comes first)
+        self.held: list[str] = []  # the welcome's lines, while negotiating
+        self._batches = 0
+        self._open: Label | None = None  # a labeled batch open across frames
+        self._history: list[str] = []  # a replay's lines, until its history_end
 
     def enable(self, caps: frozenset[str]) -> None:
         self.caps = caps
-        self.share_key = ("irc", caps)
+
+    @property
+    def share_key(self) -> Any:
+        if self._open is not None or self._history:
+            return self  # mid-answer: its lines are its own
+        return ("irc", self.caps)
 
     def wire(self, lines: bytes) -> bytes:
-        out: list[str] = []
+        pieces: list[bytes] = []
         for line in lines.split(b"\n")[:-1]:
             try:
                 frame = json.loads(line)
             except ValueError:
                 continue
-            write = getattr(self, f"_{frame.get('type')}", None)
-            if write is not None:
-                write(frame, out)
-        return "".join(f"{text}\r\n" for text in out).encode("utf-8", "replace")
+            kind = frame.get("type")
+            write = getattr(self, f"_{kind}", None)
+            if write is None:
+                continue
+            ref = frame.get("ref")
+            asked = self.asked.get(ref) if ref is not None else None
+            produced: list[str] = []
+            if asked is not None and kind in ("message", "tagmsg") \
+                    and frame.get("to") == frame.get("from") == self.nick \
+                    and "echo-message" in self.caps:
+                write({**frame, "ref": None}, produced, None)  # to itself: received,
+                pieces.append(self._bytes(produced))  # then its echo
+                produced = []
+            write(frame, produced, asked)
+            if kind == "message" and frame.get("history"):
+                self._history.extend(produced)  # written at its history_end
+                continue
+            ends = asked is not None and (kind in ("error", "irc")
+                                          or ENDS.get(asked.cmd) == kind)
+            if ends:
+                del self.asked[ref]
+            produced = self._label(produced, asked, ends)
+            if produced:
+                data = self._bytes(produced)
+                if kind == "message":  # for a take-back if the pass's commit fails
+                    WIRED[data[:data.index(b"\n") + 1]] = (line + b"\n", data)
+                pieces.append(data)
+        return b"".join(pieces)
+
+    @staticmethod
+    def _bytes(lines: list[str]) -> bytes:
+        return "".join(f"{text}\r\n" for text in lines).encode("utf-8", "replace")
 
     def pieces(self, wired: bytes) -> list[tuple[bytes, bytes]]:
-        return [(b"", wired)]  # a failed commit cannot be taken back line by line here
+        """Lines of ``wired``; the lines of a message of this pass as one piece with
+        its JSON line (``model.WIRED``), so that the hub can take it back."""
+        out: list[tuple[bytes, bytes]] = []
+        at, size = 0, len(wired)
+        while at < size:
+            end = wired.find(b"\n", at) + 1 or size
+            known = WIRED.get(wired[at:end])
+            if known is not None and wired.startswith(known[1], at):
+                out.append(known)
+                at += len(known[1])
+            else:
+                out.append((b"", wired[at:end]))
+                at = end
+        return out
+
+    # ------------------------------------------------------------ labels and batches
+
+    def _new_batch(self) -> str:
+        self._batches += 1
+        return f"lc{self._batches}"
+
+    def _label(self, produced: list[str], asked: Asked | None, ends: bool) -> list[str]:
+        """The lines of one frame, with the label of the command they answer (one
+        line: tagged; none: ACK; more: a labeled-response batch), or in the open
+        batch they belong to."""
+        label = asked.label if asked is not None else None
+        if label is None:
+            if self._open is not None and self._open.batch is not None:
+                return [tagged(text, f"batch={self._open.batch}") for text in produced]
+            return produced
+        if label.batch is None and ends and label.waiting <= 1:
+            label.waiting = 0
+            if not produced:
+                return [f"@label={tag_escape(label.text)} :{self.server_name} ACK"]
+            first = produced[0]
+            if len(produced) == 1 or _batch_of(first) == _batch_of(produced[-1], "-"):
+                return [tagged(first, f"label={tag_escape(label.text)}"), *produced[1:]]
+            batch = self._new_batch()
+            return [f"@label={tag_escape(label.text)} :{self.server_name} BATCH +{batch} "
+                    "labeled-response",
+                    *(tagged(text, f"batch={batch}") for text in produced),
+                    f":{self.server_name} BATCH -{batch}"]
+        out = []
+        if label.batch is None:
+            label.batch = self._new_batch()
+            self._open = label
+            out.append(f"@label={tag_escape(label.text)} :{self.server_name} BATCH "
+                       f"+{label.batch} labeled-response")
+        out.extend(tagged(text, f"batch={label.batch}") for text in produced)
+        if ends:
+            label.waiting -= 1
+            if label.waiting <= 0:
+                out.append(f":{self.server_name} BATCH -{label.batch}")
+                if self._open is label:
+                    self._open = None
+        return out
 
     # ------------------------------------------------------------ helpers
 
-    def _tags(self, frame: dict[str, Any]) -> str:
+    def _tags(self, frame: dict[str, Any], msgid: Any = None) -> str:
         tags = []
         if "server-time" in self.caps and "ts" in frame:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(frame["ts"] / 1000))
-            tags.append(f"time={stamp}.{frame['ts'] % 1000:03d}Z")
-        if "message-tags" in self.caps and "id" in frame:
-            tags.append(f"msgid={frame['id']}")
+            tags.append(f"time={irc_time(frame['ts'])}")
+        if "message-tags" in self.caps:
+            if msgid is None:
+                msgid = frame.get("id")
+            if msgid is not None:
+                tags.append(f"msgid={msgid}")
+            for key, value in (frame.get("tags") or {}).items():
+                tags.append(f"{key}={tag_escape(value)}" if value else key)
         return "@" + ";".join(tags) + " " if tags else ""
 
     def _numeric(self, out: list[str], code: str, *params: str) -> None:
@@ -122,66 +320,113 @@ class IrcCodec:
     def _mask(nick: str) -> str:
         return f"{nick}!{nick}@lanchat"
 
+    def _own_echo(self, frame: dict[str, Any]) -> bool:
+        """A copy of this connection's own message that it did not ask to see."""
+        return (frame.get("from") == self.nick and "echo-message" not in self.caps
+                and "ref" in frame and not frame.get("history")
+                and frame.get("to") != self.nick)  # to itself: it is also received
+
     # ------------------------------------------------------------ frames
 
-    def _welcome(self, frame: dict[str, Any], out: list[str]) -> None:
+    def _welcome(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
         self.nick = frame["nick"]
+        self.motd = frame.get("motd") or ""
+        self.account = bool(frame.get("account"))
+        lines: list[str] = []
         name = frame.get("server", SERVER)
-        self._numeric(out, "001", f"Welcome to {name}, {self.nick}")
-        self._numeric(out, "002", f"Your host is {self.server_name}, running lanchat")
-        self._numeric(out, "003", "This server is a lanchat server")
-        out.append(f":{self.server_name} 004 {self.nick} {self.server_name} lanchat i nt")
+        self._numeric(lines, "001", f"Welcome to {name}, {self.nick}")
+        self._numeric(lines, "002", f"Your host is {self.server_name}, running lanchat")
+        self._numeric(lines, "003", "This server is a lanchat server")
+        lines.append(f":{self.server_name} 004 {self.nick} {self.server_name} lanchat i nt")
         network = name.replace(" ", "_")
-        out.append(f":{self.server_name} 005 {self.nick} {ISUPPORT} NETWORK={network}"
-                   " :are supported by this server")
-        motd = frame.get("motd") or ""
-        if motd:
+        lines.append(f":{self.server_name} 005 {self.nick} {ISUPPORT} NETWORK={network}"
+                     " :are supported by this server")
+        self.motd_lines(lines)
+        if asked is not None and asked.cmd == "SASL":
+            if self.account:
+                out.append(f":{self.server_name} 900 {self.nick} {self._mask(self.nick)} "
+                           f"{self.nick} :You are now logged in as {self.nick}")
+                self._numeric(out, "903", "SASL authentication successful")
+            else:  # signed in, but the nickname has no account to log in to
+                self._numeric(out, "904", "SASL authentication failed: "
+                              f"'{self.nick}' has no account here")
+        if self.negotiating:
+            self.held.extend(lines)
+        else:
+            out.extend(lines)
+
+    def motd_lines(self, out: list[str]) -> None:
+        if self.motd:
             self._numeric(out, "375", f"- {self.server_name} Message of the day -")
-            for text in motd.splitlines():
+            for text in self.motd.splitlines():
                 self._numeric(out, "372", f"- {text}")
             self._numeric(out, "376", "End of /MOTD command.")
         else:
             self._numeric(out, "422", "MOTD File is missing")
 
-    def _message(self, frame: dict[str, Any], out: list[str]) -> None:
-        if frame.get("history") and "server-time" not in self.caps:
-            return  # a replay without times would read as said now: modern clients ask
-        sender = frame.get("from", "")
-        if "ref" in frame:
-            self.asked.pop(frame["ref"], None)  # answered: its echo
-        if sender == self.nick and "echo-message" not in self.caps and "ref" in frame \
-                and not frame.get("history"):
+    def _message(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
+        if self._own_echo(frame):
             return  # its own message: only echoed to those who asked for it
+        sender = frame.get("from", "")
         target = f"#{frame['room']}" if "room" in frame else frame.get("to", self.nick)
         text = frame.get("text", "")
         if "file" in frame:
             text = f"[file] {text} ({frame['file'].get('size', 0)} bytes)"
-        parts = text.split("\n")
-        for part in parts:
-            body = f"\x01ACTION {part}\x01" if frame.get("action") else part
-            out.append(f"{self._tags(frame)}:{self._mask(sender)} PRIVMSG {target} :{body}")
+        command = "NOTICE" if frame.get("notice") else "PRIVMSG"
+        head = f":{self._mask(sender)} {command} {target} :"
+        room = MAX_BODY - 2 - len(head.encode("utf-8")) - (9 if frame.get("action") else 0)
+        tags = self._tags(frame)
+        for part in text_pieces(text, max(room, 64)):
+            out.append(tags + head + (f"\x01ACTION {part}\x01" if frame.get("action")
+                                      else part))
 
-    def _joined(self, frame: dict[str, Any], out: list[str]) -> None:
+    def _tagmsg(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
+        if "message-tags" not in self.caps or self._own_echo(frame):
+            return
+        target = f"#{frame['room']}" if "room" in frame else frame.get("to", self.nick)
+        out.append(f"{self._tags(frame, frame.get('tag_id'))}:{self._mask(frame['from'])} "
+                   f"TAGMSG {target}")
+
+    def _history_end(self, frame: dict[str, Any], out: list[str],
+                     asked: Asked | None) -> None:
+        lines, self._history = self._history, []
+        asked_for = asked is not None and asked.cmd == "CHATHISTORY"
+        if not asked_for and "server-time" not in self.caps:
+            return  # a replay without times would read as said now: modern clients ask
+        if "batch" in self.caps and (lines or asked_for):
+            batch = self._new_batch()
+            target = asked.target if asked_for and asked is not None \
+                else f"#{frame['room']}"
+            out.append(f":{self.server_name} BATCH +{batch} chathistory {target}")
+            out.extend(tagged(text, f"batch={batch}") for text in lines)
+            out.append(f":{self.server_name} BATCH -{batch}")
+        else:
+            out.extend(lines)
+
+    def _joined(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
         out.append(f"{self._tags(frame)}:{self._mask(frame['nick'])} JOIN #{frame['room']}")
 
-    def _left(self, frame: dict[str, Any], out: list[str]) -> None:
-        reason = frame.get("message") or ("" if frame.get("reason") == "part"
-                                          else frame.get("reason", ""))
-        if frame.get("reason") == "kicked":
-            out.append(f":{self.server_name} KICK #{frame['room']} {frame['nick']} :{reason}")
-            return
-        tail = f" :{reason}" if reason else ""
-        out.append(f"{self._tags(frame)}:{self._mask(frame['nick'])} PART #{frame['room']}"
-                   f"{tail}")
+    def _left(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
+        why = frame.get("reason", "")
+        message = frame.get("message") or ""
+        nick, room = frame["nick"], f"#{frame['room']}"
+        if why == "kicked":
+            out.append(f":{self.server_name} KICK {room} {nick} :{message or 'Kicked'}")
+        elif why == "part":
+            tail = f" :{message}" if message else ""
+            out.append(f"{self._tags(frame)}:{self._mask(nick)} PART {room}{tail}")
+        else:  # gone from the server: one QUIT per room it shared (clients take the first)
+            out.append(f"{self._tags(frame)}:{self._mask(nick)} QUIT "
+                       f":{message or QUITS.get(why, why)}")
 
-    def _renamed(self, frame: dict[str, Any], out: list[str]) -> None:
+    def _renamed(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
         if frame["old"] == self.nick:
             self.nick = frame["new"]
         out.append(f"{self._tags(frame)}:{self._mask(frame['old'])} NICK {frame['new']}")
 
-    def _users(self, frame: dict[str, Any], out: list[str]) -> None:
+    def _users(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
         room = f"#{frame['room']}"
-        if self.asked.pop(str(frame.get("ref")), ("", ""))[0] == "WHO":
+        if asked is not None and asked.cmd == "WHO":
             for nick in frame["users"]:
                 self._numeric(out, "352", room, nick, "lanchat", self.server_name, nick, "H",
                               f"0 {nick}")
@@ -193,45 +438,80 @@ class IrcCodec:
         out.append(f":{self.server_name} 353 {self.nick} = {room} :{names}")
         self._numeric(out, "366", room, "End of /NAMES list.")
 
-    def _rooms(self, frame: dict[str, Any], out: list[str]) -> None:
+    def _rooms(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
         self._numeric(out, "321", "Channel", "Users  Name")
         for room in frame.get("rooms", []):
             self._numeric(out, "322", f"#{room['name']}", str(room["users"]), "")
         self._numeric(out, "323", "End of /LIST")
 
-    def _typing(self, frame: dict[str, Any], out: list[str]) -> None:
+    def _whois(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
+        nick = frame["nick"]
+        self._numeric(out, "311", nick, nick, "lanchat", "*", nick)
+        if frame.get("rooms"):
+            self._numeric(out, "319", nick, " ".join(f"#{r}" for r in frame["rooms"]))
+        door = {"irc": "IRC", "web": "a browser"}.get(frame.get("door", ""), "lanchat")
+        self._numeric(out, "312", nick, self.server_name, f"connected with {door}")
+        if frame.get("account"):
+            self._numeric(out, "330", nick, nick, "is logged in as")
+        self._numeric(out, "317", nick, "0", str(frame.get("since", 0) // 1000),
+                      "seconds idle, signon time")
+        self._numeric(out, "318", nick, "End of /WHOIS list.")
+
+    def _ison(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
+        self._numeric(out, "303", " ".join(frame.get("nicks", [])))
+
+    def _typing(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
         if "message-tags" in self.caps:
             out.append(f"@+typing=active :{self._mask(frame['nick'])} TAGMSG #{frame['room']}")
 
-    def _notice(self, frame: dict[str, Any], out: list[str]) -> None:
+    def _notice(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
+        # a broadcast (the bytes are shared): to "*", not to a nickname
         out.append(f"{self._tags(frame)}:{self.server_name} NOTICE * :{frame.get('text', '')}")
 
-    def _kicked(self, frame: dict[str, Any], out: list[str]) -> None:
+    def _kicked(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
         out.append(f"ERROR :Closing link: {frame.get('reason', '')}")
 
-    def _ping(self, frame: dict[str, Any], out: list[str]) -> None:
+    def _ping(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
         out.append(f"PING :{frame.get('token', '')}")
 
-    def _pong(self, frame: dict[str, Any], out: list[str]) -> None:
+    def _pong(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
         out.append(f":{self.server_name} PONG {self.server_name} :{frame.get('token', '')}")
 
-    def _error(self, frame: dict[str, Any], out: list[str]) -> None:
+    def _irc(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
+        out.extend(frame.get("lines", []))  # the door's own answer, in its place
+
+    def _error(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
         code, message = frame.get("code", ""), frame.get("message", "")
-        asked, target = self.asked.pop(str(frame.get("ref")), ("", "*"))
-        if asked == "NOTICE":
+        cmd, target = (asked.cmd, asked.target) if asked is not None else ("", "*")
+        if cmd == "NOTICE":
             return  # RFC 1459: a NOTICE is never answered, errors included
-        if asked == "PRIVMSG" and code == "not_in_room":
+        if cmd == "SASL":
+            self._numeric(out, "904", f"SASL authentication failed: {message}")
+            if code not in ("auth_failed", "banned", "server_full", "bad_proto"):
+                return  # the connection stays: it may register without an account
+        elif cmd == "CHATHISTORY":
+            why = "MESSAGE_ERROR" if code in ("store_failed", "rate_limited") \
+                else "INVALID_TARGET"
+            out.append(f":{self.server_name} FAIL CHATHISTORY {why} {asked.sub if asked else ''}"
+                       f" {target} :{message}")
+            return
+        elif cmd == "PRIVMSG" and code == "not_in_room":
             self._numeric(out, "404", target, message)  # cannot send to channel
             return
-        if asked in ("NAMES", "WHO"):  # of a channel that does not exist: an empty list
-            end = ("366", "End of /NAMES list.") if asked == "NAMES" else \
+        elif cmd in ("NAMES", "WHO"):  # of a channel that does not exist: an empty list
+            end = ("366", "End of /NAMES list.") if cmd == "NAMES" else \
                 ("315", "End of /WHO list.")
             self._numeric(out, end[0], target, end[1])
             return
+        elif cmd == "WHOIS" and code == "no_such_user":
+            self._numeric(out, "401", target, "No such nick")
+            self._numeric(out, "318", target, "End of /WHOIS list.")
+            return
         numeric = NUMERIC_OF.get(code)
-        if numeric is not None:
+        if numeric is not None and cmd != "SASL":
             self._numeric(out, numeric, target or "*", message)
-        elif code in ("server_full", "internal_error", "bad_proto"):
+        elif code in ("server_full", "internal_error", "bad_proto", "auth_failed",
+                      "banned"):
             out.append(f"ERROR :{message}")
         else:
             out.append(f":{self.server_name} NOTICE {self.nick} :{message}")
@@ -240,10 +520,12 @@ class IrcCodec:
 class IrcDoor:
     """IRC lines in, protocol frames out (``next_event``, as ``FrameDecoder``)."""
 
-    def __init__(self, peer: Peer, codec: IrcCodec, max_line: int = MAX_LINE) -> None:
+    def __init__(self, peer: Peer, codec: IrcCodec, max_line: int = MAX_LINE,
+                 say: Callable[[bytes], None] | None = None) -> None:
         self.peer = peer
         self.codec = codec
         self.max_line = max_line
+        self.say = say if say is not None else peer.queue  # frames to this connection
         self._buffer = bytearray()
         self._lines: deque[bytes] = deque()
         self._frames: deque[dict[str, Any]] = deque()
@@ -252,9 +534,12 @@ class IrcDoor:
         self.nick: str | None = None
         self.user = False
         self.password: str | None = None
-        self.negotiating = False  # CAP LS/REQ came before registration: wait for END
-        self.registered = False
+        self.cap_version = 0  # 302 when the client said CAP LS 302
+        self.registered = False  # its hello is sent
+        self.sasl: bytearray | None = None  # a SASL PLAIN response being received
         self._refs = 0
+        self._label: Label | None = None  # the label of the command being read
+        self._replies: list[str] = []  # the door's own answer to that command
         peer.door = "irc"
 
     def receive_data(self, data: bytes) -> None:
@@ -290,18 +575,22 @@ class IrcDoor:
     # ------------------------------------------------------------ commands
 
     def _reply(self, text: str) -> None:
-        self.peer.queue_wire((text + "\r\n").encode("utf-8", "replace"))
+        self._replies.append(text)
 
     def _numeric(self, code: str, *params: str) -> None:
-        *middle, last = (self.nick or "*", *params)
+        *middle, last = (self.codec.nick if self.codec.nick != "*" else self.nick or "*",
+                         *params)
         self._reply(f":{self.codec.server_name} {code} {' '.join(middle)} :{last}")
 
-    def _ref(self, asked: str, target: str) -> str:
+    def _ref(self, asked: str, target: str, sub: str = "", labeled: bool = True) -> str:
         """A ref for a request, remembering what it was for its answer or error."""
         self._refs += 1
         ref = f"irc{self._refs}"
+        label = self._label if labeled else None
+        if label is not None:
+            label.waiting += 1
         asked_refs = self.codec.asked
-        asked_refs[ref] = (asked, target)
+        asked_refs[ref] = Asked(asked, target, label, sub)
         while len(asked_refs) > MAX_ASKED:  # answers come in order: the oldest are done
             del asked_refs[next(iter(asked_refs))]
         return ref
@@ -312,56 +601,156 @@ class IrcDoor:
     def _command(self, line: str) -> None:
         if not line.strip():
             return
-        body = line.split(" ", 1)[1] if line.startswith("@") and " " in line else line
+        tags: dict[str, str] = {}
+        body = line
+        if line.startswith("@"):
+            head, _, body = line.partition(" ")
+            if len(head.encode("utf-8")) + 1 > MAX_TAG_DATA:
+                self._finish_with("417", "Input line was too long")
+                return
         if line == TOO_LONG.decode() or len(body.encode("utf-8")) + 2 > MAX_BODY:
-            self._numeric("417", "Input line was too long")
+            self._finish_with("417", "Input line was too long")
             return
-        _, _, command, params = split_line(line)
+        tags, _, command, params = split_line(line)
+        label = tags.get("label")
+        self._label = Label(label[:64]) if label and "labeled-response" in self.codec.caps \
+            else None
+        self._replies = []
+        try:
+            self._run(command, params, tags)
+        finally:
+            label_obj, self._label = self._label, None
+            replies, self._replies = self._replies, []
+            if label_obj is not None and (replies or label_obj.waiting == 0):
+                self._say(replies, self._ref_for(label_obj))  # in the labeled answer
+            elif replies:
+                self._say(replies, None)
+
+    def _ref_for(self, label: Label) -> str:
+        self._label = label
+        try:
+            return self._ref("", "")
+        finally:
+            self._label = None
+
+    def _say(self, lines: list[str], ref: str | None) -> None:
+        frame: dict[str, Any] = {"type": "irc", "lines": lines}
+        if ref is not None:
+            frame["ref"] = ref
+        self.say(encode(frame))
+
+    def _finish_with(self, code: str, text: str) -> None:
+        self._replies = []
+        self._numeric(code, text)
+        self._say(self._replies, None)
+        self._replies = []
+
+    def _run(self, command: str, params: list[str], tags: dict[str, str]) -> None:
         handler = getattr(self, f"_cmd_{command.lower()}", None)
         if handler is None:
             if self.codec.nick != "*":
                 self._numeric("421", command, "Unknown command")
             return
         if self.codec.nick == "*" and command not in ("CAP", "NICK", "USER", "PASS", "PING",
-                                                      "QUIT", "PONG"):
+                                                      "QUIT", "PONG", "AUTHENTICATE"):
             self._numeric("451", "You have not registered")
             return
-        handler(params)
+        if command in ("PRIVMSG", "NOTICE", "TAGMSG"):
+            handler(params, tags)
+        else:
+            handler(params)
 
     def _register(self) -> None:
-        if self.registered or self.nick is None or not self.user or self.negotiating:
+        if self.registered or self.nick is None or not self.user or self.codec.negotiating:
             return
         self.registered = True
-        hello: dict[str, Any] = {"type": "hello", "nick": self.nick, "proto": 1, "rooms": [],
-                                 "client": "irc", "ref": self._ref("NICK", self.nick)}
+        self._hello(self.nick, "REGISTER")
+
+    def _hello(self, nick: str, why: str, nick_password: str | None = None) -> None:
+        hello: dict[str, Any] = {"type": "hello", "nick": nick, "proto": 1, "rooms": [],
+                                 "client": "irc", "ref": self._ref(why, nick)}
         if self.password is not None:
             hello["password"] = self.password
+        if nick_password is not None:
+            hello["nick_password"] = nick_password
         self._frames.append(hello)
 
     def _cmd_cap(self, params: list[str]) -> None:
         sub = params[0].upper() if params else ""
+        name = self.codec.nick if self.codec.nick != "*" else self.nick or "*"
+        server = self.codec.server_name
         if sub == "LS":
-            self.negotiating = not self.registered
-            self._reply(f":{self.codec.server_name} CAP {self.nick or '*'} LS :{' '.join(CAPS)}")
+            if len(params) > 1 and params[1].isdigit():
+                self.cap_version = max(self.cap_version, int(params[1]))
+            self.codec.negotiating = self.codec.nick == "*"
+            offered = [f"{c}={CAP_VALUES[c]}" if c in CAP_VALUES and self.cap_version >= 302
+                       else c for c in CAPS]
+            self._reply(f":{server} CAP {name} LS :{' '.join(offered)}")
         elif sub == "REQ" and len(params) > 1:
-            self.negotiating = not self.registered
+            self.codec.negotiating = self.codec.nick == "*"
             wanted = params[1].split()
             names = {w.lstrip("-") for w in wanted}
-            verb = "ACK" if names <= set(CAPS) else "NAK"
-            if verb == "ACK":
-                caps = set(self.codec.caps)
-                for w in wanted:
-                    (caps.discard if w.startswith("-") else caps.add)(w.lstrip("-"))
+            caps = set(self.codec.caps)
+            for w in wanted:
+                (caps.discard if w.startswith("-") else caps.add)(w.lstrip("-"))
+            ok = names <= set(CAPS) and ("labeled-response" not in caps or "batch" in caps)
+            if ok:
                 self.codec.enable(frozenset(caps))
-            self._reply(f":{self.codec.server_name} CAP {self.nick or '*'} {verb} :{params[1]}")
+                self.peer.wants_tags = "message-tags" in caps
+            self._reply(f":{server} CAP {name} {'ACK' if ok else 'NAK'} :{params[1]}")
         elif sub == "LIST":
-            self._reply(f":{self.codec.server_name} CAP {self.nick or '*'} LIST :"
-                        f"{' '.join(sorted(self.codec.caps))}")
+            self._reply(f":{server} CAP {name} LIST :{' '.join(sorted(self.codec.caps))}")
         elif sub == "END":
-            self.negotiating = False
-            self._register()
+            self._end_negotiation()
         else:
             self._numeric("410", sub or "*", "Invalid CAP command")
+
+    def _end_negotiation(self) -> None:
+        codec = self.codec
+        if not codec.negotiating:
+            return
+        codec.negotiating = False
+        if codec.held:  # signed in by SASL: its welcome now
+            self._replies.extend(codec.held)
+            codec.held = []
+            if self.nick is not None and self.nick != codec.nick:  # NICK differed
+                self._frame(type="nick", nick=self.nick, ref=self._ref("NICK", self.nick))
+        elif not self.registered or codec.nick == "*":
+            self.registered = False
+            self._register()
+
+    def _cmd_authenticate(self, params: list[str]) -> None:
+        arg = params[0] if params else ""
+        if self.codec.nick != "*" or self.registered:
+            self._numeric("907", "You have already authenticated")
+        elif arg == "*":
+            self.sasl = None
+            self._numeric("906", "SASL authentication aborted")
+        elif self.sasl is None:
+            if arg.upper() != "PLAIN":
+                self._numeric("908", "PLAIN", "are available SASL mechanisms")
+                self._numeric("904", "SASL authentication failed")
+                return
+            self.sasl = bytearray()
+            self._reply("AUTHENTICATE +")
+        else:
+            if arg != "+":
+                self.sasl += arg.encode("ascii", "replace")
+            if len(self.sasl) > MAX_SASL:
+                self.sasl = None
+                self._numeric("905", "SASL message too long")
+            elif len(arg) < 400:  # the last piece: a full one means more follow
+                data, self.sasl = bytes(self.sasl), None
+                self._sasl_plain(data)
+
+    def _sasl_plain(self, data: bytes) -> None:
+        try:
+            _, account, password = base64.b64decode(data, validate=True).decode().split("\0")
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            self._numeric("904", "SASL authentication failed: not a PLAIN response")
+            return
+        self.registered = True  # the account's hello stands for the registration
+        self._hello(account, "SASL", password)
 
     def _cmd_pass(self, params: list[str]) -> None:
         if params:
@@ -372,11 +761,12 @@ class IrcDoor:
             self._numeric("431", "No nickname given")
             return
         if self.codec.nick != "*":  # welcomed: a rename
-            self._frame(type="nick", nick=params[0], ref=self._ref("NICK", params[0]))
+            if params[0] != self.codec.nick:
+                self._frame(type="nick", nick=params[0], ref=self._ref("NICK", params[0]))
             return
         self.nick = params[0]
-        if self.registered:  # its hello was refused (a taken nickname): try this one
-            self.registered = False
+        if self.registered and not self.codec.negotiating:  # its hello was refused
+            self.registered = False  # (a taken nickname): try this one
         self._register()
 
     def _cmd_user(self, params: list[str]) -> None:
@@ -390,7 +780,7 @@ class IrcDoor:
         if not params:
             self._numeric("461", "PING", "Not enough parameters")
             return
-        self._frame(type="ping", token=params[-1])
+        self._frame(type="ping", token=params[-1], ref=self._ref("PING", params[-1]))
 
     def _cmd_pong(self, params: list[str]) -> None:
         self._frame(type="pong", token=params[-1] if params else "")
@@ -419,28 +809,82 @@ class IrcDoor:
                 part["message"] = params[1]
             self._frames.append(part)
 
-    def _cmd_privmsg(self, params: list[str], notice: bool = False) -> None:
+    def _targets(self, command: str, params: list[str]) -> list[str] | None:
+        targets = [t for t in params[0].split(",") if t] if params else []
+        if not targets:
+            self._numeric("411", f"No recipient given ({command})")
+            return None
+        if len(targets) > MAX_TARGETS:
+            self._numeric("407", params[0], f"Too many targets (at most {MAX_TARGETS})")
+            return None
+        return targets
+
+    @staticmethod
+    def _client_tags(tags: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in tags.items() if TAG_KEY.fullmatch(k) and "\0" not in v}
+
+    def _cmd_privmsg(self, params: list[str], tags: dict[str, str],
+                     notice: bool = False) -> None:
+        command = "NOTICE" if notice else "PRIVMSG"
+        targets = self._targets(command, params) if not notice else \
+            [t for t in (params[0].split(",") if params else []) if t][:MAX_TARGETS]
+        if not targets:
+            return
         if len(params) < 2 or not params[1]:
             if not notice:
                 self._numeric("412", "No text to send")
             return
-        target, text = params[0], params[1]
-        frame: dict[str, Any] = {"type": "send", "text": text,
-                                 "ref": self._ref("NOTICE" if notice else "PRIVMSG", target)}
-        if text.startswith("\x01ACTION ") and text.endswith("\x01"):
-            frame["text"], frame["action"] = text[8:-1], True
-        elif text.startswith("\x01"):
+        text = params[1]
+        action = text.startswith("\x01ACTION ") and text.endswith("\x01")
+        if text.startswith("\x01") and not action:
             return  # other CTCP requests: not answered
-        if target.startswith("#"):
-            frame["room"] = target[1:]
-        else:
-            frame["to"] = target
-        self._frames.append(frame)
+        client_tags = self._client_tags(tags)
+        for target in targets:
+            relayed = f":{self.codec.nick}!{self.codec.nick}@lanchat {command} {target} :{text}"
+            if len(relayed.encode("utf-8")) + 2 > MAX_BODY:  # others would get it cut
+                if not notice:
+                    self._numeric("417", "Input line was too long (with your address, "
+                                  "the message would pass 512 bytes)")
+                continue
+            frame: dict[str, Any] = {"type": "send", "text": text,
+                                     "ref": self._ref(command, target)}
+            if action:
+                frame["text"], frame["action"] = text[8:-1], True
+            elif notice:
+                frame["notice"] = True
+            if client_tags:
+                frame["tags"] = client_tags
+            if target.startswith("#"):
+                frame["room"] = target[1:]
+            else:
+                frame["to"] = target
+            self._frames.append(frame)
 
-    def _cmd_notice(self, params: list[str]) -> None:
-        self._cmd_privmsg(params, notice=True)
+    def _cmd_notice(self, params: list[str], tags: dict[str, str]) -> None:
+        self._cmd_privmsg(params, tags, notice=True)
+
+    def _cmd_tagmsg(self, params: list[str], tags: dict[str, str]) -> None:
+        targets = self._targets("TAGMSG", params)
+        client_tags = self._client_tags(tags)
+        if not targets or not client_tags:
+            return
+        for target in targets:
+            if client_tags == {"+typing": "active"} and target.startswith("#"):
+                # a typing notice: everyone sees it, the page and the windows too
+                self._frame(type="typing", room=target[1:],
+                            ref=self._ref("TAGMSG", target, labeled=False))
+                continue
+            frame: dict[str, Any] = {"type": "tagmsg", "tags": client_tags,
+                                     "ref": self._ref("TAGMSG", target)}
+            if target.startswith("#"):
+                frame["room"] = target[1:]
+            else:
+                frame["to"] = target
+            self._frames.append(frame)
 
     def _cmd_names(self, params: list[str]) -> None:
+        if not params:  # every channel's names: too much to ask; LIST has the counts
+            self._numeric("366", "*", "End of /NAMES list.")
         for name in (params[0].split(",") if params else []):
             self._frame(type="who", room=name.lstrip("#"), ref=self._ref("NAMES", name))
 
@@ -450,23 +894,114 @@ class IrcDoor:
         else:
             self._numeric("315", params[0] if params else "*", "End of /WHO list.")
 
+    def _cmd_whois(self, params: list[str]) -> None:
+        if not params:
+            self._numeric("431", "No nickname given")
+            return
+        nick = params[-1].split(",")[0]
+        self._frame(type="whois", nick=nick, ref=self._ref("WHOIS", nick))
+
+    def _cmd_ison(self, params: list[str]) -> None:
+        nicks = " ".join(params).split()[:64]
+        if not nicks:
+            self._numeric("461", "ISON", "Not enough parameters")
+            return
+        self._frame(type="ison", nicks=nicks, ref=self._ref("ISON", "*"))
+
     def _cmd_list(self, params: list[str]) -> None:
         self._frame(type="rooms", ref=self._ref("LIST", "*"))
 
+    def _cmd_motd(self, params: list[str]) -> None:
+        self.codec.motd_lines(self._replies)
+
     def _cmd_topic(self, params: list[str]) -> None:
-        if params:
+        if not params:
+            self._numeric("461", "TOPIC", "Not enough parameters")
+        elif len(params) > 1:
+            self._numeric("482", params[0], "Topics are not kept on this server")
+        else:
             self._numeric("331", params[0], "No topic is set")
 
     def _cmd_mode(self, params: list[str]) -> None:
         if not params:
-            return
-        if params[0].startswith("#"):
-            self._numeric("324", params[0], "+nt")
+            self._numeric("461", "MODE", "Not enough parameters")
+        elif params[0].startswith("#"):
+            if len(params) > 1 and params[1] not in ("b", "+b"):
+                self._numeric("482", params[0], "Channel modes are fixed on this server")
+            elif len(params) > 1:
+                self._numeric("368", params[0], "End of channel ban list")
+            else:
+                self._numeric("324", params[0], "+nt")
         else:
-            self._reply(f":{self.codec.server_name} 221 {self.nick} +i")
+            self._numeric("221", "+i")
+
+    def _cmd_kick(self, params: list[str]) -> None:
+        self._numeric("482", params[0] if params else "*",
+                      "Only the server's operator can kick here")
 
     def _cmd_away(self, params: list[str]) -> None:
         if params and params[0]:
             self._numeric("306", "You have been marked as being away")
         else:
             self._numeric("305", "You are no longer marked as being away")
+
+    def _cmd_chathistory(self, params: list[str]) -> None:
+        sub = params[0].upper() if params else ""
+        if sub not in ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN"):
+            self._fail("INVALID_PARAMS" if sub else "NEED_MORE_PARAMS", sub or "*",
+                       "Use LATEST, BEFORE, AFTER, AROUND or BETWEEN")
+            return
+        wanted = 5 if sub == "BETWEEN" else 4
+        if len(params) < wanted:
+            self._fail("NEED_MORE_PARAMS", sub, "Not enough parameters")
+            return
+        target, refs, count = params[1], params[2:wanted - 1], params[wanted - 1]
+        if not target.startswith("#"):
+            self._fail("INVALID_TARGET", sub, "Direct messages are not replayed here",
+                       target)
+            return
+        limit = min(int(count), HISTORY_MAX) if count.isdigit() and int(count) > 0 \
+            else HISTORY_MAX
+        frame: dict[str, Any] = {"type": "history", "room": target[1:], "limit": limit}
+        bounds = []
+        for text in refs:
+            bound = self._msgref(text, sub)
+            if bound is None:
+                self._fail("INVALID_PARAMS", sub, f"Not a message reference: {text}")
+                return
+            bounds.append(bound)
+        if sub == "LATEST" and bounds[0][1] is not None:
+            frame["after" + bounds[0][0]] = bounds[0][1]
+        elif sub in ("BEFORE", "AFTER", "AROUND") and bounds[0][1] is not None:
+            frame[sub.lower() + bounds[0][0]] = bounds[0][1]
+            frame["oldest"] = sub == "AFTER"
+        elif sub == "BETWEEN":
+            (kind_a, a), (kind_b, b) = bounds
+            if a is None or b is None or kind_a != kind_b:
+                self._fail("INVALID_PARAMS", sub, "BETWEEN needs two references of one kind")
+                return
+            low, high = sorted((a, b))
+            frame["after" + kind_a], frame["before" + kind_a] = low, high
+            frame["oldest"] = a < b  # from the first reference towards the second
+        elif sub != "LATEST":
+            self._fail("INVALID_PARAMS", sub, "A message reference is needed")
+            return
+        frame["ref"] = self._ref("CHATHISTORY", target, sub)
+        self._frames.append(frame)
+
+    @staticmethod
+    def _msgref(text: str, sub: str) -> tuple[str, int | None] | None:
+        """("" for ids or "_ts" for times, the value), None for "*", or None if bad."""
+        if text == "*":
+            return ("", None) if sub == "LATEST" else None
+        kind, _, value = text.partition("=")
+        if kind == "msgid" and value.isdigit() and len(value) < 19:
+            return "", int(value)
+        if kind == "timestamp":
+            ms = parse_time(value)
+            return None if ms is None else ("_ts", ms)
+        return None
+
+    def _fail(self, code: str, sub: str, text: str, target: str = "") -> None:
+        context = f"{sub} {target}".strip()
+        self._reply(f":{self.codec.server_name} FAIL CHATHISTORY {code} {context} :{text}")

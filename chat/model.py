@@ -21,6 +21,12 @@ SEARCH_BURST = 5  # searches in a row; then one a second (the change bucket's ra
 MAX_DMS = 5000  # direct-message ids a connection remembers for its searches
 
 
+# Message frames of the pass as codecs whose form cannot be read back wrote them (IRC):
+# the first line of the bytes -> (the JSON line, the bytes). The hub empties it at each
+# commit; if a commit fails, ``Codec.pieces`` finds the messages to take back here.
+WIRED: dict[bytes, tuple[bytes, bytes]] = {}
+
+
 class TokenBucket:
     """Flood control: ``burst`` tokens, refilled at ``rate`` per second (0: off)."""
 
@@ -88,7 +94,7 @@ class Peer:
                  "close_deadline", "connected_ts", "sent", "client", "sock", "decoder",
                  "events", "_dirty", "accounts", "phase", "held", "owed", "codec", "door",
                  "searches", "dms", "uploads", "downloads",
-                 "refused", "__weakref__")
+                 "refused", "wants_tags", "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
                  changes: TokenBucket, dirty: dict[Peer, int]) -> None:
@@ -128,6 +134,7 @@ class Peer:
         self.downloads: deque[Any] = deque()  # chat.files.Download, first first
         self.refused: deque[str] = deque(maxlen=8)  # uploads refused midway: chunks
         # already on their way are dropped quietly (one error said it, not hundreds)
+        self.wants_tags = False  # takes `tagmsg` frames (docs/protocol.md): IRC with tags
         self._dirty = dirty
 
     def queue(self, data: bytes) -> None:

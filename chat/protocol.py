@@ -26,6 +26,9 @@ MAX_ROOM = 32  # PROTOCOL.md: room name length in code points
 HISTORY_LIMIT_MAX = 200  # PROTOCOL.md: `history` requests ask for 1..200 messages
 HISTORY_LIMIT_DEFAULT = 50
 MAX_SEARCH = 1000  # characters of a `search` query on the wire (its first 200 are read)
+MAX_TAGS = 4094  # bytes of client tags (docs/protocol.md), as IRCv3 allows a client
+MAX_ISON = 64  # names per `ison` request (docs/protocol.md)
+TAG_KEY = re.compile(r"\+(?:[A-Za-z0-9.-]+/)?[A-Za-z0-9-]+")
 # Message ids in requests (`since`, `before`): SQLite keeps signed 64-bit integers, so a
 # larger one can name no message; outside 0..MAX_ID it is `bad_field`.
 MAX_ID = 2 ** 63 - 1
@@ -303,10 +306,62 @@ def _parse_send(frame: dict[str, Any], max_text: int) -> Request:
     if has_room == has_to:
         raise ProtocolError("bad_field", "A send names either 'room' or 'to'.")
     action = _field(frame, "action", bool, required=False) or False
+    notice = _field(frame, "notice", bool, required=False) or False  # docs/protocol.md
+    if action and notice:
+        raise ProtocolError("bad_field", "A message is an action or a notice, not both.")
     room = _room(frame) if has_room else None
     to = _nick(frame, "to") if has_to else None
     check_text(text, max_text)
-    return {"room": room, "to": to, "text": text, "action": action}
+    tags = client_tags(frame) if "tags" in frame else None
+    return {"room": room, "to": to, "text": text, "action": action, "notice": notice,
+            "tags": tags}
+
+
+def client_tags(frame: dict[str, Any]) -> dict[str, str]:
+    """A frame's client tags (docs/protocol.md): ``+name`` keys with string values,
+    ``MAX_TAGS`` bytes at most as IRC writes them."""
+    tags = frame.get("tags")
+    if not isinstance(tags, dict):
+        raise ProtocolError("bad_field", "'tags' must be an object of strings.")
+    size = 0
+    for key, value in tags.items():
+        if not isinstance(value, str) or not _is_clean(value) or "\0" in value \
+                or TAG_KEY.fullmatch(key) is None:
+            raise ProtocolError("bad_field", "'tags' are '+name' keys with string values.")
+        size += len(key) + len(tag_escape(value).encode("utf-8")) + 2
+    if size > MAX_TAGS:
+        raise ProtocolError("bad_field", f"'tags' may take at most {MAX_TAGS} bytes.")
+    return tags
+
+
+def tag_escape(value: str) -> str:
+    """A tag value as IRCv3 writes it."""
+    return (value.replace("\\", "\\\\").replace(";", "\\:").replace(" ", "\\s")
+            .replace("\r", "\\r").replace("\n", "\\n"))
+
+
+def _parse_tagmsg(frame: dict[str, Any], max_text: int) -> Request:
+    # docs/protocol.md, "Client tags": tags without a text, relayed and never stored.
+    has_room, has_to = "room" in frame, "to" in frame
+    if has_room == has_to:
+        raise ProtocolError("bad_field", "A tagmsg names either 'room' or 'to'.")
+    tags = client_tags(frame)
+    if not tags:
+        raise ProtocolError("bad_field", "A tagmsg carries at least one tag.")
+    return {"room": _room(frame) if has_room else None,
+            "to": _nick(frame, "to") if has_to else None, "tags": tags}
+
+
+def _parse_whois(frame: dict[str, Any], max_text: int) -> Request:
+    return {"nick": _nick(frame)}
+
+
+def _parse_ison(frame: dict[str, Any], max_text: int) -> Request:
+    nicks = _field(frame, "nicks", list, required=True)
+    if len(nicks) > MAX_ISON or not all(isinstance(n, str) and _is_clean(n) for n in nicks):
+        raise ProtocolError("bad_field", f"'nicks' must be a list of at most {MAX_ISON} "
+                                         "strings.")
+    return {"nicks": nicks}
 
 
 def _parse_room_only(frame: dict[str, Any], max_text: int) -> Request:
@@ -330,16 +385,30 @@ def _parse_register(frame: dict[str, Any], max_text: int) -> Request:
     return {"password": _field(frame, "password", str, required=True)}
 
 
+def _id_or_time(frame: dict[str, Any], name: str) -> int | None:
+    value = _field(frame, name, int, required=False)
+    if value is not None and not 0 <= value <= MAX_ID:
+        what = "a time in ms" if name.endswith("_ts") else "a message id"
+        raise ProtocolError("bad_field", f"'{name}' must be {what} (0 to {MAX_ID}).")
+    return value
+
+
 def _parse_history(frame: dict[str, Any], max_text: int) -> Request:
-    before = _field(frame, "before", int, required=False)
-    if before is not None and not 0 <= before <= MAX_ID:
-        raise ProtocolError("bad_field", f"'before' must be a message id (0 to {MAX_ID}).")
+    # `after`, `around`, `oldest` and the `_ts` bounds: docs/protocol.md, "History ranges".
+    bounds = {name: _id_or_time(frame, name) for name in
+              ("before", "after", "around", "before_ts", "after_ts", "around_ts")}
+    if (bounds["around"] is not None or bounds["around_ts"] is not None) and any(
+            bounds[n] is not None for n in ("before", "after", "before_ts", "after_ts")):
+        raise ProtocolError("bad_field", "'around' goes without 'before' and 'after'.")
+    if bounds["around"] is not None and bounds["around_ts"] is not None:
+        raise ProtocolError("bad_field", "Give 'around' or 'around_ts', not both.")
+    oldest = _field(frame, "oldest", bool, required=False) or False
     limit = _field(frame, "limit", int, required=False)
     if limit is None:
         limit = HISTORY_LIMIT_DEFAULT
     if not 1 <= limit <= HISTORY_LIMIT_MAX:
         raise ProtocolError("bad_field", f"'limit' must be 1 to {HISTORY_LIMIT_MAX}.")
-    return {"room": _room(frame), "before": before, "limit": limit}
+    return {"room": _room(frame), **bounds, "oldest": oldest, "limit": limit}
 
 
 def _parse_token(frame: dict[str, Any], max_text: int) -> Request:
@@ -425,6 +494,9 @@ PARSERS: dict[str, Callable[[dict[str, Any], int], Request]] = {
     "upload": _parse_upload,  # docs/protocol.md, "Files"
     "chunk": _parse_chunk,
     "download": _parse_download,
+    "tagmsg": _parse_tagmsg,  # docs/protocol.md, "Client tags"
+    "whois": _parse_whois,  # docs/protocol.md, "Who is online"
+    "ison": _parse_ison,
 }
 
 

@@ -22,6 +22,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from chat.config import ServerConfig
@@ -480,7 +481,7 @@ class ChatServer:
             if irc is not None:  # an IRC port speaks IRC from the first byte (chat.irc)
                 codec = IrcCodec(self.irc_name)
                 peer.codec = codec
-                peer.decoder = IrcDoor(peer, codec)
+                peer.decoder = IrcDoor(peer, codec, say=partial(hub.to_peer, peer))
                 if irc == IRC_TLS_LISTENER:
                     peer.phase = SNIFF  # the TLS handshake first, then IRC inside it
                 else:

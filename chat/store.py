@@ -79,12 +79,17 @@ def reason_of(exc: sqlite3.Error) -> str:
     return str(exc)
 
 
+# messages.action: what kind of message it is (the column's name is from when
+# actions were the only other kind)
+PLAIN, ACTION, NOTICE = 0, 1, 2
+
+
 class Row(NamedTuple):
     id: int
     ts: int
     sender: str
     text: str
-    action: bool
+    kind: int  # PLAIN, ACTION or NOTICE
     file: str | None = None  # the file it carries, as JSON (docs/protocol.md, "Files")
 
 
@@ -159,7 +164,7 @@ class Store:
 
     def add(self, ts: int, sender: str, text: str, *, room_key: str | None = None,
             room_name: str | None = None, recipient: str | None = None,
-            action: bool = False, file: str | None = None) -> int:
+            kind: int = PLAIN, file: str | None = None) -> int:
         """Add one message to the open transaction and return its new id."""
         self._begin()
         if room_key is not None and room_key not in self._known_rooms:
@@ -170,7 +175,7 @@ class Store:
         self._execute(
             "INSERT INTO messages (id, ts, room, sender, recipient, text, action, file) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (self._last_id + 1, ts, room_key, sender, recipient, text, int(action), file))
+            (self._last_id + 1, ts, room_key, sender, recipient, text, kind, file))
         self._last_id += 1
         return self._last_id
 
@@ -261,15 +266,17 @@ class Store:
         return rooms
 
     def newest(self, room_key: str, *, after: int = 0, before: int | None = None,
-               limit: int) -> Generator[Row, None, None]:
-        """A room's messages with ``after < id < before``, newest first, at most
-        ``limit``; read a page at a time, so stopping early costs only what was read.
-        Close the iterator when done (``contextlib.closing``)."""
+               limit: int, oldest: bool = False) -> Generator[Row, None, None]:
+        """A room's messages with ``after < id < before``, newest first (``oldest``:
+        oldest first), at most ``limit``; read a page at a time, so stopping early
+        costs only what was read. Close the iterator when done
+        (``contextlib.closing``)."""
         upper = before if before is not None else self._last_id + 1
+        order = "ASC" if oldest else "DESC"
         try:
             cursor = self._db.execute(
                 "SELECT id, ts, sender, text, action, file FROM messages "
-                "WHERE room = ? AND id > ? AND id < ? ORDER BY id DESC LIMIT ?",
+                f"WHERE room = ? AND id > ? AND id < ? ORDER BY id {order} LIMIT ?",
                 (room_key, after, upper, limit))
         except sqlite3.Error as exc:
             raise StoreError(f"database {self.path}: {exc}", reason_of(exc)) from None
@@ -283,7 +290,7 @@ class Store:
                 if not page:
                     return
                 for r in page:
-                    yield Row(r[0], r[1], r[2], r[3], bool(r[4]), r[5])
+                    yield Row(r[0], r[1], r[2], r[3], r[4], r[5])
         finally:
             cursor.close()
 
@@ -296,6 +303,25 @@ class Store:
             found = list(rows)
         more = len(found) > limit
         return found[:limit][::-1], more
+
+    def id_at(self, ts: int) -> int:
+        """The first message id stored at ``ts`` (ms) or later; past the newest when
+        none is. Ids and times rise together (the server stamps each message as it
+        stores it), so this is a binary search of ~40 lookups by primary key, whatever
+        the size of the history."""
+        low, high = 1, self._last_id + 1  # the answer is in [low, high]
+        try:
+            while low < high:
+                mid = (low + high) // 2
+                row = self._db.execute("SELECT id, ts FROM messages WHERE id >= ? "
+                                       "ORDER BY id LIMIT 1", (mid,)).fetchone()
+                if row is None or row[1] >= ts:
+                    high = mid
+                else:
+                    low = row[0] + 1
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: {exc}", reason_of(exc)) from None
+        return low
 
     def index(self, limit: int) -> int:
         """Add up to ``limit`` stored messages to the search index, in the open

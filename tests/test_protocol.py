@@ -255,7 +255,8 @@ def test_send_rules():
     assert code_of({"type": "send", "room": "g", "text": "\ud800"}) == "bad_text"
     assert code_of({"type": "send", "room": "g", "text": " "}) == "bad_text"
     ok = parse_request({"type": "send", "room": "g", "text": " x ", "action": True})
-    assert ok == {"room": "g", "to": None, "text": " x ", "action": True}
+    assert ok == {"room": "g", "to": None, "text": " x ", "action": True, "notice": False,
+                  "tags": None}
 
 
 def test_history_rules():
