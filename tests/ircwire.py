@@ -40,6 +40,16 @@ class IrcWire(Wire):
                 raise AssertionError(f"no {command} {params} within {timeout}s "
                                      f"(eof={self.eof})")
 
+    def until_any(self, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """The next line, whatever it is."""
+        deadline = time.monotonic() + timeout
+        while not self.lines:
+            if not self._fill(deadline):
+                raise AssertionError(f"no line within {timeout}s (eof={self.eof})")
+        line = self.lines.pop(0)
+        self.seen.append(line)
+        return line
+
     def register(self, nick: str, caps: str = "") -> None:
         if caps:
             self.send("CAP LS 302", f"NICK {nick}", f"USER {nick} 0 * :{nick}",

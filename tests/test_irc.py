@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import time
+
 import pytest
 
+from chat.irc import irc_time, split_line
 from tests.conftest import launch
 from tests.ircwire import IrcWire
 from tests.wire import connect
@@ -272,3 +276,235 @@ def test_irssi_in_tmux_joins_sees_history_and_talks(irc_server, tmp_path):
         assert bob.until("message", text="hello from irssi")["from"] == "ircuser"
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+# ---------------------------------------------------------------- IRCv3 and more
+
+MODERN = "server-time message-tags echo-message batch labeled-response draft/chathistory"
+
+
+def batch_lines(irc: IrcWire, kind: str, *params: str) -> tuple[list[str], list[str]]:
+    """The lines of the next batch of ``kind``: (its BATCH + line, the lines in it)."""
+    start = irc.until("BATCH", timeout=5)
+    tags, _, _, args = split_line(start[0])
+    assert args[1:] == [kind, *params], start
+    ident = args[0][1:]
+    inside = []
+    while True:
+        line = irc.until_any()
+        tags, _, command, args = split_line(line)
+        if command == "BATCH" and args == [f"-{ident}"]:
+            return start, inside
+        assert tags.get("batch") == ident, line
+        inside.append(line)
+
+
+def test_labeled_responses_acks_and_batches(irc_server):
+    irc = IrcWire(irc_server.irc_port)
+    irc.register("ada", "batch labeled-response echo-message")
+    irc.send("@label=p1 PING here")
+    pong = irc.until("PONG")
+    assert split_line(pong[0])[0] == {"label": "p1"} and pong[-1] == "here"
+    irc.send("@label=p2 PONG late")  # answers nothing: an ACK says so
+    ack = irc.until("ACK")
+    assert split_line(ack[0])[0] == {"label": "p2"}
+    # several lines: one labeled batch, with the door's own answers and the hub's
+    irc.send("@label=j1 JOIN #general,#no@such,nohash")
+    start, inside = batch_lines(irc, "labeled-response")
+    assert split_line(start[0])[0]["label"] == "j1"
+    lines = [split_line(line) for line in inside]
+    assert [(cmd, args[1] if cmd == "403" else "") for _, _, cmd, args in lines] == [
+        ("403", "nohash"), ("JOIN", ""), ("353", ""), ("366", ""), ("403", "#no@such")]
+    irc.send("@label=m1 PRIVMSG #general :labeled hello")  # echo-message: the echo
+    echo = irc.until("PRIVMSG", "#general")
+    assert split_line(echo[0])[0]["label"] == "m1" and echo[-1] == "labeled hello"
+    irc.send("@label=x1 FROBNICATE")
+    unknown = irc.until("421")
+    assert split_line(unknown[0])[0] == {"label": "x1"}
+
+
+def test_history_on_join_comes_in_a_chathistory_batch(irc_server):
+    bob = connect(irc_server.port, "bob")
+    for n in range(3):
+        bob.send(type="send", room="general", text=f"earlier {n}", ref=str(n))
+        bob.until("message", ref=str(n))
+    irc = IrcWire(irc_server.irc_port)
+    irc.register("ada", "server-time batch message-tags")
+    irc.send("JOIN #general")
+    irc.until("366", "ada", "#general")
+    _, inside = batch_lines(irc, "chathistory", "#general")
+    texts = [split_line(line)[3][-1] for line in inside]
+    assert texts == ["earlier 0", "earlier 1", "earlier 2"]
+    assert all("time=" in line and "msgid=" in line for line in inside)
+    bob.send(type="send", room="general", text="live now")
+    live = irc.until("PRIVMSG", "#general")
+    assert live[-1] == "live now" and "batch=" not in live[0]
+
+
+def test_chathistory_reads_the_store_by_msgid_and_time(irc_server):
+    bob = connect(irc_server.port, "bob")
+    sent = []
+    for n in range(10):
+        bob.send(type="send", room="general", text=f"m{n}", ref=str(n))
+        sent.append(bob.until("message", ref=str(n)))
+        time.sleep(0.003)  # distinct millisecond stamps, for the timestamp bounds
+    irc = IrcWire(irc_server.irc_port)
+    irc.register("ada", MODERN)
+    irc.send("JOIN #general")
+    batch_lines(irc, "chathistory", "#general")  # the join's own replay
+
+    def ask(line: str) -> list[str]:
+        irc.send(line)
+        _, inside = batch_lines(irc, "chathistory", "#general")
+        return [split_line(text)[3][-1] for text in inside]
+
+    ids = [m["id"] for m in sent]
+    stamp = [irc_time(m["ts"]) for m in sent]
+    texts = [f"m{n}" for n in range(10)]
+    assert ask("CHATHISTORY LATEST #general * 3") == texts[-3:]
+    assert ask(f"CHATHISTORY LATEST #general msgid={ids[6]} 50") == texts[7:]
+    assert ask(f"CHATHISTORY BEFORE #general msgid={ids[4]} 2") == texts[2:4]
+    assert ask(f"CHATHISTORY AFTER #general msgid={ids[4]} 2") == texts[5:7]
+    assert ask(f"CHATHISTORY AROUND #general msgid={ids[5]} 3") == texts[4:7]
+    assert ask(f"CHATHISTORY BETWEEN #general msgid={ids[1]} msgid={ids[8]} 3") == \
+        texts[2:5]
+    assert ask(f"CHATHISTORY BETWEEN #general msgid={ids[8]} msgid={ids[1]} 3") == \
+        texts[5:8]
+    assert ask(f"CHATHISTORY BEFORE #general timestamp={stamp[6]} 2") == texts[4:6]
+    assert ask(f"CHATHISTORY AFTER #general timestamp={stamp[3]} 3") == texts[4:7]
+    irc.send("CHATHISTORY LATEST #elsewhere * 10")  # not a member
+    assert irc.until("FAIL")[2:4] == ["CHATHISTORY", "INVALID_TARGET"]
+    irc.send("CHATHISTORY LATEST bob * 10")  # direct messages are not replayed
+    assert irc.until("FAIL")[2:4] == ["CHATHISTORY", "INVALID_TARGET"]
+    irc.send("CHATHISTORY BEFORE #general msgid=abc 10")
+    assert irc.until("FAIL")[2:4] == ["CHATHISTORY", "INVALID_PARAMS"]
+    irc.send("PING still-here")
+    irc.until("PONG")
+
+
+def test_sasl_plain_signs_in_to_a_nickname_account(irc_server):
+    owner = connect(irc_server.port, "ada")
+    owner.send(type="register", password="correct horse", ref="r")
+    owner.until("registered")
+    owner.send(type="bye")
+
+    def sasl(password: str) -> IrcWire:
+        irc = IrcWire(irc_server.irc_port)
+        irc.send("CAP LS 302")
+        assert "sasl=PLAIN" in irc.until("CAP", "*", "LS")[-1].split()
+        irc.send("NICK ada", "USER ada 0 * :Ada", "CAP REQ :sasl", "AUTHENTICATE PLAIN")
+        irc.until("AUTHENTICATE", "+")
+        irc.send("AUTHENTICATE " + base64.b64encode(f"ada\0ada\0{password}".encode())
+                 .decode())
+        return irc
+
+    irc = sasl("correct horse")
+    assert irc.until("900", "ada")[-1] == "You are now logged in as ada"
+    irc.until("903", "ada")
+    assert not any(" 001 " in line for line in irc.seen)  # the welcome waits for END
+    irc.send("CAP END")
+    irc.until("001", "ada")
+    irc.send("WHOIS ada")
+    assert irc.until("330", "ada", "ada", "ada")[-1] == "is logged in as"
+    irc.until("318")
+    irc.send("QUIT :bye")
+    irc.until("ERROR")
+
+    wrong = sasl("wrong horse")
+    assert "failed" in wrong.until("904")[-1]
+    wrong.until("ERROR")  # a wrong password closes, as it does for every door
+
+    plain = IrcWire(irc_server.irc_port)  # the account's nickname without its password
+    plain.send("NICK ada", "USER ada 0 * :Ada")
+    assert "registered" in plain.until("433")[-1]
+
+
+def test_client_tags_tagmsg_and_typing_cross_the_doors(irc_server):
+    tagger = IrcWire(irc_server.irc_port)
+    tagger.register("ada", "message-tags echo-message")
+    tagger.send("JOIN #general")
+    tagger.until("366", "ada", "#general")
+    friend = joined(irc_server.irc_port, "cy", "message-tags")
+    old = joined(irc_server.irc_port, "dee")  # no tags negotiated
+    bob = connect(irc_server.port, "bob")
+    tagger.send("@+draft/reply=7;+draft/react=\\s:-) PRIVMSG #general :see above")
+    relayed = friend.until("PRIVMSG", "#general")
+    tags = split_line(relayed[0])[0]
+    assert tags["+draft/reply"] == "7" and tags["+draft/react"] == " :-)"
+    assert "msgid" in tags
+    assert old.until("PRIVMSG", "#general")[0].startswith(":ada!")  # no tags at all
+    frame = bob.until("message", text="see above")
+    assert frame["tags"] == {"+draft/reply": "7", "+draft/react": " :-)"}
+    tagger.send("@+draft/react=:+1: TAGMSG #general")
+    got = friend.until("TAGMSG", "#general")
+    assert split_line(got[0])[0]["+draft/react"] == ":+1:"
+    echo = tagger.until("TAGMSG", "#general")
+    assert split_line(echo[0])[0]["msgid"] == split_line(got[0])[0]["msgid"]
+    assert not any(f["type"] == "tagmsg" for f in bob.barrier())  # IRC's own
+    old.send("PING sync")
+    old.until("PONG")
+    assert not any(split_line(line)[2] == "TAGMSG" for line in old.seen)
+    tagger.send("@+typing=active TAGMSG #general")
+    assert bob.until("typing")["nick"] == "ada"  # typing reaches every door
+
+
+def test_whois_ison_notice_and_quit(irc_server):
+    irc = joined(irc_server.irc_port, "ada", "echo-message")
+    bob = connect(irc_server.port, "bob")
+    irc.send("WHOIS bob")
+    assert irc.until("311", "ada", "bob")[2:4] == ["ada", "bob"]
+    assert irc.until("319", "ada", "bob")[-1] == "#general"
+    irc.until("318", "ada", "bob")
+    irc.send("WHOIS nobody")
+    irc.until("401", "ada", "nobody")
+    irc.until("318", "ada", "nobody")
+    irc.send("ISON bob nobody ada")
+    assert irc.until("303", "ada")[-1] == "bob ada"
+    irc.send("NOTICE #general :the bell rang")
+    assert irc.until("NOTICE", "#general")[-1] == "the bell rang"  # echoed as a NOTICE
+    got = bob.until("message", text="the bell rang")
+    assert got["notice"] is True and "action" not in got
+    bob.send(type="history", room="general", ref="h")
+    replayed = []
+    while (frame := bob.next())["type"] != "history_end":
+        replayed.append(frame)
+    assert [f.get("notice") for f in replayed] == [True]  # stored as a notice
+    bob.send(type="bye", reason="lunch")
+    quit_line = irc.until("QUIT")
+    assert quit_line[1].startswith("bob!") and quit_line[-1] == "lunch"
+
+
+def test_a_failed_commit_is_taken_back_from_irc_output_too(tmp_path, monkeypatch):
+    from chat.config import ServerConfig
+    from chat.dispatch import receive
+    from chat.errors import StoreError
+    from chat.hub import Hub
+    from chat.irc import IrcCodec
+    from chat.store import Store
+
+    hub = Hub(ServerConfig(rate=0), Store(str(tmp_path / "t.db")))
+    peers = []
+    for nick, caps in (("ada", ()), ("cy", ("echo-message", "message-tags"))):
+        peer = hub.open(("127.0.0.1", len(peers)))
+        peer.codec = IrcCodec("lanchat")
+        peer.codec.enable(frozenset(caps))
+        receive(hub, peer, {"type": "hello", "nick": nick, "proto": 1})
+        peers.append(peer)
+    hub.commit()
+    for peer in peers:
+        peer.out.clear()
+    ada, cy = peers
+    receive(hub, ada, {"type": "send", "room": "general", "text": "kept"})
+    hub.commit()
+    receive(hub, cy, {"type": "send", "room": "general", "text": "lost", "ref": "c"})
+    receive(hub, cy, {"type": "send", "room": "general", "text": "lost too\nand more"})
+    receive(hub, ada, {"type": "ping", "token": "p"})
+
+    def fail():
+        raise StoreError("the disk is full", write=True)
+    monkeypatch.setattr(hub.store, "commit", fail)
+    assert not hub.commit()
+    seen_by_ada = bytes(ada.out).decode()
+    assert "kept" in seen_by_ada and "lost" not in seen_by_ada and "PONG" in seen_by_ada
+    seen_by_cy = bytes(cy.out).decode()
+    assert "lost" not in seen_by_cy and "could not store your message" in seen_by_cy

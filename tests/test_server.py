@@ -642,3 +642,73 @@ def test_shutdown_notice_and_exit_zero(server):
     frames = a.closed()
     assert frames and frames[-1]["type"] == "notice"
     assert "shutting down" in frames[-1]["text"]
+
+
+# ---------------------------------------------------------------- docs/protocol.md additions
+
+def replayed(client: Wire, **request) -> tuple[list[str], dict]:
+    """The texts a `history` request returns, and its `history_end`."""
+    client.send(type="history", room="general", ref="h", **request)
+    texts = []
+    while (frame := client.next())["type"] != "history_end":
+        texts.append(frame["text"])
+    assert frame["ref"] == "h"
+    return texts, frame
+
+
+def test_history_ranges_by_id_and_by_time(start_server):
+    server = start_server("--rate", "0")
+    alice, = crowd(server.port, "alice")
+    sent = []
+    for n in range(8):
+        alice.send(type="send", room="general", text=f"m{n}", ref=str(n))
+        sent.append(alice.until("message", ref=str(n)))
+        time.sleep(0.003)  # distinct millisecond stamps
+    ids = [m["id"] for m in sent]
+    texts = [f"m{n}" for n in range(8)]
+    assert replayed(alice, after=ids[5])[0] == texts[6:]
+    assert replayed(alice, after=ids[1], limit=2)[0] == texts[6:]  # the newest of the range
+    got, end = replayed(alice, after=ids[1], limit=2, oldest=True)
+    assert got == texts[2:4] and end["more"] is True  # the oldest, newer ones left out
+    assert replayed(alice, after=ids[1], before=ids[4])[0] == texts[2:4]
+    assert replayed(alice, around=ids[4], limit=3)[0] == texts[3:6]
+    assert replayed(alice, around=ids[4], limit=1)[0] == texts[4:5]
+    assert replayed(alice, before_ts=sent[3]["ts"], limit=2)[0] == texts[1:3]
+    assert replayed(alice, after_ts=sent[5]["ts"])[0] == texts[6:]
+    assert replayed(alice, around_ts=sent[2]["ts"], limit=3)[0] == texts[1:4]
+    alice.send(type="history", room="general", around=ids[2], after=ids[1])
+    alice.error("bad_field")
+    alice.send(type="history", room="general", after_ts=-1)
+    alice.error("bad_field")
+
+
+def test_whois_ison_notices_tags_and_tagmsg(start_server):
+    server = start_server("--rate", "0")
+    alice, bob = crowd(server.port, "alice", "bob")
+    alice.send(type="whois", nick="BOB", ref="w")
+    who = alice.until("whois")
+    assert (who["nick"], who["rooms"], who["door"], who["account"], who["ref"]) == \
+        ("bob", ["general"], "json", False, "w")
+    alice.send(type="whois", nick="carol")
+    alice.error("no_such_user")
+    alice.send(type="ison", nicks=["carol", "Bob", "alice"], ref="i")
+    assert alice.until("ison")["nicks"] == ["bob", "alice"]
+    alice.send(type="ison", nicks=["x"] * 65)
+    alice.error("bad_field")
+    alice.send(type="send", room="general", text="class is over", notice=True,
+               tags={"+draft/reply": "3"}, ref="n")
+    echo = alice.until("message", ref="n")
+    assert echo["notice"] is True and echo["tags"] == {"+draft/reply": "3"}
+    got = bob.until("message", text="class is over")
+    assert got["notice"] is True and got["tags"] == {"+draft/reply": "3"}
+    for bad in ({"noplus": "x"}, {"+ok": 3}, {"+big": "x" * 5000}, ["+a"]):
+        alice.send(type="send", room="general", text="x", tags=bad)
+        alice.error("bad_field")
+    alice.send(type="send", room="general", text="x", notice=True, action=True)
+    alice.error("bad_field")
+    alice.send(type="tagmsg", room="general", tags={"+draft/react": "ok"}, ref="t")
+    mine = alice.until("tagmsg", ref="t")
+    assert mine["tags"] == {"+draft/react": "ok"} and mine["tag_id"].startswith("t")
+    assert not any(f["type"] == "tagmsg" for f in bob.barrier())  # bob did not ask
+    alice.send(type="tagmsg", room="general", tags={})
+    alice.error("bad_field")
