@@ -236,7 +236,7 @@ def test_history_on_join_for_clients_that_can_show_its_time(irc_server):
     assert not any("said before" in line for line in plain.seen)
 
 
-def test_irssi_in_tmux_joins_sees_history_and_talks(irc_server, tmp_path):
+def test_irssi_in_tmux_signs_in_joins_sees_history_and_talks(irc_server, tmp_path):
     import os
     import shutil
     import subprocess
@@ -244,11 +244,23 @@ def test_irssi_in_tmux_joins_sees_history_and_talks(irc_server, tmp_path):
 
     if not (shutil.which("irssi") and shutil.which("tmux")):
         pytest.skip("needs irssi and tmux (python tests/prepare.py installs them)")
+    owner = connect(irc_server.port, "ircuser", rooms=[])  # the account irssi signs in to
+    owner.send(type="register", password="irssi's secret")
+    owner.until("registered")
+    owner.send(type="bye")
+    owner.closed()
     bob = connect(irc_server.port, "bob")
     bob.send(type="send", room="general", text="said before irssi came", ref="h")
     bob.until("message", ref="h")
     home = tmp_path / "home"
-    home.mkdir()
+    (home / ".irssi").mkdir(parents=True)
+    (home / ".irssi" / "config").write_text(f"""
+servers = ( {{ address = "127.0.0.1"; chatnet = "lab"; port = "{irc_server.irc_port}";
+               use_tls = "no"; autoconnect = "yes"; }} );
+chatnets = {{ lab = {{ type = "IRC"; sasl_mechanism = "PLAIN";
+                      sasl_username = "ircuser"; sasl_password = "irssi's secret"; }}; }};
+settings = {{ core = {{ nick = "ircuser"; user_name = "ircuser"; real_name = "IRC user"; }}; }};
+""")
     session = f"lanchat{os.getpid()}"
     tmux = ["tmux", "-L", session]  # a tmux server of the test's own
 
@@ -263,10 +275,12 @@ def test_irssi_in_tmux_joins_sees_history_and_talks(irc_server, tmp_path):
             time.sleep(0.1)  # polling the screen, each look bounded by the deadline
 
     subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "160", "-y", "40",
-                    f"HOME={home} TERM=xterm irssi --home={home}/.irssi -n ircuser "
-                    f"-c 127.0.0.1 -p {irc_server.irc_port}"], check=True)
+                    f"HOME={home} TERM=xterm irssi --home={home}/.irssi"], check=True)
     try:
+        until("SASL authentication succeeded")  # irssi's SASL, then the welcome
         until("Welcome to")
+        bob.send(type="whois", nick="ircuser")
+        assert bob.until("whois")["account"] is True
         subprocess.run([*tmux, "send-keys", "-t", session, "/join #general", "Enter"])
         until("has joined #general")
         until("said before irssi came")  # the history, shown on joining
