@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A/B: this checkout's server against another revision's, interleaved, in one run.
 
-    python bench/ab.py --base REV [--runs 3] [--seconds 3] [--shapes 10:10,500:20]
+    python bench/ab.py --base REV [--runs 3] [--seconds 3] [--shapes 10:10,500:20] [--irc]
 
 REV (a commit, tag or branch of this repository) is checked out into a temporary git
 worktree; each run starts both servers in turn (headless, --rate 0, persistence on)
@@ -31,15 +31,19 @@ from loadgen import Load  # noqa: E402
 SHAPES = [(10, 10), (100, 20), (500, 20), (1000, 20)]
 
 
-def fan_out(main: Path, tmp: Path, clients: int, senders: int, seconds: float) -> float:
+def fan_out(main: Path, tmp: Path, clients: int, senders: int, seconds: float,
+            irc: bool = False) -> float:
     db = tmp / f"ab{time.monotonic_ns()}.db"
     proc = subprocess.Popen([sys.executable, str(main), "--server", "--headless", "--host",
                              "127.0.0.1", "--port", "0", "--rate", "0", "--quiet",
-                             "--max-clients", "20000", "--db", str(db)],
+                             "--max-clients", "20000", "--db", str(db),
+                             *(["--irc-port", "0"] if irc else [])],
                             stdout=subprocess.PIPE, text=True, cwd=main.parent)
     assert proc.stdout is not None
     port = int(proc.stdout.readline().rsplit(":", 1)[1])
-    load = Load(port)
+    if irc:  # its second line: "irc listening on HOST:PORT"
+        port = int(proc.stdout.readline().rsplit(":", 1)[1])
+    load = Load(port, irc=irc)
     try:
         load.connect(clients)
         load.settle()
@@ -60,6 +64,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--shapes", default=",".join(f"{c}:{s}" for c, s in SHAPES),
                         help="clients:senders, comma-separated (default: %(default)s)")
+    parser.add_argument("--irc", action="store_true", help="the clients speak IRC")
     args = parser.parse_args()
     shapes = [tuple(int(n) for n in shape.split(":")) for shape in args.shapes.split(",")]
     with tempfile.TemporaryDirectory() as name:
@@ -73,7 +78,8 @@ def main() -> int:
             for _ in range(args.runs):
                 for clients, senders in shapes:
                     for label, main_py in mains.items():
-                        rate = fan_out(main_py, tmp, clients, senders, args.seconds)
+                        rate = fan_out(main_py, tmp, clients, senders, args.seconds,
+                                       irc=args.irc)
                         results.setdefault((f"{clients}:{senders}", label), []).append(rate)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",

@@ -106,9 +106,14 @@ def split_line(line: str) -> tuple[dict[str, str], str | None, str, list[str]]:
     return tags, source, command, params
 
 
+_second = [-1, ""]  # the last second written, and how
+
+
 def irc_time(ms: int) -> str:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000))
-    return f"{stamp}.{ms % 1000:03d}Z"
+    second = ms // 1000
+    if second != _second[0]:
+        _second[:] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second[1]}.{ms % 1000:03d}Z"
 
 
 def parse_time(text: str) -> int | None:
@@ -140,6 +145,8 @@ def tagged(line: str, tag: str) -> str:
 def text_pieces(text: str, limit: int) -> list[str]:
     """A text as IRC can carry it: one piece per line, long lines cut (at a space
     when there is one) into pieces of at most ``limit`` bytes."""
+    if len(text) * 4 <= limit and "\n" not in text:  # short: fits however it encodes
+        return [text]
     pieces = []
     for line in text.split("\n"):
         while len(line.encode("utf-8")) > limit:
@@ -181,6 +188,9 @@ class IrcCodec:
         self.server_name = server_name
         self.nick = "*"  # the recipient, for numerics; "*" until welcomed
         self.caps: frozenset[str] = frozenset()
+        # Codecs with equal keys write a broadcast alike: the capabilities, or the codec
+        # itself while an answer of its own is under way (see the end of ``wire``)
+        self.share_key: Any = ("irc", self.caps)
         self.asked: dict[str, Asked] = {}  # ref -> what it asked
         self.motd = ""
         self.account = False  # signed in to its nickname's account
@@ -192,15 +202,11 @@ class IrcCodec:
 
     def enable(self, caps: frozenset[str]) -> None:
         self.caps = caps
-
-    @property
-    def share_key(self) -> Any:
-        if self._open is not None or self._history:
-            return self  # mid-answer: its lines are its own
-        return ("irc", self.caps)
+        self.share_key = ("irc", caps)
 
     def wire(self, lines: bytes) -> bytes:
-        pieces: list[bytes] = []
+        out: list[str] = []
+        marks: list[tuple[int, int, bytes]] = []  # messages: (first line, end, JSON line)
         for line in lines.split(b"\n")[:-1]:
             try:
                 frame = json.loads(line)
@@ -211,49 +217,69 @@ class IrcCodec:
             if write is None:
                 continue
             ref = frame.get("ref")
+            if ref is None and self._open is None:  # a broadcast: the common case
+                if kind != "message":
+                    write(frame, out, None)
+                elif frame.get("history"):
+                    write(frame, self._history, None)  # written at its history_end
+                else:
+                    start = len(out)
+                    write(frame, out, None)
+                    marks.append((start, len(out), line))
+                continue
             asked = self.asked.get(ref) if ref is not None else None
             produced: list[str] = []
             if asked is not None and kind in ("message", "tagmsg") \
                     and frame.get("to") == frame.get("from") == self.nick \
                     and "echo-message" in self.caps:
-                write({**frame, "ref": None}, produced, None)  # to itself: received,
-                pieces.append(self._bytes(produced))  # then its echo
-                produced = []
-            write(frame, produced, asked)
+                write({**frame, "ref": None}, out, None)  # to itself: received, then
+            write(frame, produced, asked)                # its echo
             if kind == "message" and frame.get("history"):
-                self._history.extend(produced)  # written at its history_end
+                self._history.extend(produced)
                 continue
             ends = asked is not None and (kind in ("error", "irc")
                                           or ENDS.get(asked.cmd) == kind)
             if ends:
                 del self.asked[ref]
             produced = self._label(produced, asked, ends)
-            if produced:
-                data = self._bytes(produced)
-                if kind == "message":  # for a take-back if the pass's commit fails
-                    WIRED[data[:data.index(b"\n") + 1]] = (line + b"\n", data)
-                pieces.append(data)
-        return b"".join(pieces)
-
-    @staticmethod
-    def _bytes(lines: list[str]) -> bytes:
-        return "".join(f"{text}\r\n" for text in lines).encode("utf-8", "replace")
+            if kind == "message":
+                marks.append((len(out), len(out) + len(produced), line))
+            out.extend(produced)
+        # mid-answer (a labeled batch, a replay before its end) its lines are its own
+        self.share_key = self if self._open is not None or self._history \
+            else ("irc", self.caps)
+        if not out:
+            return b""
+        if marks:  # for a take-back if the pass's commit fails (``pieces``)
+            WIRED.setdefault(out[0], []).append((out, marks))
+        return ("\r\n".join(out) + "\r\n").encode("utf-8", "replace")
 
     def pieces(self, wired: bytes) -> list[tuple[bytes, bytes]]:
         """Lines of ``wired``; the lines of a message of this pass as one piece with
-        its JSON line (``model.WIRED``), so that the hub can take it back."""
-        out: list[tuple[bytes, bytes]] = []
-        at, size = 0, len(wired)
-        while at < size:
-            end = wired.find(b"\n", at) + 1 or size
-            known = WIRED.get(wired[at:end])
-            if known is not None and wired.startswith(known[1], at):
-                out.append(known)
-                at += len(known[1])
+        its JSON line (found in ``model.WIRED``), so that the hub can take it back."""
+        found: list[tuple[bytes, list[str]]] = []
+        lines = wired.decode("utf-8", "replace").split("\r\n")
+        tail = lines.pop()  # after the last CR-LF: nothing, for whole lines
+        at = 0
+        while at < len(lines):
+            for out, marks in WIRED.get(lines[at], ()):
+                if lines[at:at + len(out)] == out:  # one whole output of ``wire``
+                    done = 0
+                    for start, end, json_line in marks:
+                        found.extend((b"", [text]) for text in out[done:start])
+                        found.append((json_line + b"\n", out[start:end]))
+                        done = end
+                    found.extend((b"", [text]) for text in out[done:])
+                    at += len(out)
+                    break
             else:
-                out.append((b"", wired[at:end]))
-                at = end
-        return out
+                found.append((b"", [lines[at]]))
+                at += 1
+        pieces = [(json_line, "".join(f"{t}\r\n" for t in texts).encode("utf-8", "replace"))
+                  for json_line, texts in found]
+        if tail:
+            pieces.append((b"", tail.encode()))
+        return pieces
 
     # ------------------------------------------------------------ labels and batches
 
@@ -322,8 +348,8 @@ class IrcCodec:
 
     def _own_echo(self, frame: dict[str, Any]) -> bool:
         """A copy of this connection's own message that it did not ask to see."""
-        return (frame.get("from") == self.nick and "echo-message" not in self.caps
-                and "ref" in frame and not frame.get("history")
+        return ("ref" in frame and frame.get("from") == self.nick
+                and "echo-message" not in self.caps and not frame.get("history")
                 and frame.get("to") != self.nick)  # to itself: it is also received
 
     # ------------------------------------------------------------ frames
@@ -372,13 +398,19 @@ class IrcCodec:
         text = frame.get("text", "")
         if "file" in frame:
             text = f"[file] {text} ({frame['file'].get('size', 0)} bytes)"
-        command = "NOTICE" if frame.get("notice") else "PRIVMSG"
-        head = f":{self._mask(sender)} {command} {target} :"
-        room = MAX_BODY - 2 - len(head.encode("utf-8")) - (9 if frame.get("action") else 0)
+        command = "NOTICE" if "notice" in frame else "PRIVMSG"
         tags = self._tags(frame)
+        prefix = f":{sender}!{sender}@lanchat {command} {target} :"
+        action = "action" in frame
+        if "\n" not in text and (len(text) + len(prefix) + 9) * 4 <= MAX_BODY - 2:
+            # one line, short enough however it encodes: the common case
+            out.append(f"{tags}{prefix}\x01ACTION {text}\x01" if action
+                       else f"{tags}{prefix}{text}")
+            return
+        room = MAX_BODY - 2 - len(prefix.encode("utf-8")) - (9 if action else 0)
         for part in text_pieces(text, max(room, 64)):
-            out.append(tags + head + (f"\x01ACTION {part}\x01" if frame.get("action")
-                                      else part))
+            out.append(f"{tags}{prefix}\x01ACTION {part}\x01" if action
+                       else f"{tags}{prefix}{part}")
 
     def _tagmsg(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
         if "message-tags" not in self.caps or self._own_echo(frame):
@@ -599,20 +631,20 @@ class IrcDoor:
         self._frames.append(frame)
 
     def _command(self, line: str) -> None:
-        if not line.strip():
+        if not line or line.isspace():
             return
-        tags: dict[str, str] = {}
         body = line
-        if line.startswith("@"):
+        if line[0] == "@":
             head, _, body = line.partition(" ")
             if len(head.encode("utf-8")) + 1 > MAX_TAG_DATA:
                 self._finish_with("417", "Input line was too long")
                 return
-        if line == TOO_LONG.decode() or len(body.encode("utf-8")) + 2 > MAX_BODY:
-            self._finish_with("417", "Input line was too long")
+        if line[0] == "\x00" or (len(body) * 4 + 2 > MAX_BODY  # (4: UTF-8's longest)
+                                 and len(body.encode("utf-8")) + 2 > MAX_BODY):
+            self._finish_with("417", "Input line was too long")  # (TOO_LONG starts "\0")
             return
         tags, _, command, params = split_line(line)
-        label = tags.get("label")
+        label = tags.get("label") if tags else None
         self._label = Label(label[:64]) if label and "labeled-response" in self.codec.caps \
             else None
         self._replies = []
@@ -826,8 +858,11 @@ class IrcDoor:
     def _cmd_privmsg(self, params: list[str], tags: dict[str, str],
                      notice: bool = False) -> None:
         command = "NOTICE" if notice else "PRIVMSG"
-        targets = self._targets(command, params) if not notice else \
-            [t for t in (params[0].split(",") if params else []) if t][:MAX_TARGETS]
+        if params and "," not in params[0] and params[0]:
+            targets: list[str] | None = [params[0]]  # one target: the common case
+        else:
+            targets = self._targets(command, params) if not notice else \
+                [t for t in (params[0].split(",") if params else []) if t][:MAX_TARGETS]
         if not targets:
             return
         if len(params) < 2 or not params[1]:
@@ -835,13 +870,18 @@ class IrcDoor:
                 self._numeric("412", "No text to send")
             return
         text = params[1]
-        action = text.startswith("\x01ACTION ") and text.endswith("\x01")
-        if text.startswith("\x01") and not action:
-            return  # other CTCP requests: not answered
-        client_tags = self._client_tags(tags)
+        action = False
+        if text[0] == "\x01":
+            action = text.startswith("\x01ACTION ") and text.endswith("\x01")
+            if not action:
+                return  # other CTCP requests: not relayed (texts refuse control bytes)
+        client_tags = self._client_tags(tags) if tags else None
+        nick = self.codec.nick
         for target in targets:
-            relayed = f":{self.codec.nick}!{self.codec.nick}@lanchat {command} {target} :{text}"
-            if len(relayed.encode("utf-8")) + 2 > MAX_BODY:  # others would get it cut
+            # others get ":nick!nick@lanchat PRIVMSG target :text": it must fit in 512
+            if (len(text) + len(target) + 2 * len(nick) + 30) * 4 > MAX_BODY and len(
+                    f":{nick}!{nick}@lanchat {command} {target} :{text}\r\n".encode()) \
+                    > MAX_BODY:
                 if not notice:
                     self._numeric("417", "Input line was too long (with your address, "
                                   "the message would pass 512 bytes)")

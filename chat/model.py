@@ -21,10 +21,11 @@ SEARCH_BURST = 5  # searches in a row; then one a second (the change bucket's ra
 MAX_DMS = 5000  # direct-message ids a connection remembers for its searches
 
 
-# Message frames of the pass as codecs whose form cannot be read back wrote them (IRC):
-# the first line of the bytes -> (the JSON line, the bytes). The hub empties it at each
-# commit; if a commit fails, ``Codec.pieces`` finds the messages to take back here.
-WIRED: dict[bytes, tuple[bytes, bytes]] = {}
+# What codecs whose form cannot be read back (IRC) wrote this pass, when it held
+# messages: its first line -> [(its lines, [(first line, end, JSON line) of each
+# message])]. The hub empties it at each commit; if a commit fails, ``Codec.pieces``
+# finds the messages to take back here.
+WIRED: dict[str, list[tuple[list[str], list[tuple[int, int, bytes]]]]] = {}
 
 
 class TokenBucket:
@@ -184,6 +185,30 @@ def _own(member: Peer, entries: list[Entry], start: int, end: int) -> bytes:
     return b"".join(parts)
 
 
+def _own_wired(member: Peer, entries: list[Entry], start: int, end: int,
+               each: dict[Any, list[bytes | None]]) -> bytes:
+    """``_own`` in ``member``'s codec: the entries everyone gets are encoded once per
+    codec and batch (``each``), not once per member that also has entries of its own
+    (every sender of the batch, for its echo)."""
+    codec = member.codec
+    assert codec is not None
+    cache = each.get(codec.share_key)
+    if cache is None:
+        cache = each[codec.share_key] = [None] * len(entries)
+    parts: list[bytes] = []
+    for at in range(start, end):
+        data, who, mine = entries[at]
+        if who is not member:
+            if data:
+                done = cache[at]
+                if done is None:
+                    done = cache[at] = codec.wire(data)
+                parts.append(done)
+        elif mine is not None:
+            parts.append(codec.wire(mine))
+    return b"".join(parts)
+
+
 def share(members: Iterable[Peer], data: bytes) -> None:
     """Queue the same frames on every one of ``members``, encoded once per codec."""
     wired: dict[Any, bytes] = {}
@@ -266,11 +291,16 @@ class Room:
         wired: dict[Any, bytes] = {}  # the shared bytes, encoded once per codec
         if special or fresh:
             end = len(entries)
+            each: dict[Any, list[bytes | None]] = {}  # per codec: each entry's bytes
             for member in self.members:
                 if member in special or member in fresh:
-                    own = _own(member, entries, fresh.get(member, 0), end)
+                    start = fresh.get(member, 0)
+                    if member.codec is None:
+                        own = _own(member, entries, start, end)
+                    else:
+                        own = _own_wired(member, entries, start, end, each)
                     if own:
-                        member.queue(own)
+                        member.queue_wire(own)
                 elif shared:
                     _share(member, shared, wired)
         else:
