@@ -206,6 +206,40 @@ def test_a_broadcast_is_written_once_per_set_of_capabilities():
     assert bytes(members[2].out).startswith(b"@time=")
 
 
+def test_senders_echoes_do_not_make_the_batch_written_per_sender():
+    from chat.irc import IrcCodec
+    from chat.model import Peer, Room, TokenBucket
+
+    written = []
+
+    class Counting(IrcCodec):
+        def wire(self, lines: bytes) -> bytes:
+            written.append(lines.count(b"\n"))
+            return super().wire(lines)
+
+    room, dirty = Room("general", "general"), {}
+    senders = []
+    for n in range(4):
+        peer = Peer(("127.0.0.1", n), 0.0, 0, TokenBucket(0, 1, 0.0),
+                    TokenBucket(0, 1, 0.0), dirty)
+        peer.nick = f"u{n}"
+        peer.codec = Counting("lanchat")
+        peer.codec.enable(frozenset({"echo-message"}))
+        room.add(peer)
+        senders.append(peer)
+    room.fresh.clear()
+    for n, peer in enumerate(senders):  # each says one thing: everyone's, its echo its own
+        frame = (b'{"type":"message","id":%d,"ts":1,"room":"general","from":"u%d",'
+                 b'"text":"hi %d"' % (n + 1, n, n))
+        room.pending.append((frame + b"}\n", peer, frame + b',"ref":"r"}\n'))
+    room.deliver()
+    # 4 entries written once each for everyone, 4 echoes: not 4 x 4 lines
+    assert sum(written) == 8
+    for peer in senders:
+        lines = bytes(peer.out).decode().splitlines()
+        assert [line.rsplit(":", 1)[1] for line in lines] == ["hi 0", "hi 1", "hi 2", "hi 3"]
+
+
 def test_part_messages_long_lines_and_notices_that_are_never_answered(irc_server):
     irc = joined(irc_server.irc_port, "ada")
     bob = connect(irc_server.port, "bob")
