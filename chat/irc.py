@@ -502,6 +502,7 @@ class IrcCodec:
 
     def _kicked(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
         out.append(f"ERROR :Closing link: {frame.get('reason', '')}")
+        self.farewell = b""  # the reason was the last word
 
     def _ping(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
         out.append(f"PING :{frame.get('token', '')}")
@@ -544,7 +545,8 @@ class IrcCodec:
             self._numeric(out, numeric, target or "*", message)
         elif code in ("server_full", "internal_error", "bad_proto", "auth_failed",
                       "banned"):
-            out.append(f"ERROR :{message}")
+            out.append(f"ERROR :{message}")  # the connection closes on it
+            self.farewell = b""
         else:
             out.append(f":{self.server_name} NOTICE {self.nick} :{message}")
 

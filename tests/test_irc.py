@@ -556,3 +556,34 @@ def test_a_failed_commit_is_taken_back_from_irc_output_too(tmp_path, monkeypatch
     assert "kept" in seen_by_ada and "lost" not in seen_by_ada and "PONG" in seen_by_ada
     seen_by_cy = bytes(cy.out).decode()
     assert "lost" not in seen_by_cy and "could not store your message" in seen_by_cy
+
+
+def test_kick_ban_and_shutdown_as_irc_users_see_them(tmp_path):
+    import subprocess
+
+    from tests.test_console import Answers
+
+    srv = launch(tmp_path / "k.db", "--irc-port", "0", "--rate", "0", "--console",
+                 stdin=subprocess.PIPE)
+    srv.irc_port = int(srv.proc.stdout.readline().rsplit(":", 1)[1])
+    console = Answers(srv.proc)
+    ada = joined(srv.irc_port, "ada")
+    cy = joined(srv.irc_port, "cy")
+    dee = joined(srv.irc_port, "dee")
+    console.command("kick ada shouting")
+    kicked = cy.until("KICK", "#general", "ada")
+    assert kicked[-1] == "shouting"
+    assert ada.until("ERROR")[-1].endswith("shouting")
+    ada.closed()
+    assert [line for line in ada.lines if line.startswith("ERROR")] == []  # said once
+    console.command("ban nick cy 1h spam")
+    assert cy.until("ERROR")[-1].endswith("spam")
+    assert dee.until("QUIT")[1].startswith("cy!")
+    again = IrcWire(srv.irc_port)
+    again.send("NICK cy", "USER cy 0 * :cy")
+    assert "banned" in again.until("465", "*", "cy")[-1]  # ERR_YOUREBANNEDCREEP, then ERROR
+    again.until("ERROR")
+    console.command("stop")
+    assert "shutting down" in dee.until("NOTICE", "*")[-1]
+    dee.until("ERROR")
+    assert srv.proc.wait(10) == 0
