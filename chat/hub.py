@@ -540,7 +540,7 @@ class Hub:
         """The server closed the socket: drop every trace of the peer."""
         if self.peers.pop(peer, 0) is None:
             self.gate.closed(peer)
-        if peer.uploads or peer.downloads:
+        if peer.transferring:
             self._drop_transfers(peer)
         self.closing.pop(peer, None)
         self.dirty.pop(peer, None)

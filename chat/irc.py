@@ -626,7 +626,9 @@ class IrcDoor:
         asked_refs = self.codec.asked
         asked_refs[ref] = Asked(asked, target, label, sub)
         while len(asked_refs) > MAX_ASKED:  # answers come in order: the oldest are done
-            del asked_refs[next(iter(asked_refs))]
+            gone = asked_refs.pop(next(iter(asked_refs)))
+            if gone.label is not None and self.codec._open is gone.label:
+                self.codec._open = None  # never answered: its batch is not waited for
         return ref
 
     def _frame(self, **frame: Any) -> None:
@@ -716,12 +718,14 @@ class IrcDoor:
         if sub == "LS":
             if len(params) > 1 and params[1].isdigit():
                 self.cap_version = max(self.cap_version, int(params[1]))
-            self.codec.negotiating = self.codec.nick == "*"
+            if self.codec.nick == "*":
+                self.codec.negotiating = True  # registration waits for CAP END
             offered = [f"{c}={CAP_VALUES[c]}" if c in CAP_VALUES and self.cap_version >= 302
                        else c for c in CAPS]
             self._reply(f":{server} CAP {name} LS :{' '.join(offered)}")
         elif sub == "REQ" and len(params) > 1:
-            self.codec.negotiating = self.codec.nick == "*"
+            if self.codec.nick == "*":
+                self.codec.negotiating = True
             wanted = params[1].split()
             names = {w.lstrip("-") for w in wanted}
             caps = set(self.codec.caps)

@@ -94,8 +94,8 @@ class Peer:
                  "errors", "started", "last_heard", "pinged_at", "closing",
                  "close_deadline", "connected_ts", "sent", "client", "sock", "decoder",
                  "events", "_dirty", "accounts", "phase", "held", "owed", "codec", "door",
-                 "searches", "dms", "uploads", "downloads",
-                 "refused", "wants_tags", "__weakref__")
+                 "searches", "_dms", "uploads", "_downloads",
+                 "_refused", "wants_tags", "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
                  changes: TokenBucket, dirty: dict[Peer, int]) -> None:
@@ -130,10 +130,12 @@ class Peer:
         # `search` (docs/protocol.md): a bucket of its own, as join/part/nick have,
         # and the direct messages of this connection, the only ones it may search.
         self.searches = TokenBucket(changes.rate, SEARCH_BURST, now)
-        self.dms: deque[int] = deque(maxlen=MAX_DMS)
+        # These three are made at their first use (``dms``, ``downloads``, ``refused``):
+        # a deque is 760 bytes, and most connections never need them.
+        self._dms: deque[int] | None = None
         self.uploads: dict[str, Any] = {}  # chat.files.Upload by token
-        self.downloads: deque[Any] = deque()  # chat.files.Download, first first
-        self.refused: deque[str] = deque(maxlen=8)  # uploads refused midway: chunks
+        self._downloads: deque[Any] | None = None  # chat.files.Download, first first
+        self._refused: deque[str] | None = None  # uploads refused midway: chunks
         # already on their way are dropped quietly (one error said it, not hundreds)
         self.wants_tags = False  # takes `tagmsg` frames (docs/protocol.md): IRC with tags
         self._dirty = dirty
@@ -156,6 +158,29 @@ class Peer:
         if self not in dirty:
             dirty[self] = len(self.out)
         self.out += data
+
+    @property
+    def dms(self) -> deque[int]:
+        if self._dms is None:
+            self._dms = deque(maxlen=MAX_DMS)
+        return self._dms
+
+    @property
+    def downloads(self) -> deque[Any]:
+        if self._downloads is None:
+            self._downloads = deque()
+        return self._downloads
+
+    @property
+    def refused(self) -> deque[str]:
+        if self._refused is None:
+            self._refused = deque(maxlen=8)
+        return self._refused
+
+    @property
+    def transferring(self) -> bool:
+        """Whether it has uploads or downloads under way (without making the queue)."""
+        return bool(self.uploads or self._downloads)
 
     @property
     def unsent(self) -> int:
