@@ -96,7 +96,19 @@ def test_queries_names_who_list_topic_mode_ping(irc_server):
     irc.until("331", "ada", "#general")
     irc.until("324", "ada", "#general")
     assert irc.until("PONG")[-1] == "tok"
-    del bob
+    irc.send("MODE #general b", "MODE #general +o bob", "TOPIC #general :new topic",
+             "KICK #general bob", "MODE ada", "AWAY :lunch", "AWAY", "MOTD", "CAP LIST")
+    irc.until("368", "ada", "#general")  # no bans to list
+    irc.until("482", "ada", "#general")  # modes are fixed
+    irc.until("482", "ada", "#general")  # topics are not kept
+    irc.until("482", "ada", "#general")  # only the operator kicks
+    irc.until("221", "ada")
+    irc.until("306", "ada")
+    irc.until("305", "ada")
+    assert irc.until("372", "ada")[-1] == "- Hi IRC"
+    assert irc.until("CAP", "ada", "LIST")[-1] == ""
+    bob.send(type="who", room="general", ref="w")
+    assert bob.until("users", ref="w")["users"] == ["ada", "bob"]  # nobody was kicked
 
 
 def test_errors_are_numerics_and_nothing_else_breaks(irc_server):
