@@ -24,6 +24,7 @@ TEXT = "x" * 40  # with the frame's fields, a message is ~110 bytes on the wire
 _STAMP = re.compile(rb'"text": ?"t(\d+) ')
 WS_MARK = b'{"type"'  # how every frame the server sends starts (one per WebSocket message)
 IRC_MARK = b" PRIVMSG "  # a message delivered to an IRC client
+ACK_EVERY = 8  # without echo-message: a PING after this many messages, its PONG the ack
 
 
 def ws_frames(lines: bytes) -> bytes:
@@ -89,10 +90,13 @@ class Load:
     """N clients of one server; some of them send."""
 
     def __init__(self, port: int, host: str = HOST, *, tls: bool = False,
-                 websocket: bool = False, irc: bool = False) -> None:
+                 websocket: bool = False, irc: bool = False, echo: bool = True) -> None:
         self.addr = (host, port)
         self.websocket = websocket  # every client over /ws instead of JSON lines
         self.irc = irc  # every client speaks IRC (the server's --irc-port)
+        # IRC without echo-message (servers that lack it): a sender does not get its
+        # own message; a PING after every ACK_EVERY messages stands for the acks
+        self.echo = echo or not irc
         self.mark = WS_MARK if websocket else IRC_MARK if irc else b"\n"
         self.tls: ssl.SSLContext | None = None
         if tls:  # the bench measures the server: no certificate check
@@ -129,12 +133,15 @@ class Load:
                     nick.encode(), room_list, extra)
                 if self.irc:  # echo-message: a sender sees its own message (its ack)
                     joins = "".join(f"JOIN #{r}\r\n" for r in rooms)
-                    sock.send(f"CAP REQ :echo-message\r\nNICK {nick}\r\nUSER {nick} 0 * "
-                              f":{nick}\r\nCAP END\r\n{joins}".encode())
+                    lines = f"NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n"
+                    if self.echo:
+                        lines = f"CAP REQ :echo-message\r\n{lines}CAP END\r\n"
+                    sock.send(f"{lines}{joins}".encode())
                 else:
                     sock.send(self.frame(hello))
-                conn = Conn(sock, nick, tail=early,
-                            ack=b":%s!" % nick.encode() if self.irc else b'"ref"')
+                ack = b'"ref"' if not self.irc else b":%s!" % nick.encode() if self.echo \
+                    else b" PONG "
+                conn = Conn(sock, nick, tail=early, ack=ack)
                 self.conns.append(conn)
                 self.sel.register(sock, selectors.EVENT_READ, conn)
                 pending.append(conn)
@@ -217,23 +224,27 @@ class Load:
                            % TEXT.encode())
         if self.irc:
             frame = b"PRIVMSG #general :%s\r\n" % TEXT.encode()
+        step = 1  # messages per write, and per ack
+        if not self.echo:
+            step = ACK_EVERY
+            frame = frame * ACK_EVERY + b"PING :a\r\n"
         self.reset_counts()
         start = time.monotonic()
         end = start + seconds
         deadline = end + 60
         while time.monotonic() < end:
             for conn in talkers:
-                room = window - (conn.sent - conn.acks)
+                room = (window - (conn.sent - conn.acks * step)) // step
                 if room > 0:
                     conn.write(frame * room)
-                    conn.sent += room
+                    conn.sent += room * step
                 elif conn.out:
                     conn.write()
             self._pump(0.002, deadline)
         measured = sum(c.lines for c in self.conns)
         elapsed = time.monotonic() - start
         total = sum(c.sent for c in talkers)
-        want = total * len(self.conns)
+        want = total * (len(self.conns) if self.echo else len(self.conns) - 1)
         while sum(c.lines for c in self.conns) < want:
             for conn in talkers:
                 conn.write()
