@@ -31,7 +31,7 @@ from chat.errors import ProtocolError, StoreError
 from chat.files import PUMP_BYTES, Download, Files, chunk_size
 from chat.gate import Gate
 from chat.model import SNIFF, WIRED, Peer, Room, TokenBucket, share
-from chat.protocol import encode
+from chat.protocol import encode, with_ref
 from chat.store import ACTION, NOTICE, PLAIN, Store
 
 MAX_ERRORS_IN_ROW = 20  # PROTOCOL.md: more than 20 error frames in a row closes
@@ -240,7 +240,7 @@ class Hub:
         if tags:
             frame["tags"] = tags
         data = encode(frame)
-        echo = data if ref is None else encode({**frame, "ref": ref})
+        echo = data if ref is None else with_ref(data, ref)
         if room is not None:
             self.to_room(room, data, sender if ref is not None else None, echo)
         else:

@@ -161,6 +161,12 @@ def encode(frame: dict[str, Any]) -> bytes:
     return (_ENCODER.encode(frame) + "\n").encode("utf-8")
 
 
+def with_ref(data: bytes, ref: str) -> bytes:
+    """``encode(frame)`` of a frame with ``ref`` added last, from its bytes without it
+    (the sender's copy of what everyone gets, without encoding the frame twice)."""
+    return b"%s,\"ref\":%s}\n" % (data[:-2], _ENCODER.encode(ref).encode("utf-8"))
+
+
 # ---------------------------------------------------------------- names and text
 
 def _is_clean(value: str) -> bool:

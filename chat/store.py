@@ -79,6 +79,8 @@ def reason_of(exc: sqlite3.Error) -> str:
     return str(exc)
 
 
+INSERT_MESSAGE = ("INSERT INTO messages (id, ts, room, sender, recipient, text, action, "
+                  "file) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 # messages.action: what kind of message it is (the column's name is from when
 # actions were the only other kind)
 PLAIN, ACTION, NOTICE = 0, 1, 2
@@ -132,6 +134,7 @@ class Store:
         self._last_id = max(row[0] if row else 0, newest[0] or 0)
         self._committed_id = self._last_id
         self._in_transaction = False
+        self._rows: list[tuple[Any, ...]] = []  # messages added, not yet written (add)
         self._known_rooms: set[str] = set()
         self._new_rooms: set[str] = set()  # rooms first stored in the open transaction
         self._reopen_at: float | None = None  # when a read-only connection may reopen
@@ -172,12 +175,16 @@ class Store:
                           (room_key, room_name))
             self._known_rooms.add(room_key)
             self._new_rooms.add(room_key)
-        self._execute(
-            "INSERT INTO messages (id, ts, room, sender, recipient, text, action, file) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (self._last_id + 1, ts, room_key, sender, recipient, text, kind, file))
         self._last_id += 1
+        self._rows.append((self._last_id, ts, room_key, sender, recipient, text, kind, file))
         return self._last_id
+
+    def _flush_rows(self) -> None:
+        """Write the messages added since the last flush: one statement for all of a
+        pass's messages, before anything reads the table or the pass commits."""
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self._execute_many(INSERT_MESSAGE, rows)
 
     def _begin(self) -> None:
         if self._in_transaction:
@@ -243,6 +250,7 @@ class Store:
         and ``rollback`` must be called to learn which rooms it had made."""
         if not self._in_transaction:
             return False
+        self._flush_rows()
         self._execute("COMMIT")
         self._in_transaction = False
         self._committed_id = self._last_id
@@ -254,6 +262,7 @@ class Store:
         """Forget the open transaction (after a failed write); return the keys of the
         rooms it had stored for the first time."""
         self._in_transaction = False
+        self._rows.clear()
         try:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
@@ -273,6 +282,7 @@ class Store:
         (``contextlib.closing``)."""
         upper = before if before is not None else self._last_id + 1
         order = "ASC" if oldest else "DESC"
+        self._flush_rows()
         try:
             cursor = self._db.execute(
                 "SELECT id, ts, sender, text, action, file FROM messages "
@@ -310,6 +320,7 @@ class Store:
         stores it), so this is a binary search of ~40 lookups by primary key, whatever
         the size of the history."""
         low, high = 1, self._last_id + 1  # the answer is in [low, high]
+        self._flush_rows()
         try:
             while low < high:
                 mid = (low + high) // 2
@@ -367,14 +378,21 @@ class Store:
         return self._fts
 
     def _read(self, sql: str, args: tuple = ()) -> list[Any]:
+        self._flush_rows()
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"database {self.path}: {exc}", reason_of(exc)) from None
 
     def _execute(self, sql: str, args: tuple = ()) -> None:
+        self._execute_many(sql, args, many=False)
+
+    def _execute_many(self, sql: str, rows: Any, many: bool = True) -> None:
         try:
-            self._db.execute(sql, args)
+            if many:
+                self._db.executemany(sql, rows)
+            else:
+                self._db.execute(sql, rows)
         except sqlite3.Error as exc:
             code = getattr(exc, "sqlite_errorcode", 0) or 0
             if code & 0xFF == READONLY:
