@@ -30,7 +30,7 @@ from chat.config import ServerConfig
 from chat.errors import ProtocolError, StoreError
 from chat.files import PUMP_BYTES, Download, Files, chunk_size
 from chat.gate import Gate
-from chat.model import SNIFF, WIRED, Peer, Room, TokenBucket, share
+from chat.model import FRAMES, SNIFF, WIRED, Peer, Room, TokenBucket, share
 from chat.protocol import encode, with_ref
 from chat.store import ACTION, NOTICE, PLAIN, Store
 
@@ -133,6 +133,7 @@ class Hub:
             return False
         self._staged.clear()
         WIRED.clear()
+        FRAMES.clear()
         if self.storage_problem is not None and wrote:
             log.warning("storage works again: messages are stored and delivered")
             self.storage_problem = None
@@ -159,6 +160,7 @@ class Hub:
             if len(peer.out) > mark:
                 peer.out[mark:] = self._without(peer, bytes(peer.out[mark:]), failed, exc)
         WIRED.clear()
+        FRAMES.clear()
         for sender, _ in failed.values():
             self.messages -= 1
             if sender is not None:
@@ -240,7 +242,11 @@ class Hub:
         if tags:
             frame["tags"] = tags
         data = encode(frame)
-        echo = data if ref is None else with_ref(data, ref)
+        FRAMES[data[:-1]] = frame  # for codecs (model.FRAMES)
+        echo = data
+        if ref is not None:
+            echo = with_ref(data, ref)
+            FRAMES[echo[:-1]] = {**frame, "ref": ref}
         if room is not None:
             self.to_room(room, data, sender if ref is not None else None, echo)
         else:

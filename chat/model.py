@@ -26,6 +26,10 @@ MAX_DMS = 5000  # direct-message ids a connection remembers for its searches
 # message])]. The hub empties it at each commit; if a commit fails, ``Codec.pieces``
 # finds the messages to take back here.
 WIRED: dict[str, list[tuple[list[str], list[tuple[int, int, bytes]]]]] = {}
+# The pass's message frames by their JSON line (without its "\n"), as the hub built
+# them: codecs that write frames in another form (IRC) look them up here instead of
+# parsing the JSON again. Emptied with WIRED.
+FRAMES: dict[bytes, dict[str, Any]] = {}
 
 
 class TokenBucket:
