@@ -31,7 +31,7 @@ from chat.errors import ProtocolError, StoreError
 from chat.files import PUMP_BYTES, Download, Files, chunk_size
 from chat.gate import Gate
 from chat.model import FRAMES, SNIFF, WIRED, Peer, Room, TokenBucket, share
-from chat.protocol import encode, with_ref
+from chat.protocol import encode, encode_message, with_ref
 from chat.store import ACTION, NOTICE, PLAIN, Store
 
 MAX_ERRORS_IN_ROW = 20  # PROTOCOL.md: more than 20 error frames in a row closes
@@ -241,7 +241,12 @@ class Hub:
             frame["file"] = file
         if tags:
             frame["tags"] = tags
-        data = encode(frame)
+        if action or notice or file is not None or tags:
+            data = encode(frame)
+        elif room is not None:
+            data = encode_message(msg_id, ts, "room", room.name, nick, text)
+        else:
+            data = encode_message(msg_id, ts, "to", frame["to"], nick, text)
         FRAMES[data[:-1]] = frame  # for codecs (model.FRAMES)
         echo = data
         if ref is not None:

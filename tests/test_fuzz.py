@@ -300,3 +300,22 @@ def test_every_bad_frame_gets_its_documented_error(fuzz_server, cases, cuts):
     assert got[0]["type"] == "welcome"
     answers = [f["code"] if f["type"] == "error" else f["type"] for f in got[1:-1]]
     assert answers == expected
+
+
+# Strings as the server keeps them: valid Unicode (no lone surrogates), any characters.
+clean_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(msg_id=st.integers(1, 2 ** 63 - 1), ts=st.integers(0, 2 ** 53),
+       place=st.sampled_from(["room", "to"]), where=clean_text, sender=clean_text,
+       text=clean_text, ref=clean_text)
+def test_the_message_template_and_the_spliced_ref_write_what_encode_writes(
+        msg_id, ts, place, where, sender, text, ref):
+    from chat.protocol import encode, encode_message, with_ref
+
+    frame = {"type": "message", "id": msg_id, "ts": ts, place: where, "from": sender,
+             "text": text}
+    data = encode_message(msg_id, ts, place, where, sender, text)
+    assert data == encode(frame)
+    assert with_ref(data, ref) == encode({**frame, "ref": ref})
