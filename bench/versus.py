@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +91,20 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
             time.sleep(0.05)  # polling the port, bounded by the deadline
 
 
-def start(kind: str, tmp: Path) -> tuple[subprocess.Popen, int, bool]:
+def room_for(clients: int) -> Callable[[], None]:
+    """Run in the server's process before it starts: descriptors for ``clients``
+    sockets and some more, not many more (ngIRCd's cost per connection grows with
+    the limit: it closes every descriptor up to it in each helper it forks)."""
+    def limit() -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = clients + 256
+        if hard != resource.RLIM_INFINITY:
+            want = min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, 1024), hard))
+    return limit
+
+
+def start(kind: str, tmp: Path, clients: int) -> tuple[subprocess.Popen, int, bool]:
     """A fresh server of ``kind``: (its process, the port to load, speaks IRC)."""
     pin = ["taskset", "-c", str(SERVER_CPU)]
     if kind.startswith("lanchat"):
@@ -99,7 +114,7 @@ def start(kind: str, tmp: Path) -> tuple[subprocess.Popen, int, bool]:
              "--host", "127.0.0.1", "--port", "0", "--rate", "0", "--quiet",
              "--max-clients", "20000", "--db", str(tmp / f"v{time.monotonic_ns()}.db"),
              *(["--irc-port", "0"] if irc else [])],
-            stdout=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, text=True, preexec_fn=room_for(clients))
         assert proc.stdout is not None
         port = int(proc.stdout.readline().rsplit(":", 1)[1])
         if irc:
@@ -110,11 +125,13 @@ def start(kind: str, tmp: Path) -> tuple[subprocess.Popen, int, bool]:
         conf = tmp / "ngircd.conf"
         conf.write_text(NGIRCD_CONF.format(port=port, dir=tmp))
         proc = subprocess.Popen([*pin, "ngircd", "--nodaemon", "--config", str(conf)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=room_for(clients))
         wait_port(port, proc)
         return proc, port, True
     proc = subprocess.Popen([*pin, sys.executable, str(ROOT / "bench" / "threaded_relay.py"),
-                             str(port)], stdout=subprocess.PIPE, text=True)
+                             str(port)], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=room_for(clients))
     assert proc.stdout is not None
     proc.stdout.readline()  # "listening on ..."
     return proc, port, False
@@ -123,10 +140,10 @@ def start(kind: str, tmp: Path) -> tuple[subprocess.Popen, int, bool]:
 def measure(kind: str, tmp: Path, clients: int, senders: int,
             seconds: float) -> tuple[float, float]:
     """(deliveries/s, server CPU seconds per million deliveries) of one run."""
-    proc, port, irc = start(kind, tmp)
+    proc, port, irc = start(kind, tmp, clients)
     load = Load(port, irc=irc, echo=not irc)
     try:
-        load.connect(clients)
+        load.connect(clients, timeout=180)  # ngIRCd registers clients slowly
         load.settle()
         before = cpu_seconds(proc.pid)
         result = load.fan_out(senders, seconds)
