@@ -141,3 +141,22 @@ def test_a_failed_commit_is_taken_back_from_websocket_output_too(hub, monkeypatc
     assert got[0]["text"] == "kept"
     assert (got[1]["code"], got[1]["ref"]) == ("store_failed", "w")
     assert [f["text"] for f in frames(plain) if f["type"] == "message"] == ["kept"]
+
+
+def test_messages_of_a_pass_are_read_back_before_its_commit(hub):
+    """Messages are written to SQLite in one statement per pass, at its commit; a read
+    in the same pass (a newcomer's replay, a history request, a search) sees them."""
+    alice = register(hub, "alice")
+    hub.commit()
+    receive(hub, alice, {"type": "send", "room": "general", "text": "said this pass"})
+    bob = hub.open(("127.0.0.12", 5000))  # joins general in the same pass: its replay
+    receive(hub, bob, {"type": "hello", "nick": "bob", "proto": 1})  # has it
+    got = frames(bob)
+    assert [f["text"] for f in got if f["type"] == "message"] == ["said this pass"]
+    receive(hub, alice, {"type": "send", "room": "general", "text": "and then"})
+    receive(hub, alice, {"type": "history", "room": "general", "ref": "h"})
+    texts = [f["text"] for f in frames(alice) if f["type"] == "message" and f.get("history")]
+    assert texts == ["said this pass", "and then"]
+    assert hub.commit()
+    rows, _ = hub.store.latest("general", limit=5)
+    assert [r.text for r in rows] == ["said this pass", "and then"]
