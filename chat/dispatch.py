@@ -247,7 +247,9 @@ def join_request(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> 
     join(hub, peer, req["room"], ref, None)
 
 
-def send(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+def addressed(hub: Hub, peer: Peer, req: dict[str, Any]) -> tuple[Room | None, Peer | None]:
+    """The room (one is in) or the online user that a `send` or `tagmsg` names; its
+    rate token is spent once both are known."""
     room = target = None
     if req["room"] is not None:
         room = member_room(hub, peer, req["room"])
@@ -255,6 +257,11 @@ def send(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
         target = online(hub, req["to"])
     if not peer.bucket.take(hub.clock()):
         raise ProtocolError("rate_limited", "You are sending too fast; slow down.")
+    return room, target
+
+
+def send(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+    room, target = addressed(hub, peer, req)
     try:
         hub.post(peer, req["text"], req["action"], ref, room=room, target=target,
                  notice=req["notice"], tags=req["tags"])
@@ -342,13 +349,7 @@ def history(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
 
 
 def tagmsg(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    room = target = None
-    if req["room"] is not None:
-        room = member_room(hub, peer, req["room"])
-    else:
-        target = online(hub, req["to"])
-    if not peer.bucket.take(hub.clock()):
-        raise ProtocolError("rate_limited", "You are sending too fast; slow down.")
+    room, target = addressed(hub, peer, req)
     hub.relay_tags(peer, req["tags"], ref, room=room, target=target)
 
 
