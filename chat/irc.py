@@ -191,6 +191,7 @@ class IrcCodec:
         # Codecs with equal keys write a broadcast alike: the capabilities, or the codec
         # itself while an answer of its own is under way (see the end of ``wire``)
         self.share_key: Any = ("irc", self.caps)
+        self._key = self.share_key  # what share_key is between answers
         self.asked: dict[str, Asked] = {}  # ref -> what it asked
         self.motd = ""
         self.account = False  # signed in to its nickname's account
@@ -202,7 +203,7 @@ class IrcCodec:
 
     def enable(self, caps: frozenset[str]) -> None:
         self.caps = caps
-        self.share_key = ("irc", caps)
+        self.share_key = self._key = ("irc", caps)
 
     def wire(self, lines: bytes) -> bytes:
         out: list[str] = []
@@ -248,8 +249,7 @@ class IrcCodec:
                 marks.append((len(out), len(out) + len(produced), line))
             out.extend(produced)
         # mid-answer (a labeled batch, a replay before its end) its lines are its own
-        self.share_key = self if self._open is not None or self._history \
-            else ("irc", self.caps)
+        self.share_key = self if self._open is not None or self._history else self._key
         if not out:
             return b""
         if marks:  # for a take-back if the pass's commit fails (``pieces``)
