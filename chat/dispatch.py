@@ -368,7 +368,17 @@ def whois(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
                              "account": who.key in who.accounts}
     if len(who.rooms) > WHOIS_ROOMS:
         frame["more"] = True
+    if who.away:
+        frame["away"] = who.away
     reply(hub, peer, frame, ref)
+
+
+def away(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+    peer.away = req["text"]
+    answer: dict[str, Any] = {"type": "away", "nick": peer.nick}
+    if peer.away:
+        answer["text"] = peer.away
+    reply(hub, peer, answer, ref)
 
 
 def ison(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
@@ -536,5 +546,5 @@ HANDLERS: dict[str, Handler] = {
     "who": who, "rooms": rooms, "history": history, "typing": typing, "ping": ping,
     "pong": pong, "bye": bye, "register": register, "unregister": unregister,
     "search": search, "upload": upload, "chunk": chunk, "download": download,
-    "tagmsg": tagmsg, "whois": whois, "ison": ison,
+    "tagmsg": tagmsg, "whois": whois, "ison": ison, "away": away,
 }

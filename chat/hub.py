@@ -250,8 +250,13 @@ class Hub:
         FRAMES[data[:-1]] = frame  # for codecs (model.FRAMES)
         echo = data
         if ref is not None:
-            echo = with_ref(data, ref)
-            FRAMES[echo[:-1]] = {**frame, "ref": ref}
+            if target is not None and target.away and target is not sender:
+                # the recipient is away: its sender is told (docs/protocol.md, "Away")
+                echo = encode({**frame, "away": target.away, "ref": ref})
+                FRAMES[echo[:-1]] = {**frame, "away": target.away, "ref": ref}
+            else:
+                echo = with_ref(data, ref)
+                FRAMES[echo[:-1]] = {**frame, "ref": ref}
         if room is not None:
             self.to_room(room, data, sender if ref is not None else None, echo)
         else:

@@ -62,7 +62,7 @@ ENDS = {
     "JOIN": "history_end", "CHATHISTORY": "history_end", "PART": "left",
     "PRIVMSG": "message", "NOTICE": "message", "TAGMSG": "tagmsg", "NAMES": "users",
     "WHO": "users", "LIST": "rooms", "NICK": "renamed", "REGISTER": "welcome",
-    "SASL": "welcome", "PING": "pong", "WHOIS": "whois", "ISON": "ison",
+    "SASL": "welcome", "PING": "pong", "WHOIS": "whois", "ISON": "ison", "AWAY": "away",
 }
 QUITS = {"quit": "Quit", "disconnected": "Connection closed", "timeout": "Ping timeout",
          "banned": "Banned"}
@@ -393,6 +393,8 @@ class IrcCodec:
             self._numeric(out, "422", "MOTD File is missing")
 
     def _message(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
+        if "away" in frame:  # a direct message to someone away (the sender's copy)
+            self._numeric(out, "301", frame.get("to", "*"), frame["away"])
         if self._own_echo(frame):
             return  # its own message: only echoed to those who asked for it
         sender = frame.get("from", "")
@@ -485,11 +487,19 @@ class IrcCodec:
             self._numeric(out, "319", nick, " ".join(f"#{r}" for r in frame["rooms"]))
         door = {"irc": "IRC", "web": "a browser"}.get(frame.get("door", ""), "lanchat")
         self._numeric(out, "312", nick, self.server_name, f"connected with {door}")
+        if frame.get("away"):
+            self._numeric(out, "301", nick, frame["away"])
         if frame.get("account"):
             self._numeric(out, "330", nick, nick, "is logged in as")
         self._numeric(out, "317", nick, "0", str(frame.get("since", 0) // 1000),
                       "seconds idle, signon time")
         self._numeric(out, "318", nick, "End of /WHOIS list.")
+
+    def _away(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
+        if frame.get("text"):
+            self._numeric(out, "306", "You have been marked as being away")
+        else:
+            self._numeric(out, "305", "You are no longer marked as being away")
 
     def _ison(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
         self._numeric(out, "303", " ".join(frame.get("nicks", [])))
@@ -988,10 +998,8 @@ class IrcDoor:
                       "Only the server's operator can kick here")
 
     def _cmd_away(self, params: list[str]) -> None:
-        if params and params[0]:
-            self._numeric("306", "You have been marked as being away")
-        else:
-            self._numeric("305", "You are no longer marked as being away")
+        self._frame(type="away", text=params[0] if params else "",
+                    ref=self._ref("AWAY", "*"))
 
     def _cmd_chathistory(self, params: list[str]) -> None:
         sub = params[0].upper() if params else ""

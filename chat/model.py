@@ -99,7 +99,7 @@ class Peer:
                  "close_deadline", "connected_ts", "sent", "client", "sock", "decoder",
                  "events", "_dirty", "accounts", "phase", "held", "owed", "codec", "door",
                  "searches", "_dms", "uploads", "_downloads",
-                 "_refused", "wants_tags", "__weakref__")
+                 "_refused", "wants_tags", "away", "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
                  changes: TokenBucket, dirty: dict[Peer, int]) -> None:
@@ -142,6 +142,7 @@ class Peer:
         self._refused: deque[str] | None = None  # uploads refused midway: chunks
         # already on their way are dropped quietly (one error said it, not hundreds)
         self.wants_tags = False  # takes `tagmsg` frames (docs/protocol.md): IRC with tags
+        self.away = ""  # its away message (docs/protocol.md, "Away"); "" when here
         self._dirty = dirty
 
     def queue(self, data: bytes) -> None:

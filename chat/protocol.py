@@ -29,6 +29,7 @@ HISTORY_LIMIT_DEFAULT = 50
 MAX_SEARCH = 1000  # characters of a `search` query on the wire (its first 200 are read)
 MAX_TAGS = 4094  # bytes of client tags (docs/protocol.md), as IRCv3 allows a client
 MAX_ISON = 64  # names per `ison` request (docs/protocol.md)
+MAX_AWAY = 200  # characters of an away message (docs/protocol.md)
 TAG_KEY = re.compile(r"\+(?:[A-Za-z0-9.-]+/)?[A-Za-z0-9-]+")
 # Message ids in requests (`since`, `before`): SQLite keeps signed 64-bit integers, so a
 # larger one can name no message; outside 0..MAX_ID it is `bad_field`.
@@ -376,6 +377,14 @@ def _parse_whois(frame: dict[str, Any], max_text: int) -> Request:
     return {"nick": _nick(frame)}
 
 
+def _parse_away(frame: dict[str, Any], max_text: int) -> Request:
+    # docs/protocol.md, "Away": a short text, or none (back).
+    text = _field(frame, "text", str, required=False) or ""
+    if text.strip():
+        check_text(text, MAX_AWAY)
+    return {"text": text.strip()}
+
+
 def _parse_ison(frame: dict[str, Any], max_text: int) -> Request:
     nicks = _field(frame, "nicks", list, required=True)
     if len(nicks) > MAX_ISON or not all(isinstance(n, str) and _is_clean(n) for n in nicks):
@@ -517,6 +526,7 @@ PARSERS: dict[str, Callable[[dict[str, Any], int], Request]] = {
     "tagmsg": _parse_tagmsg,  # docs/protocol.md, "Client tags"
     "whois": _parse_whois,  # docs/protocol.md, "Who is online"
     "ison": _parse_ison,
+    "away": _parse_away,  # docs/protocol.md, "Away"
 }
 
 

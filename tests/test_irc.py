@@ -599,3 +599,33 @@ def test_kick_ban_and_shutdown_as_irc_users_see_them(tmp_path):
     assert "shutting down" in dee.until("NOTICE", "*")[-1]
     dee.until("ERROR")
     assert srv.proc.wait(10) == 0
+
+
+def test_away_is_seen_by_others_on_every_door(irc_server):
+    ada = joined(irc_server.irc_port, "ada")
+    cy = joined(irc_server.irc_port, "cy")
+    bob = connect(irc_server.port, "bob")
+    ada.send("AWAY :at lunch")
+    ada.until("306", "ada")
+    cy.send("PRIVMSG ada :are you there?")
+    assert cy.until("301", "cy", "ada")[-1] == "at lunch"  # RPL_AWAY to the sender
+    cy.send("WHOIS ada")
+    assert cy.until("301", "cy", "ada")[-1] == "at lunch"
+    cy.until("318", "cy", "ada")
+    bob.send(type="send", to="ada", text="ping?", ref="d")
+    assert bob.until("message", ref="d")["away"] == "at lunch"
+    bob.send(type="whois", nick="ada", ref="w")
+    assert bob.until("whois", ref="w")["away"] == "at lunch"
+    ada.send("AWAY")
+    ada.until("305", "ada")
+    bob.send(type="send", to="ada", text="back?", ref="e")
+    assert "away" not in bob.until("message", ref="e")
+    bob.send(type="away", text="x" * 201)
+    bob.error("text_too_long")
+    bob.send(type="away", text="gone\x07")
+    bob.error("bad_text")
+    bob.send(type="away", text="in a meeting", ref="a")
+    assert bob.until("away", ref="a") == {"type": "away", "nick": "bob", "text": "in a meeting",
+                                           "ref": "a"}
+    ada.send("PRIVMSG bob :hello")
+    assert ada.until("301", "ada", "bob")[-1] == "in a meeting"
