@@ -15,7 +15,7 @@ import sqlite3
 import time
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from chat.errors import ProtocolError
@@ -319,3 +319,92 @@ def test_the_message_template_and_the_spliced_ref_write_what_encode_writes(
     data = encode_message(msg_id, ts, place, where, sender, text)
     assert data == encode(frame)
     assert with_ref(data, ref) == encode({**frame, "ref": ref})
+
+
+# ---------------------------------------------------------------- the IRC door
+
+IRC_COMMANDS = ["PRIVMSG", "NOTICE", "TAGMSG", "JOIN", "PART", "NICK", "USER", "PASS",
+                "CAP", "AUTHENTICATE", "CHATHISTORY", "WHOIS", "ISON", "WHO", "NAMES",
+                "LIST", "MODE", "TOPIC", "AWAY", "PING", "PONG", "MOTD", "KICK", "QUIT"]
+IRC_WORDS = ["LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "LS", "REQ", "END", "302",
+             "PLAIN", "*", "+", "#general", "#x", "ada", "cy", "ada,cy,#general", "msgid=1",
+             "msgid=99999999999999999", "timestamp=2026-11-30T12:00:00.000Z",
+             "timestamp=9999-99-99T99:99:99Z", "labeled-response batch",
+             "echo-message message-tags server-time draft/chathistory sasl",
+             "YWRhAGFkYQBwYXNzd29yZDE=", "0", "-1", "200", "201", ",", ",,#a,", "b", "+o"]
+no_line_end = st.text(max_size=12).filter(lambda t: "\r" not in t and "\n" not in t)
+irc_line = st.builds(
+    lambda tags, command, words, trailing: (tags + " " if tags else "") + command +
+    "".join(" " + w for w in words if w and not w.startswith(":")) +
+    (" :" + trailing if trailing is not None else ""),
+    st.sampled_from(["", "", "@label=L1", "@label=x;+draft/react=:)", "@+typing=active",
+                     "@" + "a" * 5000, "@;=;"]),
+    st.one_of(st.sampled_from(IRC_COMMANDS), no_line_end.filter(lambda t: " " not in t)),
+    st.lists(st.one_of(st.sampled_from(IRC_WORDS), no_line_end.filter(
+        lambda t: " " not in t)), max_size=5),
+    st.one_of(st.none(), st.just(""), st.text(max_size=40).filter(
+        lambda t: "\r" not in t and "\n" not in t)))
+
+
+@fuzz_settings(300)
+@given(st.lists(irc_line, min_size=1, max_size=25), st.sampled_from([False, False, True]))
+@example(["PRIVMSG ada :", "PRIVMSG #general :\x01", "NOTICE , :x", "PRIVMSG a,b,c,d,e :x",
+          "TAGMSG #general", "@+x= TAGMSG ada", "@label=a PING", "@label=b PONG",
+          "@label=c JOIN ,#,#general", "PART", "NICK", "NICK ada"], False)
+@example(["CHATHISTORY", "CHATHISTORY LATEST", "CHATHISTORY LATEST #general * abc",
+          "CHATHISTORY BETWEEN #general msgid=5 timestamp=2026-01-01T00:00:00Z 5",
+          "CHATHISTORY AROUND #general msgid=0 0", "CHATHISTORY AFTER ada msgid=1 9",
+          "CHATHISTORY BEFORE #general timestamp=2026-13-45T99:99:99.9999Z 3"], False)
+@example(["CAP LS 302", "CAP REQ :sasl labeled-response", "AUTHENTICATE PLAIN",
+          "AUTHENTICATE !!!!", "AUTHENTICATE PLAIN", "AUTHENTICATE " + "A" * 400,
+          "AUTHENTICATE *", "CAP END", "USER a", "NICK zed", "USER z 0 * :z"], True)
+@example(["WHOIS", "WHOIS ,", "ISON", "AWAY :" + "x" * 300, "AWAY", "MODE", "MODE #general",
+          "TOPIC", "KICK", "NAMES", "WHO", "LIST", "MOTD", "QUIT :bye", "PING x"], False)
+def test_the_irc_door_answers_any_lines_and_breaks_nothing(tmp_path_factory, lines, early):
+    from chat.config import ServerConfig
+    from chat.dispatch import receive
+    from chat.errors import ProtocolError
+    from chat.hub import Hub
+    from chat.irc import IrcCodec, IrcDoor
+    from chat.protocol import CLOSED, NEED_DATA
+    from chat.store import Store
+
+    hub = Hub(ServerConfig(rate=0), Store(str(tmp_path_factory.mktemp("irc") / "i.db")))
+    peers = []
+    for n, nick in enumerate(("ada", "cy")):
+        peer = hub.open(("127.0.0.1", n))
+        peer.codec = IrcCodec("lanchat")
+        peer.decoder = IrcDoor(peer, peer.codec, say=lambda data, p=peer: hub.to_peer(p, data))
+        peers.append(peer)
+        if not early or n:
+            peer.decoder.receive_data(f"CAP LS 302\r\nCAP REQ :message-tags echo-message "
+                                      f"batch labeled-response\r\nNICK {nick}\r\n"
+                                      f"USER {nick} 0 * :{nick}\r\nCAP END\r\n"
+                                      "JOIN #general\r\n".encode())
+    fuzzed = peers[0]
+    fuzzed.decoder.receive_data("".join(f"{line}\r\n" for line in lines).encode("utf-8",
+                                                                               "replace"))
+    for _ in range(200):  # bounded: every line makes a few frames at most
+        busy = False
+        for peer in peers:
+            if peer.closing:
+                continue
+            try:
+                frame = peer.decoder.next_event()
+            except ProtocolError:
+                continue
+            if frame is NEED_DATA or frame is CLOSED:
+                continue
+            receive(hub, peer, frame)
+            busy = True
+        hub.commit()
+        if not busy:
+            break
+    else:
+        raise AssertionError("the door kept making frames")
+    other = peers[1]
+    assert other.nick == "cy" and not other.closing  # the bystander is untouched
+    for peer in peers:
+        text = bytes(peer.out).decode("utf-8")
+        assert text == "" or text.endswith("\r\n")
+    hub.store.close()
