@@ -22,6 +22,7 @@ import json
 import logging
 from collections.abc import Callable
 from contextlib import closing
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from chat.errors import ProtocolError, StoreError
@@ -319,9 +320,14 @@ def rooms(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
 
 
 def history(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    room = member_room(hub, peer, req["room"])
     store, limit = hub.store, req["limit"]
     before, after = req["before"], req["after"] or 0
+    if req["with"] is not None:  # direct messages: an account holder's own, since then
+        account = store.account(peer.key) if peer.key in peer.accounts else None
+        if account is None:
+            raise ProtocolError("account_required", "Only the holder of a nickname's "
+                                "account, signed in, may read its direct messages.")
+        after = max(after, store.id_at(account.created) - 1)
     if req["before_ts"] is not None:  # times become ids (Store.id_at: a few lookups)
         first = store.id_at(req["before_ts"])
         before = first if before is None else min(before, first)
@@ -330,22 +336,62 @@ def history(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     around = req["around"]
     if req["around_ts"] is not None:
         around = store.id_at(req["around_ts"])
-    if around is None and not req["oldest"]:
-        replay(hub, peer, room, ref, after=after, before=before, limit=limit)
-        return
+    if req["with"] is not None:
+        read: Reader = partial(direct_bytes, hub, peer.nick or "", req["with"])
+        place: dict[str, Any] = {"with": req["with"]}
+    else:
+        room = member_room(hub, peer, req["room"])
+        if around is None and not req["oldest"]:
+            replay(hub, peer, room, ref, after=after, before=before, limit=limit)
+            return
+        read = partial(history_bytes, hub, room)
+        place = {"room": room.name}
     budget, _ = answer_budget(hub, peer)
     if around is None:
-        chunk, more = history_bytes(hub, room, after=after, before=before, limit=limit,
-                                    budget=budget, oldest=True)
+        chunk, more = read(after=after, before=before, limit=limit, budget=budget,
+                           oldest=req["oldest"])
     else:  # the message at `around` (or the first after it), half the rest before it
-        older, more = history_bytes(hub, room, after=0, before=around,
-                                    limit=(limit - 1) // 2, budget=budget) \
-            if limit > 1 else (b"", False)
-        newer, more_newer = history_bytes(
-            hub, room, after=around - 1, before=None, limit=limit - older.count(b"\n"),
-            budget=budget - len(older), oldest=True)
+        older, more = read(after=after, before=around, limit=(limit - 1) // 2,
+                           budget=budget) if limit > 1 else (b"", False)
+        newer, more_newer = read(after=max(after, around - 1), before=before,
+                                 limit=limit - older.count(b"\n"),
+                                 budget=budget - len(older), oldest=True)
         chunk, more = older + newer, more or more_newer
-    history_end(hub, peer, room, ref, chunk, more)
+    if chunk:
+        hub.to_peer(peer, chunk)
+    reply(hub, peer, {"type": "history_end", **place, **({"more": True} if more else {})},
+          ref)
+
+
+Reader = Callable[..., tuple[bytes, bool]]
+
+
+def direct_bytes(hub: Hub, me: str, other: str, *, after: int, before: int | None,
+                 limit: int, budget: int, oldest: bool = False) -> tuple[bytes, bool]:
+    """``history_bytes`` for the direct messages between ``me`` and ``other``."""
+    rows = hub.store.direct(me, other, after=after, before=before, limit=limit + 1,
+                            oldest=oldest)
+    frames: list[bytes] = []
+    size, more = 0, len(rows) > limit
+    for row, recipient in rows[:limit]:
+        frame: dict[str, Any] = {"type": "message", "id": row.id, "ts": row.ts,
+                                 "to": recipient, "from": row.sender, "text": row.text}
+        if row.kind == ACTION:
+            frame["action"] = True
+        elif row.kind == NOTICE:
+            frame["notice"] = True
+        if row.file is not None:
+            frame["file"] = json.loads(row.file)
+        frame["history"] = True
+        data = encode(frame)
+        size += len(data)
+        if size > budget:
+            more = True
+            break
+        frames.append(data)
+    if not oldest:
+        frames.reverse()
+    return b"".join(frames), more
 
 
 def tagmsg(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:

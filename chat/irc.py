@@ -1012,13 +1012,13 @@ class IrcDoor:
             self._fail("NEED_MORE_PARAMS", sub, "Not enough parameters")
             return
         target, refs, count = params[1], params[2:wanted - 1], params[wanted - 1]
-        if not target.startswith("#"):
-            self._fail("INVALID_TARGET", sub, "Direct messages are not replayed here",
-                       target)
-            return
         limit = min(int(count), HISTORY_MAX) if count.isdigit() and int(count) > 0 \
             else HISTORY_MAX
-        frame: dict[str, Any] = {"type": "history", "room": target[1:], "limit": limit}
+        frame: dict[str, Any] = {"type": "history", "limit": limit}
+        if target.startswith("#"):
+            frame["room"] = target[1:]
+        else:  # direct messages: for the signed-in holder of the nickname's account
+            frame["with"] = target
         bounds = []
         for text in refs:
             bound = self._msgref(text, sub)

@@ -432,12 +432,16 @@ def _parse_history(frame: dict[str, Any], max_text: int) -> Request:
     if bounds["around"] is not None and bounds["around_ts"] is not None:
         raise ProtocolError("bad_field", "Give 'around' or 'around_ts', not both.")
     oldest = _field(frame, "oldest", bool, required=False) or False
+    if ("room" in frame) == ("with" in frame):
+        raise ProtocolError("bad_field", "A history request names either 'room' or 'with'.")
     limit = _field(frame, "limit", int, required=False)
     if limit is None:
         limit = HISTORY_LIMIT_DEFAULT
     if not 1 <= limit <= HISTORY_LIMIT_MAX:
         raise ProtocolError("bad_field", f"'limit' must be 1 to {HISTORY_LIMIT_MAX}.")
-    return {"room": _room(frame), **bounds, "oldest": oldest, "limit": limit}
+    place = {"room": _room(frame), "with": None} if "room" in frame else \
+        {"room": None, "with": _nick(frame, "with")}  # docs/protocol.md: direct history
+    return {**place, **bounds, "oldest": oldest, "limit": limit}
 
 
 def _parse_token(frame: dict[str, Any], max_text: int) -> Request:

@@ -36,6 +36,11 @@ CREATE TABLE IF NOT EXISTS messages (
     file      TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room, id);
+-- direct messages between two nicknames, for their account holders' history (a
+-- partial index: room messages, the hot path, do not pay for it)
+CREATE INDEX IF NOT EXISTS direct_by_pair
+    ON messages (sender COLLATE NOCASE, recipient COLLATE NOCASE, id)
+    WHERE recipient IS NOT NULL;
 CREATE TABLE IF NOT EXISTS accounts (
     key     TEXT PRIMARY KEY,
     nick    TEXT NOT NULL,
@@ -303,6 +308,32 @@ class Store:
                     yield Row(r[0], r[1], r[2], r[3], r[4], r[5])
         finally:
             cursor.close()
+
+    def direct(self, one: str, other: str, *, after: int = 0, before: int | None = None,
+               limit: int, oldest: bool = False) -> list[tuple[Row, str]]:
+        """Direct messages between ``one`` and ``other`` (nicknames; ASCII case does
+        not matter) with ``after < id < before``: the newest ``limit`` (``oldest``:
+        the oldest), newest first (oldest first), each with its recipient. Two index
+        range reads of at most ``limit`` rows each, whatever the history's size."""
+        upper = before if before is not None else self._last_id + 1
+        order = "ASC" if oldest else "DESC"
+        self._flush_rows()
+        found: list[tuple[Row, str]] = []
+        try:
+            for sender, recipient in ((one, other), (other, one)):
+                for r in self._db.execute(
+                        "SELECT id, ts, sender, text, action, file, recipient FROM messages "
+                        "WHERE recipient IS NOT NULL AND sender = ? COLLATE NOCASE AND "
+                        "recipient = ? COLLATE NOCASE AND id > ? AND id < ? "
+                        f"ORDER BY id {order} LIMIT ?",
+                        (sender, recipient, after, upper, limit)):
+                    found.append((Row(r[0], r[1], r[2], r[3], r[4], r[5]), r[6]))
+                if sender.casefold() == recipient.casefold():
+                    break  # notes to oneself: one read
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: {exc}", reason_of(exc)) from None
+        found.sort(key=lambda pair: pair[0].id, reverse=not oldest)
+        return found[:limit]
 
     def latest(self, room_key: str, *, after: int = 0, before: int | None = None,
                limit: int) -> tuple[list[Row], bool]:

@@ -629,3 +629,34 @@ def test_away_is_seen_by_others_on_every_door(irc_server):
                                            "ref": "a"}
     ada.send("PRIVMSG bob :hello")
     assert ada.until("301", "ada", "bob")[-1] == "in a meeting"
+
+
+def test_chathistory_of_direct_messages_after_sasl(irc_server):
+    owner = connect(irc_server.port, "ada", rooms=[])
+    owner.send(type="register", password="correct horse", ref="r")
+    owner.until("registered")
+    owner.send(type="bye")
+    owner.closed()
+    bob = connect(irc_server.port, "bob")
+    irc = IrcWire(irc_server.irc_port)
+    irc.send("CAP LS 302", "NICK ada", "USER ada 0 * :Ada",
+             f"CAP REQ :sasl {MODERN}", "AUTHENTICATE PLAIN")
+    irc.until("AUTHENTICATE", "+")
+    irc.send("AUTHENTICATE " + base64.b64encode(b"ada\0ada\0correct horse").decode())
+    irc.until("903", "ada")
+    irc.send("CAP END")
+    irc.until("001", "ada")
+    bob.send(type="send", to="ada", text="psst", ref="1")
+    bob.until("message", ref="1")
+    irc.until("PRIVMSG", "ada")
+    irc.send("PRIVMSG bob :what?")
+    irc.until("PRIVMSG", "bob")  # the echo
+    irc.send("CHATHISTORY LATEST bob * 10")
+    _, inside = batch_lines(irc, "chathistory", "bob")
+    lines = [split_line(line) for line in inside]
+    assert [(src.split("!")[0], args[0], args[1]) for _, src, _, args in lines] == [
+        ("bob", "ada", "psst"), ("ada", "bob", "what?")]
+    plain = IrcWire(irc_server.irc_port)
+    plain.register("cy", MODERN)
+    plain.send("CHATHISTORY LATEST bob * 10")  # no account: no direct history
+    assert plain.until("FAIL")[2:4] == ["CHATHISTORY", "INVALID_TARGET"]

@@ -712,3 +712,42 @@ def test_whois_ison_notices_tags_and_tagmsg(start_server):
     assert not any(f["type"] == "tagmsg" for f in bob.barrier())  # bob did not ask
     alice.send(type="tagmsg", room="general", tags={})
     alice.error("bad_field")
+
+
+def test_direct_history_for_the_signed_in_account_holder_only(start_server):
+    server = start_server("--rate", "0")
+    ada, bob, cy = crowd(server.port, "ada", "bob", "cy")
+
+    def dm(sender, to, text):
+        sender.send(type="send", to=to, text=text, ref="d")
+        sender.until("message", ref="d")
+
+    dm(ada, "bob", "before ada had an account")
+    time.sleep(0.005)  # a later millisecond: the account's creation
+    ada.send(type="register", password="long enough secret", ref="r")
+    ada.until("registered")
+    dm(ada, "bob", "one")
+    dm(bob, "ada", "two")
+    dm(bob, "cy", "not ada's")
+    dm(ada, "ada", "a note to myself")
+
+    def direct(client, **request):
+        client.send(type="history", ref="h", **request)
+        texts = []
+        while (frame := client.next())["type"] != "history_end":
+            assert frame["history"] is True
+            texts.append((frame["from"], frame["to"], frame["text"]))
+        assert frame["ref"] == "h" and "room" not in frame
+        return texts, frame
+
+    got, end = direct(ada, **{"with": "BOB"})  # nicknames compare without case
+    assert got == [("ada", "bob", "one"), ("bob", "ada", "two")] and end["with"] == "BOB"
+    assert direct(ada, **{"with": "bob", "limit": 1})[0] == [("bob", "ada", "two")]
+    assert direct(ada, **{"with": "bob", "limit": 1, "oldest": True})[0] == \
+        [("ada", "bob", "one")]
+    assert direct(ada, **{"with": "ada"})[0] == [("ada", "ada", "a note to myself")]
+    assert direct(ada, **{"with": "cy"})[0] == []
+    bob.send(type="history", ref="x", **{"with": "ada"})  # bob has no account
+    assert bob.error("account_required")["ref"] == "x"
+    ada.send(type="history", room="general", **{"with": "bob"})
+    ada.error("bad_field")
