@@ -429,8 +429,12 @@ def away(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
 
 def ison(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     users = hub.users
-    found = [users[k].nick for k in (name_key(n) for n in req["nicks"]) if k in users]
-    reply(hub, peer, {"type": "ison", "nicks": found}, ref)
+    found = [users[k] for k in (name_key(n) for n in req["nicks"]) if k in users]
+    answer: dict[str, Any] = {"type": "ison", "nicks": [p.nick for p in found]}
+    away = [p.nick for p in found if p.away]
+    if away:
+        answer["away"] = away  # those of them who are away (docs/protocol.md)
+    reply(hub, peer, answer, ref)
 
 
 def typing(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:

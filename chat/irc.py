@@ -63,6 +63,7 @@ ENDS = {
     "PRIVMSG": "message", "NOTICE": "message", "TAGMSG": "tagmsg", "NAMES": "users",
     "WHO": "users", "LIST": "rooms", "NICK": "renamed", "REGISTER": "welcome",
     "SASL": "welcome", "PING": "pong", "WHOIS": "whois", "ISON": "ison", "AWAY": "away",
+    "USERHOST": "ison",
 }
 QUITS = {"quit": "Quit", "disconnected": "Connection closed", "timeout": "Ping timeout",
          "banned": "Banned"}
@@ -502,6 +503,11 @@ class IrcCodec:
             self._numeric(out, "305", "You are no longer marked as being away")
 
     def _ison(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
+        if asked is not None and asked.cmd == "USERHOST":  # nick=+user@host, - if away
+            away = set(frame.get("away", []))
+            self._numeric(out, "302", " ".join(
+                f"{n}={'-' if n in away else '+'}{n}@lanchat" for n in frame.get("nicks", [])))
+            return
         self._numeric(out, "303", " ".join(frame.get("nicks", [])))
 
     def _typing(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
@@ -965,6 +971,13 @@ class IrcDoor:
             self._numeric("461", "ISON", "Not enough parameters")
             return
         self._frame(type="ison", nicks=nicks, ref=self._ref("ISON", "*"))
+
+    def _cmd_userhost(self, params: list[str]) -> None:
+        nicks = " ".join(params).split()[:5]  # RFC 2812: at most 5
+        if not nicks:
+            self._numeric("461", "USERHOST", "Not enough parameters")
+            return
+        self._frame(type="ison", nicks=nicks, ref=self._ref("USERHOST", "*"))
 
     def _cmd_list(self, params: list[str]) -> None:
         self._frame(type="rooms", ref=self._ref("LIST", "*"))

@@ -616,6 +616,8 @@ def test_away_is_seen_by_others_on_every_door(irc_server):
     assert bob.until("message", ref="d")["away"] == "at lunch"
     bob.send(type="whois", nick="ada", ref="w")
     assert bob.until("whois", ref="w")["away"] == "at lunch"
+    cy.send("USERHOST ada cy nobody")
+    assert cy.until("302", "cy")[-1] == "ada=-ada@lanchat cy=+cy@lanchat"
     ada.send("AWAY")
     ada.until("305", "ada")
     bob.send(type="send", to="ada", text="back?", ref="e")
