@@ -20,7 +20,7 @@ import base64
 import hmac
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -32,7 +32,7 @@ from chat.hub import STORE_FAILED
 from chat.model import Peer, Room
 from chat.protocol import check_ref, encode, name_key, parse_request
 from chat.search import Scope, TooBroad, parse_query, snippet
-from chat.store import ACTION, NOTICE
+from chat.store import ACTION, NOTICE, Row
 
 if TYPE_CHECKING:
     from chat.hub import Hub
@@ -107,30 +107,38 @@ def history_bytes(hub: Hub, room: Room, *, after: int, before: int | None, limit
     before`` as history frames, oldest first, within ``budget`` bytes; and whether
     matching ones were left out. Rows are read from the chosen end and reading stops
     at the budget."""
-    frames: list[bytes] = []
-    size, more = 0, False
     with closing(hub.store.newest(room.key, after=after, before=before,
                                   limit=limit + 1, oldest=oldest)) as rows:
-        for count, row in enumerate(rows):
-            if count == limit:
-                more = True
-                break
-            frame: dict[str, Any] = {"type": "message", "id": row.id, "ts": row.ts,
-                                     "room": room.name, "from": row.sender,
-                                     "text": row.text}
-            if row.kind == ACTION:
-                frame["action"] = True
-            elif row.kind == NOTICE:
-                frame["notice"] = True
-            if row.file is not None:
-                frame["file"] = json.loads(row.file)
-            frame["history"] = True
-            data = encode(frame)
-            size += len(data)
-            if size > budget:
-                more = True
-                break
-            frames.append(data)
+        return pack_history(((row, "room", room.name) for row in rows), limit=limit,
+                            budget=budget, oldest=oldest)
+
+
+def pack_history(rows: Iterable[tuple[Row, str, str]], *, limit: int, budget: int,
+                 oldest: bool) -> tuple[bytes, bool]:
+    """History frames of ``rows`` (each with where it was said: "room" or "to", and
+    the name), in the order read, at most ``limit`` and within ``budget`` bytes, then
+    oldest first; and whether matching ones were left out."""
+    frames: list[bytes] = []
+    size, more = 0, False
+    for count, (row, place, where) in enumerate(rows):
+        if count == limit:
+            more = True
+            break
+        frame: dict[str, Any] = {"type": "message", "id": row.id, "ts": row.ts,
+                                 place: where, "from": row.sender, "text": row.text}
+        if row.kind == ACTION:
+            frame["action"] = True
+        elif row.kind == NOTICE:
+            frame["notice"] = True
+        if row.file is not None:
+            frame["file"] = json.loads(row.file)
+        frame["history"] = True
+        data = encode(frame)
+        size += len(data)
+        if size > budget:
+            more = True
+            break
+        frames.append(data)
     if not oldest:
         frames.reverse()
     return b"".join(frames), more
@@ -371,27 +379,8 @@ def direct_bytes(hub: Hub, me: str, other: str, *, after: int, before: int | Non
     """``history_bytes`` for the direct messages between ``me`` and ``other``."""
     rows = hub.store.direct(me, other, after=after, before=before, limit=limit + 1,
                             oldest=oldest)
-    frames: list[bytes] = []
-    size, more = 0, len(rows) > limit
-    for row, recipient in rows[:limit]:
-        frame: dict[str, Any] = {"type": "message", "id": row.id, "ts": row.ts,
-                                 "to": recipient, "from": row.sender, "text": row.text}
-        if row.kind == ACTION:
-            frame["action"] = True
-        elif row.kind == NOTICE:
-            frame["notice"] = True
-        if row.file is not None:
-            frame["file"] = json.loads(row.file)
-        frame["history"] = True
-        data = encode(frame)
-        size += len(data)
-        if size > budget:
-            more = True
-            break
-        frames.append(data)
-    if not oldest:
-        frames.reverse()
-    return b"".join(frames), more
+    return pack_history(((row, "to", recipient) for row, recipient in rows), limit=limit,
+                        budget=budget, oldest=oldest)
 
 
 def tagmsg(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
