@@ -665,6 +665,15 @@ class IrcDoor:
                                  and len(body.encode("utf-8")) + 2 > MAX_BODY):
             self._finish_with("417", "Input line was too long")  # (TOO_LONG starts "\0")
             return
+        if line.startswith("PRIVMSG ") and self.codec.nick != "*":
+            target, colon, text = line[8:].partition(" :")  # the common line, at once
+            if colon and target and " " not in target:
+                self._replies = []
+                self._cmd_privmsg([target, text], {})
+                if self._replies:
+                    self._say(self._replies, None)
+                    self._replies = []
+                return
         tags, _, command, params = split_line(line)
         label = tags.get("label") if tags else None
         self._label = Label(label[:64]) if label and "labeled-response" in self.codec.caps \
