@@ -77,6 +77,9 @@ class Hub:
         self._batch: Room | None = None  # the room whose broadcasts are being gathered
         self._ping_seq = 0
         self._tag_seq = 0
+        # IRC connections open: only with some does a message's frame go to model.FRAMES
+        # (the IRC codec's shortcut); a server without them skips that work per message
+        self.irc_peers = 0
         self._next_index = 0.0
         self._files: Files | None = None  # opened at the first file request
         self.hashing: dict[Peer, None] = {}  # peers with an upload being rehashed (resume)
@@ -247,16 +250,20 @@ class Hub:
             data = encode_message(msg_id, ts, "room", room.name, nick, text)
         else:
             data = encode_message(msg_id, ts, "to", frame["to"], nick, text)
-        FRAMES[data[:-1]] = frame  # for codecs (model.FRAMES)
         echo = data
+        extra: dict[str, Any] = {}  # what the sender's copy adds
         if ref is not None:
             if target is not None and target.away and target is not sender:
                 # the recipient is away: its sender is told (docs/protocol.md, "Away")
-                echo = encode({**frame, "away": target.away, "ref": ref})
-                FRAMES[echo[:-1]] = {**frame, "away": target.away, "ref": ref}
+                extra = {"away": target.away, "ref": ref}
+                echo = encode({**frame, **extra})
             else:
+                extra = {"ref": ref}
                 echo = with_ref(data, ref)
-                FRAMES[echo[:-1]] = {**frame, "ref": ref}
+        if self.irc_peers:  # the frames as built, for the IRC codec (model.FRAMES)
+            FRAMES[data[:-1]] = frame
+            if extra:
+                FRAMES[echo[:-1]] = {**frame, **extra}
         if room is not None:
             self.to_room(room, data, sender if ref is not None else None, echo)
         else:
@@ -556,6 +563,8 @@ class Hub:
         """The server closed the socket: drop every trace of the peer."""
         if self.peers.pop(peer, 0) is None:
             self.gate.closed(peer)
+            if peer.door == "irc":
+                self.irc_peers -= 1
         if peer.transferring:
             self._drop_transfers(peer)
         self.closing.pop(peer, None)

@@ -482,6 +482,7 @@ class ChatServer:
                 codec = IrcCodec(self.irc_name)
                 peer.codec = codec
                 peer.decoder = IrcDoor(peer, codec, say=partial(hub.to_peer, peer))
+                hub.irc_peers += 1  # until hub.forget
                 if irc == IRC_TLS_LISTENER:
                     peer.phase = SNIFF  # the TLS handshake first, then IRC inside it
                 else:

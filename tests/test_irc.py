@@ -662,3 +662,32 @@ def test_chathistory_of_direct_messages_after_sasl(irc_server):
     plain.register("cy", MODERN)
     plain.send("CHATHISTORY LATEST bob * 10")  # no account: no direct history
     assert plain.until("FAIL")[2:4] == ["CHATHISTORY", "INVALID_TARGET"]
+
+
+def test_message_frames_are_kept_for_the_irc_codec_only_while_irc_users_are_on(tmp_path):
+    import socket
+
+    from chat.dispatch import receive
+    from chat.model import FRAMES
+    from tests.inproc import Harness
+
+    h = Harness(tmp_path / "f.db", rate=0, irc_port=0)
+    try:
+        hub = h.hub
+        alice = hub.open(("127.0.0.1", 1))
+        receive(hub, alice, {"type": "hello", "nick": "alice", "proto": 1})
+        hub.commit()
+        receive(hub, alice, {"type": "send", "room": "general", "text": "one"})
+        assert not FRAMES  # no IRC user on: no work for them
+        hub.commit()
+        irc = socket.create_connection(h.server.irc_address)
+        h.until(lambda: hub.irc_peers == 1)
+        receive(hub, alice, {"type": "send", "room": "general", "text": "two", "ref": "r"})
+        assert sorted(f["text"] + str(f.get("ref")) for f in FRAMES.values()) == \
+            ["twoNone", "twor"]  # the broadcast and the sender's copy, as built
+        hub.commit()
+        assert not FRAMES  # for one pass only
+        irc.close()
+        h.until(lambda: hub.irc_peers == 0)
+    finally:
+        h.close()
