@@ -110,6 +110,11 @@ def split_line(line: str) -> tuple[dict[str, str], str | None, str, list[str]]:
 _second = [-1, ""]  # the last second written, and how
 
 
+def number(text: str) -> int | None:
+    """``text`` as a whole number if it is 1 to 18 ASCII digits (``"²".isdigit()`` holds)."""
+    return int(text) if 0 < len(text) < 19 and text.isascii() and text.isdigit() else None
+
+
 def irc_time(ms: int) -> str:
     second = ms // 1000
     if second != _second[0]:
@@ -743,8 +748,8 @@ class IrcDoor:
         name = self.codec.nick if self.codec.nick != "*" else self.nick or "*"
         server = self.codec.server_name
         if sub == "LS":
-            if len(params) > 1 and params[1].isdigit():
-                self.cap_version = max(self.cap_version, int(params[1]))
+            if len(params) > 1 and (version := number(params[1])) is not None:
+                self.cap_version = max(self.cap_version, version)
             if self.codec.nick == "*":
                 self.codec.negotiating = True  # registration waits for CAP END
             offered = [f"{c}={CAP_VALUES[c]}" if c in CAP_VALUES and self.cap_version >= 302
@@ -1034,8 +1039,8 @@ class IrcDoor:
             self._fail("NEED_MORE_PARAMS", sub, "Not enough parameters")
             return
         target, refs, count = params[1], params[2:wanted - 1], params[wanted - 1]
-        limit = min(int(count), HISTORY_MAX) if count.isdigit() and int(count) > 0 \
-            else HISTORY_MAX
+        wanted_count = number(count)
+        limit = min(wanted_count, HISTORY_MAX) if wanted_count else HISTORY_MAX
         frame: dict[str, Any] = {"type": "history", "limit": limit}
         if target.startswith("#"):
             frame["room"] = target[1:]
@@ -1073,8 +1078,8 @@ class IrcDoor:
         if text == "*":
             return ("", None) if sub == "LATEST" else None
         kind, _, value = text.partition("=")
-        if kind == "msgid" and value.isdigit() and len(value) < 19:
-            return "", int(value)
+        if kind == "msgid" and (msg_id := number(value)) is not None:
+            return "", msg_id
         if kind == "timestamp":
             ms = parse_time(value)
             return None if ms is None else ("_ts", ms)

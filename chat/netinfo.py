@@ -60,6 +60,7 @@ def split_address(text: str, default_port: int) -> tuple[str, int]:
                          "for example 192.168.1.20:7070.")
     if not port_text:
         return host, default_port
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    digits = len(port_text) <= 5 and port_text.isascii() and port_text.isdigit()
+    if not digits or not 1 <= int(port_text) <= 65535:
         raise ValueError("The port (after the ':') is a number from 1 to 65535.")
     return host, int(port_text)

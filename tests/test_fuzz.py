@@ -358,6 +358,8 @@ irc_line = st.builds(
 @example(["CAP LS 302", "CAP REQ :sasl labeled-response", "AUTHENTICATE PLAIN",
           "AUTHENTICATE !!!!", "AUTHENTICATE PLAIN", "AUTHENTICATE " + "A" * 400,
           "AUTHENTICATE *", "CAP END", "USER a", "NICK zed", "USER z 0 * :z"], True)
+@example(["CAP LS \u00b2", "CHATHISTORY LATEST #general * \u00b2",  # digits int() refuses
+          "CHATHISTORY BEFORE #general msgid=\u0661\u0662 5", "CAP LS 3" + "0" * 400], True)
 @example(["WHOIS", "WHOIS ,", "ISON", "AWAY :" + "x" * 300, "AWAY", "MODE", "MODE #general",
           "TOPIC", "KICK", "NAMES", "WHO", "LIST", "MOTD", "QUIT :bye", "PING x"], False)
 def test_the_irc_door_answers_any_lines_and_breaks_nothing(tmp_path_factory, lines, early):

@@ -126,6 +126,7 @@ def test_split_address_takes_what_the_server_window_shows():
     assert split_address(" 198.51.100.5 ", 7070) == ("198.51.100.5", 7070)
     assert split_address("[::1]:7071", 7070) == ("::1", 7071)
     assert split_address("fe80::1", 7070) == ("fe80::1", 7070)
-    for bad in ("", "host:0", "host:http", "[::1", "a b", "http://x"):
+    for bad in ("", "host:0", "host:http", "[::1", "a b", "http://x", "host:\u00b2",
+                "host:" + "7" * 5000):
         with pytest.raises(ValueError):
             split_address(bad, 7070)
