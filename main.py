@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bytes per file sent to a room or person (0: no files)")
     s.add_argument("--files-quota", type=int, default=d.files_quota,
                    help="bytes of all files kept (and uploads under way)")
+    s.add_argument("--redis", metavar="URL",
+                   help="redis://HOST:PORT/DB: be one node of a cluster sharing one chat "
+                        "(rooms, nicknames, one message order) through Redis")
     s.add_argument("--no-announce", action="store_true",
                    help="do not announce the server on the LAN (discovery beacons)")
     s.add_argument("--console", action="store_true",
@@ -114,7 +117,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         tls_timeout=args.tls_timeout, max_per_address=args.max_per_address,
         limit_loopback=args.limit_loopback, announce=not args.no_announce,
         max_file_size=args.max_file_size, files_quota=args.files_quota,
-        irc_port=args.irc_port, irc_tls_port=args.irc_tls_port)
+        irc_port=args.irc_port, irc_tls_port=args.irc_tls_port, redis=args.redis)
     config.check()
     return config
 

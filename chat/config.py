@@ -47,6 +47,7 @@ class ServerConfig:
     irc_tls_port: int | None = None  # the same over TLS (needs --tls or a certificate)
     max_file_size: int = 100 * 1000 * 1000  # bytes per file (docs/protocol.md, "Files")
     files_quota: int = 2 * 1000 * 1000 * 1000  # bytes of all files and partial uploads
+    redis: str | None = None  # redis://HOST:PORT/DB: a node of a cluster (chat.cluster)
 
     def check(self) -> None:
         """Raise ConfigError naming the first setting that is out of range."""
@@ -80,6 +81,12 @@ class ServerConfig:
         if self.irc_tls_port is not None and not self.uses_tls:
             raise ConfigError("--irc-tls-port needs TLS: add --tls (or --tls-cert and "
                               "--tls-key)")
+        if self.redis is not None:
+            from chat.resp import parse_url
+            try:
+                parse_url(self.redis)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if self.tls and self.tls_cert is not None:
             raise ConfigError("--tls makes its own certificate; leave out --tls-cert "
                               "and --tls-key, or --tls")

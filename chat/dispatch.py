@@ -230,6 +230,8 @@ def hello(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
                                or not hub.gate.has_account(key)):
         raise ProtocolError("nick_taken", f"The nickname '{req['nick']}' is taken.")
     hub.gate.authenticate(peer, key, req["nick"], req["nick_password"])
+    if hub.cluster is not None:  # unique across the cluster's nodes: Later until known
+        hub.cluster.claim(peer, key, req["nick"])
     if holder is not None:
         # The account's owner reclaims its nickname from an older connection
         # (often its own, dropped without the server noticing yet).
@@ -304,6 +306,8 @@ def nick(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     spend_change(hub, peer, spend=False)  # before a password hash is spent on it
     if key != peer.key:
         hub.gate.authenticate(peer, key, new, req["nick_password"])
+        if hub.cluster is not None:
+            hub.cluster.claim(peer, key, new)
     spend_change(hub, peer)
     old = peer.nick
     hub.rename(peer, new, key, ref)
@@ -389,7 +393,10 @@ def tagmsg(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
 
 
 def online(hub: Hub, nick: str) -> Peer:
-    target = hub.users.get(name_key(nick))
+    key = name_key(nick)
+    target = hub.users.get(key)
+    if target is None and hub.cluster is not None:  # on another node (chat.cluster)
+        target = hub.cluster.elsewhere.get(key)  # type: ignore[assignment]
     if target is None:
         raise ProtocolError("no_such_user", f"Nobody named '{nick}' is online.")
     return target
@@ -417,7 +424,9 @@ def away(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
 
 
 def ison(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    users = hub.users
+    users: Any = hub.users
+    if hub.cluster is not None:
+        users = {**hub.cluster.elsewhere, **users}
     found = [users[k] for k in (name_key(n) for n in req["nicks"]) if k in users]
     answer: dict[str, Any] = {"type": "ison", "nicks": [p.nick for p in found]}
     away = [p.nick for p in found if p.away]

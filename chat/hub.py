@@ -24,15 +24,18 @@ import os
 import time
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chat.config import ServerConfig
 from chat.errors import ProtocolError, StoreError
 from chat.files import PUMP_BYTES, Download, Files, chunk_size
 from chat.gate import Gate
 from chat.model import FRAMES, SNIFF, WIRED, Peer, Room, TokenBucket, share
-from chat.protocol import encode, encode_message, with_ref
+from chat.protocol import encode, encode_message, name_key, with_ref
 from chat.store import ACTION, NOTICE, PLAIN, Store
+
+if TYPE_CHECKING:
+    from chat.cluster import Cluster
 
 MAX_ERRORS_IN_ROW = 20  # PROTOCOL.md: more than 20 error frames in a row closes
 CLOSE_FLUSH_SECONDS = 3.0  # how long a closing peer may take to read its last output
@@ -84,6 +87,7 @@ class Hub:
         self._files: Files | None = None  # opened at the first file request
         self.hashing: dict[Peer, None] = {}  # peers with an upload being rehashed (resume)
         self.downloading: dict[Peer, None] = {}  # peers with downloads under way
+        self.cluster: Cluster | None = None  # --redis: one chat over many nodes
 
     def now_ms(self) -> int:
         return int(self.wall() * 1000)
@@ -218,24 +222,77 @@ class Hub:
         kind = NOTICE if notice else ACTION if action else PLAIN
         assert nick is not None
         ts = self.now_ms()
+        if self.cluster is not None:  # its id and place come from Redis (chat.cluster)
+            event: dict[str, Any] = {"k": "m", "ts": ts, "from": nick, "text": text,
+                                     "kind": kind}
+            if room is not None:
+                event["room"] = room.name
+            else:
+                assert target is not None
+                event["to"] = target.nick
+            if file is not None:
+                event["file"] = file
+            if tags:
+                event["tags"] = tags
+            self.cluster.post(sender, event, ref)
+            return 0
+        msg_id = self._store(ts, nick, text, kind, file, room, target.nick if target else None)
+        self._staged.append((msg_id, sender, ref))
+        return self._emit(msg_id, ts, nick, text, kind, ref, sender, room, target,
+                          target.nick if target else None, file, tags)
+
+    def _store(self, ts: int, nick: str, text: str, kind: int, file: dict[str, Any] | None,
+               room: Room | None, to: str | None, msg_id: int | None = None) -> int:
         stored_file = json.dumps(file, separators=(",", ":")) if file is not None else None
         if room is not None:
-            msg_id = self.store.add(ts, nick, text, room_key=room.key,
-                                    room_name=room.name, kind=kind, file=stored_file)
+            msg_id = self.store.add(ts, nick, text, room_key=room.key, room_name=room.name,
+                                    kind=kind, file=stored_file, msg_id=msg_id)
             room.has_history = True
             self.replays.pop(room.key, None)  # the room's history changed
+            return msg_id
+        return self.store.add(ts, nick, text, recipient=to, kind=kind, file=stored_file,
+                              msg_id=msg_id)
+
+    def arrived(self, msg_id: int, event: dict[str, Any], sender: Peer | None,
+                ref: str | None) -> None:
+        """A message read from the cluster's stream (chat.cluster): kept in this node's
+        copy and queued for this node's members, in the stream's order. ``sender``:
+        its sender when connected here (its copy carries ``ref``)."""
+        ts, nick, text = event["ts"], event["from"], event["text"]
+        kind, file = event.get("kind", PLAIN), event.get("file")
+        room = target = None
+        to = event.get("to")
+        if to is None:
+            room = self.room(event["room"], name_key(event["room"]))
+        else:
+            target = self.users.get(name_key(to))
+        self._store(ts, nick, text, kind, file, room, to, msg_id)
+        self._staged.append((msg_id, sender, ref))
+        self._emit(msg_id, ts, nick, text, kind, ref, sender, room, target, to, file,
+                   event.get("tags"))
+
+    def refuse_post(self, sender: Peer, ref: str | None, text: str) -> None:
+        """A message the cluster could not take: its sender is told (store_failed)."""
+        sender.bucket.refund()
+        self.error(sender, ProtocolError("store_failed", text), ref)
+
+    def _emit(self, msg_id: int, ts: int, nick: str, text: str, kind: int, ref: str | None,
+              sender: Peer | None, room: Room | None, target: Peer | None, to: str | None,
+              file: dict[str, Any] | None, tags: dict[str, str] | None) -> int:
+        """Queue a stored message for everyone here who gets it; the sender's copy
+        carries ``ref``. ``target``: the recipient of a direct message when it is
+        connected here (``to``: its name)."""
+        action, notice = kind == ACTION, kind == NOTICE
+        if room is not None:
             frame: dict[str, Any] = {"type": "message", "id": msg_id, "ts": ts,
                                      "room": room.name, "from": nick, "text": text}
         else:
-            assert target is not None and target.nick is not None
-            msg_id = self.store.add(ts, nick, text, recipient=target.nick, kind=kind,
-                                    file=stored_file)
-            target.dms.append(msg_id)  # theirs to search (chat.search), this connection
+            if target is not None:
+                target.dms.append(msg_id)  # theirs to search (chat.search), this connection
             if sender is not None and sender is not target:
                 sender.dms.append(msg_id)
-            frame = {"type": "message", "id": msg_id, "ts": ts, "to": target.nick,
+            frame = {"type": "message", "id": msg_id, "ts": ts, "to": to,
                      "from": nick, "text": text}
-        self._staged.append((msg_id, sender, ref))
         if action:
             frame["action"] = True
         elif notice:
@@ -250,6 +307,7 @@ class Hub:
             data = encode_message(msg_id, ts, "room", room.name, nick, text)
         else:
             data = encode_message(msg_id, ts, "to", frame["to"], nick, text)
+        ref = ref if sender is not None else None
         echo = data
         extra: dict[str, Any] = {}  # what the sender's copy adds
         if ref is not None:
@@ -267,10 +325,10 @@ class Hub:
         if room is not None:
             self.to_room(room, data, sender if ref is not None else None, echo)
         else:
-            assert target is not None and sender is not None
-            if target is not sender:
+            if target is not None and target is not sender:
                 self.to_peer(target, data)
-            self.to_peer(sender, echo)
+            if sender is not None:
+                self.to_peer(sender, echo)
         if sender is not None:
             sender.sent += 1
         self.messages += 1
@@ -333,6 +391,8 @@ class Hub:
                   "ts": self.now_ms()}
         data = encode(joined)
         self.to_room(room, data, peer, data if ref is None else encode({**joined, "ref": ref}))
+        if self.cluster is not None:
+            self.cluster.joined(peer, room)
 
     def leave(self, peer: Peer, room: Room, reason: str, message: str | None = None,
               ref: str | None = None, *, flush: bool = True) -> None:
@@ -350,6 +410,8 @@ class Hub:
         room.remove(peer, flush)
         del peer.rooms[room.key]
         self.drop_if_dead(room)
+        if self.cluster is not None:
+            self.cluster.left(peer, room, reason, message)
 
     def rename(self, peer: Peer, new: str, key: str, ref: str | None) -> None:
         """``peer`` is now ``new``: everyone sharing a room with it sees `renamed`
@@ -363,6 +425,7 @@ class Hub:
             room.renamed(old, new)
         others.pop(peer, None)
         del self.users[peer.key]
+        old_key = peer.key
         peer.nick, peer.key = new, key
         self.users[key] = peer
         data = encode(renamed)
@@ -370,6 +433,42 @@ class Hub:
         self.deliver()  # one `renamed` per user, whatever rooms it shares
         share(others, data)
         peer.queue(data if ref is None else encode({**renamed, "ref": ref}))
+        if self.cluster is not None:
+            self.cluster.renamed(peer, old, old_key)
+
+    # ------------------------------------------------------------ other nodes
+
+    def remote_joined(self, room_name: str, nick: str, ts: int) -> None:
+        """Someone on another node joined ``room_name`` (chat.cluster)."""
+        room = self.room(room_name, name_key(room_name))
+        room.add_remote(nick)
+        if room.members:
+            self.to_room(room, encode({"type": "joined", "room": room.name, "nick": nick,
+                                       "ts": ts}))
+
+    def remote_left(self, room_name: str, nick: str, reason: str, message: str | None,
+                    ts: int) -> None:
+        room = self.rooms.get(name_key(room_name))
+        if room is None or not room.remove_remote(nick):
+            return
+        frame = {"type": "left", "room": room.name, "nick": nick, "reason": reason, "ts": ts}
+        if message:
+            frame["message"] = message
+        if room.members:
+            self.to_room(room, encode(frame))
+        self.drop_if_dead(room)
+
+    def remote_renamed(self, old: str, new: str, rooms: list[str], ts: int) -> None:
+        others: dict[Peer, None] = {}
+        for name in rooms:
+            room = self.rooms.get(name_key(name))
+            if room is not None and room.remove_remote(old):
+                room.add_remote(new)
+                others.update(room.members)
+        if others:
+            self.deliver()
+            self.cost += len(others)
+            share(others, encode({"type": "renamed", "old": old, "new": new, "ts": ts}))
 
     def rooms_page(self, after: str | None) -> tuple[list[Room], bool]:
         """Rooms in name order after the key ``after`` (None: from the start), at
@@ -527,6 +626,9 @@ class Hub:
             for room in list(peer.rooms.values()):
                 self.leave(peer, room, reason, message, flush=flush)
             del self.users[peer.key]
+            if self.cluster is not None:
+                assert peer.nick is not None
+                self.cluster.release(peer.key, peer.nick)
             log.info("%s left (%s)", peer.nick, reason)
         self.closing[peer] = None
 
@@ -567,6 +669,8 @@ class Hub:
                 self.irc_peers -= 1
         if peer.transferring:
             self._drop_transfers(peer)
+        if self.cluster is not None:
+            self.cluster.forget(peer)
         self.closing.pop(peer, None)
         self.dirty.pop(peer, None)
 

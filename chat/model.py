@@ -12,6 +12,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from chat.protocol import name_key
+
 # Peer.phase: where a connection is before its frames are read as chat.
 READY = 0  # frames flow (TLS done, or a plain connection that has sent bytes)
 FRESH = 1  # plain server, nothing read yet (a TLS ClientHello here is refused)
@@ -272,7 +274,7 @@ class Room:
     """
 
     __slots__ = ("name", "key", "members", "has_history", "pending", "fresh", "gone",
-                 "roster")
+                 "roster", "remote")
 
     def __init__(self, name: str, key: str, has_history: bool = False) -> None:
         self.name = name
@@ -283,6 +285,7 @@ class Room:
         self.fresh: dict[Peer, int] = {}  # joined during the batch: from this entry
         self.gone: dict[Peer, int] = {}  # left during the batch: up to this entry
         self.roster: list[tuple[str, str]] = []  # (casefold, nick), kept sorted
+        self.remote: dict[str, str] = {}  # members on other nodes (chat.cluster): key -> nick
 
     def add(self, peer: Peer) -> None:
         assert peer.nick is not None
@@ -301,6 +304,24 @@ class Room:
     def renamed(self, old: str, new: str) -> None:
         self._unlist(old)
         insort(self.roster, (new.casefold(), new))
+
+    def add_remote(self, nick: str) -> None:
+        """A member on another node of the cluster (listed, never sent to from here)."""
+        key = name_key(nick)
+        if key not in self.remote:
+            self.remote[key] = nick
+            insort(self.roster, (nick.casefold(), nick))
+
+    def remove_remote(self, nick: str) -> bool:
+        found = self.remote.pop(name_key(nick), None)
+        if found is not None:
+            self._unlist(found)
+        return found is not None
+
+    def clear_remote(self) -> None:
+        for nick in self.remote.values():
+            self._unlist(nick)
+        self.remote.clear()
 
     def _unlist(self, nick: str) -> None:
         entry = (nick.casefold(), nick)
@@ -351,4 +372,4 @@ class Room:
     @property
     def alive(self) -> bool:
         """A room exists while it has members or history (PROTOCOL.md)."""
-        return bool(self.members) or self.has_history
+        return bool(self.members) or self.has_history or bool(self.remote)

@@ -34,6 +34,7 @@ from chat.irc import IrcCodec, IrcDoor
 from chat.model import FRESH, HANDSHAKE, READY, SNIFF, Peer
 from chat.operator import Operator
 from chat.protocol import CLOSED, NEED_DATA, FrameDecoder, encode
+from chat.resp import Redis
 from chat.store import Store
 from chat.tls import file_fingerprint, self_signed, server_context
 from chat.web import HTTP_REFUSAL, Site, WebDoor, looks_like_http
@@ -128,6 +129,13 @@ class ChatServer:
                                 for c in config.name)[:63] or "lanchat"
         self.clock = clock
         self.selector = selectors.DefaultSelector()
+        if config.redis is not None:  # a node of a cluster (chat.cluster)
+            from chat.cluster import Cluster
+            try:
+                self.hub.cluster = Cluster(self.hub, config.redis, self.selector, clock,
+                                           self._node_info)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         self.listener: socket.socket | None = None
         # --irc-port and --irc-tls-port (chat.irc), by their selector data
         self.irc_listeners: dict[str, socket.socket] = {}
@@ -225,6 +233,12 @@ class ChatServer:
         return {"name": self.config.name, "port": self.address[1], "tls": self.tls is not None,
                 "fingerprint": self.fingerprint or "", "users": len(self.hub.users)}
 
+    def _node_info(self) -> dict[str, Any]:
+        """What other nodes of the cluster (and their windows) show of this one."""
+        host, port = self.address or (self.config.host, self.config.port)
+        return {"name": self.config.name, "address": f"{host}:{port}",
+                "started": int(self.started_at)}
+
     def stop(self) -> None:
         """Ask ``serve_forever`` to return (safe to call from a signal handler)."""
         self._stopping = True
@@ -262,6 +276,8 @@ class ChatServer:
         hub.notice(notice)
         hub.close_all()
         hub.commit()
+        if hub.cluster is not None:
+            hub.cluster.close()
         deadline = self.clock() + SHUTDOWN_FLUSH_SECONDS
         while hub.peers and self.clock() < deadline:
             self._flush()
@@ -308,8 +324,12 @@ class ChatServer:
             self._resume_accepting(now)
             if self.announcer is not None:
                 self.announcer.tick()
+            if hub.cluster is not None:
+                hub.cluster.tick()
         hub.commit()  # PROTOCOL.md: stored before anyone receives it
         self._flush()
+        if hub.cluster is not None:
+            hub.cluster.flush()
         self._finish_closing(now)
         return len(ready) + worked
 
@@ -320,6 +340,8 @@ class ChatServer:
             self._accept(irc=peer)
         elif isinstance(peer, Announcer):
             peer.readable()
+        elif isinstance(peer, Redis):
+            peer.events(mask)
         elif not isinstance(peer, Peer):
             self._read_input(fd, peer)
         elif peer.phase >= SNIFF:

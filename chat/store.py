@@ -172,15 +172,16 @@ class Store:
 
     def add(self, ts: int, sender: str, text: str, *, room_key: str | None = None,
             room_name: str | None = None, recipient: str | None = None,
-            kind: int = PLAIN, file: str | None = None) -> int:
-        """Add one message to the open transaction and return its new id."""
+            kind: int = PLAIN, file: str | None = None, msg_id: int | None = None) -> int:
+        """Add one message to the open transaction and return its new id (``msg_id``:
+        the id the cluster gave it, above every id here; chat.cluster)."""
         self._begin()
         if room_key is not None and room_key not in self._known_rooms:
             self._execute("INSERT OR IGNORE INTO rooms (key, name) VALUES (?, ?)",
                           (room_key, room_name))
             self._known_rooms.add(room_key)
             self._new_rooms.add(room_key)
-        self._last_id += 1
+        self._last_id = self._last_id + 1 if msg_id is None else msg_id
         self._rows.append((self._last_id, ts, room_key, sender, recipient, text, kind, file))
         return self._last_id
 

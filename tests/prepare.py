@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TOOLS = [("Xvfb", "xvfb"), ("xdotool", "xdotool"),
          ("chromium", "chromium"), ("chromedriver", "chromium-driver"),  # the page's tests
          ("ip", "iproute2"),  # discovery tests: network namespaces of their own
-         ("irssi", "irssi"), ("tmux", "tmux")]  # a real IRC client, driven in tmux
+         ("irssi", "irssi"), ("tmux", "tmux"),  # a real IRC client, driven in tmux
+         ("redis-server", "redis-server")]  # cluster tests: nodes sharing one Redis
 SYSTEM_PYTHON = ("/usr/bin/python3",)  # Debian's python3-tk only serves its own Python
 
 

@@ -1,0 +1,549 @@
+"""Many server processes, one chat: the shared state in Redis (``--redis``).
+
+Each server is a node. What must be one across nodes lives in Redis:
+
+* ``lanchat:seq``: the last message id given out (INCR; ids stay below 2**53).
+* ``lanchat:log``: a stream, the one order of everything said. A message is the
+  entry ``<id>-0``; a change of who is where (joined, left, renamed, online, offline)
+  is ``<last id>-<n>``, between the messages it came between.
+* ``lanchat:nicks``: nickname key -> "node\\tnick", the one holder of each nickname.
+* ``lanchat:members``: "room key\\nnick key" -> [room, nick, node], who is where.
+* ``lanchat:nodes``: node -> what the server window shows of it; ``lanchat:hb:<node>``
+  is its heartbeat (expires 3 s after the last beat); ``lanchat:own:<node>`` lists
+  what it holds, so that whoever finds it dead takes it all back in one script.
+
+Every write is one Lua script, so Redis runs it whole and alone: two nodes that race
+for a nickname or post at once are put in an order by Redis, and everyone reads that
+order from the stream. A node never delivers a message when Redis answers its post:
+it delivers what it reads from the stream, in the stream's order, after writing it
+to its own SQLite file (the copy that replays and history read). So every node, and
+every client of every node, sees the same messages with the same ids in the same
+order, and a client that resumes on another node with ``since`` finds every id it
+may have missed in that node's copy (README, "Many servers, one chat").
+
+The node talks to Redis over two connections driven by the server's selectors loop
+(chat.resp): ``cmd`` for scripts and heartbeats, ``feed`` for the blocking XREAD
+(Redis blocks, our socket does not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import secrets
+import selectors
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from chat.errors import Later, ProtocolError
+from chat.model import Peer, Room
+from chat.protocol import name_key
+from chat.resp import Redis, is_error, parse_url, resolve
+
+if TYPE_CHECKING:
+    from chat.hub import Hub
+
+log = logging.getLogger("chat.server")
+
+SEQ, LOG, NICKS, MEMBERS, NODES = ("lanchat:seq", "lanchat:log", "lanchat:nicks",
+                                   "lanchat:members", "lanchat:nodes")
+BEAT_S = 1.0  # how often a node says it lives
+DEAD_AFTER_MS = 3000  # a node silent this long is dead: what it held is taken back
+MAX_LOG = 1_000_000  # the stream keeps about this many entries (a node further behind
+#                      than that cannot catch up from it; it logs so)
+READ_COUNT = 2000  # entries per XREAD
+UNAVAILABLE = ("The chat's shared store (Redis) cannot be reached; your message was "
+               "not sent. Try again in a moment.")
+
+# Each script is run whole by Redis, alone: the ordering argument rests on that.
+POST = """
+local id = redis.call('INCR', KEYS[1])
+if id >= 9007199254740992 then return redis.error_reply('ERR ids exhausted') end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id .. '-0', 'e', ARGV[1])
+return id
+"""
+EVENT = """
+local seq = redis.call('GET', KEYS[1]) or '0'
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-*', 'e', ARGV[1])
+for i = 3, #ARGV, 3 do
+  if ARGV[i] == 's' then
+    redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2])
+    redis.call('SADD', KEYS[4], 'm\\n' .. ARGV[i + 1])
+  else
+    redis.call('HDEL', KEYS[3], ARGV[i + 1])
+    redis.call('SREM', KEYS[4], 'm\\n' .. ARGV[i + 1])
+  end
+end
+return 1
+"""
+CLAIM = """
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder then
+  local node = string.match(holder, '^[^\\t]*')
+  if node ~= ARGV[2] and redis.call('EXISTS', 'lanchat:hb:' .. node) == 1 then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '\\t' .. ARGV[3])
+redis.call('SADD', KEYS[2], 'n\\n' .. ARGV[1])
+local seq = redis.call('GET', KEYS[3]) or '0'
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], seq .. '-*', 'e', ARGV[4])
+return 1
+"""
+RELEASE = """
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder and string.match(holder, '^[^\\t]*') == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  local seq = redis.call('GET', KEYS[3]) or '0'
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], seq .. '-*', 'e', ARGV[3])
+end
+redis.call('SREM', KEYS[2], 'n\\n' .. ARGV[1])
+return 1
+"""
+# Take back what dead nodes held (ARGV[2]: a node to end even if it beats, when it
+# shuts down): their nicknames and memberships, each told in the stream.
+REAP = """
+local reaped = {}
+local seq = redis.call('GET', KEYS[4]) or '0'
+for _, node in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if node == ARGV[2] or redis.call('EXISTS', 'lanchat:hb:' .. node) == 0 then
+    local own = 'lanchat:own:' .. node
+    for _, item in ipairs(redis.call('SMEMBERS', own)) do
+      local kind, field = string.sub(item, 1, 1), string.sub(item, 3)
+      if kind == 'n' then
+        local holder = redis.call('HGET', KEYS[2], field)
+        if holder and string.match(holder, '^[^\\t]*') == node then
+          redis.call('HDEL', KEYS[2], field)
+          local nick = string.match(holder, '\\t(.*)$')
+          redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[1], seq .. '-*', 'e',
+                     cjson.encode({k = 'x', nick = nick, o = node}))
+        end
+      else
+        local value = redis.call('HGET', KEYS[3], field)
+        if value then
+          local member = cjson.decode(value)
+          if member[3] == node then
+            redis.call('HDEL', KEYS[3], field)
+            redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[1], seq .. '-*', 'e',
+                       cjson.encode({k = 'l', room = member[1], nick = member[2], o = node,
+                                     reason = 'disconnected'}))
+          end
+        end
+      end
+    end
+    redis.call('DEL', own)
+    redis.call('HDEL', KEYS[1], node)
+    table.insert(reaped, node)
+  end
+end
+return reaped
+"""
+# The next id must pass every id this node's copy or the stream holds (after Redis
+# lost its data, the copies still hold the ids given out).
+SEED = """
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+local want = tonumber(ARGV[1])
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #last > 0 then
+  local top = tonumber(string.match(last[1][1], '^(%d+)'))
+  if top > want then want = top end
+end
+if want > seq then redis.call('SET', KEYS[1], want); seq = want end
+return seq
+"""
+# What a node reads once before following the stream: everyone's places, and the
+# stream's last entry (everything after it is news).
+SNAPSHOT = """
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+local id = '0-0'
+if #last > 0 then id = last[1][1] end
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), id}
+"""
+SCRIPTS = {"post": POST, "event": EVENT, "claim": CLAIM, "release": RELEASE,
+           "reap": REAP, "seed": SEED, "snapshot": SNAPSHOT}
+
+
+def _sha(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class Elsewhere:
+    """A user online on another node: what a `send` or `whois` needs of it."""
+
+    __slots__ = ("nick", "key", "node")
+    away: str | None = None
+    wants_tags = False
+    rooms: dict[str, Room] = {}
+    accounts: frozenset[str] = frozenset()
+    connected_ts = 0
+    door = "cluster"
+
+    def __init__(self, nick: str, key: str, node: str) -> None:
+        self.nick, self.key, self.node = nick, key, node
+
+
+class Cluster:
+    """This node's side of the cluster; see the module's text."""
+
+    def __init__(self, hub: Hub, url: str, selector: selectors.BaseSelector,
+                 clock: Callable[[], float], describe: Callable[[], dict[str, Any]]) -> None:
+        host, port, db = parse_url(url)
+        address = resolve(host, port)
+        self.url = url
+        self.hub = hub
+        self.clock = clock
+        self.describe = describe  # what the nodes list shows of this node
+        self.node = secrets.token_hex(4)
+        self.shas = {name: _sha(text) for name, text in SCRIPTS.items()}
+        self.cmd = Redis(selector, clock, address, db, f"lanchat-{self.node}",
+                         self._cmd_ready, self._lost)
+        self.feed = Redis(selector, clock, address, db, f"lanchat-{self.node}-feed",
+                          self._feed_ready, self._lost)
+        self.seeded = False  # the id sequence is past this node's copy
+        self.following = False  # the stream is being read
+        self.position = "0-0"  # the last stream entry applied
+        self.settled = "0-0"  # entries up to here are before the snapshot: messages only
+        self.elsewhere: dict[str, Elsewhere] = {}  # users online on other nodes, by key
+        self.nodes: dict[str, dict[str, Any]] = {}  # node -> its description
+        self.claims: dict[Peer, tuple[str, str]] = {}  # peer -> (nick key, wait/ok/taken)
+        self.posts: dict[int, tuple[Peer | None, str | None]] = {}  # token -> sender
+        self._tokens = itertools.count(1)
+        self.releases: dict[str, str] = {}  # nicknames to hand back at the pass's end
+        self._next_beat = 0.0
+        self.problem: str | None = "connecting to Redis"
+        self.ever_up = False
+        log.info("cluster node %s, Redis at %s", self.node, url)
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def up(self) -> bool:
+        """New messages, nicknames and changes can be written now."""
+        return self.cmd.ready and self.seeded
+
+    def users_elsewhere(self) -> int:
+        return len(self.elsewhere)
+
+    def _call(self, script: str, keys: list[str], args: list[Any],
+              reply: Callable[[Any], None] | None = None) -> None:
+        self.cmd.call("EVALSHA", self.shas[script], len(keys), *keys, *args, reply=reply)
+
+    # ------------------------------------------------------------ the loop's side
+
+    def connections(self) -> list[Redis]:
+        return [self.cmd, self.feed]
+
+    def tick(self) -> None:
+        for conn in (self.cmd, self.feed):
+            conn.tick()
+        now = self.clock()
+        if self.up and now >= self._next_beat:
+            self._next_beat = now + BEAT_S
+            self._beat()
+
+    def flush(self) -> None:
+        if self.releases:
+            self._release_unused()
+        for conn in (self.cmd, self.feed):
+            if conn.out:
+                conn.flush()
+
+    def _beat(self) -> None:
+        info = {**self.describe(), "users": len(self.hub.users)}
+        self.cmd.call("SET", f"lanchat:hb:{self.node}", "1", "PX", DEAD_AFTER_MS)
+        self.cmd.call("HSET", NODES, self.node, json.dumps(info))
+        self.cmd.call("HGETALL", NODES, reply=self._nodes)
+        self._call("reap", [NODES, NICKS, MEMBERS, SEQ, LOG], [MAX_LOG, ""],
+                   reply=self._reaped)
+
+    def _nodes(self, reply: Any) -> None:
+        if is_error(reply):
+            return
+        nodes = {}
+        for name, value in zip(reply[::2], reply[1::2], strict=True):
+            try:
+                nodes[_text(name)] = json.loads(value)
+            except ValueError:
+                continue
+        self.nodes = nodes
+
+    def _reaped(self, reply: Any) -> None:
+        if not is_error(reply) and reply:
+            log.warning("cluster: node(s) %s stopped answering; their users were taken "
+                        "out", ", ".join(_text(n) for n in reply))
+
+    def close(self) -> None:
+        """Shutdown: hand back everything this node holds (best effort, no wait)."""
+        if self.cmd.ready:
+            self.cmd.call("DEL", f"lanchat:hb:{self.node}")
+            self._call("reap", [NODES, NICKS, MEMBERS, SEQ, LOG], [MAX_LOG, self.node])
+            self.cmd.flush()
+        self.cmd.close()
+        self.feed.close()
+
+    # ------------------------------------------------------------ connections
+
+    def _cmd_ready(self) -> None:
+        for name, text in SCRIPTS.items():
+            self.cmd.call("SCRIPT", "LOAD", text)
+        self._call("seed", [SEQ, LOG], [self.hub.store.last_id], reply=self._seeded)
+
+    def _seeded(self, reply: Any) -> None:
+        if is_error(reply):
+            log.warning("cluster: Redis refused the id sequence: %s", reply)
+            return
+        self.seeded = True
+        self._resync()
+        self._next_beat = 0.0
+        if self.following:
+            self._working_again()
+
+    def _resync(self) -> None:
+        """After Redis was away: say again what this node holds (nicknames, rooms)."""
+        hub = self.hub
+        self._beat()
+        for peer in list(hub.users.values()):
+            assert peer.key is not None and peer.nick is not None
+            self._call("claim", [NICKS, f"lanchat:own:{self.node}", SEQ, LOG],
+                       [peer.key, self.node, peer.nick, self._event("u", nick=peer.nick),
+                        MAX_LOG], reply=partial(self._reclaimed, peer))
+            for room in peer.rooms.values():
+                self._publish({"k": "j", "room": room.name, "nick": peer.nick},
+                              sets=[self._member(room, peer)], quiet=True)
+
+    def _reclaimed(self, peer: Peer, reply: Any) -> None:
+        if reply == 0 and not peer.closing:  # someone took it on another node meanwhile
+            self.hub.to_peer(peer, json.dumps({"type": "kicked", "reason": "Your nickname "
+                             "was taken on another server while this one was cut off."}
+                             ).encode() + b"\n")
+            self.hub.close(peer, "disconnected")
+
+    def _feed_ready(self) -> None:
+        self.feed.call("EVAL", SNAPSHOT, 3, MEMBERS, NICKS, LOG, reply=self._snapshot)
+
+    def _snapshot(self, reply: Any) -> None:
+        if is_error(reply):
+            return
+        members, nicks, last = reply
+        hub = self.hub
+        self.elsewhere.clear()
+        for key, value in zip(nicks[::2], nicks[1::2], strict=True):
+            node, _, nick = _text(value).partition("\t")
+            if node != self.node:
+                self.elsewhere[_text(key)] = Elsewhere(nick, _text(key), node)
+        for room in hub.rooms.values():
+            room.clear_remote()
+        for value in members[1::2]:
+            room_name, nick, node = json.loads(value)
+            if node != self.node:
+                hub.room(room_name, name_key(room_name)).add_remote(nick)
+        self.settled = _text(last)
+        if self.position == "0-0" or not self.following:
+            self.position = f"{hub.store.last_id}-0"  # the copy has everything before
+        self.following = True
+        self._read()
+        if self.seeded:
+            self._working_again()
+
+    def _read(self) -> None:
+        self.feed.call("XREAD", "COUNT", READ_COUNT, "BLOCK", 1000, "STREAMS", LOG,
+                       self.position, reply=self._entries)
+
+    def _entries(self, reply: Any) -> None:
+        if is_error(reply):
+            return  # the connection broke: `_feed_ready` starts over
+        if reply:
+            for _, entries in reply:
+                self._apply(entries)
+        self._read()
+
+    def _lost(self, why: str) -> None:
+        self.seeded = self.seeded and self.cmd.ready
+        self.following = self.following and self.feed.ready
+        if self.problem is None:
+            log.warning("cluster: lost Redis (%s); messages are refused until it is back",
+                        why)
+            self.hub.storage_problem = "Redis unreachable"
+        self.problem = why
+        for token in list(self.posts):
+            self._refused(token, why)
+
+    def _working_again(self) -> None:
+        if self.up and self.following and self.problem is not None:
+            if self.ever_up:
+                log.warning("cluster: Redis is back; messages are stored and delivered")
+            else:
+                log.info("cluster: connected to Redis")
+            self.problem = None
+            self.ever_up = True
+            self.hub.storage_problem = None
+
+    # ------------------------------------------------------------ what arrives
+
+    def _apply(self, entries: list[Any]) -> None:
+        hub = self.hub
+        settled = _stream_id(self.settled)
+        for entry_id, fields in entries:
+            position = _text(entry_id)
+            ms, seq = _stream_id(position)
+            self.position = position
+            try:
+                event = json.loads(fields[1])
+            except (ValueError, IndexError):
+                continue
+            if seq == 0:
+                if ms > hub.store.last_id:
+                    self._message(ms, event)
+            elif (ms, seq) > settled and event.get("o") != self.node:
+                self._change(event)
+
+    def _message(self, msg_id: int, event: dict[str, Any]) -> None:
+        sender, ref = None, None
+        if event.get("o") == self.node:
+            sender, ref = self.posts.pop(event.get("p", 0), (None, None))
+            if sender is not None and sender.closing:
+                sender, ref = None, None
+        self.hub.arrived(msg_id, event, sender, ref)
+
+    def _change(self, event: dict[str, Any]) -> None:
+        hub = self.hub
+        kind, nick = event.get("k"), event.get("nick", "")
+        if kind == "u":
+            key = name_key(nick)
+            self.elsewhere[key] = Elsewhere(nick, key, event.get("o", ""))
+        elif kind == "x":
+            gone = self.elsewhere.get(name_key(nick))
+            if gone is not None and gone.node == event.get("o"):
+                del self.elsewhere[gone.key]
+        elif kind == "j":
+            hub.remote_joined(event["room"], nick, event.get("ts", hub.now_ms()))
+        elif kind == "l":
+            hub.remote_left(event["room"], nick, event.get("reason", "part"),
+                            event.get("message"), event.get("ts", hub.now_ms()))
+        elif kind == "r":
+            old, new = event["old"], event["new"]
+            moved = self.elsewhere.pop(name_key(old), None)
+            if moved is not None:
+                self.elsewhere[name_key(new)] = Elsewhere(new, name_key(new), moved.node)
+            hub.remote_renamed(old, new, event.get("rooms", []), event.get("ts", 0))
+
+    # ------------------------------------------------------------ what this node says
+
+    def post(self, sender: Peer | None, event: dict[str, Any], ref: str | None) -> None:
+        """Send a message to Redis for its id and place; it is delivered when it
+        comes back through the stream. ``ProtocolError`` when Redis is away."""
+        if not self.up:
+            raise ProtocolError("store_failed", UNAVAILABLE)
+        token = next(self._tokens)
+        self.posts[token] = (sender, ref)
+        event.update(o=self.node, p=token)
+        self._call("post", [SEQ, LOG], [json.dumps(event, separators=(",", ":")), MAX_LOG],
+                   reply=partial(self._posted, token))
+
+    def _posted(self, token: int, reply: Any) -> None:
+        if is_error(reply):
+            self._refused(token, str(reply))
+
+    def _refused(self, token: int, why: str) -> None:
+        sender, ref = self.posts.pop(token, (None, None))
+        log.warning("cluster: a message was refused: %s", why)
+        if sender is not None and not sender.closing:
+            self.hub.refuse_post(sender, ref, UNAVAILABLE)
+
+    def _event(self, kind: str, **fields: Any) -> str:
+        return json.dumps({"k": kind, "o": self.node, "ts": self.hub.now_ms(), **fields},
+                          separators=(",", ":"))
+
+    def _member(self, room: Room, peer: Peer) -> tuple[str, str]:
+        assert peer.key is not None
+        return (f"{room.key}\n{peer.key}", json.dumps([room.name, peer.nick, self.node]))
+
+    def _publish(self, event: dict[str, Any], *, sets: list[tuple[str, str]] = (),
+                 drops: list[str] = (), quiet: bool = False) -> None:
+        if not self.cmd.ready:
+            return  # said again by `_resync` once Redis is back
+        args: list[Any] = [self._event(event.pop("k"), **event), MAX_LOG]
+        for field, value in sets:
+            args += ["s", field, value]
+        for field in drops:
+            args += ["d", field, ""]
+        self._call("event", [SEQ, LOG, MEMBERS, f"lanchat:own:{self.node}"], args)
+
+    def joined(self, peer: Peer, room: Room) -> None:
+        self._publish({"k": "j", "room": room.name, "nick": peer.nick},
+                      sets=[self._member(room, peer)])
+
+    def left(self, peer: Peer, room: Room, reason: str, message: str | None) -> None:
+        event: dict[str, Any] = {"k": "l", "room": room.name, "nick": peer.nick,
+                                 "reason": reason}
+        if message:
+            event["message"] = message
+        self._publish(event, drops=[f"{room.key}\n{peer.key}"])
+
+    def renamed(self, peer: Peer, old: str, old_key: str) -> None:
+        rooms = list(peer.rooms.values())
+        self._publish({"k": "r", "old": old, "new": peer.nick, "rooms": [r.name for r in rooms]},
+                      sets=[self._member(room, peer) for room in rooms],
+                      drops=[f"{room.key}\n{old_key}" for room in rooms])
+        self.release(old_key, old)
+
+    # ------------------------------------------------------------ nicknames
+
+    def claim(self, peer: Peer, key: str, nick: str) -> None:
+        """Hold ``nick`` for ``peer`` across the cluster. Raises ``Later`` until Redis
+        answers, then ``nick_taken`` if a live node holds it; returns once it is
+        ``peer``'s (ask again after ``Later``: the request is handled again)."""
+        held = self.claims.get(peer)
+        if held is not None and held[0] == key:
+            if held[1] == "wait":
+                raise Later()
+            del self.claims[peer]
+            if held[1] == "taken":
+                raise ProtocolError("nick_taken", f"The nickname '{nick}' is taken.")
+            if held[1] == "ok":
+                return
+        if not self.up:
+            raise ProtocolError("store_failed", "The chat's shared store (Redis) cannot "
+                                "be reached; try again in a moment.")
+        self.claims[peer] = (key, "wait")
+        self._call("claim", [NICKS, f"lanchat:own:{self.node}", SEQ, LOG],
+                   [key, self.node, nick, self._event("u", nick=nick), MAX_LOG],
+                   reply=partial(self._claimed, peer, key, nick))
+        raise Later()
+
+    def _claimed(self, peer: Peer, key: str, nick: str, reply: Any) -> None:
+        if self.claims.get(peer, ("",))[0] != key:  # it went meanwhile
+            if reply == 1:
+                self.release(key, nick)
+            return
+        if is_error(reply):
+            del self.claims[peer]  # asked again: `store_failed` while Redis is away
+            return
+        self.claims[peer] = (key, "ok" if reply == 1 else "taken")
+
+    def release(self, key: str, nick: str) -> None:
+        """``nick`` is no longer used here: handed back at the end of the pass, unless
+        someone here took it meanwhile (an account's owner reclaiming it)."""
+        self.releases[key] = nick
+
+    def _release_unused(self) -> None:
+        releases, self.releases = self.releases, {}
+        for key, nick in releases.items():
+            if key not in self.hub.users and self.cmd.ready:
+                self._call("release", [NICKS, f"lanchat:own:{self.node}", SEQ, LOG],
+                           [key, self.node, self._event("x", nick=nick), MAX_LOG])
+
+    def forget(self, peer: Peer) -> None:
+        self.claims.pop(peer, None)

@@ -1,0 +1,254 @@
+"""A Redis connection driven by the server's selectors loop (RESP, no blocking call).
+
+``Redis`` owns one non-blocking socket. Commands are packed and queued with a callback;
+replies are parsed by hiredis's ``Reader`` (a sans-I/O RESP parser: bytes in, replies
+out) and handed to the callbacks in order. The loop calls ``events`` when the selector
+reports the socket and ``tick`` once a second; neither waits. When the connection
+breaks, every callback still waiting gets a ``Lost`` reply, ``on_lost`` is called, and
+a new connection is tried after a growing pause (0.25 s up to 4 s).
+
+The address is resolved once, before the loop runs (``resolve``): a name lookup is a
+blocking call, so the loop only ever connects to addresses.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import selectors
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import hiredis
+
+log = logging.getLogger("chat.server")
+
+READ_SIZE = 1 << 18
+CONNECT_TIMEOUT_S = 2.0
+RETRY_FIRST_S = 0.25
+RETRY_MAX_S = 4.0
+DOWN, CONNECTING, READY = "down", "connecting", "ready"
+
+Reply = Any
+Callback = Callable[[Reply], None]
+
+
+class Lost(Exception):
+    """The reply of a command whose connection broke before it was answered (whether
+    Redis ran it is unknown)."""
+
+
+def is_error(reply: Reply) -> bool:
+    return isinstance(reply, Exception)
+
+
+def parse_url(url: str) -> tuple[str, int, int]:
+    """``redis://HOST:PORT/DB`` as (host, port, db); ``ValueError`` with a sentence."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis" or not parts.hostname:
+        raise ValueError(f"--redis wants redis://HOST:PORT/DB, not {url!r}")
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        raise ValueError(f"--redis: the port in {url!r} is not a number") from None
+    path = parts.path.strip("/") or "0"
+    if not (path.isascii() and path.isdigit()) or int(path) > 1000:
+        raise ValueError(f"--redis: the database in {url!r} is a number (0-1000)")
+    return parts.hostname, port, int(path)
+
+
+def resolve(host: str, port: int) -> tuple[socket.AddressFamily, tuple[Any, ...]]:
+    """The first address of ``host`` (blocking: before the loop starts)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ValueError(f"--redis: cannot find {host}: {exc.strerror}") from None
+    family, _, _, _, addr = infos[0]
+    return family, addr
+
+
+class Redis:
+    """One RESP connection; see the module's text."""
+
+    def __init__(self, selector: selectors.BaseSelector, clock: Callable[[], float],
+                 address: tuple[socket.AddressFamily, tuple[Any, ...]], db: int, name: str,
+                 on_ready: Callable[[], None], on_lost: Callable[[str], None]) -> None:
+        self.selector = selector
+        self.clock = clock
+        self.family, self.addr = address
+        self.db = db
+        self.name = name  # CLIENT SETNAME: who this is in Redis's CLIENT LIST
+        self.on_ready = on_ready
+        self.on_lost = on_lost
+        self.state = DOWN
+        self.sock: socket.socket | None = None
+        self.reader = hiredis.Reader()
+        self.out = bytearray()
+        self.waiting: deque[Callback | None] = deque()
+        self.retry_at = 0.0
+        self.pause = RETRY_FIRST_S
+        self.started = 0.0
+        self.problem = "not connected yet"
+
+    # ------------------------------------------------------------ commands
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY
+
+    def call(self, *args: Any, reply: Callback | None = None) -> None:
+        """Queue one command; ``reply`` gets its answer (an exception object for an
+        error reply or a lost connection). Only on a ready connection."""
+        assert self.state == READY, "Redis.call on a connection that is not ready"
+        self._send(args, reply)
+
+    def _send(self, args: tuple[Any, ...], reply: Callback | None) -> None:
+        self.out += hiredis.pack_command(args)
+        self.waiting.append(reply)
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self.out) or self.state == CONNECTING
+
+    # ------------------------------------------------------------ the loop's side
+
+    def tick(self) -> None:
+        """Once a second: connect when it is time, give up a connect that hangs."""
+        now = self.clock()
+        if self.state == DOWN and now >= self.retry_at:
+            self._connect()
+        elif self.state == CONNECTING and now - self.started > CONNECT_TIMEOUT_S:
+            self._lost("no answer within 2 s")
+
+    def _connect(self) -> None:
+        sock = socket.socket(self.family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        code = sock.connect_ex(self.addr)
+        if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+            sock.close()
+            self._lost(errno.errorcode.get(code, str(code)), connected=False)
+            return
+        self.sock, self.state, self.started = sock, CONNECTING, self.clock()
+        self.reader = hiredis.Reader()
+        # First in line, before anything a caller queues once it is ready.
+        self._send(("CLIENT", "SETNAME", self.name), None)
+        self._send(("SELECT", self.db), self._selected)
+        self.selector.register(sock, selectors.EVENT_WRITE, self)
+
+    def _selected(self, reply: Reply) -> None:
+        if is_error(reply):
+            self._lost(f"SELECT {self.db}: {reply}")
+            return
+        self.state = READY
+        self.pause = RETRY_FIRST_S
+        self.problem = ""
+        self.on_ready()
+
+    def events(self, mask: int) -> None:
+        """The selector reported the socket: finish connecting, read, write."""
+        if self.sock is None:
+            return
+        if mask & selectors.EVENT_WRITE and self.state == CONNECTING:
+            code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                self._lost(errno.errorcode.get(code, str(code)))
+                return
+        if mask & selectors.EVENT_READ:
+            self._read()
+        if self.sock is not None and self.out:
+            self.flush()
+        self._watch()
+
+    def _read(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(exc.strerror or str(exc))
+            return
+        if not data:
+            self._lost("Redis closed the connection")
+            return
+        self.reader.feed(data)
+        while self.sock is not None:
+            try:
+                reply = self.reader.gets()
+            except hiredis.ProtocolError as exc:
+                self._lost(f"not RESP: {exc}")
+                return
+            if reply is False:
+                return
+            if not self.waiting:
+                self._lost("a reply nobody asked for")
+                return
+            callback = self.waiting.popleft()
+            if callback is not None:
+                callback(reply)
+
+    def flush(self) -> None:
+        """Write what is queued, as far as the socket takes it (never waits)."""
+        if self.sock is None or not self.out or self.state == DOWN:
+            return
+        if self.state == CONNECTING and self.sock.getsockopt(socket.SOL_SOCKET,
+                                                             socket.SO_ERROR):
+            return  # `events` reports it
+        try:
+            sent = self.sock.send(self.out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            if exc.errno in (errno.ENOTCONN, errno.EAGAIN):
+                return  # still connecting
+            self._lost(exc.strerror or str(exc))
+            return
+        del self.out[:sent]
+        self._watch()
+
+    def _watch(self) -> None:
+        if self.sock is None:
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.wants_write else 0)
+        try:
+            if self.selector.get_key(self.sock).events != events:
+                self.selector.modify(self.sock, events, self)
+        except KeyError:
+            self.selector.register(self.sock, events, self)
+
+    def _lost(self, why: str, *, connected: bool = True) -> None:
+        """The connection is gone: fail what waits, tell the owner, retry later."""
+        if self.sock is not None:
+            try:
+                self.selector.unregister(self.sock)
+            except (KeyError, ValueError):
+                pass
+            self.sock.close()
+            self.sock = None
+        was_ready = self.state == READY
+        self.state = DOWN
+        self.out.clear()
+        waiting, self.waiting = self.waiting, deque()
+        self.retry_at = self.clock() + self.pause
+        self.pause = min(self.pause * 2, RETRY_MAX_S)
+        first = why != self.problem
+        self.problem = why
+        for callback in waiting:
+            if callback is not None:
+                callback(Lost(why))
+        if was_ready or first:
+            self.on_lost(why)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.selector.unregister(self.sock)
+            except (KeyError, ValueError):
+                pass
+            self.sock.close()
+            self.sock = None
+        self.state = DOWN
