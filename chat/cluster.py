@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from chat.errors import Later, ProtocolError
 from chat.model import Peer, Room
 from chat.protocol import name_key
-from chat.resp import Redis, is_error, parse_url, resolve
+from chat.resp import Lost, Redis, is_error, parse_url, resolve
 
 if TYPE_CHECKING:
     from chat.hub import Hub
@@ -55,6 +55,7 @@ DEAD_AFTER_MS = 3000  # a node silent this long is dead: what it held is taken b
 MAX_LOG = 1_000_000  # the stream keeps about this many entries (a node further behind
 #                      than that cannot catch up from it; it logs so)
 READ_COUNT = 2000  # entries per XREAD
+STARTUP_WAIT_S = 5.0  # a starting node holds hellos this long while it reaches Redis
 UNAVAILABLE = ("The chat's shared store (Redis) cannot be reached; your message was "
                "not sent. Try again in a moment.")
 
@@ -79,12 +80,45 @@ for i = 3, #ARGV, 3 do
 end
 return 1
 """
-CLAIM = """
+# Take back what a dead node held (its nicknames and memberships), each told in the
+# stream; shared by REAP and CLAIM (a nickname of a dead node is taken over at once).
+REAP_NODE = """
+local function reap_node(node, maxlen)
+  local seq = redis.call('GET', 'lanchat:seq') or '0'
+  local own = 'lanchat:own:' .. node
+  for _, item in ipairs(redis.call('SMEMBERS', own)) do
+    local kind, field = string.sub(item, 1, 1), string.sub(item, 3)
+    if kind == 'n' then
+      local holder = redis.call('HGET', 'lanchat:nicks', field)
+      if holder and string.match(holder, '^[^\\t]*') == node then
+        redis.call('HDEL', 'lanchat:nicks', field)
+        redis.call('XADD', 'lanchat:log', 'MAXLEN', '~', maxlen, seq .. '-*', 'e',
+                   cjson.encode({k = 'x', nick = string.match(holder, '\\t(.*)$'), o = node}))
+      end
+    else
+      local value = redis.call('HGET', 'lanchat:members', field)
+      if value then
+        local member = cjson.decode(value)
+        if member[3] == node then
+          redis.call('HDEL', 'lanchat:members', field)
+          redis.call('XADD', 'lanchat:log', 'MAXLEN', '~', maxlen, seq .. '-*', 'e',
+                     cjson.encode({k = 'l', room = member[1], nick = member[2], o = node,
+                                   reason = 'disconnected'}))
+        end
+      end
+    end
+  end
+  redis.call('DEL', own)
+  redis.call('HDEL', 'lanchat:nodes', node)
+end
+"""
+CLAIM = REAP_NODE + """
 local holder = redis.call('HGET', KEYS[1], ARGV[1])
 if holder then
   local node = string.match(holder, '^[^\\t]*')
-  if node ~= ARGV[2] and redis.call('EXISTS', 'lanchat:hb:' .. node) == 1 then
-    return 0
+  if node ~= ARGV[2] then
+    if redis.call('EXISTS', 'lanchat:hb:' .. node) == 1 then return 0 end
+    reap_node(node, ARGV[5])  -- its holder's node is dead: everything it held goes
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '\\t' .. ARGV[3])
@@ -103,39 +137,13 @@ end
 redis.call('SREM', KEYS[2], 'n\\n' .. ARGV[1])
 return 1
 """
-# Take back what dead nodes held (ARGV[2]: a node to end even if it beats, when it
-# shuts down): their nicknames and memberships, each told in the stream.
-REAP = """
+# Every node, every second: the dead nodes' holdings go (ARGV[2]: a node to end even
+# though it beats, when it shuts down).
+REAP = REAP_NODE + """
 local reaped = {}
-local seq = redis.call('GET', KEYS[4]) or '0'
 for _, node in ipairs(redis.call('HKEYS', KEYS[1])) do
   if node == ARGV[2] or redis.call('EXISTS', 'lanchat:hb:' .. node) == 0 then
-    local own = 'lanchat:own:' .. node
-    for _, item in ipairs(redis.call('SMEMBERS', own)) do
-      local kind, field = string.sub(item, 1, 1), string.sub(item, 3)
-      if kind == 'n' then
-        local holder = redis.call('HGET', KEYS[2], field)
-        if holder and string.match(holder, '^[^\\t]*') == node then
-          redis.call('HDEL', KEYS[2], field)
-          local nick = string.match(holder, '\\t(.*)$')
-          redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[1], seq .. '-*', 'e',
-                     cjson.encode({k = 'x', nick = nick, o = node}))
-        end
-      else
-        local value = redis.call('HGET', KEYS[3], field)
-        if value then
-          local member = cjson.decode(value)
-          if member[3] == node then
-            redis.call('HDEL', KEYS[3], field)
-            redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[1], seq .. '-*', 'e',
-                       cjson.encode({k = 'l', room = member[1], nick = member[2], o = node,
-                                     reason = 'disconnected'}))
-          end
-        end
-      end
-    end
-    redis.call('DEL', own)
-    redis.call('HDEL', KEYS[1], node)
+    reap_node(node, ARGV[1])
     table.insert(reaped, node)
   end
 end
@@ -224,6 +232,7 @@ class Cluster:
         self._next_beat = 0.0
         self.problem: str | None = "connecting to Redis"
         self.ever_up = False
+        self.patience = clock() + STARTUP_WAIT_S  # hellos wait this long for a first Redis
         log.info("cluster node %s, Redis at %s", self.node, url)
 
     # ------------------------------------------------------------ state
@@ -297,7 +306,7 @@ class Cluster:
 
     def _cmd_ready(self) -> None:
         for name, text in SCRIPTS.items():
-            self.cmd.call("SCRIPT", "LOAD", text)
+            self.cmd.call("SCRIPT", "LOAD", text, reply=partial(self._checked, name))
         self._call("seed", [SEQ, LOG], [self.hub.store.last_id], reply=self._seeded)
 
     def _seeded(self, reply: Any) -> None:
@@ -375,7 +384,6 @@ class Cluster:
         if self.problem is None:
             log.warning("cluster: lost Redis (%s); messages are refused until it is back",
                         why)
-            self.hub.storage_problem = "Redis unreachable"
         self.problem = why
         for token in list(self.posts):
             self._refused(token, why)
@@ -388,7 +396,6 @@ class Cluster:
                 log.info("cluster: connected to Redis")
             self.problem = None
             self.ever_up = True
-            self.hub.storage_problem = None
 
     # ------------------------------------------------------------ what arrives
 
@@ -456,6 +463,10 @@ class Cluster:
         if is_error(reply):
             self._refused(token, str(reply))
 
+    def _checked(self, what: str, reply: Any) -> None:
+        if is_error(reply) and not isinstance(reply, Lost):
+            log.warning("cluster: Redis refused %s: %s", what, reply)
+
     def _refused(self, token: int, why: str) -> None:
         sender, ref = self.posts.pop(token, (None, None))
         log.warning("cluster: a message was refused: %s", why)
@@ -479,7 +490,8 @@ class Cluster:
             args += ["s", field, value]
         for field in drops:
             args += ["d", field, ""]
-        self._call("event", [SEQ, LOG, MEMBERS, f"lanchat:own:{self.node}"], args)
+        self._call("event", [SEQ, LOG, MEMBERS, f"lanchat:own:{self.node}"], args,
+                   reply=partial(self._checked, "a change"))
 
     def joined(self, peer: Peer, room: Room) -> None:
         self._publish({"k": "j", "room": room.name, "nick": peer.nick},
@@ -514,7 +526,11 @@ class Cluster:
                 raise ProtocolError("nick_taken", f"The nickname '{nick}' is taken.")
             if held[1] == "ok":
                 return
+            raise ProtocolError("store_failed", "The chat's shared store (Redis) did not "
+                                "answer; try again in a moment.")
         if not self.up:
+            if not self.ever_up and self.clock() < self.patience:
+                raise Later()  # the node is starting: its first hellos wait for Redis
             raise ProtocolError("store_failed", "The chat's shared store (Redis) cannot "
                                 "be reached; try again in a moment.")
         self.claims[peer] = (key, "wait")
@@ -529,7 +545,9 @@ class Cluster:
                 self.release(key, nick)
             return
         if is_error(reply):
-            del self.claims[peer]  # asked again: `store_failed` while Redis is away
+            if not isinstance(reply, Lost):
+                log.warning("cluster: Redis refused a nickname claim: %s", reply)
+            self.claims[peer] = (key, "failed")
             return
         self.claims[peer] = (key, "ok" if reply == 1 else "taken")
 

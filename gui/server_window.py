@@ -282,7 +282,9 @@ class ServerWindow(ctk.CTk):
                     f"{hub.messages} message{'' if hub.messages == 1 else 's'}   ·   "
                     f"{self.rate:.0f} msg/s")
         self.status.show(True, f"Clients connect to  {shown}", counters,
-                         fingerprint=server.fingerprint, problem=hub.storage_problem)
+                         fingerprint=server.fingerprint, problem=hub.storage_problem or (
+                             hub.cluster is not None and hub.cluster.problem and
+                             f"Redis unreachable ({hub.cluster.problem})") or None)
         scheme = "https" if server.tls is not None else "http"
         first = self.addresses[0]
         self.status.show_web(f"{scheme}://{'[' + first + ']' if ':' in first else first}:{port}/")

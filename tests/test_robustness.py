@@ -2,52 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import selectors
 import signal
 import socket
 import struct
 import time
 
-from wire import Wire, connect, crowd
-
-HELLO = b'{"type":"hello","nick":"%s","proto":1}\n'
-
-
-class Crowd:
-    """Many raw non-blocking clients driven by one selector, collecting message ids."""
-
-    def __init__(self, port: int, nicks: list[str]) -> None:
-        self.sel = selectors.DefaultSelector()
-        self.socks: dict[str, socket.socket] = {}
-        self.buf: dict[str, bytes] = {}
-        self.ids: dict[str, list[int]] = {}
-        self.ready: set[str] = set()
-        for nick in nicks:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-            sock.sendall(HELLO % nick.encode())
-            sock.setblocking(False)
-            self.sel.register(sock, selectors.EVENT_READ, nick)
-            self.socks[nick], self.buf[nick], self.ids[nick] = sock, b"", []
-
-    def pump(self, until, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not until():
-            assert time.monotonic() < deadline, "crowd timed out"
-            for key, _ in self.sel.select(0.2):
-                nick = key.data
-                data = self.socks[nick].recv(1 << 20)
-                *lines, self.buf[nick] = (self.buf[nick] + data).split(b"\n")
-                for line in lines:
-                    if b'"history_end"' in line:
-                        self.ready.add(nick)
-                    elif b'"type":"message"' in line:
-                        self.ids[nick].append(json.loads(line)["id"])
-
-    def close(self) -> None:
-        for sock in self.socks.values():
-            sock.close()
-        self.sel.close()
+from wire import HELLO, Crowd, Wire, connect, crowd
 
 
 def test_two_hundred_clients_see_twenty_senders_in_one_order(fast_server):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import selectors
 import socket
 import ssl
 import time
@@ -142,3 +143,44 @@ def crowd(port: int, *nicks: str, **fields: Any) -> list[Wire]:
     for wire in wires:
         wire.barrier()
     return wires
+
+
+HELLO = b'{"type":"hello","nick":"%s","proto":1}\n'
+
+
+class Crowd:
+    """Many raw non-blocking clients driven by one selector, collecting message ids."""
+
+    def __init__(self, port: int | dict[str, int], nicks: list[str]) -> None:
+        """``port``: of the one server, or each nick's (servers of a cluster)."""
+        self.sel = selectors.DefaultSelector()
+        self.socks: dict[str, socket.socket] = {}
+        self.buf: dict[str, bytes] = {}
+        self.ids: dict[str, list[int]] = {}
+        self.ready: set[str] = set()
+        for nick in nicks:
+            where = port if isinstance(port, int) else port[nick]
+            sock = socket.create_connection(("127.0.0.1", where), timeout=5)
+            sock.sendall(HELLO % nick.encode())
+            sock.setblocking(False)
+            self.sel.register(sock, selectors.EVENT_READ, nick)
+            self.socks[nick], self.buf[nick], self.ids[nick] = sock, b"", []
+
+    def pump(self, until, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < deadline, "crowd timed out"
+            for key, _ in self.sel.select(0.2):
+                nick = key.data
+                data = self.socks[nick].recv(1 << 20)
+                *lines, self.buf[nick] = (self.buf[nick] + data).split(b"\n")
+                for line in lines:
+                    if b'"history_end"' in line:
+                        self.ready.add(nick)
+                    elif b'"type":"message"' in line:
+                        self.ids[nick].append(json.loads(line)["id"])
+
+    def close(self) -> None:
+        for sock in self.socks.values():
+            sock.close()
+        self.sel.close()

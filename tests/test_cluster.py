@@ -1,0 +1,324 @@
+"""Many server processes, one chat (--redis): nodes over a real redis-server.
+
+Each test starts its own redis-server on a free loopback port, with its files in the
+test's temp dir (append-only file, fsync on every write, as README advises), and
+nodes that are real headless servers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from wire import Crowd, Wire
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
+                                reason="redis-server is not installed (tests/prepare.py)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+             "--dir", str(self.dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def redis(tmp_path):
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def node(start_server, redis, tmp_path):
+    """Start a node of the cluster: its own database, the one Redis."""
+    count = [0]
+
+    def start(*args: str):
+        count[0] += 1
+        return start_server("--rate", "0", "--redis", redis.url, *args,
+                            db=tmp_path / f"node{count[0]}.db")
+    return start
+
+
+def joined(port: int, nick: str, deadline_s: float = 10.0, **fields) -> Wire:
+    """Connect once the cluster is up (a node refuses hellos until Redis answered)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        wire = Wire(port)
+        wire.send(type="hello", nick=nick, proto=1, **fields)
+        first = wire.next()
+        if first["type"] == "welcome":
+            wire.replayed = []  # type: ignore[attr-defined]
+            while (frame := wire.next())["type"] != "history_end":
+                wire.replayed.append(frame)  # type: ignore[attr-defined]
+            return wire
+        wire.close()
+        assert time.monotonic() < deadline, first
+        time.sleep(0.05)
+
+
+def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"no {what} within {timeout}s"
+        time.sleep(0.02)
+
+
+def stored(db: Path) -> list[tuple[int, str, str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT id, sender, text FROM messages ORDER BY id").fetchall()
+
+
+def messages(frames) -> list[tuple[int, str, str]]:
+    return [(f["id"], f["from"], f["text"]) for f in frames if f["type"] == "message"]
+
+
+# ---------------------------------------------------------------- order and ids
+
+
+def test_every_script_compiles_in_redis(redis):
+    from chat.cluster import SCRIPTS
+    for name, text in SCRIPTS.items():
+        with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as sock:
+            sock.sendall(b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$%d\r\n%s\r\n"
+                         % (len(text.encode()), text.encode()))
+            answer = sock.recv(4096)
+        assert answer.startswith(b"$40\r\n"), (name, answer)
+
+
+def test_two_nodes_deliver_the_same_messages_in_one_order_with_the_same_ids(node):
+    a, b = node(), node()
+    alice, bob = joined(a.port, "alice"), joined(b.port, "bob")
+    assert alice.until("joined")["nick"] == "bob"  # told across nodes
+    assert who(alice) == who(bob) == ["alice", "bob"]
+    for i in range(30):  # both at once, interleaved by Redis
+        alice.send(type="send", room="general", text=f"a{i}", ref=f"a{i}")
+        bob.send(type="send", room="general", text=f"b{i}", ref=f"b{i}")
+    seen = {}
+    for wire, nick in ((alice, "alice"), (bob, "bob")):
+        frames = []
+        while len(messages(frames)) < 60:
+            frames.append(wire.until("message"))
+        seen[nick] = messages(frames)
+        assert {f["ref"] for f in frames if "ref" in f} == {
+            f"{nick[0]}{i}" for i in range(30)}  # each sender's copy, and only its own
+        assert all(f["from"] == nick for f in frames if "ref" in f)
+    assert seen["alice"] == seen["bob"]
+    ids = [m[0] for m in seen["alice"]]
+    assert ids == list(range(ids[0], ids[0] + 60))
+    # a direct message from one node to a user of the other
+    alice.send(type="send", to="bob", text="psst", ref="dm")
+    assert bob.until("message")["text"] == "psst"
+    assert alice.until("message")["ref"] == "dm"
+    # both copies hold the same history; a newcomer on either node replays it all
+    carol = Wire(b.port)
+    frames = carol.hello("carol", since=0)
+    assert messages(frames)[-60:] == seen["alice"]
+    assert wait_for(lambda: stored(a.db) == stored(b.db) and len(stored(a.db)) == 61)
+
+
+def test_a_nickname_online_on_one_node_is_taken_on_the_other(node):
+    a, b = node(), node()
+    alice = joined(a.port, "alice")
+    other = Wire(b.port)
+    other.send(type="hello", nick="ALICE", proto=1)
+    assert other.error("nick_taken")
+    bob = joined(b.port, "bob")
+    bob.send(type="nick", nick="Alice", ref="n")
+    assert bob.error("nick_taken")["ref"] == "n"
+    # two hellos for one nickname at once, one on each node: exactly one is welcome
+    first, second = Wire(a.port), Wire(b.port)
+    first.send(type="hello", nick="dora", proto=1)
+    second.send(type="hello", nick="dora", proto=1)
+    answers = sorted(w.next()["type"] for w in (first, second))
+    assert answers == ["error", "welcome"]
+    # a nickname given up is free everywhere at once
+    alice.send(type="bye")
+    alice.closed()
+    joined(b.port, "alice", deadline_s=5)
+
+
+# ---------------------------------------------------------------- crowds
+
+
+def test_two_nodes_of_a_hundred_with_twenty_senders_see_one_order(node):
+    a, b = node(), node()
+    nicks = [f"u{i}" for i in range(200)]
+    ports = {nick: (a.port if i % 2 else b.port) for i, nick in enumerate(nicks)}
+    joined(a.port, "probe").close()  # the cluster is up
+    room = Crowd(ports, nicks)
+    try:
+        room.pump(lambda: len(room.ready) == 200, timeout=30)
+        per_sender = 25
+        for s in nicks[:20]:  # 20 senders, 10 on each node, all writing at once
+            frames = b"".join(b'{"type":"send","room":"general","text":"%s %d"}\n'
+                              % (s.encode(), i) for i in range(per_sender))
+            room.socks[s].setblocking(True)
+            room.socks[s].sendall(frames)
+            room.socks[s].setblocking(False)
+        total = 20 * per_sender
+        room.pump(lambda: all(len(v) >= total for v in room.ids.values()), timeout=60)
+        first = room.ids[nicks[0]]
+        assert len(first) == total == len(set(first))
+        assert first == sorted(first)
+        assert all(ids == first for ids in room.ids.values())
+    finally:
+        room.close()
+
+
+# ---------------------------------------------------------------- failures
+
+
+def test_sigkill_of_a_node_loses_no_echoed_message_and_its_clients_resume(node):
+    a, b = node(), node()
+    writer = joined(a.port, "writer")
+    reader = joined(b.port, "reader")
+    for i in range(100):
+        writer.send(type="send", room="general", text=f"m{i}", ref=str(i))
+    echoed = []
+    while not echoed or echoed[-1][1] != "99":  # the first hundred echoed
+        frame = writer.until("message")
+        echoed.append((frame["id"], frame.get("ref")))
+    for i in range(100, 300):  # under load: the node dies with sends on the way
+        if i == 120:
+            a.stop(signal.SIGKILL)
+        try:
+            writer.send(type="send", room="general", text=f"m{i}", ref=str(i))
+        except OSError:
+            break
+    frames = writer.closed(timeout=10)
+    echoed = [i for i, _ in echoed] + [f["id"] for f in frames if f["type"] == "message"]
+    # the writer resumes on the other node with `since` (its nickname is freed once the
+    # dead node stops beating): no gap, no duplicate
+    last = echoed[-1]
+    resumed = joined(b.port, "writer", deadline_s=10, since=last)
+    resumed.send(type="send", room="general", text="after", ref="x")
+    after = resumed.until("message")
+    assert after["text"] == "after" and after["ref"] == "x"
+    every = [m[0] for m in stored(b.db)]
+    assert set(echoed) <= set(every)  # every echoed message is in the survivor's copy
+    # what the writer has: its echoes, then the replay from `since`: all, once each
+    mine = echoed + [m[0] for m in messages(resumed.replayed)] + [after["id"]]
+    assert mine == [i for i in every if i >= echoed[0]]
+    seen = []
+    while not seen or seen[-1].get("id") != after["id"]:
+        seen.append(reader.next())
+    read = [f["id"] for f in seen if f["type"] == "message"]
+    assert read == every  # the other node's reader: everything, in order, once
+    left = [f for f in seen if f["type"] == "left"]
+    assert [(f["nick"], f["reason"]) for f in left] == [("writer", "disconnected")]
+
+
+def test_redis_restarted_under_load_loses_no_echoed_message(node, redis):
+    a, b = node(), node()
+    alice, bob = joined(a.port, "alice"), joined(b.port, "bob")
+    echoed, refused = [], 0
+    for i in range(300):
+        if i == 100:
+            redis.kill()
+        if i == 200:
+            redis.start()
+        alice.send(type="send", room="general", text=f"m{i}", ref=str(i))
+        frame = alice.next()
+        while frame["type"] not in ("message", "error") or frame.get("ref") != str(i):
+            frame = alice.next()
+        if frame["type"] == "message":
+            echoed.append(frame["id"])
+        else:
+            assert frame["code"] == "store_failed"
+            refused += 1
+            alice.barrier()  # a ping answered: PROTOCOL.md closes after 20 errors in a row
+        time.sleep(0.005)  # a steady sender, not a burst
+    assert refused > 0 and len(echoed) >= 100
+    # the nodes catch up by themselves: every echoed message is in both copies, and the
+    # other node's user got them in order
+    wait_for(lambda: set(echoed) <= {m[0] for m in stored(b.db)}, what="catch-up")
+    assert set(echoed) <= {m[0] for m in stored(a.db)}
+    got = []
+    while len(got) < len(echoed):
+        got.append(bob.until("message")["id"])
+    assert got == echoed
+    # and it works again without a restart: a send is echoed within seconds
+    deadline = time.monotonic() + 10
+    while True:
+        alice.send(type="send", room="general", text="all good", ref="z")
+        frame = alice.next()
+        while frame.get("ref") != "z":
+            frame = alice.next()
+        if frame["type"] == "message":
+            break
+        alice.barrier()
+        assert time.monotonic() < deadline, "Redis is back but sends are still refused"
+        time.sleep(0.1)
+    assert bob.until("message")["text"] == "all good"
+
+
+def test_a_node_started_later_catches_up(node):
+    a = node()
+    alice = joined(a.port, "alice")
+    for i in range(20):
+        alice.send(type="send", room="general", text=f"early {i}")
+    wait_for(lambda: len(stored(a.db)) == 20, what="20 stored")
+    c = node()
+    wait_for(lambda: stored(c.db) == stored(a.db), what="the new node's copy")
+    carol = joined(c.port, "carol", since=0)
+    carol.send(type="history", room="general", limit=50, ref="h")
+    frames = []
+    while not frames or frames[-1]["type"] != "history_end":
+        frames.append(carol.next())
+    assert [m[2] for m in messages(frames)] == [f"early {i}" for i in range(20)]
+    assert who(carol) == ["alice", "carol"]  # and who is where, from Redis
+
+
+def who(wire: Wire, room: str = "general") -> list[str]:
+    wire.send(type="who", room=room, ref="who")
+    return wire.until("users")["users"]
