@@ -34,11 +34,11 @@ import json
 import logging
 import secrets
 import selectors
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from chat.errors import Later, ProtocolError
+from chat.errors import Later, ProtocolError, StoreError
 from chat.model import Peer, Room
 from chat.protocol import name_key
 from chat.resp import Lost, Redis, is_error, parse_url, resolve
@@ -55,6 +55,7 @@ DEAD_AFTER_MS = 3000  # a node silent this long is dead: what it held is taken b
 MAX_LOG = 1_000_000  # the stream keeps about this many entries (a node further behind
 #                      than that cannot catch up from it; it logs so)
 READ_COUNT = 2000  # entries per XREAD
+REWIND_WAIT_S = 1.0  # this node's copy failed to write: read again after this long
 STARTUP_WAIT_S = 5.0  # a starting node holds hellos this long while it reaches Redis
 UNAVAILABLE = ("The chat's shared store (Redis) cannot be reached; your message was "
                "not sent. Try again in a moment.")
@@ -193,8 +194,8 @@ class Elsewhere:
     __slots__ = ("nick", "key", "node")
     away: str | None = None
     wants_tags = False
-    rooms: dict[str, Room] = {}
-    accounts: frozenset[str] = frozenset()
+    rooms: ClassVar[dict[str, Room]] = {}  # not in any room of this node
+    accounts: ClassVar[frozenset[str]] = frozenset()
     connected_ts = 0
     door = "cluster"
 
@@ -229,6 +230,10 @@ class Cluster:
         self.posts: dict[int, tuple[Peer | None, str | None]] = {}  # token -> sender
         self._tokens = itertools.count(1)
         self.releases: dict[str, str] = {}  # nicknames to hand back at the pass's end
+        self.applied: list[int] = []  # tokens of this node's posts applied this pass
+        self.generation = 0  # of the reads: a rewind ignores the answers to older ones
+        self.reading = False  # an XREAD is on its way
+        self.resume_at = 0.0  # after a rewind, reading starts again at this time
         self._next_beat = 0.0
         self.problem: str | None = "connecting to Redis"
         self.ever_up = False
@@ -258,6 +263,8 @@ class Cluster:
         for conn in (self.cmd, self.feed):
             conn.tick()
         now = self.clock()
+        if self.following and not self.reading and now >= self.resume_at:
+            self._read()
         if self.up and now >= self._next_beat:
             self._next_beat = now + BEAT_S
             self._beat()
@@ -330,7 +337,7 @@ class Cluster:
                         MAX_LOG], reply=partial(self._reclaimed, peer))
             for room in peer.rooms.values():
                 self._publish({"k": "j", "room": room.name, "nick": peer.nick},
-                              sets=[self._member(room, peer)], quiet=True)
+                              sets=[self._member(room, peer)])
 
     def _reclaimed(self, peer: Peer, reply: Any) -> None:
         if reply == 0 and not peer.closing:  # someone took it on another node meanwhile
@@ -367,18 +374,40 @@ class Cluster:
             self._working_again()
 
     def _read(self) -> None:
+        self.reading = True
         self.feed.call("XREAD", "COUNT", READ_COUNT, "BLOCK", 1000, "STREAMS", LOG,
-                       self.position, reply=self._entries)
+                       self.position, reply=partial(self._entries, self.generation))
 
-    def _entries(self, reply: Any) -> None:
+    def _entries(self, generation: int, reply: Any) -> None:
+        if generation != self.generation:
+            return  # asked before a rewind: read again from the rewound position
+        self.reading = False
         if is_error(reply):
             return  # the connection broke: `_feed_ready` starts over
         if reply:
             for _, entries in reply:
                 self._apply(entries)
-        self._read()
+        if self.clock() >= self.resume_at:
+            self._read()
+
+    def committed(self) -> None:
+        """This node's copy holds what was applied: the senders' refs are spent."""
+        for token in self.applied:
+            self.posts.pop(token, None)
+        self.applied.clear()
+
+    def rewind(self) -> None:
+        """This node's copy could not take what was applied (its output was taken
+        back): read it again from the last committed id in a second. The senders keep
+        their refs; changes of who is where come again, and are idempotent."""
+        self.applied.clear()
+        self.position = f"{self.hub.store.last_id}-0"
+        self.generation += 1
+        self.reading = False
+        self.resume_at = self.clock() + REWIND_WAIT_S
 
     def _lost(self, why: str) -> None:
+        self.reading = self.reading and self.feed.ready
         self.seeded = self.seeded and self.cmd.ready
         self.following = self.following and self.feed.ready
         if self.problem is None:
@@ -412,14 +441,20 @@ class Cluster:
                 continue
             if seq == 0:
                 if ms > hub.store.last_id:
-                    self._message(ms, event)
+                    try:
+                        self._message(ms, event)
+                    except StoreError as exc:  # this node's copy cannot write now
+                        hub.write_failed(exc)  # takes back the pass's, and rewinds
+                        return
             elif (ms, seq) > settled and event.get("o") != self.node:
                 self._change(event)
 
     def _message(self, msg_id: int, event: dict[str, Any]) -> None:
         sender, ref = None, None
         if event.get("o") == self.node:
-            sender, ref = self.posts.pop(event.get("p", 0), (None, None))
+            token = event.get("p", 0)
+            sender, ref = self.posts.get(token, (None, None))
+            self.applied.append(token)
             if sender is not None and sender.closing:
                 sender, ref = None, None
         self.hub.arrived(msg_id, event, sender, ref)
@@ -481,8 +516,8 @@ class Cluster:
         assert peer.key is not None
         return (f"{room.key}\n{peer.key}", json.dumps([room.name, peer.nick, self.node]))
 
-    def _publish(self, event: dict[str, Any], *, sets: list[tuple[str, str]] = (),
-                 drops: list[str] = (), quiet: bool = False) -> None:
+    def _publish(self, event: dict[str, Any], *, sets: Sequence[tuple[str, str]] = (),
+                 drops: Sequence[str] = ()) -> None:
         if not self.cmd.ready:
             return  # said again by `_resync` once Redis is back
         args: list[Any] = [self._event(event.pop("k"), **event), MAX_LOG]

@@ -141,6 +141,8 @@ class Hub:
         self._staged.clear()
         WIRED.clear()
         FRAMES.clear()
+        if self.cluster is not None:
+            self.cluster.committed()
         if self.storage_problem is not None and wrote:
             log.warning("storage works again: messages are stored and delivered")
             self.storage_problem = None
@@ -156,6 +158,11 @@ class Hub:
             if room is not None:
                 room.has_history = False
                 self.drop_if_dead(room)
+        if self.cluster is not None:
+            # Stored in the cluster, not in this node's copy: nobody here gets them now,
+            # and they are read again from the stream once the copy can write.
+            self.cluster.rewind()
+            failed = {msg_id: (None, None) for msg_id in failed}
         self.replays.clear()
         if self.storage_problem is None:
             log.warning("cannot store messages: %s; they are refused until writing "
@@ -173,7 +180,8 @@ class Hub:
             if sender is not None:
                 sender.sent -= 1
                 sender.bucket.refund()
-        log.warning("%d message(s) refused: not stored", len(failed))
+        log.warning("%d message(s) %s", len(failed), "held back until this node's copy "
+                    "can write" if self.cluster is not None else "refused: not stored")
 
     def _without(self, peer: Peer, chunk: bytes,
                  failed: dict[int, tuple[Peer | None, str | None]],
@@ -441,8 +449,7 @@ class Hub:
     def remote_joined(self, room_name: str, nick: str, ts: int) -> None:
         """Someone on another node joined ``room_name`` (chat.cluster)."""
         room = self.room(room_name, name_key(room_name))
-        room.add_remote(nick)
-        if room.members:
+        if room.add_remote(nick) and room.members:
             self.to_room(room, encode({"type": "joined", "room": room.name, "nick": nick,
                                        "ts": ts}))
 

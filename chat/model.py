@@ -305,12 +305,15 @@ class Room:
         self._unlist(old)
         insort(self.roster, (new.casefold(), new))
 
-    def add_remote(self, nick: str) -> None:
-        """A member on another node of the cluster (listed, never sent to from here)."""
+    def add_remote(self, nick: str) -> bool:
+        """A member on another node of the cluster (listed, never sent to from here);
+        False if it was listed already."""
         key = name_key(nick)
-        if key not in self.remote:
-            self.remote[key] = nick
-            insort(self.roster, (nick.casefold(), nick))
+        if key in self.remote:
+            return False
+        self.remote[key] = nick
+        insort(self.roster, (nick.casefold(), nick))
+        return True
 
     def remove_remote(self, nick: str) -> bool:
         found = self.remote.pop(name_key(nick), None)

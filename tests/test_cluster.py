@@ -322,3 +322,25 @@ def test_a_node_started_later_catches_up(node):
 def who(wire: Wire, room: str = "general") -> list[str]:
     wire.send(type="who", room=room, ref="who")
     return wire.until("users")["users"]
+
+
+def test_a_node_whose_copy_cannot_write_holds_back_and_catches_up(node):
+    a, b = node(), node()
+    alice, bob = joined(a.port, "alice"), joined(b.port, "bob")
+    locker = sqlite3.connect(b.db, isolation_level=None, timeout=10)
+    locker.execute("BEGIN EXCLUSIVE")  # b's copy is locked by another program
+    try:
+        for i in range(5):
+            alice.send(type="send", room="general", text=f"m{i}", ref=str(i))
+            assert alice.until("message")["ref"] == str(i)  # stored in the cluster
+        bob.send(type="send", room="general", text="from b", ref="b")
+        assert bob.barrier() == []  # b delivers nothing its copy does not hold
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    frames = []
+    while len(messages(frames)) < 6:
+        frames.append(bob.next())
+    assert [m[2] for m in messages(frames)] == [f"m{i}" for i in range(5)] + ["from b"]
+    assert [f.get("ref") for f in frames if f["type"] == "message"][-1] == "b"
+    assert stored(a.db) == stored(b.db)
