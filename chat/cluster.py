@@ -247,8 +247,13 @@ class Cluster:
         """New messages, nicknames and changes can be written now."""
         return self.cmd.ready and self.seeded
 
-    def users_elsewhere(self) -> int:
-        return len(self.elsewhere)
+    def members(self) -> list[tuple[str, str, int, bool]]:
+        """The nodes as the server window lists them: (node, address, users, this
+        one?), this node first, then the others by address."""
+        mine = (self.node, self.describe().get("address", ""), len(self.hub.users), True)
+        others = sorted((node, str(info.get("address", "?")), int(info.get("users", 0)), False)
+                        for node, info in self.nodes.items() if node != self.node)
+        return [mine, *sorted(others, key=lambda n: n[1])]
 
     def _call(self, script: str, keys: list[str], args: list[Any],
               reply: Callable[[Any], None] | None = None) -> None:

@@ -56,6 +56,10 @@ class StatusPanel(ctk.CTkFrame):
         self.web_label = ctk.CTkLabel(self, text="", anchor="w", justify="left",
                                       font=ctk.CTkFont(size=14))
         self.web_label.grid(row=3, column=0, columnspan=2, padx=12, pady=(0, 8), sticky="w")
+        # --redis: the nodes of the cluster and their users (hidden otherwise)
+        self.cluster_label = ctk.CTkLabel(self, text="", anchor="w", justify="left")
+        self.cluster_label.grid(row=4, column=0, columnspan=3, padx=12, pady=(0, 8), sticky="w")
+        self.cluster_label.grid_remove()
         # The QR code of the web address: phones scan it and are in the chat. Dark
         # modules on white whatever the theme (scanners want that contrast).
         self.qr_label = tk.Label(self, bd=0, background="white")
@@ -72,7 +76,7 @@ class StatusPanel(ctk.CTkFrame):
     def _fit_to(self, panel_width: int) -> None:
         qr = self.qr_label.winfo_reqwidth() + 20 if self.qr_url else 0  # its column
         width = max(200, panel_width - 40 - qr)
-        for label in (self.tls_label, self.counters_label, self.web_label):
+        for label in (self.tls_label, self.counters_label, self.web_label, self.cluster_label):
             label.configure(wraplength=width)
         self.address_label.configure(wraplength=max(200, width - 160))
 
@@ -95,6 +99,20 @@ class StatusPanel(ctk.CTkFrame):
         self.qr_label.configure(image=self._qr_image)
         self.qr_label.grid()
         self._fit_to(self.winfo_width())  # the code takes a column: wrap the lines anew
+
+    def show_cluster(self, url: str, nodes: list[tuple[str, str, int, bool]]) -> None:
+        """One line on the cluster: Redis's address, every node and its users
+        (``url`` "": not a cluster, the line is hidden)."""
+        if not url:
+            self.cluster_label.grid_remove()
+            return
+        total = sum(users for _, _, users, _ in nodes)
+        each = "   ·   ".join(f"{address}{' (this one)' if me else ''}: {users}"
+                              for _, address, users, me in nodes)
+        self.cluster_label.configure(
+            text=f"Cluster of {len(nodes)} node{'' if len(nodes) == 1 else 's'} through "
+                 f"{url}, {total} online in all:   {each}")
+        self.cluster_label.grid()
 
     def show(self, running: bool, addresses: str, counters: str, error: str = "",
              fingerprint: str | None = None, problem: str | None = None) -> None:

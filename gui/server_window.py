@@ -264,6 +264,7 @@ class ServerWindow(ctk.CTk):
         if server is None:
             self.status.show(False, "", "Not serving.", self.start_error)
             self.status.show_web("")
+            self.status.show_cluster("", [])
             self.clients.set_rows({})
             self.bans.set_rows({})
             return
@@ -285,6 +286,9 @@ class ServerWindow(ctk.CTk):
                          fingerprint=server.fingerprint, problem=hub.storage_problem or (
                              hub.cluster is not None and hub.cluster.problem and
                              f"Redis unreachable ({hub.cluster.problem})") or None)
+        cluster = hub.cluster
+        self.status.show_cluster(cluster.url if cluster else "",
+                                 cluster.members() if cluster else [])
         scheme = "https" if server.tls is not None else "http"
         first = self.addresses[0]
         self.status.show_web(f"{scheme}://{'[' + first + ']' if ':' in first else first}:{port}/")

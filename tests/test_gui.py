@@ -851,3 +851,25 @@ def test_files_go_up_from_the_window_with_a_bar_and_pictures_are_shown(open_wind
     alice.exec(f"win.save_file_event(win.talk.files[{got['file']['id']!r}], {str(saved)!r})")
     alice.wait("win.view.text()", lambda t: "Saved lecture.bin" in t, timeout=30)
     assert saved.read_bytes() == data
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_the_server_window_of_a_cluster_node_lists_the_nodes_and_their_users(open_window,
+                                                                            tmp_path,
+                                                                            start_server):
+    from redisproc import RedisServer
+    redis = RedisServer(tmp_path)
+    try:
+        other = start_server("--redis", redis.url, db=tmp_path / "other.db")
+        server, port = server_window(open_window, tmp_path, "--redis", redis.url)
+        users = [connect(port, "here1"), connect(port, "here2"), connect(other.port, "there")]
+        text = server.wait("win.status.cluster_label.cget('text')",
+                           lambda t: "3 online in all" in t)
+        assert "Cluster of 2 nodes through " + redis.url in text
+        assert f"127.0.0.1:{port} (this one): 2" in text
+        assert f"127.0.0.1:{other.port}: 1" in text
+        assert server.eval("win.status.cluster_label.winfo_ismapped()")
+        for wire in users:
+            wire.close()
+    finally:
+        redis.stop()
