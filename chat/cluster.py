@@ -38,6 +38,8 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from chat.accounts import Account
+from chat.bans import Ban
 from chat.errors import Later, ProtocolError, StoreError
 from chat.model import Peer, Room
 from chat.protocol import name_key
@@ -50,6 +52,7 @@ log = logging.getLogger("chat.server")
 
 SEQ, LOG, NICKS, MEMBERS, NODES = ("lanchat:seq", "lanchat:log", "lanchat:nicks",
                                    "lanchat:members", "lanchat:nodes")
+ACCOUNTS, BANS = "lanchat:accounts", "lanchat:bans"  # nick key / "kind\nkey" -> JSON
 BEAT_S = 1.0  # how often a node says it lives
 DEAD_AFTER_MS = 3000  # a node silent this long is dead: what it held is taken back
 MAX_LOG = 1_000_000  # the stream keeps about this many entries (a node further behind
@@ -125,8 +128,7 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '\\t' .. ARGV[3])
 redis.call('SADD', KEYS[2], 'n\\n' .. ARGV[1])
 local seq = redis.call('GET', KEYS[3]) or '0'
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], seq .. '-*', 'e', ARGV[4])
-return 1
+return redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], seq .. '-*', 'e', ARGV[4])
 """
 RELEASE = """
 local holder = redis.call('HGET', KEYS[1], ARGV[1])
@@ -150,6 +152,18 @@ for _, node in ipairs(redis.call('HKEYS', KEYS[1])) do
 end
 return reaped
 """
+# An account or a ban stored by a node: kept for nodes to come, told to those running
+# (ARGV[3]: the field, ARGV[4]: its JSON, "" to drop it).
+SHARE = """
+if ARGV[4] == '' then
+  redis.call('HDEL', KEYS[3], ARGV[3])
+else
+  redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+end
+local seq = redis.call('GET', KEYS[1]) or '0'
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-*', 'e', ARGV[1])
+return 1
+"""
 # The next id must pass every id this node's copy or the stream holds (after Redis
 # lost its data, the copies still hold the ids given out).
 SEED = """
@@ -169,10 +183,11 @@ SNAPSHOT = """
 local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
 local id = '0-0'
 if #last > 0 then id = last[1][1] end
-return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), id}
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), id,
+        redis.call('HGETALL', KEYS[4]), redis.call('HGETALL', KEYS[5])}
 """
 SCRIPTS = {"post": POST, "event": EVENT, "claim": CLAIM, "release": RELEASE,
-           "reap": REAP, "seed": SEED, "snapshot": SNAPSHOT}
+           "reap": REAP, "seed": SEED, "snapshot": SNAPSHOT, "share": SHARE}
 
 
 def _sha(script: str) -> str:
@@ -181,6 +196,20 @@ def _sha(script: str) -> str:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def account_json(account: Account) -> str:
+    return json.dumps([account.key, account.nick, account.salt.hex(), account.hash.hex(),
+                       account.params, account.created])
+
+
+def account_of(value: Any) -> Account:
+    key, nick, salt, hashed, params, created = json.loads(value)
+    return Account(key, nick, bytes.fromhex(salt), bytes.fromhex(hashed), params, created)
+
+
+def ban_of(value: Any) -> Ban:
+    return Ban(*json.loads(value))
 
 
 def _stream_id(entry_id: str) -> tuple[int, int]:
@@ -220,6 +249,7 @@ class Cluster:
                          self._cmd_ready, self._lost)
         self.feed = Redis(selector, clock, address, db, f"lanchat-{self.node}-feed",
                           self._feed_ready, self._lost)
+        hub.gate.shared = self.shared  # accounts and bans stored here go to every node
         self.seeded = False  # the id sequence is past this node's copy
         self.following = False  # the stream is being read
         self.position = "0-0"  # the last stream entry applied
@@ -237,6 +267,8 @@ class Cluster:
         self._next_beat = 0.0
         self.problem: str | None = "connecting to Redis"
         self.ever_up = False
+        self.offered = False  # this node's accounts and bans were offered to Redis
+        self.snapshotting = False  # the feed's first read is on its way
         self.patience = clock() + STARTUP_WAIT_S  # hellos wait this long for a first Redis
         log.info("cluster node %s, Redis at %s", self.node, url)
 
@@ -325,6 +357,7 @@ class Cluster:
         if is_error(reply):
             log.warning("cluster: Redis refused the id sequence: %s", reply)
             return
+        self._offer()
         self.seeded = True
         self._resync()
         self._next_beat = 0.0
@@ -352,13 +385,19 @@ class Cluster:
             self.hub.close(peer, "disconnected")
 
     def _feed_ready(self) -> None:
-        self.feed.call("EVAL", SNAPSHOT, 3, MEMBERS, NICKS, LOG, reply=self._snapshot)
+        if not self.offered:
+            return  # this node's own accounts and bans go to Redis first (`_offered`)
+        self.snapshotting = True
+        self.feed.call("EVAL", SNAPSHOT, 5, MEMBERS, NICKS, LOG, ACCOUNTS, BANS,
+                       reply=self._snapshot)
 
     def _snapshot(self, reply: Any) -> None:
+        self.snapshotting = False
         if is_error(reply):
             return
-        members, nicks, last = reply
+        members, nicks, last, accounts, bans = reply
         hub = self.hub
+        self._mirror_all(accounts, bans)
         self.elsewhere.clear()
         for key, value in zip(nicks[::2], nicks[1::2], strict=True):
             node, _, nick = _text(value).partition("\t")
@@ -377,6 +416,65 @@ class Cluster:
         self._read()
         if self.seeded:
             self._working_again()
+
+    def _mirror_all(self, accounts: list[Any], bans: list[Any]) -> None:
+        """Make this node's accounts and bans those of the cluster (its own were
+        offered to it first: `_offer`)."""
+        gate, store = self.hub.gate, self.hub.store
+        theirs = {_text(k): account_of(v) for k, v in zip(accounts[::2], accounts[1::2],
+                                                          strict=True)}
+        mine = {account.key: account for account in store.account_rows()}
+        for key in mine.keys() - theirs.keys():
+            gate.mirror_account(None, key)
+        for key, account in theirs.items():
+            if mine.get(key) != account:
+                gate.mirror_account(account, key)
+        shared = {(b.kind, b.key): b for b in map(ban_of, bans[1::2])}
+        for ban in store.bans():
+            if (ban.kind, ban.key) not in shared:
+                gate.mirror_lift(ban.kind, ban.key)
+        for ban in shared.values():
+            gate.mirror_ban(ban)
+            self.hub.enforce(ban)
+
+    def _offer(self) -> None:
+        """A node's accounts and bans from before it joined the cluster are offered
+        to it (HSETNX: what the cluster has wins)."""
+        store = self.hub.store
+        for account in store.account_rows():
+            self.cmd.call("HSETNX", ACCOUNTS, account.key, account_json(account))
+        for ban in store.bans():
+            self.cmd.call("HSETNX", BANS, f"{ban.kind}\n{ban.key}", json.dumps(ban))
+        self.cmd.call("PING", reply=self._offered)
+
+    def _offered(self, reply: Any) -> None:
+        if is_error(reply):
+            return
+        self.offered = True
+        if self.feed.ready and not self.following and not self.snapshotting:
+            self._feed_ready()
+
+    def shared(self, what: str, value: Any) -> None:
+        """This node stored an account or a ban (chat.gate): every node gets it."""
+        if what == "account":
+            field, data, event = value.key, account_json(value), {"k": "a", "key": value.key,
+                                                                  "account": account_json(value)}
+        elif what == "drop":
+            field, data, event = value, "", {"k": "a", "key": value}
+        elif what == "ban":
+            field, data = f"{value.kind}\n{value.key}", json.dumps(value)
+            event = {"k": "b", "ban": data}
+        else:
+            kind, key = value
+            field, data, event = f"{kind}\n{key}", "", {"k": "b", "lift": [kind, key]}
+        if not self.cmd.ready:
+            log.warning("cluster: Redis is away: this %s is not shared with the other "
+                        "nodes", "ban" if what in ("ban", "lift") else "account")
+            return
+        table = ACCOUNTS if what in ("account", "drop") else BANS
+        self._call("share", [SEQ, LOG, table], [self._event(event.pop("k"), **event), MAX_LOG,
+                                                field, data],
+                   reply=partial(self._checked, "an account or a ban"))
 
     def _read(self) -> None:
         self.reading = True
@@ -413,6 +511,8 @@ class Cluster:
 
     def _lost(self, why: str) -> None:
         self.reading = self.reading and self.feed.ready
+        self.snapshotting = self.snapshotting and self.feed.ready
+        self.offered = self.offered and self.cmd.ready
         self.seeded = self.seeded and self.cmd.ready
         self.following = self.following and self.feed.ready
         if self.problem is None:
@@ -479,6 +579,20 @@ class Cluster:
         elif kind == "l":
             hub.remote_left(event["room"], nick, event.get("reason", "part"),
                             event.get("message"), event.get("ts", hub.now_ms()))
+        elif kind == "a":  # an account made, changed or dropped on another node
+            key = event.get("key", "")
+            account = account_of(event["account"]) if "account" in event else None
+            hub.gate.mirror_account(account, key)
+            if account is None:
+                for peer in hub.peers:
+                    peer.accounts.discard(key)
+        elif kind == "b":  # a ban made or lifted on another node
+            if "ban" in event:
+                ban = ban_of(event["ban"])
+                hub.gate.mirror_ban(ban)
+                hub.enforce(ban)
+            else:
+                hub.gate.mirror_lift(*event["lift"])
         elif kind == "r":
             old, new = event["old"], event["new"]
             moved = self.elsewhere.pop(name_key(old), None)
@@ -561,11 +675,16 @@ class Cluster:
         if held is not None and held[0] == key:
             if held[1] == "wait":
                 raise Later()
+            if held[1].startswith("ok "):
+                # Held once this node has read the stream up to the claim: the accounts
+                # and bans it checks (before this) are then those of that moment.
+                if _stream_id(self.position) < _stream_id(held[1][3:]):
+                    raise Later()
+                del self.claims[peer]
+                return
             del self.claims[peer]
             if held[1] == "taken":
                 raise ProtocolError("nick_taken", f"The nickname '{nick}' is taken.")
-            if held[1] == "ok":
-                return
             raise ProtocolError("store_failed", "The chat's shared store (Redis) did not "
                                 "answer; try again in a moment.")
         if not self.up:
@@ -581,7 +700,7 @@ class Cluster:
 
     def _claimed(self, peer: Peer, key: str, nick: str, reply: Any) -> None:
         if self.claims.get(peer, ("",))[0] != key:  # it went meanwhile
-            if reply == 1:
+            if reply and not is_error(reply):
                 self.release(key, nick)
             return
         if is_error(reply):
@@ -589,7 +708,7 @@ class Cluster:
                 log.warning("cluster: Redis refused a nickname claim: %s", reply)
             self.claims[peer] = (key, "failed")
             return
-        self.claims[peer] = (key, "ok" if reply == 1 else "taken")
+        self.claims[peer] = (key, f"ok {_text(reply)}" if reply else "taken")
 
     def release(self, key: str, nick: str) -> None:
         """``nick`` is no longer used here: handed back at the end of the pass, unless

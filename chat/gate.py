@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Container
+from typing import Any
 
 from chat.accounts import (
     AUTH_BURST,
@@ -22,6 +23,7 @@ from chat.accounts import (
     HOST_AUTH_BURST,
     HOST_AUTH_RATE,
     HOST_QUEUE,
+    Account,
     check_password,
     make_account,
     verify,
@@ -56,6 +58,9 @@ class Gate:
         self.turns: dict[tuple[str, str], list[Peer]] = {}
         self.host_buckets: dict[tuple[str, str], TokenBucket] = {}
         self.peer_buckets: dict[Peer, TokenBucket] = {}
+        # --redis: told of every account and ban this node stored, to share them
+        # (chat.cluster); what other nodes share comes in through ``mirror_*``.
+        self.shared: Callable[[str, Any], None] | None = None
 
     def new_pass(self, held: Container[Peer]) -> None:
         """A new pass of the loop: its one hash is available again, and waiting
@@ -130,6 +135,8 @@ class Gate:
             raise ValueError("The ban could not be stored: the database cannot be "
                              "written now.")
         self.bans.add(ban)
+        if self.shared is not None:
+            self.shared("ban", ban)
         return ban
 
     def lift(self, kind: str, key: str) -> Ban | None:
@@ -141,7 +148,25 @@ class Gate:
                 log.warning("could not remove the ban on %s from the database: %s",
                             ban.value, exc.reason)
             self.commit()
+            if self.shared is not None:
+                self.shared("lift", (kind, key))
         return ban
+
+    def mirror_ban(self, ban: Ban) -> None:
+        """A ban another node of the cluster made (written in the pass's transaction)."""
+        self.bans.add(ban)
+        self.store.put_ban(ban)
+
+    def mirror_lift(self, kind: str, key: str) -> None:
+        if self.bans.remove(kind, key) is not None:
+            self.store.drop_ban(kind, key)
+
+    def mirror_account(self, account: Account | None, key: str) -> None:
+        """An account another node made, changed or dropped (None)."""
+        if account is None:
+            self.store.drop_account(key)
+        else:
+            self.store.put_account(account)
 
     def listing(self) -> list[Ban]:
         return self.bans.listing(self.now_ms())
@@ -226,9 +251,12 @@ class Gate:
             raise ProtocolError("nick_registered",
                                 f"The nickname '{peer.nick}' is already registered.")
         self._spend_auth(peer, REGISTER)
-        self.store.put_account(make_account(peer.key, peer.nick, password, self.now_ms()))
+        account = make_account(peer.key, peer.nick, password, self.now_ms())
+        self.store.put_account(account)
         self._stored()
         peer.accounts.add(peer.key)
+        if self.shared is not None:
+            self.shared("account", account)
         log.info("%s registered its nickname", peer.nick)
 
     def _stored(self) -> None:
@@ -246,6 +274,8 @@ class Gate:
         self.store.drop_account(peer.key)
         self._stored()
         peer.accounts.discard(peer.key)
+        if self.shared is not None:
+            self.shared("drop", peer.key)
         log.info("%s dropped its nickname's account", peer.nick)
 
     def drop(self, key: str) -> bool:
@@ -260,6 +290,8 @@ class Gate:
                 from None
         if not self.commit():
             raise ValueError("The database cannot be written now; try again later.")
+        if self.shared is not None:
+            self.shared("drop", key)
         return True
 
 

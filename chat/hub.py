@@ -26,10 +26,11 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from chat.bans import Ban
 from chat.config import ServerConfig
 from chat.errors import ProtocolError, StoreError
 from chat.files import PUMP_BYTES, Download, Files, chunk_size
-from chat.gate import Gate
+from chat.gate import Gate, ban_sentence
 from chat.model import FRAMES, SNIFF, WIRED, Peer, Room, TokenBucket, share
 from chat.protocol import encode, encode_message, name_key, with_ref
 from chat.store import ACTION, NOTICE, PLAIN, Store
@@ -720,6 +721,18 @@ class Hub:
             log.info("ban on %s %s expired", ban.kind, ban.value)
 
     # ------------------------------------------------------------ operator
+
+    def enforce(self, ban: Ban) -> int:
+        """Close the connections ``ban`` matches (users told why); how many."""
+        victims = [p for p in self.peers if not p.closing and self.gate.matches(ban, p)]
+        for peer in victims:
+            if peer.nick is not None:
+                reason = ban_sentence(ban)
+                self.to_peer(peer, encode({"type": "kicked", "reason": reason}))
+                self.close(peer, "banned", reason)
+            else:
+                self.close(peer, "banned", flush=False)
+        return len(victims)
 
     def notice(self, text: str) -> None:
         """A notice from the operator or the server to every registered user."""

@@ -12,7 +12,7 @@ import logging
 
 from chat.bans import Ban
 from chat.errors import ProtocolError, StoreError
-from chat.gate import ban_sentence, when
+from chat.gate import when
 from chat.hub import Hub
 from chat.protocol import check_text, encode, name_key
 
@@ -67,15 +67,10 @@ class Operator:
         ``ValueError`` with a sentence for a value that is not a nick or address."""
         hub = self.hub
         ban = hub.gate.add_ban(kind, value, reason, seconds)
-        victims = [p for p in hub.peers if not p.closing and hub.gate.matches(ban, p)]
-        for peer in victims:
-            if peer.nick is not None:
-                self.kick(peer.nick, ban_sentence(ban), why="banned")
-            else:
-                hub.close(peer, "banned", flush=False)
+        closed = hub.enforce(ban)
         log.info("banned %s %s%s (%d connection(s) closed)", kind, ban.value,
-                 f" until {when(ban.expires)}" if ban.expires else "", len(victims))
-        return ban, len(victims)
+                 f" until {when(ban.expires)}" if ban.expires else "", closed)
+        return ban, closed
 
     def unban(self, kind: str, key: str) -> bool:
         """Lift a ban by its kind and key; whether there was one."""

@@ -233,6 +233,11 @@ class Store:
         """(nick, created) of every account, by nickname."""
         return self._read("SELECT nick, created FROM accounts ORDER BY key")
 
+    def account_rows(self) -> list[Account]:
+        """Every account whole (a cluster node shares them: chat.cluster)."""
+        rows = self._read("SELECT key, nick, salt, hash, params, created FROM accounts")
+        return [Account(*row) for row in rows]
+
     def drop_account(self, key: str) -> None:
         self._begin()
         self._execute("DELETE FROM accounts WHERE key = ?", (key,))

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def node(start_server, redis, tmp_path):
     def start(*args: str):
         count[0] += 1
         return start_server("--rate", "0", "--redis", redis.url, *args,
-                            db=tmp_path / f"node{count[0]}.db")
+                            db=tmp_path / f"node{count[0]}.db",
+                            stdin=subprocess.PIPE if "--console" in args else None)
     return start
 
 
@@ -299,3 +301,38 @@ def test_a_node_whose_copy_cannot_write_holds_back_and_catches_up(node):
     assert [m[2] for m in messages(frames)] == [f"m{i}" for i in range(5)] + ["from b"]
     assert [f.get("ref") for f in frames if f["type"] == "message"][-1] == "b"
     assert stored(a.db) == stored(b.db)
+
+
+# ---------------------------------------------------------------- accounts and bans
+
+
+def test_accounts_and_bans_hold_on_every_node(node, redis):
+    a, b = node("--console"), node()
+    ada = joined(a.port, "ada")
+    ada.send(type="register", password="correct horse", ref="r")
+    assert ada.until("registered")["ref"] == "r"
+    ada.send(type="bye")
+    ada.closed()
+    # the account made on one node guards the nickname on the other
+    other = Wire(b.port)
+    other.send(type="hello", nick="ada", proto=1)
+    assert other.error("nick_registered")
+    ada = joined(b.port, "ada", nick_password="correct horse")
+    # a ban made on one node closes the user on the other, and holds for newcomers
+    mallory = joined(b.port, "mallory")
+    a.proc.stdin.write("ban nick mallory spam\n")
+    a.proc.stdin.flush()
+    assert mallory.until("kicked")["reason"].startswith("You are banned")
+    again = Wire(b.port)
+    again.send(type="hello", nick="mallory", proto=1)
+    assert again.error("banned")
+    a.proc.stdin.write("unban nick mallory\n")
+    a.proc.stdin.flush()
+    joined(b.port, "mallory")
+    # a node started later has them too
+    ada.send(type="bye")
+    ada.closed()
+    c = node()
+    late = Wire(c.port)
+    late.send(type="hello", nick="ADA", proto=1)
+    assert late.error("nick_registered")
