@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from chat.errors import ProtocolError
+from chat.netinfo import split_address
 from chat.protocol import CLIENT_MAX_FRAME, CLOSED, DEFAULT_ROOM, NEED_DATA, FrameDecoder, encode
 from chat.tls import KnownHosts, client_context, default_known_hosts, fingerprint
 
@@ -28,6 +29,7 @@ RECV_SIZE = 256 * 1024
 READS_PER_POLL = 16  # bounds one poll's work so a GUI tick stays short
 CLIENT_NAME = "lanchat/1"
 CONNECT_TIMEOUT = 10.0  # seconds for the TCP connect and the TLS handshake together
+MAX_ALTERNATES = 16  # other servers of the chat kept to fail over to
 
 Frame = dict[str, Any]
 
@@ -50,6 +52,9 @@ class ChatClient:
         self.fingerprint: str | None = None  # of the server's certificate, under TLS
         self.rooms: list[str] = list(rooms) if rooms is not None else [DEFAULT_ROOM]
         self.client_name = client_name
+        # Other servers of the same chat (a cluster: chat.cluster), tried in turn when
+        # this one cannot be reached: given by the user, and by the server's welcome.
+        self.alternates: list[tuple[str, int]] = []
         self.state = "idle"  # idle -> connecting -> hello -> ready -> closed
         self.last_id = 0  # highest message id seen: where a reconnect resumes
         self.welcome: Frame | None = None
@@ -90,6 +95,28 @@ class ChatClient:
         self._pending_close = None
         if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
             self._pending_close = self._cannot_connect(err)
+
+    def _learn(self, nodes: Any) -> None:
+        """The welcome's `nodes` (docs/protocol.md): where else this chat is served."""
+        if not isinstance(nodes, list):
+            return
+        for text in nodes[:MAX_ALTERNATES]:
+            if not isinstance(text, str):
+                continue
+            try:
+                where = split_address(text, self.port)
+            except ValueError:
+                continue
+            if where != (self.host, self.port) and where not in self.alternates:
+                self.alternates.append(where)
+        del self.alternates[MAX_ALTERNATES:]
+
+    def next_server(self) -> None:
+        """Move on to the next server of the chat (after this one failed): the
+        resume (``last_id``) goes with it."""
+        if self.alternates:
+            self.alternates.append((self.host, self.port))
+            self.host, self.port = self.alternates.pop(0)
 
     def close(self) -> None:
         """Close the socket at once (without `bye`)."""
@@ -296,6 +323,7 @@ class ChatClient:
             self.state = "ready"
             self.welcome = frame
             self.nick = frame.get("nick", self.nick)
+            self._learn(frame.get("nodes"))
         elif kind == "joined" and frame.get("nick") == self.nick:
             if frame["room"] not in self.rooms:
                 self.rooms.append(frame["room"])

@@ -58,6 +58,7 @@ DEAD_AFTER_MS = 3000  # a node silent this long is dead: what it held is taken b
 MAX_LOG = 1_000_000  # the stream keeps about this many entries (a node further behind
 #                      than that cannot catch up from it; it logs so)
 READ_COUNT = 2000  # entries per XREAD
+MAX_NODES_TOLD = 16  # addresses of other nodes in a welcome
 REWIND_WAIT_S = 1.0  # this node's copy failed to write: read again after this long
 STARTUP_WAIT_S = 5.0  # a starting node holds hellos this long while it reaches Redis
 UNAVAILABLE = ("The chat's shared store (Redis) cannot be reached; your message was "
@@ -278,6 +279,11 @@ class Cluster:
     def up(self) -> bool:
         """New messages, nicknames and changes can be written now."""
         return self.cmd.ready and self.seeded
+
+    def addresses(self) -> list[str]:
+        """Where the other live nodes are reached (a welcome's `nodes`)."""
+        return sorted(str(info["address"]) for node, info in self.nodes.items()
+                      if node != self.node and info.get("address"))[:MAX_NODES_TOLD]
 
     def members(self) -> list[tuple[str, str, int, bool]]:
         """The nodes as the server window lists them: (node, address, users, this

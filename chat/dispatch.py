@@ -247,6 +247,8 @@ def hello(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
                                "motd": cfg.motd, "limits": cfg.limits()}
     if key in peer.accounts:
         welcome["account"] = True  # signed in to its nickname's account (docs/protocol.md)
+    if hub.cluster is not None and (nodes := hub.cluster.addresses()):
+        welcome["nodes"] = nodes  # the chat's other servers (docs/protocol.md, "Cluster")
     reply(hub, peer, welcome, ref)
     for name in req["rooms"]:
         join(hub, peer, name, ref, req["since"])

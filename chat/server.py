@@ -32,6 +32,7 @@ from chat.errors import ConfigError, Later, ProtocolError
 from chat.hub import Hub
 from chat.irc import IrcCodec, IrcDoor
 from chat.model import FRESH, HANDSHAKE, READY, SNIFF, Peer
+from chat.netinfo import addresses_to_show
 from chat.operator import Operator
 from chat.protocol import CLOSED, NEED_DATA, FrameDecoder, encode
 from chat.resp import Redis
@@ -158,6 +159,7 @@ class ChatServer:
         self.high_water = max(config.max_backlog // 4, MIN_HIGH_WATER)
         self._pass_deadline = 0.0
         self._stopping = False
+        self._advertised: str | None = None  # HOST:PORT clients of a cluster are given
 
     # ------------------------------------------------------------ lifecycle
 
@@ -234,9 +236,14 @@ class ChatServer:
                 "fingerprint": self.fingerprint or "", "users": len(self.hub.users)}
 
     def _node_info(self) -> dict[str, Any]:
-        """What other nodes of the cluster (and their windows) show of this one."""
-        host, port = self.address or (self.config.host, self.config.port)
-        return {"name": self.config.name, "address": f"{host}:{port}",
+        """What other nodes of the cluster (and their windows and clients) know of this
+        one: where clients reach it (worked out once: finding this machine's LAN
+        address asks the system, which must not happen on every heartbeat)."""
+        if self._advertised is None and self.address is not None:
+            host = addresses_to_show(self.config.host)[0]
+            self._advertised = f"[{host}]:{self.address[1]}" if ":" in host else \
+                f"{host}:{self.address[1]}"
+        return {"name": self.config.name, "address": self._advertised or "",
                 "started": int(self.started_at)}
 
     def stop(self) -> None:

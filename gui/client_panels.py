@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import customtkinter as ctk
 
+from chat.client import MAX_ALTERNATES
 from chat.config import DEFAULT_PORT
 from chat.discovery import Found
 from chat.netinfo import split_address
@@ -22,6 +23,7 @@ class Login(NamedTuple):
     password: str  # the server's, "" for none
     nick_password: str  # the nickname account's, "" for none
     tls: bool
+    alternates: list[tuple[str, int]]  # other servers of the same chat, tried in turn
 
 
 class ConnectForm(ctk.CTkFrame):
@@ -145,19 +147,25 @@ class ConnectForm(ctk.CTkFrame):
         except ValueError:
             self.show_error("The port is a number from 1 to 65535.")
             return None
+        # Several servers of one chat (a cluster), separated by commas or spaces:
+        # the first is tried first, the others when it cannot be reached.
+        servers = [a for a in address.replace(",", " ").split() if a]
         try:
-            host, port = split_address(address, port)
+            wheres = [split_address(a, port) for a in servers[:MAX_ALTERNATES + 1]]
         except ValueError as exc:
             self.show_error(str(exc))
             return None
-        if (host, str(port)) != (address, self.entries["port"].get().strip()):
+        host, port = wheres[0]
+        if len(wheres) == 1 and (host, str(port)) != (address,
+                                                       self.entries["port"].get().strip()):
             self.set_entry("host", host)
             self.set_entry("port", str(port))
         if not nick:
             self.show_error("Choose a nickname.")
             return None
         return Login(host, port, nick, self.entries["password"].get(),
-                     self.entries["nick_password"].get(), bool(self.tls_box.get()))
+                     self.entries["nick_password"].get(), bool(self.tls_box.get()),
+                     wheres[1:])
 
     def show_error(self, text: str) -> None:
         self.error_label.configure(text=text)

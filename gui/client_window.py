@@ -29,6 +29,8 @@ from gui.conversation import ConversationPanel
 from gui.search_panel import SEARCH_REF, SearchDialog
 
 BACKOFF_S = (1, 2, 4, 8, 15, 30)  # waits between reconnect attempts
+# Refusals of a reconnect's hello that pass: tried again, not back to the form.
+PASSING = ("nick_taken", "store_failed", "server_full")
 THUMB_TYPES = ("image/png", "image/gif")  # what Tk shows without a library
 THUMB_MAX = 2 * 1000 * 1000  # bytes of a picture fetched to be shown
 THUMB_PX = 160
@@ -176,6 +178,7 @@ class ClientWindow(ctk.CTk):
                                  password=values.password or None,
                                  nick_password=values.nick_password or None,
                                  tls=values.tls, cafile=self.cafile)
+        self.client.alternates = list(values.alternates)
         self.state_ = ChatState()
         self.state_.focused = self._has_focus()
         self.client.connect()
@@ -185,6 +188,8 @@ class ClientWindow(ctk.CTk):
     def _reconnect(self) -> None:
         self._reconnect_id = None
         if self.client is not None:
+            if self._attempt > 1:  # this server failed twice: the chat's next one
+                self.client.next_server()
             self._set_status(f"Reconnecting to {self.client.host}:{self.client.port}…",
                              error=True)
             self.client.connect()
@@ -283,6 +288,13 @@ class ClientWindow(ctk.CTk):
             self.state_.apply(frame)
             self.state_.note(self._tls_note, "notice")
             self._tls_note = None
+            return
+        if (kind == "error" and self.client is not None and self.client.state == "hello"
+                and self._attempt and frame.get("code") in PASSING):
+            # Coming back: the nickname may still be held for the connection that
+            # dropped (until its server notices), or storage is away: try again.
+            self.client.close()
+            self._on_closed(str(frame.get("message", "")))
             return
         if kind == "error" and self.client is not None and self.client.state == "hello":
             message = HELLO_ERRORS.get(str(frame.get("code")), str(frame.get("message", "")))
