@@ -137,6 +137,7 @@ class ChatServer:
                                            self._node_info)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+            self.site.peers = self.hub.cluster.addresses  # the page may move there
         self.listener: socket.socket | None = None
         # --irc-port and --irc-tls-port (chat.irc), by their selector data
         self.irc_listeners: dict[str, socket.socket] = {}

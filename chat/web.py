@@ -63,6 +63,9 @@ class Site:
 
     def __init__(self, root: str = WEB_ROOT) -> None:
         self.files: dict[str, tuple[bytes, str, str]] = {}  # path: (body, type, etag)
+        # A cluster node: the other nodes' HOST:PORT, which the page may reach when it
+        # moves there (chat.cluster); their origins join CSP's connect-src.
+        self.peers: Callable[[], list[str]] | None = None
         if not os.path.isdir(root):
             return
         for name in sorted(os.listdir(root)):
@@ -79,6 +82,14 @@ class Site:
 
     def get(self, path: str) -> tuple[bytes, str, str] | None:
         return self.files.get(path)
+
+    def security_headers(self) -> list[tuple[str, str]]:
+        peers = self.peers() if self.peers is not None else []
+        if not peers:
+            return SECURITY_HEADERS
+        others = " ".join(f"http://{p} https://{p}" for p in peers)
+        csp = CSP.replace("connect-src 'self'", f"connect-src 'self' {others}")
+        return [("Content-Security-Policy", csp), *SECURITY_HEADERS[1:]]
 
 
 def plain_response(status: int, text: str, extra: list[tuple[str, str]] | None = None
@@ -263,7 +274,7 @@ class WebDoor:
             return
         body, kind, etag = found
         common = [("Content-Type", kind), ("ETag", etag), ("Cache-Control", "no-cache"),
-                  *SECURITY_HEADERS]
+                  *self.site.security_headers()]
         if headers.get("if-none-match") == etag:
             self._respond(304, common, b"")
             return

@@ -59,6 +59,33 @@ $("connect-form").addEventListener("submit", (event) => {
   chat.start({ nick, password: $("password").value, nickPassword: $("nick-password").value });
 });
 
+// A cluster: when this server is gone, the page moves to another of the chat's servers
+// (it serves the same page) if that one answers, and carries on there as the same user.
+chat.addEventListener("move", ({ detail }) => {
+  const base = `${location.protocol}//${detail.node}/`;
+  const resume = encodeURIComponent(JSON.stringify({ nick: detail.nick, rooms: detail.rooms }));
+  fetch(base, { mode: "no-cors", cache: "no-store" })
+    .then(() => location.replace(`${base}#resume=${resume}`))
+    .catch(() => {}); // not answering either: keep trying here, then the next one
+});
+
+function resumeFromMove() {
+  if (!location.hash.startsWith("#resume=")) return;
+  let resume;
+  try {
+    resume = JSON.parse(decodeURIComponent(location.hash.slice(8)));
+  } catch {
+    return;
+  }
+  history.replaceState(null, "", location.pathname); // not kept in the address bar
+  if (!resume || typeof resume.nick !== "string" || !Array.isArray(resume.rooms)) return;
+  $("nick").value = resume.nick;
+  chat.resumeRooms = resume.rooms.filter((r) => typeof r === "string").slice(0, 100);
+  $("connect-button").disabled = true;
+  $("connect-button").textContent = "Joining…";
+  chat.start({ nick: resume.nick, password: "", nickPassword: "" });
+}
+
 chat.addEventListener("failed", ({ detail }) => {
   $("chat").hidden = true;
   $("connect").hidden = false;
@@ -484,4 +511,5 @@ $("notify-button").addEventListener("click", async () => {
 });
 drawNotify();
 
+resumeFromMove();
 window.lanchat = chat; // for people who want to look inside from the console

@@ -11,10 +11,11 @@ import { hashBlob } from "./sha256.js";
 export const ROOM = "room";
 export const DM = "dm";
 const KEEP = 2000; // messages kept per conversation (older ones are asked for again)
-const BACKOFF = [1, 2, 4, 8, 15];
+const BACKOFF = [1, 2, 4, 8, 15]; // seconds between reconnection attempts
 const REVEAL_PAGES = 5; // pages of 200 loaded to reach a found message, at most
 const UPLOAD_AHEAD = 1 << 20; // bytes queued on the socket while sending a file
-const PREVIEW_MAX = 2 * 1000 * 1000; // images up to this size are fetched to be shown // seconds between reconnection attempts
+const RESUME_TRIES = 10; // hellos tried, a second apart, after moving to another node
+const PREVIEW_MAX = 2 * 1000 * 1000; // images up to this size are fetched to be shown
 const TYPING_SHOWN_MS = 6000; // how long "x is typing" stays without another signal
 const FINAL = new Set(["auth_failed", "banned", "bad_proto", "tls_required"]);
 const HELLO_FAILS = new Set(["bad_nick", "nick_taken", "nick_registered", "bad_field",
@@ -98,6 +99,9 @@ export class Chat extends EventTarget {
     this.fetches = new Map(); // file id -> download under way {parts, got, size, ...}
     this.fetched = new Map(); // file id -> object URL of a downloaded file
     this.serverName = "";
+    this.nodes = []; // the chat's other servers (a cluster's welcome): where to move
+    this.resumeRooms = null; // rooms to join again after moving here from another node
+    this.resumeTries = 0;
   }
 
   emit(type, detail = {}) {
@@ -166,6 +170,8 @@ export class Chat extends EventTarget {
     if (this.welcomed) {
       frame.rooms = rooms;
       if (this.lastId) frame.since = this.lastId;
+    } else if (this.resumeRooms) {
+      frame.rooms = this.resumeRooms;
     }
     this.send(frame);
   }
@@ -176,10 +182,22 @@ export class Chat extends EventTarget {
       this.emit("status", { text: "Disconnected.", offline: true });
       return;
     }
+    if (!wasWelcomed && this.resumeRooms && this.resumeTries < RESUME_TRIES) {
+      this.resumeTries += 1;
+      this.retryTimer = setTimeout(() => this.open(), 1000);
+      this.emit("status", { text: "Moving to another server of the chat…", offline: true });
+      return;
+    }
     if (!wasWelcomed) {
       this.emit("failed", { message: "Cannot reach the chat server. Is it still running?" });
       this.stopped = true;
       return;
+    }
+    if (this.attempt >= 2 && this.nodes.length) {
+      // This server failed twice: the chat goes on at another one (a cluster). The
+      // page moves there if it answers (it serves the same page), else waits here.
+      const node = this.nodes[(this.attempt - 2) % this.nodes.length];
+      this.emit("move", { node, nick: this.nick, rooms: this.rooms.map((c) => c.name) });
     }
     const wait = BACKOFF[Math.min(this.attempt, BACKOFF.length - 1)];
     this.attempt += 1;
@@ -404,6 +422,9 @@ export class Chat extends EventTarget {
     this.online = true;
     this.welcomed = true;
     this.attempt = 0;
+    if (Array.isArray(frame.nodes)) {
+      this.nodes = frame.nodes.filter((n) => typeof n === "string").slice(0, 16);
+    }
     this.emit("welcome", { first, motd: frame.motd || "" });
     this.emit("status", { text: "" });
     const waiting = this.outbox.splice(0);
@@ -555,6 +576,11 @@ export class Chat extends EventTarget {
 
   on_error(frame) {
     this.endTransfer(frame.ref, "failed", frame.message);
+    if (!this.online && frame.code === "nick_taken" && this.resumeRooms && this.ws &&
+        this.resumeTries < RESUME_TRIES) {
+      this.ws.close(1000); // moved here: the dead node still holds the nickname a moment
+      return;
+    }
     if (!this.online && HELLO_FAILS.has(frame.code) && !this.welcomed) {
       this.stopped = true;
       this.emit("failed", { message: frame.message, code: frame.code });
