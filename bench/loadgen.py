@@ -110,9 +110,12 @@ class Load:
     # ---------------------------------------------------------- connecting
 
     def connect(self, count: int, *, rooms: list[str] | None = None, since: int | None = None,
-                prefix: str = "u", timeout: float = 60.0, in_flight: int = 500) -> float:
+                prefix: str = "u", timeout: float = 60.0, in_flight: int = 500,
+                port: int | None = None) -> float:
         """Connect ``count`` clients, each sending `hello`; return the seconds it took
-        until all are registered (and past `history_end` of every room)."""
+        until all are registered (and past `history_end` of every room). ``port``:
+        another server than the load's own (nodes of a cluster)."""
+        addr = self.addr if port is None else (self.addr[0], port)
         rooms = ["general"] if rooms is None else rooms
         extra = b',"since":%d' % since if since is not None else b""
         room_list = ",".join(f'"{r}"' for r in rooms).encode()
@@ -123,10 +126,10 @@ class Load:
         ends_needed = len(rooms)
         while made < count or pending:
             while made < count and len(pending) < in_flight:
-                sock = socket.create_connection(self.addr, timeout=timeout)
+                sock = socket.create_connection(addr, timeout=timeout)
                 if self.tls is not None:
                     sock = self.tls.wrap_socket(sock)  # a blocking handshake: client side
-                early = ws_handshake(sock, *self.addr) if self.websocket else b""
+                early = ws_handshake(sock, *addr) if self.websocket else b""
                 sock.setblocking(False)
                 nick = f"{prefix}{len(self.conns)}"
                 hello = b'{"type":"hello","nick":"%s","proto":1,"rooms":[%s]%s}\n' % (
