@@ -268,6 +268,8 @@ class Cluster:
         self._next_beat = 0.0
         self.problem: str | None = "connecting to Redis"
         self.ever_up = False
+        self.warned_gap = False
+        self.seeded_at = 0.0  # when the id sequence was last set up (a connection)
         self.offered = False  # this node's accounts and bans were offered to Redis
         self.snapshotting = False  # the feed's first read is on its way
         self.patience = clock() + STARTUP_WAIT_S  # hellos wait this long for a first Redis
@@ -324,8 +326,11 @@ class Cluster:
         self.cmd.call("SET", f"lanchat:hb:{self.node}", "1", "PX", DEAD_AFTER_MS)
         self.cmd.call("HSET", NODES, self.node, json.dumps(info))
         self.cmd.call("HGETALL", NODES, reply=self._nodes)
-        self._call("reap", [NODES, NICKS, MEMBERS, SEQ, LOG], [MAX_LOG, ""],
-                   reply=self._reaped)
+        # Back from an outage, every heartbeat may have lapsed meanwhile: the others get
+        # a beat's time to say they live before anyone is taken for dead.
+        if self.clock() - self.seeded_at > DEAD_AFTER_MS / 1000 + BEAT_S:
+            self._call("reap", [NODES, NICKS, MEMBERS, SEQ, LOG], [MAX_LOG, ""],
+                       reply=self._reaped)
 
     def _nodes(self, reply: Any) -> None:
         if is_error(reply):
@@ -365,6 +370,7 @@ class Cluster:
             return
         self._offer()
         self.seeded = True
+        self.seeded_at = self.clock()
         self._resync()
         self._next_beat = 0.0
         if self.following:
@@ -551,6 +557,11 @@ class Cluster:
             except (ValueError, IndexError):
                 continue
             if seq == 0:
+                if ms > hub.store.last_id + 1 and not self.warned_gap:
+                    self.warned_gap = True  # ids are given one by one: these were trimmed
+                    log.warning("cluster: this node's copy misses messages %d to %d: they "
+                                "were trimmed from Redis's stream before it read them",
+                                hub.store.last_id + 1, ms - 1)
                 if ms > hub.store.last_id:
                     try:
                         self._message(ms, event)
