@@ -257,7 +257,8 @@ class Cluster:
         self.settled = "0-0"  # entries up to here are before the snapshot: messages only
         self.elsewhere: dict[str, Elsewhere] = {}  # users online on other nodes, by key
         self.nodes: dict[str, dict[str, Any]] = {}  # node -> its description
-        self.claims: dict[Peer, tuple[str, str]] = {}  # peer -> (nick key, wait/ok/taken)
+        # peer -> (nick key, "wait", "ok STREAM-ID", "taken" or "failed")
+        self.claims: dict[Peer, tuple[str, str]] = {}
         self.posts: dict[int, tuple[Peer | None, str | None]] = {}  # token -> sender
         self._tokens = itertools.count(1)
         self.releases: dict[str, str] = {}  # nicknames to hand back at the pass's end
@@ -291,8 +292,8 @@ class Cluster:
         """The nodes as the server window lists them: (node, address, users, this
         one?), this node first, then the others by address."""
         mine = (self.node, self.describe().get("address", ""), len(self.hub.users), True)
-        others = sorted((node, str(info.get("address", "?")), int(info.get("users", 0)), False)
-                        for node, info in self.nodes.items() if node != self.node)
+        others = [(node, str(info.get("address", "?")), int(info.get("users", 0)), False)
+                  for node, info in self.nodes.items() if node != self.node]
         return [mine, *sorted(others, key=lambda n: n[1])]
 
     def _call(self, script: str, keys: list[str], args: list[Any],
@@ -300,9 +301,6 @@ class Cluster:
         self.cmd.call("EVALSHA", self.shas[script], len(keys), *keys, *args, reply=reply)
 
     # ------------------------------------------------------------ the loop's side
-
-    def connections(self) -> list[Redis]:
-        return [self.cmd, self.feed]
 
     def tick(self) -> None:
         for conn in (self.cmd, self.feed):
@@ -360,8 +358,7 @@ class Cluster:
     # ------------------------------------------------------------ connections
 
     def _cmd_ready(self) -> None:
-        for name, text in SCRIPTS.items():
-            self.cmd.call("SCRIPT", "LOAD", text, reply=partial(self._checked, name))
+        self._load_scripts()
         self._call("seed", [SEQ, LOG], [self.hub.store.last_id], reply=self._seeded)
 
     def _seeded(self, reply: Any) -> None:
@@ -532,7 +529,7 @@ class Cluster:
                         why)
         self.problem = why
         for token in list(self.posts):
-            self._refused(token, why)
+            self._refused(token)
 
     def _working_again(self) -> None:
         if self.up and self.following and self.problem is not None:
@@ -632,15 +629,21 @@ class Cluster:
 
     def _posted(self, token: int, reply: Any) -> None:
         if is_error(reply):
-            self._refused(token, str(reply))
+            self._checked("a message", reply)
+            self._refused(token)
 
     def _checked(self, what: str, reply: Any) -> None:
         if is_error(reply) and not isinstance(reply, Lost):
             log.warning("cluster: Redis refused %s: %s", what, reply)
+            if str(reply).startswith("NOSCRIPT"):
+                self._load_scripts()  # its script cache was emptied (SCRIPT FLUSH)
 
-    def _refused(self, token: int, why: str) -> None:
+    def _load_scripts(self) -> None:
+        for name, text in SCRIPTS.items():
+            self.cmd.call("SCRIPT", "LOAD", text, reply=partial(self._checked, name))
+
+    def _refused(self, token: int) -> None:
         sender, ref = self.posts.pop(token, (None, None))
-        log.warning("cluster: a message was refused: %s", why)
         if sender is not None and not sender.closing:
             self.hub.refuse_post(sender, ref, UNAVAILABLE)
 

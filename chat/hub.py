@@ -225,8 +225,9 @@ class Hub:
         """Store a message (to a room, or to ``target``) and queue it for everyone
         who gets it; the sender's copy carries ``ref``. ``sender`` None is the
         operator, speaking as `server`. Returns its id; ``StoreError`` when the store
-        cannot take it (nothing changed then). A ``notice`` is stored as one; client
-        ``tags`` are relayed with it, not stored (docs/protocol.md)."""
+        cannot take it (nothing changed then). On a cluster node it goes to Redis and
+        comes back through the stream (``arrived``): 0 then. A ``notice`` is stored
+        as one; client ``tags`` are relayed with it, not stored (docs/protocol.md)."""
         nick = sender.nick if sender is not None else "server"
         kind = NOTICE if notice else ACTION if action else PLAIN
         assert nick is not None

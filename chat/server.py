@@ -186,6 +186,11 @@ class ChatServer:
             self.irc_tls_address = self._listen_irc(family, self.config.irc_tls_port,
                                                     IRC_TLS_LISTENER)
         self._announce()
+        if self.hub.cluster is not None:  # where the other nodes' clients may come here:
+            # worked out now, before serving (finding the LAN address asks the system)
+            shown = addresses_to_show(host)[0]
+            self._advertised = f"[{shown}]:{self.address[1]}" if ":" in shown else \
+                f"{shown}:{self.address[1]}"
         if self.fingerprint:
             log.info("TLS certificate fingerprint (SHA-256): %s", self.fingerprint)
         return self.address
@@ -238,12 +243,7 @@ class ChatServer:
 
     def _node_info(self) -> dict[str, Any]:
         """What other nodes of the cluster (and their windows and clients) know of this
-        one: where clients reach it (worked out once: finding this machine's LAN
-        address asks the system, which must not happen on every heartbeat)."""
-        if self._advertised is None and self.address is not None:
-            host = addresses_to_show(self.config.host)[0]
-            self._advertised = f"[{host}]:{self.address[1]}" if ":" in host else \
-                f"{host}:{self.address[1]}"
+        one: where its clients reach it (``listen`` works it out)."""
         return {"name": self.config.name, "address": self._advertised or "",
                 "started": int(self.started_at)}
 

@@ -870,6 +870,13 @@ def test_the_server_window_of_a_cluster_node_lists_the_nodes_and_their_users(ope
         assert f"127.0.0.1:{port} (this one): 2" in text
         assert f"127.0.0.1:{other.port}: 1" in text
         assert server.eval("win.status.cluster_label.winfo_ismapped()")
+        redis.kill()  # the operator is told that messages cannot be sent now
+        state = server.wait("win.status.state_label.cget('text')",
+                            lambda t: t == "● Not storing")
+        assert state and "Redis unreachable" in server.eval(
+            "win.status.counters_label.cget('text')")
+        redis.start()
+        server.wait("win.status.state_label.cget('text')", lambda t: t == "● Running")
         for wire in users:
             wire.close()
     finally:

@@ -40,6 +40,9 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     (["--server", "--headless", "--files-quota", "-1"], "--files-quota"),
     (["--discover", "--timeout", "0"], "--timeout"),  # rejected before any probe
     (["--discover", "--server"], "not allowed"),
+    (["--server", "--headless", "--redis", "http://10.0.0.2:6379"], "redis://HOST:PORT/DB"),
+    (["--server", "--headless", "--redis", "redis://127.0.0.1:99999/0"], "--redis"),
+    (["--server", "--headless", "--redis", "redis://127.0.0.1:6379/x"], "--redis"),
 ])
 def test_bad_options_give_one_line_and_nonzero_exit(args, needle, tmp_path):
     result = run(*args, "--db", str(tmp_path / "x.db")) if args else run()

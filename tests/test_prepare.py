@@ -22,8 +22,9 @@ def test_without_root_it_names_what_to_install_in_one_line(monkeypatch, capsys):
     assert prepare.main() == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["prepare: the tests need xvfb, xdotool, chromium, chromium-driver, "
-                   "iproute2, irssi, tmux: install them with 'sudo apt-get install xvfb "
-                   "xdotool chromium chromium-driver iproute2 irssi tmux'"]
+                   "iproute2, irssi, tmux, redis-server: install them with 'sudo apt-get "
+                   "install xvfb xdotool chromium chromium-driver iproute2 irssi tmux "
+                   "redis-server'"]
     assert ran == []  # neither apt-get nor pip was run
 
 
