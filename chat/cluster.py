@@ -42,7 +42,7 @@ from chat.accounts import Account
 from chat.bans import Ban
 from chat.errors import Later, ProtocolError, StoreError
 from chat.model import Peer, Room
-from chat.protocol import name_key
+from chat.protocol import encode, name_key
 from chat.resp import Lost, Redis, is_error, parse_url, resolve
 
 if TYPE_CHECKING:
@@ -588,6 +588,10 @@ class Cluster:
             gone = self.elsewhere.get(name_key(nick))
             if gone is not None and gone.node == event.get("o"):
                 del self.elsewhere[gone.key]
+        elif kind == "t":
+            room = hub.rooms.get(name_key(event.get("room", "")))
+            if room is not None and room.members:
+                hub.to_room(room, encode({"type": "typing", "room": room.name, "nick": nick}))
         elif kind == "j":
             hub.remote_joined(event["room"], nick, event.get("ts", hub.now_ms()))
         elif kind == "l":
@@ -666,6 +670,12 @@ class Cluster:
             args += ["d", field, ""]
         self._call("event", [SEQ, LOG, MEMBERS, f"lanchat:own:{self.node}"], args,
                    reply=partial(self._checked, "a change"))
+
+    def typing(self, peer: Peer, room: Room) -> None:
+        """`typing` for the members of ``room`` on other nodes (not kept anywhere)."""
+        if self.cmd.ready:
+            self._call("event", [SEQ, LOG, MEMBERS, f"lanchat:own:{self.node}"],
+                       [self._event("t", room=room.name, nick=peer.nick), MAX_LOG])
 
     def joined(self, peer: Peer, room: Room) -> None:
         self._publish({"k": "j", "room": room.name, "nick": peer.nick},

@@ -443,6 +443,8 @@ def typing(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
         raise ProtocolError("rate_limited", "You are sending too fast; slow down.")
     hub.to_room(room, encode({"type": "typing", "room": room.name, "nick": peer.nick}),
                 peer, None)
+    if hub.cluster is not None and room.remote:  # members elsewhere see it too
+        hub.cluster.typing(peer, room)
 
 
 def ping(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:

@@ -112,7 +112,9 @@ def test_two_nodes_deliver_the_same_messages_in_one_order_with_the_same_ids(node
     assert seen["alice"] == seen["bob"]
     ids = [m[0] for m in seen["alice"]]
     assert ids == list(range(ids[0], ids[0] + 60))
-    # a direct message from one node to a user of the other
+    # typing and a direct message, from one node to a user of the other
+    bob.send(type="typing", room="general")
+    assert alice.until("typing") == {"type": "typing", "room": "general", "nick": "bob"}
     alice.send(type="send", to="bob", text="psst", ref="dm")
     assert bob.until("message")["text"] == "psst"
     assert alice.until("message")["ref"] == "dm"
