@@ -130,7 +130,7 @@ class Redis:
         code = sock.connect_ex(self.addr)
         if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
             sock.close()
-            self._lost(errno.errorcode.get(code, str(code)), connected=False)
+            self._lost(errno.errorcode.get(code, str(code)))
             return
         self.sock, self.state, self.started = sock, CONNECTING, self.clock()
         self.reader = hiredis.Reader()
@@ -220,15 +220,9 @@ class Redis:
         except KeyError:
             self.selector.register(self.sock, events, self)
 
-    def _lost(self, why: str, *, connected: bool = True) -> None:
+    def _lost(self, why: str) -> None:
         """The connection is gone: fail what waits, tell the owner, retry later."""
-        if self.sock is not None:
-            try:
-                self.selector.unregister(self.sock)
-            except (KeyError, ValueError):
-                pass
-            self.sock.close()
-            self.sock = None
+        self._drop_socket()
         was_ready = self.state == READY
         self.state = DOWN
         self.out.clear()
@@ -244,6 +238,10 @@ class Redis:
             self.on_lost(why)
 
     def close(self) -> None:
+        self._drop_socket()
+        self.state = DOWN
+
+    def _drop_socket(self) -> None:
         if self.sock is not None:
             try:
                 self.selector.unregister(self.sock)
@@ -251,4 +249,3 @@ class Redis:
                 pass
             self.sock.close()
             self.sock = None
-        self.state = DOWN

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,6 +68,17 @@ def start_server(tmp_path):
         for pipe in (server.proc.stdin, server.proc.stdout, server.proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+@pytest.fixture
+def redis(tmp_path):
+    """A real redis-server of the test's own (tests/redisproc.py), stopped afterwards."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (python tests/prepare.py installs it)")
+    from redisproc import RedisServer
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

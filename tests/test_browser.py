@@ -6,7 +6,6 @@ badges, the tab title, the people list.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 
@@ -289,37 +288,32 @@ def test_a_pasted_image_and_a_dropped_file_are_sent(fast_server, browsers):
     assert dropped["file"]["name"] == "notes.txt" and dropped["file"]["size"] == 13
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
-def test_the_page_moves_to_another_node_when_its_node_dies(start_server, browsers, tmp_path):
-    from tests.redisproc import RedisServer
-    redis = RedisServer(tmp_path)
-    try:
-        first = start_server("--redis", redis.url, "--rate", "0", db=tmp_path / "a.db")
-        second = start_server("--redis", redis.url, "--rate", "0", db=tmp_path / "b.db")
-        talker = connect(second.port, "talker")
-        page = browsers()
-        page.join(url(first), "mover")  # its welcome names the other node
-        talker.send(type="send", room="general", text="before")
-        page.wait_text("before")
-        page.say("/join lab")
-        page.until(lambda: page.find("#title").text == "#lab", what="#lab opened")
-        first.stop(signal.SIGKILL)
-        for i in range(3):
-            talker.send(type="send", room="general", text=f"while moving {i}")
-        page.until(lambda: page.driver.current_url.startswith(url(second)), timeout=30,
-                   what="the page served by the other node")
-        page.until(lambda: page.find("#status").text == "", timeout=20, what="online there")
-        assert page.driver.current_url == url(second)  # nothing left in the address bar
-        page.open_conversation("#general")
-        page.wait_text("while moving 2")
-        texts = page.texts()
-        assert texts.count("before") == 1 and all(texts.count(f"while moving {i}") == 1
-                                                  for i in range(3))
-        page.say("here now")
-        assert talker.until("message", text="here now")["from"] == "mover"
-        talker.send(type="who", room="lab")
-        assert "mover" in talker.until("users")["users"]  # its rooms came along
-        # nothing went wrong in the page but the tries to reach the dead node
-        assert [e for e in page.console_errors() if "ERR_CONNECTION_REFUSED" not in e] == []
-    finally:
-        redis.stop()
+def test_the_page_moves_to_another_node_when_its_node_dies(start_server, browsers, tmp_path,
+                                                           redis):
+    first = start_server("--redis", redis.url, "--rate", "0", db=tmp_path / "a.db")
+    second = start_server("--redis", redis.url, "--rate", "0", db=tmp_path / "b.db")
+    talker = connect(second.port, "talker")
+    page = browsers()
+    page.join(url(first), "mover")  # its welcome names the other node
+    talker.send(type="send", room="general", text="before")
+    page.wait_text("before")
+    page.say("/join lab")
+    page.until(lambda: page.find("#title").text == "#lab", what="#lab opened")
+    first.stop(signal.SIGKILL)
+    for i in range(3):
+        talker.send(type="send", room="general", text=f"while moving {i}")
+    page.until(lambda: page.driver.current_url.startswith(url(second)), timeout=30,
+               what="the page served by the other node")
+    page.until(lambda: page.find("#status").text == "", timeout=20, what="online there")
+    assert page.driver.current_url == url(second)  # nothing left in the address bar
+    page.open_conversation("#general")
+    page.wait_text("while moving 2")
+    texts = page.texts()
+    assert texts.count("before") == 1 and all(texts.count(f"while moving {i}") == 1
+                                              for i in range(3))
+    page.say("here now")
+    assert talker.until("message", text="here now")["from"] == "mover"
+    talker.send(type="who", room="lab")
+    assert "mover" in talker.until("users")["users"]  # its rooms came along
+    # nothing went wrong in the page but the tries to reach the dead node
+    assert [e for e in page.console_errors() if "ERR_CONNECTION_REFUSED" not in e] == []

@@ -7,7 +7,6 @@ nodes that are real headless servers.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import sqlite3
@@ -16,18 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from redisproc import RedisServer
 from wire import Crowd, Wire
-
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
-                                reason="redis-server is not installed (tests/prepare.py)")
-
-
-@pytest.fixture
-def redis(tmp_path):
-    server = RedisServer(tmp_path)
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -156,20 +144,7 @@ def test_two_nodes_of_a_hundred_with_twenty_senders_see_one_order(node):
     joined(a.port, "probe").close()  # the cluster is up
     room = Crowd(ports, nicks)
     try:
-        room.pump(lambda: len(room.ready) == 200, timeout=30)
-        per_sender = 25
-        for s in nicks[:20]:  # 20 senders, 10 on each node, all writing at once
-            frames = b"".join(b'{"type":"send","room":"general","text":"%s %d"}\n'
-                              % (s.encode(), i) for i in range(per_sender))
-            room.socks[s].setblocking(True)
-            room.socks[s].sendall(frames)
-            room.socks[s].setblocking(False)
-        total = 20 * per_sender
-        room.pump(lambda: all(len(v) >= total for v in room.ids.values()), timeout=60)
-        first = room.ids[nicks[0]]
-        assert len(first) == total == len(set(first))
-        assert first == sorted(first)
-        assert all(ids == first for ids in room.ids.values())
+        room.one_order(nicks[:20], per_sender=25)  # 10 senders on each node, all at once
     finally:
         room.close()
 

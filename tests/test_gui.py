@@ -854,66 +854,56 @@ def test_files_go_up_from_the_window_with_a_bar_and_pictures_are_shown(open_wind
     assert saved.read_bytes() == data
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_the_server_window_of_a_cluster_node_lists_the_nodes_and_their_users(open_window,
                                                                             tmp_path,
-                                                                            start_server):
-    from redisproc import RedisServer
-    redis = RedisServer(tmp_path)
-    try:
-        other = start_server("--redis", redis.url, db=tmp_path / "other.db")
-        server, port = server_window(open_window, tmp_path, "--redis", redis.url)
-        users = [connect(port, "here1"), connect(port, "here2"), connect(other.port, "there")]
-        text = server.wait("win.status.cluster_label.cget('text')",
-                           lambda t: "3 online in all" in t)
-        assert "Cluster of 2 nodes through " + redis.url in text
-        assert f"127.0.0.1:{port} (this one): 2" in text
-        assert f"127.0.0.1:{other.port}: 1" in text
-        assert server.eval("win.status.cluster_label.winfo_ismapped()")
-        redis.kill()  # the operator is told that messages cannot be sent now
-        state = server.wait("win.status.state_label.cget('text')",
-                            lambda t: t == "● Not storing")
-        assert state and "Redis unreachable" in server.eval(
-            "win.status.counters_label.cget('text')")
-        redis.start()
-        server.wait("win.status.state_label.cget('text')", lambda t: t == "● Running")
-        for wire in users:
-            wire.close()
-    finally:
-        redis.stop()
+                                                                            start_server,
+                                                                            redis):
+    other = start_server("--redis", redis.url, db=tmp_path / "other.db")
+    server, port = server_window(open_window, tmp_path, "--redis", redis.url)
+    users = [connect(port, "here1"), connect(port, "here2"), connect(other.port, "there")]
+    text = server.wait("win.status.cluster_label.cget('text')",
+                       lambda t: "3 online in all" in t)
+    assert "Cluster of 2 nodes through " + redis.url in text
+    assert f"127.0.0.1:{port} (this one): 2" in text
+    assert f"127.0.0.1:{other.port}: 1" in text
+    assert server.eval("win.status.cluster_label.winfo_ismapped()")
+    redis.kill()  # the operator is told that messages cannot be sent now
+    state = server.wait("win.status.state_label.cget('text')",
+                        lambda t: t == "● Not storing")
+    assert state and "Redis unreachable" in server.eval(
+        "win.status.counters_label.cget('text')")
+    redis.start()
+    server.wait("win.status.state_label.cget('text')", lambda t: t == "● Running")
+    for wire in users:
+        wire.close()
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_the_chat_window_carries_on_through_another_node_when_its_node_dies(open_window,
                                                                             tmp_path,
-                                                                            start_server):
-    from redisproc import RedisServer
-    redis = RedisServer(tmp_path)
-    try:
-        first = start_server("--redis", redis.url, "--rate", "0", db=tmp_path / "a.db")
-        second = start_server("--redis", redis.url, "--rate", "0", db=tmp_path / "b.db")
-        alice = open_window("client")
-        alice.wait("win.form.winfo_ismapped()")
-        alice.exec(f"win.form.set_entry('host', '127.0.0.1:{first.port}, "
-                   f"127.0.0.1:{second.port}'); win.form.set_entry('nick', 'alice'); "
-                   "win.connect_event()")
-        alice.wait("win.client is not None and win.client.ready")
-        bob = connect(second.port, "bob")
-        bob.send(type="send", room="general", text="before")
-        alice.wait("win.view.text()", lambda t: "bob: before" in t)
-        first.stop(signal.SIGKILL)  # alice's server dies
-        alice.wait("win.status_label.cget('text')", lambda t: "Connection lost" in t)
-        for i in range(3):
-            bob.send(type="send", room="general", text=f"while away {i}")
-        text = alice.wait("win.view.text()", lambda t: "bob: while away 2" in t, timeout=30)
-        for i in range(3):
-            assert text.count(f"bob: while away {i}") == 1
-        assert text.count("bob: before") == 1
-        assert alice.wait("win.status_label.cget('text')",
-                          lambda t: t.startswith("Connected")) and \
-            f":{second.port}" in alice.eval("win.status_label.cget('text')")
-        type_and_send(alice, "back through the other one")
-        assert bob.until("message", **{"from": "alice"})["text"] == \
-            "back through the other one"
-    finally:
-        redis.stop()
+                                                                            start_server,
+                                                                            redis):
+    first = start_server("--redis", redis.url, "--rate", "0", db=tmp_path / "a.db")
+    second = start_server("--redis", redis.url, "--rate", "0", db=tmp_path / "b.db")
+    alice = open_window("client")
+    alice.wait("win.form.winfo_ismapped()")
+    alice.exec(f"win.form.set_entry('host', '127.0.0.1:{first.port}, "
+               f"127.0.0.1:{second.port}'); win.form.set_entry('nick', 'alice'); "
+               "win.connect_event()")
+    alice.wait("win.client is not None and win.client.ready")
+    bob = connect(second.port, "bob")
+    bob.send(type="send", room="general", text="before")
+    alice.wait("win.view.text()", lambda t: "bob: before" in t)
+    first.stop(signal.SIGKILL)  # alice's server dies
+    alice.wait("win.status_label.cget('text')", lambda t: "Connection lost" in t)
+    for i in range(3):
+        bob.send(type="send", room="general", text=f"while away {i}")
+    text = alice.wait("win.view.text()", lambda t: "bob: while away 2" in t, timeout=30)
+    for i in range(3):
+        assert text.count(f"bob: while away {i}") == 1
+    assert text.count("bob: before") == 1
+    assert alice.wait("win.status_label.cget('text')",
+                      lambda t: t.startswith("Connected")) and \
+        f":{second.port}" in alice.eval("win.status_label.cget('text')")
+    type_and_send(alice, "back through the other one")
+    assert bob.until("message", **{"from": "alice"})["text"] == \
+        "back through the other one"

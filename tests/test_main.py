@@ -40,7 +40,7 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     (["--server", "--headless", "--files-quota", "-1"], "--files-quota"),
     (["--discover", "--timeout", "0"], "--timeout"),  # rejected before any probe
     (["--discover", "--server"], "not allowed"),
-    (["--server", "--headless", "--redis", "http://10.0.0.2:6379"], "redis://HOST:PORT/DB"),
+    (["--server", "--headless", "--redis", "http://127.0.0.1:6379"], "redis://HOST:PORT/DB"),
     (["--server", "--headless", "--redis", "redis://127.0.0.1:99999/0"], "--redis"),
     (["--server", "--headless", "--redis", "redis://127.0.0.1:6379/x"], "--redis"),
 ])

@@ -180,6 +180,23 @@ class Crowd:
                     elif b'"type":"message"' in line:
                         self.ids[nick].append(json.loads(line)["id"])
 
+    def one_order(self, senders: list[str], per_sender: int) -> None:
+        """Once all are in, ``senders`` all write ``per_sender`` messages at once;
+        every client must get every message, in one order, once."""
+        self.pump(lambda: len(self.ready) == len(self.socks), timeout=30)
+        for s in senders:
+            frames = b"".join(b'{"type":"send","room":"general","text":"%s %d"}\n'
+                              % (s.encode(), i) for i in range(per_sender))
+            self.socks[s].setblocking(True)
+            self.socks[s].sendall(frames)
+            self.socks[s].setblocking(False)
+        total = len(senders) * per_sender
+        self.pump(lambda: all(len(v) >= total for v in self.ids.values()), timeout=60)
+        first = next(iter(self.ids.values()))
+        assert len(first) == total == len(set(first))
+        assert first == sorted(first)
+        assert all(ids == first for ids in self.ids.values())
+
     def close(self) -> None:
         for sock in self.socks.values():
             sock.close()
