@@ -635,6 +635,16 @@ class Cluster:
         if is_error(reply):
             self._checked("a message", reply)
             self._refused(token)
+        elif reply <= self.hub.store.last_id:
+            # Redis gave an id this node's copy holds already: it lost its data while
+            # connected (FLUSHALL, a replica promoted). Nobody delivers that one (every
+            # copy has the id): its sender is told, and the sequence is set past ours.
+            log.warning("cluster: Redis's id sequence went back (to %d); setting it past "
+                        "this node's messages again", reply)
+            self._refused(token)
+            if self.seeded:
+                self.seeded = False
+                self._call("seed", [SEQ, LOG], [self.hub.store.last_id], reply=self._seeded)
 
     def _checked(self, what: str, reply: Any) -> None:
         if is_error(reply) and not isinstance(reply, Lost):

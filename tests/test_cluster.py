@@ -313,3 +313,39 @@ def test_accounts_and_bans_hold_on_every_node(node, redis):
     late = Wire(c.port)
     late.send(type="hello", nick="ADA", proto=1)
     assert late.error("nick_registered")
+
+
+def test_redis_losing_its_data_gives_no_id_twice_and_keeps_accounts(node, redis, tmp_path):
+    a, b = node(), node()
+    alice = joined(a.port, "alice")
+    alice.send(type="register", password="correct horse")
+    alice.until("registered")
+    for i in range(5):
+        alice.send(type="send", room="general", text=f"kept {i}", ref=str(i))
+        alice.until("message", ref=str(i))
+    before = stored(a.db)
+    wait_for(lambda: stored(b.db) == before, what="b's copy")
+    redis.kill()
+    redis.dir = tmp_path / "empty"  # Redis comes back with nothing: no persistence
+    redis.dir.mkdir()
+    redis.start()
+    deadline = time.monotonic() + 15
+    while True:  # sends are refused until the nodes are back on the new Redis
+        alice.send(type="send", room="general", text="after", ref="n")
+        frame = alice.next()
+        while frame.get("ref") != "n":
+            frame = alice.next()
+        if frame["type"] == "message":
+            break
+        alice.barrier()
+        assert time.monotonic() < deadline, frame
+        time.sleep(0.1)
+    assert frame["id"] > before[-1][0]  # past every id the copies hold
+    assert wait_for(lambda: stored(b.db)[-1:] == stored(a.db)[-1:] == [
+        (frame["id"], "alice", "after")], what="the new message in both copies")
+    assert stored(a.db)[:-1] == before  # nothing overwritten
+    alice.send(type="bye")
+    alice.closed()
+    other = Wire(b.port)  # the account was offered to the new Redis again
+    other.send(type="hello", nick="alice", proto=1)
+    assert other.error("nick_registered")
