@@ -629,13 +629,15 @@ class Cluster:
         self.posts[token] = (sender, ref)
         event.update(o=self.node, p=token)
         self._call("post", [SEQ, LOG], [json.dumps(event, separators=(",", ":")), MAX_LOG],
-                   reply=partial(self._posted, token))
+                   reply=partial(self._posted, token, self.hub.store.last_id))
 
-    def _posted(self, token: int, reply: Any) -> None:
+    def _posted(self, token: int, floor: int, reply: Any) -> None:
+        """Redis's answer to a post; ``floor``: this node's newest id when it was sent
+        (Redis's sequence was past it then, so a working Redis answers above it)."""
         if is_error(reply):
             self._checked("a message", reply)
             self._refused(token)
-        elif reply <= self.hub.store.last_id:
+        elif reply <= floor:
             # Redis gave an id this node's copy holds already: it lost its data while
             # connected (FLUSHALL, a replica promoted). Nobody delivers that one (every
             # copy has the id): its sender is told, and the sequence is set past ours.
