@@ -42,6 +42,11 @@ def addresses_to_show(host: str) -> list[str]:
     return [host]
 
 
+def join_address(host: str, port: int) -> str:
+    """``host:port`` as people type it (``[v6]:port``); ``split_address`` reads it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def split_address(text: str, default_port: int) -> tuple[str, int]:
     """A server address as people paste it: ``host``, ``host:port``, ``[v6]:port`` or
     a bare IPv6 address; ``ValueError`` with a sentence for people when it is none."""

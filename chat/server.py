@@ -32,7 +32,7 @@ from chat.errors import ConfigError, Later, ProtocolError
 from chat.hub import Hub
 from chat.irc import IrcCodec, IrcDoor
 from chat.model import FRESH, HANDSHAKE, READY, SNIFF, Peer
-from chat.netinfo import addresses_to_show
+from chat.netinfo import addresses_to_show, join_address
 from chat.operator import Operator
 from chat.protocol import CLOSED, NEED_DATA, FrameDecoder, encode
 from chat.resp import Redis
@@ -188,9 +188,7 @@ class ChatServer:
         self._announce()
         if self.hub.cluster is not None:  # where the other nodes' clients may come here:
             # worked out now, before serving (finding the LAN address asks the system)
-            shown = addresses_to_show(host)[0]
-            self._advertised = f"[{shown}]:{self.address[1]}" if ":" in shown else \
-                f"{shown}:{self.address[1]}"
+            self._advertised = join_address(addresses_to_show(host)[0], self.address[1])
         if self.fingerprint:
             log.info("TLS certificate fingerprint (SHA-256): %s", self.fingerprint)
         return self.address

@@ -18,6 +18,7 @@ import socket
 import ssl
 
 from chat.errors import ConfigError
+from chat.netinfo import join_address
 
 CERT_FILE = "cert.pem"
 KEY_FILE = "key.pem"
@@ -151,8 +152,7 @@ class KnownHosts:
 
     @staticmethod
     def _entry(host: str, port: int) -> str:
-        host = host.lower()
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return join_address(host.lower(), port)
 
     def _read(self) -> dict[str, str]:
         pins: dict[str, str] = {}

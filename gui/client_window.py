@@ -22,6 +22,7 @@ from chat.commands import help_lines, parse_input
 from chat.config import DEFAULT_PORT
 from chat.discovery import Finder
 from chat.errors import ChatError
+from chat.netinfo import join_address
 from chat.transfers import Fetching, Sending
 from gui.client_panels import ConnectForm, Sidebar, UsersPanel
 from gui.common import POLL_MS, Settings, apply_appearance, cache_dir, is_dark
@@ -170,8 +171,11 @@ class ClientWindow(ctk.CTk):
         values = self.form.values()
         if values is None:
             return
-        self.settings.update(host=values.host, port=values.port, nick=values.nick,
-                             tls=values.tls)
+        # several servers of one chat are remembered as typed, the first one first
+        host = ", ".join(join_address(h, p) for h, p in
+                         [(values.host, values.port), *values.alternates]) \
+            if values.alternates else values.host
+        self.settings.update(host=host, port=values.port, nick=values.nick, tls=values.tls)
         self._cancel_reconnect()
         self._outbox = []
         self.client = ChatClient(values.host, values.port, values.nick,

@@ -890,6 +890,8 @@ def test_the_chat_window_carries_on_through_another_node_when_its_node_dies(open
                f"127.0.0.1:{second.port}'); win.form.set_entry('nick', 'alice'); "
                "win.connect_event()")
     alice.wait("win.client is not None and win.client.ready")
+    assert alice.eval("win.settings.get('host')") == \
+        f"127.0.0.1:{first.port}, 127.0.0.1:{second.port}"  # remembered as typed
     bob = connect(second.port, "bob")
     bob.send(type="send", room="general", text="before")
     alice.wait("win.view.text()", lambda t: "bob: before" in t)
