@@ -426,10 +426,9 @@ def away(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
 
 
 def ison(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    users: Any = hub.users
-    if hub.cluster is not None:
-        users = {**hub.cluster.elsewhere, **users}
-    found = [users[k] for k in (name_key(n) for n in req["nicks"]) if k in users]
+    elsewhere: dict[str, Any] = hub.cluster.elsewhere if hub.cluster is not None else {}
+    found = [who for who in (hub.users.get(k) or elsewhere.get(k) for k in
+                             map(name_key, req["nicks"])) if who is not None]
     answer: dict[str, Any] = {"type": "ison", "nicks": [p.nick for p in found]}
     away = [p.nick for p in found if p.away]
     if away:

@@ -85,6 +85,10 @@ def test_two_nodes_deliver_the_same_messages_in_one_order_with_the_same_ids(node
     alice, bob = joined(a.port, "alice"), joined(b.port, "bob")
     assert alice.until("joined")["nick"] == "bob"  # told across nodes
     assert who(alice) == who(bob) == ["alice", "bob"]
+    alice.send(type="ison", nicks=["BOB", "nobody", "alice"], ref="i")
+    assert alice.until("ison")["nicks"] == ["bob", "alice"]
+    alice.send(type="whois", nick="bob", ref="w")
+    assert alice.until("whois")["door"] == "cluster"
     for i in range(30):  # both at once, interleaved by Redis
         alice.send(type="send", room="general", text=f"a{i}", ref=f"a{i}")
         bob.send(type="send", room="general", text=f"b{i}", ref=f"b{i}")
