@@ -406,7 +406,12 @@ class Cluster:
             return
         members, nicks, last, accounts, bans = reply
         hub = self.hub
-        self._mirror_all(accounts, bans)
+        try:
+            self._mirror_all(accounts, bans)
+        except StoreError as exc:  # this node's copy cannot write: start over later
+            hub.write_failed(exc)
+            self.feed.drop(f"this node's database: {exc.reason}")
+            return
         self.elsewhere.clear()
         for key, value in zip(nicks[::2], nicks[1::2], strict=True):
             node, _, nick = _text(value).partition("\t")
@@ -418,6 +423,8 @@ class Cluster:
             room_name, nick, node = json.loads(value)
             if node != self.node:
                 hub.room(room_name, name_key(room_name)).add_remote(nick)
+        for room in list(hub.rooms.values()):  # rooms only people elsewhere kept alive
+            hub.drop_if_dead(room)
         self.settled = _text(last)
         if self.position == "0-0" or not self.following:
             self.position = f"{hub.store.last_id}-0"  # the copy has everything before
@@ -566,7 +573,11 @@ class Cluster:
                         hub.write_failed(exc)  # takes back the pass's, and rewinds
                         return
             elif (ms, seq) > settled and event.get("o") != self.node:
-                self._change(event)
+                try:
+                    self._change(event)
+                except StoreError as exc:  # an account or a ban this copy cannot keep
+                    hub.write_failed(exc)
+                    return
 
     def _message(self, msg_id: int, event: dict[str, Any]) -> None:
         sender, ref = None, None

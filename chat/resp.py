@@ -237,6 +237,12 @@ class Redis:
         if was_ready or first:
             self.on_lost(why)
 
+    def drop(self, why: str) -> None:
+        """Give up this connection (its owner cannot go on with it); a new one is
+        made after the usual pause."""
+        if self.state != DOWN:
+            self._lost(why)
+
     def close(self) -> None:
         self._drop_socket()
         self.state = DOWN
