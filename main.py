@@ -209,10 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         from gui.client_window import run_client_window
         host, port = args.host, args.port
         if host is not None:  # as the server window shows it: 192.168.1.20:7070
+            servers = host.replace(",", " ").split() or [host]  # or a cluster's servers
             try:
-                host, port = split_address(host, port or DEFAULT_PORT)
+                wheres = [split_address(s, port or DEFAULT_PORT) for s in servers]
             except ValueError as exc:
                 raise ChatError(f"--host: {exc}") from None
+            if len(wheres) == 1:
+                host, port = wheres[0]  # else the form reads the list as typed
         return run_client_window(host=host, port=port, nick=args.nick,
                                  password=args.password, nick_password=args.nick_password,
                                  tls=args.tls, cafile=args.ca_file)

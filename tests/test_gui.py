@@ -884,11 +884,8 @@ def test_the_chat_window_carries_on_through_another_node_when_its_node_dies(open
                                                                             redis):
     first = start_server("--redis", redis.url, "--rate", "0", db=tmp_path / "a.db")
     second = start_server("--redis", redis.url, "--rate", "0", db=tmp_path / "b.db")
-    alice = open_window("client")
-    alice.wait("win.form.winfo_ismapped()")
-    alice.exec(f"win.form.set_entry('host', '127.0.0.1:{first.port}, "
-               f"127.0.0.1:{second.port}'); win.form.set_entry('nick', 'alice'); "
-               "win.connect_event()")
+    alice = open_window("client", "--host", f"127.0.0.1:{first.port}, 127.0.0.1:{second.port}",
+                        "--nick", "alice")  # the servers of one chat, in turn
     alice.wait("win.client is not None and win.client.ready")
     assert alice.eval("win.settings.get('host')") == \
         f"127.0.0.1:{first.port}, 127.0.0.1:{second.port}"  # remembered as typed

@@ -41,6 +41,7 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     (["--discover", "--timeout", "0"], "--timeout"),  # rejected before any probe
     (["--discover", "--server"], "not allowed"),
     (["--server", "--headless", "--redis", "http://127.0.0.1:6379"], "redis://HOST:PORT/DB"),
+    (["--client", "--host", "127.0.0.1:7070, 127.0.0.1:x"], "--host"),
     (["--server", "--headless", "--redis", "redis://127.0.0.1:99999/0"], "--redis"),
     (["--server", "--headless", "--redis", "redis://127.0.0.1:6379/x"], "--redis"),
 ])
