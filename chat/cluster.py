@@ -32,15 +32,18 @@ import hashlib
 import itertools
 import json
 import logging
+import os
 import secrets
 import selectors
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from chat.accounts import Account
 from chat.bans import Ban
 from chat.errors import Later, ProtocolError, StoreError
+from chat.files import Download, Upload
 from chat.model import Peer, Room
 from chat.protocol import encode, name_key
 from chat.resp import Lost, Redis, is_error, parse_url, resolve
@@ -60,6 +63,10 @@ MAX_LOG = 1_000_000  # the stream keeps about this many entries (a node further 
 READ_COUNT = 2000  # entries per XREAD
 MAX_NODES_TOLD = 16  # addresses of other nodes in a welcome
 REWIND_WAIT_S = 1.0  # this node's copy failed to write: read again after this long
+FETCH_CHUNK = 256 * 1024  # bytes per list item of a file on its way between nodes
+FETCH_ITEMS = 32  # items moved per tick each way (8 MB: 80 MB/s at 10 ticks a second)
+FETCH_TIMEOUT_S = 15.0  # a copy that makes no progress this long is given up
+FETCH_KEEP_S = 60  # a file's list in Redis lapses this long after its last chunk
 STARTUP_WAIT_S = 5.0  # a starting node holds hellos this long while it reaches Redis
 UNAVAILABLE = ("The chat's shared store (Redis) cannot be reached; your message was "
                "not sent. Try again in a moment.")
@@ -233,6 +240,25 @@ class Elsewhere:
         self.nick, self.key, self.node = nick, key, node
 
 
+@dataclass(eq=False)
+class Fetch:
+    """A file this node copies from another node, for people waiting to download it."""
+
+    sha256: str
+    upload: Upload
+    waiters: list[tuple[Peer, int, str | None]]  # (peer, offset, ref)
+    heard: float  # when a chunk last came (or the copy was asked for)
+    popping: bool = False  # an LPOP is on its way
+
+
+@dataclass(eq=False)
+class Push:
+    """A file this node sends to another node (through a Redis list)."""
+
+    key: str
+    download: Download
+
+
 class Cluster:
     """This node's side of the cluster; see the module's text."""
 
@@ -274,6 +300,8 @@ class Cluster:
         self.offered = False  # this node's accounts and bans were offered to Redis
         self.snapshotting = False  # the feed's first read is on its way
         self.patience = clock() + STARTUP_WAIT_S  # hellos wait this long for a first Redis
+        self.fetches: dict[str, Fetch] = {}  # files being copied here, by SHA-256
+        self.pushes: list[Push] = []  # files being sent to other nodes
         log.info("cluster node %s, Redis at %s", self.node, url)
 
     # ------------------------------------------------------------ state
@@ -311,6 +339,8 @@ class Cluster:
         if self.up and now >= self._next_beat:
             self._next_beat = now + BEAT_S
             self._beat()
+        if self.fetches or self.pushes:
+            self._move_files(now)
 
     def flush(self) -> None:
         if self.releases:
@@ -608,6 +638,9 @@ class Cluster:
         elif kind == "l":
             hub.remote_left(event["room"], nick, event.get("reason", "part"),
                             event.get("message"), event.get("ts", hub.now_ms()))
+        elif kind == "fq":  # a node asks for a file this one keeps
+            if event.get("to") == self.node:
+                self._push_file(event.get("sha", ""), event.get("o", ""))
         elif kind == "a":  # an account made, changed or dropped on another node
             key = event.get("key", "")
             account = account_of(event["account"]) if "account" in event else None
@@ -777,3 +810,118 @@ class Cluster:
 
     def forget(self, peer: Peer) -> None:
         self.claims.pop(peer, None)
+
+    # ------------------------------------------------------------ files
+
+    def kept_file(self, sha256: str, size: int) -> None:
+        """This node keeps the file ``sha256``: nodes without it copy it from here."""
+        if self.cmd.ready:
+            self.cmd.call("HSET", f"lanchat:file:{sha256}", self.node, size)
+
+    def fetch_file(self, peer: Peer, sha256: str, offset: int, ref: str | None) -> None:
+        """``peer`` wants a file this node does not keep: copy it from a node that
+        does, then send it (``no_such_file`` when no running node has it)."""
+        fetch = self.fetches.get(sha256)
+        if fetch is not None:
+            fetch.waiters.append((peer, offset, ref))
+            return
+        if not self.up:
+            raise ProtocolError("store_failed", "The chat's shared store (Redis) cannot be "
+                                "reached; try again in a moment.")
+        self.cmd.call("HGETALL", f"lanchat:file:{sha256}",
+                      reply=partial(self._file_holders, peer, sha256, offset, ref))
+
+    def _file_holders(self, peer: Peer, sha256: str, offset: int, ref: str | None,
+                      reply: Any) -> None:
+        hub = self.hub
+        holders = {} if is_error(reply) else {
+            _text(k): int(v) for k, v in zip(reply[::2], reply[1::2], strict=True)}
+        live = [n for n in holders if n in self.nodes and n != self.node]
+        if sha256 in self.fetches:  # asked twice at once: one copy for both
+            self.fetches[sha256].waiters.append((peer, offset, ref))
+            return
+        if hub.files.stored(sha256):  # copied meanwhile
+            self._serve(peer, sha256, offset, ref)
+            return
+        try:
+            if not live:
+                raise ProtocolError("no_such_file", "That file is not on any running "
+                                    "server of this chat (the operator may have deleted "
+                                    "it, or its server is stopped).")
+            upload = hub.files.fetch(sha256, holders[live[0]])
+        except ProtocolError as exc:
+            if not peer.closing:
+                hub.error(peer, exc, ref)
+            return
+        self.fetches[sha256] = Fetch(sha256, upload, [(peer, offset, ref)], self.clock())
+        self.cmd.call("DEL", f"lanchat:fx:{self.node}:{sha256}")  # leftovers of a try
+        self._call("event", [SEQ, LOG, MEMBERS, f"lanchat:own:{self.node}"],
+                   [self._event("fq", sha=sha256, to=live[0]), MAX_LOG])
+
+    def _push_file(self, sha256: str, node: str) -> None:
+        try:
+            download = self.hub.files.open_download(sha256, 0, None)
+        except ProtocolError:
+            return  # deleted here meanwhile: the asker gives up after its timeout
+        self.pushes.append(Push(f"lanchat:fx:{node}:{sha256}", download))
+
+    def _move_files(self, now: float) -> None:
+        """Once a tick: send the next chunks of files other nodes want, and take in
+        the chunks of those this node is copying. Bounded: FETCH_ITEMS each way."""
+        files = self.hub.files
+        if self.cmd.ready:
+            budget = FETCH_ITEMS
+            for push in list(self.pushes):
+                while budget and push.download.offset < push.download.size:
+                    self.cmd.call("RPUSH", push.key, files.read(push.download, FETCH_CHUNK))
+                    budget -= 1
+                self.cmd.call("EXPIRE", push.key, FETCH_KEEP_S)
+                if push.download.offset >= push.download.size:
+                    os.close(push.download.fd)
+                    self.pushes.remove(push)
+                if not budget:
+                    break
+        for fetch in list(self.fetches.values()):
+            if now - fetch.heard > FETCH_TIMEOUT_S:
+                self._fetched(fetch, ProtocolError("no_such_file", "The file could not "
+                              "be copied from the server that keeps it; try again."))
+            elif self.cmd.ready and not fetch.popping:
+                fetch.popping = True
+                self.cmd.call("LPOP", f"lanchat:fx:{self.node}:{fetch.sha256}", FETCH_ITEMS,
+                              reply=partial(self._chunks, fetch))
+
+    def _chunks(self, fetch: Fetch, reply: Any) -> None:
+        fetch.popping = False
+        if is_error(reply) or not reply or self.fetches.get(fetch.sha256) is not fetch:
+            return
+        fetch.heard = self.clock()
+        files = self.hub.files
+        try:
+            for chunk in reply:
+                if files.write(fetch.upload, fetch.upload.received, chunk):
+                    files.finish(fetch.upload)  # checked against its SHA-256
+                    self._fetched(fetch, None)
+                    return
+        except ProtocolError as exc:  # too many bytes, a full disk, not its SHA-256
+            self._fetched(fetch, exc)
+
+    def _fetched(self, fetch: Fetch, failed: ProtocolError | None) -> None:
+        del self.fetches[fetch.sha256]
+        if failed is not None:
+            self.hub.files.abandon(fetch.upload)
+            log.warning("cluster: copying file %s failed: %s", fetch.sha256, failed.message)
+        else:
+            self.kept_file(fetch.sha256, fetch.upload.size)
+        for peer, offset, ref in fetch.waiters:
+            if peer.closing:
+                continue
+            if failed is not None:
+                self.hub.error(peer, failed, ref)
+            else:
+                self._serve(peer, fetch.sha256, offset, ref)
+
+    def _serve(self, peer: Peer, sha256: str, offset: int, ref: str | None) -> None:
+        try:
+            self.hub.start_download(peer, self.hub.files.open_download(sha256, offset, ref))
+        except ProtocolError as exc:
+            self.hub.error(peer, exc, ref)

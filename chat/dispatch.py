@@ -579,6 +579,8 @@ def announce(hub: Hub, peer: Peer, sha256: str, size: int, name: str, kind: str,
     """The message that carries a stored file, to its room or person (its text: the
     name, for clients that know nothing of files)."""
     file = {"id": sha256, "name": name, "size": size, "type": kind}
+    if hub.cluster is not None:  # other nodes copy it from here when asked
+        hub.cluster.kept_file(sha256, size)
     if "room" in target:
         hub.post(peer, name, False, ref, room=target["room"], file=file)
     else:
@@ -589,6 +591,9 @@ def announce(hub: Hub, peer: Peer, sha256: str, size: int, name: str, kind: str,
 def download(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     if len(peer.downloads) >= UPLOADS_PER_PEER:
         raise ProtocolError("rate_limited", "Wait for the files you are fetching first.")
+    if hub.cluster is not None and not hub.files.stored(req["file"]):
+        hub.cluster.fetch_file(peer, req["file"], req["offset"], ref)  # from another node
+        return
     hub.start_download(peer, hub.files.open_download(req["file"], req["offset"], ref))
 
 

@@ -123,6 +123,17 @@ class Files:
         upload.hashing = have
         return upload
 
+    def fetch(self, sha256: str, size: int) -> Upload:
+        """Room for a file this server is about to copy from another server of its
+        cluster (chat.cluster), from its first byte; ``ProtocolError`` when refused."""
+        upload = self.offer(sha256, size, sha256, "", {}, None)
+        if upload.hashing:  # an earlier partial copy: started over
+            assert upload.fd is not None
+            os.ftruncate(upload.fd, 0)
+            self.used -= upload.hashing
+            upload.hashing = 0
+        return upload
+
     def rehash(self, upload: Upload) -> None:
         """Hash up to ``HASH_STEP`` more bytes of the partial file (resume)."""
         assert upload.fd is not None

@@ -7,6 +7,8 @@ nodes that are real headless servers.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import signal
 import socket
 import sqlite3
@@ -352,3 +354,21 @@ def test_redis_losing_its_data_gives_no_id_twice_and_keeps_accounts(node, redis,
     other = Wire(b.port)  # the account was offered to the new Redis again
     other.send(type="hello", nick="alice", proto=1)
     assert other.error("nick_registered")
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_a_file_sent_on_one_node_is_downloaded_whole_on_the_other(node):
+    from test_files import download, upload
+    a, b = node(), node()
+    alice, bob = joined(a.port, "alice"), joined(b.port, "bob")
+    data = os.urandom(3 * 1000 * 1000 + 7)
+    sent = upload(alice, data, ref="f")
+    announced = bob.until("message", **{"from": "alice"})
+    assert announced["file"]["id"] == sent["file"]["id"] == hashlib.sha256(data).hexdigest()
+    assert download(bob, announced["file"]["id"]) == data  # copied from a, then sent
+    assert download(bob, announced["file"]["id"], offset=1000) == data[1000:]  # kept on b
+    carol = joined(b.port, "carol")
+    carol.send(type="download", file="ab" * 32, ref="x")  # on no node
+    assert carol.error("no_such_file")["ref"] == "x"
