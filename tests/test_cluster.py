@@ -27,8 +27,10 @@ def node(start_server, redis, tmp_path):
 
     def start(*args: str):
         count[0] += 1
+        home = tmp_path / f"node{count[0]}"  # each its own data directory (files)
+        home.mkdir()
         return start_server("--rate", "0", "--redis", redis.url, *args,
-                            db=tmp_path / f"node{count[0]}.db",
+                            db=home / "chat.db",
                             stdin=subprocess.PIPE if "--console" in args else None)
     return start
 
@@ -366,8 +368,12 @@ def test_a_file_sent_on_one_node_is_downloaded_whole_on_the_other(node):
     data = os.urandom(3 * 1000 * 1000 + 7)
     sent = upload(alice, data, ref="f")
     announced = bob.until("message", **{"from": "alice"})
-    assert announced["file"]["id"] == sent["file"]["id"] == hashlib.sha256(data).hexdigest()
+    sha = hashlib.sha256(data).hexdigest()
+    assert announced["file"]["id"] == sent["file"]["id"] == sha
+    kept_on_b = b.db.parent / "files" / sha
+    assert not kept_on_b.exists()  # each node has its own files
     assert download(bob, announced["file"]["id"]) == data  # copied from a, then sent
+    assert kept_on_b.read_bytes() == data
     assert download(bob, announced["file"]["id"], offset=1000) == data[1000:]  # kept on b
     carol = joined(b.port, "carol")
     carol.send(type="download", file="ab" * 32, ref="x")  # on no node
