@@ -46,7 +46,7 @@ from chat.errors import Later, ProtocolError, StoreError
 from chat.files import Download, Upload
 from chat.model import Peer, Room
 from chat.protocol import encode, name_key
-from chat.resp import Lost, Redis, is_error, parse_url, resolve
+from chat.resp import Lost, Redis, credentials, is_error, parse_url, resolve, shown_url
 
 if TYPE_CHECKING:
     from chat.hub import Hub
@@ -266,16 +266,17 @@ class Cluster:
                  clock: Callable[[], float], describe: Callable[[], dict[str, Any]]) -> None:
         host, port, db = parse_url(url)
         address = resolve(host, port)
-        self.url = url
+        self.url = shown_url(url)  # as the log and the window show it
         self.hub = hub
         self.clock = clock
         self.describe = describe  # what the nodes list shows of this node
         self.node = secrets.token_hex(4)
         self.shas = {name: _sha(text) for name, text in SCRIPTS.items()}
+        auth = credentials(url)
         self.cmd = Redis(selector, clock, address, db, f"lanchat-{self.node}",
-                         self._cmd_ready, self._lost)
+                         self._cmd_ready, self._lost, auth)
         self.feed = Redis(selector, clock, address, db, f"lanchat-{self.node}-feed",
-                          self._feed_ready, self._lost)
+                          self._feed_ready, self._lost, auth)
         hub.gate.shared = self.shared  # accounts and bans stored here go to every node
         self.seeded = False  # the id sequence is past this node's copy
         self.following = False  # the stream is being read
@@ -302,7 +303,7 @@ class Cluster:
         self.patience = clock() + STARTUP_WAIT_S  # hellos wait this long for a first Redis
         self.fetches: dict[str, Fetch] = {}  # files being copied here, by SHA-256
         self.pushes: list[Push] = []  # files being sent to other nodes
-        log.info("cluster node %s, Redis at %s", self.node, url)
+        log.info("cluster node %s, Redis at %s", self.node, self.url)
 
     # ------------------------------------------------------------ state
 
@@ -564,6 +565,9 @@ class Cluster:
         if self.problem is None:
             log.warning("cluster: lost Redis (%s); messages are refused until it is back",
                         why)
+        elif why != self.problem:  # never reached, or failing another way: said once
+            log.warning("cluster: cannot reach Redis at %s (%s); messages are refused "
+                        "until it answers", self.url, why)
         self.problem = why
         for token in list(self.posts):
             self._refused(token)

@@ -35,6 +35,7 @@ commands:
   unregister NICK: drop a nickname's account (its password was forgotten)
   files: the files kept (id, size, name)
   delete-file ID: delete a kept file (its id's first 8 digits are enough)
+  nodes: the servers of this cluster (--redis) and their users
   stop: shut the server down"""
 
 
@@ -63,7 +64,7 @@ class Console:
             "notice": self._notice, "kick": self._kick, "ban": self._ban,
             "unban": self._unban, "bans": self._bans, "accounts": self._accounts,
             "unregister": self._unregister, "stop": self._stop, "files": self._files,
-            "delete-file": self._delete_file,
+            "delete-file": self._delete_file, "nodes": self._nodes,
         }
 
     def feed(self, data: bytes) -> None:
@@ -103,6 +104,17 @@ class Console:
             return
         head, *lines = HELP.splitlines()  # in the window: each command with its "/"
         self.write("\n".join([f"{head} (type each after '{self.prefix}')", *lines]))
+
+    def _nodes(self, _rest: str) -> None:
+        cluster = self.operator.hub.cluster
+        if cluster is None:
+            raise ValueError("this server is not part of a cluster (start it with --redis)")
+        nodes = cluster.members()
+        state = f"Redis unreachable ({cluster.problem})" if cluster.problem else "Redis up"
+        self.write(f"{len(nodes)} node(s) through {cluster.url}, "
+                   f"{sum(n[2] for n in nodes)} online in all; {state}")
+        for node, address, users, me in nodes:
+            self.write(f"  {node}  {address:<24} {users:>6} online{'  (this one)' if me else ''}")
 
     def _who(self, _rest: str) -> None:
         users = sorted(self.operator.hub.users.values(), key=lambda p: p.key or "")

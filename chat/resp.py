@@ -20,7 +20,7 @@ import socket
 from collections import deque
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import hiredis
 
@@ -46,7 +46,8 @@ def is_error(reply: Reply) -> bool:
 
 
 def parse_url(url: str) -> tuple[str, int, int]:
-    """``redis://HOST:PORT/DB`` as (host, port, db); ``ValueError`` with a sentence."""
+    """``redis://[[USER]:PASSWORD@]HOST:PORT/DB`` as (host, port, db) (``credentials``
+    reads the user and password); ``ValueError`` with a sentence."""
     parts = urlsplit(url)
     if parts.scheme != "redis" or not parts.hostname:
         raise ValueError(f"--redis wants redis://HOST:PORT/DB, not {url!r}")
@@ -58,6 +59,24 @@ def parse_url(url: str) -> tuple[str, int, int]:
     if not (path.isascii() and path.isdigit()) or int(path) > 1000:
         raise ValueError(f"--redis: the database in {url!r} is a number (0-1000)")
     return parts.hostname, port, int(path)
+
+
+def credentials(url: str) -> tuple[str, ...]:
+    """AUTH's arguments from the URL: (), (password,) or (user, password)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return ()
+    password = unquote(parts.password)
+    return (unquote(parts.username), password) if parts.username else (password,)
+
+
+def shown_url(url: str) -> str:
+    """The URL as logs and windows show it: a password becomes ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def resolve(host: str, port: int) -> tuple[socket.AddressFamily, tuple[Any, ...]]:
@@ -75,11 +94,13 @@ class Redis:
 
     def __init__(self, selector: selectors.BaseSelector, clock: Callable[[], float],
                  address: tuple[socket.AddressFamily, tuple[Any, ...]], db: int, name: str,
-                 on_ready: Callable[[], None], on_lost: Callable[[str], None]) -> None:
+                 on_ready: Callable[[], None], on_lost: Callable[[str], None],
+                 auth: tuple[str, ...] = ()) -> None:
         self.selector = selector
         self.clock = clock
         self.family, self.addr = address
         self.db = db
+        self.auth = auth  # AUTH's arguments, () for none
         self.name = name  # CLIENT SETNAME: who this is in Redis's CLIENT LIST
         self.on_ready = on_ready
         self.on_lost = on_lost
@@ -135,9 +156,15 @@ class Redis:
         self.sock, self.state, self.started = sock, CONNECTING, self.clock()
         self.reader = hiredis.Reader()
         # First in line, before anything a caller queues once it is ready.
+        if self.auth:
+            self._send(("AUTH", *self.auth), self._authenticated)
         self._send(("CLIENT", "SETNAME", self.name), None)
         self._send(("SELECT", self.db), self._selected)
         self.selector.register(sock, selectors.EVENT_WRITE, self)
+
+    def _authenticated(self, reply: Reply) -> None:
+        if is_error(reply) and not isinstance(reply, Lost):
+            self._lost(f"Redis refused the password: {reply}")
 
     def _selected(self, reply: Reply) -> None:
         if is_error(reply):

@@ -378,3 +378,37 @@ def test_a_file_sent_on_one_node_is_downloaded_whole_on_the_other(node):
     carol = joined(b.port, "carol")
     carol.send(type="download", file="ab" * 32, ref="x")  # on no node
     assert carol.error("no_such_file")["ref"] == "x"
+
+
+def test_a_redis_with_a_password_and_the_consoles_nodes_command(start_server, tmp_path):
+    from redisproc import RedisServer
+    redis = RedisServer(tmp_path, password="s3cret pass")
+    try:
+        url = redis.url.replace("s3cret pass", "s3cret%20pass")
+        a = start_server("--redis", url, "--console", db=tmp_path / "a.db",
+                         stdin=subprocess.PIPE)
+        start_server("--redis", url, db=tmp_path / "b.db")
+        alice = joined(a.port, "alice")
+
+        def nodes() -> list[str]:
+            a.proc.stdin.write("nodes\n")
+            a.proc.stdin.flush()
+            head = a.proc.stdout.readline()
+            count = int(head.split()[0])
+            return [head, *(a.proc.stdout.readline() for _ in range(count))]
+        lines = wait_for(lambda: (lambda got: got if got[0].startswith("2 ") else None)(
+            nodes()), what="both nodes listed")  # the list is refreshed every second
+        assert "2 node(s) through redis://:***@127.0.0.1:" in lines[0], lines
+        assert "1 online in all; Redis up" in lines[0] and "s3cret" not in "".join(lines)
+        assert [line.endswith("(this one)\n") for line in lines[1:]] == [True, False]
+        alice.close()
+        # a wrong password: the node says why, and refuses what needs Redis
+        wrong = start_server("--redis", redis.url.replace("s3cret pass", "nope"),
+                             db=tmp_path / "c.db")
+        late = Wire(wrong.port)
+        late.send(type="hello", nick="zed", proto=1)
+        assert late.error("store_failed", timeout=10)
+        assert wrong.stop() == 0
+        assert "Redis refused the password" in wrong.proc.stderr.read()
+    finally:
+        redis.stop()
