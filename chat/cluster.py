@@ -21,9 +21,11 @@ every client of every node, sees the same messages with the same ids in the same
 order, and a client that resumes on another node with ``since`` finds every id it
 may have missed in that node's copy (README, "Many servers, one chat").
 
-The node talks to Redis over two connections driven by the server's selectors loop
+The node talks to Redis over connections driven by the server's selectors loop
 (chat.resp): ``cmd`` for scripts and heartbeats, ``feed`` for the blocking XREAD
-(Redis blocks, our socket does not).
+(Redis blocks, our socket does not), and ``bulk`` for files copied between nodes
+(``lanchat:file:<sha256>`` says which nodes keep a file; its chunks travel in the
+list ``lanchat:fx:<node>:<sha256>``), so megabytes never queue before a message.
 """
 
 from __future__ import annotations
@@ -277,6 +279,10 @@ class Cluster:
                          self._cmd_ready, self._lost, auth)
         self.feed = Redis(selector, clock, address, db, f"lanchat-{self.node}-feed",
                           self._feed_ready, self._lost, auth)
+        # Files between nodes go over a connection of their own, so that megabytes
+        # on their way never stand in line before a message.
+        self.bulk = Redis(selector, clock, address, db, f"lanchat-{self.node}-files",
+                          lambda: None, lambda why: None, auth)
         hub.gate.shared = self.shared  # accounts and bans stored here go to every node
         self.seeded = False  # the id sequence is past this node's copy
         self.following = False  # the stream is being read
@@ -346,7 +352,7 @@ class Cluster:
     def flush(self) -> None:
         if self.releases:
             self._release_unused()
-        for conn in (self.cmd, self.feed):
+        for conn in (self.cmd, self.feed, self.bulk):
             if conn.out:
                 conn.flush()
 
@@ -383,8 +389,8 @@ class Cluster:
             self.cmd.call("DEL", f"lanchat:hb:{self.node}")
             self._call("reap", [NODES, NICKS, MEMBERS, SEQ, LOG], [MAX_LOG, self.node])
             self.cmd.flush()
-        self.cmd.close()
-        self.feed.close()
+        for conn in (self.cmd, self.feed, self.bulk):
+            conn.close()
 
     # ------------------------------------------------------------ connections
 
@@ -859,6 +865,7 @@ class Cluster:
             return
         self.fetches[sha256] = Fetch(sha256, upload, [(peer, offset, ref)], self.clock())
         self.cmd.call("DEL", f"lanchat:fx:{self.node}:{sha256}")  # leftovers of a try
+        self.bulk.tick()  # the files' own connection, if it is not up yet
         self._call("event", [SEQ, LOG, MEMBERS, f"lanchat:own:{self.node}"],
                    [self._event("fq", sha=sha256, to=live[0]), MAX_LOG])
 
@@ -872,14 +879,15 @@ class Cluster:
     def _move_files(self, now: float) -> None:
         """Once a tick: send the next chunks of files other nodes want, and take in
         the chunks of those this node is copying. Bounded: FETCH_ITEMS each way."""
-        files = self.hub.files
-        if self.cmd.ready:
+        files, bulk = self.hub.files, self.bulk
+        bulk.tick()  # connected when files first move (and again after a loss)
+        if bulk.ready and len(bulk.out) < FETCH_ITEMS * FETCH_CHUNK:  # Redis took the last
             budget = FETCH_ITEMS
             for push in list(self.pushes):
                 while budget and push.download.offset < push.download.size:
-                    self.cmd.call("RPUSH", push.key, files.read(push.download, FETCH_CHUNK))
+                    bulk.call("RPUSH", push.key, files.read(push.download, FETCH_CHUNK))
                     budget -= 1
-                self.cmd.call("EXPIRE", push.key, FETCH_KEEP_S)
+                bulk.call("EXPIRE", push.key, FETCH_KEEP_S)
                 if push.download.offset >= push.download.size:
                     os.close(push.download.fd)
                     self.pushes.remove(push)
@@ -889,10 +897,10 @@ class Cluster:
             if now - fetch.heard > FETCH_TIMEOUT_S:
                 self._fetched(fetch, ProtocolError("no_such_file", "The file could not "
                               "be copied from the server that keeps it; try again."))
-            elif self.cmd.ready and not fetch.popping:
+            elif bulk.ready and not fetch.popping:
                 fetch.popping = True
-                self.cmd.call("LPOP", f"lanchat:fx:{self.node}:{fetch.sha256}", FETCH_ITEMS,
-                              reply=partial(self._chunks, fetch))
+                bulk.call("LPOP", f"lanchat:fx:{self.node}:{fetch.sha256}", FETCH_ITEMS,
+                          reply=partial(self._chunks, fetch))
 
     def _chunks(self, fetch: Fetch, reply: Any) -> None:
         fetch.popping = False
