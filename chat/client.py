@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from chat.errors import ProtocolError
+from chat.lookup import Lookup
 from chat.netinfo import split_address
 from chat.protocol import CLIENT_MAX_FRAME, CLOSED, DEFAULT_ROOM, NEED_DATA, FrameDecoder, encode
 from chat.tls import KnownHosts, client_context, default_known_hosts, fingerprint
@@ -55,7 +56,7 @@ class ChatClient:
         # Other servers of the same chat (a cluster: chat.cluster), tried in turn when
         # this one cannot be reached: given by the user, and by the server's welcome.
         self.alternates: list[tuple[str, int]] = []
-        self.state = "idle"  # idle -> connecting -> hello -> ready -> closed
+        self.state = "idle"  # idle -> resolving -> connecting -> hello -> ready -> closed
         self.last_id = 0  # highest message id seen: where a reconnect resumes
         self.welcome: Frame | None = None
         self.sock: socket.socket | None = None
@@ -64,17 +65,30 @@ class ChatClient:
         self._out = bytearray()
         self._events = 0
         self._pending_close: str | None = None  # a connect that failed at once
+        self._lookup: Lookup | None = None  # the server's address, while it is found
         self._deadline = 0.0  # the connect and handshake must be done by then
 
     # ------------------------------------------------------------ connection
 
     def connect(self) -> None:
-        """Start connecting (again); `hello` resumes from ``last_id`` if any."""
+        """Start connecting (again); `hello` resumes from ``last_id`` if any. A name
+        is looked up without waiting (chat.lookup): ``poll`` carries it on."""
         self.close()
+        self._pending_close = None
+        self._lookup = Lookup(self.host)
+        self.state = "resolving"
+        found = self._lookup.poll()
+        if found is not None:
+            self._open(found)
+
+    def _open(self, found: list[tuple[socket.AddressFamily, str]]) -> None:
+        """The lookup is done: connect to its first address (none: say so)."""
+        self._lookup = None
         try:
-            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-            family, kind, proto, _, address = infos[0]
-            sock = socket.socket(family, kind, proto)
+            if not found:
+                raise OSError("not found")
+            family, address = found[0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
         except OSError:
             self._pending_close = (f"No server called '{self.host}' was found. Check the "
                                    "address: the server window shows it, for example "
@@ -83,7 +97,7 @@ class ChatClient:
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        err = sock.connect_ex(address)
+        err = sock.connect_ex((address, self.port))
         self.sock = sock
         self._decoder = FrameDecoder(CLIENT_MAX_FRAME)
         self._out = bytearray()
@@ -120,6 +134,9 @@ class ChatClient:
 
     def close(self) -> None:
         """Close the socket at once (without `bye`)."""
+        if self._lookup is not None:
+            self._lookup.close_sockets()
+            self._lookup = None
         if self._selector is not None:
             self._selector.close()
             self._selector = None
@@ -149,6 +166,11 @@ class ChatClient:
     def poll(self, timeout: float = 0.0) -> list[Frame]:
         """Do pending I/O (waiting up to ``timeout``) and return what arrived."""
         events: list[Frame] = []
+        if self._lookup is not None:  # finding the server's address: never waits
+            found = self._lookup.poll()
+            if found is None:
+                return events
+            self._open(found)
         if self._pending_close_event(events) or self._selector is None:
             return events
         if self.state in ("connecting", "handshake") and time.monotonic() > self._deadline:
