@@ -141,7 +141,7 @@ class Lookup:
         given = literal(self.name)
         hosts = [] if given else in_hosts(self.name, hosts_file)
         if given is not None or hosts or self.name.lower() == "localhost":
-            self.result = [given] if given else hosts or [(socket.AF_INET, "127.0.0.1")]
+            self._done([given] if given else hosts or [(socket.AF_INET, "127.0.0.1")])
             return
         if self.mdns:  # the LAN's own names: asked of everyone on it
             self.targets, self.names = list(MDNS) if servers is None else servers, [self.name]
