@@ -51,7 +51,7 @@ class FakeDns:
                 continue
             self.sock.sendto(b"not dns at all", peer)  # ignored
             stranger = next(i for i in range(1 << 16) if i not in self.ids)  # asked by none
-            self.sock.sendto(self.reply(stranger, data[12:at + 5], ["10.9.9.9"]), peer)
+            self.sock.sendto(self.reply(stranger, data[12:at + 5], ["127.9.9.9"]), peer)
             addresses = self.records.get(name)
             if addresses is None:
                 self.sock.sendto(self.reply(query_id, data[12:at + 5], [], NXDOMAIN), peer)
@@ -86,30 +86,30 @@ def run(lookup: Lookup, dns: FakeDns, timeout: float = 3.0) -> list:
 
 @pytest.fixture
 def dns():
-    server = FakeDns({"teacher-pc.lab.example": ["10.1.2.3"], "chat.example": ["10.4.5.6"]})
+    server = FakeDns({"teacher-pc.lab.example": ["127.1.2.3"], "chat.example": ["127.4.5.6"]})
     yield server
     server.close()
 
 
 def test_addresses_and_the_hosts_file_need_no_question(tmp_path, dns):
     hosts = tmp_path / "hosts"
-    hosts.write_text("# comment\n10.7.7.7  Lab-Server  lab # the lab's\n::1 localhost\n")
-    assert Lookup("192.0.2.7", servers=[dns.address]).poll() == [(socket.AF_INET,
-                                                                   "192.0.2.7")]
-    assert Lookup("fe80::1", servers=[dns.address]).poll() == [(socket.AF_INET6, "fe80::1")]
+    hosts.write_text("# comment\n127.7.7.7  Lab-Server  lab # the lab's\n::1 localhost\n")
+    assert Lookup("127.0.2.7", servers=[dns.address]).poll() == [(socket.AF_INET,
+                                                                   "127.0.2.7")]
+    assert Lookup("::1", servers=[dns.address]).poll() == [(socket.AF_INET6, "::1")]
     assert Lookup("lab-server", servers=[dns.address], hosts_file=str(hosts)).poll() == \
-        [(socket.AF_INET, "10.7.7.7")]
+        [(socket.AF_INET, "127.7.7.7")]
     dns.serve()
     assert dns.asked == []
 
 
 def test_a_name_is_asked_of_the_dns_server_with_the_search_domains(dns):
     found = run(Lookup("chat.example", servers=[dns.address], search=["lab.example"]), dns)
-    assert found == [(socket.AF_INET, "10.4.5.6")]
+    assert found == [(socket.AF_INET, "127.4.5.6")]
     # a name without a dot: as given first (no such name), then in each search domain
     found = run(Lookup("teacher-pc", servers=[dns.address],
                        search=["other.example", "lab.example"]), dns)
-    assert found == [(socket.AF_INET, "10.1.2.3")]
+    assert found == [(socket.AF_INET, "127.1.2.3")]
     asked = [name for name, _ in dns.asked]
     assert asked.index("teacher-pc") < asked.index("teacher-pc.other.example") < \
         asked.index("teacher-pc.lab.example")
@@ -130,10 +130,10 @@ def test_an_unknown_name_is_not_found_and_a_silent_server_costs_no_wait(dns):
 
 
 def test_a_local_name_is_asked_by_multicast_dns_for_a_unicast_reply():
-    lan = FakeDns({"teacher-pc.local": ["10.1.2.3"]})  # standing in for the LAN
+    lan = FakeDns({"teacher-pc.local": ["127.1.2.3"]})  # standing in for the LAN
     try:
         assert run(Lookup("teacher-pc.local", servers=[lan.address]), lan) == [
-            (socket.AF_INET, "10.1.2.3")]
+            (socket.AF_INET, "127.1.2.3")]
         assert set(lan.classes) == {0x8001}  # RFC 6762: a legacy query, answer to me
     finally:
         lan.close()
@@ -143,8 +143,8 @@ def test_dns_messages_are_read_strictly():
     query = question(7, "chat.example", 1)
     assert answers(query) is None  # a question, not an answer
     assert answers(b"\x00\x07\x81") is None  # cut short
-    reply = FakeDns.reply(7, query[12:], ["10.4.5.6"])
-    assert answers(reply) == (7, 0, [(socket.AF_INET, "10.4.5.6")])
+    reply = FakeDns.reply(7, query[12:], ["127.4.5.6"])
+    assert answers(reply) == (7, 0, [(socket.AF_INET, "127.4.5.6")])
     assert answers(reply[:-2]) is None
 
 
