@@ -574,6 +574,8 @@ class Cluster:
         elif why != self.problem:  # never reached, or failing another way: said once
             log.warning("cluster: cannot reach Redis at %s (%s); messages are refused "
                         "until it answers", self.url, why)
+        if not self.ever_up:
+            self.patience = 0.0  # the first try failed: hellos are told, not held
         self.problem = why
         for token in list(self.posts):
             self._refused(token)
