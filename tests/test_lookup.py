@@ -76,7 +76,7 @@ def run(lookup: Lookup, dns: FakeDns, timeout: float = 3.0) -> list:
     while True:
         started = time.perf_counter()
         found = lookup.poll()
-        assert time.perf_counter() - started < 0.05  # never holds the caller
+        assert time.perf_counter() - started < 0.5  # never waits for an answer (1 s apart)
         if found is not None:
             return found
         assert time.monotonic() < deadline, "the lookup never ended"
@@ -155,7 +155,7 @@ def test_the_client_finds_a_server_by_name_without_blocking(fast_server, monkeyp
         alice = ChatClient("chatserver.example", fast_server.port, "alice")
         started = time.perf_counter()
         alice.connect()
-        assert time.perf_counter() - started < 0.05 and alice.state == "resolving"
+        assert time.perf_counter() - started < 0.5 and alice.state == "resolving"
         got = pump([alice], lambda ev: (names.serve(), alice.ready)[1])
         assert types(got[alice])[:2] == ["local.connected", "welcome"]
         lost = ChatClient("nobody.example", fast_server.port, "bob")
