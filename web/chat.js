@@ -423,7 +423,9 @@ export class Chat extends EventTarget {
     this.welcomed = true;
     this.attempt = 0;
     if (Array.isArray(frame.nodes)) {
-      this.nodes = frame.nodes.filter((n) => typeof n === "string").slice(0, 16);
+      // HOST:PORT only: the page navigates there, so nothing else is taken
+      this.nodes = frame.nodes.filter((n) => typeof n === "string" &&
+                                      /^[\w.\-]+:\d+$|^\[[\w:.%]+\]:\d+$/.test(n)).slice(0, 16);
     }
     this.emit("welcome", { first, motd: frame.motd || "" });
     this.emit("status", { text: "" });
