@@ -284,6 +284,8 @@ class ChatServer:
         hub.commit()
         if hub.cluster is not None:
             hub.cluster.close()
+        for peer in self._dying:  # their connections ended: nothing more can reach them
+            peer.out.clear()
         deadline = self.clock() + SHUTDOWN_FLUSH_SECONDS
         while hub.peers and self.clock() < deadline:
             self._flush()

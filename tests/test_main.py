@@ -6,8 +6,10 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import MAIN, ROOT
@@ -89,6 +91,28 @@ def test_listening_line_and_clean_stop(start_server, sig):
     assert "Traceback" not in server.proc.stderr.read()
     frames = a.closed()
     assert frames[-1]["type"] == "notice"
+
+
+# Connections that ended stay unclosed (a crowd leaving is closed over several passes:
+# the stop must come while some still wait for their turn).
+NO_BURIALS = """
+import chat.server
+chat.server.ChatServer._bury = lambda self: 0
+"""
+
+
+def test_a_stop_right_after_clients_vanished_does_not_wait_for_them(start_server):
+    server = start_server(prelude=NO_BURIALS)
+    gone = [connect(server.port, f"u{i}") for i in range(10)]
+    probe = connect(server.port, "probe")
+    for wire in gone:  # reset, not closed: their ends are gone at once
+        wire.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        wire.close()
+    probe.barrier()  # the server has read the resets
+    started = time.monotonic()
+    assert server.stop() == 0
+    # nothing can reach them, so the 2 s the shutdown gives readers is not waited out
+    assert time.monotonic() - started < 1.0
 
 
 def test_help_lists_protocol_options():
