@@ -308,6 +308,7 @@ class Cluster:
         self.snapshotting = False  # the feed's first read is on its way
         self.patience = clock() + STARTUP_WAIT_S  # hellos wait this long for a first Redis
         self.fetches: dict[str, Fetch] = {}  # files being copied here, by SHA-256
+        self.looking: dict[Peer, int] = {}  # downloads asking Redis who keeps a file
         self.pushes: list[Push] = []  # files being sent to other nodes
         log.info("cluster node %s, Redis at %s", self.node, self.url)
 
@@ -425,10 +426,8 @@ class Cluster:
 
     def _reclaimed(self, peer: Peer, reply: Any) -> None:
         if reply == 0 and not peer.closing:  # someone took it on another node meanwhile
-            self.hub.to_peer(peer, json.dumps({"type": "kicked", "reason": "Your nickname "
-                             "was taken on another server while this one was cut off."}
-                             ).encode() + b"\n")
-            self.hub.close(peer, "disconnected")
+            self.hub.kick(peer, "Your nickname was taken on another server while this one "
+                          "was cut off.", "disconnected")
 
     def _feed_ready(self) -> None:
         if not self.offered:
@@ -510,8 +509,8 @@ class Cluster:
     def shared(self, what: str, value: Any) -> None:
         """This node stored an account or a ban (chat.gate): every node gets it."""
         if what == "account":
-            field, data, event = value.key, account_json(value), {"k": "a", "key": value.key,
-                                                                  "account": account_json(value)}
+            field, data = value.key, account_json(value)
+            event = {"k": "a", "key": value.key, "account": data}
         elif what == "drop":
             field, data, event = value, "", {"k": "a", "key": value}
         elif what == "ban":
@@ -822,6 +821,7 @@ class Cluster:
 
     def forget(self, peer: Peer) -> None:
         self.claims.pop(peer, None)
+        self.looking.pop(peer, None)
 
     # ------------------------------------------------------------ files
 
@@ -840,12 +840,23 @@ class Cluster:
         if not self.up:
             raise ProtocolError("store_failed", "The chat's shared store (Redis) cannot be "
                                 "reached; try again in a moment.")
+        self.looking[peer] = self.looking.get(peer, 0) + 1
         self.cmd.call("HGETALL", f"lanchat:file:{sha256}",
                       reply=partial(self._file_holders, peer, sha256, offset, ref))
+
+    def waiting(self, peer: Peer) -> int:
+        """Downloads of ``peer`` waiting for a copy from another node (they count
+        toward its downloads at once, so asking costs it, not the nodes)."""
+        return self.looking.get(peer, 0) + sum(
+            1 for fetch in self.fetches.values() for who, _, _ in fetch.waiters if who is peer)
 
     def _file_holders(self, peer: Peer, sha256: str, offset: int, ref: str | None,
                       reply: Any) -> None:
         hub = self.hub
+        if self.looking.get(peer, 0) > 1:
+            self.looking[peer] -= 1
+        else:
+            self.looking.pop(peer, None)
         holders = {} if is_error(reply) else {
             _text(k): int(v) for k, v in zip(reply[::2], reply[1::2], strict=True)}
         live = [n for n in holders if n in self.nodes and n != self.node]

@@ -235,9 +235,7 @@ def hello(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     if holder is not None:
         # The account's owner reclaims its nickname from an older connection
         # (often its own, dropped without the server noticing yet).
-        hub.to_peer(holder, encode({"type": "kicked", "reason": "You signed in "
-                                    "from another connection."}))
-        hub.close(holder, "disconnected")
+        hub.kick(holder, "You signed in from another connection.", "disconnected")
         log.info("%s reclaimed its nickname from %s", req["nick"], holder.host)
     hub.register(peer, req["nick"], key, req["client"] or "")
     if log.isEnabledFor(logging.INFO):
@@ -589,7 +587,8 @@ def announce(hub: Hub, peer: Peer, sha256: str, size: int, name: str, kind: str,
 
 
 def download(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    if len(peer.downloads) >= UPLOADS_PER_PEER:
+    waiting = hub.cluster.waiting(peer) if hub.cluster is not None else 0
+    if len(peer.downloads) + waiting >= UPLOADS_PER_PEER:
         raise ProtocolError("rate_limited", "Wait for the files you are fetching first.")
     if hub.cluster is not None and not hub.files.stored(req["file"]):
         hub.cluster.fetch_file(peer, req["file"], req["offset"], ref)  # from another node

@@ -723,14 +723,19 @@ class Hub:
 
     # ------------------------------------------------------------ operator
 
+    def kick(self, peer: Peer, reason: str, why: str, message: str | None = None) -> None:
+        """Tell ``peer`` why (`kicked` with ``reason``), then close it; the others see
+        `left` with ``why`` (and ``message``)."""
+        self.to_peer(peer, encode({"type": "kicked", "reason": reason}))
+        self.close(peer, why, message)
+
     def enforce(self, ban: Ban) -> int:
         """Close the connections ``ban`` matches (users told why); how many."""
         victims = [p for p in self.peers if not p.closing and self.gate.matches(ban, p)]
         for peer in victims:
             if peer.nick is not None:
                 reason = ban_sentence(ban)
-                self.to_peer(peer, encode({"type": "kicked", "reason": reason}))
-                self.close(peer, "banned", reason)
+                self.kick(peer, reason, "banned", reason)
             else:
                 self.close(peer, "banned", flush=False)
         return len(victims)

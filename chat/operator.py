@@ -55,8 +55,7 @@ class Operator:
         peer = hub.users.get(name_key(nick))
         if peer is None:
             return False
-        hub.to_peer(peer, encode({"type": "kicked", "reason": reason}))
-        hub.close(peer, why, reason)
+        hub.kick(peer, reason, why, reason)
         return True
 
     def ban(self, kind: str, value: str, reason: str = "",

@@ -378,6 +378,18 @@ def test_a_file_sent_on_one_node_is_downloaded_whole_on_the_other(node):
     carol = joined(b.port, "carol")
     carol.send(type="download", file="ab" * 32, ref="x")  # on no node
     assert carol.error("no_such_file")["ref"] == "x"
+    # downloads waiting for a copy count as the asker's: no pile of them to serve later
+    other = upload(alice, os.urandom(1000), ref="g")["file"]["id"]
+    carol.send_raw(b"".join(b'{"type":"download","file":"%s","ref":"%d"}\n'
+                            % (other.encode(), i) for i in range(5)))
+    refused = carol.until("error")
+    assert (refused["code"], refused["ref"]) == ("rate_limited", "4")
+    done = set()
+    while len(done) < 4:  # the other four are served once the copy is here
+        frame = carol.until("file_data")
+        if frame.get("end"):
+            done.add(frame["ref"])
+    assert done == {"0", "1", "2", "3"}
 
 
 def test_a_redis_with_a_password_and_the_consoles_nodes_command(start_server, tmp_path):
