@@ -20,6 +20,9 @@ from chat.netinfo import split_address
 if TYPE_CHECKING:
     from chat.server import ChatServer
 
+# The page's files sit beside this file: web/ in a checkout; lanchat/web/ when installed
+# (pyproject.toml puts main.py and web/ in the package `lanchat`).
+WEB_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
 DISCOVER_SECONDS = 2.0  # servers beacon every 2 s and answer a probe at once
 
 # "main.py" run as a script, "lanchat" as the installed command
@@ -117,7 +120,8 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         tls_timeout=args.tls_timeout, max_per_address=args.max_per_address,
         limit_loopback=args.limit_loopback, announce=not args.no_announce,
         max_file_size=args.max_file_size, files_quota=args.files_quota,
-        irc_port=args.irc_port, irc_tls_port=args.irc_tls_port, redis=args.redis)
+        irc_port=args.irc_port, irc_tls_port=args.irc_tls_port, redis=args.redis,
+        web_root=WEB_ROOT)
     config.check()
     return config
 

@@ -48,6 +48,7 @@ class ServerConfig:
     max_file_size: int = 100 * 1000 * 1000  # bytes per file (docs/protocol.md, "Files")
     files_quota: int = 2 * 1000 * 1000 * 1000  # bytes of all files and partial uploads
     redis: str | None = None  # redis://HOST:PORT/DB: a node of a cluster (chat.cluster)
+    web_root: str = ""  # the page's folder; "" means web/ beside chat/ (a checkout)
 
     def check(self) -> None:
         """Raise ConfigError naming the first setting that is out of range."""

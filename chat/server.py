@@ -38,7 +38,7 @@ from chat.protocol import CLOSED, NEED_DATA, FrameDecoder, encode
 from chat.resp import Redis
 from chat.store import Store
 from chat.tls import file_fingerprint, self_signed, server_context
-from chat.web import HTTP_REFUSAL, Site, WebDoor, looks_like_http
+from chat.web import HTTP_REFUSAL, WEB_ROOT, Site, WebDoor, looks_like_http
 
 RECV_SIZE = 64 * 1024  # one recv per readable peer per pass keeps a pass short
 TLS_READS = 4  # a TLS recv returns one record (16 KiB at most): up to 4 per pass
@@ -124,7 +124,7 @@ class ChatServer:
         self.store = store if store is not None else Store(config.db_path)
         self.hub = Hub(config, self.store, clock)
         self.operator = Operator(self.hub)  # what the server window's controls call
-        self.site = Site()  # the page, served on the chat port (chat.web)
+        self.site = Site(config.web_root or WEB_ROOT)  # the page, on the chat port (chat.web)
         # the IRC server's name in its own lines: --name, as one word of IRC
         self.irc_name = "".join(c if c.isalnum() or c in ".-_" else "-"
                                 for c in config.name)[:63] or "lanchat"
