@@ -21,7 +21,7 @@ from selenium.webdriver.common.keys import Keys
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-WAIT = 10.0
+WAIT = 30.0  # a deadline for a busy machine; waits end as soon as what is awaited shows
 
 
 def available() -> bool:

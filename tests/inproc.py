@@ -44,7 +44,7 @@ class Harness:
         for client, events in self.clients.items():
             events += client.poll(0)
 
-    def until(self, condition: Callable[[], Any], timeout: float = 5.0) -> Any:
+    def until(self, condition: Callable[[], Any], timeout: float = 30.0) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             result = condition()
@@ -53,7 +53,7 @@ class Harness:
             assert time.monotonic() < deadline, "condition not met in time"
             self.step()
 
-    def ready(self, client: ChatClient, timeout: float = 5.0) -> list[dict[str, Any]]:
+    def ready(self, client: ChatClient, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Wait until ``client`` is registered and every replay has ended."""
         def done():
             seen = self.events(client)
@@ -62,7 +62,7 @@ class Harness:
         self.until(done, timeout)
         return self.events(client)
 
-    def wait_event(self, client: ChatClient, kind: str, timeout: float = 5.0,
+    def wait_event(self, client: ChatClient, kind: str, timeout: float = 30.0,
                    **fields: Any) -> dict[str, Any]:
         def found():
             return next((e for e in self.events(client) if e["type"] == kind and

@@ -6,14 +6,17 @@ badges, the tab title, the people list.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import socket
+import threading
+import time
 
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
 
 from tests.browser import Browser, available
-from tests.wire import connect
+from tests.wire import Wire, connect
 
 pytestmark = pytest.mark.skipif(not available(), reason="needs chromium and chromedriver "
                                 "(python tests/prepare.py installs them)")
@@ -288,11 +291,27 @@ def test_a_pasted_image_and_a_dropped_file_are_sent(fast_server, browsers):
     assert dropped["file"]["name"] == "notes.txt" and dropped["file"]["size"] == 13
 
 
+def knows_second(first, second, timeout: float = 30) -> None:
+    """Wait until ``first``'s welcome names ``second`` among the chat's nodes."""
+    deadline = time.monotonic() + timeout
+    for attempt in itertools.count():
+        probe = Wire(first.port)
+        welcome = probe.hello(f"looker{attempt}", rooms=[])[0]
+        probe.close()
+        if f"127.0.0.1:{second.port}" in welcome.get("nodes", []):
+            return
+        assert time.monotonic() < deadline, welcome
+        threading.Event().wait(0.1)  # pacing the looks, each bounded by the deadline
+
+
 def test_the_page_moves_to_another_node_when_its_node_dies(start_server, browsers, tmp_path,
                                                            redis):
     first = start_server("--redis", redis.url, "--rate", "0", db=tmp_path / "a.db")
     second = start_server("--redis", redis.url, "--rate", "0", db=tmp_path / "b.db")
     talker = connect(second.port, "talker")
+    # The page knows the nodes its server knew when it was served (they are in its CSP)
+    # and when it said hello: the first node learns of the second at its next heartbeat.
+    knows_second(first, second)
     page = browsers()
     page.join(url(first), "mover")  # its welcome names the other node
     talker.send(type="send", room="general", text="before")

@@ -59,14 +59,12 @@ def discover(lan: LanPair, timeout: float) -> subprocess.Popen:
 @needs_netns
 def test_a_finder_in_another_namespace_finds_the_server_then_none(lan, tmp_path):
     server = start_in(lan, tmp_path)
-    started = time.monotonic()
-    finders = [discover(lan, 2.0), discover(lan, 2.0)]  # two on one machine: both hear it
+    finders = [discover(lan, 4.0), discover(lan, 4.0)]  # two on one machine: both hear it
     for finder in finders:
-        first = finder.stdout.readline()
-        assert time.monotonic() - started < 2.0, "found within 2 s"
+        first = finder.stdout.readline()  # within the finder's 4 s, or an empty line
         assert first.startswith(f"{lan.addresses[0]}:{server.port}  Room 9  (0 online, no TLS)")
     for finder in finders:
-        assert finder.wait(10) == 0
+        assert finder.wait(30) == 0
         assert finder.stdout.read() == ""  # each server once
         finder.stdout.close()
         finder.stderr.close()
@@ -121,7 +119,7 @@ def test_probe_answers_are_rate_limited(tmp_path):
         for _ in range(ANSWER_BURST + 10):
             asker.sendto(encode("probe"), ("127.0.0.1", port))
         asker.sendto(b"not a probe", ("127.0.0.1", port))
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + 30
         answered = 0
         while time.monotonic() < deadline and answered < ANSWER_BURST:
             announcer.readable()

@@ -175,7 +175,7 @@ def test_server_survives_any_byte_stream_and_loses_no_message(fuzz_server, regis
                                "proto": 1}))
     for chunk in split(data, cuts):
         view = memoryview(chunk)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while view and not eof:  # send it all, stepping the server meanwhile
             try:
                 view = view[sock.send(view):]
@@ -280,7 +280,7 @@ def test_every_bad_frame_gets_its_documented_error(fuzz_server, cases, cuts):
             expected.append("pong")
     data += frame_bytes({"type": "ping", "token": "end"})
     buf, got = bytearray(), []
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     for chunk in split(data, cuts):
         view = memoryview(chunk)
         while view:

@@ -345,7 +345,7 @@ MODERN = "server-time message-tags echo-message batch labeled-response draft/cha
 
 def batch_lines(irc: IrcWire, kind: str, *params: str) -> tuple[list[str], list[str]]:
     """The lines of the next batch of ``kind``: (its BATCH + line, the lines in it)."""
-    start = irc.until("BATCH", timeout=5)
+    start = irc.until("BATCH", timeout=30)
     tags, _, _, args = split_line(start[0])
     assert args[1:] == [kind, *params], start
     ident = args[0][1:]

@@ -70,13 +70,14 @@ class FakeDns:
         self.sock.close()
 
 
-def run(lookup: Lookup, dns: FakeDns, timeout: float = 3.0) -> list:
-    """Poll as the window does, answering between polls; each poll must not wait."""
+def run(lookup: Lookup, dns: FakeDns, timeout: float = 30.0) -> list:
+    """Poll as the window does, answering between polls; each poll must not wait: the
+    test's DNS server answers only between polls (in this thread), and the lookup's
+    sockets never block."""
     deadline = time.monotonic() + timeout
     while True:
-        started = time.perf_counter()
         found = lookup.poll()
-        assert time.perf_counter() - started < 0.5  # never waits for an answer (1 s apart)
+        assert all(sock.gettimeout() == 0.0 for sock in lookup.socks)
         if found is not None:
             return found
         assert time.monotonic() < deadline, "the lookup never ended"
@@ -123,7 +124,7 @@ def test_an_unknown_name_is_not_found_and_a_silent_server_costs_no_wait(dns):
         started = time.monotonic()
         assert run(Lookup("slow.example", servers=[silent.address], search=[],
                           timeout=1.2), silent) == []
-        assert 1.2 <= time.monotonic() - started < 2.5
+        assert time.monotonic() - started >= 1.2  # asked until its own deadline
         assert len(silent.asked) >= 4  # asked again after a second without an answer
     finally:
         silent.close()
@@ -153,9 +154,8 @@ def test_the_client_finds_a_server_by_name_without_blocking(fast_server, monkeyp
     monkeypatch.setattr(chat.lookup, "resolv_conf", lambda: ([names.address], []))
     try:
         alice = ChatClient("chatserver.example", fast_server.port, "alice")
-        started = time.perf_counter()
-        alice.connect()
-        assert time.perf_counter() - started < 0.5 and alice.state == "resolving"
+        alice.connect()  # returns before the answer, which comes only in pump() below
+        assert alice.state == "resolving"
         got = pump([alice], lambda ev: (names.serve(), alice.ready)[1])
         assert types(got[alice])[:2] == ["local.connected", "welcome"]
         lost = ChatClient("nobody.example", fast_server.port, "bob")

@@ -28,7 +28,7 @@ def start_xvfb() -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write)
     answer = b""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not answer.endswith(b"\n"):  # Xvfb may write the number and "\n" apart,
         ready, _, _ = select.select([read], [], [], deadline - time.monotonic())
         chunk = os.read(read, 64) if ready else b""
@@ -91,7 +91,7 @@ class Window:
         line, self.buf = self.buf.split(b"\n", 1)
         return line.decode()
 
-    def wait_line(self, prefix: str, timeout: float = 20.0) -> str:
+    def wait_line(self, prefix: str, timeout: float = 60.0) -> str:
         """The next stdout line starting with ``prefix`` (seen earlier or to come)."""
         for i, line in enumerate(self.lines):
             if line.startswith(prefix):
@@ -119,14 +119,14 @@ class Window:
                 assert "error" not in reply, reply["error"]
                 return reply["value"]
 
-    def eval(self, expr: str, timeout: float = 20.0) -> Any:
+    def eval(self, expr: str, timeout: float = 60.0) -> Any:
         return self._call("eval", expr, timeout)
 
-    def exec(self, code: str, timeout: float = 20.0) -> None:
+    def exec(self, code: str, timeout: float = 60.0) -> None:
         self._call("exec", code, timeout)
 
     def wait(self, expr: str, check: Callable[[Any], bool] = bool,
-             timeout: float = 15.0) -> Any:
+             timeout: float = 60.0) -> Any:
         """Evaluate ``expr`` in the window until ``check`` holds (with a deadline)."""
         deadline = time.monotonic() + timeout
         value = None

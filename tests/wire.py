@@ -16,7 +16,7 @@ import time
 from collections import deque
 from typing import Any
 
-DEFAULT_TIMEOUT = 5.0
+DEFAULT_TIMEOUT = 30.0  # a deadline for a busy machine; waits end as soon as the condition holds
 _tokens = itertools.count(1)
 
 
