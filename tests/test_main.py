@@ -9,7 +9,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import MAIN, ROOT
