@@ -1,4 +1,4 @@
-"""Server settings with PROTOCOL.md's defaults, checked once where they come in."""
+"""Server settings with docs/protocol.md's defaults, checked once where they come in."""
 
 from __future__ import annotations
 

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from chat.hub import Hub
 
 WHOIS_ROOMS = 100  # rooms a `whois` answer lists (docs/protocol.md)
-REPLAY_DEFAULT = 50  # PROTOCOL.md: latest 50 on join without `since`
-BEFORE_HELLO = frozenset({"hello", "ping", "bye"})  # PROTOCOL.md, Session 3
+REPLAY_DEFAULT = 50  # docs/protocol.md: latest 50 on join without `since`
+BEFORE_HELLO = frozenset({"hello", "ping", "bye"})  # docs/protocol.md, Session 3
 
 log = logging.getLogger("chat.server")
 

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-# Error codes after which the server closes the connection (PROTOCOL.md, Session 4).
+# Error codes after which the server closes the connection (docs/protocol.md, Session 4).
 CLOSING_CODES = frozenset({"auth_failed", "server_full", "banned", "bad_proto",
                            "tls_required"})
 
@@ -16,7 +16,7 @@ class ChatError(Exception):
 
 
 class ProtocolError(ChatError):
-    """A peer sent something PROTOCOL.md does not allow.
+    """A peer sent something docs/protocol.md does not allow.
 
     ``code`` is one of the protocol's error codes; ``message`` is a sentence for
     people. ``ref`` is the request's valid ``ref`` when it is known.

@@ -38,7 +38,7 @@ from chat.store import ACTION, NOTICE, PLAIN, Store
 if TYPE_CHECKING:
     from chat.cluster import Cluster
 
-MAX_ERRORS_IN_ROW = 20  # PROTOCOL.md: more than 20 error frames in a row closes
+MAX_ERRORS_IN_ROW = 20  # docs/protocol.md: more than 20 error frames in a row closes
 CLOSE_FLUSH_SECONDS = 3.0  # how long a closing peer may take to read its last output
 # join, part and nick: a bucket of their own (docs/protocol.md), so that renaming or
 # hopping rooms (each a message to many people, or a new room) stays cheap to serve.

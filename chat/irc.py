@@ -39,7 +39,7 @@ MAX_ASKED = 256  # requests remembered for their answers, per connection
 MAX_BODY = 512  # RFC 1459: a line without its tags, CR-LF included
 MAX_TARGETS = 4  # PRIVMSG/NOTICE/TAGMSG targets in one command (TARGMAX)
 MAX_SASL = 1200  # bytes of a SASL response (sent in 400-byte pieces)
-HISTORY_MAX = 200  # PROTOCOL.md: the most a `history` request returns (CHATHISTORY=)
+HISTORY_MAX = 200  # docs/protocol.md: the most a `history` request returns (CHATHISTORY=)
 TOO_LONG = b"\x00too long"  # in place of a line past MAX_LINE (it is dropped)
 # multi-prefix and userhost-in-names: lanchat has no channel prefixes, and NAMES gives
 # full masks when asked

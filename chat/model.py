@@ -111,7 +111,7 @@ class Peer:
         self.key: str | None = None  # name_key(nick)
         self.rooms: dict[str, Room] = {}  # by room key
         self.out = bytearray()
-        self.bucket = bucket  # PROTOCOL.md's flood control: send and typing
+        self.bucket = bucket  # docs/protocol.md's flood control: send and typing
         self.changes = changes  # join, part and nick (docs/protocol.md)
         self.errors = 0  # error frames in a row
         self.started = now
@@ -369,10 +369,10 @@ class Room:
                 member.queue(own)
 
     def nicks(self) -> list[str]:
-        """Members' nicknames, sorted case-insensitively (PROTOCOL.md's `users`)."""
+        """Members' nicknames, sorted case-insensitively (docs/protocol.md's `users`)."""
         return [nick for _, nick in self.roster]
 
     @property
     def alive(self) -> bool:
-        """A room exists while it has members or history (PROTOCOL.md)."""
+        """A room exists while it has members or history (docs/protocol.md)."""
         return bool(self.members) or self.has_history or bool(self.remote)

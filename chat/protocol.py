@@ -1,4 +1,4 @@
-"""The wire protocol of ../shared/PROTOCOL.md, without any I/O.
+"""The wire protocol of docs/protocol.md, without any I/O.
 
 Bytes go in (``FrameDecoder.receive_data``), frames come out (``next_event``), and
 ``encode`` turns a frame into bytes. ``parse_request`` validates every client frame
@@ -19,12 +19,12 @@ from typing import Any
 
 from chat.errors import ProtocolError
 
-MAX_FRAME = 16 * 1024  # PROTOCOL.md: default client frame limit, "\n" included
-MAX_TEXT = 4000  # PROTOCOL.md: default message text limit, in code points
-MAX_REF = 64  # PROTOCOL.md: longest `ref` a client may send
-MAX_NICK = 24  # PROTOCOL.md: nickname length in code points
-MAX_ROOM = 32  # PROTOCOL.md: room name length in code points
-HISTORY_LIMIT_MAX = 200  # PROTOCOL.md: `history` requests ask for 1..200 messages
+MAX_FRAME = 16 * 1024  # docs/protocol.md: default client frame limit, "\n" included
+MAX_TEXT = 4000  # docs/protocol.md: default message text limit, in code points
+MAX_REF = 64  # docs/protocol.md: longest `ref` a client may send
+MAX_NICK = 24  # docs/protocol.md: nickname length in code points
+MAX_ROOM = 32  # docs/protocol.md: room name length in code points
+HISTORY_LIMIT_MAX = 200  # docs/protocol.md: `history` requests ask for 1..200 messages
 HISTORY_LIMIT_DEFAULT = 50
 MAX_SEARCH = 1000  # characters of a `search` query on the wire (its first 200 are read)
 MAX_TAGS = 4094  # bytes of client tags (docs/protocol.md), as IRCv3 allows a client

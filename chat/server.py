@@ -65,7 +65,7 @@ INPUT_READ = 4096  # bytes read from a watched input (the operator console) per 
 ACCEPT_BATCH = 256  # connections accepted per pass
 TICK_SECONDS = 0.1  # how often timers (hello, ping, close deadlines) are checked
 ACCEPT_PAUSE_SECONDS = 0.1  # out of file descriptors: stop accepting this long
-SHUTDOWN_FLUSH_SECONDS = 2.0  # PROTOCOL.md: queued output is flushed, briefly
+SHUTDOWN_FLUSH_SECONDS = 2.0  # docs/protocol.md: queued output is flushed, briefly
 LISTEN_BACKLOG = 1024
 
 log = logging.getLogger("chat.server")
@@ -334,7 +334,7 @@ class ChatServer:
                 self.announcer.tick()
             if hub.cluster is not None:
                 hub.cluster.tick()
-        hub.commit()  # PROTOCOL.md: stored before anyone receives it
+        hub.commit()  # docs/protocol.md: stored before anyone receives it
         self._flush()
         if hub.cluster is not None:
             hub.cluster.flush()

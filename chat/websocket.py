@@ -1,7 +1,7 @@
 """WebSocket, the page's front door: one protocol frame per text message.
 
 Inbound, ``WebSocketReader`` drives wsproto's sans-I/O connection (bytes in, events
-out): a text message is one PROTOCOL.md frame, parsed by the same strict rules as a
+out): a text message is one docs/protocol.md frame, parsed by the same strict rules as a
 JSON line; pings are answered; a binary message or a broken frame ends the
 connection with the close code RFC 6455 names. Outbound, ``WEBSOCKET`` frames whole
 JSON lines itself: a server frame is a two-to-ten byte header and the line, unmasked,

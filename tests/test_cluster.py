@@ -74,7 +74,7 @@ def send_once_back(wire: Wire, text: str, timeout: float = 15.0) -> dict:
         if frame["type"] == "message":
             return frame
         assert frame["code"] == "store_failed", frame
-        wire.barrier()  # a ping answered: PROTOCOL.md closes after 20 errors in a row
+        wire.barrier()  # a ping answered: docs/protocol.md closes after 20 errors in a row
         assert time.monotonic() < deadline, "Redis is back but sends are still refused"
         time.sleep(0.1)
 
@@ -237,7 +237,7 @@ def test_redis_restarted_under_load_loses_no_echoed_message(node, redis):
         else:
             assert frame["code"] == "store_failed"
             refused += 1
-            alice.barrier()  # a ping answered: PROTOCOL.md closes after 20 errors in a row
+            alice.barrier()  # a ping answered: docs/protocol.md closes after 20 errors in a row
         time.sleep(0.005)  # a steady sender, not a burst
     assert refused > 0 and len(echoed) >= 100
     # the nodes catch up by themselves: every echoed message is in both copies, and the

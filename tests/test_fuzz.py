@@ -31,7 +31,7 @@ def fuzz_settings(ci_examples: int):
                     database=None, suppress_health_check=list(HealthCheck))
 
 
-# The error codes of PROTOCOL.md plus the README's additive ones.
+# The error codes of docs/protocol.md plus the README's additive ones.
 PROTOCOL_CODES = {
     "bad_frame", "frame_too_long", "unknown_type", "bad_field", "not_registered",
     "already_registered", "bad_proto", "bad_nick", "nick_taken", "auth_failed",
@@ -230,7 +230,7 @@ def test_server_survives_any_byte_stream_and_loses_no_message(fuzz_server, regis
     h.events(observer).clear()
 
 
-# Lines whose answer PROTOCOL.md fixes, for a user registered in no room (so nothing
+# Lines whose answer docs/protocol.md fixes, for a user registered in no room (so nothing
 # else reaches it): each gets exactly its error, in order, however the bytes are split.
 KNOWN_BAD = st.one_of(
     st.binary(max_size=40).filter(lambda b: b"\n" not in b and b.strip(b"\r")).map(

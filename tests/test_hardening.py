@@ -63,10 +63,10 @@ def test_out_of_range_integers_are_bad_field_and_the_server_lives(server):
             wire.send(**request, ref="ok", **{field: MAX_ID})
             answer = wire.next()
             assert answer["ref"] == "ok" and answer.get("code") != "internal_error", answer
-        wire.barrier()  # a pong between: PROTOCOL.md closes after 20 errors in a row
+        wire.barrier()  # a pong between: docs/protocol.md closes after 20 errors in a row
     wire.send(type="history", room="general", before=MAX_ID, ref="ok")
     assert wire.next() == {"type": "history_end", "room": "general", "ref": "ok"}
-    other = Wire(server.port)  # PROTOCOL.md: an integer `proto` other than 1
+    other = Wire(server.port)  # docs/protocol.md: an integer `proto` other than 1
     other.send(type="hello", nick="bob", proto=2 ** 64)
     other.error("bad_proto")
     other.closed()

@@ -1,4 +1,4 @@
-"""PROTOCOL.md rule by rule, over real sockets against ``main.py --server --headless``."""
+"""docs/protocol.md rule by rule, over real sockets against ``main.py --server --headless``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The web front door over real sockets: the page over HTTP, the protocol over /ws.
 
-A WebSocket client (wsproto) speaks every PROTOCOL.md request next to a JSON-lines
+A WebSocket client (wsproto) speaks every docs/protocol.md request next to a JSON-lines
 client in the same rooms; hostile HTTP and WebSocket input gets its documented answer
 (docs/protocol.md, "The web door") and disturbs nobody else.
 """

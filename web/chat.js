@@ -1,5 +1,5 @@
 // The page's chat core: one WebSocket to the server that served the page, the
-// protocol of PROTOCOL.md (one JSON frame per text message), and what the user sees
+// protocol of docs/protocol.md (one JSON frame per text message), and what the user sees
 // as conversations. No DOM here: the view listens to the events this emits.
 //
 // Resume: the core remembers the newest message id it has seen and the rooms it is
