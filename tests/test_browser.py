@@ -115,7 +115,7 @@ def test_a_server_restart_is_resumed_with_no_gap_and_no_duplicate(start_server, 
     for i in range(3):  # said while the page is still waiting to reconnect
         talker.send(type="send", room="general", text=f"after {i}")
     talker.barrier()
-    page.wait_text("after 2", timeout=20)
+    page.wait_text("after 2", timeout=60)
     page.until(lambda: page.find("#status").text == "", what="back online")
     assert talker.until("message", text="typed while offline")["from"] == "stayer"
     page.wait_text("typed while offline")
@@ -265,7 +265,7 @@ def test_files_go_up_from_the_page_and_come_down_with_a_preview(fast_server, bro
     boxes = [b for b in page.all("#log .file-link") if "notes.bin" in b.text]
     boxes[0].click()
     page.until(lambda: (saved / "notes.bin").exists()
-               and (saved / "notes.bin").read_bytes() == data, timeout=20,
+               and (saved / "notes.bin").read_bytes() == data, timeout=60,
                what="the file saved")
     assert page.console_errors() == []
 
@@ -280,14 +280,14 @@ def test_a_pasted_image_and_a_dropped_file_are_sent(fast_server, browsers):
                                "new ClipboardEvent('paste', {clipboardData: dt, "
                                "bubbles: true, cancelable: true}));",
                                list(b"\x89PNG pretend"), "shot.png", "image/png")
-    pasted = desk.until("message", timeout=20, **{"from": "paster"})
+    pasted = desk.until("message", timeout=60, **{"from": "paster"})
     assert pasted["file"]["name"] == "shot.png" and pasted["file"]["type"] == "image/png"
     assert page.find("#input").get_attribute("value") == ""  # not pasted as text
     page.driver.execute_script(make + "document.querySelector('.conversation').dispatchEvent("
                                "new DragEvent('drop', {dataTransfer: dt, bubbles: true, "
                                "cancelable: true}));", list(b"dropped bytes"), "notes.txt",
                                "text/plain")
-    dropped = desk.until("message", timeout=20, **{"from": "paster"})
+    dropped = desk.until("message", timeout=60, **{"from": "paster"})
     assert dropped["file"]["name"] == "notes.txt" and dropped["file"]["size"] == 13
 
 
@@ -323,7 +323,7 @@ def test_the_page_moves_to_another_node_when_its_node_dies(start_server, browser
         talker.send(type="send", room="general", text=f"while moving {i}")
     page.until(lambda: page.driver.current_url.startswith(url(second)), timeout=30,
                what="the page served by the other node")
-    page.until(lambda: page.find("#status").text == "", timeout=20, what="online there")
+    page.until(lambda: page.find("#status").text == "", timeout=60, what="online there")
     assert page.driver.current_url == url(second)  # nothing left in the address bar
     page.open_conversation("#general")
     page.wait_text("while moving 2")

@@ -81,7 +81,7 @@ def test_client_answers_server_pings(start_server):
     server = start_server("--ping-interval", "0.3", "--ping-timeout", "0.3")
     alice = ChatClient("127.0.0.1", server.port, "alice")
     alice.connect()
-    got = pump([alice], lambda ev: types(ev[alice]).count("ping") >= 3, timeout=10)
+    got = pump([alice], lambda ev: types(ev[alice]).count("ping") >= 3, timeout=30)
     assert "local.closed" not in types(got[alice])
 
 

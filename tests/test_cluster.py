@@ -35,7 +35,7 @@ def node(start_server, redis, tmp_path):
     return start
 
 
-def joined(port: int, nick: str, deadline_s: float = 10.0, **fields) -> Wire:
+def joined(port: int, nick: str, deadline_s: float = 60.0, **fields) -> Wire:
     """Connect once the cluster is up (a node refuses hellos until Redis answered)."""
     deadline = time.monotonic() + deadline_s
     while True:
@@ -52,7 +52,7 @@ def joined(port: int, nick: str, deadline_s: float = 10.0, **fields) -> Wire:
         time.sleep(0.05)
 
 
-def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
+def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -62,7 +62,7 @@ def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
         time.sleep(0.02)
 
 
-def send_once_back(wire: Wire, text: str, timeout: float = 15.0) -> dict:
+def send_once_back(wire: Wire, text: str, timeout: float = 60.0) -> dict:
     """Send ``text`` again (a second apart) while it is refused with `store_failed`
     (Redis away); its echo once it is accepted."""
     deadline = time.monotonic() + timeout
@@ -158,7 +158,7 @@ def test_a_nickname_online_on_one_node_is_taken_on_the_other(node):
     # a nickname given up is free everywhere at once
     alice.send(type="bye")
     alice.closed()
-    joined(b.port, "alice", deadline_s=5)
+    joined(b.port, "alice", deadline_s=60)
 
 
 # ---------------------------------------------------------------- crowds
@@ -196,12 +196,12 @@ def test_sigkill_of_a_node_loses_no_echoed_message_and_its_clients_resume(node):
             writer.send(type="send", room="general", text=f"m{i}", ref=str(i))
         except OSError:
             break
-    frames = writer.closed(timeout=10)
+    frames = writer.closed(timeout=30)
     echoed = [i for i, _ in echoed] + [f["id"] for f in frames if f["type"] == "message"]
     # the writer resumes on the other node with `since` (its nickname is freed once the
     # dead node stops beating): no gap, no duplicate
     last = echoed[-1]
-    resumed = joined(b.port, "writer", deadline_s=10, since=last)
+    resumed = joined(b.port, "writer", deadline_s=60, since=last)
     resumed.send(type="send", room="general", text="after", ref="x")
     after = resumed.until("message")
     assert after["text"] == "after" and after["ref"] == "x"
@@ -419,7 +419,7 @@ def test_a_redis_with_a_password_and_the_consoles_nodes_command(start_server, tm
                              db=tmp_path / "c.db")
         late = Wire(wrong.port)
         late.send(type="hello", nick="zed", proto=1)
-        assert late.error("store_failed", timeout=10)
+        assert late.error("store_failed", timeout=30)
         assert wrong.stop() == 0
         assert "Redis refused the password" in wrong.proc.stderr.read()
     finally:

@@ -28,7 +28,7 @@ class Answers:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
-    def until(self, text: str, timeout: float = 5.0) -> str:
+    def until(self, text: str, timeout: float = 30.0) -> str:
         """Read lines until one holds ``text``; return it."""
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as sel:

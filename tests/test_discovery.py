@@ -70,7 +70,7 @@ def test_a_finder_in_another_namespace_finds_the_server_then_none(lan, tmp_path)
         finder.stderr.close()
     stop(server)
     none = discover(lan, 1.0)
-    out, err = none.communicate(timeout=10)
+    out, err = none.communicate(timeout=30)
     assert (none.returncode, out, err) == (1, "", "")
 
 
@@ -81,7 +81,7 @@ def test_beacons_carry_users_and_the_tls_fingerprint_and_can_be_turned_off(lan, 
     hush = start_in(lan, tmp_path, "--no-announce")
     try:
         proc = discover(lan, 2.5)
-        out, _ = proc.communicate(timeout=10)
+        out, _ = proc.communicate(timeout=30)
         lines = out.splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"{lan.addresses[0]}:{server.port} ")
         fingerprint = lines[0].split("TLS ", 1)[1].rstrip(")")

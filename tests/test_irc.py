@@ -184,7 +184,7 @@ def test_irc_tls_port_needs_tls(tmp_path):
     from tests.conftest import MAIN
     result = subprocess.run([sys.executable, MAIN, "--server", "--headless", "--port", "0",
                              "--irc-tls-port", "0", "--db", str(tmp_path / "x.db")],
-                            capture_output=True, text=True, timeout=20)
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "--irc-tls-port needs TLS" in result.stderr
 
 
@@ -314,7 +314,7 @@ settings = {{ core = {{ nick = "ircuser"; user_name = "ircuser"; real_name = "IR
         return subprocess.run([*tmux, "capture-pane", "-p", "-t", session],
                               capture_output=True, text=True).stdout
 
-    def until(text: str, timeout: float = 10) -> None:
+    def until(text: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while text not in screen():
             assert time.monotonic() < deadline, f"irssi never showed {text!r}:\n{screen()}"

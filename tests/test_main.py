@@ -15,7 +15,7 @@ from conftest import MAIN, ROOT
 from wire import connect
 
 
-def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, MAIN, *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
 
@@ -145,7 +145,7 @@ def test_the_installed_lanchat_command_runs_the_server(tmp_path):
         assert proc.wait(10) == 0
         proc.stdout.close()
         proc.stderr.close()
-    bad = subprocess.run([command, "--bogus"], capture_output=True, text=True, timeout=20)
+    bad = subprocess.run([command, "--bogus"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("lanchat: error:")
 
 

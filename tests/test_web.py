@@ -277,7 +277,7 @@ def test_web_clients_are_named_in_the_log(tmp_path):
         connect(port, "desktop").barrier()
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=30)
     assert "browser registered from 127.0.0.1 (web)" in err
     assert re.search(r"desktop registered from 127\.0\.0\.1$", err, re.M)
 
