@@ -295,6 +295,39 @@ def test_pipelined_password_checks_are_hashed_one_per_pass(harness, counted_hash
     assert max(per_pass) == HASHES_PER_PASS  # the loop stalls one hash, not three
 
 
+def test_a_hello_waiting_for_its_password_check_outlives_the_hello_timeout(harness,
+                                                                         monkeypatch):
+    """The server is the slow party while a hello waits its turn for a hash (a busy
+    machine, a guessing flood): the hello timeout does not close it meanwhile."""
+    h = harness(hello_timeout=0.3)
+    h.hub.gate.store.put_account(make_account("alice", "alice", "correct horse", 0))
+    h.hub.gate.store.commit()
+    turns = {"open": False}
+    real = gate.Gate._spend_auth
+
+    def slow_turns(self, peer, purpose):
+        if not turns["open"]:
+            raise gate.Later()
+        return real(self, peer, purpose)
+    monkeypatch.setattr(gate.Gate, "_spend_auth", slow_turns)
+    sock = socket.create_connection(("127.0.0.1", h.port))
+    sock.sendall(b'{"type":"hello","proto":1,"nick":"alice","rooms":[],'
+                 b'"nick_password":"correct horse"}\n')
+    sock.setblocking(False)
+    waited_from = time.monotonic()
+    h.until(lambda: time.monotonic() - waited_from > 1.0)  # three hello timeouts
+    try:
+        early = sock.recv(4096)  # b"": closed by the hello timeout
+    except BlockingIOError:
+        early = None  # open, nothing said yet: still waiting its turn
+    assert early is None, early
+    turns["open"] = True
+    answers: dict = {}
+    h.until(answered([sock], answers))
+    sock.close()
+    assert b'"welcome"' in answers[sock]
+
+
 def test_a_burst_of_password_guesses_lets_other_clients_through_between_hashes(
         harness, counted_hashes):
     h = harness()
