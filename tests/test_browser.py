@@ -109,7 +109,9 @@ def test_a_server_restart_is_resumed_with_no_gap_and_no_duplicate(start_server, 
     assert first.stop() == 0
     page.until(lambda: "Offline" in page.find("#status").text, what="offline status")
     page.say("typed while offline")  # kept, and sent once the chat is back
-    page.until(lambda: "will be sent" in page.find("#status").text, what="outbox shown")
+    # what waits is told with the connection's state, through every reconnection try
+    page.until(lambda: "1 message(s) will be sent" in page.find("#status").text
+               and "Reconnecting in" in page.find("#status").text, what="outbox shown")
     start_server("--port", str(port), "--rate", "0", db=first.db)
     talker = connect(port, "talker")
     for i in range(3):  # said while the page is still waiting to reconnect

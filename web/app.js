@@ -115,15 +115,26 @@ chat.addEventListener("welcome", ({ detail }) => {
   $("input").focus();
 });
 
+// The status line: the connection's state, and while it is not online, what waits in
+// the outbox (kept through every "Connecting…" and "Reconnecting in N s" that follows).
+const statusLine = { text: "", waiting: 0 };
+function showStatus() {
+  const waiting = statusLine.waiting && !chat.online
+    ? `${statusLine.waiting} message(s) will be sent when the chat is back.` : "";
+  $("status").textContent = [statusLine.text, waiting].filter(Boolean).join(" ");
+}
+
 chat.addEventListener("status", ({ detail }) => {
-  $("status").textContent = detail.text;
+  statusLine.text = detail.text;
+  showStatus();
   $("status").classList.toggle("offline", Boolean(detail.offline));
   $("reconnect-button").hidden = !detail.offline || chat.stopped;
 });
 $("reconnect-button").addEventListener("click", () => chat.reconnectNow());
 
 chat.addEventListener("outbox", ({ detail }) => {
-  if (detail.count) $("status").textContent = `Offline: ${detail.count} message(s) will be sent when the chat is back.`;
+  statusLine.waiting = detail.count;
+  showStatus();
 });
 
 // ------------------------------------------------------------ conversations
