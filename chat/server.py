@@ -61,6 +61,12 @@ MIN_HIGH_WATER = 16 * 1024
 COST_PER_PASS = 200_000
 CLOSES_PER_PASS = 16  # closes done in a pass whatever it cost, so they always move on
 REGISTERED_SHARE = 0.7  # of the frame budget, for registered users before new arrivals
+# Connections handled in a pass however long the pass's work took: one registered user
+# and two new arrivals, so that registered users whose requests cost a whole pass (a
+# password hash each, on a slow machine) cannot hold a newcomer's hello back until its
+# hello timeout runs out.
+PASS_FLOOR = 1
+ARRIVALS_FLOOR = 2
 INPUT_READ = 4096  # bytes read from a watched input (the operator console) per pass
 ACCEPT_BATCH = 256  # connections accepted per pass
 TICK_SECONDS = 0.1  # how often timers (hello, ping, close deadlines) are checked
@@ -382,16 +388,18 @@ class ChatServer:
         now = time.perf_counter()
         deadline = max(self._pass_deadline, now + MIN_WORK_S)
         self._pass_deadline = now + (deadline - now) * REGISTERED_SHARE
-        worked = self._serve(self._pending)
+        worked = self._serve(self._pending, PASS_FLOOR)
         self._pass_deadline = deadline
-        worked += self._serve(self._arriving)
+        worked += self._serve(self._arriving, ARRIVALS_FLOOR)
         worked += self._serve(self._pending)
         return worked
 
-    def _serve(self, queue: dict[Peer, None]) -> int:
+    def _serve(self, queue: dict[Peer, None], floor: int = 0) -> int:
+        """Handle peers of ``queue`` in order until the budget is spent (``floor`` of
+        them whatever it costs)."""
         worked = 0
         for peer in list(queue):
-            if self._over_budget():
+            if worked >= floor and self._over_budget():
                 break
             del queue[peer]
             worked += 1
@@ -666,17 +674,18 @@ class ChatServer:
         return self._admit_now(peer)
 
     def _handle_frames(self, peer: Peer) -> None:
-        """Up to ``FRAMES_PER_PASS`` of ``peer``'s frames, while the pass has time
-        and the peer reads what it is sent; then it waits its next turn."""
+        """Up to ``FRAMES_PER_PASS`` of ``peer``'s frames (the first whatever the pass
+        cost so far), while the pass has time and the peer reads what it is sent;
+        then it waits its next turn."""
         hub, decoder = self.hub, peer.decoder
-        for _ in range(FRAMES_PER_PASS):
+        for done in range(FRAMES_PER_PASS):
             if peer.closing:
                 return
             if peer.unsent > self.high_water:
                 self._paused[peer] = None  # resumed when it has read its output
                 self._watch(peer)
                 return
-            if self._over_budget():
+            if done and self._over_budget():
                 break
             try:
                 frame = decoder.next_event()

@@ -328,6 +328,26 @@ def test_a_hello_waiting_for_its_password_check_outlives_the_hello_timeout(harne
     assert b'"welcome"' in answers[sock]
 
 
+def test_a_newcomers_hello_is_handled_in_a_pass_that_overran_its_budget(harness,
+                                                                         monkeypatch):
+    """Registered users whose requests cost a whole pass (a password hash each, on a
+    slow machine) leave room for a newcomer's hello: every pass handles one registered
+    user and two arrivals whatever the pass's work already cost."""
+    h = harness()
+    bob = h.client("bob")
+    h.ready(bob)
+    monkeypatch.setattr(h.server, "_over_budget", lambda: True)  # every pass overran
+    newcomer = socket.create_connection(("127.0.0.1", h.port))
+    newcomer.sendall(b'{"type":"hello","proto":1,"nick":"carol","rooms":[]}\n')
+    newcomer.setblocking(False)
+    bob.ping("b")
+    answers: dict = {}
+    h.until(answered([newcomer], answers))
+    assert b'"welcome"' in answers[newcomer]
+    h.wait_event(bob, "pong")
+    newcomer.close()
+
+
 def test_a_burst_of_password_guesses_lets_other_clients_through_between_hashes(
         harness, counted_hashes):
     h = harness()
