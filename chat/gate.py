@@ -217,6 +217,10 @@ class Gate:
         if queue:
             self.turns[line] = queue
 
+    def in_line(self, peer: Peer) -> bool:
+        """Whether ``peer`` waits its turn for a password check."""
+        return any(peer in line for line in self.turns.values())
+
     @staticmethod
     def _busy() -> ProtocolError:
         return ProtocolError("rate_limited", "Too many password checks from your "

@@ -701,10 +701,10 @@ class Hub:
             if peer.nick is None:
                 if peer.phase >= SNIFF and now - peer.started >= cfg.tls_timeout:
                     self.close(peer, "timeout", flush=False)  # the TLS handshake stalled
-                elif now - peer.started >= cfg.hello_timeout and peer.held is None:
-                    # (a hello waiting its turn for a password check or a cluster's
-                    # answer is the server's slowness, not the client's: its wait is
-                    # bounded by those lines, docs/protocol.md "Costs")
+                elif now - peer.started >= cfg.hello_timeout \
+                        and not self.gate.in_line(peer):
+                    # (a hello waiting its turn for a password check: the server is
+                    # the slow one, and the lines bound the wait, docs/protocol.md)
                     self.close(peer, "timeout")
             elif peer.pinged_at is None:
                 if now - peer.last_heard >= cfg.ping_interval:
