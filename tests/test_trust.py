@@ -302,14 +302,15 @@ def test_a_hello_waiting_for_its_password_check_outlives_the_hello_timeout(harne
     h = harness(hello_timeout=0.3)
     h.hub.gate.store.put_account(make_account("alice", "alice", "correct horse", 0))
     h.hub.gate.store.commit()
-    turns = {"open": False}
-    real = gate.Gate._spend_auth
+    turns = {"open": False}  # while closed, the server has no hash to spare
 
-    def slow_turns(self, peer, purpose):
-        if not turns["open"]:
-            raise gate.Later()
-        return real(self, peer, purpose)
-    monkeypatch.setattr(gate.Gate, "_spend_auth", slow_turns)
+    class Shut:  # the server-wide hash bucket, empty while the turns are closed
+        def __init__(self, bucket):
+            self.bucket = bucket
+
+        def take(self, now):
+            return turns["open"] and self.bucket.take(now)
+    monkeypatch.setattr(h.hub.gate, "auth_bucket", Shut(h.hub.gate.auth_bucket))
     sock = socket.create_connection(("127.0.0.1", h.port))
     sock.sendall(b'{"type":"hello","proto":1,"nick":"alice","rooms":[],'
                  b'"nick_password":"correct horse"}\n')
