@@ -641,12 +641,10 @@ class ChatServer:
                     ssl.SSLWantWriteError):
                 break
             except OSError:
-                self._doomed(peer)
+                self._ended(peer, broken=True)
                 return
             if not data:
-                # EOF: a half-closed peer may still read what it asked for.
-                self._dying[peer] = True
-                self._watch(peer)
+                self._ended(peer, broken=False)
                 return
             if peer.phase == FRESH:
                 peer.phase = READY
@@ -656,6 +654,22 @@ class ChatServer:
             decoder.receive_data(data)
         if decoder.has_frames:
             self._queue(peer)  # handled in this pass's turn, in order
+            self._watch(peer)
+
+    def _ended(self, peer: Peer, broken: bool) -> None:
+        """``peer``'s connection ended (EOF, or broken): what it said before the end
+        (bytes read in this pass too: a TLS read may bring data, then EOF) is handled
+        first, and its door's end then buries it; with nothing left, at once. A
+        half-closed peer may still read what it asked for; a broken one reads no more."""
+        decoder = peer.decoder
+        decoder.receive_data(b"")
+        if decoder.has_frames:
+            self._queue(peer)  # its frames, then the door's CLOSED: buried then
+            self._watch(peer)
+        elif broken:
+            self._doomed(peer)
+        else:
+            self._dying[peer] = True
             self._watch(peer)
 
     def _first_bytes(self, peer: Peer, data: bytes) -> bool:

@@ -95,6 +95,7 @@ class WebSocketReader:
         self._too_long = False  # dropping the rest of an over-long message
         self._unread = False  # bytes fed since next_event last ran out
         self._ended = False  # closed: by either side, or broken
+        self._eof = False  # the peer closed TCP; what it sent before is still read
         if trailing:
             self.receive_data(trailing)
 
@@ -103,7 +104,8 @@ class WebSocketReader:
         if self._ended:
             return
         if not data:
-            self._ended = True
+            self._eof = True  # the messages that came before it are read first
+            self._unread = True
             return
         self._conn.receive_data(data)
         self._unread = True
@@ -134,6 +136,8 @@ class WebSocketReader:
                         self._close(event.code, event.reason)
                     self._ended = True
                     break
+            else:
+                self._ended = self._eof  # every message before the EOF was read
         self._unread = False
         return CLOSED if self._ended else NEED_DATA
 
