@@ -49,6 +49,8 @@ class Gate:
         self.commit = commit  # the hub's: True when what was written is stored
         self.bans = Bans(store.bans())
         self.per_host: dict[str, int] = {}  # open connections per peer address
+        self.let_in: dict[str, int] = {}  # of them, those admitted (--max-per-address)
+        self.admitted: set[Peer] = set()
         self.auth_bucket = TokenBucket(AUTH_RATE, AUTH_BURST, clock())
         self.hashes_left = HASHES_PER_PASS
         # Password checks waiting for their turn, by address, served in turn: a flood
@@ -86,6 +88,13 @@ class Gate:
 
     def closed(self, peer: Peer) -> None:
         host = peer.host
+        if peer in self.admitted:
+            self.admitted.discard(peer)
+            let_in = self.let_in[host] - 1
+            if let_in:
+                self.let_in[host] = let_in
+            else:
+                del self.let_in[host]
         left = self.per_host[host] - 1
         if left:
             self.per_host[host] = left
@@ -99,16 +108,30 @@ class Gate:
         self.peer_buckets.pop(peer, None)
 
     def refusal(self, host: str) -> ProtocolError | None:
-        """Why a connection from ``host`` may not stay (a ban, the per-address limit)."""
+        """A ban on ``host``, as the error that refuses it, or None."""
         ban = self.bans.host(host, self.now_ms())
         if ban is not None:
             return ProtocolError("banned", ban_sentence(ban))
+        return None
+
+    def admit(self, peer: Peer) -> ProtocolError | None:
+        """Why a new connection may not stay (a ban, the per-address limit), or None:
+        then it counts toward its address's limit until it closes. Only connections
+        let in count, not those still waiting for their first bytes: a burst from one
+        address (a lab behind one NAT reconnecting at once) gets its limit's worth."""
+        host = peer.host
+        refusal = self.refusal(host)
+        if refusal is not None:
+            return refusal
         cfg = self.config
-        if cfg.max_per_address and self.per_host.get(host, 0) > cfg.max_per_address:
+        let_in = self.let_in.get(host, 0)
+        if cfg.max_per_address and let_in >= cfg.max_per_address:
             addr = host_address(host)
             if cfg.limit_loopback or addr is None or not addr.is_loopback:
                 return ProtocolError("server_full", "Too many connections from your "
                                      f"address (at most {cfg.max_per_address}).")
+        self.let_in[host] = let_in + 1
+        self.admitted.add(peer)
         return None
 
     def nick_ban(self, key: str) -> Ban | None:

@@ -596,7 +596,7 @@ class Hub:
 
     def admission(self, peer: Peer) -> ProtocolError | None:
         """Why a new connection may not stay (a ban, the per-address limit), or None."""
-        return self.gate.refusal(peer.host)
+        return self.gate.admit(peer)
 
     @property
     def unregistered(self) -> int:

@@ -3,6 +3,7 @@ slowloris (issue 5), over real sockets."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -460,6 +461,23 @@ def test_per_address_limit_with_loopback_exempt_unless_asked(start_server):
         if frame["type"] == "welcome":
             break
         assert time.monotonic() < deadline, frame
+
+
+@pytest.mark.parametrize("burst", [17, 20, 32])
+def test_a_burst_from_one_address_is_welcomed_up_to_its_limit(start_server, burst):
+    """A lab behind one address reconnecting at once after a restart: the first 16
+    are welcomed, only the rest refused (the limit counts connections let in, not the
+    whole burst waiting for its first bytes)."""
+    server = start_server("--max-per-address", "16", "--limit-loopback")
+    socks = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(burst)]
+    for i, sock in enumerate(socks):  # all connected before any says a word
+        sock.sendall(b'{"type":"hello","nick":"lab%d","proto":1,"rooms":[]}\n' % i)
+    firsts = []
+    for sock in socks:
+        sock.settimeout(30)
+        firsts.append(json.loads(sock.makefile("rb").readline())["type"])
+        sock.close()
+    assert firsts.count("welcome") == 16 and firsts.count("error") == burst - 16, firsts
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
