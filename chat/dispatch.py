@@ -25,7 +25,7 @@ from contextlib import closing
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from chat.errors import ProtocolError, StoreError
+from chat.errors import Later, ProtocolError, StoreError
 from chat.files import PROGRESS_EVERY, UPLOADS_PER_PEER, clean_name
 from chat.gate import ban_sentence
 from chat.hub import STORE_FAILED
@@ -199,13 +199,27 @@ def member_room(hub: Hub, peer: Peer, name: str) -> Room:
     return room
 
 
+# Doors whose clients are slowed, not refused, past their rate: an IRC client expects
+# its lines to wait (as IRC servers' fakelag does) and has no error to read for it. Its
+# request waits for the token (``Later``) with everything it sent after it, and its
+# socket is not read meanwhile, so TCP pushes back; JSON clients get `rate_limited`.
+SLOWED_DOORS = frozenset({"irc"})
+
+
+def out_of_tokens(peer: Peer, message: str) -> Later | ProtocolError:
+    """What a request past its rate raises: a wait, or the documented refusal."""
+    if peer.door in SLOWED_DOORS:
+        return Later()
+    return ProtocolError("rate_limited", message)
+
+
 def spend_change(hub: Hub, peer: Peer, *, spend: bool = True) -> None:
     """nick, join and part take a token of the peer's own bucket (docs/protocol.md);
     without ``spend``, only check that there is one."""
     now = hub.clock()
     if not (peer.changes.take(now) if spend else peer.changes.ready(now)):
-        raise ProtocolError("rate_limited", "You are changing rooms or names too fast; "
-                                            "wait a few seconds.")
+        raise out_of_tokens(peer, "You are changing rooms or names too fast; wait a few "
+                                  "seconds.")
 
 
 # ---------------------------------------------------------------- requests
@@ -267,7 +281,7 @@ def addressed(hub: Hub, peer: Peer, req: dict[str, Any]) -> tuple[Room | None, P
     else:
         target = online(hub, req["to"])
     if not peer.bucket.take(hub.clock()):
-        raise ProtocolError("rate_limited", "You are sending too fast; slow down.")
+        raise out_of_tokens(peer, "You are sending too fast; slow down.")
     return room, target
 
 
@@ -437,7 +451,7 @@ def ison(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
 def typing(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     room = member_room(hub, peer, req["room"])
     if not peer.bucket.take(hub.clock()):
-        raise ProtocolError("rate_limited", "You are sending too fast; slow down.")
+        raise out_of_tokens(peer, "You are sending too fast; slow down.")
     hub.to_room(room, encode({"type": "typing", "room": room.name, "nick": peer.nick}),
                 peer, None)
     if hub.cluster is not None and room.remote:  # members elsewhere see it too

@@ -691,3 +691,23 @@ def test_message_frames_are_kept_for_the_irc_codec_only_while_irc_users_are_on(t
         h.until(lambda: hub.irc_peers == 0)
     finally:
         h.close()
+
+
+def test_a_bots_burst_is_slowed_not_dropped(start_server):
+    """Past its rate an IRC client's lines wait their turn (its socket is not read
+    meanwhile) instead of being refused: a bot's burst of 40 arrives whole, in order,
+    with no "sending too fast" notice; a JSON client is still refused (its contract)."""
+    srv = start_server("--irc-port", "0", "--rate", "5", "--burst", "20")
+    srv.irc_port = int(srv.proc.stdout.readline().rsplit(":", 1)[1])
+    watcher = connect(srv.port, "watcher")
+    bot = joined(srv.irc_port, "bot")
+    bot.send(*[f"PRIVMSG #general :answer {i}" for i in range(40)], "PING :done")
+    got = [watcher.until("message", timeout=60)["text"] for _ in range(40)]
+    assert got == [f"answer {i}" for i in range(40)]
+    bot.until("PONG", timeout=60)
+    assert not [line for line in bot.seen + bot.lines if split_line(line)[2] == "NOTICE"]
+    hasty = connect(srv.port, "hasty")
+    for i in range(25):
+        hasty.send(type="send", room="general", text=f"json {i}", ref=str(i))
+    answers = [hasty.until("error" if i >= 20 else "message", ref=str(i)) for i in range(25)]
+    assert {a["code"] for a in answers[20:]} == {"rate_limited"}
