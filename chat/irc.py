@@ -40,6 +40,7 @@ MAX_BODY = 512  # RFC 1459: a line without its tags, CR-LF included
 MAX_TARGETS = 4  # PRIVMSG/NOTICE/TAGMSG targets in one command (TARGMAX)
 MAX_SASL = 1200  # bytes of a SASL response (sent in 400-byte pieces)
 HISTORY_MAX = 200  # docs/protocol.md: the most a `history` request returns (CHATHISTORY=)
+LINES_PER_CALL = 32  # lines read per next_event, requests or not (a bounded turn)
 TOO_LONG = b"\x00too long"  # in place of a line past MAX_LINE (it is dropped)
 # multi-prefix and userhost-in-names: lanchat has no channel prefixes, and NAMES gives
 # full masks when asked
@@ -623,11 +624,18 @@ class IrcDoor:
         return bool(self._lines or self._frames)
 
     def next_event(self) -> Any:
-        while not self._frames and self._lines:
+        """The next request, ``NEED_DATA`` or ``CLOSED``. Lines the door answers itself
+        (CAP, MODE, unknown commands, empty lines) make no request: at most
+        ``LINES_PER_CALL`` of them are read per call, so that a connection's turn in a
+        pass is bounded however many such lines it sent (``has_frames`` stays true:
+        the rest wait for its next turn)."""
+        for _ in range(LINES_PER_CALL):
+            if self._frames or not self._lines:
+                break
             self._command(self._lines.popleft().decode("utf-8", "replace"))
         if self._frames:
             return self._frames.popleft()
-        return CLOSED if self._eof else NEED_DATA
+        return CLOSED if self._eof and not self._lines else NEED_DATA
 
     # ------------------------------------------------------------ commands
 

@@ -25,6 +25,10 @@ from chat.protocol import CLOSED, NEED_DATA, decode_frame
 TEXT = 0x81  # FIN and the text opcode: every frame the server sends is one of these
 CLOSE_NORMAL = b"\x88\x02\x03\xe8"  # a close frame with code 1000, sent when we close
 UNSUPPORTED = "This server reads text messages only: one JSON frame per message."
+# WebSocket events read per next_event: fragments, control frames and blank messages
+# make no frame, so without a bound one 64 KiB read (about 9,000 one-byte fragments)
+# would be worked through in one call, holding everyone else's turn.
+EVENTS_PER_CALL = 64
 
 
 def frame_text(payload: bytes) -> bytes:
@@ -119,7 +123,7 @@ class WebSocketReader:
         (its close frame queued). ``ProtocolError`` for a message that is not one
         frame; the connection goes on."""
         if not self._ended:
-            for event in self._conn.events():
+            for seen, event in enumerate(self._conn.events(), 1):
                 if isinstance(event, TextMessage):
                     frame = self._text(event)
                     if frame is not None:
@@ -136,6 +140,8 @@ class WebSocketReader:
                         self._close(event.code, event.reason)
                     self._ended = True
                     break
+                if seen >= EVENTS_PER_CALL:  # fragments, pings, blank messages: a
+                    return NEED_DATA  # bounded turn; the rest in the next (_unread)
             else:
                 self._ended = self._eof  # every message before the EOF was read
         self._unread = False

@@ -711,3 +711,30 @@ def test_a_bots_burst_is_slowed_not_dropped(start_server):
         hasty.send(type="send", room="general", text=f"json {i}", ref=str(i))
     answers = [hasty.until("error" if i >= 20 else "message", ref=str(i)) for i in range(25)]
     assert {a["code"] for a in answers[20:]} == {"rate_limited"}
+
+
+def test_a_turn_reads_a_bounded_number_of_irc_lines(tmp_path):
+    """Lines the door answers itself (MODE, CAP, unknown commands, empty lines) make
+    no request: each next_event reads at most LINES_PER_CALL of them and says there
+    is more, so a flood of them is worked off a bounded piece per turn."""
+    from chat.config import ServerConfig
+    from chat.hub import Hub
+    from chat.irc import LINES_PER_CALL, IrcCodec, IrcDoor
+    from chat.protocol import NEED_DATA
+    from chat.store import Store
+
+    hub = Hub(ServerConfig(rate=0), Store(str(tmp_path / "i.db")))
+    peer = hub.open(("127.0.0.1", 1))
+    peer.codec = IrcCodec("lanchat")
+    peer.decoder = IrcDoor(peer, peer.codec, say=lambda data: hub.to_peer(peer, data))
+    flood = ["MODE x", "CAP LS", "FROB", ""] * 1250
+    peer.decoder.receive_data("".join(f"{line}\r\n" for line in flood).encode())
+    calls = 0
+    while peer.decoder.has_frames:
+        answered = bytes(peer.out).count(b"\r\n")
+        assert peer.decoder.next_event() is NEED_DATA
+        assert bytes(peer.out).count(b"\r\n") - answered <= 2 * LINES_PER_CALL
+        calls += 1
+        assert calls < 10_000
+    assert calls >= len(flood) // LINES_PER_CALL
+    hub.store.close()

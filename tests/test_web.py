@@ -465,3 +465,26 @@ def test_the_upgrade_restarts_the_hello_timer(start_server):
                  b"Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                  b"Sec-WebSocket-Version: 13\r\n\r\n")
     assert quiet_for(idle, 4).endswith(b"\x88\x02\x03\xe8<EOF>")  # close 1000, then EOF
+
+
+def test_a_turn_reads_a_bounded_number_of_websocket_events():
+    """9,000 one-byte fragments (whitespace) make no frame until the last: each
+    next_event reads at most EVENTS_PER_CALL of them and says there is more, so one
+    connection's turn in a pass is bounded (the rest wait for its next turn)."""
+    from wsproto.connection import Connection
+
+    from chat.websocket import EVENTS_PER_CALL, WebSocketReader
+
+    client = Connection(ConnectionType.CLIENT)
+    wire = b"".join(client.send(Message(data=" ", message_finished=False))
+                    for _ in range(9000))
+    wire += client.send(Message(data='{"type":"ping","token":"t"}', message_finished=True))
+    reader = WebSocketReader(b"", 16384, lambda data: None)
+    reader.receive_data(wire)
+    calls = 0
+    while (frame := reader.next_event()) is NEED_DATA:
+        assert reader.has_frames  # not done: its next turn goes on
+        calls += 1
+        assert calls < 10_000
+    assert frame == {"type": "ping", "token": "t"}
+    assert calls >= 9000 // EVENTS_PER_CALL
