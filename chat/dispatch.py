@@ -20,6 +20,7 @@ import base64
 import hmac
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 from contextlib import closing
 from functools import partial
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
     from chat.hub import Hub
 
 WHOIS_ROOMS = 100  # rooms a `whois` answer lists (docs/protocol.md)
+# A search costs a token of its bucket per this much of the loop it took (one at
+# least): a search stopped at its 150 ms budget (too_broad) costs five, a whole bucket.
+SEARCH_TOKEN_S = 0.03
 REPLAY_DEFAULT = 50  # docs/protocol.md: latest 50 on join without `since`
 BEFORE_HELLO = frozenset({"hello", "ping", "bye"})  # docs/protocol.md, Session 3
 
@@ -494,15 +498,22 @@ def search(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     if query.empty:
         raise ProtocolError("bad_field", "Type some words to search for (letters or "
                                          "digits), or from:NICK or in:ROOM.")
-    if not peer.searches.take(hub.clock()):
+    if hub.searched:
+        raise Later()  # one search a pass: a pass stalls the others one budget at most
+    now = hub.clock()
+    if not peer.searches.take(now):
         raise ProtocolError("rate_limited", "You are searching too fast; wait a second.")
+    hub.searched = True
     scope = Scope(tuple(peer.rooms), tuple(peer.dms), hub.store.last_id)
+    started = time.perf_counter()
     try:
         rows, more = hub.store.search(query, scope)
     except TooBroad:
-        peer.searches.refund()
         raise ProtocolError("too_broad", "That search matches too much to answer quickly; "
                                          "add words, or from:NICK or in:ROOM.") from None
+    finally:  # a token per SEARCH_TOKEN_S it ran: a too-broad search costs the bucket
+        ran = time.perf_counter() - started
+        peer.searches.spend(max(0.0, ran / SEARCH_TOKEN_S - 1), now)
     results = []
     for msg_id, ts, room_key, sender, recipient, text, action in rows:
         found: dict[str, Any] = {"id": msg_id, "ts": ts, "from": sender, "text": text,

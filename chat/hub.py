@@ -73,6 +73,7 @@ class Hub:
         self.gate = Gate(config, store, clock, self.now_ms, self.commit)
         self.messages = 0
         self.cost = 0  # frames queued on members in this pass (the server's budget)
+        self.searched = False  # a search ran in this pass: the next waits for the next
         self.storage_problem: str | None = None  # why writing fails, while it does
         # The last replay made per room (key: after, before, limit, byte budget),
         # dropped at the room's next message.

@@ -66,6 +66,13 @@ class TokenBucket:
         self._refill(now)
         return self.tokens >= 1
 
+    def spend(self, amount: float, now: float) -> None:
+        """Take ``amount`` more tokens for a request that cost more than one (the bucket
+        may go below empty: it is then refilled before it serves again)."""
+        if self.rate > 0:
+            self._refill(now)
+            self.tokens = max(-float(self.burst), self.tokens - amount)
+
     def refund(self) -> None:
         """Give back a token taken for a request that was refused after all."""
         if self.rate > 0:

@@ -32,6 +32,7 @@ RESULTS_MAX = 50
 SNIPPET_CHARS = 120  # around the first match
 BUDGET_S = 0.15  # a search longer than this is stopped: "too broad"
 PROGRESS_STEPS = 2000  # SQLite VM steps between checks of the budget
+SCAN_CHECK = 500  # messages between checks of the budget when scanning without FTS5
 K1, B = 1.2, 0.75  # BM25 as FTS5 computes it
 # The index of message texts. It is filled after the fact, in batches (``Store.index``),
 # not by a trigger: indexing each message in the transaction that stores it halved
@@ -186,10 +187,13 @@ class Search:
     def _scan(self, query: Query, where: list[str], args: list[Any], limit: int
               ) -> tuple[list[tuple], bool]:
         """BM25 over every message, as FTS5 computes it (the corpus is the whole table)."""
+        deadline = time.perf_counter() + BUDGET_S  # the same budget as FTS5's
         total = 0
         length_sum = 0
         frequency: Counter[str] = Counter()
         for (text,) in self.db.execute("SELECT text FROM messages"):
+            if total % SCAN_CHECK == 0 and time.perf_counter() > deadline:
+                raise TooBroad
             words = tokens(text)
             total += 1
             length_sum += len(words)
@@ -200,9 +204,11 @@ class Search:
         idf = {t: max(1e-6, math.log((total - frequency[t] + 0.5) / (frequency[t] + 0.5)))
                for t in query.terms}
         scored = []
-        for row in self.db.execute(
+        for seen, row in enumerate(self.db.execute(
                 "SELECT m.id, m.ts, m.room, m.sender, m.recipient, m.text, m.action "
-                f"FROM messages m WHERE {' AND '.join(where)}", args):
+                f"FROM messages m WHERE {' AND '.join(where)}", args)):
+            if seen % SCAN_CHECK == 0 and time.perf_counter() > deadline:
+                raise TooBroad
             words = tokens(row[5])
             counts = Counter(words)
             if any(counts[t] == 0 for t in query.terms):

@@ -310,6 +310,7 @@ class ChatServer:
         self._pass_deadline = time.perf_counter() + budget
         hub.gate.new_pass(self._held)
         hub.cost = 0
+        hub.searched = False
         if self._pending or self._arriving or self._dying or hub.dirty or hub.pumping:
             timeout = 0.0
         elif self._held:

@@ -74,7 +74,7 @@ REASONS = {5: "the database is locked by another program",
 READONLY = 8
 REOPEN_SECONDS = 1.0  # a read-only connection is reopened at most this often
 PAGE_ROWS = 256  # rows fetched at a time when reading history newest first
-CATCH_UP = 20_000  # messages indexed before a search, at most (about 100 ms)
+CATCH_UP = 5_000  # messages indexed before a search, at most (a few ms: in the budget)
 
 
 def reason_of(exc: sqlite3.Error) -> str:

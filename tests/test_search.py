@@ -130,3 +130,68 @@ def test_snippets_mark_words_around_the_first_match():
     assert parts[0] == ["…", False] and parts[-1] == ["…", False]
     assert ["Café", True] in parts
     assert sum(len(p) for p, _ in parts) < 140
+
+
+@pytest.fixture
+def harness(tmp_path):
+    from tests.inproc import Harness
+
+    made = []
+
+    def make(**settings):
+        made.append(Harness(tmp_path / "chat.db", **settings))
+        return made[-1]
+    yield make
+    for h in made:
+        h.close()
+
+
+def test_a_too_broad_search_costs_its_whole_bucket(harness, monkeypatch):
+    """A search stopped at its budget cost the loop 150 ms: it is charged a token per
+    30 ms it ran (five: the bucket), not given back; the next search is refused."""
+    import types
+
+    from chat import dispatch
+    from chat.search import TooBroad
+
+    h = harness()
+    alice = h.client("alice")
+    h.ready(alice)
+    clock = iter(range(1000))  # the search's own clock: 0.15 s from start to end
+    monkeypatch.setattr(dispatch, "time", types.SimpleNamespace(
+        perf_counter=lambda: next(clock) * 0.15), raising=False)
+
+    def too_broad(query, scope):
+        raise TooBroad
+    monkeypatch.setattr(h.server.store, "search", too_broad)
+    alice.send({"type": "search", "query": "everything", "ref": "1"})
+    assert h.wait_event(alice, "error", ref="1")["code"] == "too_broad"
+    alice.send({"type": "search", "query": "everything", "ref": "2"})
+    assert h.wait_event(alice, "error", ref="2")["code"] == "rate_limited"
+
+
+def test_one_search_a_pass(harness, monkeypatch):
+    """Four searches sent at once are run in four passes: a pass stalls everyone else
+    for one search's budget at most."""
+    h = harness(rate=0)
+    seekers = [h.client(f"seeker{i}") for i in range(4)]
+    for seeker in seekers:
+        h.ready(seeker)
+    passes = {"now": 0}
+    ran: list[int] = []
+    real_step, real_search = h.server.step, h.server.store.search
+
+    def counted_step(*args, **kwargs):
+        passes["now"] += 1
+        return real_step(*args, **kwargs)
+
+    def counted_search(query, scope):
+        ran.append(passes["now"])
+        return real_search(query, scope)
+    monkeypatch.setattr(h.server, "step", counted_step)
+    monkeypatch.setattr(h.server.store, "search", counted_search)
+    for n, seeker in enumerate(seekers):
+        seeker.send({"type": "search", "query": "anything", "ref": str(n)})
+    for n, seeker in enumerate(seekers):
+        assert h.wait_event(seeker, "search_results", ref=str(n))
+    assert len(ran) == 4 and len(set(ran)) == 4, ran
