@@ -25,6 +25,10 @@ SALT_BYTES = 16
 MIN_PASSWORD = 8  # code points; NIST SP 800-63B's minimum for chosen secrets
 MAX_PASSWORD = 256
 AUTH_RATE = 5.0  # password hashes per second, over the whole server
+# What a hash is expected to cost. One that takes longer (a loaded or slow machine) is
+# charged as that many hashes, so hashing keeps to AUTH_RATE * HASH_S of the loop's
+# time (a quarter) however slow it is.
+HASH_S = 0.05
 AUTH_BURST = 10
 HASHES_PER_PASS = 1  # the loop stalls at most one hash (~50 ms) before serving others
 # Each address and each connection has a share of its own, so that guessing from

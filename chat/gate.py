@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Container
-from typing import Any
+from typing import Any, TypeVar
 
 from chat.accounts import (
     AUTH_BURST,
     AUTH_RATE,
     CONNECTION_AUTH_BURST,
     CONNECTION_AUTH_RATE,
+    HASH_S,
     HASHES_PER_PASS,
     HOST_AUTH_BURST,
     HOST_AUTH_RATE,
@@ -33,6 +34,8 @@ from chat.config import ServerConfig
 from chat.errors import Later, ProtocolError, StoreError
 from chat.model import Peer, TokenBucket
 from chat.store import Store
+
+T = TypeVar("T")
 
 SIGN_IN, REGISTER = "sign-in", "register"  # what a password check is for
 
@@ -240,6 +243,16 @@ class Gate:
         if queue:
             self.turns[line] = queue
 
+    def _hashed(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(*args)``, a password hash, charged to the server's hash bucket by the
+        time it took (``HASH_S`` a token)."""
+        started = time.perf_counter()
+        try:
+            return work(*args)
+        finally:
+            took = time.perf_counter() - started
+            self.auth_bucket.spend(max(0.0, took / HASH_S - 1), self.clock())
+
     def in_line(self, peer: Peer) -> bool:
         """Whether ``peer`` waits its turn for a password check."""
         return any(peer in line for line in self.turns.values())
@@ -263,7 +276,7 @@ class Gate:
             raise ProtocolError("nick_registered", f"The nickname '{nick}' is registered; "
                                 "give its password or choose another nickname.")
         self._spend_auth(peer, SIGN_IN)
-        if not verify(account, password):
+        if not self._hashed(verify, account, password):
             log.info("wrong password for %s from %s", nick, peer.host)
             raise ProtocolError("auth_failed", f"Wrong password for the nickname '{nick}'.")
         peer.accounts.add(key)
@@ -278,7 +291,7 @@ class Gate:
             raise ProtocolError("nick_registered",
                                 f"The nickname '{peer.nick}' is already registered.")
         self._spend_auth(peer, REGISTER)
-        account = make_account(peer.key, peer.nick, password, self.now_ms())
+        account = self._hashed(make_account, peer.key, peer.nick, password, self.now_ms())
         self.store.put_account(account)
         self._stored()
         peer.accounts.add(peer.key)

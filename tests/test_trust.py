@@ -311,6 +311,9 @@ def test_a_hello_waiting_for_its_password_check_outlives_the_hello_timeout(harne
 
         def take(self, now):
             return turns["open"] and self.bucket.take(now)
+
+        def spend(self, amount, now):
+            self.bucket.spend(amount, now)
     monkeypatch.setattr(h.hub.gate, "auth_bucket", Shut(h.hub.gate.auth_bucket))
     sock = socket.create_connection(("127.0.0.1", h.port))
     sock.sendall(b'{"type":"hello","proto":1,"nick":"alice","rooms":[],'
@@ -328,6 +331,37 @@ def test_a_hello_waiting_for_its_password_check_outlives_the_hello_timeout(harne
     h.until(answered([sock], answers))
     sock.close()
     assert b'"welcome"' in answers[sock]
+
+
+def test_a_slow_hash_is_charged_as_many(harness, monkeypatch):
+    """A hash that took ten times what a hash should (a loaded machine) is charged
+    ten tokens of the server-wide bucket, so hashing keeps to its share of the loop's
+    time however slow it gets."""
+    import types
+
+    h = harness()
+    h.hub.gate.store.put_account(make_account("alice", "alice", "correct horse", 0))
+    h.hub.gate.store.commit()
+    clock = iter(range(1000))
+    monkeypatch.setattr(gate, "time", types.SimpleNamespace(
+        perf_counter=lambda: next(clock) * 10 * gate.HASH_S), raising=False)
+    charged: list[float] = []
+
+    class Counted:  # the server-wide hash bucket, noting what each hash is charged
+        def __init__(self, bucket):
+            self.bucket = bucket
+
+        def take(self, now):
+            charged.append(1.0)
+            return self.bucket.take(now)
+
+        def spend(self, amount, now):
+            charged.append(amount)
+            self.bucket.spend(amount, now)
+    monkeypatch.setattr(h.hub.gate, "auth_bucket", Counted(h.hub.gate.auth_bucket))
+    first = h.client("alice", nick_password="correct horse")
+    h.ready(first)
+    assert sum(charged) == pytest.approx(10)  # ten hashes' worth, for one
 
 
 def test_a_newcomers_hello_is_handled_in_a_pass_that_overran_its_budget(harness,
