@@ -86,7 +86,9 @@ class Window:
                 chunk = os.read(self.proc.stdout.fileno(), 65536)
                 if not chunk:
                     err = self.proc.stderr.read().decode(errors="replace")
-                    raise AssertionError(f"window process ended: {err[-3000:]}")
+                    status = self.proc.wait(30)  # a negative status names the signal
+                    raise AssertionError(f"window process ended with status {status}: "
+                                         f"{err[-3000:]}")
                 self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
         return line.decode()
