@@ -40,15 +40,16 @@ import selectors
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from chat.accounts import Account
 from chat.bans import Ban
 from chat.errors import Later, ProtocolError, StoreError
 from chat.files import Download, Upload
-from chat.model import Peer, Room
+from chat.model import Elsewhere, Peer, Room
 from chat.protocol import encode, name_key
 from chat.resp import Lost, Redis, credentials, is_error, parse_url, resolve, shown_url
+from chat.sequencer import Posted
 
 if TYPE_CHECKING:
     from chat.hub import Hub
@@ -227,19 +228,11 @@ def _stream_id(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-class Elsewhere:
-    """A user online on another node: what a `send` or `whois` needs of it."""
-
-    __slots__ = ("nick", "key", "node")
-    away: str | None = None
-    wants_tags = False
-    rooms: ClassVar[dict[str, Room]] = {}  # not in any room of this node
-    accounts: ClassVar[frozenset[str]] = frozenset()
-    connected_ts = 0
-    door = "cluster"
-
-    def __init__(self, nick: str, key: str, node: str) -> None:
-        self.nick, self.key, self.node = nick, key, node
+def posted_of(event: dict[str, Any]) -> Posted:
+    """A message as the stream carries it, on its way to ``Hub.arrived``."""
+    return Posted(ts=event["ts"], sender=event["from"], text=event["text"],
+                  kind=event.get("kind", 0), room=event.get("room"), to=event.get("to"),
+                  file=event.get("file"), tags=event.get("tags"))
 
 
 @dataclass(eq=False)
@@ -288,7 +281,6 @@ class Cluster:
         self.following = False  # the stream is being read
         self.position = "0-0"  # the last stream entry applied
         self.settled = "0-0"  # entries up to here are before the snapshot: messages only
-        self.elsewhere: dict[str, Elsewhere] = {}  # users online on other nodes, by key
         self.nodes: dict[str, dict[str, Any]] = {}  # node -> its description
         # peer -> (nick key, "wait", "ok STREAM-ID", "taken" or "failed")
         self.claims: dict[Peer, tuple[str, str]] = {}
@@ -448,11 +440,11 @@ class Cluster:
             hub.write_failed(exc)
             self.feed.drop(f"this node's database: {exc.reason}")
             return
-        self.elsewhere.clear()
+        self.hub.elsewhere.clear()
         for key, value in zip(nicks[::2], nicks[1::2], strict=True):
             node, _, nick = _text(value).partition("\t")
             if node != self.node:
-                self.elsewhere[_text(key)] = Elsewhere(nick, _text(key), node)
+                self.hub.elsewhere[_text(key)] = Elsewhere(nick, _text(key), node)
         for room in hub.rooms.values():
             room.clear_remote()
         for value in members[1::2]:
@@ -551,7 +543,7 @@ class Cluster:
             self.posts.pop(token, None)
         self.applied.clear()
 
-    def rewind(self) -> None:
+    def rewind(self) -> bool:
         """This node's copy could not take what was applied (its output was taken
         back): read it again from the last committed id in a second. The senders keep
         their refs; changes of who is where come again, and are idempotent."""
@@ -560,6 +552,7 @@ class Cluster:
         self.generation += 1
         self.reading = False
         self.resume_at = self.clock() + REWIND_WAIT_S
+        return True
 
     def _lost(self, why: str) -> None:
         self.reading = self.reading and self.feed.ready
@@ -628,18 +621,18 @@ class Cluster:
             self.applied.append(token)
             if sender is not None and sender.closing:
                 sender, ref = None, None
-        self.hub.arrived(msg_id, event, sender, ref)
+        self.hub.arrived(msg_id, posted_of(event), sender, ref)
 
     def _change(self, event: dict[str, Any]) -> None:
         hub = self.hub
         kind, nick = event.get("k"), event.get("nick", "")
         if kind == "u":
             key = name_key(nick)
-            self.elsewhere[key] = Elsewhere(nick, key, event.get("o", ""))
+            self.hub.elsewhere[key] = Elsewhere(nick, key, event.get("o", ""))
         elif kind == "x":
-            gone = self.elsewhere.get(name_key(nick))
+            gone = self.hub.elsewhere.get(name_key(nick))
             if gone is not None and gone.node == event.get("o"):
-                del self.elsewhere[gone.key]
+                del self.hub.elsewhere[gone.key]
         elif kind == "t":
             room = hub.rooms.get(name_key(event.get("room", "")))
             if room is not None and room.members:
@@ -668,23 +661,35 @@ class Cluster:
                 hub.gate.mirror_lift(*event["lift"])
         elif kind == "r":
             old, new = event["old"], event["new"]
-            moved = self.elsewhere.pop(name_key(old), None)
+            moved = self.hub.elsewhere.pop(name_key(old), None)
             if moved is not None:
-                self.elsewhere[name_key(new)] = Elsewhere(new, name_key(new), moved.node)
+                self.hub.elsewhere[name_key(new)] = Elsewhere(new, name_key(new), moved.node)
             hub.remote_renamed(old, new, event.get("rooms", []), event.get("ts", 0))
 
     # ------------------------------------------------------------ what this node says
 
-    def post(self, sender: Peer | None, event: dict[str, Any], ref: str | None) -> None:
-        """Send a message to Redis for its id and place; it is delivered when it
-        comes back through the stream. ``ProtocolError`` when Redis is away."""
+    def post(self, sender: Peer | None, posted: Posted, ref: str | None) -> int:
+        """Send a message to Redis for its id and place; it arrives when it comes
+        back through the stream (0: its id is not known yet). ``ProtocolError`` when
+        Redis is away."""
         if not self.up:
             raise ProtocolError("store_failed", UNAVAILABLE)
         token = next(self._tokens)
         self.posts[token] = (sender, ref)
-        event.update(o=self.node, p=token)
+        event: dict[str, Any] = {"k": "m", "ts": posted.ts, "from": posted.sender,
+                                 "text": posted.text, "kind": posted.kind,
+                                 "o": self.node, "p": token}
+        if posted.room is not None:
+            event["room"] = posted.room
+        else:
+            event["to"] = posted.to
+        if posted.file is not None:
+            event["file"] = posted.file
+        if posted.tags:
+            event["tags"] = posted.tags
         self._call("post", [SEQ, LOG], [json.dumps(event, separators=(",", ":")), MAX_LOG],
                    reply=partial(self._posted, token, self.hub.store.last_id))
+        return 0
 
     def _posted(self, token: int, floor: int, reply: Any) -> None:
         """Redis's answer to a post; ``floor``: this node's newest id when it was sent
@@ -830,19 +835,20 @@ class Cluster:
         if self.cmd.ready:
             self.cmd.call("HSET", f"lanchat:file:{sha256}", self.node, size)
 
-    def fetch_file(self, peer: Peer, sha256: str, offset: int, ref: str | None) -> None:
+    def fetch_file(self, peer: Peer, sha256: str, offset: int, ref: str | None) -> bool:
         """``peer`` wants a file this node does not keep: copy it from a node that
         does, then send it (``no_such_file`` when no running node has it)."""
         fetch = self.fetches.get(sha256)
         if fetch is not None:
             fetch.waiters.append((peer, offset, ref))
-            return
+            return True
         if not self.up:
             raise ProtocolError("store_failed", "The chat's shared store (Redis) cannot be "
                                 "reached; try again in a moment.")
         self.looking[peer] = self.looking.get(peer, 0) + 1
         self.cmd.call("HGETALL", f"lanchat:file:{sha256}",
                       reply=partial(self._file_holders, peer, sha256, offset, ref))
+        return True
 
     def waiting(self, peer: Peer) -> int:
         """Downloads of ``peer`` waiting for a copy from another node (they count

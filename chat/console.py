@@ -106,8 +106,8 @@ class Console:
         self.write("\n".join([f"{head} (type each after '{self.prefix}')", *lines]))
 
     def _nodes(self, _rest: str) -> None:
-        cluster = self.operator.hub.cluster
-        if cluster is None:
+        cluster = self.operator.hub.sequencer
+        if not cluster.url:
             raise ValueError("this server is not part of a cluster (start it with --redis)")
         nodes = cluster.members()
         state = f"Redis unreachable ({cluster.problem})" if cluster.problem else "Redis up"

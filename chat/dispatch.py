@@ -30,8 +30,32 @@ from chat.errors import Later, ProtocolError, StoreError
 from chat.files import PROGRESS_EVERY, UPLOADS_PER_PEER, clean_name
 from chat.gate import ban_sentence
 from chat.hub import STORE_FAILED
-from chat.model import Peer, Room
-from chat.protocol import check_ref, encode, name_key, parse_request
+from chat.model import Elsewhere, Peer, Room
+from chat.protocol import (
+    Away,
+    Bye,
+    Chunk,
+    Download,
+    Hello,
+    History,
+    InRoom,
+    Ison,
+    Named,
+    Nick,
+    Nothing,
+    Part,
+    Password,
+    Rooms,
+    Search,
+    Send,
+    TagMsg,
+    Token,
+    Upload,
+    check_ref,
+    encode,
+    name_key,
+    parse_request,
+)
 from chat.search import Scope, TooBroad, parse_query, snippet
 from chat.store import ACTION, NOTICE, Row
 
@@ -229,33 +253,32 @@ def spend_change(hub: Hub, peer: Peer, *, spend: bool = True) -> None:
 # ---------------------------------------------------------------- requests
 
 
-def hello(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+def hello(hub: Hub, peer: Peer, req: Hello, ref: str | None) -> None:
     cfg = hub.config
     refusal = hub.gate.refusal(peer.host)
     if refusal is not None and refusal.code == "banned":  # banned since it connected
         raise refusal
     if cfg.password is not None and not hmac.compare_digest(
-            (req["password"] or "").encode(), cfg.password.encode()):
+            (req.password or "").encode(), cfg.password.encode()):
         raise ProtocolError("auth_failed", "Wrong server password.")
     if len(hub.users) >= cfg.max_clients:
         raise ProtocolError("server_full", "The server is full; try again later.")
-    key = name_key(req["nick"])
+    key = name_key(req.nick)
     ban = hub.gate.nick_ban(key)
     if ban is not None:
         raise ProtocolError("banned", ban_sentence(ban))
     holder = hub.users.get(key)
-    if holder is not None and (req["nick_password"] is None
+    if holder is not None and (req.nick_password is None
                                or not hub.gate.has_account(key)):
-        raise ProtocolError("nick_taken", f"The nickname '{req['nick']}' is taken.")
-    hub.gate.authenticate(peer, key, req["nick"], req["nick_password"])
-    if hub.cluster is not None:  # unique across the cluster's nodes: Later until known
-        hub.cluster.claim(peer, key, req["nick"])
+        raise ProtocolError("nick_taken", f"The nickname '{req.nick}' is taken.")
+    hub.gate.authenticate(peer, key, req.nick, req.nick_password)
+    hub.claim(peer, key, req.nick)  # unique across a cluster's nodes: Later until known
     if holder is not None:
         # The account's owner reclaims its nickname from an older connection
         # (often its own, dropped without the server noticing yet).
         hub.kick(holder, "You signed in from another connection.", "disconnected")
-        log.info("%s reclaimed its nickname from %s", req["nick"], holder.host)
-    hub.register(peer, req["nick"], key, req["client"] or "")
+        log.info("%s reclaimed its nickname from %s", req.nick, holder.host)
+    hub.register(peer, req.nick, key, req.client or "")
     if log.isEnabledFor(logging.INFO):
         door = " (web)" if peer.door == "web" else ""
         log.info("%s registered from %s%s", peer.nick, peer.host, door)
@@ -263,56 +286,58 @@ def hello(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
                                "motd": cfg.motd, "limits": cfg.limits()}
     if key in peer.accounts:
         welcome["account"] = True  # signed in to its nickname's account (docs/protocol.md)
-    if hub.cluster is not None and (nodes := hub.cluster.addresses()):
+    if nodes := hub.sequencer.addresses():
         welcome["nodes"] = nodes  # the chat's other servers (docs/protocol.md, "Cluster")
     reply(hub, peer, welcome, ref)
-    for name in req["rooms"]:
-        join(hub, peer, name, ref, req["since"])
+    for name in req.rooms:
+        join(hub, peer, name, ref, req.since)
 
 
-def join_request(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    if name_key(req["room"]) not in peer.rooms:  # already in: nothing changes, free
+def join_request(hub: Hub, peer: Peer, req: InRoom, ref: str | None) -> None:
+    if name_key(req.room) not in peer.rooms:  # already in: nothing changes, free
         spend_change(hub, peer)
-    join(hub, peer, req["room"], ref, None)
+    join(hub, peer, req.room, ref, None)
 
 
-def addressed(hub: Hub, peer: Peer, req: dict[str, Any]) -> tuple[Room | None, Peer | None]:
+def addressed(hub: Hub, peer: Peer, req: Send | TagMsg
+              ) -> tuple[Room | None, Peer | Elsewhere | None]:
     """The room (one is in) or the online user that a `send` or `tagmsg` names; its
     rate token is spent once both are known."""
     room = target = None
-    if req["room"] is not None:
-        room = member_room(hub, peer, req["room"])
+    if req.room is not None:
+        room = member_room(hub, peer, req.room)
     else:
-        target = online(hub, req["to"])
+        assert req.to is not None  # parse_request takes exactly one of them
+        target = online(hub, req.to)
     if not peer.bucket.take(hub.clock()):
         raise out_of_tokens(peer, "You are sending too fast; slow down.")
     return room, target
 
 
-def send(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+def send(hub: Hub, peer: Peer, req: Send, ref: str | None) -> None:
     room, target = addressed(hub, peer, req)
     try:
-        hub.post(peer, req["text"], req["action"], ref, room=room, target=target,
-                 notice=req["notice"], tags=req["tags"])
+        hub.post(peer, req.text, req.action, ref, room=room, target=target,
+                 notice=req.notice, tags=req.tags)
     except BaseException:
         peer.bucket.refund()  # refused: it costs no token
         raise
     if log.isEnabledFor(logging.DEBUG):  # a direct message's text stays private
         if room is not None:
-            log.debug("%s -> %s: %s", peer.nick, room.name, req["text"])
+            log.debug("%s -> %s: %s", peer.nick, room.name, req.text)
         elif target is not None:
             log.debug("%s -> %s: (direct message)", peer.nick, target.nick)
 
 
-def part(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    room = member_room(hub, peer, req["room"])
+def part(hub: Hub, peer: Peer, req: Part, ref: str | None) -> None:
+    room = member_room(hub, peer, req.room)
     spend_change(hub, peer)
-    hub.leave(peer, room, "part", req["message"], ref=ref)
+    hub.leave(peer, room, "part", req.message, ref=ref)
     log.info("%s parted %s", peer.nick, room.name)
 
 
-def nick(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    new = req["nick"]
+def nick(hub: Hub, peer: Peer, req: Nick, ref: str | None) -> None:
+    new = req.nick
     if new == peer.nick:
         return
     key = name_key(new)
@@ -323,24 +348,23 @@ def nick(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
             raise ProtocolError("bad_nick", f"The nickname '{new}' is banned here.")
     spend_change(hub, peer, spend=False)  # before a password hash is spent on it
     if key != peer.key:
-        hub.gate.authenticate(peer, key, new, req["nick_password"])
-        if hub.cluster is not None:
-            hub.cluster.claim(peer, key, new)
+        hub.gate.authenticate(peer, key, new, req.nick_password)
+        hub.claim(peer, key, new)
     spend_change(hub, peer)
     old = peer.nick
     hub.rename(peer, new, key, ref)
     log.info("%s is now %s", old, new)
 
 
-def who(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    room = hub.rooms.get(name_key(req["room"]))
+def who(hub: Hub, peer: Peer, req: InRoom, ref: str | None) -> None:
+    room = hub.rooms.get(name_key(req.room))
     if room is None:
-        raise ProtocolError("not_in_room", f"There is no room named '{req['room']}'.")
+        raise ProtocolError("not_in_room", f"There is no room named '{req.room}'.")
     users(hub, peer, room, ref)
 
 
-def rooms(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    after = req["after"]
+def rooms(hub: Hub, peer: Peer, req: Rooms, ref: str | None) -> None:
+    after = req.after
     page, more = hub.rooms_page(None if after is None else name_key(after))
     frame: dict[str, Any] = {"type": "rooms", "rooms": [
         {"name": r.name, "users": len(r.members)} for r in page]}
@@ -349,29 +373,30 @@ def rooms(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     reply(hub, peer, frame, ref)
 
 
-def history(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    store, limit = hub.store, req["limit"]
-    before, after = req["before"], req["after"] or 0
-    if req["with"] is not None:  # direct messages: an account holder's own, since then
+def history(hub: Hub, peer: Peer, req: History, ref: str | None) -> None:
+    store, limit = hub.store, req.limit
+    before, after = req.before, req.after or 0
+    if req.peer is not None:  # direct messages: an account holder's own, since then
         account = store.account(peer.key) if peer.key in peer.accounts else None
         if account is None:
             raise ProtocolError("account_required", "Only the holder of a nickname's "
                                 "account, signed in, may read its direct messages.")
         after = max(after, store.id_at(account.created) - 1)
-    if req["before_ts"] is not None:  # times become ids (Store.id_at: a few lookups)
-        first = store.id_at(req["before_ts"])
+    if req.before_ts is not None:  # times become ids (Store.id_at: a few lookups)
+        first = store.id_at(req.before_ts)
         before = first if before is None else min(before, first)
-    if req["after_ts"] is not None:
-        after = max(after, store.id_at(req["after_ts"] + 1) - 1)
-    around = req["around"]
-    if req["around_ts"] is not None:
-        around = store.id_at(req["around_ts"])
-    if req["with"] is not None:
-        read: Reader = partial(direct_bytes, hub, peer.nick or "", req["with"])
-        place: dict[str, Any] = {"with": req["with"]}
+    if req.after_ts is not None:
+        after = max(after, store.id_at(req.after_ts + 1) - 1)
+    around = req.around
+    if req.around_ts is not None:
+        around = store.id_at(req.around_ts)
+    if req.peer is not None:
+        read: Reader = partial(direct_bytes, hub, peer.nick or "", req.peer)
+        place: dict[str, Any] = {"with": req.peer}
     else:
-        room = member_room(hub, peer, req["room"])
-        if around is None and not req["oldest"]:
+        assert req.room is not None  # parse_request takes exactly one of them
+        room = member_room(hub, peer, req.room)
+        if around is None and not req.oldest:
             replay(hub, peer, room, ref, after=after, before=before, limit=limit)
             return
         read = partial(history_bytes, hub, room)
@@ -379,7 +404,7 @@ def history(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     budget, _ = answer_budget(hub, peer)
     if around is None:
         chunk, more = read(after=after, before=before, limit=limit, budget=budget,
-                           oldest=req["oldest"])
+                           oldest=req.oldest)
     else:  # the message at `around` (or the first after it), half the rest before it
         older, more = read(after=after, before=around, limit=(limit - 1) // 2,
                            budget=budget) if limit > 1 else (b"", False)
@@ -405,23 +430,21 @@ def direct_bytes(hub: Hub, me: str, other: str, *, after: int, before: int | Non
                         budget=budget, oldest=oldest)
 
 
-def tagmsg(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+def tagmsg(hub: Hub, peer: Peer, req: TagMsg, ref: str | None) -> None:
     room, target = addressed(hub, peer, req)
-    hub.relay_tags(peer, req["tags"], ref, room=room, target=target)
+    hub.relay_tags(peer, req.tags, ref, room=room, target=target)
 
 
-def online(hub: Hub, nick: str) -> Peer:
+def online(hub: Hub, nick: str) -> Peer | Elsewhere:
     key = name_key(nick)
-    target = hub.users.get(key)
-    if target is None and hub.cluster is not None:  # on another node (chat.cluster)
-        target = hub.cluster.elsewhere.get(key)  # type: ignore[assignment]
+    target = hub.users.get(key) or hub.elsewhere.get(key)  # here, or on another node
     if target is None:
         raise ProtocolError("no_such_user", f"Nobody named '{nick}' is online.")
     return target
 
 
-def whois(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    who = online(hub, req["nick"])
+def whois(hub: Hub, peer: Peer, req: Named, ref: str | None) -> None:
+    who = online(hub, req.nick)
     rooms = [r.name for r in list(who.rooms.values())[:WHOIS_ROOMS]]
     frame: dict[str, Any] = {"type": "whois", "nick": who.nick, "rooms": rooms,
                              "since": who.connected_ts, "door": who.door,
@@ -433,18 +456,18 @@ def whois(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     reply(hub, peer, frame, ref)
 
 
-def away(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    peer.away = req["text"]
+def away(hub: Hub, peer: Peer, req: Away, ref: str | None) -> None:
+    peer.away = req.text
     answer: dict[str, Any] = {"type": "away", "nick": peer.nick}
     if peer.away:
         answer["text"] = peer.away
     reply(hub, peer, answer, ref)
 
 
-def ison(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    elsewhere: dict[str, Any] = hub.cluster.elsewhere if hub.cluster is not None else {}
+def ison(hub: Hub, peer: Peer, req: Ison, ref: str | None) -> None:
+    elsewhere = hub.elsewhere
     found = [who for who in (hub.users.get(k) or elsewhere.get(k) for k in
-                             map(name_key, req["nicks"])) if who is not None]
+                             map(name_key, req.nicks)) if who is not None]
     answer: dict[str, Any] = {"type": "ison", "nicks": [p.nick for p in found]}
     away = [p.nick for p in found if p.away]
     if away:
@@ -452,49 +475,46 @@ def ison(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
     reply(hub, peer, answer, ref)
 
 
-def typing(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    room = member_room(hub, peer, req["room"])
+def typing(hub: Hub, peer: Peer, req: InRoom, ref: str | None) -> None:
+    room = member_room(hub, peer, req.room)
     if not peer.bucket.take(hub.clock()):
         raise out_of_tokens(peer, "You are sending too fast; slow down.")
-    hub.to_room(room, encode({"type": "typing", "room": room.name, "nick": peer.nick}),
-                peer, None)
-    if hub.cluster is not None and room.remote:  # members elsewhere see it too
-        hub.cluster.typing(peer, room)
+    hub.typing(peer, room)
 
 
-def ping(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+def ping(hub: Hub, peer: Peer, req: Token, ref: str | None) -> None:
     pong: dict[str, Any] = {"type": "pong"}
-    if req["token"] is not None:
-        pong["token"] = req["token"]
+    if req.token is not None:
+        pong["token"] = req.token
     reply(hub, peer, pong, ref)
 
 
-def pong(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+def pong(hub: Hub, peer: Peer, req: Token, ref: str | None) -> None:
     """Nothing to do: hearing from the peer already answered the ping."""
 
 
-def bye(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    hub.close(peer, "quit", req["reason"])
+def bye(hub: Hub, peer: Peer, req: Bye, ref: str | None) -> None:
+    hub.close(peer, "quit", req.reason)
 
 
 # ---------------------------------------------------------------- accounts
 
 
-def register(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    hub.gate.register(peer, req["password"])
+def register(hub: Hub, peer: Peer, req: Password, ref: str | None) -> None:
+    hub.gate.register(peer, req.password)
     reply(hub, peer, {"type": "registered", "nick": peer.nick}, ref)
 
 
-def unregister(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+def unregister(hub: Hub, peer: Peer, req: Nothing, ref: str | None) -> None:
     hub.gate.unregister(peer)
     reply(hub, peer, {"type": "unregistered", "nick": peer.nick}, ref)
 
 
-Handler = Callable[["Hub", Peer, dict[str, Any], "str | None"], None]
-def search(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+Handler = Callable[["Hub", Peer, Any, "str | None"], None]  # takes its type's Request
+def search(hub: Hub, peer: Peer, req: Search, ref: str | None) -> None:
     """Full-text search of what the asker may see (docs/protocol.md, "Search"): its
     rooms, and the direct messages of this connection. A bucket of its own pays for it."""
-    query = parse_query(req["query"])
+    query = parse_query(req.query)
     if query.empty:
         raise ProtocolError("bad_field", "Type some words to search for (letters or "
                                          "digits), or from:NICK or in:ROOM.")
@@ -528,19 +548,19 @@ def search(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
         elif action == NOTICE:
             found["notice"] = True
         results.append(found)
-    reply(hub, peer, {"type": "search_results", "query": req["query"], "results": results,
+    reply(hub, peer, {"type": "search_results", "query": req.query, "results": results,
                       "more": more}, ref)
 
 
-def upload(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
+def upload(hub: Hub, peer: Peer, req: Upload, ref: str | None) -> None:
     """An offered file (docs/protocol.md, "Files"): announced at once when the server
     has it already, else `upload_ready` (at the offset a dropped upload reached)."""
-    if req["room"] is not None:
-        target: dict[str, Any] = {"room": member_room(hub, peer, req["room"])}
+    if req.room is not None:
+        target: dict[str, Any] = {"room": member_room(hub, peer, req.room)}
     else:
-        other = hub.users.get(name_key(req["to"]))
+        other = hub.users.get(name_key(req.to))
         if other is None:
-            raise ProtocolError("no_such_user", f"Nobody named '{req['to']}' is online.")
+            raise ProtocolError("no_such_user", f"Nobody named '{req.to}' is online.")
         target = {"to": other}
     if len(peer.uploads) >= UPLOADS_PER_PEER:
         raise ProtocolError("rate_limited", "Finish the files you are sending first.")
@@ -548,11 +568,11 @@ def upload(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
         raise ProtocolError("rate_limited", "You are sending too fast; slow down.")
     files = hub.files
     try:
-        if req["size"] <= files.max_size and files.stored(req["sha256"]):
-            announce(hub, peer, req["sha256"], req["size"], clean_name(req["name"]),
-                     req["mime"], target, ref)
+        if req.size <= files.max_size and files.stored(req.sha256):
+            announce(hub, peer, req.sha256, req.size, clean_name(req.name),
+                     req.mime, target, ref)
             return
-        sent = files.offer(req["sha256"], req["size"], req["name"], req["mime"], target, ref)
+        sent = files.offer(req.sha256, req.size, req.name, req.mime, target, ref)
     except BaseException:
         peer.bucket.refund()
         raise
@@ -563,19 +583,19 @@ def upload(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
         hub.rehash_later(peer)  # its bytes so far are hashed first, a step per pass
 
 
-def chunk(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    sent = peer.uploads.get(req["upload"])
-    if sent is None and req["upload"] in peer.refused:
+def chunk(hub: Hub, peer: Peer, req: Chunk, ref: str | None) -> None:
+    sent = peer.uploads.get(req.upload)
+    if sent is None and req.upload in peer.refused:
         return  # its refusal was said once; the chunks that were on their way go
     if sent is None or not sent.ready:
         raise ProtocolError("no_such_upload", "No upload of yours has that id (ready).")
     try:
-        data = base64.b64decode(req["data"], validate=True)
+        data = base64.b64decode(req.data, validate=True)
     except ValueError:
         raise ProtocolError("bad_field", "'data' must be base64.") from None
     files = hub.files
     try:
-        done = files.write(sent, req["offset"], data)
+        done = files.write(sent, req.offset, data)
     except ProtocolError as exc:
         if exc.code == "store_failed":
             del peer.uploads[sent.token]
@@ -601,9 +621,8 @@ def announce(hub: Hub, peer: Peer, sha256: str, size: int, name: str, kind: str,
              target: dict[str, Any], ref: str | None) -> None:
     """The message that carries a stored file, to its room or person (its text: the
     name, for clients that know nothing of files)."""
-    file = {"id": sha256, "name": name, "size": size, "type": kind}
-    if hub.cluster is not None:  # other nodes copy it from here when asked
-        hub.cluster.kept_file(sha256, size)
+    file: dict[str, str | int] = {"id": sha256, "name": name, "size": size, "type": kind}
+    hub.sequencer.kept_file(sha256, size)  # other nodes of a cluster copy it from here
     if "room" in target:
         hub.post(peer, name, False, ref, room=target["room"], file=file)
     else:
@@ -611,14 +630,13 @@ def announce(hub: Hub, peer: Peer, sha256: str, size: int, name: str, kind: str,
     log.info("%s sent a file of %d bytes", peer.nick, size)
 
 
-def download(hub: Hub, peer: Peer, req: dict[str, Any], ref: str | None) -> None:
-    waiting = hub.cluster.waiting(peer) if hub.cluster is not None else 0
-    if len(peer.downloads) + waiting >= UPLOADS_PER_PEER:
+def download(hub: Hub, peer: Peer, req: Download, ref: str | None) -> None:
+    if len(peer.downloads) + hub.sequencer.waiting(peer) >= UPLOADS_PER_PEER:
         raise ProtocolError("rate_limited", "Wait for the files you are fetching first.")
-    if hub.cluster is not None and not hub.files.stored(req["file"]):
-        hub.cluster.fetch_file(peer, req["file"], req["offset"], ref)  # from another node
-        return
-    hub.start_download(peer, hub.files.open_download(req["file"], req["offset"], ref))
+    if not hub.files.stored(req.file) and \
+            hub.sequencer.fetch_file(peer, req.file, req.offset, ref):
+        return  # copied from another node of a cluster, then sent
+    hub.start_download(peer, hub.files.open_download(req.file, req.offset, ref))
 
 
 HANDLERS: dict[str, Handler] = {

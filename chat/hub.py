@@ -24,19 +24,17 @@ import os
 import time
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chat.bans import Ban
 from chat.config import ServerConfig
 from chat.errors import ProtocolError, StoreError
 from chat.files import PUMP_BYTES, Download, Files, chunk_size
 from chat.gate import Gate, ban_sentence
-from chat.model import FRAMES, SNIFF, WIRED, Peer, Room, TokenBucket, share
+from chat.model import FRAMES, SNIFF, WIRED, Elsewhere, Peer, Room, TokenBucket, share
 from chat.protocol import encode, encode_message, name_key, with_ref
+from chat.sequencer import Local, Posted, Sequencer
 from chat.store import ACTION, NOTICE, PLAIN, Store
-
-if TYPE_CHECKING:
-    from chat.cluster import Cluster
 
 MAX_ERRORS_IN_ROW = 20  # docs/protocol.md: more than 20 error frames in a row closes
 CLOSE_FLUSH_SECONDS = 3.0  # how long a closing peer may take to read its last output
@@ -89,7 +87,10 @@ class Hub:
         self._files: Files | None = None  # opened at the first file request
         self.hashing: dict[Peer, None] = {}  # peers with an upload being rehashed (resume)
         self.downloading: dict[Peer, None] = {}  # peers with downloads under way
-        self.cluster: Cluster | None = None  # --redis: one chat over many nodes
+        # Who gives messages their ids and order: this node's store, or a cluster's
+        # Redis (chat.sequencer); the hub never asks which.
+        self.sequencer: Sequencer = Local(self)
+        self.elsewhere: dict[str, Elsewhere] = {}  # users online on other nodes, by key
 
     def now_ms(self) -> int:
         return int(self.wall() * 1000)
@@ -143,8 +144,7 @@ class Hub:
         self._staged.clear()
         WIRED.clear()
         FRAMES.clear()
-        if self.cluster is not None:
-            self.cluster.committed()
+        self.sequencer.committed()
         if self.storage_problem is not None and wrote:
             log.warning("storage works again: messages are stored and delivered")
             self.storage_problem = None
@@ -160,10 +160,10 @@ class Hub:
             if room is not None:
                 room.has_history = False
                 self.drop_if_dead(room)
-        if self.cluster is not None:
-            # Stored in the cluster, not in this node's copy: nobody here gets them now,
-            # and they are read again from the stream once the copy can write.
-            self.cluster.rewind()
+        again = self.sequencer.rewind()
+        if again:
+            # Sequenced, not in this node's copy: nobody here gets them now, and they
+            # arrive again once the copy can write.
             failed = {msg_id: (None, None) for msg_id in failed}
         self.replays.clear()
         if self.storage_problem is None:
@@ -183,7 +183,7 @@ class Hub:
                 sender.sent -= 1
                 sender.bucket.refund()
         log.warning("%d message(s) %s", len(failed), "held back until this node's copy "
-                    "can write" if self.cluster is not None else "refused: not stored")
+                    "can write" if again else "refused: not stored")
 
     def _without(self, peer: Peer, chunk: bytes,
                  failed: dict[int, tuple[Peer | None, str | None]],
@@ -220,67 +220,54 @@ class Hub:
     # ------------------------------------------------------------ chat operations
 
     def post(self, sender: Peer | None, text: str, action: bool, ref: str | None, *,
-             room: Room | None = None, target: Peer | None = None,
-             file: dict[str, Any] | None = None, notice: bool = False,
+             room: Room | None = None, target: Peer | Elsewhere | None = None,
+             file: dict[str, str | int] | None = None, notice: bool = False,
              tags: dict[str, str] | None = None) -> int:
-        """Store a message (to a room, or to ``target``) and queue it for everyone
-        who gets it; the sender's copy carries ``ref``. ``sender`` None is the
-        operator, speaking as `server`. Returns its id; ``StoreError`` when the store
-        cannot take it (nothing changed then). On a cluster node it goes to Redis and
-        comes back through the stream (``arrived``): 0 then. A ``notice`` is stored
-        as one; client ``tags`` are relayed with it, not stored (docs/protocol.md)."""
+        """Send a message (to a room, or to ``target``) on its one road: the
+        sequencer gives it its id, then it ``arrived``: stored and queued for everyone
+        here who gets it; the sender's copy carries ``ref``. ``sender`` None is the
+        operator, speaking as `server`. Returns its id when known now (0 when it comes
+        back later, on a cluster); ``StoreError`` or ``ProtocolError`` when it cannot
+        be taken (nothing changed then). A ``notice`` is stored as one; client
+        ``tags`` are relayed with it, not stored (docs/protocol.md)."""
         nick = sender.nick if sender is not None else "server"
-        kind = NOTICE if notice else ACTION if action else PLAIN
         assert nick is not None
-        ts = self.now_ms()
-        if self.cluster is not None:  # its id and place come from Redis (chat.cluster)
-            event: dict[str, Any] = {"k": "m", "ts": ts, "from": nick, "text": text,
-                                     "kind": kind}
-            if room is not None:
-                event["room"] = room.name
-            else:
-                assert target is not None
-                event["to"] = target.nick
-            if file is not None:
-                event["file"] = file
-            if tags:
-                event["tags"] = tags
-            self.cluster.post(sender, event, ref)
-            return 0
-        msg_id = self._store(ts, nick, text, kind, file, room, target.nick if target else None)
-        self._staged.append((msg_id, sender, ref))
-        return self._emit(msg_id, ts, nick, text, kind, ref, sender, room, target,
-                          target.nick if target else None, file, tags)
+        posted = Posted(self.now_ms(), nick, text, NOTICE if notice else
+                        ACTION if action else PLAIN,
+                        room=room.name if room is not None else None,
+                        to=target.nick if target is not None else None,
+                        file=file, tags=tags or None)
+        return self.sequencer.post(sender, posted, ref)
 
-    def _store(self, ts: int, nick: str, text: str, kind: int, file: dict[str, Any] | None,
-               room: Room | None, to: str | None, msg_id: int | None = None) -> int:
+    def _store(self, posted: Posted, room: Room | None, msg_id: int | None) -> int:
+        file = posted.file
         stored_file = json.dumps(file, separators=(",", ":")) if file is not None else None
         if room is not None:
-            msg_id = self.store.add(ts, nick, text, room_key=room.key, room_name=room.name,
-                                    kind=kind, file=stored_file, msg_id=msg_id)
+            msg_id = self.store.add(posted.ts, posted.sender, posted.text, room_key=room.key,
+                                    room_name=room.name, kind=posted.kind,
+                                    file=stored_file, msg_id=msg_id)
             room.has_history = True
             self.replays.pop(room.key, None)  # the room's history changed
             return msg_id
-        return self.store.add(ts, nick, text, recipient=to, kind=kind, file=stored_file,
-                              msg_id=msg_id)
+        return self.store.add(posted.ts, posted.sender, posted.text, recipient=posted.to,
+                              kind=posted.kind, file=stored_file, msg_id=msg_id)
 
-    def arrived(self, msg_id: int, event: dict[str, Any], sender: Peer | None,
-                ref: str | None) -> None:
-        """A message read from the cluster's stream (chat.cluster): kept in this node's
-        copy and queued for this node's members, in the stream's order. ``sender``:
-        its sender when connected here (its copy carries ``ref``)."""
-        ts, nick, text = event["ts"], event["from"], event["text"]
-        kind, file = event.get("kind", PLAIN), event.get("file")
+    def arrived(self, msg_id: int | None, posted: Posted, sender: Peer | None,
+                ref: str | None) -> int:
+        """A message with its place in the order (``msg_id``: the sequencer's, or None
+        for this node's store to give): kept in this node's copy and queued for this
+        node's members. ``sender``: its sender when connected here (its copy carries
+        ``ref``). Returns its id."""
         room = target = None
-        to = event.get("to")
-        if to is None:
-            room = self.room(event["room"], name_key(event["room"]))
+        if posted.to is None:
+            assert posted.room is not None
+            room = self.room(posted.room, name_key(posted.room))
         else:
-            target = self.users.get(name_key(to))
-        self._store(ts, nick, text, kind, file, room, to, msg_id)
+            target = self.users.get(name_key(posted.to))
+        msg_id = self._store(posted, room, msg_id)
         self._staged.append((msg_id, sender, ref))
-        self._emit(msg_id, ts, nick, text, kind, ref, sender, room, target, to, file,
-                   event.get("tags"))
+        return self._emit(msg_id, posted.ts, posted.sender, posted.text, posted.kind, ref,
+                          sender, room, target, posted.to, posted.file, posted.tags)
 
     def refuse_post(self, sender: Peer, ref: str | None, text: str) -> None:
         """A message the cluster could not take: its sender is told (store_failed)."""
@@ -346,7 +333,7 @@ class Hub:
         return msg_id
 
     def relay_tags(self, sender: Peer, tags: dict[str, str], ref: str | None, *,
-                   room: Room | None = None, target: Peer | None = None) -> None:
+                   room: Room | None = None, target: Peer | Elsewhere | None = None) -> None:
         """Client tags without a text (docs/protocol.md, "Client tags"): never
         stored, and sent only to connections that take them (``Peer.wants_tags``);
         the sender gets its copy with ``ref``."""
@@ -402,8 +389,7 @@ class Hub:
                   "ts": self.now_ms()}
         data = encode(joined)
         self.to_room(room, data, peer, data if ref is None else encode({**joined, "ref": ref}))
-        if self.cluster is not None:
-            self.cluster.joined(peer, room)
+        self.sequencer.joined(peer, room)
 
     def leave(self, peer: Peer, room: Room, reason: str, message: str | None = None,
               ref: str | None = None, *, flush: bool = True) -> None:
@@ -421,8 +407,7 @@ class Hub:
         room.remove(peer, flush)
         del peer.rooms[room.key]
         self.drop_if_dead(room)
-        if self.cluster is not None:
-            self.cluster.left(peer, room, reason, message)
+        self.sequencer.left(peer, room, reason, message)
 
     def rename(self, peer: Peer, new: str, key: str, ref: str | None) -> None:
         """``peer`` is now ``new``: everyone sharing a room with it sees `renamed`
@@ -444,8 +429,7 @@ class Hub:
         self.deliver()  # one `renamed` per user, whatever rooms it shares
         share(others, data)
         peer.queue(data if ref is None else encode({**renamed, "ref": ref}))
-        if self.cluster is not None:
-            self.cluster.renamed(peer, old, old_key)
+        self.sequencer.renamed(peer, old, old_key)
 
     # ------------------------------------------------------------ other nodes
 
@@ -479,6 +463,18 @@ class Hub:
             self.deliver()
             self.cost += len(others)
             share(others, encode({"type": "renamed", "old": old, "new": new, "ts": ts}))
+
+    def claim(self, peer: Peer, key: str, nick: str) -> None:
+        """Hold ``nick`` for ``peer`` on every node (a hello or a rename is handled
+        again after ``Later``; ``nick_taken`` when another node holds it)."""
+        self.sequencer.claim(peer, key, nick)
+
+    def typing(self, peer: Peer, room: Room) -> None:
+        """`typing` for the other members of ``room``, here and on other nodes."""
+        self.to_room(room, encode({"type": "typing", "room": room.name, "nick": peer.nick}),
+                     peer, None)
+        if room.remote:
+            self.sequencer.typing(peer, room)
 
     def rooms_page(self, after: str | None) -> tuple[list[Room], bool]:
         """Rooms in name order after the key ``after`` (None: from the start), at
@@ -636,9 +632,8 @@ class Hub:
             for room in list(peer.rooms.values()):
                 self.leave(peer, room, reason, message, flush=flush)
             del self.users[peer.key]
-            if self.cluster is not None:
-                assert peer.nick is not None
-                self.cluster.release(peer.key, peer.nick)
+            assert peer.nick is not None
+            self.sequencer.release(peer.key, peer.nick)
             log.info("%s left (%s)", peer.nick, reason)
         self.closing[peer] = None
 
@@ -679,8 +674,7 @@ class Hub:
                 self.irc_peers -= 1
         if peer.transferring:
             self._drop_transfers(peer)
-        if self.cluster is not None:
-            self.cluster.forget(peer)
+        self.sequencer.forget(peer)
         self.closing.pop(peer, None)
         self.dirty.pop(peer, None)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from chat.protocol import name_key
 
@@ -265,6 +265,22 @@ def _share(member: Peer, shared: bytes, wired: dict[Any, bytes]) -> None:
     if data is None:
         data = wired[key] = codec.wire(shared)
     member.queue_wire(data)
+
+
+class Elsewhere:
+    """A user online on another node of a cluster: what a `send`, `whois` or `ison`
+    needs of it (chat.cluster keeps them in ``Hub.elsewhere``)."""
+
+    __slots__ = ("nick", "key", "node")
+    away = ""
+    wants_tags = False
+    rooms: ClassVar[dict[str, Room]] = {}  # not in any room of this node
+    accounts: ClassVar[frozenset[str]] = frozenset()
+    connected_ts = 0
+    door = "cluster"
+
+    def __init__(self, nick: str, key: str, node: str) -> None:
+        self.nick, self.key, self.node = nick, key, node
 
 
 class Room:

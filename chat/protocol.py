@@ -14,6 +14,7 @@ import re
 import unicodedata
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -71,6 +72,7 @@ def _reject_constant(name: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+JsonObject = dict[str, Any]  # a frame as JSON reads it (checked by parse_request)
 
 
 # ---------------------------------------------------------------- framing
@@ -144,7 +146,7 @@ class FrameDecoder:
         return CLOSED if self._eof else NEED_DATA
 
 
-def decode_frame(line: bytes) -> dict[str, Any]:
+def decode_frame(line: bytes) -> JsonObject:
     """Parse one line (without its terminator) as a frame, strictly."""
     try:
         value = _DECODER.decode(line.decode("utf-8"))
@@ -159,7 +161,7 @@ def decode_frame(line: bytes) -> dict[str, Any]:
     return value
 
 
-def encode(frame: dict[str, Any]) -> bytes:
+def encode(frame: JsonObject) -> bytes:
     """One frame as bytes on the wire: compact JSON, UTF-8, "\\n"-terminated."""
     return (_ENCODER.encode(frame) + "\n").encode("utf-8")
 
@@ -246,7 +248,7 @@ def check_text(text: str, max_text: int) -> None:
 
 # ---------------------------------------------------------------- request fields
 
-def _field(frame: dict[str, Any], name: str, kind: type, *, required: bool) -> Any:
+def _field(frame: JsonObject, name: str, kind: type, *, required: bool) -> Any:
     if name not in frame and not required:
         return None
     value = frame.get(name)
@@ -260,7 +262,7 @@ def _field(frame: dict[str, Any], name: str, kind: type, *, required: bool) -> A
     return value
 
 
-def _room(frame: dict[str, Any], name: str = "room") -> str:
+def _room(frame: JsonObject, name: str = "room") -> str:
     room = normal_room(_field(frame, name, str, required=True))
     if room is None:
         raise ProtocolError("bad_room", f"Room names are 1 to {MAX_ROOM} letters, "
@@ -268,7 +270,7 @@ def _room(frame: dict[str, Any], name: str = "room") -> str:
     return room
 
 
-def _nick(frame: dict[str, Any], name: str = "nick") -> str:
+def _nick(frame: JsonObject, name: str = "nick") -> str:
     nick = normal_nick(_field(frame, name, str, required=True))
     if nick is None:
         raise ProtocolError("bad_nick", f"Nicknames are 1 to {MAX_NICK} letters, digits, "
@@ -276,7 +278,7 @@ def _nick(frame: dict[str, Any], name: str = "nick") -> str:
     return nick
 
 
-def check_ref(frame: dict[str, Any]) -> str | None:
+def check_ref(frame: JsonObject) -> str | None:
     """The frame's ``ref``, or None; ``bad_field`` (without ref) when it is not valid."""
     if "ref" not in frame:
         return None
@@ -288,11 +290,149 @@ def check_ref(frame: dict[str, Any]) -> str | None:
 
 
 # ---------------------------------------------------------------- requests
+#
+# Each client frame type is parsed once, at the door, into one of these: the handlers
+# read typed fields, never the frame. Names are in NFC, defaults filled in.
 
-Request = dict[str, Any]
+@dataclass(slots=True, frozen=True)
+class Hello:
+    nick: str
+    password: str | None
+    rooms: list[str]  # valid names, each room once; [] joins none
+    since: int | None
+    client: str | None
+    nick_password: str | None
 
 
-def _parse_hello(frame: dict[str, Any], max_text: int) -> Request:
+@dataclass(slots=True, frozen=True)
+class Send:
+    room: str | None  # one of room and to
+    to: str | None
+    text: str
+    action: bool
+    notice: bool
+    tags: dict[str, str] | None
+
+
+@dataclass(slots=True, frozen=True)
+class TagMsg:
+    room: str | None
+    to: str | None
+    tags: dict[str, str]
+
+
+@dataclass(slots=True, frozen=True)
+class InRoom:
+    """`join`, `who` and `typing`: a room's name and nothing else."""
+
+    room: str
+
+
+@dataclass(slots=True, frozen=True)
+class Part:
+    room: str
+    message: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class Nick:
+    nick: str
+    nick_password: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class Named:
+    """`whois`: a nickname."""
+
+    nick: str
+
+
+@dataclass(slots=True, frozen=True)
+class Away:
+    text: str  # "" when back
+
+
+@dataclass(slots=True, frozen=True)
+class Ison:
+    nicks: list[str]
+
+
+@dataclass(slots=True, frozen=True)
+class Password:
+    """`register`: the password of the account to make."""
+
+    password: str
+
+
+@dataclass(slots=True, frozen=True)
+class Nothing:
+    """`unregister`: no fields."""
+
+
+@dataclass(slots=True, frozen=True)
+class History:
+    room: str | None  # one of room and peer (the frame's `with`)
+    peer: str | None
+    before: int | None
+    after: int | None
+    around: int | None
+    before_ts: int | None
+    after_ts: int | None
+    around_ts: int | None
+    oldest: bool
+    limit: int
+
+
+@dataclass(slots=True, frozen=True)
+class Token:
+    """`ping` and `pong`."""
+
+    token: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class Bye:
+    reason: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class Search:
+    query: str
+
+
+@dataclass(slots=True, frozen=True)
+class Upload:
+    room: str | None
+    to: str | None
+    name: str
+    size: int
+    sha256: str
+    mime: str
+
+
+@dataclass(slots=True, frozen=True)
+class Chunk:
+    upload: str
+    offset: int
+    data: str
+
+
+@dataclass(slots=True, frozen=True)
+class Download:
+    file: str
+    offset: int
+
+
+@dataclass(slots=True, frozen=True)
+class Rooms:
+    after: str | None
+
+
+Request = (Hello | Send | TagMsg | InRoom | Part | Nick | Named | Away | Ison | Password
+           | Nothing | History | Token | Bye | Search | Upload | Chunk | Download | Rooms)
+
+
+def _parse_hello(frame: JsonObject, max_text: int) -> Request:
     # The version is checked first: a later version may change the other fields.
     if _field(frame, "proto", int, required=True) != 1:
         raise ProtocolError("bad_proto", "This server speaks protocol version 1.")
@@ -315,11 +455,10 @@ def _parse_hello(frame: dict[str, Any], max_text: int) -> Request:
         if room is None:
             raise ProtocolError("bad_room", f"'{raw}' is not a valid room name.")
         rooms.setdefault(name_key(room), room)
-    return {"nick": nick, "password": password, "rooms": list(rooms.values()),
-            "since": since, "client": client, "nick_password": nick_password}
+    return Hello(nick, password, list(rooms.values()), since, client, nick_password)
 
 
-def _parse_send(frame: dict[str, Any], max_text: int) -> Request:
+def _parse_send(frame: JsonObject, max_text: int) -> Request:
     text = frame.get("text")
     if not isinstance(text, str):  # surrogates in it are bad_text, checked below
         raise ProtocolError("bad_field", "'text' must be a string.")
@@ -334,11 +473,10 @@ def _parse_send(frame: dict[str, Any], max_text: int) -> Request:
     to = _nick(frame, "to") if has_to else None
     check_text(text, max_text)
     tags = client_tags(frame) if "tags" in frame else None
-    return {"room": room, "to": to, "text": text, "action": action, "notice": notice,
-            "tags": tags}
+    return Send(room, to, text, action, notice, tags)
 
 
-def client_tags(frame: dict[str, Any]) -> dict[str, str]:
+def client_tags(frame: JsonObject) -> dict[str, str]:
     """A frame's client tags (docs/protocol.md): ``+name`` keys with string values,
     ``MAX_TAGS`` bytes at most as IRC writes them."""
     tags = frame.get("tags")
@@ -361,7 +499,7 @@ def tag_escape(value: str) -> str:
             .replace("\r", "\\r").replace("\n", "\\n"))
 
 
-def _parse_tagmsg(frame: dict[str, Any], max_text: int) -> Request:
+def _parse_tagmsg(frame: JsonObject, max_text: int) -> Request:
     # docs/protocol.md, "Client tags": tags without a text, relayed and never stored.
     has_room, has_to = "room" in frame, "to" in frame
     if has_room == has_to:
@@ -369,52 +507,52 @@ def _parse_tagmsg(frame: dict[str, Any], max_text: int) -> Request:
     tags = client_tags(frame)
     if not tags:
         raise ProtocolError("bad_field", "A tagmsg carries at least one tag.")
-    return {"room": _room(frame) if has_room else None,
-            "to": _nick(frame, "to") if has_to else None, "tags": tags}
+    return TagMsg(_room(frame) if has_room else None,
+                  _nick(frame, "to") if has_to else None, tags)
 
 
-def _parse_whois(frame: dict[str, Any], max_text: int) -> Request:
-    return {"nick": _nick(frame)}
+def _parse_whois(frame: JsonObject, max_text: int) -> Request:
+    return Named(_nick(frame))
 
 
-def _parse_away(frame: dict[str, Any], max_text: int) -> Request:
+def _parse_away(frame: JsonObject, max_text: int) -> Request:
     # docs/protocol.md, "Away": a short text, or none (back).
     text = _field(frame, "text", str, required=False) or ""
     if text.strip():
         check_text(text, MAX_AWAY)
-    return {"text": text.strip()}
+    return Away(text.strip())
 
 
-def _parse_ison(frame: dict[str, Any], max_text: int) -> Request:
+def _parse_ison(frame: JsonObject, max_text: int) -> Request:
     nicks = _field(frame, "nicks", list, required=True)
     if len(nicks) > MAX_ISON or not all(isinstance(n, str) and _is_clean(n) for n in nicks):
         raise ProtocolError("bad_field", f"'nicks' must be a list of at most {MAX_ISON} "
                                          "strings.")
-    return {"nicks": nicks}
+    return Ison(nicks)
 
 
-def _parse_room_only(frame: dict[str, Any], max_text: int) -> Request:
-    return {"room": _room(frame)}
+def _parse_room_only(frame: JsonObject, max_text: int) -> Request:
+    return InRoom(_room(frame))
 
 
-def _parse_part(frame: dict[str, Any], max_text: int) -> Request:
+def _parse_part(frame: JsonObject, max_text: int) -> Request:
     # `message` (docs/protocol.md): a parting word, shown on the `left` the others see.
     message = _field(frame, "message", str, required=False)
     if message is not None:
         check_text(message, max_text)
-    return {"room": _room(frame), "message": message}
+    return Part(_room(frame), message)
 
 
-def _parse_nick(frame: dict[str, Any], max_text: int) -> Request:
+def _parse_nick(frame: JsonObject, max_text: int) -> Request:
     nick_password = _field(frame, "nick_password", str, required=False)
-    return {"nick": _nick(frame), "nick_password": nick_password}
+    return Nick(_nick(frame), nick_password)
 
 
-def _parse_register(frame: dict[str, Any], max_text: int) -> Request:
-    return {"password": _field(frame, "password", str, required=True)}
+def _parse_register(frame: JsonObject, max_text: int) -> Request:
+    return Password(_field(frame, "password", str, required=True))
 
 
-def _id_or_time(frame: dict[str, Any], name: str) -> int | None:
+def _id_or_time(frame: JsonObject, name: str) -> int | None:
     value = _field(frame, name, int, required=False)
     if value is not None and not 0 <= value <= MAX_ID:
         what = "a time in ms" if name.endswith("_ts") else "a message id"
@@ -422,7 +560,7 @@ def _id_or_time(frame: dict[str, Any], name: str) -> int | None:
     return value
 
 
-def _parse_history(frame: dict[str, Any], max_text: int) -> Request:
+def _parse_history(frame: JsonObject, max_text: int) -> Request:
     # `after`, `around`, `oldest` and the `_ts` bounds: docs/protocol.md, "History ranges".
     bounds = {name: _id_or_time(frame, name) for name in
               ("before", "after", "around", "before_ts", "after_ts", "around_ts")}
@@ -439,46 +577,46 @@ def _parse_history(frame: dict[str, Any], max_text: int) -> Request:
         limit = HISTORY_LIMIT_DEFAULT
     if not 1 <= limit <= HISTORY_LIMIT_MAX:
         raise ProtocolError("bad_field", f"'limit' must be 1 to {HISTORY_LIMIT_MAX}.")
-    place = {"room": _room(frame), "with": None} if "room" in frame else \
-        {"room": None, "with": _nick(frame, "with")}  # docs/protocol.md: direct history
-    return {**place, **bounds, "oldest": oldest, "limit": limit}
+    room = _room(frame) if "room" in frame else None
+    peer = None if room is not None else _nick(frame, "with")  # docs/protocol.md: direct
+    return History(room, peer, **bounds, oldest=oldest, limit=limit)
 
 
-def _parse_token(frame: dict[str, Any], max_text: int) -> Request:
-    return {"token": _field(frame, "token", str, required=False)}
+def _parse_token(frame: JsonObject, max_text: int) -> Request:
+    return Token(_field(frame, "token", str, required=False))
 
 
-def _parse_bye(frame: dict[str, Any], max_text: int) -> Request:
-    return {"reason": _field(frame, "reason", str, required=False)}
+def _parse_bye(frame: JsonObject, max_text: int) -> Request:
+    return Bye(_field(frame, "reason", str, required=False))
 
 
-def _parse_empty(frame: dict[str, Any], max_text: int) -> Request:
-    return {}
+def _parse_empty(frame: JsonObject, max_text: int) -> Request:
+    return Nothing()
 
 
-def _parse_search(frame: dict[str, Any], max_text: int) -> Request:
+def _parse_search(frame: JsonObject, max_text: int) -> Request:
     # docs/protocol.md, "Search": words and from:/in: filters, read by chat.search.
     query = _field(frame, "query", str, required=True)
     if len(query) > MAX_SEARCH:
         raise ProtocolError("bad_field", f"'query' may be at most {MAX_SEARCH} characters.")
-    return {"query": query}
+    return Search(query)
 
 
-def _sha256(frame: dict[str, Any], name: str) -> str:
+def _sha256(frame: JsonObject, name: str) -> str:
     value = _field(frame, name, str, required=True).lower()
     if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
         raise ProtocolError("bad_field", f"'{name}' must be a SHA-256 in hex (64 digits).")
     return value
 
 
-def _offset(frame: dict[str, Any], name: str = "offset") -> int:
+def _offset(frame: JsonObject, name: str = "offset") -> int:
     value = _field(frame, name, int, required=False) or 0
     if not 0 <= value <= MAX_ID:
         raise ProtocolError("bad_field", f"'{name}' must be 0 to {MAX_ID}.")
     return value
 
 
-def _parse_upload(frame: dict[str, Any], max_text: int) -> Request:
+def _parse_upload(frame: JsonObject, max_text: int) -> Request:
     # docs/protocol.md, "Files": an offer, then chunks.
     has_room, has_to = "room" in frame, "to" in frame
     if has_room == has_to:
@@ -487,27 +625,26 @@ def _parse_upload(frame: dict[str, Any], max_text: int) -> Request:
     if not name.strip() or len(name) > 1000 or not _is_clean(name):
         raise ProtocolError("bad_field", "'name' must be a file name.")
     kind = _field(frame, "mime", str, required=False) or "application/octet-stream"
-    return {"room": _room(frame) if has_room else None,
-            "to": _nick(frame, "to") if has_to else None,
-            "name": name, "size": _offset(frame, "size"), "sha256": _sha256(frame, "sha256"),
-            "mime": kind if len(kind) <= 100 and _is_clean(kind) else "application/octet-stream"}
+    return Upload(_room(frame) if has_room else None, _nick(frame, "to") if has_to else None,
+                  name, _offset(frame, "size"), _sha256(frame, "sha256"),
+                  kind if len(kind) <= 100 and _is_clean(kind) else "application/octet-stream")
 
 
-def _parse_chunk(frame: dict[str, Any], max_text: int) -> Request:
-    return {"upload": _field(frame, "upload", str, required=True), "offset": _offset(frame),
-            "data": _field(frame, "data", str, required=True)}
+def _parse_chunk(frame: JsonObject, max_text: int) -> Request:
+    return Chunk(_field(frame, "upload", str, required=True), _offset(frame),
+                 _field(frame, "data", str, required=True))
 
 
-def _parse_download(frame: dict[str, Any], max_text: int) -> Request:
-    return {"file": _sha256(frame, "file"), "offset": _offset(frame)}
+def _parse_download(frame: JsonObject, max_text: int) -> Request:
+    return Download(_sha256(frame, "file"), _offset(frame))
 
 
-def _parse_rooms(frame: dict[str, Any], max_text: int) -> Request:
+def _parse_rooms(frame: JsonObject, max_text: int) -> Request:
     # `after` (docs/protocol.md): the next page of a long listing.
-    return {"after": _field(frame, "after", str, required=False)}
+    return Rooms(_field(frame, "after", str, required=False))
 
 
-PARSERS: dict[str, Callable[[dict[str, Any], int], Request]] = {
+PARSERS: dict[str, Callable[[JsonObject, int], Request]] = {
     "hello": _parse_hello,
     "send": _parse_send,
     "join": _parse_room_only,
@@ -534,7 +671,7 @@ PARSERS: dict[str, Callable[[dict[str, Any], int], Request]] = {
 }
 
 
-def parse_request(frame: dict[str, Any], max_text: int = MAX_TEXT) -> Request:
+def parse_request(frame: JsonObject, max_text: int = MAX_TEXT) -> Request:
     """Validate a client frame of a known type; raise ``ProtocolError`` if it is bad.
 
     The result holds the normalised fields (names in NFC, defaults filled in).

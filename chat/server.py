@@ -139,11 +139,11 @@ class ChatServer:
         if config.redis is not None:  # a node of a cluster (chat.cluster)
             from chat.cluster import Cluster
             try:
-                self.hub.cluster = Cluster(self.hub, config.redis, self.selector, clock,
-                                           self._node_info)
+                self.hub.sequencer = Cluster(self.hub, config.redis, self.selector, clock,
+                                             self._node_info)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
-            self.site.peers = self.hub.cluster.addresses  # the page may move there
+            self.site.peers = self.hub.sequencer.addresses  # the page may move there
         self.listener: socket.socket | None = None
         # --irc-port and --irc-tls-port (chat.irc), by their selector data
         self.irc_listeners: dict[str, socket.socket] = {}
@@ -192,7 +192,7 @@ class ChatServer:
             self.irc_tls_address = self._listen_irc(family, self.config.irc_tls_port,
                                                     IRC_TLS_LISTENER)
         self._announce()
-        if self.hub.cluster is not None:  # where the other nodes' clients may come here:
+        if self.config.redis is not None:  # where the other nodes' clients may come here:
             # worked out now, before serving (finding the LAN address asks the system)
             self._advertised = join_address(addresses_to_show(host)[0], self.address[1])
         if self.fingerprint:
@@ -288,8 +288,7 @@ class ChatServer:
         hub.notice(notice)
         hub.close_all()
         hub.commit()
-        if hub.cluster is not None:
-            hub.cluster.close()
+        hub.sequencer.close()
         for peer in self._dying:  # their connections ended: nothing more can reach them
             peer.out.clear()
         deadline = self.clock() + SHUTDOWN_FLUSH_SECONDS
@@ -339,12 +338,10 @@ class ChatServer:
             self._resume_accepting(now)
             if self.announcer is not None:
                 self.announcer.tick()
-            if hub.cluster is not None:
-                hub.cluster.tick()
+            hub.sequencer.tick()
         hub.commit()  # docs/protocol.md: stored before anyone receives it
         self._flush()
-        if hub.cluster is not None:
-            hub.cluster.flush()
+        hub.sequencer.flush()
         self._finish_closing(now)
         return len(ready) + worked
 

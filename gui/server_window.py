@@ -284,11 +284,9 @@ class ServerWindow(ctk.CTk):
                     f"{self.rate:.0f} msg/s")
         self.status.show(True, f"Clients connect to  {shown}", counters,
                          fingerprint=server.fingerprint, problem=hub.storage_problem or (
-                             hub.cluster is not None and hub.cluster.problem and
-                             f"Redis unreachable ({hub.cluster.problem})") or None)
-        cluster = hub.cluster
-        self.status.show_cluster(cluster.url if cluster else "",
-                                 cluster.members() if cluster else [])
+                             hub.sequencer.problem and
+                             f"Redis unreachable ({hub.sequencer.problem})") or None)
+        self.status.show_cluster(hub.sequencer.url, hub.sequencer.members())
         scheme = "https" if server.tls is not None else "http"
         first = self.addresses[0]
         self.status.show_web(f"{scheme}://{'[' + first + ']' if ':' in first else first}:{port}/")

@@ -11,6 +11,7 @@ from chat.protocol import (
     CLOSED,
     NEED_DATA,
     FrameDecoder,
+    Send,
     check_ref,
     check_text,
     decode_frame,
@@ -237,9 +238,9 @@ def test_hello_rules():
     assert code_of({"type": "hello", "nick": "a", "proto": 1, "since": -1}) == "bad_field"
     assert code_of({"type": "hello", "nick": "\ud800", "proto": 1}) == "bad_field"
     ok = parse_request({"type": "hello", "nick": "a", "proto": 1, "rooms": ["X", "x", "y"]})
-    assert ok["rooms"] == ["X", "y"]
-    assert parse_request({"type": "hello", "nick": "a", "proto": 1})["rooms"] == ["general"]
-    assert parse_request({"type": "hello", "nick": "a", "proto": 1, "rooms": []})["rooms"] == []
+    assert ok.rooms == ["X", "y"]
+    assert parse_request({"type": "hello", "nick": "a", "proto": 1}).rooms == ["general"]
+    assert parse_request({"type": "hello", "nick": "a", "proto": 1, "rooms": []}).rooms == []
 
 
 def test_send_rules():
@@ -255,16 +256,15 @@ def test_send_rules():
     assert code_of({"type": "send", "room": "g", "text": "\ud800"}) == "bad_text"
     assert code_of({"type": "send", "room": "g", "text": " "}) == "bad_text"
     ok = parse_request({"type": "send", "room": "g", "text": " x ", "action": True})
-    assert ok == {"room": "g", "to": None, "text": " x ", "action": True, "notice": False,
-                  "tags": None}
+    assert ok == Send(room="g", to=None, text=" x ", action=True, notice=False, tags=None)
 
 
 def test_history_rules():
     assert code_of({"type": "history", "room": "g", "limit": 0}) == "bad_field"
     assert code_of({"type": "history", "room": "g", "limit": 201}) == "bad_field"
     assert code_of({"type": "history", "room": "g", "before": "1"}) == "bad_field"
-    assert parse_request({"type": "history", "room": "g"})["limit"] == 50
-    assert parse_request({"type": "history", "room": "g", "limit": 200})["limit"] == 200
+    assert parse_request({"type": "history", "room": "g"}).limit == 50
+    assert parse_request({"type": "history", "room": "g", "limit": 200}).limit == 200
 
 
 def test_unknown_type():
