@@ -45,9 +45,10 @@ from typing import TYPE_CHECKING, Any
 from chat.accounts import Account
 from chat.bans import Ban
 from chat.errors import Later, ProtocolError, StoreError
+from chat.events import Typing
 from chat.files import Download, Upload
 from chat.model import Elsewhere, Peer, Room
-from chat.protocol import encode, name_key
+from chat.protocol import name_key
 from chat.resp import Lost, Redis, credentials, is_error, parse_url, resolve, shown_url
 from chat.sequencer import Posted
 
@@ -636,7 +637,7 @@ class Cluster:
         elif kind == "t":
             room = hub.rooms.get(name_key(event.get("room", "")))
             if room is not None and room.members:
-                hub.to_room(room, encode({"type": "typing", "room": room.name, "nick": nick}))
+                hub.to_room(room, Typing(room.name, nick))
         elif kind == "j":
             hub.remote_joined(event["room"], nick, event.get("ts", hub.now_ms()))
         elif kind == "l":

@@ -27,6 +27,24 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from chat.errors import Later, ProtocolError, StoreError
+from chat.events import (
+    AwayAnswer,
+    Event,
+    HistoryEnd,
+    IsonAnswer,
+    Message,
+    Pong,
+    Registered,
+    Replay,
+    RoomList,
+    SearchResults,
+    Unregistered,
+    UploadProgress,
+    UploadReady,
+    Users,
+    Welcome,
+    WhoisAnswer,
+)
 from chat.files import PROGRESS_EVERY, UPLOADS_PER_PEER, clean_name
 from chat.gate import ban_sentence
 from chat.hub import STORE_FAILED
@@ -40,6 +58,7 @@ from chat.protocol import (
     History,
     InRoom,
     Ison,
+    JsonObject,
     Named,
     Nick,
     Nothing,
@@ -52,7 +71,6 @@ from chat.protocol import (
     Token,
     Upload,
     check_ref,
-    encode,
     name_key,
     parse_request,
 )
@@ -72,7 +90,7 @@ BEFORE_HELLO = frozenset({"hello", "ping", "bye"})  # docs/protocol.md, Session 
 log = logging.getLogger("chat.server")
 
 
-def receive(hub: Hub, peer: Peer, frame: dict[str, Any]) -> None:
+def receive(hub: Hub, peer: Peer, frame: JsonObject) -> None:
     """Handle one well-formed frame from ``peer``."""
     if peer.closing:
         return
@@ -112,14 +130,12 @@ def reject(hub: Hub, peer: Peer, exc: ProtocolError) -> None:
         hub.error(peer, exc, None)
 
 
-def reply(hub: Hub, peer: Peer, frame: dict[str, Any], ref: str | None) -> None:
-    if ref is not None:
-        frame["ref"] = ref
-    hub.to_peer(peer, encode(frame))
+def reply(hub: Hub, peer: Peer, event: Event, ref: str | None) -> None:
+    hub.to_peer(peer, event.answering(ref))
 
 
 def users(hub: Hub, peer: Peer, room: Room, ref: str | None) -> None:
-    reply(hub, peer, {"type": "users", "room": room.name, "users": room.nicks()}, ref)
+    reply(hub, peer, Users(room.name, room.nicks()), ref)
 
 
 def answer_budget(hub: Hub, peer: Peer) -> tuple[int, int]:
@@ -130,7 +146,7 @@ def answer_budget(hub: Hub, peer: Peer) -> tuple[int, int]:
 
 
 def history_bytes(hub: Hub, room: Room, *, after: int, before: int | None, limit: int,
-                  budget: int, oldest: bool = False) -> tuple[bytes, bool]:
+                  budget: int, oldest: bool = False) -> tuple[Replay, bool]:
     """The newest (``oldest``: the oldest) ``limit`` messages with ``after < id <
     before`` as history frames, oldest first, within ``budget`` bytes; and whether
     matching ones were left out. Rows are read from the chosen end and reading stops
@@ -142,34 +158,29 @@ def history_bytes(hub: Hub, room: Room, *, after: int, before: int | None, limit
 
 
 def pack_history(rows: Iterable[tuple[Row, str, str]], *, limit: int, budget: int,
-                 oldest: bool) -> tuple[bytes, bool]:
+                 oldest: bool) -> tuple[Replay, bool]:
     """History frames of ``rows`` (each with where it was said: "room" or "to", and
     the name), in the order read, at most ``limit`` and within ``budget`` bytes, then
     oldest first; and whether matching ones were left out."""
-    frames: list[bytes] = []
+    messages: list[Message] = []
     size, more = 0, False
     for count, (row, place, where) in enumerate(rows):
         if count == limit:
             more = True
             break
-        frame: dict[str, Any] = {"type": "message", "id": row.id, "ts": row.ts,
-                                 place: where, "from": row.sender, "text": row.text}
-        if row.kind == ACTION:
-            frame["action"] = True
-        elif row.kind == NOTICE:
-            frame["notice"] = True
-        if row.file is not None:
-            frame["file"] = json.loads(row.file)
-        frame["history"] = True
-        data = encode(frame)
-        size += len(data)
+        message = Message(id=row.id, ts=row.ts, room=where if place == "room" else None,
+                          to=where if place == "to" else None, sender=row.sender,
+                          text=row.text, action=row.kind == ACTION,
+                          notice=row.kind == NOTICE, history=True,
+                          file=json.loads(row.file) if row.file is not None else None)
+        size += len(message.data)
         if size > budget:
             more = True
             break
-        frames.append(data)
+        messages.append(message)
     if not oldest:
-        frames.reverse()
-    return b"".join(frames), more
+        messages.reverse()
+    return Replay(messages), more
 
 
 def replay(hub: Hub, peer: Peer, room: Room, ref: str | None, *, after: int,
@@ -178,12 +189,12 @@ def replay(hub: Hub, peer: Peer, room: Room, ref: str | None, *, after: int,
 
     The answer for a room is kept until the room's next message: a crowd joining
     one room at once (a class arriving, everyone reconnecting) costs one read."""
-    chunk, more = b"", False
+    chunk, more = Replay([]), False
     if room.has_history and limit > 0:
         budget, most = answer_budget(hub, peer)
         key = (after, before, limit, most)
         cached = hub.replay(room, key)
-        if cached is not None and len(cached[0]) <= budget:
+        if cached is not None and len(cached[0].data) <= budget:
             chunk, more = cached
         else:
             chunk, more = history_bytes(hub, room, after=after, before=before,
@@ -193,14 +204,11 @@ def replay(hub: Hub, peer: Peer, room: Room, ref: str | None, *, after: int,
     history_end(hub, peer, room, ref, chunk, more)
 
 
-def history_end(hub: Hub, peer: Peer, room: Room, ref: str | None, chunk: bytes,
+def history_end(hub: Hub, peer: Peer, room: Room, ref: str | None, chunk: Replay,
                 more: bool) -> None:
-    if chunk:
+    if chunk.messages:
         hub.to_peer(peer, chunk)
-    end: dict[str, Any] = {"type": "history_end", "room": room.name}
-    if more:
-        end["more"] = True
-    reply(hub, peer, end, ref)
+    reply(hub, peer, HistoryEnd(room=room.name, more=more), ref)
 
 
 def join(hub: Hub, peer: Peer, name: str, ref: str | None, since: int | None) -> None:
@@ -208,7 +216,7 @@ def join(hub: Hub, peer: Peer, name: str, ref: str | None, since: int | None) ->
     room = hub.room(name, key)
     if key in peer.rooms:
         users(hub, peer, room, ref)
-        reply(hub, peer, {"type": "history_end", "room": room.name}, ref)
+        reply(hub, peer, HistoryEnd(room=room.name), ref)
         return
     hub.join(peer, room, ref)
     users(hub, peer, room, ref)
@@ -282,13 +290,11 @@ def hello(hub: Hub, peer: Peer, req: Hello, ref: str | None) -> None:
     if log.isEnabledFor(logging.INFO):
         door = " (web)" if peer.door == "web" else ""
         log.info("%s registered from %s%s", peer.nick, peer.host, door)
-    welcome: dict[str, Any] = {"type": "welcome", "nick": peer.nick, "server": cfg.name,
-                               "motd": cfg.motd, "limits": cfg.limits()}
-    if key in peer.accounts:
-        welcome["account"] = True  # signed in to its nickname's account (docs/protocol.md)
-    if nodes := hub.sequencer.addresses():
-        welcome["nodes"] = nodes  # the chat's other servers (docs/protocol.md, "Cluster")
-    reply(hub, peer, welcome, ref)
+    # `account`: signed in to its nickname's account; `nodes`: the chat's other
+    # servers (docs/protocol.md, "Cluster")
+    reply(hub, peer, Welcome(req.nick, cfg.name, cfg.motd, cfg.limits(),
+                             account=key in peer.accounts,
+                             nodes=hub.sequencer.addresses() or None), ref)
     for name in req.rooms:
         join(hub, peer, name, ref, req.since)
 
@@ -366,11 +372,8 @@ def who(hub: Hub, peer: Peer, req: InRoom, ref: str | None) -> None:
 def rooms(hub: Hub, peer: Peer, req: Rooms, ref: str | None) -> None:
     after = req.after
     page, more = hub.rooms_page(None if after is None else name_key(after))
-    frame: dict[str, Any] = {"type": "rooms", "rooms": [
-        {"name": r.name, "users": len(r.members)} for r in page]}
-    if more:
-        frame["more"] = True
-    reply(hub, peer, frame, ref)
+    reply(hub, peer, RoomList([{"name": r.name, "users": len(r.members)} for r in page],
+                              more), ref)
 
 
 def history(hub: Hub, peer: Peer, req: History, ref: str | None) -> None:
@@ -392,7 +395,7 @@ def history(hub: Hub, peer: Peer, req: History, ref: str | None) -> None:
         around = store.id_at(req.around_ts)
     if req.peer is not None:
         read: Reader = partial(direct_bytes, hub, peer.nick or "", req.peer)
-        place: dict[str, Any] = {"with": req.peer}
+        end = HistoryEnd(peer=req.peer)
     else:
         assert req.room is not None  # parse_request takes exactly one of them
         room = member_room(hub, peer, req.room)
@@ -400,29 +403,29 @@ def history(hub: Hub, peer: Peer, req: History, ref: str | None) -> None:
             replay(hub, peer, room, ref, after=after, before=before, limit=limit)
             return
         read = partial(history_bytes, hub, room)
-        place = {"room": room.name}
+        end = HistoryEnd(room=room.name)
     budget, _ = answer_budget(hub, peer)
     if around is None:
         chunk, more = read(after=after, before=before, limit=limit, budget=budget,
                            oldest=req.oldest)
     else:  # the message at `around` (or the first after it), half the rest before it
         older, more = read(after=after, before=around, limit=(limit - 1) // 2,
-                           budget=budget) if limit > 1 else (b"", False)
+                           budget=budget) if limit > 1 else (Replay([]), False)
         newer, more_newer = read(after=max(after, around - 1), before=before,
-                                 limit=limit - older.count(b"\n"),
-                                 budget=budget - len(older), oldest=True)
-        chunk, more = older + newer, more or more_newer
-    if chunk:
+                                 limit=limit - len(older), budget=budget - len(older.data),
+                                 oldest=True)
+        chunk, more = Replay(older.messages + newer.messages), more or more_newer
+    if chunk.messages:
         hub.to_peer(peer, chunk)
-    reply(hub, peer, {"type": "history_end", **place, **({"more": True} if more else {})},
-          ref)
+    end.more = more
+    reply(hub, peer, end, ref)
 
 
-Reader = Callable[..., tuple[bytes, bool]]
+Reader = Callable[..., tuple[Replay, bool]]
 
 
 def direct_bytes(hub: Hub, me: str, other: str, *, after: int, before: int | None,
-                 limit: int, budget: int, oldest: bool = False) -> tuple[bytes, bool]:
+                 limit: int, budget: int, oldest: bool = False) -> tuple[Replay, bool]:
     """``history_bytes`` for the direct messages between ``me`` and ``other``."""
     rows = hub.store.direct(me, other, after=after, before=before, limit=limit + 1,
                             oldest=oldest)
@@ -446,33 +449,24 @@ def online(hub: Hub, nick: str) -> Peer | Elsewhere:
 def whois(hub: Hub, peer: Peer, req: Named, ref: str | None) -> None:
     who = online(hub, req.nick)
     rooms = [r.name for r in list(who.rooms.values())[:WHOIS_ROOMS]]
-    frame: dict[str, Any] = {"type": "whois", "nick": who.nick, "rooms": rooms,
-                             "since": who.connected_ts, "door": who.door,
-                             "account": who.key in who.accounts}
-    if len(who.rooms) > WHOIS_ROOMS:
-        frame["more"] = True
-    if who.away:
-        frame["away"] = who.away
-    reply(hub, peer, frame, ref)
+    assert who.nick is not None
+    reply(hub, peer, WhoisAnswer(who.nick, rooms, who.connected_ts, who.door,
+                                 who.key in who.accounts, more=len(who.rooms) > WHOIS_ROOMS,
+                                 away=who.away or None), ref)
 
 
 def away(hub: Hub, peer: Peer, req: Away, ref: str | None) -> None:
     peer.away = req.text
-    answer: dict[str, Any] = {"type": "away", "nick": peer.nick}
-    if peer.away:
-        answer["text"] = peer.away
-    reply(hub, peer, answer, ref)
+    assert peer.nick is not None
+    reply(hub, peer, AwayAnswer(peer.nick, peer.away or None), ref)
 
 
 def ison(hub: Hub, peer: Peer, req: Ison, ref: str | None) -> None:
     elsewhere = hub.elsewhere
     found = [who for who in (hub.users.get(k) or elsewhere.get(k) for k in
                              map(name_key, req.nicks)) if who is not None]
-    answer: dict[str, Any] = {"type": "ison", "nicks": [p.nick for p in found]}
-    away = [p.nick for p in found if p.away]
-    if away:
-        answer["away"] = away  # those of them who are away (docs/protocol.md)
-    reply(hub, peer, answer, ref)
+    away = [p.nick for p in found if p.away and p.nick]  # (docs/protocol.md)
+    reply(hub, peer, IsonAnswer([p.nick for p in found if p.nick], away or None), ref)
 
 
 def typing(hub: Hub, peer: Peer, req: InRoom, ref: str | None) -> None:
@@ -483,10 +477,7 @@ def typing(hub: Hub, peer: Peer, req: InRoom, ref: str | None) -> None:
 
 
 def ping(hub: Hub, peer: Peer, req: Token, ref: str | None) -> None:
-    pong: dict[str, Any] = {"type": "pong"}
-    if req.token is not None:
-        pong["token"] = req.token
-    reply(hub, peer, pong, ref)
+    reply(hub, peer, Pong(req.token), ref)
 
 
 def pong(hub: Hub, peer: Peer, req: Token, ref: str | None) -> None:
@@ -502,12 +493,12 @@ def bye(hub: Hub, peer: Peer, req: Bye, ref: str | None) -> None:
 
 def register(hub: Hub, peer: Peer, req: Password, ref: str | None) -> None:
     hub.gate.register(peer, req.password)
-    reply(hub, peer, {"type": "registered", "nick": peer.nick}, ref)
+    reply(hub, peer, Registered(peer.nick or ""), ref)
 
 
 def unregister(hub: Hub, peer: Peer, req: Nothing, ref: str | None) -> None:
     hub.gate.unregister(peer)
-    reply(hub, peer, {"type": "unregistered", "nick": peer.nick}, ref)
+    reply(hub, peer, Unregistered(peer.nick or ""), ref)
 
 
 Handler = Callable[["Hub", Peer, Any, "str | None"], None]  # takes its type's Request
@@ -536,8 +527,9 @@ def search(hub: Hub, peer: Peer, req: Search, ref: str | None) -> None:
         peer.searches.spend(max(0.0, ran / SEARCH_TOKEN_S - 1), now)
     results = []
     for msg_id, ts, room_key, sender, recipient, text, action in rows:
-        found: dict[str, Any] = {"id": msg_id, "ts": ts, "from": sender, "text": text,
-                                 "snippet": snippet(text, query.terms)}
+        found: dict[str, Any] = {"id": msg_id, "ts": ts, "from": sender,
+                                              "text": text,
+                                              "snippet": snippet(text, query.terms)}
         if room_key is not None:
             room = hub.rooms.get(room_key)
             found["room"] = room.name if room is not None else room_key
@@ -548,20 +540,19 @@ def search(hub: Hub, peer: Peer, req: Search, ref: str | None) -> None:
         elif action == NOTICE:
             found["notice"] = True
         results.append(found)
-    reply(hub, peer, {"type": "search_results", "query": req.query, "results": results,
-                      "more": more}, ref)
+    reply(hub, peer, SearchResults(req.query, results, more), ref)
 
 
 def upload(hub: Hub, peer: Peer, req: Upload, ref: str | None) -> None:
     """An offered file (docs/protocol.md, "Files"): announced at once when the server
     has it already, else `upload_ready` (at the offset a dropped upload reached)."""
     if req.room is not None:
-        target: dict[str, Any] = {"room": member_room(hub, peer, req.room)}
+        target: Room | Peer = member_room(hub, peer, req.room)
     else:
         other = hub.users.get(name_key(req.to))
         if other is None:
             raise ProtocolError("no_such_user", f"Nobody named '{req.to}' is online.")
-        target = {"to": other}
+        target = other
     if len(peer.uploads) >= UPLOADS_PER_PEER:
         raise ProtocolError("rate_limited", "Finish the files you are sending first.")
     if not peer.bucket.take(hub.clock()):  # a file is a message: the same bucket
@@ -578,7 +569,7 @@ def upload(hub: Hub, peer: Peer, req: Upload, ref: str | None) -> None:
         raise
     peer.uploads[sent.token] = sent
     if sent.ready:
-        reply(hub, peer, {"type": "upload_ready", "upload": sent.token, "offset": 0}, ref)
+        reply(hub, peer, UploadReady(sent.token, 0), ref)
     else:
         hub.rehash_later(peer)  # its bytes so far are hashed first, a step per pass
 
@@ -605,28 +596,28 @@ def chunk(hub: Hub, peer: Peer, req: Chunk, ref: str | None) -> None:
     if not done:
         if sent.received - sent.reported >= PROGRESS_EVERY:
             sent.reported = sent.received
-            reply(hub, peer, {"type": "upload_progress", "upload": sent.token,
-                              "received": sent.received}, None)
+            reply(hub, peer, UploadProgress(sent.token, sent.received), None)
         return
     del peer.uploads[sent.token]
     files.finish(sent)  # hash_mismatch: the bytes are dropped
     target = sent.target
-    if "to" in target and target["to"].closing:
+    assert target is not None  # offered by a peer: it names where the file goes
+    if isinstance(target, Peer) and target.closing:
         raise ProtocolError("no_such_user", "The person left before the file was sent; "
                                             "it is kept: offer it again.")
     announce(hub, peer, sent.sha256, sent.size, sent.name, sent.kind, target, sent.ref)
 
 
 def announce(hub: Hub, peer: Peer, sha256: str, size: int, name: str, kind: str,
-             target: dict[str, Any], ref: str | None) -> None:
+             target: Room | Peer, ref: str | None) -> None:
     """The message that carries a stored file, to its room or person (its text: the
     name, for clients that know nothing of files)."""
     file: dict[str, str | int] = {"id": sha256, "name": name, "size": size, "type": kind}
     hub.sequencer.kept_file(sha256, size)  # other nodes of a cluster copy it from here
-    if "room" in target:
-        hub.post(peer, name, False, ref, room=target["room"], file=file)
+    if isinstance(target, Room):
+        hub.post(peer, name, False, ref, room=target, file=file)
     else:
-        hub.post(peer, name, False, ref, target=target["to"], file=file)
+        hub.post(peer, name, False, ref, target=target, file=file)
     log.info("%s sent a file of %d bytes", peer.nick, size)
 
 

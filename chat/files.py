@@ -19,9 +19,12 @@ import hashlib
 import os
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chat.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from chat.model import Peer, Room
 
 HASH_STEP = 4 * 1024 * 1024  # bytes of a partial file rehashed per pass (resume)
 PUMP_BYTES = 2 * 1024 * 1024  # bytes of downloads read per pass, over all readers
@@ -50,7 +53,7 @@ class Upload:
     size: int
     name: str
     kind: str  # MIME type as the sender gave it
-    target: dict[str, Any]  # {"room": Room} or {"to": Peer}
+    target: Room | Peer | None  # where it goes: a room, a person (None: a cluster's copy)
     ref: str | None
     path: str
     received: int = 0
@@ -96,7 +99,7 @@ class Files:
     def stored(self, sha256: str) -> bool:
         return os.path.isfile(self.blob(sha256))
 
-    def offer(self, sha256: str, size: int, name: str, kind: str, target: dict[str, Any],
+    def offer(self, sha256: str, size: int, name: str, kind: str, target: Room | Peer | None,
               ref: str | None) -> Upload:
         """A new upload (raises ``ProtocolError`` when refused). Its bytes so far
         are those of an earlier, dropped upload of the same file."""
@@ -126,7 +129,7 @@ class Files:
     def fetch(self, sha256: str, size: int) -> Upload:
         """Room for a file this server is about to copy from another server of its
         cluster (chat.cluster), from its first byte; ``ProtocolError`` when refused."""
-        upload = self.offer(sha256, size, sha256, "", {}, None)
+        upload = self.offer(sha256, size, sha256, "", None, None)
         if upload.hashing:  # an earlier partial copy: started over
             assert upload.fd is not None
             os.ftruncate(upload.fd, 0)

@@ -24,15 +24,32 @@ import os
 import time
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from chat.bans import Ban
 from chat.config import ServerConfig
 from chat.errors import ProtocolError, StoreError
+from chat.events import (
+    Error,
+    Event,
+    FileData,
+    Joined,
+    Kicked,
+    Left,
+    Message,
+    Notice,
+    Ping,
+    Renamed,
+    Replay,
+    TagRelay,
+    Typing,
+    UploadReady,
+)
 from chat.files import PUMP_BYTES, Download, Files, chunk_size
 from chat.gate import Gate, ban_sentence
-from chat.model import FRAMES, SNIFF, WIRED, Elsewhere, Peer, Room, TokenBucket, share
-from chat.protocol import encode, encode_message, name_key, with_ref
+from chat.model import SNIFF, Elsewhere, Peer, Room, Spans, TokenBucket, share
+from chat.protocol import name_key
 from chat.sequencer import Local, Posted, Sequencer
 from chat.store import ACTION, NOTICE, PLAIN, Store
 
@@ -42,6 +59,11 @@ CLOSE_FLUSH_SECONDS = 3.0  # how long a closing peer may take to read its last o
 # hopping rooms (each a message to many people, or a new room) stays cheap to serve.
 CHANGE_RATE = 1.0
 CHANGE_BURST = 10
+# A connection's door work (docs/protocol.md, "Flood control"): lines its door answers
+# itself, WebSocket fragments and control frames, blank and bad lines. Past this rate
+# it is not read for a while: it slows down, and TCP pushes back on it.
+DOOR_WORK_RATE = 100.0
+DOOR_WORK_BURST = 400
 INDEX_SECONDS = 1.0  # how often stored messages are added to the search index
 INDEX_BATCH = 5000  # messages indexed at a time (a few ms of the loop per second)
 ROOMS_PAGE = 500  # rooms per `rooms` answer; more are asked for with `after`
@@ -75,14 +97,12 @@ class Hub:
         self.storage_problem: str | None = None  # why writing fails, while it does
         # The last replay made per room (key: after, before, limit, byte budget),
         # dropped at the room's next message.
-        self.replays: dict[str, tuple[tuple[int, int | None, int, int], bytes, bool]] = {}
+        self.replays: dict[str, tuple[tuple[int, int | None, int, int], Replay, bool]] = {}
         self._staged: list[tuple[int, Peer | None, str | None]] = []  # uncommitted
         self._batch: Room | None = None  # the room whose broadcasts are being gathered
         self._ping_seq = 0
         self._tag_seq = 0
-        # IRC connections open: only with some does a message's frame go to model.FRAMES
-        # (the IRC codec's shortcut); a server without them skips that work per message
-        self.irc_peers = 0
+        self.spans: Spans = []  # the pass's live messages as codecs wrote them (model.Spans)
         self._next_index = 0.0
         self._files: Files | None = None  # opened at the first file request
         self.hashing: dict[Peer, None] = {}  # peers with an upload being rehashed (resume)
@@ -102,25 +122,25 @@ class Hub:
             self.deliver()
             self._batch = room
 
-    def to_room(self, room: Room, data: bytes, special: Peer | None = None,
-                special_data: bytes | None = None) -> None:
-        """Broadcast to a room's members (``special`` gets ``special_data`` instead,
+    def to_room(self, room: Room, event: Event, special: Peer | None = None,
+                special_event: Event | None = None) -> None:
+        """Broadcast to a room's members (``special`` gets ``special_event`` instead,
         or nothing when that is None). Gathered per pass, in one room at a time, so
         every peer still receives everything in the order it happened."""
         self._batch_for(room)
-        room.pending.append((data, special, special_data))
+        room.pending.append((event, special, special_event))
         self.cost += len(room.members)
 
-    def to_peer(self, peer: Peer, data: bytes) -> None:
+    def to_peer(self, peer: Peer, event: Event) -> None:
         batch = self._batch
         if batch is not None:
             if peer in batch.members:  # after what the room was told: in its batch
-                batch.pending.append((b"", peer, data))
-                peer.owed += len(data)
+                batch.pending.append((None, peer, event))
+                peer.owed += len(event.data)
                 return
             if peer in batch.gone:
                 self.deliver()
-        peer.queue(data)
+        peer.queue(event)
 
     def deliver(self) -> None:
         """Queue the gathered room broadcasts; before sends and commits."""
@@ -142,8 +162,7 @@ class Hub:
             self.write_failed(exc)
             return False
         self._staged.clear()
-        WIRED.clear()
-        FRAMES.clear()
+        self.spans.clear()
         self.sequencer.committed()
         if self.storage_problem is not None and wrote:
             log.warning("storage works again: messages are stored and delivered")
@@ -170,13 +189,13 @@ class Hub:
             log.warning("cannot store messages: %s; they are refused until writing "
                         "works again", exc.reason)
         self.storage_problem = exc.reason
+        spans, self.spans[:] = list(self.spans), []
         if not failed:
             return
+        self._take_back(spans, failed, exc)
         for peer, mark in self.dirty.items():
-            if len(peer.out) > mark:
+            if len(peer.out) > mark and peer.codec is None:
                 peer.out[mark:] = self._without(peer, bytes(peer.out[mark:]), failed, exc)
-        WIRED.clear()
-        FRAMES.clear()
         for sender, _ in failed.values():
             self.messages -= 1
             if sender is not None:
@@ -185,37 +204,43 @@ class Hub:
         log.warning("%d message(s) %s", len(failed), "held back until this node's copy "
                     "can write" if again else "refused: not stored")
 
+    def _store_failed(self, peer: Peer, ref: str | None, exc: StoreError) -> Error:
+        peer.errors += 1
+        return Error("store_failed", STORE_FAILED.format(why=exc.reason), ref)
+
     def _without(self, peer: Peer, chunk: bytes,
                  failed: dict[int, tuple[Peer | None, str | None]],
                  exc: StoreError) -> bytes:
-        """``chunk`` (whole frames) without the failed messages; their sender gets
+        """``chunk`` (JSON lines) without the failed messages; their sender gets
         ``store_failed`` (with the send's ref) where its echo was."""
         kept: list[bytes] = []
         told: set[int] = set()
         start = len(MESSAGE_HEAD)
-        codec = peer.codec
-        if codec is None:
-            pieces = [(line + b"\n", line + b"\n") for line in chunk.split(b"\n")[:-1]]
-        else:
-            pieces = codec.pieces(chunk)
-        for line, wired in pieces:
+        for line in chunk.split(b"\n")[:-1]:
             if line.startswith(MESSAGE_HEAD):
                 msg_id = int(line[start:line.index(b",", start)])
                 if msg_id in failed:
                     sender, ref = failed[msg_id]
                     if sender is peer and msg_id not in told:
                         told.add(msg_id)
-                        error: dict[str, Any] = {
-                            "type": "error", "code": "store_failed",
-                            "message": STORE_FAILED.format(why=exc.reason)}
-                        if ref is not None:
-                            error["ref"] = ref
-                        data = encode(error)
-                        kept.append(data if codec is None else codec.wire(data))
-                        peer.errors += 1
+                        kept.append(self._store_failed(peer, ref, exc).data)
                     continue
-            kept.append(wired)
+            kept.append(line + b"\n")
         return b"".join(kept)
+
+    def _take_back(self, spans: Spans, failed: dict[int, tuple[Peer | None, str | None]],
+                   exc: StoreError) -> None:
+        """Cut the failed messages out of what codecs wrote for them (last first, so
+        that the earlier spans stay where they are); their sender gets
+        ``store_failed`` in its door's form where its echo was."""
+        for peer, start, end, message in reversed(spans):
+            if message.id not in failed or peer.codec is None:
+                continue
+            sender, ref = failed[message.id]
+            instead = b""
+            if sender is peer and message.ref is not None:
+                instead = peer.codec.render((self._store_failed(peer, ref, exc),))[0]
+            peer.out[start:end] = instead
 
     # ------------------------------------------------------------ chat operations
 
@@ -276,55 +301,32 @@ class Hub:
 
     def _emit(self, msg_id: int, ts: int, nick: str, text: str, kind: int, ref: str | None,
               sender: Peer | None, room: Room | None, target: Peer | None, to: str | None,
-              file: dict[str, Any] | None, tags: dict[str, str] | None) -> int:
+              file: dict[str, str | int] | None, tags: dict[str, str] | None) -> int:
         """Queue a stored message for everyone here who gets it; the sender's copy
         carries ``ref``. ``target``: the recipient of a direct message when it is
         connected here (``to``: its name)."""
-        action, notice = kind == ACTION, kind == NOTICE
-        if room is not None:
-            frame: dict[str, Any] = {"type": "message", "id": msg_id, "ts": ts,
-                                     "room": room.name, "from": nick, "text": text}
-        else:
+        if room is None:
             if target is not None:
                 target.dms.append(msg_id)  # theirs to search (chat.search), this connection
             if sender is not None and sender is not target:
                 sender.dms.append(msg_id)
-            frame = {"type": "message", "id": msg_id, "ts": ts, "to": to,
-                     "from": nick, "text": text}
-        if action:
-            frame["action"] = True
-        elif notice:
-            frame["notice"] = True
-        if file is not None:
-            frame["file"] = file
-        if tags:
-            frame["tags"] = tags
-        if action or notice or file is not None or tags:
-            data = encode(frame)
-        elif room is not None:
-            data = encode_message(msg_id, ts, "room", room.name, nick, text)
-        else:
-            data = encode_message(msg_id, ts, "to", frame["to"], nick, text)
+        message = Message(id=msg_id, ts=ts, room=room.name if room is not None else None,
+                          to=to if room is None else None, sender=nick, text=text,
+                          action=kind == ACTION, notice=kind == NOTICE, file=file,
+                          tags=tags or None)
         ref = ref if sender is not None else None
-        echo = data
-        extra: dict[str, Any] = {}  # what the sender's copy adds
+        echo = message
         if ref is not None:
             if target is not None and target.away and target is not sender:
                 # the recipient is away: its sender is told (docs/protocol.md, "Away")
-                extra = {"away": target.away, "ref": ref}
-                echo = encode({**frame, **extra})
+                echo = replace(message, away=target.away, ref=ref)
             else:
-                extra = {"ref": ref}
-                echo = with_ref(data, ref)
-        if self.irc_peers:  # the frames as built, for the IRC codec (model.FRAMES)
-            FRAMES[data[:-1]] = frame
-            if extra:
-                FRAMES[echo[:-1]] = {**frame, **extra}
+                echo = replace(message, ref=ref)
         if room is not None:
-            self.to_room(room, data, sender if ref is not None else None, echo)
+            self.to_room(room, message, sender if ref is not None else None, echo)
         else:
             if target is not None and target is not sender:
-                self.to_peer(target, data)
+                self.to_peer(target, message)
             if sender is not None:
                 self.to_peer(sender, echo)
         if sender is not None:
@@ -338,29 +340,28 @@ class Hub:
         stored, and sent only to connections that take them (``Peer.wants_tags``);
         the sender gets its copy with ``ref``."""
         self._tag_seq += 1
-        frame: dict[str, Any] = {"type": "tagmsg", "tag_id": f"t{self._tag_seq}",
-                                 "ts": self.now_ms(), "from": sender.nick, "tags": tags}
+        assert sender.nick is not None
+        event = TagRelay(f"t{self._tag_seq}", self.now_ms(), sender.nick, tags,
+                         room=room.name if room is not None else None,
+                         to=target.nick if room is None and target is not None else None)
         if room is not None:
-            frame["room"] = room.name
             members: Any = room.members
         else:
             assert target is not None
-            frame["to"] = target.nick
             members = (target,)
         self.cost += len(members)
-        data = encode(frame)
         self.deliver()  # what rooms were told so far goes first
-        share([m for m in members if m.wants_tags and m is not sender], data)
-        sender.queue(data if ref is None else encode({**frame, "ref": ref}))
+        share([m for m in members if m.wants_tags and m is not sender], event)
+        sender.queue(event.answering(ref))
 
     def replay(self, room: Room, key: tuple[int, int | None, int, int]
-               ) -> tuple[bytes, bool] | None:
+               ) -> tuple[Replay, bool] | None:
         """The replay kept for ``room`` under ``key`` (after, before, limit, byte
         budget), if the room has had no message since it was made."""
         kept = self.replays.get(room.key)
         return (kept[1], kept[2]) if kept is not None and kept[0] == key else None
 
-    def keep_replay(self, room: Room, key: tuple[int, int | None, int, int], chunk: bytes,
+    def keep_replay(self, room: Room, key: tuple[int, int | None, int, int], chunk: Replay,
                     more: bool) -> None:
         self.replays[room.key] = (key, chunk, more)
 
@@ -385,25 +386,18 @@ class Hub:
         self._batch_for(room)
         room.add(peer)
         peer.rooms[room.key] = room
-        joined = {"type": "joined", "room": room.name, "nick": peer.nick,
-                  "ts": self.now_ms()}
-        data = encode(joined)
-        self.to_room(room, data, peer, data if ref is None else encode({**joined, "ref": ref}))
+        assert peer.nick is not None
+        joined = Joined(room.name, peer.nick, self.now_ms())
+        self.to_room(room, joined, peer, joined.answering(ref))
         self.sequencer.joined(peer, room)
 
     def leave(self, peer: Peer, room: Room, reason: str, message: str | None = None,
               ref: str | None = None, *, flush: bool = True) -> None:
         """``peer`` leaves ``room``: the others see `left`; with ``flush`` the leaver
         gets what was said before and (for `part`) its own `left`, with ``ref``."""
-        frame = {"type": "left", "room": room.name, "nick": peer.nick, "reason": reason,
-                 "ts": self.now_ms()}
-        if message:
-            frame["message"] = message
-        data = encode(frame)
-        own = None
-        if reason == "part":
-            own = data if ref is None else encode({**frame, "ref": ref})
-        self.to_room(room, data, peer, own)
+        assert peer.nick is not None
+        left = Left(room.name, peer.nick, reason, self.now_ms(), message or None)
+        self.to_room(room, left, peer, left.answering(ref) if reason == "part" else None)
         room.remove(peer, flush)
         del peer.rooms[room.key]
         self.drop_if_dead(room)
@@ -414,7 +408,7 @@ class Hub:
         once, the renamer too (its copy with ``ref``)."""
         old = peer.nick
         assert old is not None and peer.key is not None
-        renamed = {"type": "renamed", "old": old, "new": new, "ts": self.now_ms()}
+        renamed = Renamed(old, new, self.now_ms())
         others: dict[Peer, None] = {}
         for room in peer.rooms.values():
             others.update(room.members)
@@ -424,11 +418,10 @@ class Hub:
         old_key = peer.key
         peer.nick, peer.key = new, key
         self.users[key] = peer
-        data = encode(renamed)
         self.cost += len(others)
         self.deliver()  # one `renamed` per user, whatever rooms it shares
-        share(others, data)
-        peer.queue(data if ref is None else encode({**renamed, "ref": ref}))
+        share(others, renamed)
+        peer.queue(renamed.answering(ref))
         self.sequencer.renamed(peer, old, old_key)
 
     # ------------------------------------------------------------ other nodes
@@ -437,19 +430,15 @@ class Hub:
         """Someone on another node joined ``room_name`` (chat.cluster)."""
         room = self.room(room_name, name_key(room_name))
         if room.add_remote(nick) and room.members:
-            self.to_room(room, encode({"type": "joined", "room": room.name, "nick": nick,
-                                       "ts": ts}))
+            self.to_room(room, Joined(room.name, nick, ts))
 
     def remote_left(self, room_name: str, nick: str, reason: str, message: str | None,
                     ts: int) -> None:
         room = self.rooms.get(name_key(room_name))
         if room is None or not room.remove_remote(nick):
             return
-        frame = {"type": "left", "room": room.name, "nick": nick, "reason": reason, "ts": ts}
-        if message:
-            frame["message"] = message
         if room.members:
-            self.to_room(room, encode(frame))
+            self.to_room(room, Left(room.name, nick, reason, ts, message or None))
         self.drop_if_dead(room)
 
     def remote_renamed(self, old: str, new: str, rooms: list[str], ts: int) -> None:
@@ -462,7 +451,7 @@ class Hub:
         if others:
             self.deliver()
             self.cost += len(others)
-            share(others, encode({"type": "renamed", "old": old, "new": new, "ts": ts}))
+            share(others, Renamed(old, new, ts))
 
     def claim(self, peer: Peer, key: str, nick: str) -> None:
         """Hold ``nick`` for ``peer`` on every node (a hello or a rename is handled
@@ -471,8 +460,8 @@ class Hub:
 
     def typing(self, peer: Peer, room: Room) -> None:
         """`typing` for the other members of ``room``, here and on other nodes."""
-        self.to_room(room, encode({"type": "typing", "room": room.name, "nick": peer.nick}),
-                     peer, None)
+        assert peer.nick is not None
+        self.to_room(room, Typing(room.name, peer.nick), peer, None)
         if room.remote:
             self.sequencer.typing(peer, room)
 
@@ -529,9 +518,8 @@ class Hub:
             upload = uploads[0]
             self.files.rehash(upload)
             if upload.ready:
-                self.to_peer(peer, encode({"type": "upload_ready", "upload": upload.token,
-                                           "offset": upload.received,
-                                           **({"ref": upload.ref} if upload.ref else {})}))
+                self.to_peer(peer, UploadReady(upload.token, upload.received,
+                                               upload.ref or None))
             break  # one step per pass, whoever's it is
         budget = PUMP_BYTES
         high = self.config.max_backlog // 8
@@ -544,16 +532,13 @@ class Hub:
                 offset = download.offset
                 data = self.files.read(download, size)
                 budget -= len(data) + 1
-                frame: dict[str, Any] = {"type": "file_data", "file": download.sha256,
-                                         "offset": offset,
-                                         "data": base64.b64encode(data).decode("ascii")}
+                event = FileData(download.sha256, offset,
+                                 base64.b64encode(data).decode("ascii"))
                 if download.offset >= download.size:
-                    frame["end"] = True
-                    if download.ref is not None:
-                        frame["ref"] = download.ref
+                    event.end, event.ref = True, download.ref
                     os.close(download.fd)
                     peer.downloads.popleft()
-                self.to_peer(peer, encode(frame))
+                self.to_peer(peer, event)
             if not peer.downloads:
                 del self.downloading[peer]
             else:  # the back of the line: downloads take turns
@@ -586,7 +571,9 @@ class Hub:
         now = self.clock()
         change_rate = CHANGE_RATE if cfg.rate > 0 else 0.0  # --rate 0: no flood control
         peer = Peer(addr, now, self.now_ms(), TokenBucket(cfg.rate, cfg.burst, now),
-                    TokenBucket(change_rate, CHANGE_BURST, now), self.dirty)
+                    TokenBucket(change_rate, CHANGE_BURST, now), self.dirty, self.spans)
+        if cfg.rate > 0:
+            peer.work = TokenBucket(DOOR_WORK_RATE, DOOR_WORK_BURST, now)
         self.peers[peer] = None
         self.gate.opened(peer.host)
         return peer
@@ -600,10 +587,7 @@ class Hub:
         return len(self.peers) - len(self.users) - len(self.closing)
 
     def error(self, peer: Peer, exc: ProtocolError, ref: str | None) -> None:
-        frame = {"type": "error", "code": exc.code, "message": exc.message}
-        if ref is not None:
-            frame["ref"] = ref
-        self.to_peer(peer, encode(frame))
+        self.to_peer(peer, Error(exc.code, exc.message, ref))
         peer.errors += 1
         if exc.closes:
             self.close(peer, "disconnected")
@@ -670,8 +654,6 @@ class Hub:
         """The server closed the socket: drop every trace of the peer."""
         if self.peers.pop(peer, 0) is None:
             self.gate.closed(peer)
-            if peer.door == "irc":
-                self.irc_peers -= 1
         if peer.transferring:
             self._drop_transfers(peer)
         self.sequencer.forget(peer)
@@ -704,8 +686,7 @@ class Hub:
             elif peer.pinged_at is None:
                 if now - peer.last_heard >= cfg.ping_interval:
                     self._ping_seq += 1
-                    self.to_peer(peer, encode({"type": "ping",
-                                               "token": str(self._ping_seq)}))
+                    self.to_peer(peer, Ping(str(self._ping_seq)))
                     peer.pinged_at = now
             elif now - peer.pinged_at >= cfg.ping_timeout:
                 self.close(peer, "timeout", flush=False)
@@ -724,7 +705,7 @@ class Hub:
     def kick(self, peer: Peer, reason: str, why: str, message: str | None = None) -> None:
         """Tell ``peer`` why (`kicked` with ``reason``), then close it; the others see
         `left` with ``why`` (and ``message``)."""
-        self.to_peer(peer, encode({"type": "kicked", "reason": reason}))
+        self.to_peer(peer, Kicked(reason))
         self.close(peer, why, message)
 
     def enforce(self, ban: Ban) -> int:
@@ -740,6 +721,5 @@ class Hub:
 
     def notice(self, text: str) -> None:
         """A notice from the operator or the server to every registered user."""
-        data = encode({"type": "notice", "text": text, "ts": self.now_ms()})
         self.deliver()
-        share(self.users.values(), data)
+        share(self.users.values(), Notice(text, self.now_ms()))

@@ -22,15 +22,38 @@ from __future__ import annotations
 import base64
 import binascii
 import calendar
-import json
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
-from chat.model import FRAMES, WIRED, Peer
-from chat.protocol import CLOSED, NEED_DATA, TAG_KEY, encode, tag_escape
+from chat.events import (
+    AwayAnswer,
+    Error,
+    Event,
+    HistoryEnd,
+    IrcLines,
+    IsonAnswer,
+    Joined,
+    Kicked,
+    Left,
+    Message,
+    Notice,
+    Ping,
+    Pong,
+    Renamed,
+    Replay,
+    RoomList,
+    TagRelay,
+    Typing,
+    Users,
+    Welcome,
+    WhoisAnswer,
+)
+from chat.model import Peer
+from chat.protocol import CLOSED, NEED_DATA, TAG_KEY, JsonObject, tag_escape
 
 SERVER = "lanchat"  # the server's name in prefixes
 MAX_TAG_DATA = 4096  # IRCv3 message-tags: a client's tags, '@' and ' ' included
@@ -212,83 +235,49 @@ class IrcCodec:
         self.caps = caps
         self.share_key = self._key = ("irc", caps)
 
-    def wire(self, lines: bytes) -> bytes:
-        out: list[str] = []
-        marks: list[tuple[int, int, bytes]] = []  # messages: (first line, end, JSON line)
-        for line in lines.split(b"\n")[:-1]:
-            frame: Any = FRAMES.get(line)  # the pass's messages, as the hub built them
-            if frame is None:
-                try:
-                    frame = json.loads(line)
-                except ValueError:
-                    continue
-            kind = frame.get("type")
-            write = getattr(self, f"_{kind}", None)
-            if write is None:
-                continue
-            ref = frame.get("ref")
-            if ref is None and self._open is None:  # a broadcast: the common case
-                if kind != "message":
-                    write(frame, out, None)
-                elif frame.get("history"):
-                    write(frame, self._history, None)  # written at its history_end
-                else:
-                    start = len(out)
-                    write(frame, out, None)
-                    marks.append((start, len(out), line))
-                continue
-            asked = self.asked.get(ref) if ref is not None else None
-            produced: list[str] = []
-            if asked is not None and kind in ("message", "tagmsg") \
-                    and frame.get("to") == frame.get("from") == self.nick \
-                    and "echo-message" in self.caps:
-                write({**frame, "ref": None}, out, None)  # to itself: received, then
-            write(frame, produced, asked)                # its echo
-            if kind == "message" and frame.get("history"):
-                self._history.extend(produced)
-                continue
-            ends = asked is not None and (kind in ("error", "irc")
-                                          or ENDS.get(asked.cmd) == kind)
-            if ends:
-                del self.asked[ref]
-            produced = self._label(produced, asked, ends)
-            if kind == "message":
-                marks.append((len(out), len(out) + len(produced), line))
-            out.extend(produced)
+    def render(self, events: Sequence[Event]) -> list[bytes]:
+        """Each event as IRC lines (a piece each, b"" for none)."""
+        pieces: list[bytes] = []
+        for event in events:
+            out: list[str] = []
+            self._write(event, out)
+            pieces.append(("\r\n".join(out) + "\r\n").encode("utf-8", "replace")
+                          if out else b"")
         # mid-answer (a labeled batch, a replay before its end) its lines are its own
         self.share_key = self if self._open is not None or self._history else self._key
-        if not out:
-            return b""
-        if marks:  # for a take-back if the pass's commit fails (``pieces``)
-            WIRED.setdefault(out[0], []).append((out, marks))
-        return ("\r\n".join(out) + "\r\n").encode("utf-8", "replace")
-
-    def pieces(self, wired: bytes) -> list[tuple[bytes, bytes]]:
-        """Lines of ``wired``; the lines of a message of this pass as one piece with
-        its JSON line (found in ``model.WIRED``), so that the hub can take it back."""
-        found: list[tuple[bytes, list[str]]] = []
-        lines = wired.decode("utf-8", "replace").split("\r\n")
-        tail = lines.pop()  # after the last CR-LF: nothing, for whole lines
-        at = 0
-        while at < len(lines):
-            for out, marks in WIRED.get(lines[at], ()):
-                if lines[at:at + len(out)] == out:  # one whole output of ``wire``
-                    done = 0
-                    for start, end, json_line in marks:
-                        found.extend((b"", [text]) for text in out[done:start])
-                        found.append((json_line + b"\n", out[start:end]))
-                        done = end
-                    found.extend((b"", [text]) for text in out[done:])
-                    at += len(out)
-                    break
-            else:
-                found.append((b"", [lines[at]]))
-                at += 1
-        pieces = [(json_line, "".join(f"{t}\r\n" for t in texts).encode("utf-8", "replace"))
-                  for json_line, texts in found]
-        if tail:
-            pieces.append((b"", tail.encode()))
         return pieces
+
+    def _write(self, event: Event, out: list[str]) -> None:
+        if isinstance(event, Replay):  # stored messages: written at their history_end
+            for message in event.messages:
+                self._message(message, self._history, None)
+            return
+        kind = event.type
+        write = getattr(self, f"_{kind}", None)
+        if write is None:
+            return
+        ref = event.ref
+        if ref is None and self._open is None:  # a broadcast: the common case
+            if isinstance(event, Message) and event.history:
+                write(event, self._history, None)  # written at its history_end
+            else:
+                write(event, out, None)
+            return
+        asked = self.asked.get(ref) if ref is not None else None
+        produced: list[str] = []
+        if asked is not None and isinstance(event, (Message, TagRelay)) \
+                and event.to == event.sender == self.nick and "echo-message" in self.caps:
+            write(replace(event, ref=None), out, None)  # to itself: received, then
+        write(event, produced, asked)                  # its echo
+        if isinstance(event, Message) and event.history:
+            self._history.extend(produced)
+            return
+        ends = asked is not None and (kind in ("error", "irc")
+                                      or ENDS.get(asked.cmd) == kind)
+        if ends:
+            assert ref is not None
+            del self.asked[ref]
+        out.extend(self._label(produced, asked, ends))
 
     # ------------------------------------------------------------ labels and batches
 
@@ -334,16 +323,17 @@ class IrcCodec:
 
     # ------------------------------------------------------------ helpers
 
-    def _tags(self, frame: dict[str, Any], msgid: Any = None) -> str:
+    def _tags(self, event: Event, msgid: Any = None) -> str:
         tags = []
-        if "server-time" in self.caps and "ts" in frame:
-            tags.append(f"time={irc_time(frame['ts'])}")
+        ts = getattr(event, "ts", None)
+        if "server-time" in self.caps and ts is not None:
+            tags.append(f"time={irc_time(ts)}")
         if "message-tags" in self.caps:
             if msgid is None:
-                msgid = frame.get("id")
+                msgid = getattr(event, "id", None)
             if msgid is not None:
                 tags.append(f"msgid={msgid}")
-            for key, value in (frame.get("tags") or {}).items():
+            for key, value in (getattr(event, "tags", None) or {}).items():
                 tags.append(f"{key}={tag_escape(value)}" if value else key)
         return "@" + ";".join(tags) + " " if tags else ""
 
@@ -355,20 +345,21 @@ class IrcCodec:
     def _mask(nick: str) -> str:
         return f"{nick}!{nick}@lanchat"
 
-    def _own_echo(self, frame: dict[str, Any]) -> bool:
+    def _own_echo(self, event: Message | TagRelay) -> bool:
         """A copy of this connection's own message that it did not ask to see."""
-        return ("ref" in frame and frame.get("from") == self.nick
-                and "echo-message" not in self.caps and not frame.get("history")
-                and frame.get("to") != self.nick)  # to itself: it is also received
+        return (event.ref is not None and event.sender == self.nick
+                and "echo-message" not in self.caps
+                and not (isinstance(event, Message) and event.history)
+                and event.to != self.nick)  # to itself: it is also received
 
     # ------------------------------------------------------------ frames
 
-    def _welcome(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
-        self.nick = frame["nick"]
-        self.motd = frame.get("motd") or ""
-        self.account = bool(frame.get("account"))
+    def _welcome(self, event: Welcome, out: list[str], asked: Asked | None) -> None:
+        self.nick = event.nick
+        self.motd = event.motd or ""
+        self.account = event.account
         lines: list[str] = []
-        name = frame.get("server", SERVER)
+        name = event.server or SERVER
         self._numeric(lines, "001", f"Welcome to {name}, {self.nick}")
         self._numeric(lines, "002", f"Your host is {self.server_name}, running lanchat")
         self._numeric(lines, "003", "This server is a lanchat server")
@@ -399,20 +390,20 @@ class IrcCodec:
         else:
             self._numeric(out, "422", "MOTD File is missing")
 
-    def _message(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
-        if "away" in frame:  # a direct message to someone away (the sender's copy)
-            self._numeric(out, "301", frame.get("to", "*"), frame["away"])
-        if self._own_echo(frame):
+    def _message(self, event: Message, out: list[str], asked: Asked | None) -> None:
+        if event.away is not None:  # a direct message to someone away (the sender's copy)
+            self._numeric(out, "301", event.to or "*", event.away)
+        if self._own_echo(event):
             return  # its own message: only echoed to those who asked for it
-        sender = frame.get("from", "")
-        target = f"#{frame['room']}" if "room" in frame else frame.get("to", self.nick)
-        text = frame.get("text", "")
-        if "file" in frame:
-            text = f"[file] {text} ({frame['file'].get('size', 0)} bytes)"
-        command = "NOTICE" if "notice" in frame else "PRIVMSG"
-        tags = self._tags(frame)
+        sender = event.sender
+        target = f"#{event.room}" if event.room is not None else event.to or self.nick
+        text = event.text
+        if event.file is not None:
+            text = f"[file] {text} ({event.file.get('size', 0)} bytes)"
+        command = "NOTICE" if event.notice else "PRIVMSG"
+        tags = self._tags(event)
         prefix = f":{sender}!{sender}@lanchat {command} {target} :"
-        action = "action" in frame
+        action = event.action
         if "\n" not in text and (len(text) + len(prefix) + 9) * 4 <= MAX_BODY - 2:
             # one line, short enough however it encodes: the common case
             out.append(f"{tags}{prefix}\x01ACTION {text}\x01" if action
@@ -423,14 +414,14 @@ class IrcCodec:
             out.append(f"{tags}{prefix}\x01ACTION {part}\x01" if action
                        else f"{tags}{prefix}{part}")
 
-    def _tagmsg(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
-        if "message-tags" not in self.caps or self._own_echo(frame):
+    def _tagmsg(self, event: TagRelay, out: list[str], asked: Asked | None) -> None:
+        if "message-tags" not in self.caps or self._own_echo(event):
             return
-        target = f"#{frame['room']}" if "room" in frame else frame.get("to", self.nick)
-        out.append(f"{self._tags(frame, frame.get('tag_id'))}:{self._mask(frame['from'])} "
+        target = f"#{event.room}" if event.room is not None else event.to or self.nick
+        out.append(f"{self._tags(event, event.tag_id)}:{self._mask(event.sender)} "
                    f"TAGMSG {target}")
 
-    def _history_end(self, frame: dict[str, Any], out: list[str],
+    def _history_end(self, event: HistoryEnd, out: list[str],
                      asked: Asked | None) -> None:
         lines, self._history = self._history, []
         asked_for = asked is not None and asked.cmd == "CHATHISTORY"
@@ -439,106 +430,106 @@ class IrcCodec:
         if "batch" in self.caps and (lines or asked_for):
             batch = self._new_batch()
             target = asked.target if asked_for and asked is not None \
-                else f"#{frame['room']}"
+                else f"#{event.room}"
             out.append(f":{self.server_name} BATCH +{batch} chathistory {target}")
             out.extend(tagged(text, f"batch={batch}") for text in lines)
             out.append(f":{self.server_name} BATCH -{batch}")
         else:
             out.extend(lines)
 
-    def _joined(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
-        out.append(f"{self._tags(frame)}:{self._mask(frame['nick'])} JOIN #{frame['room']}")
+    def _joined(self, event: Joined, out: list[str], asked: Asked | None) -> None:
+        out.append(f"{self._tags(event)}:{self._mask(event.nick)} JOIN #{event.room}")
 
-    def _left(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
-        why = frame.get("reason", "")
-        message = frame.get("message") or ""
-        nick, room = frame["nick"], f"#{frame['room']}"
+    def _left(self, event: Left, out: list[str], asked: Asked | None) -> None:
+        why = event.reason
+        message = event.message or ""
+        nick, room = event.nick, f"#{event.room}"
         if why == "kicked":
             out.append(f":{self.server_name} KICK {room} {nick} :{message or 'Kicked'}")
         elif why == "part":
             tail = f" :{message}" if message else ""
-            out.append(f"{self._tags(frame)}:{self._mask(nick)} PART {room}{tail}")
+            out.append(f"{self._tags(event)}:{self._mask(nick)} PART {room}{tail}")
         else:  # gone from the server: one QUIT per room it shared (clients take the first)
-            out.append(f"{self._tags(frame)}:{self._mask(nick)} QUIT "
+            out.append(f"{self._tags(event)}:{self._mask(nick)} QUIT "
                        f":{message or QUITS.get(why, why)}")
 
-    def _renamed(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
-        if frame["old"] == self.nick:
-            self.nick = frame["new"]
-        out.append(f"{self._tags(frame)}:{self._mask(frame['old'])} NICK {frame['new']}")
+    def _renamed(self, event: Renamed, out: list[str], asked: Asked | None) -> None:
+        if event.old == self.nick:
+            self.nick = event.new
+        out.append(f"{self._tags(event)}:{self._mask(event.old)} NICK {event.new}")
 
-    def _users(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
-        room = f"#{frame['room']}"
+    def _users(self, event: Users, out: list[str], asked: Asked | None) -> None:
+        room = f"#{event.room}"
         if asked is not None and asked.cmd == "WHO":
-            for nick in frame["users"]:
+            for nick in event.users:
                 self._numeric(out, "352", room, nick, "lanchat", self.server_name, nick, "H",
                               f"0 {nick}")
             self._numeric(out, "315", room, "End of /WHO list.")
             return
-        users = frame["users"]
+        users = event.users
         names = " ".join(self._mask(n) for n in users) if "userhost-in-names" in self.caps \
             else " ".join(users)
         out.append(f":{self.server_name} 353 {self.nick} = {room} :{names}")
         self._numeric(out, "366", room, "End of /NAMES list.")
 
-    def _rooms(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
+    def _rooms(self, event: RoomList, out: list[str], asked: Asked | None) -> None:
         self._numeric(out, "321", "Channel", "Users  Name")
-        for room in frame.get("rooms", []):
+        for room in event.rooms:
             self._numeric(out, "322", f"#{room['name']}", str(room["users"]), "")
         self._numeric(out, "323", "End of /LIST")
 
-    def _whois(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
-        nick = frame["nick"]
+    def _whois(self, event: WhoisAnswer, out: list[str], asked: Asked | None) -> None:
+        nick = event.nick
         self._numeric(out, "311", nick, nick, "lanchat", "*", nick)
-        if frame.get("rooms"):
-            self._numeric(out, "319", nick, " ".join(f"#{r}" for r in frame["rooms"]))
-        door = {"irc": "IRC", "web": "a browser"}.get(frame.get("door", ""), "lanchat")
+        if event.rooms:
+            self._numeric(out, "319", nick, " ".join(f"#{r}" for r in event.rooms))
+        door = {"irc": "IRC", "web": "a browser"}.get(event.door, "lanchat")
         self._numeric(out, "312", nick, self.server_name, f"connected with {door}")
-        if frame.get("away"):
-            self._numeric(out, "301", nick, frame["away"])
-        if frame.get("account"):
+        if event.away:
+            self._numeric(out, "301", nick, event.away)
+        if event.account:
             self._numeric(out, "330", nick, nick, "is logged in as")
-        self._numeric(out, "317", nick, "0", str(frame.get("since", 0) // 1000),
+        self._numeric(out, "317", nick, "0", str(event.since // 1000),
                       "seconds idle, signon time")
         self._numeric(out, "318", nick, "End of /WHOIS list.")
 
-    def _away(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
-        if frame.get("text"):
+    def _away(self, event: AwayAnswer, out: list[str], asked: Asked | None) -> None:
+        if event.text:
             self._numeric(out, "306", "You have been marked as being away")
         else:
             self._numeric(out, "305", "You are no longer marked as being away")
 
-    def _ison(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
+    def _ison(self, event: IsonAnswer, out: list[str], asked: Asked | None) -> None:
         if asked is not None and asked.cmd == "USERHOST":  # nick=+user@host, - if away
-            away = set(frame.get("away", []))
+            away = set(event.away or ())
             self._numeric(out, "302", " ".join(
-                f"{n}={'-' if n in away else '+'}{n}@lanchat" for n in frame.get("nicks", [])))
+                f"{n}={'-' if n in away else '+'}{n}@lanchat" for n in event.nicks))
             return
-        self._numeric(out, "303", " ".join(frame.get("nicks", [])))
+        self._numeric(out, "303", " ".join(event.nicks))
 
-    def _typing(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
+    def _typing(self, event: Typing, out: list[str], asked: Asked | None) -> None:
         if "message-tags" in self.caps:
-            out.append(f"@+typing=active :{self._mask(frame['nick'])} TAGMSG #{frame['room']}")
+            out.append(f"@+typing=active :{self._mask(event.nick)} TAGMSG #{event.room}")
 
-    def _notice(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
+    def _notice(self, event: Notice, out: list[str], asked: Asked | None) -> None:
         # a broadcast (the bytes are shared): to "*", not to a nickname
-        out.append(f"{self._tags(frame)}:{self.server_name} NOTICE * :{frame.get('text', '')}")
+        out.append(f"{self._tags(event)}:{self.server_name} NOTICE * :{event.text}")
 
-    def _kicked(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
-        out.append(f"ERROR :Closing link: {frame.get('reason', '')}")
+    def _kicked(self, event: Kicked, out: list[str], asked: Asked | None) -> None:
+        out.append(f"ERROR :Closing link: {event.reason}")
         self.farewell = b""  # the reason was the last word
 
-    def _ping(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
-        out.append(f"PING :{frame.get('token', '')}")
+    def _ping(self, event: Ping, out: list[str], asked: Asked | None) -> None:
+        out.append(f"PING :{event.token}")
 
-    def _pong(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
-        out.append(f":{self.server_name} PONG {self.server_name} :{frame.get('token', '')}")
+    def _pong(self, event: Pong, out: list[str], asked: Asked | None) -> None:
+        out.append(f":{self.server_name} PONG {self.server_name} :{event.token or ''}")
 
-    def _irc(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
-        out.extend(frame.get("lines", []))  # the door's own answer, in its place
+    def _irc(self, event: IrcLines, out: list[str], asked: Asked | None) -> None:
+        out.extend(event.lines_)  # the door's own answer, in its place
 
-    def _error(self, frame: dict[str, Any], out: list[str], asked: Asked | None) -> None:
-        code, message = frame.get("code", ""), frame.get("message", "")
+    def _error(self, event: Error, out: list[str], asked: Asked | None) -> None:
+        code, message = event.code, event.message
         cmd, target = (asked.cmd, asked.target) if asked is not None else ("", "*")
         if cmd == "NOTICE":
             return  # RFC 1459: a NOTICE is never answered, errors included
@@ -579,16 +570,17 @@ class IrcDoor:
     """IRC lines in, protocol frames out (``next_event``, as ``FrameDecoder``)."""
 
     def __init__(self, peer: Peer, codec: IrcCodec, max_line: int = MAX_LINE,
-                 say: Callable[[bytes], None] | None = None) -> None:
+                 say: Callable[[Event], None] | None = None) -> None:
         self.peer = peer
         self.codec = codec
         self.max_line = max_line
         self.say = say if say is not None else peer.queue  # frames to this connection
         self._buffer = bytearray()
         self._lines: deque[bytes] = deque()
-        self._frames: deque[dict[str, Any]] = deque()
+        self._frames: deque[JsonObject] = deque()
         self._eof = False
         self._skipping = False
+        self.work = 0  # lines read that made no request: the loop charges them
         self.nick: str | None = None
         self.user = False
         self.password: str | None = None
@@ -633,6 +625,8 @@ class IrcDoor:
             if self._frames or not self._lines:
                 break
             self._command(self._lines.popleft().decode("utf-8", "replace"))
+            if not self._frames:
+                self.work += 1  # a line the door answered itself (or dropped)
         if self._frames:
             return self._frames.popleft()
         return CLOSED if self._eof and not self._lines else NEED_DATA
@@ -710,10 +704,7 @@ class IrcDoor:
             self._label = None
 
     def _say(self, lines: list[str], ref: str | None) -> None:
-        frame: dict[str, Any] = {"type": "irc", "lines": lines}
-        if ref is not None:
-            frame["ref"] = ref
-        self.say(encode(frame))
+        self.say(IrcLines(lines, ref))
 
     def _finish_with(self, code: str, text: str) -> None:
         self._replies = []
@@ -743,7 +734,7 @@ class IrcDoor:
         self._hello(self.nick, "REGISTER")
 
     def _hello(self, nick: str, why: str, nick_password: str | None = None) -> None:
-        hello: dict[str, Any] = {"type": "hello", "nick": nick, "proto": 1, "rooms": [],
+        hello: JsonObject = {"type": "hello", "nick": nick, "proto": 1, "rooms": [],
                                  "client": "irc", "ref": self._ref(why, nick)}
         if self.password is not None:
             hello["password"] = self.password
@@ -881,7 +872,7 @@ class IrcDoor:
             self._numeric("461", "PART", "Not enough parameters")
             return
         for name in params[0].split(","):
-            part: dict[str, Any] = {"type": "part", "room": name.lstrip("#"),
+            part: JsonObject = {"type": "part", "room": name.lstrip("#"),
                                     "ref": self._ref("PART", name)}
             if len(params) > 1 and params[1]:
                 part["message"] = params[1]
@@ -932,7 +923,7 @@ class IrcDoor:
                     self._numeric("417", "Input line was too long (with your address, "
                                   "the message would pass 512 bytes)")
                 continue
-            frame: dict[str, Any] = {"type": "send", "text": text,
+            frame: JsonObject = {"type": "send", "text": text,
                                      "ref": self._ref(command, target)}
             if action:
                 frame["text"], frame["action"] = text[8:-1], True
@@ -960,7 +951,7 @@ class IrcDoor:
                 self._frame(type="typing", room=target[1:],
                             ref=self._ref("TAGMSG", target, labeled=False))
                 continue
-            frame: dict[str, Any] = {"type": "tagmsg", "tags": client_tags,
+            frame: JsonObject = {"type": "tagmsg", "tags": client_tags,
                                      "ref": self._ref("TAGMSG", target)}
             if target.startswith("#"):
                 frame["room"] = target[1:]
@@ -1049,7 +1040,7 @@ class IrcDoor:
         target, refs, count = params[1], params[2:wanted - 1], params[wanted - 1]
         wanted_count = number(count)
         limit = min(wanted_count, HISTORY_MAX) if wanted_count else HISTORY_MAX
-        frame: dict[str, Any] = {"type": "history", "limit": limit}
+        frame: JsonObject = {"type": "history", "limit": limit}
         if target.startswith("#"):
             frame["room"] = target[1:]
         else:  # direct messages: for the signed-in holder of the nickname's account

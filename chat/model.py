@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Iterable
-from typing import Any, ClassVar, Protocol
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from chat.protocol import name_key
+from chat.events import Event, Message
+from chat.protocol import JsonObject, name_key
+
+if TYPE_CHECKING:
+    from chat.files import Upload
 
 # Peer.phase: where a connection is before its frames are read as chat.
 READY = 0  # frames flow (TLS done, or a plain connection that has sent bytes)
@@ -21,17 +25,6 @@ SNIFF = 2  # TLS server, waiting for the first byte: a handshake, or plain text?
 HANDSHAKE = 3  # TLS handshake under way
 SEARCH_BURST = 5  # searches in a row; then one a second (the change bucket's rate)
 MAX_DMS = 5000  # direct-message ids a connection remembers for its searches
-
-
-# What codecs whose form cannot be read back (IRC) wrote this pass, when it held
-# messages: its first line -> [(its lines, [(first line, end, JSON line) of each
-# message])]. The hub empties it at each commit; if a commit fails, ``Codec.pieces``
-# finds the messages to take back here.
-WIRED: dict[str, list[tuple[list[str], list[tuple[int, int, bytes]]]]] = {}
-# The pass's message frames by their JSON line (without its "\n"), as the hub built
-# them: codecs that write frames in another form (IRC) look them up here instead of
-# parsing the JSON again. Emptied with WIRED.
-FRAMES: dict[bytes, dict[str, Any]] = {}
 
 
 class TokenBucket:
@@ -73,6 +66,13 @@ class TokenBucket:
             self._refill(now)
             self.tokens = max(-float(self.burst), self.tokens - amount)
 
+    def wait(self, now: float) -> float:
+        """Seconds until ``take`` would succeed (0 when it would now)."""
+        if self.rate <= 0:
+            return 0.0
+        self._refill(now)
+        return max(0.0, (1 - self.tokens) / self.rate)
+
     def refund(self) -> None:
         """Give back a token taken for a request that was refused after all."""
         if self.rate > 0:
@@ -80,7 +80,7 @@ class TokenBucket:
 
 
 class Codec(Protocol):
-    """How a front door puts frames on its wire (JSON lines need none)."""
+    """How a front door puts events on its wire (JSON lines need none)."""
 
     farewell: bytes  # sent just before the server closes the socket (b"": nothing)
 
@@ -89,15 +89,16 @@ class Codec(Protocol):
         """Codecs with equal keys write a broadcast to the same bytes."""
         ...
 
-    def wire(self, lines: bytes) -> bytes:
-        """Whole frames (JSON lines, each ending in "\\n") in this codec's form."""
+    def render(self, events: Sequence[Event]) -> list[bytes]:
+        """Each of ``events`` in this codec's form, one piece each (b"" for an event
+        this door does not show)."""
         ...
 
-    def pieces(self, wired: bytes) -> list[tuple[bytes, bytes]]:
-        """Split whole units of ``wire`` output back into (the JSON line it carries,
-        or b"" for none, its bytes on the wire): used to take back messages whose
-        commit failed."""
-        ...
+
+# The pass's live messages as a codec wrote them: (peer, start, end in its ``out``,
+# the message). The hub owns the list, empties it at each commit, and cuts these
+# spans out when a commit fails (JSON lines are read back instead: they say their id).
+Spans = list[tuple["Peer", int, int, Message]]
 
 
 class Peer:
@@ -108,10 +109,11 @@ class Peer:
                  "close_deadline", "connected_ts", "sent", "client", "sock", "decoder",
                  "events", "_dirty", "accounts", "phase", "held", "owed", "codec", "door",
                  "searches", "_dms", "uploads", "_downloads",
-                 "_refused", "wants_tags", "away", "__weakref__")
+                 "_refused", "wants_tags", "away", "_spans", "work", "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
-                 changes: TokenBucket, dirty: dict[Peer, int]) -> None:
+                 changes: TokenBucket, dirty: dict[Peer, int],
+                 spans: Spans | None = None) -> None:
         self.addr = addr
         self.host: str = addr[0] if isinstance(addr, tuple) else str(addr)
         self.nick: str | None = None  # set by a successful hello
@@ -120,6 +122,9 @@ class Peer:
         self.out = bytearray()
         self.bucket = bucket  # docs/protocol.md's flood control: send and typing
         self.changes = changes  # join, part and nick (docs/protocol.md)
+        # Its door's own work (lines it answers itself, fragments, control frames,
+        # blank and bad lines), charged by the server's loop (off until hub.open sets it)
+        self.work = TokenBucket(0, 1, now)
         self.errors = 0  # error frames in a row
         self.started = now
         self.last_heard = now
@@ -134,7 +139,7 @@ class Peer:
         self.events = 0  # the selector events the server watches for
         self.accounts: set[str] = set()  # nick keys whose password this peer gave
         self.phase = READY  # see the constants above
-        self.held: dict[str, Any] | None = None  # a frame put off to a later pass
+        self.held: JsonObject | None = None  # a frame put off to a later pass
         self.owed = 0  # bytes for this peer in a room's batch, not yet in ``out``
         # How frames become this connection's bytes: None for JSON lines (the frames'
         # own form), else a ``Codec`` (a WebSocket, an HTTP refusal).
@@ -146,18 +151,42 @@ class Peer:
         # These three are made at their first use (``dms``, ``downloads``, ``refused``):
         # a deque is 760 bytes, and most connections never need them.
         self._dms: deque[int] | None = None
-        self.uploads: dict[str, Any] = {}  # chat.files.Upload by token
+        self.uploads: dict[str, Upload] = {}  # by token
         self._downloads: deque[Any] | None = None  # chat.files.Download, first first
         self._refused: deque[str] | None = None  # uploads refused midway: chunks
         # already on their way are dropped quietly (one error said it, not hundreds)
         self.wants_tags = False  # takes `tagmsg` frames (docs/protocol.md): IRC with tags
         self.away = ""  # its away message (docs/protocol.md, "Away"); "" when here
         self._dirty = dirty
+        self._spans: Spans = spans if spans is not None else []
 
-    def queue(self, data: bytes) -> None:
-        """Queue frames (JSON lines) for this peer, in its codec's form."""
+    def queue(self, event: Event) -> None:
+        """Queue an event for this peer, in its door's form."""
         codec = self.codec
-        self.queue_wire(data if codec is None else codec.wire(data))
+        if codec is None:
+            self.queue_wire(event.data)
+        else:
+            self.queue_rendered((event,), codec.render((event,)))
+
+    def queue_events(self, events: Sequence[Event]) -> None:
+        codec = self.codec
+        if not events:
+            return
+        if codec is None:
+            self.queue_wire(b"".join([e.data for e in events]))
+        else:
+            self.queue_rendered(events, codec.render(events))
+
+    def queue_rendered(self, events: Sequence[Event], pieces: Sequence[bytes]) -> None:
+        """What this peer's codec made of ``events`` (a piece each); where the pass's
+        live messages land is noted, so that a failed commit can take them back."""
+        at = len(self.out)
+        for event, piece in zip(events, pieces):
+            if type(event) is Message and (piece or event.ref is not None) \
+                    and not event.history:  # (the sender's copy, even when not shown)
+                self._spans.append((self, at, at + len(piece), event))
+            at += len(piece)
+        self.queue_wire(b"".join(pieces))
 
     def queue_wire(self, data: bytes) -> None:
         """Append bytes already in this connection's form; the server sends them at
@@ -209,62 +238,73 @@ class Peer:
         return f"<Peer {self.nick or '-'} {self.addr}>"
 
 
-Entry = tuple[bytes, "Peer | None", "bytes | None"]
+# A room's gathered broadcast: (the event everyone gets, or None: private to the
+# special peer; the special peer; its own version of the event, or None for nothing).
+Entry = tuple["Event | None", "Peer | None", "Event | None"]
 
 
-def _own(member: Peer, entries: list[Entry], start: int, end: int) -> bytes:
+def _own(member: Peer, entries: list[Entry], start: int, end: int) -> list[Event]:
     """What ``member`` gets of ``entries[start:end]``: its own version of the entries
-    that name it (or nothing when that is None), the shared bytes of the others."""
-    parts: list[bytes] = []
-    for data, who, mine in entries[start:end]:
+    that name it (or nothing when that is None), the shared event of the others."""
+    out: list[Event] = []
+    for event, who, mine in entries[start:end]:
         if who is not member:
-            parts.append(data)
+            if event is not None:
+                out.append(event)
         elif mine is not None:
-            parts.append(mine)
-    return b"".join(parts)
+            out.append(mine)
+    return out
 
 
 def _own_wired(member: Peer, entries: list[Entry], start: int, end: int,
-               each: dict[Any, list[bytes | None]]) -> bytes:
-    """``_own`` in ``member``'s codec: the entries everyone gets are encoded once per
-    codec and batch (``each``), not once per member that also has entries of its own
-    (every sender of the batch, for its echo)."""
+               each: dict[Any, list[bytes | None]]) -> None:
+    """``_own`` queued in ``member``'s codec: the entries everyone gets are rendered
+    once per codec and batch (``each``), not once per member that also has entries of
+    its own (every sender of the batch, for its echo)."""
     codec = member.codec
     assert codec is not None
     cache = each.get(codec.share_key)
     if cache is None:
         cache = each[codec.share_key] = [None] * len(entries)
-    parts: list[bytes] = []
+    events: list[Event] = []
+    pieces: list[bytes] = []
     for at in range(start, end):
-        data, who, mine = entries[at]
+        event, who, mine = entries[at]
         if who is not member:
-            if data:
+            if event is not None:
                 done = cache[at]
                 if done is None:
-                    done = cache[at] = codec.wire(data)
-                parts.append(done)
+                    done = cache[at] = codec.render((event,))[0]
+                events.append(event)
+                pieces.append(done)
         elif mine is not None:
-            parts.append(codec.wire(mine))
-    return b"".join(parts)
+            events.append(mine)
+            pieces.append(codec.render((mine,))[0])
+    if events:
+        member.queue_rendered(events, pieces)
 
 
-def share(members: Iterable[Peer], data: bytes) -> None:
-    """Queue the same frames on every one of ``members``, encoded once per codec."""
-    wired: dict[Any, bytes] = {}
+def share(members: Iterable[Peer], event: Event) -> None:
+    """Queue the same event on every one of ``members``, rendered once per codec."""
+    events = (event,)
+    wired: dict[Any, list[bytes]] = {}
     for member in members:
-        _share(member, data, wired)
+        _share(member, events, event.data, wired)
 
 
-def _share(member: Peer, shared: bytes, wired: dict[Any, bytes]) -> None:
+def _share(member: Peer, events: Sequence[Event], data: bytes,
+           wired: dict[Any, list[bytes]]) -> None:
+    """Queue ``events`` (``data``: their JSON lines) on ``member``; codecs that write
+    them alike share one rendering (``wired``)."""
     codec = member.codec
     if codec is None:
-        member.queue_wire(shared)
+        member.queue_wire(data)
         return
-    key = codec.share_key  # codecs that write broadcasts alike share the bytes
-    data = wired.get(key)
-    if data is None:
-        data = wired[key] = codec.wire(shared)
-    member.queue_wire(data)
+    key = codec.share_key
+    pieces = wired.get(key)
+    if pieces is None:
+        pieces = wired[key] = codec.render(events)
+    member.queue_rendered(events, pieces)
 
 
 class Elsewhere:
@@ -361,11 +401,12 @@ class Room:
         gone, self.gone = self.gone, {}
         if not entries:
             return
-        shared = entries[0][0] if len(entries) == 1 else b"".join([e[0] for e in entries])
+        events = [e for e, _, _ in entries if e is not None]
+        shared = events[0].data if len(events) == 1 else b"".join([e.data for e in events])
         special = {who for _, who, _ in entries if who is not None}
         for who in special:
             who.owed = 0
-        wired: dict[Any, bytes] = {}  # the shared bytes, encoded once per codec
+        wired: dict[Any, list[bytes]] = {}  # the shared events, rendered once per codec
         if special or fresh:
             end = len(entries)
             each: dict[Any, list[bytes | None]] = {}  # per codec: each entry's bytes
@@ -374,22 +415,20 @@ class Room:
                     start = fresh.get(member, 0)
                     if member.codec is None:
                         own = _own(member, entries, start, end)
+                        if own:
+                            member.queue_wire(b"".join([e.data for e in own]))
                     else:
-                        own = _own_wired(member, entries, start, end, each)
-                    if own:
-                        member.queue_wire(own)
-                elif shared:
-                    _share(member, shared, wired)
+                        _own_wired(member, entries, start, end, each)
+                elif events:
+                    _share(member, events, shared, wired)
         else:
             for member in self.members:
                 if member.codec is None:  # the common case, without a call
                     member.queue_wire(shared)
                 else:
-                    _share(member, shared, wired)
+                    _share(member, events, shared, wired)
         for member, end in gone.items():
-            own = _own(member, entries, fresh.get(member, 0), end)
-            if own:
-                member.queue(own)
+            member.queue_events(_own(member, entries, fresh.get(member, 0), end))
 
     def nicks(self) -> list[str]:
         """Members' nicknames, sorted case-insensitively (docs/protocol.md's `users`)."""

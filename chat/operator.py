@@ -12,9 +12,10 @@ import logging
 
 from chat.bans import Ban
 from chat.errors import ProtocolError, StoreError
+from chat.events import Notice
 from chat.gate import when
 from chat.hub import Hub
-from chat.protocol import check_text, encode, name_key
+from chat.protocol import check_text, name_key
 
 OPERATOR = "server"  # reserved nickname: what the operator's room messages come from
 
@@ -88,13 +89,12 @@ class Operator:
         hub, key = self.hub, name_key(nick)
         if not hub.gate.drop(key):
             return False
-        data = encode({"type": "notice", "ts": hub.now_ms(), "text": f"The operator "
-                       f"removed the account of the nickname {nick}: it needs no password "
-                       f"now."})
+        notice = Notice(f"The operator removed the account of the nickname {nick}: it "
+                        "needs no password now.", hub.now_ms())
         for peer in hub.peers:
             if key in peer.accounts:
                 peer.accounts.discard(key)
-                hub.to_peer(peer, data)
+                hub.to_peer(peer, notice)
         log.info("account of %s dropped by the operator", nick)
         return True
 

@@ -57,6 +57,7 @@ DEFAULT_ROOM = "general"
 # thousand nicks, a history message near `max_frame`), so clients buffer more.
 CLIENT_MAX_FRAME = 4 * 1024 * 1024
 
+LINES_PER_CALL = 64  # blank lines skipped per next_event (a bounded turn)
 NEED_DATA = object()  # next_event(): no complete frame buffered yet
 CLOSED = object()  # next_event(): the peer closed and every frame was consumed
 
@@ -92,6 +93,7 @@ class FrameDecoder:
         self._lines: deque[Any] = deque()
         self._discarding = False
         self._eof = False
+        self.work = 0  # lines read that made no frame (blank ones): the loop charges them
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the peer; ``b""`` means the peer closed (EOF)."""
@@ -134,8 +136,11 @@ class FrameDecoder:
         Raises ``ProtocolError`` (``bad_frame`` or ``frame_too_long``) for a bad
         line; the line is consumed, so the next call goes on with the next one.
         """
-        while self._lines:
-            line = self._lines.popleft()
+        lines = self._lines
+        for _ in range(LINES_PER_CALL):
+            if not lines:
+                return CLOSED if self._eof else NEED_DATA
+            line = lines.popleft()
             if line is _TOO_LONG:
                 raise ProtocolError(
                     "frame_too_long", f"A frame may be at most {self.max_frame} bytes.")
@@ -143,7 +148,8 @@ class FrameDecoder:
                 line = line[:-1]
             if line:
                 return decode_frame(line)
-        return CLOSED if self._eof else NEED_DATA
+            self.work += 1
+        return NEED_DATA  # blank lines: a bounded turn, the rest in the next
 
 
 def decode_frame(line: bytes) -> JsonObject:

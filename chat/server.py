@@ -29,12 +29,13 @@ from chat.config import ServerConfig
 from chat.discovery import DISCOVERY_PORT, Announcer
 from chat.dispatch import receive, reject
 from chat.errors import ConfigError, Later, ProtocolError
+from chat.events import Error
 from chat.hub import Hub
 from chat.irc import IrcCodec, IrcDoor
 from chat.model import FRESH, HANDSHAKE, READY, SNIFF, Peer
 from chat.netinfo import addresses_to_show, join_address
 from chat.operator import Operator
-from chat.protocol import CLOSED, NEED_DATA, FrameDecoder, encode
+from chat.protocol import CLOSED, NEED_DATA, FrameDecoder
 from chat.resp import Redis
 from chat.store import Store
 from chat.tls import file_fingerprint, self_signed, server_context
@@ -50,7 +51,10 @@ TLS_REQUIRED = ("This server speaks TLS only: turn on TLS in your client "
 IRC_LISTENER = "irc"  # the selector's data for the IRC listening sockets
 IRC_TLS_LISTENER = "ircs"
 HTTPS_REQUIRED = "This chat server speaks TLS only: open its address with https:// instead."
-FRAMES_PER_PASS = 256  # frames handled per peer per pass; the rest wait their turn
+# A connection's turn in a pass: this much of its input at most (a request is one unit,
+# and so is each line, fragment or control frame its door handles itself); the rest
+# waits for its next turn
+TURN_WORK = 256
 PASS_BUDGET_S = 0.05  # a pass takes no new frames after this long (timers, fairness)
 MIN_WORK_S = 0.005  # however long reading took, a pass handles frames this long
 HELD_WAKE_S = 0.02  # while password checks wait for their turn, wake up this often
@@ -161,6 +165,7 @@ class ChatServer:
         self._dying: dict[Peer, bool] = {}  # the connection ended: close (flush?)
         self._held: dict[Peer, None] = {}  # a request waiting for its password check
         self._paused: dict[Peer, None] = {}  # until its output drains below high water
+        self._slowed: dict[Peer, float] = {}  # past its door work rate: not read until
         # A peer's frames wait while this much of its output is unsent: what it asks
         # for is made only when it reads (asyncio's high-water mark, on the asker).
         self.high_water = max(config.max_backlog // 4, MIN_HIGH_WATER)
@@ -314,6 +319,8 @@ class ChatServer:
             timeout = 0.0
         elif self._held:
             timeout = min(timeout, HELD_WAKE_S)
+        if self._slowed:
+            timeout = min(timeout, max(0.0, min(self._slowed.values()) - self.clock()))
         ready = self.selector.select(timeout)
         for key, mask in ready:
             try:
@@ -329,6 +336,8 @@ class ChatServer:
         worked += self._retry_held()
         worked += self._bury()
         now = self.clock()
+        if self._slowed:
+            self._wake_slowed(now)
         if now >= self._next_tick:
             self._next_tick = now + TICK_SECONDS
             try:
@@ -367,7 +376,14 @@ class ChatServer:
     def _waiting(self, peer: Peer) -> bool:
         """Whether input of ``peer`` waits to be handled (so it is not read now)."""
         return (peer in self._pending or peer in self._arriving or peer in self._held
-                or peer in self._paused or peer in self._dying)
+                or peer in self._paused or peer in self._dying or peer in self._slowed)
+
+    def _wake_slowed(self, now: float) -> None:
+        """Slowed connections whose door work rate allows them more are read again."""
+        for peer, wake in list(self._slowed.items()):
+            if now >= wake:
+                del self._slowed[peer]
+                self._resume(peer)
 
     def _queue(self, peer: Peer) -> None:
         """``peer`` has frames to handle: to the back of its line."""
@@ -463,7 +479,7 @@ class ChatServer:
         if not isinstance(peer, Peer):
             return
         for waiting in (self._pending, self._arriving, self._held, self._paused,
-                        self._dying):
+                        self._dying, self._slowed):
             waiting.pop(peer, None)
         try:
             self.hub.error(peer, ProtocolError("internal_error", INTERNAL_ERROR), None)
@@ -518,7 +534,6 @@ class ChatServer:
                 codec = IrcCodec(self.irc_name)
                 peer.codec = codec
                 peer.decoder = IrcDoor(peer, codec, say=partial(hub.to_peer, peer))
-                hub.irc_peers += 1  # until hub.forget
                 if irc == IRC_TLS_LISTENER:
                     peer.phase = SNIFF  # the TLS handshake first, then IRC inside it
                 else:
@@ -613,8 +628,7 @@ class ChatServer:
     def _refuse(sock: socket.socket) -> None:
         """Too many connections still before `hello`: say so and close."""
         try:
-            sock.send(encode({"type": "error", "code": "server_full",
-                              "message": "Too many connections; try again later."}))
+            sock.send(Error("server_full", "Too many connections; try again later.").data)
         except OSError:
             pass
         sock.close()
@@ -686,11 +700,14 @@ class ChatServer:
         return self._admit_now(peer)
 
     def _handle_frames(self, peer: Peer) -> None:
-        """Up to ``FRAMES_PER_PASS`` of ``peer``'s frames (the first whatever the pass
+        """Up to ``TURN_WORK`` units of ``peer``'s input (the first whatever the pass
         cost so far), while the pass has time and the peer reads what it is sent;
-        then it waits its next turn."""
-        hub, decoder = self.hub, peer.decoder
-        for done in range(FRAMES_PER_PASS):
+        then it waits its next turn. This is the one place input is charged: requests
+        to the turn (and to their own buckets, in chat.dispatch), the door's own work
+        to the turn and to ``peer.work``: past that rate it is not read for a while."""
+        hub, decoder, work = self.hub, peer.decoder, peer.work
+        done = 0
+        while done < TURN_WORK:
             if peer.closing:
                 return
             if peer.unsent > self.high_water:
@@ -699,18 +716,34 @@ class ChatServer:
                 return
             if done and self._over_budget():
                 break
+            now = self.clock()
+            if not work.ready(now):  # slowed: read again when the rate allows
+                self._slowed[peer] = now + work.wait(now)
+                self._watch(peer)
+                return
+            before = decoder.work
             try:
                 frame = decoder.next_event()
             except ProtocolError as exc:
+                spent = decoder.work - before + 1  # a bad line is the door's work too
+                work.spend(spent, now)
+                done += spent
                 reject(hub, peer, exc)
                 continue
+            spent = decoder.work - before
+            if spent:
+                work.spend(spent, now)
+                done += spent
             if frame is NEED_DATA:
+                if spent and decoder.has_frames:
+                    continue  # a bounded door turn: more of its input is waiting
                 break  # all handled (a door may still hold bytes: then it queues again)
             if frame is CLOSED:
                 if not peer.closing:  # a door's end (a WebSocket close, an HTTP error)
                     self._dying[peer] = True
                 self._watch(peer)
                 return
+            done += 1
             try:
                 receive(hub, peer, frame)
             except Later:  # waits for its password check; the rest waits behind it
@@ -804,6 +837,6 @@ class ChatServer:
             peer.sock.close()
             peer.sock = None
         for waiting in (self._pending, self._arriving, self._held, self._paused,
-                        self._dying):
+                        self._dying, self._slowed):
             waiting.pop(peer, None)
         self.hub.forget(peer)

@@ -17,9 +17,8 @@ head too; an upgrade whose ``Origin`` is not the server's own address is refused
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 import h11
 from wsproto.utilities import generate_accept_token
 
+from chat.events import Error, Event
 from chat.model import Peer
 from chat.protocol import CLOSED, NEED_DATA
 from chat.websocket import WEBSOCKET, WebSocketReader
@@ -102,7 +102,7 @@ def plain_response(status: int, text: str, extra: list[tuple[str, str]] | None =
 
 class HttpRefusal:
     """The codec of an HTTP connection that is refused before it is a chat (a ban,
-    too many connections): the hub's error frame becomes a status and its sentence."""
+    too many connections): the hub's ``Error`` becomes a status and its sentence."""
 
     farewell = b""
 
@@ -110,25 +110,18 @@ class HttpRefusal:
     def share_key(self) -> object:
         return self  # one instance for every connection
 
-    def wire(self, lines: bytes) -> bytes:
+    def render(self, events: Sequence[Event]) -> list[bytes]:
         out = []
-        for line in lines.split(b"\n")[:-1]:
-            try:
-                frame = json.loads(line)
-            except ValueError:
+        for event in events:
+            if not isinstance(event, Error):
+                out.append(b"")
                 continue
-            if frame.get("type") != "error":
-                continue
-            status = REFUSALS.get(frame.get("code"), 400)
-            headers, body = plain_response(status, str(frame.get("message", "")),
-                                           [("Connection", "close")])
+            status = REFUSALS.get(event.code, 400)
+            headers, body = plain_response(status, event.message, [("Connection", "close")])
             head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
             head += [f"{name}: {value}" for name, value in headers]
             out.append(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
-        return b"".join(out)
-
-    def pieces(self, wired: bytes) -> list[tuple[bytes, bytes]]:
-        return [(b"", wired)]
+        return out
 
 
 HTTP_REFUSAL = HttpRefusal()
@@ -178,6 +171,7 @@ class WebDoor:
         self._head = 0  # bytes of the request head being received
         self._carry = b""  # the last bytes received, for a blank line across reads
         self._too_big = False
+        self._served = 0  # requests answered (each is work the loop charges)
         peer.door = "http"
 
     def receive_data(self, data: bytes) -> None:
@@ -196,6 +190,11 @@ class WebDoor:
     @property
     def has_frames(self) -> bool:
         return self._ws.has_frames if self._ws is not None else self._unread
+
+    @property
+    def work(self) -> int:
+        """HTTP requests answered, then the WebSocket's own work (chat.websocket)."""
+        return self._served + (self._ws.work if self._ws is not None else 0)
 
     def next_event(self) -> Any:
         if self._ws is not None:
@@ -239,6 +238,7 @@ class WebDoor:
                     return
             elif isinstance(event, h11.EndOfMessage) and self._asked is not None:
                 request, self._asked = self._asked, None
+                self._served += 1
                 self._request(request)
                 return
 

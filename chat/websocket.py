@@ -12,7 +12,7 @@ frame per call, per member). No I/O here: the server feeds bytes and sends what
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -20,6 +20,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 
 from chat.errors import ProtocolError
+from chat.events import Event
 from chat.protocol import CLOSED, NEED_DATA, decode_frame
 
 TEXT = 0x81  # FIN and the text opcode: every frame the server sends is one of these
@@ -42,7 +43,7 @@ def frame_text(payload: bytes) -> bytes:
 
 
 class WebSocketCodec:
-    """Frames from the hub (JSON lines) as WebSocket text frames, one per line."""
+    """Events as WebSocket text frames, one per JSON line."""
 
     farewell = CLOSE_NORMAL  # what the server sends before it closes the socket
 
@@ -50,29 +51,14 @@ class WebSocketCodec:
     def share_key(self) -> object:
         return self  # one instance for every connection
 
-    def wire(self, lines: bytes) -> bytes:
-        parts = lines.split(b"\n")
-        parts.pop()  # whole lines: what follows the last "\n" is empty
-        if len(parts) == 1:
-            return frame_text(parts[0])
-        return b"".join([frame_text(line) for line in parts])
-
-    def pieces(self, wired: bytes) -> list[tuple[bytes, bytes]]:
-        """Our own frames back as (JSON line, frame); other frames (pong, close)
-        carry no line."""
-        found: list[tuple[bytes, bytes]] = []
-        at, end = 0, len(wired)
-        while at + 2 <= end:
-            size, head = wired[at + 1] & 0x7F, 2
-            if size == 126:
-                size, head = int.from_bytes(wired[at + 2:at + 4], "big"), 4
-            elif size == 127:
-                size, head = int.from_bytes(wired[at + 2:at + 10], "big"), 10
-            frame = wired[at:at + head + size]
-            line = frame[head:] + b"\n" if wired[at] == TEXT else b""
-            found.append((line, frame))
-            at += head + size
-        return found
+    def render(self, events: Sequence[Event]) -> list[bytes]:
+        """Each event's JSON lines, each line one text frame."""
+        out = []
+        for event in events:
+            lines = event.lines()
+            out.append(frame_text(lines[0]) if len(lines) == 1
+                       else b"".join([frame_text(line) for line in lines]))
+        return out
 
     def __repr__(self) -> str:
         return "WEBSOCKET"
@@ -100,6 +86,7 @@ class WebSocketReader:
         self._unread = False  # bytes fed since next_event last ran out
         self._ended = False  # closed: by either side, or broken
         self._eof = False  # the peer closed TCP; what it sent before is still read
+        self.work = 0  # events read that made no frame: fragments, control frames, blanks
         if trailing:
             self.receive_data(trailing)
 
@@ -128,7 +115,12 @@ class WebSocketReader:
                     frame = self._text(event)
                     if frame is not None:
                         return frame
-                elif isinstance(event, Ping):
+                    self.work += 1  # a fragment, or a blank message
+                    if seen >= EVENTS_PER_CALL:
+                        return NEED_DATA
+                    continue
+                self.work += 1  # a control frame
+                if isinstance(event, Ping):
                     self._write(self._conn.send(event.response()))
                 elif isinstance(event, BytesMessage):
                     self._close(CloseReason.UNSUPPORTED_DATA, UNSUPPORTED)

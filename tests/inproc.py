@@ -19,9 +19,10 @@ from chat.server import ChatServer
 
 
 class Harness:
-    def __init__(self, db: Path, **settings: Any) -> None:
+    def __init__(self, db: Path, clock: Callable[[], float] = time.monotonic,
+                 **settings: Any) -> None:
         self.config = ServerConfig(host="127.0.0.1", port=0, db=str(db), **settings)
-        self.server = ChatServer(self.config)
+        self.server = ChatServer(self.config, clock=clock)
         self.port = self.server.listen()[1]
         self.hub = self.server.hub
         self.operator = self.server.operator

@@ -13,6 +13,7 @@ import os
 import socket
 import sqlite3
 import time
+from dataclasses import is_dataclass
 
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
@@ -126,7 +127,7 @@ def test_every_request_is_parsed_or_refused_with_a_documented_code(frame):
         if exc.code == "unknown_type":
             assert frame["type"] not in CLIENT_TYPES
         return
-    assert frame["type"] in CLIENT_TYPES and isinstance(request, dict)
+    assert frame["type"] in CLIENT_TYPES and is_dataclass(request)
 
 
 # ---------------------------------------------------------------- the server

@@ -189,15 +189,16 @@ def test_irc_tls_port_needs_tls(tmp_path):
 
 
 def test_a_broadcast_is_written_once_per_set_of_capabilities():
+    from chat.events import Message
     from chat.irc import IrcCodec
     from chat.model import Peer, Room, TokenBucket
 
     calls = []
 
     class Counting(IrcCodec):
-        def wire(self, lines: bytes) -> bytes:
+        def render(self, events):
             calls.append(self.caps)
-            return super().wire(lines)
+            return super().render(events)
 
     room, dirty = Room("general", "general"), {}
     members = []
@@ -210,8 +211,8 @@ def test_a_broadcast_is_written_once_per_set_of_capabilities():
         room.add(peer)
         members.append(peer)
     room.fresh.clear()
-    room.pending.append((b'{"type":"message","id":7,"ts":1,"room":"general","from":"x",'
-                         b'"text":"hi"}\n', None, None))
+    room.pending.append((Message(id=7, ts=1, room="general", sender="x", text="hi"), None,
+                         None))
     room.deliver()
     assert sorted(map(sorted, calls)) == [[], ["server-time"]]  # twice, not five times
     assert bytes(members[0].out) == bytes(members[4].out)
@@ -219,15 +220,16 @@ def test_a_broadcast_is_written_once_per_set_of_capabilities():
 
 
 def test_senders_echoes_do_not_make_the_batch_written_per_sender():
+    from chat.events import Message
     from chat.irc import IrcCodec
     from chat.model import Peer, Room, TokenBucket
 
     written = []
 
     class Counting(IrcCodec):
-        def wire(self, lines: bytes) -> bytes:
-            written.append(lines.count(b"\n"))
-            return super().wire(lines)
+        def render(self, events):
+            written.append(len(events))
+            return super().render(events)
 
     room, dirty = Room("general", "general"), {}
     senders = []
@@ -241,9 +243,8 @@ def test_senders_echoes_do_not_make_the_batch_written_per_sender():
         senders.append(peer)
     room.fresh.clear()
     for n, peer in enumerate(senders):  # each says one thing: everyone's, its echo its own
-        frame = (b'{"type":"message","id":%d,"ts":1,"room":"general","from":"u%d",'
-                 b'"text":"hi %d"' % (n + 1, n, n))
-        room.pending.append((frame + b"}\n", peer, frame + b',"ref":"r"}\n'))
+        message = Message(id=n + 1, ts=1, room="general", sender=f"u{n}", text=f"hi {n}")
+        room.pending.append((message, peer, message.answering("r")))
     room.deliver()
     # 4 entries written once each for everyone, 4 echoes: not 4 x 4 lines
     assert sum(written) == 8
@@ -662,35 +663,6 @@ def test_chathistory_of_direct_messages_after_sasl(irc_server):
     plain.register("cy", MODERN)
     plain.send("CHATHISTORY LATEST bob * 10")  # no account: no direct history
     assert plain.until("FAIL")[2:4] == ["CHATHISTORY", "INVALID_TARGET"]
-
-
-def test_message_frames_are_kept_for_the_irc_codec_only_while_irc_users_are_on(tmp_path):
-    import socket
-
-    from chat.dispatch import receive
-    from chat.model import FRAMES
-    from tests.inproc import Harness
-
-    h = Harness(tmp_path / "f.db", rate=0, irc_port=0)
-    try:
-        hub = h.hub
-        alice = hub.open(("127.0.0.1", 1))
-        receive(hub, alice, {"type": "hello", "nick": "alice", "proto": 1})
-        hub.commit()
-        receive(hub, alice, {"type": "send", "room": "general", "text": "one"})
-        assert not FRAMES  # no IRC user on: no work for them
-        hub.commit()
-        irc = socket.create_connection(h.server.irc_address)
-        h.until(lambda: hub.irc_peers == 1)
-        receive(hub, alice, {"type": "send", "room": "general", "text": "two", "ref": "r"})
-        assert sorted(f["text"] + str(f.get("ref")) for f in FRAMES.values()) == \
-            ["twoNone", "twor"]  # the broadcast and the sender's copy, as built
-        hub.commit()
-        assert not FRAMES  # for one pass only
-        irc.close()
-        h.until(lambda: hub.irc_peers == 0)
-    finally:
-        h.close()
 
 
 def test_a_bots_burst_is_slowed_not_dropped(start_server):

@@ -287,14 +287,18 @@ def test_web_clients_are_named_in_the_log(tmp_path):
 def test_websocket_frames_round_trip_through_wsproto():
     from wsproto.connection import Connection, ConnectionType
     from wsproto.events import TextMessage
-    lines = b"".join(b'{"type":"x","n":"%s"}\n' % (b"a" * n) for n in (1, 200, 70000))
-    wired = WEBSOCKET.wire(lines)
+
+    from chat.events import Message, Notice, Replay
+    events = [Notice("a" * n, n) for n in (1, 200, 70000)]
+    events.append(Replay([Message(id=n, ts=1, room="g", sender="x", text="y" * n,
+                                  history=True) for n in (1, 2)]))
+    lines = b"".join(e.data for e in events)
+    pieces = WEBSOCKET.render(events)
+    assert len(pieces) == len(events)  # one piece per event, a replay's lines in one
     client = Connection(ConnectionType.CLIENT)
-    client.receive_data(wired)
+    client.receive_data(b"".join(pieces))
     got = [e.data.encode() + b"\n" for e in client.events() if isinstance(e, TextMessage)]
-    assert b"".join(got) == lines
-    assert [line for line, _ in WEBSOCKET.pieces(wired)] == got
-    assert b"".join(frame for _, frame in WEBSOCKET.pieces(wired)) == wired
+    assert len(got) == 5 and b"".join(got) == lines
     assert frame_text(b"") == b"\x81\x00"
 
 
@@ -305,12 +309,9 @@ class CountingCodec:
         self.calls = 0
         self.share_key = self
 
-    def wire(self, lines: bytes) -> bytes:
+    def render(self, events):
         self.calls += 1
-        return WEBSOCKET.wire(lines)
-
-    def pieces(self, wired):
-        return WEBSOCKET.pieces(wired)
+        return WEBSOCKET.render(events)
 
 
 def test_a_broadcast_is_encoded_once_per_codec_not_per_member():
@@ -330,12 +331,15 @@ def test_a_broadcast_is_encoded_once_per_codec_not_per_member():
             peer.codec = codec
         room.add(peer)
     room.fresh.clear()
-    for n in range(3):
-        room.pending.append((b'{"type":"message","id":%d}\n' % n, None, None))
+    from chat.events import Message
+    events = [Message(id=n, ts=1, room="general", sender="x", text="hi") for n in range(3)]
+    for event in events:
+        room.pending.append((event, None, None))
     room.deliver()
     assert codec.calls == 1
     plain, web = members[0], members[1]
-    assert bytes(web.out) == WEBSOCKET.wire(bytes(plain.out))
+    assert bytes(plain.out) == b"".join(e.data for e in events)
+    assert bytes(web.out) == b"".join(WEBSOCKET.render(events))
 
 
 # ---------------------------------------------------------------- fuzzing, sans-I/O

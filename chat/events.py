@@ -1,0 +1,368 @@
+"""What the server says: one typed event per server frame type (docs/protocol.md).
+
+The hub and the handlers make events; every door renders the same event in its own
+form, once per form: JSON lines (``Event.data``, made at the first use and kept), a
+WebSocket text frame of those lines, IRC lines (``chat.irc.IrcCodec``), an HTTP
+refusal. No door reads JSON back.
+
+A field whose default is None is left out of the JSON while it is None, and one whose
+default is False while it is False (the protocol's optional fields); the others are
+always there. ``ref`` comes last, as the protocol writes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from chat.protocol import encode, encode_message, with_ref
+
+# Fields whose names are Python words: their name on the wire.
+_WIRE_NAMES = {"sender": "from", "peer": "with", "lines_": "lines", "data_": "data"}
+# Per class: (field, its name on the wire, 0: always, 1: unless None, 2: unless False)
+_LAYOUTS: dict[type, tuple[tuple[str, str, int], ...]] = {}
+
+
+def _layout(cls: type) -> tuple[tuple[str, str, int], ...]:
+    found = _LAYOUTS.get(cls)
+    if found is None:
+        rows = []
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            rule = 1 if f.default is None else 2 if f.default is False else 0
+            rows.append((f.name, _WIRE_NAMES.get(f.name, f.name), rule))
+        found = _LAYOUTS[cls] = tuple(rows)
+    return found
+
+
+class Event:
+    """A server frame. Subclasses are slotted dataclasses with a ``type``."""
+
+    __slots__ = ()
+    type: ClassVar[str]
+    ref: str | None
+    _data: bytes | None
+
+    def fields(self) -> dict[str, Any]:
+        """The frame as a JSON object (for JSON: ``data`` is what goes out)."""
+        out: dict[str, Any] = {"type": self.type}
+        for name, wire, rule in _layout(type(self)):
+            value = getattr(self, name)
+            if (rule == 1 and value is None) or (rule == 2 and value is False):
+                continue
+            out[wire] = value
+        return out
+
+    @property
+    def data(self) -> bytes:
+        """The frame as one JSON line: made once, whoever gets it."""
+        data = self._data
+        if data is None:
+            data = self._data = self.render()  # type: ignore[misc]  # (subclasses' slot)
+        return data
+
+    def render(self) -> bytes:
+        return encode(self.fields())
+
+    def lines(self) -> list[bytes]:
+        """Its JSON lines, each without its "\\n" (one, but for a ``Replay``)."""
+        return [self.data[:-1]]
+
+    def answering(self, ref: str | None) -> Event:
+        """The same event as the answer to ``ref`` (itself when ref is None)."""
+        if ref is None:
+            return self
+        return dataclasses.replace(self, ref=ref)  # type: ignore[type-var]
+
+
+def _cache() -> Any:
+    return field(default=None, init=False, repr=False, compare=False)
+
+
+@dataclass(slots=True, eq=False, kw_only=True)
+class Message(Event):
+    """A message (to a room, or ``to`` someone); made with keywords."""
+
+    type: ClassVar[str] = "message"
+    id: int
+    ts: int
+    room: str | None = None
+    to: str | None = None
+    sender: str
+    text: str
+    action: bool = False
+    notice: bool = False
+    file: dict[str, Any] | None = None
+    tags: dict[str, str] | None = None
+    history: bool = False  # a stored message sent again (history, a replay)
+    away: str | None = None  # the sender's copy of a direct message to someone away
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+    def render(self) -> bytes:
+        if self.action or self.notice or self.file is not None or self.tags \
+                or self.history or self.away is not None:
+            return encode(self.fields())
+        # the one frame every message costs: written from a template
+        if self.room is not None:
+            data = encode_message(self.id, self.ts, "room", self.room, self.sender, self.text)
+        else:
+            data = encode_message(self.id, self.ts, "to", self.to or "", self.sender,
+                                  self.text)
+        return data if self.ref is None else with_ref(data, self.ref)
+
+
+@dataclass(slots=True, eq=False)
+class Replay(Event):
+    """Stored messages sent again, oldest first (history): rendered one by one."""
+
+    type: ClassVar[str] = "message"
+    messages: list[Message]
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+    def render(self) -> bytes:
+        return b"".join([m.data for m in self.messages])
+
+    def lines(self) -> list[bytes]:
+        return [m.data[:-1] for m in self.messages]
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+@dataclass(slots=True, eq=False)
+class Welcome(Event):
+    type: ClassVar[str] = "welcome"
+    nick: str
+    server: str
+    motd: str
+    limits: dict[str, int | float]
+    account: bool = False  # signed in to its nickname's account
+    nodes: list[str] | None = None  # the chat's other servers (a cluster)
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class HistoryEnd(Event):
+    type: ClassVar[str] = "history_end"
+    room: str | None = None
+    peer: str | None = None  # direct history: with whom
+    more: bool = False
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class Joined(Event):
+    type: ClassVar[str] = "joined"
+    room: str
+    nick: str
+    ts: int
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class Left(Event):
+    type: ClassVar[str] = "left"
+    room: str
+    nick: str
+    reason: str
+    ts: int
+    message: str | None = None
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class Renamed(Event):
+    type: ClassVar[str] = "renamed"
+    old: str
+    new: str
+    ts: int
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class Users(Event):
+    type: ClassVar[str] = "users"
+    room: str
+    users: list[str]
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class RoomList(Event):
+    type: ClassVar[str] = "rooms"
+    rooms: list[dict[str, str | int]]  # each: name, users
+    more: bool = False
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class Typing(Event):
+    type: ClassVar[str] = "typing"
+    room: str
+    nick: str
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class Notice(Event):
+    type: ClassVar[str] = "notice"
+    text: str
+    ts: int
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class Kicked(Event):
+    type: ClassVar[str] = "kicked"
+    reason: str
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class Error(Event):
+    type: ClassVar[str] = "error"
+    code: str
+    message: str
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class Ping(Event):
+    type: ClassVar[str] = "ping"
+    token: str
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class Pong(Event):
+    type: ClassVar[str] = "pong"
+    token: str | None = None
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class IrcLines(Event):
+    """An IRC door's own answer (lines it wrote itself), in its place among the
+    answers: only IRC connections get it."""
+
+    type: ClassVar[str] = "irc"
+    lines_: list[str]
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class TagRelay(Event):
+    type: ClassVar[str] = "tagmsg"
+    tag_id: str
+    ts: int
+    sender: str
+    tags: dict[str, str]
+    room: str | None = None
+    to: str | None = None
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class WhoisAnswer(Event):
+    type: ClassVar[str] = "whois"
+    nick: str
+    rooms: list[str]
+    since: int
+    door: str
+    account: bool  # always said
+    more: bool = False
+    away: str | None = None
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class AwayAnswer(Event):
+    type: ClassVar[str] = "away"
+    nick: str
+    text: str | None = None
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class IsonAnswer(Event):
+    type: ClassVar[str] = "ison"
+    nicks: list[str]
+    away: list[str] | None = None
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class SearchResults(Event):
+    type: ClassVar[str] = "search_results"
+    query: str
+    results: list[dict[str, Any]]  # each: id, ts, from, text, snippet, room or to
+    more: bool  # always said
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class Registered(Event):
+    type: ClassVar[str] = "registered"
+    nick: str
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class Unregistered(Event):
+    type: ClassVar[str] = "unregistered"
+    nick: str
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class UploadReady(Event):
+    type: ClassVar[str] = "upload_ready"
+    upload: str
+    offset: int
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class UploadProgress(Event):
+    type: ClassVar[str] = "upload_progress"
+    upload: str
+    received: int
+    ref: str | None = None
+    _data: bytes | None = _cache()
+
+
+@dataclass(slots=True, eq=False)
+class FileData(Event):
+    type: ClassVar[str] = "file_data"
+    file: str
+    offset: int
+    data_: str  # base64
+    end: bool = False
+    ref: str | None = None
+    _data: bytes | None = _cache()
