@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A/B: this checkout's server against another revision's, interleaved, in one run.
 
-    python bench/ab.py --base REV [--runs 3] [--seconds 3] [--shapes 10:10,500:20] [--irc]
+    python bench/ab.py --base REV [--runs 3] [--seconds 3] [--shapes 10:10,500:20]
+                       [--irc | --websocket]
 
 REV (a commit, tag or branch of this repository) is checked out into a temporary git
 worktree; each run starts both servers in turn (headless, --rate 0, persistence on)
@@ -32,7 +33,7 @@ SHAPES = [(10, 10), (100, 20), (500, 20), (1000, 20)]
 
 
 def fan_out(main: Path, tmp: Path, clients: int, senders: int, seconds: float,
-            irc: bool = False) -> float:
+            irc: bool = False, websocket: bool = False) -> float:
     db = tmp / f"ab{time.monotonic_ns()}.db"
     proc = subprocess.Popen([sys.executable, str(main), "--server", "--headless", "--host",
                              "127.0.0.1", "--port", "0", "--rate", "0", "--quiet",
@@ -43,7 +44,7 @@ def fan_out(main: Path, tmp: Path, clients: int, senders: int, seconds: float,
     port = int(proc.stdout.readline().rsplit(":", 1)[1])
     if irc:  # its second line: "irc listening on HOST:PORT"
         port = int(proc.stdout.readline().rsplit(":", 1)[1])
-    load = Load(port, irc=irc)
+    load = Load(port, irc=irc, websocket=websocket)
     try:
         load.connect(clients)
         load.settle()
@@ -64,7 +65,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--shapes", default=",".join(f"{c}:{s}" for c, s in SHAPES),
                         help="clients:senders, comma-separated (default: %(default)s)")
-    parser.add_argument("--irc", action="store_true", help="the clients speak IRC")
+    door = parser.add_mutually_exclusive_group()
+    door.add_argument("--irc", action="store_true", help="the clients speak IRC")
+    door.add_argument("--websocket", action="store_true",
+                      help="the clients come through the page's door (/ws)")
     args = parser.parse_args()
     shapes = [tuple(int(n) for n in shape.split(":")) for shape in args.shapes.split(",")]
     with tempfile.TemporaryDirectory() as name:
@@ -79,7 +83,7 @@ def main() -> int:
                 for clients, senders in shapes:
                     for label, main_py in mains.items():
                         rate = fan_out(main_py, tmp, clients, senders, args.seconds,
-                                       irc=args.irc)
+                                       irc=args.irc, websocket=args.websocket)
                         results.setdefault((f"{clients}:{senders}", label), []).append(rate)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",

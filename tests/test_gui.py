@@ -389,7 +389,7 @@ def test_server_window_survives_a_failing_handler_and_a_locked_database(open_win
     server.exec("import chat.dispatch as r\n"
                 "real = r.HANDLERS['who']\n"
                 "def who(hub, peer, req, ref):\n"
-                "    if req['room'] == 'boom':\n"
+                "    if req.room == 'boom':\n"
                 "        raise ZeroDivisionError('injected fault')\n"
                 "    return real(hub, peer, req, ref)\n"
                 "r.HANDLERS['who'] = who")

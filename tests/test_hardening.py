@@ -26,7 +26,7 @@ BOOM = '''
 import chat.dispatch as dispatch
 real_who = dispatch.HANDLERS["who"]
 def who(hub, peer, req, ref):
-    if req["room"] == "boom":
+    if req.room == "boom":
         raise ZeroDivisionError("injected fault")
     return real_who(hub, peer, req, ref)
 dispatch.HANDLERS["who"] = who
