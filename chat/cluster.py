@@ -45,12 +45,12 @@ from typing import TYPE_CHECKING, Any
 from chat.accounts import Account
 from chat.bans import Ban
 from chat.errors import Later, ProtocolError, StoreError
-from chat.events import Typing
+from chat.events import Message, Typing
 from chat.files import Download, Upload
 from chat.model import Elsewhere, Peer, Room
 from chat.protocol import name_key
 from chat.resp import Lost, Redis, credentials, is_error, parse_url, resolve, shown_url
-from chat.sequencer import Posted
+from chat.store import ACTION, NOTICE, PLAIN
 
 if TYPE_CHECKING:
     from chat.hub import Hub
@@ -229,11 +229,12 @@ def _stream_id(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def posted_of(event: dict[str, Any]) -> Posted:
+def message_of(event: dict[str, Any]) -> Message:
     """A message as the stream carries it, on its way to ``Hub.arrived``."""
-    return Posted(ts=event["ts"], sender=event["from"], text=event["text"],
-                  kind=event.get("kind", 0), room=event.get("room"), to=event.get("to"),
-                  file=event.get("file"), tags=event.get("tags"))
+    kind = event.get("kind", PLAIN)
+    return Message(0, event["ts"], event.get("room"), event.get("to"), event["from"],
+                   event["text"], kind == ACTION, kind == NOTICE, event.get("file"),
+                   event.get("tags"))
 
 
 @dataclass(eq=False)
@@ -622,7 +623,7 @@ class Cluster:
             self.applied.append(token)
             if sender is not None and sender.closing:
                 sender, ref = None, None
-        self.hub.arrived(msg_id, posted_of(event), sender, ref)
+        self.hub.arrived(msg_id, message_of(event), sender, ref)
 
     def _change(self, event: dict[str, Any]) -> None:
         hub = self.hub
@@ -669,7 +670,7 @@ class Cluster:
 
     # ------------------------------------------------------------ what this node says
 
-    def post(self, sender: Peer | None, posted: Posted, ref: str | None) -> int:
+    def post(self, sender: Peer | None, message: Message, ref: str | None) -> int:
         """Send a message to Redis for its id and place; it arrives when it comes
         back through the stream (0: its id is not known yet). ``ProtocolError`` when
         Redis is away."""
@@ -677,17 +678,18 @@ class Cluster:
             raise ProtocolError("store_failed", UNAVAILABLE)
         token = next(self._tokens)
         self.posts[token] = (sender, ref)
-        event: dict[str, Any] = {"k": "m", "ts": posted.ts, "from": posted.sender,
-                                 "text": posted.text, "kind": posted.kind,
+        kind = NOTICE if message.notice else ACTION if message.action else PLAIN
+        event: dict[str, Any] = {"k": "m", "ts": message.ts, "from": message.sender,
+                                 "text": message.text, "kind": kind,
                                  "o": self.node, "p": token}
-        if posted.room is not None:
-            event["room"] = posted.room
+        if message.room is not None:
+            event["room"] = message.room
         else:
-            event["to"] = posted.to
-        if posted.file is not None:
-            event["file"] = posted.file
-        if posted.tags:
-            event["tags"] = posted.tags
+            event["to"] = message.to
+        if message.file is not None:
+            event["file"] = message.file
+        if message.tags:
+            event["tags"] = message.tags
         self._call("post", [SEQ, LOG], [json.dumps(event, separators=(",", ":")), MAX_LOG],
                    reply=partial(self._posted, token, self.hub.store.last_id))
         return 0

@@ -94,7 +94,7 @@ def receive(hub: Hub, peer: Peer, frame: JsonObject) -> None:
     """Handle one well-formed frame from ``peer``."""
     if peer.closing:
         return
-    hub.heard(peer)
+    peer.last_heard, peer.pinged_at = hub.clock(), None  # (Hub.heard, inline: per frame)
     ref = None
     try:
         ref = check_ref(frame)
@@ -311,7 +311,9 @@ def addressed(hub: Hub, peer: Peer, req: Send | TagMsg
     rate token is spent once both are known."""
     room = target = None
     if req.room is not None:
-        room = member_room(hub, peer, req.room)
+        room = peer.rooms.get(name_key(req.room))  # (member_room, inline: per message)
+        if room is None:
+            member_room(hub, peer, req.room)  # says why
     else:
         assert req.to is not None  # parse_request takes exactly one of them
         target = online(hub, req.to)

@@ -76,30 +76,53 @@ class Event:
             return self
         return dataclasses.replace(self, ref=ref)  # type: ignore[type-var]
 
+    def unanswered(self) -> Event:
+        """The same event as everyone else gets it (without ``ref``)."""
+        if self.ref is None:
+            return self
+        return dataclasses.replace(self, ref=None)  # type: ignore[type-var]
+
 
 def _cache() -> Any:
     return field(default=None, init=False, repr=False, compare=False)
 
 
-@dataclass(slots=True, eq=False, kw_only=True)
 class Message(Event):
-    """A message (to a room, or ``to`` someone); made with keywords."""
+    """A message (to a room, or ``to`` someone). Written by hand rather than as a
+    dataclass: every message makes one or two, so they are made positionally and
+    their line from a template."""
 
     type: ClassVar[str] = "message"
-    id: int
-    ts: int
-    room: str | None = None
-    to: str | None = None
-    sender: str
-    text: str
-    action: bool = False
-    notice: bool = False
-    file: dict[str, Any] | None = None
-    tags: dict[str, str] | None = None
-    history: bool = False  # a stored message sent again (history, a replay)
-    away: str | None = None  # the sender's copy of a direct message to someone away
-    ref: str | None = None
-    _data: bytes | None = _cache()
+    __slots__ = ("id", "ts", "room", "to", "sender", "text", "action", "notice", "file",
+                 "tags", "history", "away", "ref", "_data")
+
+    def __init__(self, id: int, ts: int, room: str | None, to: str | None, sender: str,
+                 text: str, action: bool = False, notice: bool = False,
+                 file: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
+                 history: bool = False, away: str | None = None,
+                 ref: str | None = None) -> None:
+        self.id, self.ts, self.room, self.to = id, ts, room, to
+        self.sender, self.text, self.action, self.notice = sender, text, action, notice
+        self.file, self.tags, self.history = file, tags, history
+        self.away = away  # the sender's copy of a direct message to someone away
+        self.ref = ref
+        self._data: bytes | None = None
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "message", "id": self.id, "ts": self.ts}
+        if self.room is not None:
+            out["room"] = self.room
+        else:
+            out["to"] = self.to
+        out["from"], out["text"] = self.sender, self.text
+        for name in ("action", "notice", "history"):
+            if getattr(self, name):
+                out[name] = True
+        for name in ("file", "tags", "away", "ref"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
 
     def render(self) -> bytes:
         if self.action or self.notice or self.file is not None or self.tags \
@@ -112,6 +135,56 @@ class Message(Event):
             data = encode_message(self.id, self.ts, "to", self.to or "", self.sender,
                                   self.text)
         return data if self.ref is None else with_ref(data, self.ref)
+
+    def answering(self, ref: str | None, away: str | None = None) -> Message:
+        """The sender's copy: the same message with ``ref`` (and ``away``: its
+        recipient is away), its line made from this one's without encoding it again."""
+        if ref is None and away is None:
+            return self
+        echo = Echo(self, ref, away)
+        if away is None and ref is not None and self.ref is None and self.away is None:
+            echo._data = with_ref(self.data, ref)  # the common case, made at once
+        return echo
+
+    def unanswered(self) -> Message:
+        if self.ref is None and self.away is None:
+            return self
+        return Message(self.id, self.ts, self.room, self.to, self.sender, self.text,
+                       self.action, self.notice, self.file, self.tags, self.history)
+
+    def __repr__(self) -> str:
+        return f"<Message {self.id} {self.sender} -> {self.room or self.to}>"
+
+
+class Echo(Message):
+    """A sender's copy of a message: the message, with ``ref`` (and ``away``). Made
+    for every message sent, so it keeps a reference instead of copying the fields."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: Message, ref: str | None, away: str | None) -> None:
+        self.message, self.ref, self.away = message, ref, away
+        self._data = None
+
+    def render(self) -> bytes:
+        message = self.message
+        if self.away is None and self.ref is not None and message.ref is None \
+                and message.away is None:
+            return with_ref(message.data, self.ref)
+        return encode(self.fields())
+
+    # the message's fields, read through (slots of Message shadowed here)
+    id = property(lambda self: self.message.id)
+    ts = property(lambda self: self.message.ts)
+    room = property(lambda self: self.message.room)
+    to = property(lambda self: self.message.to)
+    sender = property(lambda self: self.message.sender)
+    text = property(lambda self: self.message.text)
+    action = property(lambda self: self.message.action)
+    notice = property(lambda self: self.message.notice)
+    file = property(lambda self: self.message.file)
+    tags = property(lambda self: self.message.tags)
+    history = property(lambda self: self.message.history)
 
 
 @dataclass(slots=True, eq=False)

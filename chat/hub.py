@@ -24,7 +24,6 @@ import os
 import time
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from chat.bans import Ban
@@ -49,8 +48,8 @@ from chat.events import (
 from chat.files import PUMP_BYTES, Download, Files, chunk_size
 from chat.gate import Gate, ban_sentence
 from chat.model import SNIFF, Elsewhere, Peer, Room, Spans, TokenBucket, share
-from chat.protocol import name_key
-from chat.sequencer import Local, Posted, Sequencer
+from chat.protocol import encode_message, name_key
+from chat.sequencer import Local, Sequencer
 from chat.store import ACTION, NOTICE, PLAIN, Store
 
 MAX_ERRORS_IN_ROW = 20  # docs/protocol.md: more than 20 error frames in a row closes
@@ -127,7 +126,9 @@ class Hub:
         """Broadcast to a room's members (``special`` gets ``special_event`` instead,
         or nothing when that is None). Gathered per pass, in one room at a time, so
         every peer still receives everything in the order it happened."""
-        self._batch_for(room)
+        if self._batch is not room:  # (_batch_for, inline: once per message)
+            self.deliver()
+            self._batch = room
         room.pending.append((event, special, special_event))
         self.cost += len(room.members)
 
@@ -257,71 +258,71 @@ class Hub:
         ``tags`` are relayed with it, not stored (docs/protocol.md)."""
         nick = sender.nick if sender is not None else "server"
         assert nick is not None
-        posted = Posted(self.now_ms(), nick, text, NOTICE if notice else
-                        ACTION if action else PLAIN,
-                        room=room.name if room is not None else None,
-                        to=target.nick if target is not None else None,
-                        file=file, tags=tags or None)
-        return self.sequencer.post(sender, posted, ref)
+        message = Message(0, int(self.wall() * 1000), room.name if room is not None else None,
+                          target.nick if room is None and target is not None else None,
+                          nick, text, action and not notice, notice, file, tags or None)
+        return self.sequencer.post(sender, message, ref)
 
-    def _store(self, posted: Posted, room: Room | None, msg_id: int | None) -> int:
-        file = posted.file
+    def _store(self, message: Message, room: Room | None, msg_id: int | None) -> int:
+        file = message.file
         stored_file = json.dumps(file, separators=(",", ":")) if file is not None else None
+        kind = NOTICE if message.notice else ACTION if message.action else PLAIN
         if room is not None:
-            msg_id = self.store.add(posted.ts, posted.sender, posted.text, room_key=room.key,
-                                    room_name=room.name, kind=posted.kind,
+            msg_id = self.store.add(message.ts, message.sender, message.text,
+                                    room_key=room.key, room_name=room.name, kind=kind,
                                     file=stored_file, msg_id=msg_id)
             room.has_history = True
             self.replays.pop(room.key, None)  # the room's history changed
             return msg_id
-        return self.store.add(posted.ts, posted.sender, posted.text, recipient=posted.to,
-                              kind=posted.kind, file=stored_file, msg_id=msg_id)
+        return self.store.add(message.ts, message.sender, message.text,
+                              recipient=message.to, kind=kind, file=stored_file,
+                              msg_id=msg_id)
 
-    def arrived(self, msg_id: int | None, posted: Posted, sender: Peer | None,
+    def arrived(self, msg_id: int | None, message: Message, sender: Peer | None,
                 ref: str | None) -> int:
         """A message with its place in the order (``msg_id``: the sequencer's, or None
         for this node's store to give): kept in this node's copy and queued for this
         node's members. ``sender``: its sender when connected here (its copy carries
         ``ref``). Returns its id."""
         room = target = None
-        if posted.to is None:
-            assert posted.room is not None
-            room = self.room(posted.room, name_key(posted.room))
+        if message.to is None:
+            assert message.room is not None
+            key = name_key(message.room)
+            room = self.rooms.get(key) or self.room(message.room, key)
         else:
-            target = self.users.get(name_key(posted.to))
-        msg_id = self._store(posted, room, msg_id)
-        self._staged.append((msg_id, sender, ref))
-        return self._emit(msg_id, posted.ts, posted.sender, posted.text, posted.kind, ref,
-                          sender, room, target, posted.to, posted.file, posted.tags)
+            target = self.users.get(name_key(message.to))
+        message.id = self._store(message, room, msg_id)
+        self._staged.append((message.id, sender, ref))
+        self._emit(message, ref, sender, room, target)
+        return message.id
 
     def refuse_post(self, sender: Peer, ref: str | None, text: str) -> None:
         """A message the cluster could not take: its sender is told (store_failed)."""
         sender.bucket.refund()
         self.error(sender, ProtocolError("store_failed", text), ref)
 
-    def _emit(self, msg_id: int, ts: int, nick: str, text: str, kind: int, ref: str | None,
-              sender: Peer | None, room: Room | None, target: Peer | None, to: str | None,
-              file: dict[str, str | int] | None, tags: dict[str, str] | None) -> int:
+    def _emit(self, message: Message, ref: str | None, sender: Peer | None,
+              room: Room | None, target: Peer | None) -> None:
         """Queue a stored message for everyone here who gets it; the sender's copy
         carries ``ref``. ``target``: the recipient of a direct message when it is
-        connected here (``to``: its name)."""
+        connected here."""
         if room is None:
             if target is not None:
-                target.dms.append(msg_id)  # theirs to search (chat.search), this connection
+                target.dms.append(message.id)  # theirs to search (chat.search), here
             if sender is not None and sender is not target:
-                sender.dms.append(msg_id)
-        message = Message(id=msg_id, ts=ts, room=room.name if room is not None else None,
-                          to=to if room is None else None, sender=nick, text=text,
-                          action=kind == ACTION, notice=kind == NOTICE, file=file,
-                          tags=tags or None)
+                sender.dms.append(message.id)
+        if not (message.action or message.notice or message.file is not None
+                or message.tags):  # the common case: its line from the template, now
+            message._data = encode_message(message.id, message.ts,
+                                           "room" if room is not None else "to",
+                                           message.room or message.to or "",
+                                           message.sender, message.text)
         ref = ref if sender is not None else None
-        echo = message
+        echo: Message = message
         if ref is not None:
-            if target is not None and target.away and target is not sender:
-                # the recipient is away: its sender is told (docs/protocol.md, "Away")
-                echo = replace(message, away=target.away, ref=ref)
-            else:
-                echo = replace(message, ref=ref)
+            # the recipient is away: its sender is told (docs/protocol.md, "Away")
+            away = target.away if target is not None and target is not sender else ""
+            echo = message.answering(ref, away or None)
         if room is not None:
             self.to_room(room, message, sender if ref is not None else None, echo)
         else:
@@ -332,7 +333,6 @@ class Hub:
         if sender is not None:
             sender.sent += 1
         self.messages += 1
-        return msg_id
 
     def relay_tags(self, sender: Peer, tags: dict[str, str], ref: str | None, *,
                    room: Room | None = None, target: Peer | Elsewhere | None = None) -> None:

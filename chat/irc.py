@@ -26,7 +26,6 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 from chat.events import (
@@ -267,7 +266,7 @@ class IrcCodec:
         produced: list[str] = []
         if asked is not None and isinstance(event, (Message, TagRelay)) \
                 and event.to == event.sender == self.nick and "echo-message" in self.caps:
-            write(replace(event, ref=None), out, None)  # to itself: received, then
+            write(event.unanswered(), out, None)  # to itself: received, then
         write(event, produced, asked)                  # its echo
         if isinstance(event, Message) and event.history:
             self._history.extend(produced)

@@ -182,7 +182,7 @@ class Peer:
         live messages land is noted, so that a failed commit can take them back."""
         at = len(self.out)
         for event, piece in zip(events, pieces):
-            if type(event) is Message and (piece or event.ref is not None) \
+            if isinstance(event, Message) and (piece or event.ref is not None) \
                     and not event.history:  # (the sender's copy, even when not shown)
                 self._spans.append((self, at, at + len(piece), event))
             at += len(piece)
@@ -254,6 +254,20 @@ def _own(member: Peer, entries: list[Entry], start: int, end: int) -> list[Event
         elif mine is not None:
             out.append(mine)
     return out
+
+
+Lines = list[tuple[bytes, "Peer | None", "bytes | None"]]
+
+
+def _own_lines(member: Peer, lines: Lines, start: int, end: int) -> bytes:
+    """``_own`` as JSON lines (``lines``: the entries' lines, made once per batch)."""
+    parts: list[bytes] = []
+    for data, who, mine in lines[start:end]:
+        if who is not member:
+            parts.append(data)
+        elif mine is not None:
+            parts.append(mine)
+    return b"".join(parts)
 
 
 def _own_wired(member: Peer, entries: list[Entry], start: int, end: int,
@@ -402,7 +416,9 @@ class Room:
         if not entries:
             return
         events = [e for e, _, _ in entries if e is not None]
-        shared = events[0].data if len(events) == 1 else b"".join([e.data for e in events])
+        shared = events[0].data if len(events) == 1 else \
+            b"".join([e._data or e.data for e in events])
+        # (every event's line is made now: below, ``_data`` is read without a call)
         special = {who for _, who, _ in entries if who is not None}
         for who in special:
             who.owed = 0
@@ -410,13 +426,16 @@ class Room:
         if special or fresh:
             end = len(entries)
             each: dict[Any, list[bytes | None]] = {}  # per codec: each entry's bytes
+            lines: Lines = [(e._data if e is not None else b"", who,  # type: ignore[misc]
+                             mine.data if mine is not None else None)
+                            for e, who, mine in entries]
             for member in self.members:
                 if member in special or member in fresh:
                     start = fresh.get(member, 0)
                     if member.codec is None:
-                        own = _own(member, entries, start, end)
+                        own = _own_lines(member, lines, start, end)
                         if own:
-                            member.queue_wire(b"".join([e.data for e in own]))
+                            member.queue_wire(own)
                     else:
                         _own_wired(member, entries, start, end, each)
                 elif events:

@@ -137,9 +137,8 @@ class FrameDecoder:
         line; the line is consumed, so the next call goes on with the next one.
         """
         lines = self._lines
-        for _ in range(LINES_PER_CALL):
-            if not lines:
-                return CLOSED if self._eof else NEED_DATA
+        blank = 0
+        while lines:
             line = lines.popleft()
             if line is _TOO_LONG:
                 raise ProtocolError(
@@ -149,7 +148,10 @@ class FrameDecoder:
             if line:
                 return decode_frame(line)
             self.work += 1
-        return NEED_DATA  # blank lines: a bounded turn, the rest in the next
+            blank += 1
+            if blank == LINES_PER_CALL:
+                return NEED_DATA  # blank lines: a bounded turn, the rest in the next
+        return CLOSED if self._eof else NEED_DATA
 
 
 def decode_frame(line: bytes) -> JsonObject:
@@ -191,6 +193,8 @@ def with_ref(data: bytes, ref: str) -> bytes:
 
 def _is_clean(value: str) -> bool:
     """False when the string carries a lone surrogate (it is not valid Unicode)."""
+    if value.isascii():  # the common case, without encoding it
+        return True
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -241,7 +245,7 @@ def normal_room(raw: str) -> str | None:
 
 def check_text(text: str, max_text: int) -> None:
     """Raise ``bad_text``/``text_too_long`` unless ``text`` may be sent as is."""
-    if not _is_clean(text):
+    if not (text.isascii() or _is_clean(text)):
         raise ProtocolError("bad_text", "The text carries an invalid Unicode escape.")
     if _CONTROL.search(text):
         raise ProtocolError("bad_text", "The text may not carry control characters.")
@@ -263,7 +267,7 @@ def _field(frame: JsonObject, name: str, kind: type, *, required: bool) -> Any:
         wanted = {str: "a string", int: "an integer", bool: "true or false",
                   list: "a list"}[kind]
         raise ProtocolError("bad_field", f"'{name}' must be {wanted}.")
-    if isinstance(value, str) and not _is_clean(value):
+    if isinstance(value, str) and not (value.isascii() or _is_clean(value)):
         raise ProtocolError("bad_field", f"'{name}' carries an invalid Unicode escape.")
     return value
 
@@ -289,7 +293,8 @@ def check_ref(frame: JsonObject) -> str | None:
     if "ref" not in frame:
         return None
     ref = frame["ref"]
-    if not isinstance(ref, str) or len(ref) > MAX_REF or not _is_clean(ref):
+    if not isinstance(ref, str) or len(ref) > MAX_REF or not (ref.isascii() or
+                                                              _is_clean(ref)):
         raise ProtocolError("bad_field", f"'ref' must be a string of at most {MAX_REF} "
                                          "characters.")
     return ref
@@ -300,7 +305,7 @@ def check_ref(frame: JsonObject) -> str | None:
 # Each client frame type is parsed once, at the door, into one of these: the handlers
 # read typed fields, never the frame. Names are in NFC, defaults filled in.
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Hello:
     nick: str
     password: str | None
@@ -310,7 +315,7 @@ class Hello:
     nick_password: str | None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Send:
     room: str | None  # one of room and to
     to: str | None
@@ -320,62 +325,62 @@ class Send:
     tags: dict[str, str] | None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class TagMsg:
     room: str | None
     to: str | None
     tags: dict[str, str]
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class InRoom:
     """`join`, `who` and `typing`: a room's name and nothing else."""
 
     room: str
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Part:
     room: str
     message: str | None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Nick:
     nick: str
     nick_password: str | None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Named:
     """`whois`: a nickname."""
 
     nick: str
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Away:
     text: str  # "" when back
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Ison:
     nicks: list[str]
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Password:
     """`register`: the password of the account to make."""
 
     password: str
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Nothing:
     """`unregister`: no fields."""
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class History:
     room: str | None  # one of room and peer (the frame's `with`)
     peer: str | None
@@ -389,24 +394,24 @@ class History:
     limit: int
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Token:
     """`ping` and `pong`."""
 
     token: str | None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Bye:
     reason: str | None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Search:
     query: str
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Upload:
     room: str | None
     to: str | None
@@ -416,20 +421,20 @@ class Upload:
     mime: str
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Chunk:
     upload: str
     offset: int
     data: str
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Download:
     file: str
     offset: int
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Rooms:
     after: str | None
 
@@ -471,8 +476,9 @@ def _parse_send(frame: JsonObject, max_text: int) -> Request:
     has_room, has_to = "room" in frame, "to" in frame
     if has_room == has_to:
         raise ProtocolError("bad_field", "A send names either 'room' or 'to'.")
-    action = _field(frame, "action", bool, required=False) or False
-    notice = _field(frame, "notice", bool, required=False) or False  # docs/protocol.md
+    # (fields most sends lack are looked for before a call: a send is the common frame)
+    action = "action" in frame and _field(frame, "action", bool, required=True)
+    notice = "notice" in frame and _field(frame, "notice", bool, required=True)
     if action and notice:
         raise ProtocolError("bad_field", "A message is an action or a notice, not both.")
     room = _room(frame) if has_room else None

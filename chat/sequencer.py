@@ -1,6 +1,6 @@
 """Who gives a message its id and its place in the chat's one order.
 
-Every message takes one road: the hub hands a ``Posted`` to its sequencer
+Every message takes one road: the hub hands its ``Message`` (id 0) to its sequencer
 (``post``); the sequencer gives it an id and hands it back (``Hub.arrived``), and
 the hub stores it in this node's copy and queues it for whoever gets it here. On
 one node the sequencer is this node's SQLite (``Local``): the id is the store's, and
@@ -15,26 +15,12 @@ those calls do nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from chat.events import Message
     from chat.hub import Hub
     from chat.model import Peer, Room
-
-
-@dataclass(slots=True)
-class Posted:
-    """A message on its way to its id: what was said, by whom, to where."""
-
-    ts: int
-    sender: str  # its nick ("server" for the operator)
-    text: str
-    kind: int  # chat.store's PLAIN, ACTION or NOTICE
-    room: str | None = None  # the room's name, or None for a direct message
-    to: str | None = None  # the recipient's nick, for a direct message
-    file: dict[str, str | int] | None = None  # a file's id, name, size, type
-    tags: dict[str, str] | None = None  # client tags, relayed, never stored
 
 
 class Sequencer(Protocol):
@@ -43,8 +29,8 @@ class Sequencer(Protocol):
     url: str  # where the shared order lives, as the window shows it ("" on one node)
     problem: str | None  # why it cannot take messages now, or None
 
-    def post(self, sender: Peer | None, posted: Posted, ref: str | None) -> int:
-        """Give ``posted`` its id; it reaches ``Hub.arrived`` now or later. Returns
+    def post(self, sender: Peer | None, message: Message, ref: str | None) -> int:
+        """Give ``message`` its id; it reaches ``Hub.arrived`` now or later. Returns
         the id when it is known now, else 0. ``ProtocolError``/``StoreError`` when it
         cannot be taken (nothing changed then)."""
         ...
@@ -110,8 +96,8 @@ class Local:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
 
-    def post(self, sender: Peer | None, posted: Posted, ref: str | None) -> int:
-        return self.hub.arrived(None, posted, sender, ref)
+    def post(self, sender: Peer | None, message: Message, ref: str | None) -> int:
+        return self.hub.arrived(None, message, sender, ref)
 
     def committed(self) -> None:
         pass

@@ -716,9 +716,8 @@ class ChatServer:
                 return
             if done and self._over_budget():
                 break
-            now = self.clock()
-            if not work.ready(now):  # slowed: read again when the rate allows
-                self._slowed[peer] = now + work.wait(now)
+            if work.tokens < 1 and not work.ready(now := self.clock()):
+                self._slowed[peer] = now + work.wait(now)  # read again when it may
                 self._watch(peer)
                 return
             before = decoder.work
@@ -726,13 +725,13 @@ class ChatServer:
                 frame = decoder.next_event()
             except ProtocolError as exc:
                 spent = decoder.work - before + 1  # a bad line is the door's work too
-                work.spend(spent, now)
+                work.spend(spent, self.clock())
                 done += spent
                 reject(hub, peer, exc)
                 continue
             spent = decoder.work - before
             if spent:
-                work.spend(spent, now)
+                work.spend(spent, self.clock())
                 done += spent
             if frame is NEED_DATA:
                 if spent and decoder.has_frames:

@@ -175,7 +175,8 @@ class Store:
             kind: int = PLAIN, file: str | None = None, msg_id: int | None = None) -> int:
         """Add one message to the open transaction and return its new id (``msg_id``:
         the id the cluster gave it, above every id here; chat.cluster)."""
-        self._begin()
+        if not self._in_transaction:
+            self._begin()
         if room_key is not None and room_key not in self._known_rooms:
             self._execute("INSERT OR IGNORE INTO rooms (key, name) VALUES (?, ?)",
                           (room_key, room_name))

@@ -17,9 +17,10 @@ import pytest
 from chat.config import ServerConfig
 from chat.dispatch import receive
 from chat.errors import Later
+from chat.events import Message
 from chat.hub import Hub
 from chat.model import Elsewhere, Peer, Room
-from chat.sequencer import Local, Posted
+from chat.sequencer import Local
 from chat.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +34,7 @@ class Fake:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.held: list[tuple[Peer | None, Posted, str | None]] = []
+        self.held: list[tuple[Peer | None, Message, str | None]] = []
         self.next_id = 100
         self.calls: list[tuple] = []
         self.claimed: dict[str, str] = {}  # key -> nick, held until answered
