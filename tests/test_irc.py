@@ -211,8 +211,8 @@ def test_a_broadcast_is_written_once_per_set_of_capabilities():
         room.add(peer)
         members.append(peer)
     room.fresh.clear()
-    room.pending.append((Message(id=7, ts=1, room="general", sender="x", text="hi"), None,
-                         None))
+    message = Message(id=7, ts=1, room="general", to=None, sender="x", text="hi")
+    room.pending.append((message, None, None))
     room.deliver()
     assert sorted(map(sorted, calls)) == [[], ["server-time"]]  # twice, not five times
     assert bytes(members[0].out) == bytes(members[4].out)
@@ -243,7 +243,8 @@ def test_senders_echoes_do_not_make_the_batch_written_per_sender():
         senders.append(peer)
     room.fresh.clear()
     for n, peer in enumerate(senders):  # each says one thing: everyone's, its echo its own
-        message = Message(id=n + 1, ts=1, room="general", sender=f"u{n}", text=f"hi {n}")
+        message = Message(id=n + 1, ts=1, room="general", to=None, sender=f"u{n}",
+                          text=f"hi {n}")
         room.pending.append((message, peer, message.answering("r")))
     room.deliver()
     # 4 entries written once each for everyone, 4 echoes: not 4 x 4 lines

@@ -112,7 +112,7 @@ def test_lines_an_irc_door_answers_itself_are_charged_like_any_door_work(tmp_pat
         h.close()
 
 
-def test_websocket_fragments_and_pings_count_as_door_work():
+def test_websocket_fragments_pings_and_blank_messages_count_as_door_work():
     from wsproto.connection import Connection, ConnectionType
     from wsproto.events import Message, Ping
 
@@ -120,8 +120,11 @@ def test_websocket_fragments_and_pings_count_as_door_work():
     wire = b""
     for _ in range(200):  # a message sent one-byte fragment by fragment, never finished
         wire += client.send(Message(data=" ", message_finished=False))
+    wire += client.send(Message(data=" ", message_finished=True))  # (its end: blank)
     for _ in range(50):
         wire += client.send(Ping(b"x"))
+    for _ in range(100):  # whitespace-only messages, each whole
+        wire += client.send(Message(data="  ", message_finished=True))
     sent = []
     reader = WebSocketReader(b"", 16384, sent.append)
     reader.receive_data(wire)
@@ -131,5 +134,5 @@ def test_websocket_fragments_and_pings_count_as_door_work():
         assert reader.next_event() is NEED_DATA
         assert reader.work - before <= EVENTS_PER_CALL  # a bounded turn
         calls += 1
-    assert reader.work == 250  # every fragment and ping, each charged once
+    assert reader.work == 351  # every fragment, ping and blank message, each once
     assert len(sent) == 50  # the pings were answered

@@ -290,8 +290,8 @@ def test_websocket_frames_round_trip_through_wsproto():
 
     from chat.events import Message, Notice, Replay
     events = [Notice("a" * n, n) for n in (1, 200, 70000)]
-    events.append(Replay([Message(id=n, ts=1, room="g", sender="x", text="y" * n,
-                                  history=True) for n in (1, 2)]))
+    events.append(Replay([Message(id=n, ts=1, room="g", to=None, sender="x",
+                                  text="y" * n, history=True) for n in (1, 2)]))
     lines = b"".join(e.data for e in events)
     pieces = WEBSOCKET.render(events)
     assert len(pieces) == len(events)  # one piece per event, a replay's lines in one
@@ -332,7 +332,8 @@ def test_a_broadcast_is_encoded_once_per_codec_not_per_member():
         room.add(peer)
     room.fresh.clear()
     from chat.events import Message
-    events = [Message(id=n, ts=1, room="general", sender="x", text="hi") for n in range(3)]
+    events = [Message(id=n, ts=1, room="general", to=None, sender="x", text="hi")
+              for n in range(3)]
     for event in events:
         room.pending.append((event, None, None))
     room.deliver()
