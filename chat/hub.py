@@ -195,7 +195,7 @@ class Hub:
             return
         self._take_back(spans, failed, exc)
         for peer, mark in self.dirty.items():
-            if len(peer.out) > mark and peer.codec is None:
+            if len(peer.out) > mark and (peer.codec is None or not peer.codec.marks):
                 peer.out[mark:] = self._without(peer, bytes(peer.out[mark:]), failed, exc)
         for sender, _ in failed.values():
             self.messages -= 1
@@ -212,21 +212,29 @@ class Hub:
     def _without(self, peer: Peer, chunk: bytes,
                  failed: dict[int, tuple[Peer | None, str | None]],
                  exc: StoreError) -> bytes:
-        """``chunk`` (JSON lines) without the failed messages; their sender gets
-        ``store_failed`` (with the send's ref) where its echo was."""
+        """``chunk`` (what was queued for ``peer`` this pass, read back: JSON lines, or
+        its codec's units with the line each carries) without the failed messages;
+        their sender gets ``store_failed`` (with the send's ref) where its echo was."""
+        codec = peer.codec
+        if codec is None:
+            pieces = [(line + b"\n", line + b"\n") for line in chunk.split(b"\n")[:-1]]
+        else:
+            pieces = codec.pieces(chunk)
         kept: list[bytes] = []
         told: set[int] = set()
         start = len(MESSAGE_HEAD)
-        for line in chunk.split(b"\n")[:-1]:
+        for line, wired in pieces:
             if line.startswith(MESSAGE_HEAD):
                 msg_id = int(line[start:line.index(b",", start)])
                 if msg_id in failed:
                     sender, ref = failed[msg_id]
                     if sender is peer and msg_id not in told:
                         told.add(msg_id)
-                        kept.append(self._store_failed(peer, ref, exc).data)
+                        error = self._store_failed(peer, ref, exc)
+                        kept.append(error.data if codec is None else
+                                    codec.render((error,))[0])
                     continue
-            kept.append(line + b"\n")
+            kept.append(wired)
         return b"".join(kept)
 
     def _take_back(self, spans: Spans, failed: dict[int, tuple[Peer | None, str | None]],
@@ -234,14 +242,18 @@ class Hub:
         """Cut the failed messages out of what codecs wrote for them (last first, so
         that the earlier spans stay where they are); their sender gets
         ``store_failed`` in its door's form where its echo was."""
-        for peer, start, end, message in reversed(spans):
-            if message.id not in failed or peer.codec is None:
+        for peer, base, marks in reversed(spans):
+            codec = peer.codec
+            if codec is None or not codec.marks:
                 continue
-            sender, ref = failed[message.id]
-            instead = b""
-            if sender is peer and message.ref is not None:
-                instead = peer.codec.render((self._store_failed(peer, ref, exc),))[0]
-            peer.out[start:end] = instead
+            for start, end, message in reversed(marks):
+                if message.id not in failed:
+                    continue
+                sender, ref = failed[message.id]
+                instead = b""
+                if sender is peer and message.ref is not None:
+                    instead = codec.render((self._store_failed(peer, ref, exc),))[0]
+                peer.out[base + start:base + end] = instead
 
     # ------------------------------------------------------------ chat operations
 

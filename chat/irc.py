@@ -212,6 +212,7 @@ class IrcCodec:
     """Hub frames (JSON lines) as IRC lines for one connection."""
 
     farewell = b"ERROR :Closing link\r\n"  # the server's last line before it closes
+    marks = True  # IRC lines cannot be read back into messages: the hub notes them
 
     def __init__(self, server_name: str) -> None:
         self.server_name = server_name
@@ -229,6 +230,9 @@ class IrcCodec:
         self._batches = 0
         self._open: Label | None = None  # a labeled batch open across frames
         self._history: list[str] = []  # a replay's lines, until its history_end
+
+    def pieces(self, wired: bytes) -> list[tuple[bytes, bytes]]:
+        return [(b"", wired)]  # (never read back: its messages are marked)
 
     def enable(self, caps: frozenset[str]) -> None:
         self.caps = caps

@@ -89,16 +89,46 @@ class Codec(Protocol):
         """Codecs with equal keys write a broadcast to the same bytes."""
         ...
 
+    # Whether its form cannot be read back (IRC): then where each message lands is
+    # noted as it is rendered (``Marks``), for taking back a failed commit's messages.
+    # Otherwise ``pieces`` reads its bytes back.
+    marks: bool
+
     def render(self, events: Sequence[Event]) -> list[bytes]:
         """Each of ``events`` in this codec's form, one piece each (b"" for an event
         this door does not show)."""
         ...
 
+    def pieces(self, wired: bytes) -> list[tuple[bytes, bytes]]:
+        """Its bytes back as units: (the JSON line a unit carries, or b"", the unit)."""
+        ...
 
-# The pass's live messages as a codec wrote them: (peer, start, end in its ``out``,
-# the message). The hub owns the list, empties it at each commit, and cuts these
-# spans out when a commit fails (JSON lines are read back instead: they say their id).
-Spans = list[tuple["Peer", int, int, Message]]
+
+# Where a codec's rendering holds the pass's live messages: (start, end, the message)
+# within its bytes. Made once per rendering, shared by every member that gets it.
+Marks = tuple[tuple[int, int, Message], ...]
+# The pass's renderings that hold live messages: (peer, where the rendering starts in
+# its ``out``, its marks). The hub owns the list, empties it at each commit, and cuts
+# these messages out when a commit fails (JSON lines are read back instead: they say
+# their id).
+Spans = list[tuple["Peer", int, Marks]]
+
+
+def rendered(codec: Codec, events: Sequence[Event], pieces: Sequence[bytes]
+             ) -> tuple[bytes, Marks]:
+    """A codec's pieces of ``events`` as one chunk, and where its live messages are
+    (the sender's copy too, even when its door shows nothing for it) when the codec
+    marks them."""
+    if not codec.marks:
+        return (pieces[0] if len(pieces) == 1 else b"".join(pieces)), ()
+    marks = []
+    at = 0
+    for event, piece in zip(events, pieces):
+        if isinstance(event, Message) and (piece or event.ref is not None) \
+                and not event.history:
+            marks.append((at, at + len(piece), event))
+        at += len(piece)
+    return (pieces[0] if len(pieces) == 1 else b"".join(pieces)), tuple(marks)
 
 
 class Peer:
@@ -166,7 +196,7 @@ class Peer:
         if codec is None:
             self.queue_wire(event.data)
         else:
-            self.queue_rendered((event,), codec.render((event,)))
+            self.queue_rendered(*rendered(codec, (event,), codec.render((event,))))
 
     def queue_events(self, events: Sequence[Event]) -> None:
         codec = self.codec
@@ -175,18 +205,14 @@ class Peer:
         if codec is None:
             self.queue_wire(b"".join([e.data for e in events]))
         else:
-            self.queue_rendered(events, codec.render(events))
+            self.queue_rendered(*rendered(codec, events, codec.render(events)))
 
-    def queue_rendered(self, events: Sequence[Event], pieces: Sequence[bytes]) -> None:
-        """What this peer's codec made of ``events`` (a piece each); where the pass's
+    def queue_rendered(self, data: bytes, marks: Marks) -> None:
+        """What this peer's codec made of some events (``rendered``); where the pass's
         live messages land is noted, so that a failed commit can take them back."""
-        at = len(self.out)
-        for event, piece in zip(events, pieces):
-            if isinstance(event, Message) and (piece or event.ref is not None) \
-                    and not event.history:  # (the sender's copy, even when not shown)
-                self._spans.append((self, at, at + len(piece), event))
-            at += len(piece)
-        self.queue_wire(b"".join(pieces))
+        if marks:
+            self._spans.append((self, len(self.out), marks))
+        self.queue_wire(data)
 
     def queue_wire(self, data: bytes) -> None:
         """Append bytes already in this connection's form; the server sends them at
@@ -280,45 +306,52 @@ def _own_wired(member: Peer, entries: list[Entry], start: int, end: int,
     cache = each.get(codec.share_key)
     if cache is None:
         cache = each[codec.share_key] = [None] * len(entries)
-    events: list[Event] = []
-    pieces: list[bytes] = []
-    for at in range(start, end):
-        event, who, mine = entries[at]
+    parts: list[bytes] = []
+    marks: list[tuple[int, int, Message]] = []
+    marking = codec.marks
+    at = 0
+    for index in range(start, end):
+        event, who, mine = entries[index]
         if who is not member:
-            if event is not None:
-                done = cache[at]
-                if done is None:
-                    done = cache[at] = codec.render((event,))[0]
-                events.append(event)
-                pieces.append(done)
+            if event is None:
+                continue
+            piece = cache[index]
+            if piece is None:
+                piece = cache[index] = codec.render((event,))[0]
         elif mine is not None:
-            events.append(mine)
-            pieces.append(codec.render((mine,))[0])
-    if events:
-        member.queue_rendered(events, pieces)
+            event, piece = mine, codec.render((mine,))[0]
+        else:
+            continue
+        if marking and isinstance(event, Message) and (piece or event.ref is not None) \
+                and not event.history:  # (as ``rendered`` notes them)
+            marks.append((at, at + len(piece), event))
+        parts.append(piece)
+        at += len(piece)
+    if parts:
+        member.queue_rendered(b"".join(parts), tuple(marks))
 
 
 def share(members: Iterable[Peer], event: Event) -> None:
     """Queue the same event on every one of ``members``, rendered once per codec."""
     events = (event,)
-    wired: dict[Any, list[bytes]] = {}
+    wired: dict[Any, tuple[bytes, Marks]] = {}
     for member in members:
         _share(member, events, event.data, wired)
 
 
 def _share(member: Peer, events: Sequence[Event], data: bytes,
-           wired: dict[Any, list[bytes]]) -> None:
+           wired: dict[Any, tuple[bytes, Marks]]) -> None:
     """Queue ``events`` (``data``: their JSON lines) on ``member``; codecs that write
-    them alike share one rendering (``wired``)."""
+    them alike share one rendering (``wired``): a member costs one append."""
     codec = member.codec
     if codec is None:
         member.queue_wire(data)
         return
     key = codec.share_key
-    pieces = wired.get(key)
-    if pieces is None:
-        pieces = wired[key] = codec.render(events)
-    member.queue_rendered(events, pieces)
+    done = wired.get(key)
+    if done is None:
+        done = wired[key] = rendered(codec, events, codec.render(events))
+    member.queue_rendered(*done)
 
 
 class Elsewhere:
@@ -422,7 +455,7 @@ class Room:
         special = {who for _, who, _ in entries if who is not None}
         for who in special:
             who.owed = 0
-        wired: dict[Any, list[bytes]] = {}  # the shared events, rendered once per codec
+        wired: dict[Any, tuple[bytes, Marks]] = {}  # the shared events, once per codec
         if special or fresh:
             end = len(entries)
             each: dict[Any, list[bytes | None]] = {}  # per codec: each entry's bytes

@@ -105,10 +105,14 @@ class HttpRefusal:
     too many connections): the hub's ``Error`` becomes a status and its sentence."""
 
     farewell = b""
+    marks = False  # it never carries a message
 
     @property
     def share_key(self) -> object:
         return self  # one instance for every connection
+
+    def pieces(self, wired: bytes) -> list[tuple[bytes, bytes]]:
+        return [(b"", wired)]
 
     def render(self, events: Sequence[Event]) -> list[bytes]:
         out = []

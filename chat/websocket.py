@@ -46,6 +46,7 @@ class WebSocketCodec:
     """Events as WebSocket text frames, one per JSON line."""
 
     farewell = CLOSE_NORMAL  # what the server sends before it closes the socket
+    marks = False  # its frames are read back (``pieces``)
 
     @property
     def share_key(self) -> object:
@@ -59,6 +60,23 @@ class WebSocketCodec:
             out.append(frame_text(lines[0]) if len(lines) == 1
                        else b"".join([frame_text(line) for line in lines]))
         return out
+
+    def pieces(self, wired: bytes) -> list[tuple[bytes, bytes]]:
+        """Its own frames back as (JSON line, frame), for taking back a failed
+        commit's messages; other frames (pong, close) carry no line."""
+        found: list[tuple[bytes, bytes]] = []
+        at, end = 0, len(wired)
+        while at + 2 <= end:
+            size, head = wired[at + 1] & 0x7F, 2
+            if size == 126:
+                size, head = int.from_bytes(wired[at + 2:at + 4], "big"), 4
+            elif size == 127:
+                size, head = int.from_bytes(wired[at + 2:at + 10], "big"), 10
+            frame = wired[at:at + head + size]
+            line = frame[head:] + b"\n" if wired[at] == TEXT else b""
+            found.append((line, frame))
+            at += head + size
+        return found
 
     def __repr__(self) -> str:
         return "WEBSOCKET"

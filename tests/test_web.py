@@ -309,9 +309,14 @@ class CountingCodec:
         self.calls = 0
         self.share_key = self
 
+    marks = False
+
     def render(self, events):
         self.calls += 1
         return WEBSOCKET.render(events)
+
+    def pieces(self, wired):
+        return WEBSOCKET.pieces(wired)
 
 
 def test_a_broadcast_is_encoded_once_per_codec_not_per_member():
