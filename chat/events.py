@@ -173,6 +173,12 @@ class Echo(Message):
             return with_ref(message.data, self.ref)
         return encode(self.fields())
 
+    def whole(self) -> Message:
+        """A message with every field of its own (for a door that reads them often)."""
+        m = self.message
+        return Message(m.id, m.ts, m.room, m.to, m.sender, m.text, m.action, m.notice,
+                       m.file, m.tags, m.history, self.away, self.ref)
+
     # the message's fields, read through (slots of Message shadowed here)
     id = property(lambda self: self.message.id)
     ts = property(lambda self: self.message.ts)
@@ -439,3 +445,13 @@ class FileData(Event):
     end: bool = False
     ref: str | None = None
     _data: bytes | None = _cache()
+
+
+def _kinds(cls: type[Event]) -> set[str]:
+    found = {cls.type} if "type" in vars(cls) else set()
+    for sub in cls.__subclasses__():
+        found |= _kinds(sub)
+    return found
+
+
+EVENT_TYPES = frozenset(_kinds(Event))  # every server frame type

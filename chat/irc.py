@@ -29,7 +29,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from chat.events import (
+    EVENT_TYPES,
     AwayAnswer,
+    Echo,
     Error,
     Event,
     HistoryEnd,
@@ -255,23 +257,25 @@ class IrcCodec:
             for message in event.messages:
                 self._message(message, self._history, None)
             return
+        if isinstance(event, Echo):
+            event = event.whole()  # its fields are read many times below
         kind = event.type
-        write = getattr(self, f"_{kind}", None)
+        write = WRITERS.get(kind)
         if write is None:
             return
         ref = event.ref
         if ref is None and self._open is None:  # a broadcast: the common case
             if isinstance(event, Message) and event.history:
-                write(event, self._history, None)  # written at its history_end
+                write(self, event, self._history, None)  # written at its history_end
             else:
-                write(event, out, None)
+                write(self, event, out, None)
             return
         asked = self.asked.get(ref) if ref is not None else None
         produced: list[str] = []
         if asked is not None and isinstance(event, (Message, TagRelay)) \
                 and event.to == event.sender == self.nick and "echo-message" in self.caps:
-            write(event.unanswered(), out, None)  # to itself: received, then
-        write(event, produced, asked)                  # its echo
+            write(self, event.unanswered(), out, None)  # to itself: received, then
+        write(self, event, produced, asked)                  # its echo
         if isinstance(event, Message) and event.history:
             self._history.extend(produced)
             return
@@ -567,6 +571,13 @@ class IrcCodec:
             self.farewell = b""
         else:
             out.append(f":{self.server_name} NOTICE {self.nick} :{message}")
+
+
+# Each event type's writer (``IrcCodec._<type>``), looked up once; types without one
+# (search results, file transfers) are not shown on IRC
+WRITERS: dict[str, Callable[..., None]] = {
+    kind: getattr(IrcCodec, f"_{kind}") for kind in EVENT_TYPES
+    if hasattr(IrcCodec, f"_{kind}")}
 
 
 class IrcDoor:
