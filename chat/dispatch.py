@@ -294,7 +294,7 @@ def hello(hub: Hub, peer: Peer, req: Hello, ref: str | None) -> None:
     # servers (docs/protocol.md, "Cluster")
     reply(hub, peer, Welcome(req.nick, cfg.name, cfg.motd, cfg.limits(),
                              account=key in peer.accounts,
-                             nodes=hub.sequencer.addresses() or None), ref)
+                             nodes=hub.other_servers() or None), ref)
     for name in req.rooms:
         join(hub, peer, name, ref, req.since)
 
@@ -615,7 +615,7 @@ def announce(hub: Hub, peer: Peer, sha256: str, size: int, name: str, kind: str,
     """The message that carries a stored file, to its room or person (its text: the
     name, for clients that know nothing of files)."""
     file: dict[str, str | int] = {"id": sha256, "name": name, "size": size, "type": kind}
-    hub.sequencer.kept_file(sha256, size)  # other nodes of a cluster copy it from here
+    hub.kept_file(sha256, size)
     if isinstance(target, Room):
         hub.post(peer, name, False, ref, room=target, file=file)
     else:
@@ -624,12 +624,7 @@ def announce(hub: Hub, peer: Peer, sha256: str, size: int, name: str, kind: str,
 
 
 def download(hub: Hub, peer: Peer, req: Download, ref: str | None) -> None:
-    if len(peer.downloads) + hub.sequencer.waiting(peer) >= UPLOADS_PER_PEER:
-        raise ProtocolError("rate_limited", "Wait for the files you are fetching first.")
-    if not hub.files.stored(req.file) and \
-            hub.sequencer.fetch_file(peer, req.file, req.offset, ref):
-        return  # copied from another node of a cluster, then sent
-    hub.start_download(peer, hub.files.open_download(req.file, req.offset, ref))
+    hub.download(peer, req.file, req.offset, ref)
 
 
 HANDLERS: dict[str, Handler] = {

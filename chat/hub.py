@@ -45,7 +45,7 @@ from chat.events import (
     Typing,
     UploadReady,
 )
-from chat.files import PUMP_BYTES, Download, Files, chunk_size
+from chat.files import PUMP_BYTES, UPLOADS_PER_PEER, Download, Files, chunk_size
 from chat.gate import Gate, ban_sentence
 from chat.model import SNIFF, Elsewhere, Peer, Room, Spans, TokenBucket, share
 from chat.protocol import encode_message, name_key
@@ -470,6 +470,10 @@ class Hub:
         again after ``Later``; ``nick_taken`` when another node holds it)."""
         self.sequencer.claim(peer, key, nick)
 
+    def other_servers(self) -> list[str]:
+        """Where the chat's other servers are reached (a cluster's; a welcome's `nodes`)."""
+        return self.sequencer.addresses()
+
     def typing(self, peer: Peer, room: Room) -> None:
         """`typing` for the other members of ``room``, here and on other nodes."""
         assert peer.nick is not None
@@ -560,6 +564,19 @@ class Hub:
     def rehash_later(self, peer: Peer) -> None:
         """``peer`` has a resumed upload whose bytes so far must be hashed again."""
         self.hashing[peer] = None
+
+    def kept_file(self, sha256: str, size: int) -> None:
+        """A file is kept here now (other nodes of a cluster copy it from here)."""
+        self.sequencer.kept_file(sha256, size)
+
+    def download(self, peer: Peer, sha256: str, offset: int, ref: str | None) -> None:
+        """``peer`` asks for a file: from here, or copied here from another node first."""
+        if len(peer.downloads) + self.sequencer.waiting(peer) >= UPLOADS_PER_PEER:
+            raise ProtocolError("rate_limited", "Wait for the files you are fetching first.")
+        if not self.files.stored(sha256) and \
+                self.sequencer.fetch_file(peer, sha256, offset, ref):
+            return  # copied from another node, then sent
+        self.start_download(peer, self.files.open_download(sha256, offset, ref))
 
     def start_download(self, peer: Peer, download: Download) -> None:
         peer.downloads.append(download)

@@ -78,3 +78,26 @@ def test_requests_reach_the_hub_one_way():
               if isinstance(target, ast.Subscript)
               and ast.unparse(target.value).startswith("hub.")]
     assert writes == []
+
+
+def test_doors_render_events_and_never_read_json_back():
+    """Frames are typed: the server's doors render events (chat.events) and no door
+    parses the hub's JSON again; no module global carries frames between them."""
+    for name in ("irc.py", "web.py", "websocket.py", "model.py", "hub.py"):
+        tree = ast.parse((ROOT / "chat" / name).read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import)
+                    for a in n.names}
+        assert "json" not in imported or name == "hub.py", name  # hub: files' JSON
+        calls = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call)
+                 and isinstance(n.func, ast.Attribute)}
+        assert "loads" not in calls, name
+    import chat.model
+    assert not hasattr(chat.model, "FRAMES") and not hasattr(chat.model, "WIRED")
+
+
+def test_frames_are_typed_not_loose_dicts():
+    """Requests and events are typed objects; a loose ``dict[str, Any]`` is left only
+    where a JSON object is what it is (the wire's own form, a client's view of it)."""
+    count = sum(path.read_text().count("dict[str, Any]")
+                for path in (ROOT / "chat").glob("*.py"))
+    assert count <= 55, count

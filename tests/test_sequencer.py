@@ -221,3 +221,5 @@ def test_the_hub_and_dispatch_know_no_cluster():
         assert not any("cluster" in m for m in modules), name
         attributes = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
         assert "cluster" not in attributes, name
+        if name == "dispatch.py":  # requests reach the sequencer through the hub only
+            assert "sequencer" not in attributes
