@@ -55,6 +55,9 @@ HTTPS_REQUIRED = "This chat server speaks TLS only: open its address with https:
 # and so is each line, fragment or control frame its door handles itself); the rest
 # waits for its next turn
 TURN_WORK = 256
+# ... of which its door's own work (lines it answers itself, fragments, control frames,
+# blank and bad lines) at most this much: a flood of it waits behind everyone's turn
+DOOR_WORK_PER_TURN = 64
 PASS_BUDGET_S = 0.05  # a pass takes no new frames after this long (timers, fairness)
 MIN_WORK_S = 0.005  # however long reading took, a pass handles frames this long
 HELD_WAKE_S = 0.02  # while password checks wait for their turn, wake up this often
@@ -706,8 +709,8 @@ class ChatServer:
         to the turn (and to their own buckets, in chat.dispatch), the door's own work
         to the turn and to ``peer.work``: past that rate it is not read for a while."""
         hub, decoder, work = self.hub, peer.decoder, peer.work
-        done = 0
-        while done < TURN_WORK:
+        done = door = 0
+        while done < TURN_WORK and door < DOOR_WORK_PER_TURN:
             if peer.closing:
                 return
             if peer.unsent > self.high_water:
@@ -727,12 +730,14 @@ class ChatServer:
                 spent = decoder.work - before + 1  # a bad line is the door's work too
                 work.spend(spent, self.clock())
                 done += spent
+                door += spent
                 reject(hub, peer, exc)
                 continue
             spent = decoder.work - before
             if spent:
                 work.spend(spent, self.clock())
                 done += spent
+                door += spent
             if frame is NEED_DATA:
                 if spent and decoder.has_frames:
                     continue  # a bounded door turn: more of its input is waiting
