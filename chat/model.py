@@ -307,8 +307,21 @@ def _own_wired(member: Peer, entries: list[Entry], start: int, end: int,
     if cache is None:
         cache = each[codec.share_key] = [None] * len(entries)
     parts: list[bytes] = []
+    if not codec.marks:  # the common case (a WebSocket): pieces, no bookkeeping
+        for index in range(start, end):
+            event, who, mine = entries[index]
+            if who is not member:
+                if event is not None:
+                    piece = cache[index]
+                    if piece is None:
+                        piece = cache[index] = codec.render((event,))[0]
+                    parts.append(piece)
+            elif mine is not None:
+                parts.append(codec.render((mine,))[0])
+        if parts:
+            member.queue_wire(b"".join(parts))
+        return
     marks: list[tuple[int, int, Message]] = []
-    marking = codec.marks
     at = 0
     for index in range(start, end):
         event, who, mine = entries[index]
@@ -322,7 +335,7 @@ def _own_wired(member: Peer, entries: list[Entry], start: int, end: int,
             event, piece = mine, codec.render((mine,))[0]
         else:
             continue
-        if marking and isinstance(event, Message) and (piece or event.ref is not None) \
+        if isinstance(event, Message) and (piece or event.ref is not None) \
                 and not event.history:  # (as ``rendered`` notes them)
             marks.append((at, at + len(piece), event))
         parts.append(piece)
@@ -459,13 +472,15 @@ class Room:
         if special or fresh:
             end = len(entries)
             each: dict[Any, list[bytes | None]] = {}  # per codec: each entry's bytes
-            lines: Lines = [(e._data if e is not None else b"", who,  # type: ignore[misc]
-                             mine.data if mine is not None else None)
-                            for e, who, mine in entries]
+            lines: Lines | None = None  # made for the first JSON member that needs it
             for member in self.members:
                 if member in special or member in fresh:
                     start = fresh.get(member, 0)
                     if member.codec is None:
+                        if lines is None:
+                            lines = [(e._data if e is not None else b"",  # type: ignore[misc]
+                                      who, mine.data if mine is not None else None)
+                                     for e, who, mine in entries]
                         own = _own_lines(member, lines, start, end)
                         if own:
                             member.queue_wire(own)

@@ -176,6 +176,8 @@ class WebDoor:
         self._carry = b""  # the last bytes received, for a blank line across reads
         self._too_big = False
         self._served = 0  # requests answered (each is work the loop charges)
+        # what the loop charges: requests answered, then the WebSocket's own work
+        self.work = 0
         peer.door = "http"
 
     def receive_data(self, data: bytes) -> None:
@@ -195,22 +197,22 @@ class WebDoor:
     def has_frames(self) -> bool:
         return self._ws.has_frames if self._ws is not None else self._unread
 
-    @property
-    def work(self) -> int:
-        """HTTP requests answered, then the WebSocket's own work (chat.websocket)."""
-        return self._served + (self._ws.work if self._ws is not None else 0)
-
     def next_event(self) -> Any:
-        if self._ws is not None:
-            return self._ws.next_event()
+        ws = self._ws
+        if ws is not None:
+            try:
+                return ws.next_event()
+            finally:
+                self.work = self._served + ws.work
         if not self._ended:
             try:
                 self._next_request()
             except h11.RemoteProtocolError as exc:
                 status = exc.error_status_hint
                 self._refuse(status, HTTPStatus(status).phrase)
+        self.work = self._served
         if self._ws is not None:  # upgraded: what came with the upgrade is frames
-            return self._ws.next_event()
+            return self.next_event()
         if self._ended:
             return CLOSED
         return NEED_DATA
