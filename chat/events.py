@@ -33,17 +33,19 @@ def _layout(cls: type) -> tuple[tuple[str, str, int], ...]:
                 continue
             rule = 1 if f.default is None else 2 if f.default is False else 0
             rows.append((f.name, _WIRE_NAMES.get(f.name, f.name), rule))
+        rows.sort(key=lambda row: row[0] == "ref")  # `ref` last, as the protocol has it
         found = _LAYOUTS[cls] = tuple(rows)
     return found
 
 
+@dataclass(slots=True, eq=False)
 class Event:
-    """A server frame. Subclasses are slotted dataclasses with a ``type``."""
+    """A server frame. Subclasses are slotted dataclasses with a ``type``; ``ref`` (the
+    request it answers) is given by keyword, and the line is kept once made."""
 
-    __slots__ = ()
     type: ClassVar[str]
-    ref: str | None
-    _data: bytes | None
+    ref: str | None = field(default=None, kw_only=True)
+    _data: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def fields(self) -> dict[str, Any]:
         """The frame as a JSON object (for JSON: ``data`` is what goes out)."""
@@ -60,7 +62,7 @@ class Event:
         """The frame as one JSON line: made once, whoever gets it."""
         data = self._data
         if data is None:
-            data = self._data = self.render()  # type: ignore[misc]  # (subclasses' slot)
+            data = self._data = self.render()
         return data
 
     def render(self) -> bytes:
@@ -74,17 +76,13 @@ class Event:
         """The same event as the answer to ``ref`` (itself when ref is None)."""
         if ref is None:
             return self
-        return dataclasses.replace(self, ref=ref)  # type: ignore[type-var]
+        return dataclasses.replace(self, ref=ref)
 
     def unanswered(self) -> Event:
         """The same event as everyone else gets it (without ``ref``)."""
         if self.ref is None:
             return self
-        return dataclasses.replace(self, ref=None)  # type: ignore[type-var]
-
-
-def _cache() -> Any:
-    return field(default=None, init=False, repr=False, compare=False)
+        return dataclasses.replace(self, ref=None)
 
 
 class Message(Event):
@@ -94,7 +92,7 @@ class Message(Event):
 
     type: ClassVar[str] = "message"
     __slots__ = ("id", "ts", "room", "to", "sender", "text", "action", "notice", "file",
-                 "tags", "history", "away", "ref", "_data")
+                 "tags", "history", "away")
 
     def __init__(self, id: int, ts: int, room: str | None, to: str | None, sender: str,
                  text: str, action: bool = False, notice: bool = False,
@@ -199,8 +197,6 @@ class Replay(Event):
 
     type: ClassVar[str] = "message"
     messages: list[Message]
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
     def render(self) -> bytes:
         return b"".join([m.data for m in self.messages])
@@ -221,8 +217,6 @@ class Welcome(Event):
     limits: dict[str, int | float]
     account: bool = False  # signed in to its nickname's account
     nodes: list[str] | None = None  # the chat's other servers (a cluster)
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -231,8 +225,6 @@ class HistoryEnd(Event):
     room: str | None = None
     peer: str | None = None  # direct history: with whom
     more: bool = False
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -241,8 +233,6 @@ class Joined(Event):
     room: str
     nick: str
     ts: int
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -253,8 +243,6 @@ class Left(Event):
     reason: str
     ts: int
     message: str | None = None
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -263,8 +251,6 @@ class Renamed(Event):
     old: str
     new: str
     ts: int
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -272,8 +258,6 @@ class Users(Event):
     type: ClassVar[str] = "users"
     room: str
     users: list[str]
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -281,8 +265,6 @@ class RoomList(Event):
     type: ClassVar[str] = "rooms"
     rooms: list[dict[str, str | int]]  # each: name, users
     more: bool = False
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -290,8 +272,6 @@ class Typing(Event):
     type: ClassVar[str] = "typing"
     room: str
     nick: str
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -299,16 +279,12 @@ class Notice(Event):
     type: ClassVar[str] = "notice"
     text: str
     ts: int
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
 class Kicked(Event):
     type: ClassVar[str] = "kicked"
     reason: str
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -316,24 +292,18 @@ class Error(Event):
     type: ClassVar[str] = "error"
     code: str
     message: str
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
 class Ping(Event):
     type: ClassVar[str] = "ping"
     token: str
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
 class Pong(Event):
     type: ClassVar[str] = "pong"
     token: str | None = None
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -343,8 +313,6 @@ class IrcLines(Event):
 
     type: ClassVar[str] = "irc"
     lines_: list[str]
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -356,8 +324,6 @@ class TagRelay(Event):
     tags: dict[str, str]
     room: str | None = None
     to: str | None = None
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -370,8 +336,6 @@ class WhoisAnswer(Event):
     account: bool  # always said
     more: bool = False
     away: str | None = None
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -379,8 +343,6 @@ class AwayAnswer(Event):
     type: ClassVar[str] = "away"
     nick: str
     text: str | None = None
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -388,8 +350,6 @@ class IsonAnswer(Event):
     type: ClassVar[str] = "ison"
     nicks: list[str]
     away: list[str] | None = None
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -398,24 +358,18 @@ class SearchResults(Event):
     query: str
     results: list[dict[str, Any]]  # each: id, ts, from, text, snippet, room or to
     more: bool  # always said
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
 class Registered(Event):
     type: ClassVar[str] = "registered"
     nick: str
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
 class Unregistered(Event):
     type: ClassVar[str] = "unregistered"
     nick: str
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -423,8 +377,6 @@ class UploadReady(Event):
     type: ClassVar[str] = "upload_ready"
     upload: str
     offset: int
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -432,8 +384,6 @@ class UploadProgress(Event):
     type: ClassVar[str] = "upload_progress"
     upload: str
     received: int
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 @dataclass(slots=True, eq=False)
@@ -443,8 +393,6 @@ class FileData(Event):
     offset: int
     data_: str  # base64
     end: bool = False
-    ref: str | None = None
-    _data: bytes | None = _cache()
 
 
 def _kinds(cls: type[Event]) -> set[str]:

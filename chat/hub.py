@@ -207,7 +207,7 @@ class Hub:
 
     def _store_failed(self, peer: Peer, ref: str | None, exc: StoreError) -> Error:
         peer.errors += 1
-        return Error("store_failed", STORE_FAILED.format(why=exc.reason), ref)
+        return Error("store_failed", STORE_FAILED.format(why=exc.reason), ref=ref)
 
     def _without(self, peer: Peer, chunk: bytes,
                  failed: dict[int, tuple[Peer | None, str | None]],
@@ -535,7 +535,7 @@ class Hub:
             self.files.rehash(upload)
             if upload.ready:
                 self.to_peer(peer, UploadReady(upload.token, upload.received,
-                                               upload.ref or None))
+                                               ref=upload.ref or None))
             break  # one step per pass, whoever's it is
         budget = PUMP_BYTES
         high = self.config.max_backlog // 8
@@ -616,7 +616,7 @@ class Hub:
         return len(self.peers) - len(self.users) - len(self.closing)
 
     def error(self, peer: Peer, exc: ProtocolError, ref: str | None) -> None:
-        self.to_peer(peer, Error(exc.code, exc.message, ref))
+        self.to_peer(peer, Error(exc.code, exc.message, ref=ref))
         peer.errors += 1
         if exc.closes:
             self.close(peer, "disconnected")

@@ -718,7 +718,7 @@ class IrcDoor:
             self._label = None
 
     def _say(self, lines: list[str], ref: str | None) -> None:
-        self.say(IrcLines(lines, ref))
+        self.say(IrcLines(lines, ref=ref))
 
     def _finish_with(self, code: str, text: str) -> None:
         self._replies = []
