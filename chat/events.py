@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from chat.protocol import encode, encode_message, with_ref
 
-# Fields whose names are Python words: their name on the wire.
+# Fields named otherwise in Python (a keyword, a method of Event): their wire names.
 _WIRE_NAMES = {"sender": "from", "peer": "with", "lines_": "lines", "data_": "data"}
 # Per class: (field, its name on the wire, 0: always, 1: unless None, 2: unless False)
 _LAYOUTS: dict[type, tuple[tuple[str, str, int], ...]] = {}
