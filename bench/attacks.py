@@ -2,7 +2,7 @@
 """How long a probe waits while one hostile connection floods a door: each attack
 beside a quiet run of the same probe, in one invocation.
 
-    python bench/attacks.py [--seconds 5] [--runs 3]
+    python bench/attacks.py [--seconds 5] [--runs 3] [--only SASL]
 
 A probe (a registered client in no room) pings every 20 ms; meanwhile one attack runs
 from the bench's own threads: a WebSocket sending one-byte fragments, blank messages or
@@ -162,12 +162,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default="", metavar="WORD",
+                        help="only the attacks whose name has WORD (the quiet run always)")
     args = parser.parse_args()
-    figures: dict[str, list[tuple[float, float]]] = {name: [] for name in ATTACKS}
+    figures: dict[str, list[tuple[float, float]]] = {
+        name: [] for name, (attack, _) in ATTACKS.items()
+        if attack is None or args.only.lower() in name.lower()}
     failures: list[str] = []
     with tempfile.TemporaryDirectory() as name:
         for _ in range(args.runs):  # interleaved: every row sees the machine as it is
-            for label, (attack, extra) in ATTACKS.items():
+            for label in figures:
+                attack, extra = ATTACKS[label]
                 try:
                     figures[label].append(one_run(Path(name), attack, extra, args.seconds))
                 except Exception as exc:  # reported, not fatal

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Container
-from typing import Any, TypeVar
+from typing import Any, NamedTuple
 
 from chat.accounts import (
     AUTH_BURST,
@@ -20,14 +20,16 @@ from chat.accounts import (
     CONNECTION_AUTH_BURST,
     CONNECTION_AUTH_RATE,
     HASH_S,
-    HASHES_PER_PASS,
     HOST_AUTH_BURST,
     HOST_AUTH_RATE,
     HOST_QUEUE,
+    PARAMS,
+    STEPS_PER_PASS,
     Account,
+    Hashing,
     check_password,
-    make_account,
-    verify,
+    matches,
+    new_hashing,
 )
 from chat.bans import Ban, Bans, ban_target, host_address
 from chat.config import ServerConfig
@@ -35,11 +37,18 @@ from chat.errors import Later, ProtocolError, StoreError
 from chat.model import Peer, TokenBucket
 from chat.store import Store
 
-T = TypeVar("T")
-
 SIGN_IN, REGISTER = "sign-in", "register"  # what a password check is for
+MAX_UPGRADES = 64  # accounts hashed again at once (more wait for their next sign-in)
 
 log = logging.getLogger("chat.server")
+
+
+class Job(NamedTuple):
+    """The password hash under way: whose request, what for, and its rounds."""
+    peer: Peer
+    purpose: str
+    hashing: Hashing
+    took: list[float]  # seconds its rounds took so far
 
 
 class Gate:
@@ -55,7 +64,11 @@ class Gate:
         self.let_in: dict[str, int] = {}  # of them, those admitted (--max-per-address)
         self.admitted: set[Peer] = set()
         self.auth_bucket = TokenBucket(AUTH_RATE, AUTH_BURST, clock())
-        self.hashes_left = HASHES_PER_PASS
+        self.steps_left = STEPS_PER_PASS
+        self.job: Job | None = None  # one hash at a time, a round a pass
+        # Accounts whose hash is of older parameters, hashed again with today's after
+        # their owner signed in, a round a pass while no password check waits.
+        self.upgrades: dict[str, tuple[Account, Hashing]] = {}
         # Password checks waiting for their turn, by address, served in turn: a flood
         # of guesses from some addresses delays the others by one hash per address.
         # Lines are by (address, what for): signing in and registering wait apart, so
@@ -68,21 +81,44 @@ class Gate:
         self.shared: Callable[[str, Any], None] | None = None
 
     def new_pass(self, held: Container[Peer]) -> None:
-        """A new pass of the loop: its one hash is available again, and waiting
-        requests that are no longer held (answered otherwise, or closed) give up
-        their place."""
-        self.hashes_left = HASHES_PER_PASS
+        """A new pass of the loop: its one round of hashing is available again, and
+        waiting requests that are no longer held (answered otherwise, or closed) give
+        up their place, and their hash if it is under way."""
+        self.steps_left = STEPS_PER_PASS
+        job = self.job
+        if job is not None and (job.peer not in held or job.peer.closing):
+            self.job = None
         for line in list(self.turns):
             waiting = [p for p in self.turns[line] if p in held and not p.closing]
             if waiting:
                 self.turns[line] = waiting
             else:
                 del self.turns[line]
+        if self.upgrades and self.job is None and not self.turns:
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """A round of the first account upgrade; stored when done, unless the account
+        changed meanwhile."""
+        key, (old, hashing) = next(iter(self.upgrades.items()))
+        self.steps_left -= 1
+        if not hashing.step():
+            return
+        del self.upgrades[key]
+        if self.store.account(key) != old:
+            return
+        account = old._replace(salt=hashing.salt, hash=hashing.digest, params=hashing.params)
+        try:
+            self.store.put_account(account)  # stored with the pass's writes
+        except StoreError:
+            return  # the pass's commit tells; the account keeps its older hash
+        if self.shared is not None:
+            self.shared("account", account)
 
     @property
-    def waiting(self) -> bool:
-        """Whether password checks wait for their turn."""
-        return bool(self.turns)
+    def hashing(self) -> bool:
+        """Whether a round of hashing can run at the next pass."""
+        return self.job is not None or (bool(self.upgrades) and not self.turns)
 
     # ------------------------------------------------------------ connections
 
@@ -208,12 +244,12 @@ class Gate:
     # ------------------------------------------------------------ accounts
 
     def _spend_auth(self, peer: Peer, purpose: str) -> None:
-        """Password hashing is slow on purpose: the loop does at most one a pass and
-        ``AUTH_RATE`` a second. A request that needs one waits (``Later``) in the
-        line of its address and purpose until its turn, lines taking turns; an
-        address or a connection asking for more than its own share is refused
-        (``rate_limited``) without a hash. So nobody's guessing from elsewhere, and
-        nobody's register spam, can lock out a nickname's owner."""
+        """Password hashing is slow on purpose: the loop does one hash at a time, a
+        round a pass, and ``AUTH_RATE`` hashes a second. A request that needs one
+        waits (``Later``) in the line of its address and purpose until its turn, lines
+        taking turns; an address or a connection asking for more than its own share
+        is refused (``rate_limited``) without a hash. So nobody's guessing from
+        elsewhere, and nobody's register spam, can lock out a nickname's owner."""
         now = self.clock()
         line = (peer.host, purpose)
         queue = self.turns.get(line)
@@ -234,28 +270,42 @@ class Gate:
             host.take(now)
             queue = self.turns.setdefault(line, [])
             queue.append(peer)
-        if (self.hashes_left <= 0 or queue[0] is not peer
+        if (self.job is not None or self.steps_left <= 0 or queue[0] is not peer
                 or next(iter(self.turns)) != line or not self.auth_bucket.take(now)):
             raise Later()
-        self.hashes_left -= 1
         del queue[0]
         del self.turns[line]  # its turn is over: to the back of the line
         if queue:
             self.turns[line] = queue
 
-    def _hashed(self, work: Callable[..., T], *args: Any) -> T:
-        """``work(*args)``, a password hash, charged to the server's hash bucket by the
-        time it took (``HASH_S`` a token)."""
+    def _hashed(self, peer: Peer, purpose: str, start: Callable[[], Hashing]) -> Hashing:
+        """The done hash for ``peer``'s request: started (``start()``) at its turn,
+        then a round a pass, the request waiting (``Later``) in between. A hash is
+        charged to the server's bucket by the time its rounds took (``HASH_S`` a
+        token), so hashing keeps to its share of the loop's time however slow the
+        machine is."""
+        job = self.job
+        if job is None or job.peer is not peer or job.purpose != purpose:
+            self._spend_auth(peer, purpose)
+            job = self.job = Job(peer, purpose, start(), [0.0])
+        if self.steps_left <= 0:
+            raise Later()
+        self.steps_left -= 1
         started = time.perf_counter()
         try:
-            return work(*args)
+            done = job.hashing.step()
         finally:
-            took = time.perf_counter() - started
-            self.auth_bucket.spend(max(0.0, took / HASH_S - 1), self.clock())
+            job.took[0] += time.perf_counter() - started
+        if not done:
+            raise Later()
+        self.job = None
+        self.auth_bucket.spend(max(0.0, job.took[0] / HASH_S - 1), self.clock())
+        return job.hashing
 
     def in_line(self, peer: Peer) -> bool:
-        """Whether ``peer`` waits its turn for a password check."""
-        return any(peer in line for line in self.turns.values())
+        """Whether ``peer`` waits for a password check (its turn, or its rounds)."""
+        return (self.job is not None and self.job.peer is peer) or \
+            any(peer in line for line in self.turns.values())
 
     @staticmethod
     def _busy() -> ProtocolError:
@@ -275,11 +325,19 @@ class Gate:
         if password is None:
             raise ProtocolError("nick_registered", f"The nickname '{nick}' is registered; "
                                 "give its password or choose another nickname.")
-        self._spend_auth(peer, SIGN_IN)
-        if not self._hashed(verify, account, password):
+        try:
+            hashing = self._hashed(peer, SIGN_IN,
+                                   lambda: Hashing(password, account.salt, account.params))
+        except ValueError:  # parameters this server cannot use
+            log.error("the account of %s has a password hash this server cannot check "
+                      "(%s)", nick, account.params)
+            hashing = None
+        if hashing is None or not matches(account, hashing):
             log.info("wrong password for %s from %s", nick, peer.host)
             raise ProtocolError("auth_failed", f"Wrong password for the nickname '{nick}'.")
         peer.accounts.add(key)
+        if account.params != PARAMS and len(self.upgrades) < MAX_UPGRADES:
+            self.upgrades.setdefault(key, (account, new_hashing(password)))
 
     def register(self, peer: Peer, password: str) -> None:
         """Make the nickname ``peer`` holds an account (or change its password)."""
@@ -290,8 +348,9 @@ class Gate:
         if peer.key not in peer.accounts and self.store.account(peer.key) is not None:
             raise ProtocolError("nick_registered",
                                 f"The nickname '{peer.nick}' is already registered.")
-        self._spend_auth(peer, REGISTER)
-        account = self._hashed(make_account, peer.key, peer.nick, password, self.now_ms())
+        hashing = self._hashed(peer, REGISTER, lambda: new_hashing(password))
+        account = Account(peer.key, peer.nick, hashing.salt, hashing.digest, hashing.params,
+                          self.now_ms())
         self.store.put_account(account)
         self._stored()
         peer.accounts.add(peer.key)

@@ -318,7 +318,8 @@ class ChatServer:
         hub.gate.new_pass(self._held)
         hub.cost = 0
         hub.searched = False
-        if self._pending or self._arriving or self._dying or hub.dirty or hub.pumping:
+        if self._pending or self._arriving or self._dying or hub.dirty or hub.pumping \
+                or hub.gate.hashing:
             timeout = 0.0
         elif self._held:
             timeout = min(timeout, HELD_WAKE_S)

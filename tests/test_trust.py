@@ -16,7 +16,9 @@ from chat.accounts import (
     AUTH_BURST,
     AUTH_RATE,
     CONNECTION_AUTH_BURST,
-    HASHES_PER_PASS,
+    ROUNDS,
+    STEPS_PER_PASS,
+    Hashing,
     make_account,
 )
 from chat.protocol import name_key
@@ -191,7 +193,7 @@ def test_account_survives_restart_and_is_stored_hashed(start_server, tmp_path):
     raw = (tmp_path / "chat.db").read_bytes() + (tmp_path / "chat.db-wal").read_bytes() \
         if (tmp_path / "chat.db-wal").exists() else (tmp_path / "chat.db").read_bytes()
     assert b"correct horse" not in raw
-    assert len(salt) == 16 and len(digest) == 32 and params.startswith("scrypt:")
+    assert len(salt) == 16 and len(digest) == 32 and params == f"scrypt-chain:256:8:1:{ROUNDS}"
     again = start_server()
     w = Wire(again.port)
     w.send(type="hello", nick="alice", proto=1)
@@ -244,20 +246,29 @@ def test_password_guessing_is_rate_limited_server_wide(harness):
 
 @pytest.fixture
 def counted_hashes(monkeypatch):
-    """(hashes, per_pass): every password hash the server does, and how many each
-    pass of a Harness server did."""
+    """(hashes, per_pass): every password hash the server finished, and how many
+    rounds of hashing each pass of a Harness server did."""
     hashes: list[int] = []
+    rounds: list[int] = []
     per_pass: list[int] = []
-    real_verify = gate.verify
-    monkeypatch.setattr(gate, "verify", lambda *a: hashes.append(1) or real_verify(*a))
+    real_round = Hashing.step
+
+    def counted_round(self):
+        rounds.append(1)
+        done = real_round(self)
+        if done:
+            hashes.append(1)
+        return done
+    monkeypatch.setattr(Hashing, "step", counted_round)
 
     def count(h: Harness) -> None:
+        hashes.clear()  # from here on: not the accounts the test made itself
         real_step = h.server.step
 
         def counted_step(*args, **kwargs):
-            before = len(hashes)
+            before = len(rounds)
             result = real_step(*args, **kwargs)
-            per_pass.append(len(hashes) - before)
+            per_pass.append(len(rounds) - before)
             return result
         monkeypatch.setattr(h.server, "step", counted_step)
     return hashes, per_pass, count
@@ -293,7 +304,7 @@ def test_pipelined_password_checks_are_hashed_one_per_pass(harness, counted_hash
     sock.close()
     assert answers[sock].count(b'"renamed"') == len(nicks)
     assert len(hashes) == len(nicks)
-    assert max(per_pass) == HASHES_PER_PASS  # the loop stalls one hash, not three
+    assert max(per_pass) == STEPS_PER_PASS  # the loop stalls one round, not three hashes
 
 
 def test_a_hello_waiting_for_its_password_check_outlives_the_hello_timeout(harness,
@@ -333,6 +344,73 @@ def test_a_hello_waiting_for_its_password_check_outlives_the_hello_timeout(harne
     assert b'"welcome"' in answers[sock]
 
 
+def test_a_password_check_takes_a_round_a_pass_and_others_are_served_between(harness):
+    """A hash is a chain of short rounds, one a pass: a ping sent while alice's
+    password is being checked is answered before her check is done."""
+    h = harness()
+    h.hub.gate.store.put_account(make_account("alice", "alice", "correct horse", 0))
+    h.hub.gate.store.commit()
+    bob = h.client("bob")
+    h.ready(bob)
+    alice = h.client("alice", nick_password="correct horse")
+    h.until(lambda: h.hub.gate.job is not None)  # her hash is under way
+    job = h.hub.gate.job
+    bob.ping("between")
+    h.wait_event(bob, "pong")
+    assert h.hub.gate.job is job and not job.hashing.done  # rounds still to go
+    h.ready(alice)
+    assert h.hub.gate.job is None
+
+
+def test_the_hash_is_a_chain_of_scrypt_rounds_and_older_hashes_still_check():
+    import hashlib
+
+    from chat.accounts import PARAMS, Account, verify
+    account = make_account("alice", "alice", "correct horse", 0)
+    assert account.params == PARAMS == f"scrypt-chain:256:8:1:{ROUNDS}"
+    digest = b""
+    for _ in range(ROUNDS):  # each round salted with the salt and the round before
+        digest = hashlib.scrypt(b"correct horse", salt=account.salt + digest, n=256, r=8,
+                                p=1, dklen=32)
+    assert digest == account.hash
+    assert verify(account, "correct horse") and not verify(account, "correct horse!")
+    salt = b"s" * 16
+    legacy = Account("bob", "bob", salt, hashlib.scrypt(
+        b"correct horse", salt=salt, n=2 ** 14, r=8, p=1, maxmem=2 ** 25, dklen=32),
+        "scrypt:16384:8:1", 0)
+    assert verify(legacy, "correct horse") and not verify(legacy, "wrong horse")
+    for params in ("bcrypt:1:2:3", "scrypt-chain:256:8:1:100000", "scrypt:x:8:1"):
+        assert not verify(legacy._replace(params=params), "correct horse")
+
+
+def test_an_account_of_the_older_hash_is_hashed_again_at_sign_in(harness, tmp_path):
+    """Accounts made before the chain (one scrypt call of N=2**14, ~60 ms in one
+    pass) are hashed again with today's parameters once their owner signs in."""
+    import hashlib
+
+    from chat.accounts import PARAMS, Account
+    h = harness()
+    salt = b"s" * 16
+    legacy = Account("alice", "alice", salt, hashlib.scrypt(
+        b"correct horse", salt=salt, n=2 ** 14, r=8, p=1, maxmem=2 ** 25, dklen=32),
+        "scrypt:16384:8:1", 0)
+    h.hub.gate.store.put_account(legacy)
+    h.hub.gate.store.commit()
+    alice = h.client("alice", nick_password="correct horse")
+    h.ready(alice)
+    h.until(lambda: h.hub.gate.store.account("alice").params == PARAMS)
+    h.step()  # the pass's commit
+    h.close()
+    again = harness()
+    upgraded = again.hub.gate.store.account("alice")
+    assert upgraded.params == PARAMS and upgraded.salt != salt
+    assert upgraded.created == legacy.created and upgraded.nick == "alice"
+    wrong = again.client("alice", nick_password="wrong horse")
+    again.wait_event(wrong, "error", code="auth_failed")
+    right = again.client("alice", nick_password="correct horse")
+    again.ready(right)
+
+
 def test_a_slow_hash_is_charged_as_many(harness, monkeypatch):
     """A hash that took ten times what a hash should (a loaded machine) is charged
     ten tokens of the server-wide bucket, so hashing keeps to its share of the loop's
@@ -342,9 +420,9 @@ def test_a_slow_hash_is_charged_as_many(harness, monkeypatch):
     h = harness()
     h.hub.gate.store.put_account(make_account("alice", "alice", "correct horse", 0))
     h.hub.gate.store.commit()
-    clock = iter(range(1000))
+    clock = iter(range(1000))  # each round takes a tenth of a hash's worth ten times
     monkeypatch.setattr(gate, "time", types.SimpleNamespace(
-        perf_counter=lambda: next(clock) * 10 * gate.HASH_S), raising=False)
+        perf_counter=lambda: next(clock) * 10 * gate.HASH_S / ROUNDS), raising=False)
     charged: list[float] = []
 
     class Counted:  # the server-wide hash bucket, noting what each hash is charged
@@ -410,7 +488,7 @@ def test_a_burst_of_password_guesses_lets_other_clients_through_between_hashes(
         sock.close()
     assert all(b'"auth_failed"' in data for data in answers.values())
     assert len(hashes) == len(guessers)
-    assert max(per_pass) == HASHES_PER_PASS
+    assert max(per_pass) == STEPS_PER_PASS
     assert hashed_before_bob < len(guessers)  # bob did not wait behind every guess
 
 
