@@ -74,6 +74,7 @@ class Gate:
         # Lines are by (address, what for): signing in and registering wait apart, so
         # register spam cannot push a sign-in from the same address out of line.
         self.turns: dict[tuple[str, str], list[Peer]] = {}
+        self.queued: set[Peer] = set()  # everyone in those lines
         self.host_buckets: dict[tuple[str, str], TokenBucket] = {}
         self.peer_buckets: dict[Peer, TokenBucket] = {}
         # --redis: told of every account and ban this node stored, to share them
@@ -94,6 +95,8 @@ class Gate:
                 self.turns[line] = waiting
             else:
                 del self.turns[line]
+        if self.queued:
+            self.queued = {p for line in self.turns.values() for p in line}
         if self.upgrades and self.job is None and not self.turns:
             self._upgrade()
 
@@ -270,10 +273,12 @@ class Gate:
             host.take(now)
             queue = self.turns.setdefault(line, [])
             queue.append(peer)
+            self.queued.add(peer)
         if (self.job is not None or self.steps_left <= 0 or queue[0] is not peer
                 or next(iter(self.turns)) != line or not self.auth_bucket.take(now)):
             raise Later()
         del queue[0]
+        self.queued.discard(peer)
         del self.turns[line]  # its turn is over: to the back of the line
         if queue:
             self.turns[line] = queue
@@ -304,8 +309,12 @@ class Gate:
 
     def in_line(self, peer: Peer) -> bool:
         """Whether ``peer`` waits for a password check (its turn, or its rounds)."""
-        return (self.job is not None and self.job.peer is peer) or \
-            any(peer in line for line in self.turns.values())
+        return (self.job is not None and self.job.peer is peer) or peer in self.queued
+
+    def blocked(self, peer: Peer) -> bool:
+        """Whether ``peer`` waits in a line while another's hash is under way: asking
+        again this pass cannot get it through."""
+        return self.job is not None and self.job.peer is not peer and peer in self.queued
 
     @staticmethod
     def _busy() -> ProtocolError:

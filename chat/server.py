@@ -447,10 +447,13 @@ class ChatServer:
         """Requests waiting for a password check are tried again (the gate lets the
         one whose turn it is through), after everyone else's frames."""
         worked = 0
+        gate = self.hub.gate
         for peer in list(self._held):
             frame = peer.held
             if peer.closing or frame is None:
                 del self._held[peer]
+                continue
+            if gate.blocked(peer):
                 continue
             peer.held = None
             try:
