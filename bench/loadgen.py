@@ -255,7 +255,7 @@ class Load:
         got = sum(c.lines for c in self.conns)
         if got != want:
             raise BenchError(f"delivered {got}, expected {want}")
-        return {"deliveries_per_s": measured / elapsed, "messages": total}
+        return {"deliveries_per_s": measured / elapsed, "messages": total, "deliveries": got}
 
     def paced(self, rate: float, seconds: float, senders: int | None = None) -> dict:
         """``rate`` messages per second in total, spread over the senders;
