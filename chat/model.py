@@ -486,7 +486,11 @@ class Room:
                             member.queue_wire(own)
                     else:
                         _own_wired(member, entries, start, end, each)
-                elif events:
+                elif not events:
+                    continue
+                elif member.codec is None:  # the common case, without a call more
+                    member.queue_wire(shared)
+                else:
                     _share(member, events, shared, wired)
         else:
             for member in self.members:
