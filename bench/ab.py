@@ -88,9 +88,10 @@ def fan_out(main: Path, tmp: Path, clients: int, senders: int, seconds: float,
                              "127.0.0.1", "--port", "0", "--rate", "0", "--quiet",
                              "--max-clients", "20000", "--db", str(db),
                              *(["--irc-port", "0"] if irc else []),
-                             *(["--hello-timeout", "600"] if callgrind else [])],
+                             *(["--hello-timeout", "600", "--ping-interval", "3600"]
+                               if callgrind else [])],
                             stdout=subprocess.PIPE, text=True, cwd=main.parent,
-                            preexec_fn=None if PINNED is None else
+                            preexec_fn=None if PINNED is None or callgrind else
                             lambda: os.sched_setaffinity(0, PINNED[0]))
     assert proc.stdout is not None
     port = int(proc.stdout.readline().rsplit(":", 1)[1])
@@ -139,7 +140,7 @@ def main() -> int:
                         help="count the servers' instructions per delivery (valgrind)")
     args = parser.parse_args()
     shapes = [tuple(int(n) for n in shape.split(":")) for shape in args.shapes.split(",")]
-    if PINNED is not None:
+    if PINNED is not None and not args.callgrind:  # (counted instructions need no pins)
         os.sched_setaffinity(0, PINNED[1])
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -162,7 +163,7 @@ def main() -> int:
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
                             str(tree)], check=True)
-    pinned = "unpinned" if PINNED is None else \
+    pinned = "unpinned" if PINNED is None or args.callgrind else \
         f"server on core {min(PINNED[0])}, load on {sorted(PINNED[1])}"
     door = "IRC" if args.irc else "WebSocket" if args.websocket else "JSON lines"
     print(f"\n{door}, medians of {args.runs} runs of {args.seconds:g} s, {pinned}\n")
