@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bytes per file sent to a room or person (0: no files)")
     s.add_argument("--files-quota", type=int, default=d.files_quota,
                    help="bytes of all files kept (and uploads under way)")
+    s.add_argument("--partial-idle", type=float, default=d.partial_idle, metavar="SECONDS",
+                   help="remove an unfinished upload's bytes after this long without a "
+                        "chunk (default: a day)")
     s.add_argument("--redis", metavar="URL",
                    help="redis://HOST:PORT/DB: be one node of a cluster sharing one chat "
                         "(rooms, nicknames, one message order) through Redis")
@@ -120,6 +123,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         tls_timeout=args.tls_timeout, max_per_address=args.max_per_address,
         limit_loopback=args.limit_loopback, announce=not args.no_announce,
         max_file_size=args.max_file_size, files_quota=args.files_quota,
+        partial_idle=args.partial_idle,
         irc_port=args.irc_port, irc_tls_port=args.irc_tls_port, redis=args.redis,
         web_root=WEB_ROOT)
     config.check()

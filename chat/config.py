@@ -47,6 +47,7 @@ class ServerConfig:
     irc_tls_port: int | None = None  # the same over TLS (needs --tls or a certificate)
     max_file_size: int = 100 * 1000 * 1000  # bytes per file (docs/protocol.md, "Files")
     files_quota: int = 2 * 1000 * 1000 * 1000  # bytes of all files and partial uploads
+    partial_idle: float = 86400.0  # seconds an unfinished upload's bytes are kept unwritten
     redis: str | None = None  # redis://HOST:PORT/DB: a node of a cluster (chat.cluster)
     web_root: str = ""  # the page's folder; "" means web/ beside chat/ (a checkout)
 
@@ -71,6 +72,7 @@ class ServerConfig:
              "0 to 65535"),
             ("max_file_size", self.max_file_size >= 0, "0 (no files) or more"),
             ("files_quota", self.files_quota >= 0, "0 (no files) or more"),
+            ("partial_idle", self.partial_idle > 0, "more than 0"),
         ]
         for name, ok, wanted in rules:
             if not ok:

@@ -35,6 +35,9 @@ commands:
   unregister NICK: drop a nickname's account (its password was forgotten)
   files: the files kept (id, size, name)
   delete-file ID: delete a kept file (its id's first 8 digits are enough)
+  partials: unfinished uploads (id, bytes so far, idle time; removed after
+    --partial-idle without a chunk)
+  delete-partial ID: delete an unfinished upload (cut if it is being sent)
   nodes: the servers of this cluster (--redis) and their users
   stop: shut the server down"""
 
@@ -47,6 +50,14 @@ def parse_duration(word: str) -> float | None:
     if match is None or int(match[1]) == 0:
         raise ValueError(word)
     return int(match[1]) * UNIT_S[match[2]]
+
+
+def ago(seconds: float) -> str:
+    """``seconds`` in the largest unit that fits: 45s, 12m, 5h, 3d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
 
 
 class Console:
@@ -64,7 +75,8 @@ class Console:
             "notice": self._notice, "kick": self._kick, "ban": self._ban,
             "unban": self._unban, "bans": self._bans, "accounts": self._accounts,
             "unregister": self._unregister, "stop": self._stop, "files": self._files,
-            "delete-file": self._delete_file, "nodes": self._nodes,
+            "delete-file": self._delete_file, "partials": self._partials,
+            "delete-partial": self._delete_partial, "nodes": self._nodes,
         }
 
     def feed(self, data: bytes) -> None:
@@ -204,6 +216,22 @@ class Console:
         else:
             self.write(f"deleted file {deleted[:12]}; its messages stay, downloads now "
                        "answer no_such_file")
+
+    def _partials(self, _rest: str) -> None:
+        partials = self.operator.partials()
+        if not partials:
+            self.write("no unfinished uploads")
+        for partial in partials:
+            state = "being sent" if partial.open else f"idle {ago(partial.idle)}"
+            self.write(f"{partial.name[:12]}  {partial.size:>12,} bytes  {state}")
+
+    def _delete_partial(self, rest: str) -> None:
+        deleted = self.operator.delete_partial(rest)
+        if deleted is None:
+            self.write(f"error: no single unfinished upload has an id starting with "
+                       f"'{rest}' (give at least 8 digits; see 'partials')")
+        else:
+            self.write(f"deleted unfinished upload {deleted[:12]}")
 
     def _stop(self, _rest: str) -> None:
         self.write("stopping")

@@ -560,12 +560,23 @@ def upload(hub: Hub, peer: Peer, req: Upload, ref: str | None) -> None:
     if not peer.bucket.take(hub.clock()):  # a file is a message: the same bucket
         raise ProtocolError("rate_limited", "You are sending too fast; slow down.")
     files = hub.files
+    assert peer.key is not None
     try:
-        if req.size <= files.max_size and files.stored(req.sha256):
-            announce(hub, peer, req.sha256, req.size, clean_name(req.name),
-                     req.mime, target, ref)
+        size = files.size_of(req.sha256)
+        if size is not None and hub.may_read_file(peer, req.sha256):
+            # kept, and this sender can see it already: announced without its bytes.
+            # Anyone else sends the bytes (the server says nothing of what it keeps).
+            if req.size != size:
+                raise ProtocolError("bad_field", f"'size' is not the size of the file "
+                                    f"with that SHA-256 ({size} bytes).")
+            announce(hub, peer, req.sha256, size, clean_name(req.name), req.mime, target,
+                     ref)
             return
-        sent = files.offer(req.sha256, req.size, req.name, req.mime, target, ref)
+        older = files.sending(req.sha256, peer.key)
+        if older is not None:  # the same sender, another connection (cut, not yet noticed)
+            hub.cut_upload(older, "This upload goes on from your newer offer of the file.")
+        sent = files.offer(req.sha256, req.size, req.name, req.mime, target, ref,
+                           peer.key, peer)
     except BaseException:
         peer.bucket.refund()
         raise

@@ -45,7 +45,15 @@ from chat.events import (
     Typing,
     UploadReady,
 )
-from chat.files import PUMP_BYTES, UPLOADS_PER_PEER, Download, Files, chunk_size
+from chat.files import (
+    PUMP_BYTES,
+    UPLOADS_PER_PEER,
+    Download,
+    Files,
+    Upload,
+    chunk_size,
+    no_such_file,
+)
 from chat.gate import Gate, ban_sentence
 from chat.model import SNIFF, Elsewhere, Peer, Room, Spans, TokenBucket, share
 from chat.protocol import encode_message, name_key
@@ -106,6 +114,11 @@ class Hub:
         self._files: Files | None = None  # opened at the first file request
         self.hashing: dict[Peer, None] = {}  # peers with an upload being rehashed (resume)
         self.downloading: dict[Peer, None] = {}  # peers with downloads under way
+        if os.path.isdir(os.path.join(config.data_dir, "files")):
+            try:  # at once, when there are files: stale partial uploads go now
+                self.files.expire()
+            except ProtocolError as exc:
+                log.warning("%s", exc.message)
         # Who gives messages their ids and order: this node's store, or a cluster's
         # Redis (chat.sequencer); the hub never asks which.
         self.sequencer: Sequencer = Local(self)
@@ -511,7 +524,7 @@ class Hub:
             cfg = self.config
             try:
                 self._files = Files(os.path.join(cfg.data_dir, "files"), cfg.max_file_size,
-                                    cfg.files_quota)
+                                    cfg.files_quota, cfg.partial_idle, self.wall)
             except OSError as exc:
                 raise ProtocolError("store_failed", f"The server cannot keep files "
                                     f"({exc.strerror or exc}).") from None
@@ -569,10 +582,34 @@ class Hub:
         """A file is kept here now (other nodes of a cluster copy it from here)."""
         self.sequencer.kept_file(sha256, size)
 
+    def may_read_file(self, peer: Peer, sha256: str) -> bool:
+        """Whether ``peer`` can read a message that carries file ``sha256``: one sent
+        to a room it is in, or in a direct conversation of its nickname."""
+        assert peer.nick is not None
+        self.cost += 1
+        try:
+            return self.store.file_readable(sha256, list(peer.rooms), peer.nick)
+        except StoreError:
+            return False
+
+    def cut_upload(self, upload: Upload, why: str | None = None) -> None:
+        """Stop an upload under way (its partial stays, unless the caller removes it);
+        with ``why``, its sender is told."""
+        sender = upload.sender
+        if sender is not None and sender.uploads.get(upload.token) is upload:
+            del sender.uploads[upload.token]
+            sender.refused.append(upload.token)
+            if why is not None:
+                self.to_peer(sender, Error("no_such_upload", why, ref=upload.ref or None))
+        self.files.abandon(upload)
+
     def download(self, peer: Peer, sha256: str, offset: int, ref: str | None) -> None:
-        """``peer`` asks for a file: from here, or copied here from another node first."""
+        """``peer`` asks for a file: from here, or copied here from another node first.
+        A file it may not read is answered as one that is not here."""
         if len(peer.downloads) + self.sequencer.waiting(peer) >= UPLOADS_PER_PEER:
             raise ProtocolError("rate_limited", "Wait for the files you are fetching first.")
+        if not self.may_read_file(peer, sha256):
+            raise no_such_file()
         if not self.files.stored(sha256) and \
                 self.sequencer.fetch_file(peer, sha256, offset, ref):
             return  # copied from another node, then sent
@@ -725,6 +762,8 @@ class Hub:
                 self.store.index(INDEX_BATCH)
             except StoreError:
                 pass  # the pass's commit says what is wrong; indexing tries again later
+        if self._files is not None and self._files.partials:
+            self._files.expire()  # unfinished uploads left too long: bounded per tick
         for ban in self.gate.expired():
             self.gate.lift(ban.kind, ban.key)
             log.info("ban on %s %s expired", ban.kind, ban.value)

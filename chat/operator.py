@@ -9,10 +9,12 @@ or within one; what they queue goes out at the pass's end, after its commit.
 from __future__ import annotations
 
 import logging
+import os
 
 from chat.bans import Ban
 from chat.errors import ProtocolError, StoreError
 from chat.events import Notice
+from chat.files import Partial
 from chat.gate import when
 from chat.hub import Hub
 from chat.protocol import check_text, name_key
@@ -107,6 +109,26 @@ class Operator:
         kept = self.hub.files.listing()
         names = self.hub.store.file_names()
         return [(sha, size, names.get(sha, "?")) for sha, size in kept]
+
+    def partials(self) -> list[Partial]:
+        """Unfinished uploads, their bytes so far and how long since the last."""
+        return self.hub.files.partial_listing()
+
+    def delete_partial(self, prefix: str) -> str | None:
+        """Delete the unfinished upload whose id (its partial file's name) starts with
+        ``prefix`` (at least 8 characters, naming one); one being sent is cut first,
+        its sender told. Returns its id, or None when none or several match."""
+        prefix = prefix.strip().lower()
+        files = self.hub.files
+        matches = [p.name for p in files.partial_listing() if p.name.startswith(prefix)]
+        if len(prefix) < 8 or len(matches) != 1:
+            return None
+        upload = files.writing.get(os.path.join(files.partial, matches[0]))
+        if upload is not None:
+            self.hub.cut_upload(upload, "The server's operator deleted this upload.")
+        files.delete_partial(matches[0])
+        log.info("unfinished upload %s deleted by the operator", matches[0])
+        return matches[0]
 
     def delete_file(self, prefix: str) -> str | None:
         """Delete the kept file whose id starts with ``prefix`` (at least 8 hex

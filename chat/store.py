@@ -8,6 +8,7 @@ frames beyond the rows it returns.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -41,6 +42,10 @@ CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room, id);
 CREATE INDEX IF NOT EXISTS direct_by_pair
     ON messages (sender COLLATE NOCASE, recipient COLLATE NOCASE, id)
     WHERE recipient IS NOT NULL;
+-- messages that carry a file, by the file's id: who may read it (docs/protocol.md,
+-- "Files"); partial, so messages without a file do not pay for it
+CREATE INDEX IF NOT EXISTS messages_by_file
+    ON messages (json_extract(file, '$.id')) WHERE file IS NOT NULL;
 CREATE TABLE IF NOT EXISTS accounts (
     key     TEXT PRIMARY KEY,
     nick    TEXT NOT NULL,
@@ -404,11 +409,29 @@ class Store:
             raise StoreError(f"database {self.path}: {exc}", reason_of(exc)) from None
 
     def file_names(self, limit: int = 5000) -> dict[str, str]:
-        """File id -> the name it was last sent under (the newest ``limit`` files)."""
+        """File id -> the name it was last sent under (the newest ``limit`` messages
+        that carry a file)."""
         rows = self._read("SELECT json_extract(file, '$.id'), json_extract(file, '$.name') "
-                          "FROM messages WHERE file IS NOT NULL ORDER BY id LIMIT ?",
+                          "FROM messages WHERE file IS NOT NULL ORDER BY id DESC LIMIT ?",
                           (limit,))
-        return {sha: name for sha, name in rows if isinstance(sha, str)}
+        names: dict[str, str] = {}
+        for sha, name in rows:
+            if isinstance(sha, str):
+                names.setdefault(sha, name)  # newest first
+        return names
+
+    def file_readable(self, sha256: str, rooms: list[str], nick: str) -> bool:
+        """Whether a message carrying file ``sha256`` was sent to one of ``rooms``
+        (room keys) or in a direct conversation of ``nick`` (ASCII case does not
+        matter, as for direct history). One index range read: the messages that
+        carry this file."""
+        rows = self._read(
+            "SELECT 1 FROM messages WHERE file IS NOT NULL "
+            "AND json_extract(file, '$.id') = ? AND (room IN (SELECT value FROM json_each(?)) "
+            "OR (recipient IS NOT NULL AND (sender = ? COLLATE NOCASE "
+            "OR recipient = ? COLLATE NOCASE))) LIMIT 1",
+            (sha256, json.dumps(rooms), nick, nick))
+        return bool(rows)
 
     @property
     def full_text(self) -> bool:

@@ -88,6 +88,9 @@ class ClientWindow(ctk.CTk):
         self.show_form("")
         self.sendings: dict[str, Sending] = {}  # by ref: files going up
         self.fetchings: dict[str, Fetching] = {}  # by file id: files coming down
+        # Transfers a lost connection cut: ("send", path, where) or ("get", file, path),
+        # shown with a Resume button; the server (or the .part) keeps their bytes.
+        self.cut: list[tuple[str, Any, Any]] = []
         self._transfer_refs = 0
         self.talk.on_files(self.attach_event, self.open_file_event)
         self.search_dialog: SearchDialog | None = None  # made at the first Ctrl+F
@@ -204,11 +207,8 @@ class ClientWindow(ctk.CTk):
             self._reconnect_id = None
 
     def _on_closed(self, error: str | None, fatal: bool = False) -> None:
-        if self.sendings or self.fetchings:  # bytes sent so far stay on the server
-            self._cancel_transfers("the connection dropped; send it again to resume")
-            self.sendings.clear()
-            self.fetchings.clear()
-            self.talk.show_transfer("", None)
+        if self.sendings or self.fetchings:  # bytes so far stay: on the server, in .part
+            self._cut_transfers()
         client = self.client
         if self._quitting:
             self.destroy()
@@ -267,7 +267,7 @@ class ClientWindow(ctk.CTk):
         if client is not None:  # a closed one may still owe its local.closed event
             for frame in client.poll(0):
                 self._handle(frame)
-        if self.sendings or self.fetchings:
+        if self.sendings or self.fetchings or self.cut:
             self._step_transfers()
         self._render()
         if self.finder is not None and started >= self._next_find:
@@ -547,13 +547,17 @@ class ClientWindow(ctk.CTk):
         conv = state.active_conversation()
         if self.client is None or not self.client.ready or conv is None:
             return
+        where = {"room": conv.name} if conv.kind == "room" else {"to": conv.name}
+        self._send_file(path, where)
+
+    def _send_file(self, path: str, where: dict[str, str]) -> None:
+        assert self.client is not None
         self._transfer_refs += 1
         ref = f"file{self._transfer_refs}"
-        where = {"room": conv.name} if conv.kind == "room" else {"to": conv.name}
         try:
             self.sendings[ref] = Sending(self.client, path, ref, **where)
         except OSError as exc:
-            state.note(f"Cannot read {path}: {exc.strerror or exc}", "error")
+            self.state_.note(f"Cannot read {path}: {exc.strerror or exc}", "error")
 
     def open_file_event(self, file: dict[str, Any]) -> None:
         """A click on a file's line: choose where to save it."""
@@ -580,6 +584,8 @@ class ClientWindow(ctk.CTk):
             sending.handle_frame(frame)
             if kind == "error":
                 self.state_.note(f"{sending.name} was not sent: {sending.error}", "error")
+            elif kind == "message" and isinstance(frame.get("file"), dict):
+                self._thumbnail(frame["file"], sending.path)  # her own picture, from disk
             return kind == "upload_ready"
         if kind == "upload_progress":
             return True
@@ -597,15 +603,18 @@ class ClientWindow(ctk.CTk):
             self._thumbnail(frame["file"])
         return False
 
-    def _thumbnail(self, file: dict[str, Any]) -> None:
-        """A small PNG or GIF (what Tk shows by itself) comes down to be shown."""
+    def _thumbnail(self, file: dict[str, Any], local: str | None = None) -> None:
+        """A small PNG or GIF (what Tk shows by itself) comes down to be shown (the
+        sender's own: from ``local``, the file she sent)."""
         file_id = str(file.get("id"))
         if file.get("type") not in THUMB_TYPES or int(file.get("size", 0)) > THUMB_MAX \
                 or file_id in self.talk.thumbnails or len(file_id) != 64 \
                 or not set(file_id) <= HEX:  # the id names a file in our cache: hex only
             return
         path = os.path.join(cache_dir(), file_id)
-        if os.path.exists(path):
+        if local is not None:
+            self._show_thumbnail(file_id, local)
+        elif os.path.exists(path):
             self._show_thumbnail(file_id, path)
         else:
             self.save_file_event(file, path)
@@ -625,14 +634,19 @@ class ClientWindow(ctk.CTk):
         """A bounded step of each file under way, and the line that shows them."""
         for sending in list(self.sendings.values()):
             sending.step()
+        for fetching in list(self.fetchings.values()):
+            fetching.step()
         shown = ""
         progress: float | None = None
         for ref, sending in list(self.sendings.items()):
             if sending.finished:
                 del self.sendings[ref]
                 continue
-            verb = "Preparing" if sending.state == "hashing" else "Sending"
-            shown, progress = f"{verb} {sending.name}…", sending.progress
+            if sending.state == "hashing":
+                shown = f"Preparing {sending.name}…"
+            else:
+                shown = f"Sending {sending.name}: {sending.rate.line(sending.sent, sending.size)}"
+            progress = sending.progress
             break
         for file_id, fetching in list(self.fetchings.items()):
             if fetching.finished:
@@ -641,16 +655,62 @@ class ClientWindow(ctk.CTk):
                     self._show_thumbnail(file_id, fetching.path)
                 elif fetching.state == "done":
                     self.state_.note(f"Saved {fetching.name} to {fetching.path}", "notice")
+                elif os.path.dirname(fetching.path) != cache_dir():
+                    self.state_.note(f"{fetching.name} was not saved: {fetching.error}",
+                                     "error")
                 continue
             if not shown:
-                shown, progress = f"Receiving {fetching.name}…", fetching.progress
+                shown = (f"Checking {fetching.name}…" if fetching.state == "checking" else
+                         f"Receiving {fetching.name}: "
+                         f"{fetching.rate.line(fetching.got, fetching.size)}")
+                progress = fetching.progress
+        if not shown and self.cut:
+            self.talk.show_transfer(self._cut_text(), None, self.resume_transfers_event)
+            return
         self.talk.show_transfer(shown, progress)
 
-    def _cancel_transfers(self, why: str) -> None:
+    def _cut_transfers(self) -> None:
+        """The connection dropped: each transfer under way is cut, said so, and kept
+        for the Resume button."""
         for sending in self.sendings.values():
-            sending.cancel(why)
+            if not sending.finished:
+                sending.cancel("connection lost")
+                self.cut.append(("send", sending.path, sending.where))
+                self.state_.note(f"{sending.name} not sent (connection lost): Resume "
+                                 "sends the rest", "error")
         for fetching in self.fetchings.values():
-            fetching.cancel(why)
+            if not fetching.finished:
+                fetching.cancel("connection lost")
+                self.cut.append(("get", fetching.file, fetching.path))
+                if os.path.dirname(fetching.path) != cache_dir():
+                    self.state_.note(f"{fetching.name} not received (connection lost): "
+                                     "Resume fetches the rest", "error")
+        self.sendings.clear()
+        self.fetchings.clear()
+        if self.cut:
+            self.talk.show_transfer(self._cut_text(), None, self.resume_transfers_event)
+        else:
+            self.talk.show_transfer("", None)
+
+    def _cut_text(self) -> str:
+        if len(self.cut) == 1:
+            kind, what, _where = self.cut[0]
+            name = os.path.basename(what) if kind == "send" else str(what.get("name"))
+            return f"{name} not {'sent' if kind == 'send' else 'received'} (connection lost)"
+        return f"{len(self.cut)} files not moved (connection lost)"
+
+    def resume_transfers_event(self) -> None:
+        """The Resume button: cut transfers go on from the bytes already there."""
+        if self.client is None or not self.client.ready:
+            self.state_.note("Not connected: Resume works once the chat is back.", "error")
+            return
+        cut, self.cut = self.cut, []
+        for kind, what, where in cut:
+            if kind == "send":
+                self._send_file(what, where)
+            else:
+                self.save_file_event(what, where)
+        self.talk.show_transfer("", None)
 
     # ------------------------------------------------------------ search (Ctrl+F)
 

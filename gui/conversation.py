@@ -85,7 +85,12 @@ class ConversationPanel(ctk.CTkFrame):
                                            command=lambda: self._attach())
         self.attach_button.grid(row=0, column=2, padx=(6, 0))
         # Files on their way up or down: one line and a bar (the first under way).
-        self.transfer_label = ctk.CTkLabel(self, text="", height=16, anchor="w")
+        self.transfer_row = ctk.CTkFrame(self, fg_color="transparent")
+        self.transfer_row.grid_columnconfigure(0, weight=1)
+        self.transfer_label = ctk.CTkLabel(self.transfer_row, text="", height=16, anchor="w")
+        self.transfer_label.grid(row=0, column=0, sticky="ew")
+        self.resume_button = ctk.CTkButton(self.transfer_row, text="Resume", width=80,
+                                           height=24)
         self.transfer_bar = ctk.CTkProgressBar(self, height=10)
         self.transfer_bar.set(0)
         text.tag_bind("filelink", "<Button-1>", self._file_clicked)
@@ -160,14 +165,22 @@ class ConversationPanel(ctk.CTkFrame):
                 self._open_file(self.files[tag[5:]])
                 return
 
-    def show_transfer(self, what: str, progress: float | None) -> None:
-        """A file under way ("" and None: none)."""
+    def show_transfer(self, what: str, progress: float | None,
+                      resume: Callable[[], None] | None = None) -> None:
+        """A file under way ("" and None: none); with ``resume``, transfers that were
+        cut, and the button that takes them up again."""
         if not what:
-            self.transfer_label.grid_remove()
+            self.transfer_row.grid_remove()
             self.transfer_bar.grid_remove()
             return
-        self.transfer_label.configure(text=what)
-        self.transfer_label.grid(row=4, column=0, padx=8, sticky="ew")
+        if self.transfer_label.cget("text") != what:
+            self.transfer_label.configure(text=what)
+        self.transfer_row.grid(row=4, column=0, padx=8, sticky="ew")
+        if resume is None:
+            self.resume_button.grid_remove()
+        else:
+            self.resume_button.configure(command=resume)
+            self.resume_button.grid(row=0, column=1, padx=(8, 0), pady=2)
         if progress is None:
             self.transfer_bar.grid_remove()
         else:
@@ -181,7 +194,8 @@ class ConversationPanel(ctk.CTkFrame):
         for file_id, image in self.thumbnails.items():
             spans = text.tag_ranges(f"thumb-{file_id}")
             for start in spans[::2]:
-                if not text.dump(start, f"{start} +1c", image=True):
+                # the picture goes just before the tagged character: shown there already?
+                if not text.dump(f"{start} -1c", start, image=True):
                     text.image_create(start, image=image, padx=4, pady=4)
         text.configure(state="disabled")
 

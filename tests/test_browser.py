@@ -146,6 +146,22 @@ def test_unread_counts_mentions_title_and_typing(fast_server, browsers):
     page.until(lambda: page.find("#typing").text == "loud is typing…", what="typing shown")
 
 
+def test_a_nickname_with_a_hyphen_sees_messages_and_its_mentions(fast_server, browsers):
+    """A nickname is put into the mention pattern escaped as the pattern's flags
+    allow: "ivy-2" once broke every message the page showed."""
+    before = connect(fast_server.port, "early")
+    before.send(type="send", room="general", text="said before ivy-2 came")
+    before.barrier()
+    page = browsers()
+    page.join(url(fast_server), "ivy-2")
+    page.wait_text("said before ivy-2 came")
+    before.send(type="send", room="general", text="ivy-2: over here")
+    page.wait_text("ivy-2: over here")
+    mention = [e for e in page.all("#log li.msg") if "over here" in e.text]
+    assert "mention" in mention[0].get_attribute("class")
+    assert page.console_errors() == []
+
+
 def test_older_history_loads_on_request(fast_server, browsers):
     talker = connect(fast_server.port, "talker")
     for i in range(80):
@@ -338,3 +354,46 @@ def test_the_page_moves_to_another_node_when_its_node_dies(start_server, browser
     assert "mover" in talker.until("users")["users"]  # its rooms came along
     # nothing went wrong in the page but the tries to reach the dead node
     assert [e for e in page.console_errors() if "ERR_CONNECTION_REFUSED" not in e] == []
+
+
+def test_a_download_cut_by_a_dead_server_resumes_from_the_page(start_server, browsers,
+                                                                tmp_path):
+    """The server dies while the page saves a file: the page says so with Resume;
+    after it reconnects, Resume fetches only the rest, and what is saved is the file
+    (checked against its SHA-256 in the page)."""
+    import os
+
+    from tests.test_files import upload
+    port = free_port()
+    first = start_server("--port", str(port), "--rate", "0")
+    desk = connect(port, "desk")
+    data = os.urandom(30 * 1000 * 1000)
+    upload(desk, data, ref="big", name="dataset.bin")
+    page = browsers()
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    page.driver.execute_cdp_cmd("Page.setDownloadBehavior",
+                                {"behavior": "allow", "downloadPath": str(saved)})
+    page.join(f"http://127.0.0.1:{port}/", "reader")
+    boxes = page.until(lambda: [b for b in page.all("#log .file-link")
+                                if "dataset.bin" in b.text], what="the file's line")
+    boxes[0].click()
+    page.until(lambda: page.driver.execute_script(
+        "const b = document.querySelector('#log .file progress');"
+        f"return b && !b.hidden && b.value >= {len(data) * 0.4}"), timeout=60,
+        what="40 % received")
+    first.proc.kill()
+    first.proc.wait(30)
+    page.until(lambda: "dataset.bin not received (connection lost)"
+               in page.find("#transfers").text, what="the cut said")
+    start_server("--port", str(port), "--rate", "0", db=first.db)
+    page.until(lambda: page.find("#status").text == "", timeout=60, what="back online")
+    page.find("#transfers button.resume").click()
+    resumed = int(page.until(lambda: page.find("#transfers li").get_attribute(
+        "data-resumed-from"), what="resumed"))
+    assert 0.4 * len(data) <= resumed < len(data)  # the second fetch: under 60 %
+    page.until(lambda: (saved / "dataset.bin").exists()
+               and (saved / "dataset.bin").stat().st_size == len(data), timeout=90,
+               what="the file saved")
+    assert (saved / "dataset.bin").read_bytes() == data
+    assert page.console_errors() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import selectors
 import subprocess
@@ -171,6 +172,31 @@ def test_console_lists_files_and_deletes_one(start_server):
     console.until("no files kept")
     again = upload(alice, b"slides " * 1000, name="week1.pdf", ref="again")  # sent anew
     assert download(alice, again["file"]["id"]) == b"slides " * 1000
+
+
+def test_console_lists_unfinished_uploads_and_deletes_one(start_server, tmp_path):
+    from tests.test_files import CHUNK, offer, send_chunks
+    server = start_server("--console", "--rate", "0", stdin=subprocess.PIPE)
+    console = Answers(server.proc)
+    mover = connect(server.port, "mover")
+    data = os.urandom(CHUNK * 4)
+    ready = offer(mover, data)
+    send_chunks(mover, ready["upload"], data, 0, CHUNK)
+    mover.barrier()
+    console.command("partials")
+    line = console.until("being sent")
+    sha = hashlib.sha256(data).hexdigest()
+    assert line.startswith(sha[:12]) and f"{CHUNK:,} bytes" in line
+    console.command("delete-partial 1234")
+    assert "at least 8 digits" in console.until("error")
+    console.command(f"delete-partial {sha[:10]}")
+    assert console.until("deleted unfinished upload").endswith(sha[:12])
+    assert mover.until("error")["code"] == "no_such_upload"  # its sender is told
+    assert not any((tmp_path / "files" / "partial").iterdir())
+    console.command("partials")
+    console.until("no unfinished uploads")
+    again = offer(mover, data, ref="again")  # sent anew, from its first byte
+    assert again["type"] == "upload_ready" and again["offset"] == 0
 
 
 def test_a_user_banned_during_an_upload_announces_nothing(start_server):

@@ -138,9 +138,12 @@ def test_a_cut_upload_resumes_where_it_stopped(fast_server, tmp_path):
     half = (len(data) // 2) // CHUNK * CHUNK
     send_chunks(first, ready["upload"], data, 0, half)
     first.barrier(timeout=30)  # the server has every chunk sent so far
-    first.close()
     watcher = connect(fast_server.port, "watcher")
-    second = connect(fast_server.port, "mover2")
+    first.close()
+    watcher.until("left", nick="mover")
+    other = connect(fast_server.port, "other")  # someone else's bytes are not theirs
+    assert offer(other, data, ref="o")["offset"] == 0
+    second = connect(fast_server.port, "mover")  # the sender again: goes on
     again = offer(second, data, ref="again")
     assert again["type"] == "upload_ready" and again["offset"] == half
     send_chunks(second, again["upload"], data, half)

@@ -6,6 +6,7 @@ the window title.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -360,6 +361,20 @@ def test_console_commands_in_the_server_window(open_window, tmp_path):
     server.exec(f"win.operator.entry.insert(0, '/delete-file {sha[:8]}'); "
                 "win.operator.say_button.invoke()")
     server.wait("win.log_view.text()", lambda t: f"deleted file {sha[:12]}" in t)
+    # unfinished uploads: listed and deleted the same way
+    from test_files import offer, send_chunks
+    mover = connect(port, "mover")
+    data = os.urandom(100_000)
+    ready = offer(mover, data)
+    send_chunks(mover, ready["upload"], data, 0, 20_000)
+    mover.barrier()
+    partial = hashlib.sha256(data).hexdigest()
+    server.exec("win.operator.entry.insert(0, '/partials'); win.operator.say_button.invoke()")
+    server.wait("win.log_view.text()", lambda t: f"{partial[:12]}" in t and "being sent" in t)
+    server.exec(f"win.operator.entry.insert(0, '/delete-partial {partial[:8]}'); "
+                "win.operator.say_button.invoke()")
+    server.wait("win.log_view.text()", lambda t: f"deleted unfinished upload {partial[:12]}" in t)
+    assert mover.until("error")["code"] == "no_such_upload"
     # a plain line is still a message to the room, not a command
     server.exec("win.operator.entry.insert(0, 'who is here?'); win.operator.say_button.invoke()")
     alice.wait("win.view.text()", lambda t: "server: who is here?" in t)
@@ -906,3 +921,61 @@ def test_the_chat_window_carries_on_through_another_node_when_its_node_dies(open
     type_and_send(alice, "back through the other one")
     assert bob.until("message", **{"from": "alice"})["text"] == \
         "back through the other one"
+
+
+def test_one_picture_then_other_files_show_one_thumbnail_in_each_window(open_window,
+                                                                          tmp_path):
+    """The sender sees her own picture too, and later file lines do not copy it."""
+    from test_files import png
+    server, port = server_window(open_window, tmp_path, "--rate", "0")
+    alice = client_window(open_window, port, "alice")
+    bob = client_window(open_window, port, "bob")
+    picture = tmp_path / "board.png"
+    picture.write_bytes(png(64, 48))
+    alice.exec(f"win.send_file_event({str(picture)!r})")
+    for win in (alice, bob):
+        win.wait("len(win.talk.thumbnails)", lambda n: n == 1, timeout=30)
+        win.wait("len(win.view._textbox.image_names())", lambda n: n == 1)
+    for i in range(3):
+        other = tmp_path / f"notes{i}.txt"
+        other.write_bytes(os.urandom(1000 + i))
+        alice.exec(f"win.send_file_event({str(other)!r})")
+        for win in (alice, bob):
+            win.wait("win.view.text()", lambda t, i=i: f"[file] notes{i}.txt" in t, timeout=30)
+    for win in (alice, bob):
+        assert win.eval("len(win.view._textbox.image_names())") == 1
+        assert win.eval("len(win.talk.thumbnails)") == 1
+
+
+def test_a_download_cut_by_a_dead_server_resumes_from_its_part(open_window, tmp_path,
+                                                               start_server):
+    """The server dies halfway through a download: the window says what happened and
+    offers Resume; after the reconnect, Resume fetches only the rest, and the file
+    saved is the file sent (checked against its SHA-256)."""
+    from test_files import upload
+    server = start_server("--rate", "0")
+    port = server.port
+    desk = connect(port, "desk")
+    data = os.urandom(80 * 1000 * 1000)
+    echo = upload(desk, data, ref="big", name="dataset.bin")
+    file_id = echo["file"]["id"]
+    alice = client_window(open_window, port, "alice")
+    alice.wait(f"{file_id!r} in win.talk.files")
+    saved = tmp_path / "dataset.bin"
+    alice.exec(f"win.save_file_event(win.talk.files[{file_id!r}], {str(saved)!r})")
+    alice.wait(f"win.fetchings[{file_id!r}].got if {file_id!r} in win.fetchings else -1",
+               lambda n: n >= len(data) * 0.4 or n == -1, timeout=60)
+    server.proc.kill()
+    server.proc.wait(30)
+    alice.wait("win.talk.transfer_label.cget('text') if win.talk.transfer_row.winfo_ismapped()"
+               " else ''", lambda t: t == "dataset.bin not received (connection lost)")
+    assert "dataset.bin not received (connection lost)" in view_text(alice)
+    assert alice.eval("win.talk.resume_button.winfo_ismapped()")
+    start_server("--rate", "0", "--port", str(port))
+    alice.wait("win.client is not None and win.client.ready", timeout=90)
+    alice.exec("win.talk.resume_button.invoke()")
+    kept = alice.eval(f"win.fetchings[{file_id!r}].resumed_from")
+    assert 0.4 * len(data) <= kept < len(data)  # the second fetch: under 60 %
+    alice.wait("win.view.text()", lambda t: "Saved dataset.bin" in t, timeout=90)
+    assert saved.read_bytes() == data
+    assert not saved.with_name("dataset.bin.part").exists()

@@ -357,15 +357,40 @@ $("join-form").addEventListener("submit", (event) => {
 
 // ------------------------------------------------------------ files
 
+// Files going up and (asked for) coming down: what each is doing, how fast, the time
+// left; one the connection cut says so, with a Resume button.
 function drawTransfers() {
   const rows = [];
   for (const entry of transfers) {
-    const what = { hashing: "Preparing", offered: "Sending", sending: "Sending",
-      done: "Sent", failed: "Not sent" }[entry.phase];
-    const li = el("li", { class: entry.phase },
-      el("span", { text: `${what} ${entry.name}${entry.error ? `: ${entry.error}` : ""}` }));
-    if (entry.phase !== "failed") {
-      li.append(el("progress", { max: Math.max(1, entry.size), value: entry.sent }));
+    const get = entry.kind === "get";
+    const done = get ? entry.got : entry.sent;
+    let text;
+    if (entry.phase === "cut") {
+      text = `${entry.name} not ${get ? "received" : "sent"} (connection lost)`;
+    } else {
+      const what = get
+        ? { fetching: "Receiving", done: "Saved", failed: "Not saved" }[entry.phase]
+        : { hashing: "Preparing", offered: "Sending", sending: "Sending", done: "Sent",
+          failed: "Not sent" }[entry.phase];
+      text = `${what} ${entry.name}${entry.error ? `: ${entry.error}` : ""}`;
+      if (entry.phase === "sending" || entry.phase === "fetching") {
+        text += ` · ${entry.rate.line(done, entry.size)}`;
+      }
+    }
+    const li = el("li", { class: entry.phase }, el("span", { text }));
+    if (get) li.dataset.resumedFrom = String(entry.resumedFrom || 0);
+    if (entry.phase === "cut") {
+      const button = el("button", { type: "button", class: "resume", text: "Resume" });
+      button.addEventListener("click", () => {
+        if (chat.resume(entry)) {
+          transfers.delete(entry);
+          if (get) transfers.add(entry); // (back at the end, as it goes on)
+          drawTransfers();
+        }
+      });
+      li.append(button);
+    } else if (entry.phase !== "failed" && entry.phase !== "done") {
+      li.append(el("progress", { max: Math.max(1, entry.size), value: done }));
     }
     rows.push(li);
   }
@@ -373,13 +398,19 @@ function drawTransfers() {
 }
 
 const transfers = new Set();
-chat.addEventListener("transfer", ({ detail }) => {
-  const { entry } = detail;
+function showTransfer(entry) {
   transfers.add(entry);
   drawTransfers();
   if (entry.phase === "done" || entry.phase === "failed") {
-    setTimeout(() => { transfers.delete(entry); drawTransfers(); }, entry.phase === "done" ? 1500 : 8000);
+    setTimeout(() => {
+      if (entry.phase === "done" || entry.phase === "failed") transfers.delete(entry);
+      drawTransfers();
+    }, entry.phase === "done" ? 1500 : 8000);
   }
+}
+chat.addEventListener("transfer", ({ detail }) => {
+  if (detail.entry.kind === "get" && !detail.entry.save) return; // a preview: not listed
+  showTransfer(detail.entry);
 });
 
 function sendFiles(files) {
@@ -431,9 +462,16 @@ chat.addEventListener("fetching", ({ detail }) => {
     bar.hidden = false;
     bar.value = detail.got;
   }
+  if (detail.entry && detail.entry.save) showTransfer(detail.entry);
+});
+
+chat.addEventListener("fetchfailed", ({ detail }) => {
+  for (const box of fileBoxes(detail.file.id)) box.querySelector("progress").hidden = true;
+  if (detail.entry.save) showTransfer(detail.entry);
 });
 
 chat.addEventListener("fetched", ({ detail }) => {
+  if (detail.entry && detail.entry.save) showTransfer(detail.entry);
   for (const box of fileBoxes(detail.file.id)) {
     box.querySelector("progress").hidden = true;
     const img = box.querySelector("img.preview");

@@ -6,7 +6,7 @@
 // in; after a drop it says `hello` again with `since`, so the server replays exactly
 // what was missed (no gap), and every message is kept once by id (no duplicate).
 
-import { hashBlob } from "./sha256.js";
+import { hashBlob, Sha256 } from "./sha256.js";
 
 export const ROOM = "room";
 export const DM = "dm";
@@ -15,6 +15,33 @@ const BACKOFF = [1, 2, 4, 8, 15]; // seconds between reconnection attempts
 const REVEAL_PAGES = 5; // pages of 200 loaded to reach a found message, at most
 const UPLOAD_AHEAD = 1 << 20; // bytes queued on the socket while sending a file
 const RESUME_TRIES = 10; // hellos tried, a second apart, after moving to another node
+// How fast a transfer goes over the last few seconds, and the time that leaves.
+export class Rate {
+  constructor() {
+    this.samples = [];
+  }
+
+  line(done, size) {
+    const now = Date.now();
+    this.samples.push([now, done]);
+    while (this.samples.length > 2 && now - this.samples[1][0] >= 5000) this.samples.shift();
+    let text = `${sizeText(done)} of ${sizeText(size)}`;
+    const [t0, d0] = this.samples[0];
+    if (now - t0 >= 500 && done > d0) {
+      const speed = ((done - d0) * 1000) / (now - t0);
+      const left = (size - done) / speed;
+      text += `, ${sizeText(speed)}/s, ${left < 90 ? `${Math.round(left)} s` : `${Math.round(left / 60)} min`} left`;
+    }
+    return text;
+  }
+}
+
+export function sizeText(bytes) {
+  if (bytes < 1000) return `${Math.round(bytes)} B`;
+  if (bytes < 1e6) return `${(bytes / 1e3).toFixed(bytes < 1e4 ? 1 : 0)} KB`;
+  return `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;
+}
+
 const PREVIEW_MAX = 2 * 1000 * 1000; // images up to this size are fetched to be shown
 const TYPING_SHOWN_MS = 6000; // how long "x is typing" stays without another signal
 const FINAL = new Set(["auth_failed", "banned", "bad_proto", "tls_required"]);
@@ -96,8 +123,9 @@ export class Chat extends EventTarget {
     this.revealAsked = new Map(); // ref -> {key, id}: history asked to show a found message
     this.limits = { max_text: 4000 };
     this.transfers = new Map(); // ref -> upload under way {name, size, sent, phase, ...}
-    this.fetches = new Map(); // file id -> download under way {parts, got, size, ...}
+    this.fetches = new Map(); // file id -> download under way {parts, got, hasher, ...}
     this.fetched = new Map(); // file id -> object URL of a downloaded file
+    this.cut = new Map(); // file id -> a download the connection cut, kept for Resume
     this.serverName = "";
     this.nodes = []; // the chat's other servers (a cluster's welcome): where to move
     this.resumeRooms = null; // rooms to join again after moving here from another node
@@ -177,6 +205,7 @@ export class Chat extends EventTarget {
   }
 
   dropped(why) {
+    this.cutTransfers();
     const wasWelcomed = this.welcomed;
     if (this.stopped) {
       this.emit("status", { text: "Disconnected.", offline: true });
@@ -290,16 +319,20 @@ export class Chat extends EventTarget {
 
   // Offer a file: hash it (a megabyte at a time), then send it in chunks as the
   // server asks (from where an earlier, dropped try stopped).
-  async sendFile(conv, file) {
+  async sendFile(conv, file, again = null) {
     const name = file.name || `pasted-${Date.now()}.${(file.type.split("/")[1] || "bin")}`;
-    const entry = { name, size: file.size, sent: 0, phase: "hashing", conv, file };
+    const entry = again || { name, size: file.size, sent: 0, phase: "hashing", conv, file,
+      kind: "send", rate: new Rate() };
+    entry.phase = entry.sha256 ? "offered" : "hashing";
+    entry.error = "";
     const local = `f${++this.refs}`;
     this.transfers.set(local, entry);
     this.emit("transfer", { entry });
-    const sha256 = await hashBlob(file, (done) => {
+    const sha256 = entry.sha256 || await hashBlob(file, (done) => {
       entry.sent = done * file.size;
       this.emit("transfer", { entry });
     });
+    entry.sha256 = sha256;
     const frame = { type: "upload", name, size: file.size, sha256,
       mime: file.type || "application/octet-stream" };
     if (conv.kind === ROOM) frame.room = conv.name;
@@ -307,8 +340,8 @@ export class Chat extends EventTarget {
     this.transfers.delete(local);
     const ref = this.request(frame);
     if (!ref) {
-      entry.phase = "failed";
-      entry.error = "offline";
+      entry.phase = "cut";
+      entry.error = "connection lost";
       this.emit("transfer", { entry });
       return;
     }
@@ -348,8 +381,9 @@ export class Chat extends EventTarget {
       }
       const bytes = new Uint8Array(await entry.file.slice(entry.sent, entry.sent + step).arrayBuffer());
       if (!send(entry.sent, bytes)) {
-        entry.phase = "failed";
-        entry.error = "the connection dropped; send it again to resume";
+        entry.phase = "cut";
+        entry.error = "connection lost";
+        this.emit("transfer", { entry });
         break;
       }
       entry.sent += bytes.length;
@@ -357,33 +391,80 @@ export class Chat extends EventTarget {
     }
   }
 
+  // A download goes on from the bytes a cut one kept (``this.cut``); what it gives
+  // is checked against the file's id (its SHA-256) before anyone sees it.
   fetchFile(file, save = true) {
     if (this.fetched.has(file.id)) {
       this.emit("fetched", { file, url: this.fetched.get(file.id), save });
       return;
     }
     if (this.fetches.has(file.id)) return;
-    const ref = this.request({ type: "download", file: file.id });
+    const kept = this.cut.get(file.id);
+    const fetch = kept || { file, parts: [], got: 0, save, hasher: new Sha256(), kind: "get",
+      name: file.name, size: file.size, rate: new Rate() };
+    fetch.save = fetch.save || save;
+    const ref = this.request({ type: "download", file: file.id, offset: fetch.got });
     if (!ref) return;
-    this.fetches.set(file.id, { file, parts: [], got: 0, save });
-    this.emit("fetching", { file, got: 0 });
+    this.cut.delete(file.id);
+    fetch.phase = "fetching";
+    fetch.error = "";
+    fetch.resumedFrom = fetch.got;
+    this.fetches.set(file.id, fetch);
+    this.emit("fetching", { file, got: fetch.got, entry: fetch });
   }
 
   on_file_data(frame) {
     const fetch = this.fetches.get(frame.file);
-    if (!fetch) return;
+    if (!fetch || frame.offset !== fetch.got) return;
     const binary = atob(frame.data);
     const bytes = new Uint8Array(binary.length);
     for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
     fetch.parts.push(bytes);
+    fetch.hasher.update(bytes);
     fetch.got += bytes.length;
-    this.emit("fetching", { file: fetch.file, got: fetch.got });
+    this.emit("fetching", { file: fetch.file, got: fetch.got, entry: fetch });
     if (frame.end) {
       this.fetches.delete(frame.file);
+      if (fetch.hasher.hex() !== fetch.file.id) {
+        fetch.phase = "failed";
+        fetch.error = "it arrived damaged (its SHA-256 is not the file's); try again";
+        this.emit("fetchfailed", { file: fetch.file, entry: fetch });
+        return;
+      }
+      fetch.phase = "done";
       const url = URL.createObjectURL(new Blob(fetch.parts, { type: fetch.file.type }));
       this.fetched.set(frame.file, url);
-      this.emit("fetched", { file: fetch.file, url, save: fetch.save });
+      this.emit("fetched", { file: fetch.file, url, save: fetch.save, entry: fetch });
     }
+  }
+
+  // The connection dropped: uploads and downloads under way are cut. Their bytes
+  // stay (on the server, in memory) and Resume takes them up from there.
+  cutTransfers() {
+    for (const [ref, entry] of this.transfers) {
+      if (entry.phase === "sending" || entry.phase === "offered") {
+        entry.phase = "cut";
+        entry.error = "connection lost";
+        this.transfers.delete(ref);
+        this.emit("transfer", { entry });
+      }
+    }
+    for (const [id, fetch] of this.fetches) {
+      fetch.phase = "cut";
+      fetch.error = "connection lost";
+      this.cut.set(id, fetch);
+      this.emit("transfer", { entry: fetch });
+    }
+    this.fetches.clear();
+  }
+
+  // Resume: a cut upload is offered again (the server answers with where its bytes
+  // end), a cut download asks for the rest.
+  resume(entry) {
+    if (!this.online) return false;
+    if (entry.kind === "get") this.fetchFile(entry.file, entry.save);
+    else this.sendFile(entry.conv, entry.file, entry);
+    return true;
   }
 
   // The echo (done) or an error (failed) that answers an upload, by its ref.
@@ -392,7 +473,13 @@ export class Chat extends EventTarget {
     if (!entry) return;
     entry.phase = phase;
     entry.error = error;
-    if (phase === "done") entry.sent = entry.size;
+    if (phase === "done") {
+      entry.sent = entry.size;
+      // the sender's own picture is shown from her file, not fetched back
+      if (entry.sha256 && !this.fetched.has(entry.sha256)) {
+        this.fetched.set(entry.sha256, URL.createObjectURL(entry.file));
+      }
+    }
     this.transfers.delete(ref);
     this.emit("transfer", { entry });
   }
@@ -432,6 +519,9 @@ export class Chat extends EventTarget {
     const waiting = this.outbox.splice(0);
     for (const send of waiting) this.request(send);
     if (waiting.length) this.emit("outbox", { count: 0 });
+    for (const fetch of [...this.cut.values()]) {
+      if (!fetch.save) this.fetchFile(fetch.file, false); // a picture's preview goes on
+    }
   }
 
   on_message(frame) {
@@ -449,7 +539,8 @@ export class Chat extends EventTarget {
 
   mentions(text) {
     if (!this.nick) return false;
-    const escaped = this.nick.replace(/[.*+?^${}()|[\]\\-]/g, "\\$&");
+    // (with the u flag, "-" outside a class must not be escaped: "\-" is an error)
+    const escaped = this.nick.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
     return new RegExp(`(^|[^\\p{L}\\p{N}_])${escaped}($|[^\\p{L}\\p{N}_])`, "iu").test(text);
   }
 

@@ -2,6 +2,8 @@
 // Every text from the network is inserted with textContent (or as a text node),
 // never as HTML: a message is shown exactly as typed and can run nothing.
 
+import { sizeText } from "./chat.js";
+
 const LINK = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
 const DAY = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long", year: "numeric" });
 const TIME = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
@@ -63,11 +65,6 @@ export function richText(text) {
   return span;
 }
 
-export function sizeText(bytes) {
-  if (bytes < 1000) return `${bytes} B`;
-  if (bytes < 1e6) return `${(bytes / 1e3).toFixed(bytes < 1e4 ? 1 : 0)} KB`;
-  return `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;
-}
 
 // A file a message carries: its name and size to click (saves it), a progress bar
 // while it comes, and for a small image the image itself.
