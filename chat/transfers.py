@@ -92,6 +92,7 @@ class Sending:
         self.token: str | None = None
         self.sent = 0
         self.error = ""
+        self.resumed_from = 0
         self.rate = Rate()
 
     @property
@@ -143,6 +144,7 @@ class Sending:
         kind = frame["type"]
         if kind == "upload_ready":
             self.token, self.sent, self.state = frame["upload"], frame["offset"], "sending"
+            self.resumed_from = self.sent  # bytes the server had already
         elif kind == "message":
             self.state, self.sent = "done", self.size
             self.handle.close()

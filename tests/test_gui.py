@@ -979,3 +979,34 @@ def test_a_download_cut_by_a_dead_server_resumes_from_its_part(open_window, tmp_
     alice.wait("win.view.text()", lambda t: "Saved dataset.bin" in t, timeout=90)
     assert saved.read_bytes() == data
     assert not saved.with_name("dataset.bin.part").exists()
+
+
+def test_an_upload_cut_by_a_dead_server_resumes_where_the_server_stopped(open_window,
+                                                                        tmp_path,
+                                                                        start_server):
+    import hashlib
+
+    server = start_server("--rate", "0")
+    port = server.port
+    desk = connect(port, "desk")
+    alice = client_window(open_window, port, "alice")
+    data = os.urandom(80 * 1000 * 1000)
+    path = tmp_path / "lecture.bin"
+    path.write_bytes(data)
+    alice.exec(f"win.send_file_event({str(path)!r})")
+    alice.wait("max([s.sent for s in win.sendings.values()] or [0])",
+               lambda n: n >= len(data) * 0.4, timeout=60)
+    server.proc.kill()
+    server.proc.wait(30)
+    alice.wait("win.talk.transfer_label.cget('text') if win.talk.transfer_row.winfo_ismapped()"
+               " else ''", lambda t: t == "lecture.bin not sent (connection lost)")
+    assert "lecture.bin not sent (connection lost)" in view_text(alice)
+    start_server("--rate", "0", "--port", str(port))
+    alice.wait("win.client is not None and win.client.ready", timeout=90)
+    desk = connect(port, "desk")
+    alice.exec("win.talk.resume_button.invoke()")
+    offset = alice.wait("[s.resumed_from for s in win.sendings.values() "
+                        "if s.state != 'hashing' and s.token]", lambda v: v, timeout=60)[0]
+    assert len(data) * 0.3 <= offset < len(data)  # the server kept what it had
+    got = desk.until("message", timeout=90, **{"from": "alice"})
+    assert got["file"]["id"] == hashlib.sha256(data).hexdigest()
