@@ -397,3 +397,26 @@ def test_a_download_cut_by_a_dead_server_resumes_from_the_page(start_server, bro
                what="the file saved")
     assert (saved / "dataset.bin").read_bytes() == data
     assert page.console_errors() == []
+
+
+def test_the_sender_sees_her_own_picture_once(fast_server, browsers, tmp_path):
+    from tests.test_files import png
+    page = browsers()
+    page.join(url(fast_server), "drawer")
+    path = tmp_path / "board.png"
+    path.write_bytes(png(40, 30))
+    page.find("#file-input").send_keys(str(path))
+    shown = page.until(lambda: page.driver.execute_script(
+        "const i = [...document.querySelectorAll('#log img.preview')];"
+        "return i.length && i.every(x => x.complete) && i.map(x => x.naturalWidth)"),
+        what="her picture shown")
+    assert shown == [40]
+    for name in ("a.txt", "b.txt", "c.txt"):
+        other = tmp_path / name
+        other.write_bytes(name.encode() * 100)
+        page.find("#file-input").send_keys(str(other))
+        page.until(lambda name=name: any(name in b.get_attribute("textContent")
+                                         for b in page.all("#log .file-link")),
+                   what=f"{name} sent")
+    assert len(page.all("#log img.preview")) == 1
+    assert page.console_errors() == []
