@@ -42,6 +42,7 @@ PROGRESS_EVERY = 1024 * 1024  # an upload_progress frame per this many bytes rec
 MAX_NAME = 255  # characters of a file name
 SHA256_HEX = frozenset("0123456789abcdef")
 EXPIRE_STEP = 256  # partials removed per call of ``expire``
+EXPIRE_SCAN = 4096  # partials looked at per call of ``expire`` (a sweep takes turns)
 CLUSTER_OWNER = "@cluster"  # copies from other nodes (no nickname can be this)
 
 
@@ -121,6 +122,8 @@ class Files:
         self.partials: dict[str, list[float]] = {}  # name: [size, last written]
         self.writing: dict[str, Upload] = {}  # partial path: the upload writing it
         self.reserved = 0
+        self._sweep: list[str] = []  # partials' names, looked at in turn by ``expire``
+        self._sweep_at = 0
         stale = self.clock() - idle
         for entry in os.scandir(self.partial):
             if entry.is_file():
@@ -304,14 +307,27 @@ class Files:
     # ------------------------------------------------------------ partials
 
     def expire(self) -> int:
-        """Remove up to ``EXPIRE_STEP`` partials nobody has written for ``idle``
-        seconds (none being written); how many."""
+        """Remove up to ``EXPIRE_STEP`` of the next ``EXPIRE_SCAN`` partials that
+        nobody has written for ``idle`` seconds (none being written); how many. Calls
+        sweep the partials in turn, so one call's work is bounded however many there
+        are."""
+        if self._sweep_at >= len(self._sweep):
+            self._sweep, self._sweep_at = list(self.partials), 0
         stale = self.clock() - self.idle
-        gone = [name for name, (_, last) in self.partials.items()
-                if last < stale and os.path.join(self.partial, name) not in self.writing]
-        for name in gone[:EXPIRE_STEP]:
-            self._drop(os.path.join(self.partial, name))
-        return min(len(gone), EXPIRE_STEP)
+        gone = 0
+        while self._sweep_at < len(self._sweep) and gone < EXPIRE_STEP:
+            looked = self._sweep[self._sweep_at:self._sweep_at + EXPIRE_SCAN]
+            for name in looked:
+                self._sweep_at += 1
+                entry = self.partials.get(name)
+                if entry is not None and entry[1] < stale and \
+                        os.path.join(self.partial, name) not in self.writing:
+                    self._drop(os.path.join(self.partial, name))
+                    gone += 1
+                    if gone >= EXPIRE_STEP:
+                        break
+            break  # one slice a call
+        return gone
 
     def partial_listing(self) -> list[Partial]:
         now = self.clock()

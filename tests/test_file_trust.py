@@ -122,14 +122,17 @@ def test_abandoned_uploads_expire_and_the_quota_is_free_again(start_server, tmp_
     from chat.files import owner_tag
     partial = tmp_path / "files" / "partial"
     partial.mkdir(parents=True)
+    later = time.time() + 15  # last written "in 15 s": the server starts well before
     for i in range(1000):
-        (partial / f"{i:064x}.{owner_tag(f'u{i}')}").write_bytes(b"x" * 10_000)
+        left = partial / f"{i:064x}.{owner_tag(f'u{i}')}"
+        left.write_bytes(b"x" * 10_000)
+        os.utime(left, (later, later))
     stale = partial / f"{'f' * 64}.{owner_tag('old')}"
     stale.write_bytes(b"y" * 5000)
     old = time.time() - 3600
     os.utime(stale, (old, old))
     server = start_server("--rate", "0", "--files-quota", "10500000",
-                          "--partial-idle", "2")
+                          "--partial-idle", "1")
     assert not stale.exists()
     alice = connect(server.port, "alice")
     data = os.urandom(1_000_000)
