@@ -364,7 +364,10 @@ def _share(member: Peer, events: Sequence[Event], data: bytes,
     done = wired.get(key)
     if done is None:
         done = wired[key] = rendered(codec, events, codec.render(events))
-    member.queue_rendered(*done)
+    rendering, marks = done
+    if marks:  # (queue_rendered, without two calls a member: this is the fan-out)
+        member._spans.append((member, len(member.out), marks))
+    member.queue_wire(rendering)
 
 
 class Elsewhere:
