@@ -30,7 +30,6 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench")]
 
 from loadgen import Load  # noqa: E402
+from revision import callgrind_total, checked_out  # noqa: E402
 
 SHAPES = [(10, 10), (100, 20), (500, 20), (1000, 20)]
 
@@ -69,10 +69,7 @@ def instructions(pid: int, out: Path) -> int:
     subprocess.run(["callgrind_control", "-d", str(pid)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     dumps = sorted(out.parent.glob(out.name + ".*"), key=lambda p: p.stat().st_mtime)
-    for line in dumps[-1].read_text().splitlines():
-        if line.startswith(("summary:", "totals:")):
-            return int(line.split()[1])
-    raise RuntimeError("callgrind wrote no totals")
+    return callgrind_total(dumps[-1])
 
 
 def fan_out(main: Path, tmp: Path, clients: int, senders: int, seconds: float,
@@ -142,27 +139,19 @@ def main() -> int:
     shapes = [tuple(int(n) for n in shape.split(":")) for shape in args.shapes.split(",")]
     if PINNED is not None and not args.callgrind:  # (counted instructions need no pins)
         os.sched_setaffinity(0, PINNED[1])
-    with tempfile.TemporaryDirectory() as name:
-        tmp = Path(name)
-        tree = tmp / "base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q",
-                        str(tree), args.base], check=True)
-        try:
-            mains = {"base": tree / "main.py", "new": ROOT / "main.py"}
-            results: dict[tuple[str, str], list[float]] = {}
-            cpus: dict[tuple[str, str], list[float]] = {}
-            for run in range(args.runs):
-                for clients, senders in shapes:
-                    for label, main_py in (list(mains.items())[::1 - 2 * (run % 2)]):
-                        rate, cpu = fan_out(main_py, tmp, clients, senders, args.seconds,
-                                            irc=args.irc, websocket=args.websocket,
-                                            callgrind=args.callgrind)
-                        results.setdefault((f"{clients}:{senders}", label), []).append(rate)
-                        if cpu is not None:
-                            cpus.setdefault((f"{clients}:{senders}", label), []).append(cpu)
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                            str(tree)], check=True)
+    with checked_out(args.base) as (tmp, tree):
+        mains = {"base": tree / "main.py", "new": ROOT / "main.py"}
+        results: dict[tuple[str, str], list[float]] = {}
+        cpus: dict[tuple[str, str], list[float]] = {}
+        for run in range(args.runs):
+            for clients, senders in shapes:
+                for label, main_py in (list(mains.items())[::1 - 2 * (run % 2)]):
+                    rate, cpu = fan_out(main_py, tmp, clients, senders, args.seconds,
+                                        irc=args.irc, websocket=args.websocket,
+                                        callgrind=args.callgrind)
+                    results.setdefault((f"{clients}:{senders}", label), []).append(rate)
+                    if cpu is not None:
+                        cpus.setdefault((f"{clients}:{senders}", label), []).append(cpu)
     pinned = "unpinned" if PINNED is None or args.callgrind else \
         f"server on core {min(PINNED[0])}, load on {sorted(PINNED[1])}"
     door = "IRC" if args.irc else "WebSocket" if args.websocket else "JSON lines"

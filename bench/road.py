@@ -21,11 +21,14 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "bench")]
+
+from revision import callgrind_total, checked_out  # noqa: E402
+
 SHAPES = [(10, 10), (100, 20), (500, 20), (1000, 20)]
 TEXT = "the quick brown fox jumps over the lazy dog, again and again"
 ROUNDS = 20
@@ -65,10 +68,7 @@ def count(root: Path, members: int, senders: int, rounds: int, tmp: Path) -> int
                     "--child", str(root), str(tmp / f"r{time.monotonic_ns()}.db"),
                     str(members), str(senders), str(rounds)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for line in out.read_text().splitlines():
-        if line.startswith(("summary:", "totals:")):
-            return int(line.split()[1])
-    raise RuntimeError("callgrind wrote no totals")
+    return callgrind_total(out)
 
 
 def main() -> int:
@@ -82,22 +82,14 @@ def main() -> int:
     args = parser.parse_args()
     shapes = [tuple(int(n) for n in shape.split(":")) for shape in args.shapes.split(",")]
     rows = []
-    with tempfile.TemporaryDirectory() as name:
-        tmp = Path(name)
-        tree = tmp / "base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q",
-                        str(tree), args.base], check=True)
-        try:
-            for members, senders in shapes:
-                per: dict[str, float] = {}
-                for label, root in (("base", tree), ("new", ROOT)):
-                    short = count(root, members, senders, ROUNDS, tmp)
-                    long = count(root, members, senders, 2 * ROUNDS, tmp)
-                    per[label] = (long - short) / (ROUNDS * senders * members)
-                rows.append((f"{members}:{senders}", per["base"], per["new"]))
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                            str(tree)], check=True)
+    with checked_out(args.base) as (tmp, tree):
+        for members, senders in shapes:
+            per: dict[str, float] = {}
+            for label, root in (("base", tree), ("new", ROOT)):
+                short = count(root, members, senders, ROUNDS, tmp)
+                long = count(root, members, senders, 2 * ROUNDS, tmp)
+                per[label] = (long - short) / (ROUNDS * senders * members)
+            rows.append((f"{members}:{senders}", per["base"], per["new"]))
     print("\ninstructions per delivery on the hub's road (callgrind; base/new above 1: "
           "new is cheaper)\n")
     print(f"| fan-out | base {args.base} | new | base/new |")
