@@ -18,7 +18,7 @@ from typing import Any
 from chat.protocol import name_key
 from chat.transfers import file_of
 
-MAX_LINES = 1000  # lines kept per conversation (the view shows them all, bounded)
+MAX_LINES = 20000  # lines held per conversation; the view renders a window of them
 TYPING_SECONDS = 6.0  # how long "bob is typing..." stays without a new typing frame
 OLDER_REF = "older"  # `ref` of history requests for older pages
 WHO_REF = "who"  # `ref` of /who requests, whose answer is shown as a line
@@ -43,13 +43,16 @@ class Conversation:
     key: str
     name: str
     kind: str  # room or dm
-    lines: deque = field(default_factory=deque)  # at most MAX_LINES
+    lines: deque = field(default_factory=deque)  # at most MAX_LINES, oldest first
+    base: int = 0  # the place of lines[0] in the conversation (older pages lower it)
     ids: set = field(default_factory=set)  # ids of the messages in `lines`
     users: list = field(default_factory=list)
     joined: bool = False
     unread: int = 0
     mentions: int = 0
     more: bool = False  # the server has older history
+    loading: bool = False  # an older page is asked for
+    divider: Any = None  # the first Line "new since you left" (on opening), or None
     typing: dict = field(default_factory=dict)  # nick -> expiry (monotonic)
 
     @property
@@ -73,6 +76,7 @@ class ChatState:
         self.received = 0  # messages shown since connecting
         self.appended: dict[str, list[Line]] = {}  # per conversation, since last render
         self.redraw: set[str] = set()  # conversations to render from scratch
+        self.prepended: dict[str, int] = {}  # lines an older page put in front
         self.list_changed = True  # the sidebar (conversations, unread) needs a redraw
         self.roster_changed = True
         self._held: dict[str, list[dict[str, Any]]] = {}  # history until history_end
@@ -96,6 +100,7 @@ class ChatState:
         if key in self.conversations:
             self.active = key
             conv = self.conversations[key]
+            conv.divider = first_unread(conv.lines, conv.unread) if conv.unread else None
             conv.unread = conv.mentions = 0
             self.redraw.add(key)
             self.list_changed = self.roster_changed = True
@@ -134,8 +139,10 @@ class ChatState:
                 return
             conv.ids.add(line.id)
             self.received += 1
-        if len(conv.lines) == MAX_LINES:  # the oldest line goes, and its id with it
+        if len(conv.lines) >= MAX_LINES:  # the oldest line goes, and its id with it
             conv.ids.discard(conv.lines.popleft().id)
+            conv.base += 1
+            conv.more = True
         conv.lines.append(line)
         self.appended.setdefault(conv.key, []).append(line)
         if count and not line.own:
@@ -154,10 +161,12 @@ class ChatState:
             return []
         return sorted(n for n, until in conv.typing.items() if until > now)
 
-    def take_changes(self) -> tuple[dict[str, list[Line]], set[str]]:
-        appended, redraw = self.appended, self.redraw
-        self.appended, self.redraw = {}, set()
-        return appended, redraw
+    def take_changes(self) -> tuple[dict[str, list[Line]], set[str], dict[str, int]]:
+        """Per conversation: lines added at the end, those to render from scratch,
+        and how many lines older pages put in front."""
+        appended, redraw, prepended = self.appended, self.redraw, self.prepended
+        self.appended, self.redraw, self.prepended = {}, set(), {}
+        return appended, redraw, prepended
 
     # ------------------------------------------------------------ frames
 
@@ -169,6 +178,8 @@ class ChatState:
     def _on_welcome(self, frame: dict[str, Any]) -> None:
         self.nick = frame["nick"]
         self.server = frame.get("server", "")
+        for conv in self.conversations.values():
+            conv.loading = False  # a page asked of the last connection never comes
         self._mention = re.compile(rf"(?<![\w]){re.escape(self.nick)}(?![\w])", re.I)
         if frame.get("motd"):
             self._pending_motd = frame["motd"]
@@ -198,12 +209,14 @@ class ChatState:
         lines = [self._line_for(f) for f in held]
         lines = [ln for ln in lines if ln.id not in conv.ids]
         if frame.get("ref") == OLDER_REF:
+            # The past the reader asked for is all kept (the view renders a window
+            # of it); only live lines past MAX_LINES push the oldest out.
             conv.more = bool(frame.get("more"))
-            room = MAX_LINES - len(conv.lines)
-            lines = lines[-room:] if room > 0 else []
+            conv.loading = False
             conv.lines.extendleft(reversed(lines))
             conv.ids.update(ln.id for ln in lines)
-            self.redraw.add(conv.key)
+            conv.base -= len(lines)
+            self.prepended[conv.key] = self.prepended.get(conv.key, 0) + len(lines)
         else:
             if not conv.ids:
                 conv.more = bool(frame.get("more"))
@@ -219,6 +232,7 @@ class ChatState:
                 conv.lines.extend(reversed(later))
                 while len(conv.lines) > MAX_LINES:
                     conv.ids.discard(conv.lines.popleft().id)
+                    conv.base += 1
                 self.appended.pop(conv.key, None)
                 self.redraw.add(conv.key)
         if self._pending_motd:
@@ -328,6 +342,18 @@ class ChatState:
 
     def _on_error(self, frame: dict[str, Any]) -> None:
         self.note(frame.get("message", "Error."), "error")
+
+
+def first_unread(lines: deque, unread: int) -> Line | None:
+    """The oldest of the last ``unread`` messages from others: where "new since you
+    left" goes."""
+    found = None
+    for line in reversed(lines):
+        if unread <= 0:
+            break
+        if line.kind in ("message", "action") and not line.own:
+            found, unread = line, unread - 1
+    return found
 
 
 def folded(names: list[str], verb: str) -> str:

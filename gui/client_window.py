@@ -36,6 +36,7 @@ THUMB_TYPES = ("image/png", "image/gif")  # what Tk shows without a library
 THUMB_MAX = 2 * 1000 * 1000  # bytes of a picture fetched to be shown
 THUMB_PX = 160
 HEX = frozenset("0123456789abcdef")  # a picture is shrunk to at most this many pixels a side
+OLDER_PAGE = 200  # messages asked for when the reader reaches the oldest held
 REVEAL_PAGES = 5  # pages of 200 older messages loaded to reach a search result
 FIND_S = 0.5  # how often the form's list of servers on the network is brought up to date
 TYPING_EVERY_S = 3.0  # send `typing` at most this often while the user types
@@ -366,10 +367,11 @@ class ClientWindow(ctk.CTk):
 
     def _render(self) -> None:
         state = self.state_
-        appended, redraw = state.take_changes()
+        appended, redraw, prepended = state.take_changes()
         active = state.active_conversation()
         if active is not None:
-            self.talk.show(active, appended.get(active.key), active.key in redraw)
+            self.talk.show(active, appended.get(active.key), active.key in redraw,
+                           prepended.get(active.key, 0))
         if state.list_changed:
             state.list_changed = False
             self.sidebar.show(state.conversations.values(), state.active)
@@ -529,9 +531,9 @@ class ClientWindow(ctk.CTk):
     def older_event(self) -> None:
         active = self.state_.active_conversation()
         if (self.client is not None and self.client.ready and active is not None
-                and active.kind == "room" and active.more):
-            active.more = False  # until the answer says there is more
-            self.client.history(active.name, before=active.oldest_id, limit=50,
+                and active.kind == "room" and active.more and not active.loading):
+            active.loading = True  # until the answer
+            self.client.history(active.name, before=active.oldest_id, limit=OLDER_PAGE,
                                 ref=OLDER_REF)
 
     # ------------------------------------------------------------ files

@@ -144,7 +144,7 @@ class LineView(ctk.CTkTextbox):
         # twice the bound then, and back to the bound once it follows the end again.
         keep = self.max_lines if follow else 2 * self.max_lines
         lines = int(text.index("end-1c").split(".")[0])
-        if lines > keep:
+        if keep and lines > keep:  # max_lines 0: the owner bounds it
             text.delete("1.0", f"{lines - keep + 1}.0")
         text.configure(state="disabled")
         if follow:

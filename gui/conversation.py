@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 import tkinter
 import webbrowser
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import customtkinter as ctk
 
-from chat.chatstate import MAX_LINES, Conversation, Line
+from chat.chatstate import Conversation, Line
 from chat.commands import is_secret
 from chat.transfers import describe
 from gui.common import NICK_COLORS, LineView, clock_text, day_text, nick_color_index
@@ -23,6 +24,8 @@ from gui.common import NICK_COLORS, LineView, clock_text, day_text, nick_color_i
 CONTINUATION = " " * 9  # indents the later lines of a multi-line message under its text
 URL = re.compile(r"https?://[^\s<>\"']+")
 TRAILING = ".,;:!?)]}"  # punctuation after an address is not part of it
+VIEW_LINES = 1000  # conversation lines rendered at once (Tk slows past a few thousand)
+PAGE = 200  # lines rendered above or below the window when the reader reaches its edge
 
 Runs = list[tuple[str, tuple[str, ...]]]
 
@@ -48,19 +51,30 @@ class ConversationPanel(ctk.CTkFrame):
         self.header = ctk.CTkLabel(head, text="", font=ctk.CTkFont(size=16, weight="bold"))
         self.header.grid(row=0, column=0, sticky="w")
         self.older_button = ctk.CTkButton(head, text="Load older messages", width=150,
-                                          command=older)
+                                          command=self.older_event)
         self.older_button.grid(row=0, column=1)
-        self.view = LineView(self, max_lines=MAX_LINES, font=ctk.CTkFont(size=13))
+        self.view = LineView(self, max_lines=0, font=ctk.CTkFont(size=13))
         self.view.grid(row=1, column=0, padx=5, pady=5, sticky="nsew")
+        # The view renders lines lo..hi (places in the conversation, see
+        # Conversation.base) of the conversation `_key`: text lines per line in
+        # `_heights`, whether each starts with a day separator in `_seps`, and
+        # whether "the beginning of #room" is shown above them.
+        self._key: str | None = None
+        self._conv: Conversation | None = None
+        self._lo = self._hi = 0
+        self._heights: deque[int] = deque()
+        self._seps: deque[bool] = deque()
+        self._begin = False
+        self._edge_pending = False
+        scrollbar_set = self.view._textbox.cget("yscrollcommand")
+        self.view._textbox.configure(yscrollcommand=lambda *a: self._view_moved(
+            scrollbar_set, *a))
         # Shown over the view's bottom while the reader is scrolled up and new lines
         # arrived below: one click goes down to them.
         self.jump_button = ctk.CTkButton(self, text="", height=26, corner_radius=13,
                                          command=self.jump_event)
         self._unseen_below = 0
         self._jump_shown = 0  # the count the button shows
-        for widget in (self.view, self.view._textbox):
-            widget.bind("<Button-4>", self._scrolled, add=True)
-            widget.bind("<MouseWheel>", self._scrolled, add=True)
         text = self.view._textbox
         text.tag_bind("link", "<Button-1>", self.link_event)
         text.tag_bind("link", "<Enter>", lambda _e: text.configure(cursor="hand2"))
@@ -107,6 +121,9 @@ class ConversationPanel(ctk.CTkFrame):
             view.tag_config(f"nick{i}", foreground=colors[dark])
         view.tag_config("time", foreground="#909497")
         view.tag_config("day", foreground="#909497", justify="center")
+        view.tag_config("begin", foreground="#909497", justify="center")
+        view.tag_config("unread", foreground="#c0392b" if not dark else "#f1948a",
+                        justify="center")
         view.tag_config("link", foreground="#2471a3" if not dark else "#7fb3d5",
                         underline=True)
         # help and /list lines: "what<TAB>meaning", the second column at one tab stop
@@ -122,27 +139,264 @@ class ConversationPanel(ctk.CTkFrame):
 
     # ------------------------------------------------------------ showing
 
-    def show(self, conv: Conversation, appended: list[Line] | None, redraw: bool) -> None:
-        """``conv`` is open: redraw it, or add the lines it gained this tick."""
-        if redraw:
-            shown, self._day = runs(conv.lines, None)
-            self.view.replace(shown)
-            self._unseen_below = 0
-            self._note_files(conv.lines)
-        elif appended:
-            shown, self._day = runs(appended, self._day)
-            self.view.append(shown)
-            self._note_files(appended)
-            if not self.view.at_bottom():
-                self._unseen_below += sum(ln.kind in ("message", "action") for ln in appended)
-        if self._unseen_below and self.view.at_bottom():
+    def show(self, conv: Conversation, appended: list[Line] | None, redraw: bool,
+             prepended: int = 0) -> None:
+        """``conv`` is open: render it from scratch, or follow what it gained this
+        tick (lines at the end, an older page in front)."""
+        self._conv = conv
+        if redraw or self._key != conv.key or self._lo < conv.base:
+            self._render_end(conv)
+        else:
+            if prepended and self._lo == conv.base + prepended:
+                self._grow_up(conv)  # the reader is at the top: the page goes above
+            elif prepended and self._begin:
+                self._set_begin(conv)
+            if appended:
+                self._follow(conv, appended)
+        if self._unseen_below and self.view.at_bottom() and \
+                self._hi == conv.base + len(conv.lines):
             self._unseen_below = 0  # the reader scrolled down by itself
         self._show_jump()
         if self.header.cget("text") != conv.label:
             self.header.configure(text=conv.label)
-        older = "normal" if conv.more else "disabled"
+        older = "normal" if (conv.more or self._lo > conv.base) else "disabled"
         if self.older_button.cget("state") != older:
             self.older_button.configure(state=older)
+
+    # The rendered window: its lines' runs inserted and deleted by whole lines.
+
+    def _runs(self, conv: Conversation, lines: Iterable[Line], day: str | None
+              ) -> tuple[Runs, list[int], list[bool], str | None]:
+        out: Runs = []
+        heights, seps = [], []
+        for line in lines:
+            block, new_day = runs((line,), day)
+            if line is conv.divider:
+                block.insert(0, ("──────  new since you left  ──────\n", ("unread",)))
+            out += block
+            heights.append(sum(chunk.count("\n") for chunk, _tags in block))
+            seps.append(new_day != day)
+            day = new_day
+        return out, heights, seps, day
+
+    def _insert(self, index: str, shown: Runs) -> None:
+        text = self.view._textbox
+        text.mark_set("lanchat-at", index)
+        text.mark_gravity("lanchat-at", "right")
+        for chunk, tags in shown:
+            text.insert("lanchat-at", chunk, tags)
+
+    def _render_end(self, conv: Conversation) -> None:
+        """The newest lines (or from the "new since you left" divider on)."""
+        start = max(0, len(conv.lines) - VIEW_LINES)
+        if conv.divider is not None:
+            where = next((i for i, ln in enumerate(conv.lines) if ln is conv.divider), None)
+            if where is not None:
+                start = max(0, min(start, where - PAGE))
+        self._render_from(conv, start)
+
+    def _render_from(self, conv: Conversation, start: int) -> None:
+        self._key = conv.key
+        lines = list(conv.lines)[start:start + VIEW_LINES]
+        self._lo, self._hi = conv.base + start, conv.base + start + len(lines)
+        shown, heights, seps, self._day = self._runs(conv, lines, None)
+        text = self.view._textbox
+        text.configure(state="normal")
+        text.delete("1.0", "end")
+        self._insert("1.0", shown)
+        self._heights, self._seps, self._begin = deque(heights), deque(seps), False
+        self._set_begin(conv, edit=False)
+        text.configure(state="disabled")
+        self._unseen_below = max(0, sum(ln.kind in ("message", "action")
+                                        for ln in list(conv.lines)[start + len(lines):]))
+        self._note_files(lines)
+        if conv.divider is not None and text.tag_ranges("unread"):
+            text.see("end")
+            text.yview(text.tag_ranges("unread")[0])
+        else:
+            text.see("end")
+
+    def _set_begin(self, conv: Conversation, edit: bool = True) -> None:
+        """ "The beginning of #room" above the first line, when it is the room's first."""
+        want = conv.kind == "room" and self._lo == conv.base and not conv.more
+        if want == self._begin:
+            return
+        text = self.view._textbox
+        top = text.index("@0,0")
+        if edit:
+            text.configure(state="normal")
+        if want:
+            self._insert("1.0", [(f"──────  the beginning of #{conv.name}  ──────\n",
+                                  ("begin",))])
+        else:
+            text.delete("1.0", "2.0")
+        if edit:
+            text.configure(state="disabled")
+        self._begin = want
+        self._keep_top(top, 1 if want else -1)
+
+    def _keep_top(self, top: str, moved: int) -> None:
+        """Keep the line the reader looks at on top after ``moved`` text lines were
+        put above it (or taken, when negative)."""
+        line, column = top.split(".")
+        if moved:
+            self.view._textbox.yview(f"{max(1, int(line) + moved)}.{column}")
+
+    def _grow_up(self, conv: Conversation) -> None:
+        """Render up to PAGE lines above the window (from memory), dropping as many
+        from the far end: what the reader looks at stays where it is."""
+        first = self._lo - conv.base
+        if first <= 0:
+            self._set_begin(conv)
+            return
+        lines = list(conv.lines)[max(0, first - PAGE):first]
+        shown, heights, seps, day = self._runs(conv, lines, None)
+        text = self.view._textbox
+        top = text.index("@0,0")
+        header = self._begin + (self._seps[0] if self._seps else 0)
+        if int(top.split(".")[0]) <= header:  # on a separator: keep the line under it
+            top = f"{header + 1}.0"
+        text.configure(state="normal")
+        moved = 0
+        if self._begin:
+            text.delete("1.0", "2.0")
+            self._begin, moved = False, -1
+        # the first line already shown keeps its day separator only if the day changed
+        old_first = self._conv_line(conv, self._lo)
+        if old_first is not None:
+            same = day == day_text(old_first.ts)
+            if same and self._seps[0]:
+                text.delete("1.0", "2.0")
+                self._heights[0] -= 1
+                self._seps[0], moved = False, moved - 1
+            elif not same and not self._seps[0]:
+                sep = f"──────  {day_text(old_first.ts)}  ──────\n"
+                self._insert("1.0", [(sep, ("day",))])
+                self._heights[0] += 1
+                self._seps[0], moved = True, moved + 1
+        self._insert("1.0", shown)
+        moved += sum(heights)
+        self._heights.extendleft(reversed(heights))
+        self._seps.extendleft(reversed(seps))
+        self._lo -= len(lines)
+        self._trim_end(len(self._heights) - VIEW_LINES)
+        last = self._conv_line(conv, self._hi - 1)
+        self._day = day_text(last.ts) if last is not None else None
+        text.configure(state="disabled")
+        self._keep_top(top, moved)
+        self._set_begin(conv)
+        self._note_files(lines)
+
+    def _grow_down(self, conv: Conversation) -> None:
+        """Render up to PAGE lines below the window, dropping as many above it."""
+        last = self._hi - conv.base
+        lines = list(conv.lines)[last:last + PAGE]
+        if not lines:
+            return
+        before = self._conv_line(conv, self._hi - 1)
+        shown, heights, seps, self._day = self._runs(
+            conv, lines, day_text(before.ts) if before is not None else None)
+        text = self.view._textbox
+        top = text.index("@0,0")
+        text.configure(state="normal")
+        self._insert("end-1c", shown)
+        self._heights.extend(heights)
+        self._seps.extend(seps)
+        self._hi += len(lines)
+        moved = self._trim_start(len(self._heights) - VIEW_LINES)
+        text.configure(state="disabled")
+        self._keep_top(top, -moved)
+        self._note_files(lines)
+        if self._hi == conv.base + len(conv.lines):
+            self._unseen_below = 0
+
+    def _follow(self, conv: Conversation, appended: list[Line]) -> None:
+        """Lines added at the conversation's end: rendered if the window reaches the
+        end (bounded: the top goes while the reader follows, and nothing more is
+        rendered past twice the bound while it reads above); else counted."""
+        end = conv.base + len(conv.lines)
+        messages = sum(ln.kind in ("message", "action") for ln in appended)
+        follow = self.view.at_bottom()
+        if self._hi != end - len(appended) or (not follow and
+                                               len(self._heights) >= 2 * VIEW_LINES):
+            self._unseen_below += messages
+            return
+        shown, heights, seps, self._day = self._runs(conv, appended, self._day)
+        text = self.view._textbox
+        top = text.index("@0,0")
+        text.configure(state="normal")
+        self._insert("end-1c", shown)
+        self._heights.extend(heights)
+        self._seps.extend(seps)
+        self._hi = end
+        moved = self._trim_start(len(self._heights) - VIEW_LINES) if follow else 0
+        text.configure(state="disabled")
+        self._note_files(appended)
+        if follow:
+            text.see("end")
+        else:
+            self._keep_top(top, -moved)
+            self._unseen_below += messages
+
+    def _trim_start(self, count: int) -> int:
+        """Take ``count`` lines off the top; the text lines taken."""
+        if count <= 0:
+            return 0
+        drop = sum(self._heights.popleft() for _ in range(count))
+        for _ in range(count):
+            self._seps.popleft()
+        drop += self._begin
+        self._begin = False
+        self._lo += count
+        self.view._textbox.delete("1.0", f"{drop + 1}.0")
+        return drop
+
+    def _trim_end(self, count: int) -> None:
+        if count <= 0:
+            return
+        drop = sum(self._heights.pop() for _ in range(count))
+        for _ in range(count):
+            self._seps.pop()
+        self._hi -= count
+        self.view._textbox.delete(f"end-1c -{drop} lines", "end-1c")
+
+    @staticmethod
+    def _conv_line(conv: Conversation, place: int) -> Line | None:
+        i = place - conv.base
+        return conv.lines[i] if 0 <= i < len(conv.lines) else None
+
+    def _view_moved(self, scrollbar_set: Any, first: str, last: str) -> None:
+        """Every move of the view (wheel, keys, scrollbar, Ctrl+Home): at an edge of
+        the window, the next page is rendered (or asked of the server)."""
+        if scrollbar_set:
+            self.view._textbox.tk.call(scrollbar_set, first, last)
+        if not self._edge_pending and (float(first) <= 0.0 or float(last) >= 1.0):
+            self._edge_pending = True
+            self.after_idle(self._at_edge)
+
+    def _at_edge(self) -> None:
+        self._edge_pending = False
+        conv = self._conv
+        if conv is None or self._key != conv.key:
+            return
+        first, last = self.view._textbox.yview()
+        if first <= 0.0:
+            if self._lo > conv.base:
+                self._grow_up(conv)
+            elif conv.more and not conv.loading:
+                self._older()
+        if last >= 1.0 and self._hi < conv.base + len(conv.lines):
+            self._grow_down(conv)
+        self._show_jump()
+
+    def older_event(self) -> None:
+        """The button: the page above, from memory or from the server."""
+        conv = self._conv
+        if conv is not None and self._lo > conv.base:
+            self._grow_up(conv)
+            self.view._textbox.yview("1.0")
+        else:
+            self._older()
 
     def on_files(self, attach: Callable[[], None],
                  open_file: Callable[[dict[str, Any]], None]) -> None:
@@ -204,6 +458,13 @@ class ConversationPanel(ctk.CTkFrame):
         whether it is shown."""
         text = self.view._textbox
         where = text.tag_ranges(f"id{msg_id}")
+        conv = self._conv
+        if not where and conv is not None:  # held but not rendered: render around it
+            place = next((i for i, ln in enumerate(conv.lines) if ln.id == msg_id), None)
+            if place is not None:
+                self._render_from(conv, max(0, place - PAGE))
+                self._show_jump()
+                where = text.tag_ranges(f"id{msg_id}")
         if not where:
             return False
         text.tag_remove("found", "1.0", "end")
@@ -233,6 +494,10 @@ class ConversationPanel(ctk.CTkFrame):
 
     def jump_event(self) -> None:
         """Down to the newest lines."""
+        conv = self._conv
+        if conv is not None and self._hi < conv.base + len(conv.lines):
+            conv.divider = None
+            self._render_end(conv)
         self.view._textbox.see("end")
         self._unseen_below = 0
         self._show_jump()
@@ -277,10 +542,6 @@ class ConversationPanel(ctk.CTkFrame):
     def _key(self, event: Any) -> None:
         if event.keysym not in ("Return", "Up", "Down"):
             self._typed()
-
-    def _scrolled(self, _event: Any) -> None:
-        if self.view._textbox.yview()[0] <= 0.0:
-            self._older()
 
 
 def linked(text: str, tags: tuple[str, ...]) -> Runs:

@@ -28,12 +28,49 @@ def test_history_is_held_until_history_end_then_merged_without_duplicates():
     assert texts(st) == ["m3", "m4"] and st.conversations["#general"].more
     st.apply(msg(4))  # a duplicate (e.g. after a resume) is not shown twice
     st.apply(msg(5))
+    st.take_changes()
     for i in (1, 2, 3):
         st.apply(msg(i, history=True))
     st.apply({"type": "history_end", "room": "general", "ref": OLDER_REF})
     assert texts(st) == ["m1", "m2", "m3", "m4", "m5"]
     assert not st.conversations["#general"].more
-    assert "#general" in st.take_changes()[1]  # older pages redraw the view
+    appended, redraw, prepended = st.take_changes()
+    assert prepended == {"#general": 2} and "#general" not in redraw  # put in front
+    assert st.conversations["#general"].base == -2
+
+
+def test_an_older_page_is_kept_whole_and_live_lines_push_the_oldest_out():
+    st = state_with()
+    for i in range(1, 301):
+        st.apply(msg(i, history=True))
+    st.apply({"type": "history_end", "room": "general", "more": True})
+    conv = st.conversations["#general"]
+    pages = MAX_LINES // 300 + 2
+    for page in range(pages):  # past MAX_LINES: the past asked for stays
+        for i in range(-300 * (page + 1) + 1, -300 * page + 1):
+            st.apply(msg(i, history=True))
+        st.apply({"type": "history_end", "room": "general", "ref": OLDER_REF, "more": True})
+    held = len(conv.lines)
+    assert held > MAX_LINES and conv.base == -300 * pages
+    oldest = conv.lines[0].text
+    st.apply(msg(301))  # a live line: the oldest goes, one for one
+    assert conv.lines[-1].text == "m301" and len(conv.lines) == held
+    assert conv.lines[0].text != oldest and conv.base == -300 * pages + 1
+
+
+def test_opening_a_conversation_marks_where_its_unread_messages_start():
+    st = state_with()
+    st.apply(msg(1))
+    st.conversation("other")
+    st.activate("#other")
+    for i in (2, 3, 4):
+        st.apply(msg(i))
+    st.activate("#general")
+    conv = st.conversations["#general"]
+    assert conv.divider is not None and conv.divider.text == "m2"
+    st.activate("#other")
+    st.activate("#general")  # nothing unread: no divider
+    assert conv.divider is None
 
 
 def test_unread_mentions_and_unseen():

@@ -269,6 +269,48 @@ def test_older_history_on_demand(open_window, tmp_path):
     alice.wait("win.older_button.cget('state')", lambda s: s == "disabled")
 
 
+def test_scrolling_up_reaches_the_first_of_5000_messages_and_keeps_the_readers_line(
+        open_window, tmp_path):
+    _server, port = server_window(open_window, tmp_path, "--rate", "0")
+    bob = connect(port, "bob")
+    bob.send_raw(b"".join(b'{"type":"send","room":"general","text":"m%d"}\n' % i
+                          for i in range(5000)))
+    bob.barrier()
+    alice = client_window(open_window, port, "alice")
+    alice.wait("win.view.text()", lambda t: "bob: m4999\n" in t)
+    top = "win.view._textbox.get('@0,0 linestart', '@0,0 lineend')"
+    first = "win.view._textbox.get('1.0', '3.0')"  # the day and the first line
+    pages = 0
+    for _ in range(100):  # 5,000 messages: 25 pages of 200 asked of the server
+        if "the beginning of #general" in alice.eval(first):
+            break
+        above = alice.eval(first)
+        reading = next(line for line in above.splitlines() if "bob: m" in line)
+        alice.exec("win.view._textbox.yview_moveto(0)")  # dragged to the top
+        # the page comes (from the server or from what the window holds) and goes
+        # above: the line the reader looks at stays the first one visible
+        alice.wait(first, lambda f, above=above: f != above)
+        assert alice.eval(top) == reading
+        pages += 1
+    text = alice.eval("win.view.text()")
+    assert "the beginning of #general" in text and "bob: m0\n" in text
+    assert text.index("bob: m0\n") < text.index("bob: m1\n")
+    assert pages >= 20
+    assert alice.eval("win.view.line_count()") <= 1100  # a bounded number rendered
+    assert "bob: m4999" not in text  # the far end went...
+    assert alice.eval("win.older_button.cget('state')") == "disabled"
+    for _ in range(100):  # ...and comes back when scrolled to (its newest line last)
+        if alice.eval("win.view.text()").endswith("You joined general.\n"):
+            break
+        last = alice.eval("win.view._textbox.get('end-2l', 'end-1c')")
+        alice.exec("win.view._textbox.yview_moveto(1)")
+        alice.wait("win.view._textbox.get('end-2l', 'end-1c')", lambda t, s=last: t != s)
+    text = alice.eval("win.view.text()")
+    assert "bob: m4999\n" in text and "the beginning" not in text
+    bob.send(type="send", room="general", text="live again")
+    alice.wait("win.view.text()", lambda t: t.endswith("bob: live again\n"))
+
+
 def test_appearance_is_switchable_and_remembered(open_window, tmp_path):
     server, port = server_window(open_window, tmp_path)
     alice = client_window(open_window, port, "alice")
