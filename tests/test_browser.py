@@ -178,6 +178,67 @@ def test_older_history_loads_on_request(fast_server, browsers):
     page.until(lambda: not page.find("#older-button").is_displayed(), what="no more")
 
 
+TO_TOP = """
+const box = document.getElementById('log');
+box.scrollTop = 0;
+const top = box.getBoundingClientRect().top;
+for (const li of box.querySelectorAll('li[data-id]')) {
+  const r = li.getBoundingClientRect();
+  if (r.bottom > top + 1) return [li.dataset.id, Math.round(r.top - top)];
+}
+return null;"""
+OFFSET = """
+const box = document.getElementById('log');
+const li = box.querySelector(`li[data-id="${arguments[0]}"]`);
+return li && Math.round(li.getBoundingClientRect().top - box.getBoundingClientRect().top);"""
+TEXTS = "return [...document.querySelectorAll('#log li.msg .text')].map(e => e.textContent)"
+FIRST_DRAWN = "const li = document.querySelector('#log li[data-id]'); return li && li.dataset.id;"
+
+
+@pytest.mark.parametrize("size", [(390, 844), (1366, 768)], ids=["phone", "laptop"])
+def test_scrolling_up_reaches_the_first_of_2000_messages_and_keeps_the_readers_place(
+        fast_server, browsers, size):
+    talker = connect(fast_server.port, "talker")
+    talker.send_raw(b"".join(b'{"type":"send","room":"general","text":"m%d"}\n' % i
+                             for i in range(2000)))
+    talker.barrier()
+    page = browsers(width=size[0], height=size[1], mobile=size[0] < 500)
+    page.join(url(fast_server), "reader")
+    page.wait_text("m1999")
+    d = page.driver
+    pill = lambda: page.find("#jump-button").is_displayed()  # noqa: E731
+    texts = lambda: d.execute_script(TEXTS)  # noqa: E731 (500 rows: one call)
+    for _ in range(200):  # 2,000 messages: 10 pages of 200 from the server, bounded
+        if page.all("#log li.begin"):
+            break
+        drawn = d.execute_script(FIRST_DRAWN)
+        reading = d.execute_script(TO_TOP)  # scrolled to the top: what is seen there
+        page.until(lambda drawn=drawn: d.execute_script(FIRST_DRAWN) != drawn,
+                   what="an older page drawn above")
+        now = d.execute_script(OFFSET, reading[0])
+        assert now is not None and abs(now - reading[1]) <= 2  # not moved
+        assert not pill()  # older messages are not new ones
+    assert page.find("#log li.begin").text == "This is the beginning of #general."
+    assert texts()[:2] == ["m0", "m1"]
+    assert len(page.all("#log li[data-id]")) <= 500  # a bounded number drawn
+    assert "m1999" not in texts()  # the far end went...
+    assert not page.find("#older-button").is_displayed()
+    last_row = "return document.querySelector('#log li:last-child').textContent"
+    for _ in range(200):  # ...and comes back when scrolled to, down to the newest line
+        if d.execute_script(last_row).endswith("reader joined"):
+            break
+        last = texts()[-1]
+        d.execute_script("const b = document.getElementById('log'); b.scrollTop = b.scrollHeight;")
+        page.until(lambda last=last: texts()[-1] != last or
+                   d.execute_script(last_row).endswith("reader joined"),
+                   what="a newer page drawn below")
+    assert texts()[-1] == "m1999" and not pill()
+    talker.send(type="send", room="general", text="a new one")
+    page.wait_text("a new one")
+    assert texts()[-1] == "a new one" and not pill()
+    assert page.console_errors() == []
+
+
 def test_a_phone_sized_viewport_is_usable(server, browsers):
     phone = browsers(width=360, height=740, mobile=True)
     phone.join(url(server), "phoneuser")

@@ -141,10 +141,11 @@ chat.addEventListener("outbox", ({ detail }) => {
 
 function open(conv) {
   active = conv;
+  const divider = conv.unread ? firstUnread(conv) : null;
   conv.unread = 0;
   conv.mentions = 0;
   $("title").textContent = conv.kind === ROOM ? `#${conv.name}` : conv.name;
-  log.show(conv);
+  log.show(conv, false, null, divider);
   drawOlder();
   drawLists();
   drawUsers();
@@ -154,8 +155,18 @@ function open(conv) {
   $("scrim").hidden = true;
 }
 
+// The oldest of the messages from others that came since the conversation was open.
+function firstUnread(conv) {
+  let left = conv.unread;
+  for (let i = conv.messages.length - 1; i >= 0; i--) {
+    const m = conv.messages[i];
+    if (m.from !== undefined && m.from !== chat.nick && --left === 0) return m;
+  }
+  return null;
+}
+
 function drawOlder() {
-  $("older-button").hidden = !(active && active.kind === ROOM && active.more);
+  $("older-button").hidden = !(active && active.kind === ROOM && (active.more || log.first !== active.messages[0]));
 }
 
 function drawLists() {
@@ -208,10 +219,7 @@ function notify(conv, frame) {
 chat.addEventListener("message", ({ detail }) => {
   const { conv, frame, mine, mention } = detail;
   const seen = conv === active && !document.hidden;
-  if (conv === active) {
-    const atBottom = log.added(frame);
-    if (!atBottom && !mine) $("jump-button").hidden = false;
-  }
+  if (conv === active && log.added(frame) && !mine) $("jump-button").hidden = false;
   if (!seen && !mine && !frame.history) {
     conv.unread += 1;
     if (mention || conv.kind === DM) conv.mentions += 1;
@@ -223,10 +231,12 @@ chat.addEventListener("message", ({ detail }) => {
 });
 
 chat.addEventListener("line", ({ detail }) => {
-  if (detail.conv === active) log.added(detail.entry);
+  if (detail.conv === active && log.added(detail.entry)) $("jump-button").hidden = false;
 });
 chat.addEventListener("history", ({ detail }) => {
-  if (detail.conv === active) drawOlder();
+  if (detail.conv !== active) return;
+  if (detail.older) log.older();
+  drawOlder();
 });
 chat.addEventListener("conversations", drawLists);
 chat.addEventListener("open", ({ detail }) => open(detail.conv));
@@ -257,9 +267,20 @@ chat.addEventListener("rooms", ({ detail }) => {
   if (!$("rooms-dialog").open) $("rooms-dialog").showModal();
 });
 
-$("older-button").addEventListener("click", () => active && chat.older(active));
-$("jump-button").addEventListener("click", () => { log.scrollDown(); $("jump-button").hidden = true; });
-$("log").addEventListener("scroll", () => { if (log.stuck()) $("jump-button").hidden = true; });
+$("older-button").addEventListener("click", () => {
+  if (!active) return;
+  if (log.growUp()) log.list.scrollTop = 0;
+  else {
+    log.asked = true;
+    chat.older(active);
+  }
+});
+log.onEdge = (conv) => chat.older(conv);
+$("jump-button").addEventListener("click", () => { log.jump(); $("jump-button").hidden = true; });
+$("log").addEventListener("scroll", () => { // after the log drew what the edge brought
+  if (log.stuck() && log.atEnd()) $("jump-button").hidden = true;
+  drawOlder();
+});
 document.addEventListener("visibilitychange", () => {
   if (!document.hidden && active) { active.unread = 0; active.mentions = 0; drawLists(); updateTitle(); }
 });

@@ -10,7 +10,8 @@ import { hashBlob, Sha256 } from "./sha256.js";
 
 export const ROOM = "room";
 export const DM = "dm";
-const KEEP = 2000; // messages kept per conversation (older ones are asked for again)
+const OLDER_PAGE = 200; // messages asked for when the reader reaches the oldest held
+const KEEP = 20000; // messages held per conversation (older ones are asked for again)
 const BACKOFF = [1, 2, 4, 8, 15]; // seconds between reconnection attempts
 const REVEAL_PAGES = 5; // pages of 200 loaded to reach a found message, at most
 const UPLOAD_AHEAD = 1 << 20; // bytes queued on the socket while sending a file
@@ -87,7 +88,8 @@ class Conversation {
       }
       this.messages.push(msg);
     }
-    if (this.messages.length > KEEP) {
+    // Live lines push the oldest out past KEEP; older pages, asked for, are kept whole.
+    if (this.messages.length > KEEP && this.messages.at(-1) === msg) {
       for (const gone of this.messages.splice(0, this.messages.length - KEEP)) {
         if (gone.id !== undefined) this.ids.delete(gone.id);
       }
@@ -280,12 +282,15 @@ export class Chat extends EventTarget {
   }
 
   older(conv) {
-    if (conv.kind !== ROOM || !this.online) return;
+    if (conv.kind !== ROOM || !this.online || conv.loading) return;
     const before = conv.oldestId;
-    const frame = { type: "history", room: conv.name, limit: 50 };
+    const frame = { type: "history", room: conv.name, limit: OLDER_PAGE };
     if (before !== null) frame.before = before;
     const ref = this.request(frame);
-    if (ref) this.olderAsked.set(ref, conv.key);
+    if (ref) {
+      this.olderAsked.set(ref, conv.key);
+      conv.loading = true;
+    }
   }
 
   search(query) {
@@ -509,6 +514,8 @@ export class Chat extends EventTarget {
     this.online = true;
     this.welcomed = true;
     this.attempt = 0;
+    this.olderAsked.clear(); // pages asked of the last connection never come
+    for (const conv of this.conversations.values()) conv.loading = false;
     if (Array.isArray(frame.nodes)) {
       // HOST:PORT only: the page navigates there, so nothing else is taken
       this.nodes = frame.nodes.filter((n) => typeof n === "string" &&
@@ -559,6 +566,7 @@ export class Chat extends EventTarget {
       return;
     }
     const asked = frame.ref !== undefined && this.olderAsked.delete(frame.ref);
+    if (asked) conv.loading = false;
     if (asked || conv.oldestId === null || !conv.historyDone) conv.more = Boolean(frame.more);
     conv.historyDone = true;
     if (conv.replaying) {

@@ -7,7 +7,9 @@ import { sizeText } from "./chat.js";
 const LINK = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
 const DAY = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long", year: "numeric" });
 const TIME = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-const SHOWN = 500; // log rows in the page at once; older ones come back with "load older"
+const SHOWN = 500; // messages drawn in the page at once (a window over those held)
+const PAGE = 100; // messages drawn above or below the window when the reader reaches its edge
+const EDGE = 300; // px from the top or the bottom that count as reaching it
 
 export function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -109,17 +111,26 @@ function row(entry, me, mentions, chat) {
   return li;
 }
 
-// The log of one conversation: day separators, then rows; re-drawn on switch or on
-// older history, appended to for live messages.
+// The log of one conversation: a window of at most SHOWN of the messages held,
+// with day separators. Reaching its top draws the page above (from memory, else
+// the server's next older page, see Chat.older) without moving what the reader
+// looks at; the far end goes, and is drawn again when scrolled to.
 export class LogView {
   constructor(list, chat) {
     this.list = list;
     this.chat = chat;
     this.conv = null;
-    this.lastDay = null;
+    this.first = null; // the oldest entry drawn
+    this.last = null; // the newest entry drawn
+    this.rows = new Map(); // entry -> its row
+    this.begin = null; // the "beginning of #room" row, when shown
+    this.divider = null; // the entry "new since you left" goes above
     this.redraw = false; // a redraw is scheduled for the history just inserted
     this.target = null; // a found message to keep in view and marked
     this.targetTimer = null;
+    this.onEdge = () => {}; // the top reached with nothing above in memory
+    this.asked = false; // "Load older" pressed: the page it brings is drawn above
+    list.addEventListener("scroll", () => this.scrolled());
   }
 
   stuck() {
@@ -127,26 +138,38 @@ export class LogView {
     return box.scrollHeight - box.scrollTop - box.clientHeight < 40;
   }
 
+  // Whether the newest entry held is drawn.
+  atEnd() {
+    return this.conv !== null && this.last === (this.conv.messages.at(-1) ?? null);
+  }
+
   scrollDown() {
     this.list.scrollTop = this.list.scrollHeight;
   }
 
-  // ``around``: a message id to show with what surrounds it, however far back.
-  show(conv, keepPosition = false, around = null) {
+  // The newest entries (from ``divider`` on, if given); ``around``: a message id to
+  // show with what surrounds it, however far back.
+  show(conv, keepPosition = false, around = null, divider = null) {
     const box = this.list;
     const fromBottom = box.scrollHeight - box.scrollTop;
+    if (conv !== this.conv) this.divider = divider;
     this.conv = conv;
-    this.lastDay = null;
-    const rows = [];
-    let shown = conv.messages.slice(-SHOWN);
-    const at = around === null ? -1 : conv.messages.findIndex((m) => m.id === around);
-    if (at >= 0 && at < conv.messages.length - SHOWN) {
-      const start = Math.max(0, at - SHOWN / 2);
-      shown = conv.messages.slice(start, start + SHOWN);
-    }
-    for (const entry of shown) rows.push(...this.rowsFor(entry));
-    box.replaceChildren(...rows);
+    const list = conv.messages;
+    let start = Math.max(0, list.length - SHOWN);
+    const at = around === null ? -1 : list.findIndex((m) => m.id === around);
+    const mark = this.divider === null ? -1 : list.indexOf(this.divider);
+    if (at >= 0 && at < start) start = Math.max(0, at - SHOWN / 2);
+    else if (mark >= 0 && mark < start + 20) start = Math.max(0, mark - 20);
+    const shown = list.slice(start, start + SHOWN);
+    this.rows = new Map();
+    box.replaceChildren(...this.rowsFor(shown, null));
+    this.first = shown[0] ?? null;
+    this.last = shown.at(-1) ?? null;
+    this.begin = null;
+    this.beginning();
+    const unread = this.divider && box.querySelector("li.unread");
     if (keepPosition) box.scrollTop = box.scrollHeight - fromBottom;
+    else if (unread) unread.scrollIntoView({ block: "start" });
     else this.scrollDown();
     const target = this.target !== null && box.querySelector(`li[data-id="${this.target}"]`);
     if (target) {
@@ -167,25 +190,138 @@ export class LogView {
     }, 4000);
   }
 
-  rowsFor(entry) {
+  // Rows for entries in order: a day separator where the day changes after ``day``.
+  rowsFor(entries, day) {
     const rows = [];
-    const ts = entry.ts ?? Date.now();
-    const day = dayOf(ts);
-    if (day !== this.lastDay) {
-      rows.push(el("li", { class: "day", text: dayText(ts) }));
-      this.lastDay = day;
+    for (const entry of entries) {
+      const ts = entry.ts ?? Date.now();
+      if (dayOf(ts) !== day) {
+        day = dayOf(ts);
+        rows.push(el("li", { class: "day", text: dayText(ts), "data-day": day }));
+      }
+      if (entry === this.divider) rows.push(el("li", { class: "unread", text: "New since you left" }));
+      const li = row(entry, this.chat.nick, (t) => this.chat.mentions(t), this.chat);
+      this.rows.set(entry, li);
+      rows.push(li);
     }
-    rows.push(row(entry, this.chat.nick, (t) => this.chat.mentions(t), this.chat));
     return rows;
   }
 
-  // A new entry of the shown conversation: appended when it is the newest, else
-  // (history, by id) the log is drawn again in order. Returns whether the newest
-  // line is in view afterwards (else the page offers "New messages").
+  // "The beginning of #room" above the first message, when it is the room's first.
+  beginning() {
+    const conv = this.conv;
+    const want = conv.kind === "room" && !conv.more && this.first === (conv.messages[0] ?? null);
+    if (want && !this.begin) {
+      this.begin = el("li", { class: "day begin", text: `This is the beginning of #${conv.name}.` });
+      this.list.prepend(this.begin);
+    } else if (!want && this.begin) {
+      this.begin.remove();
+      this.begin = null;
+    }
+  }
+
+  // Keep ``anchor`` where the reader sees it while rows change around it.
+  keeping(anchor, change) {
+    const box = this.list;
+    const offset = anchor ? anchor.offsetTop - box.scrollTop : 0;
+    change();
+    if (anchor) box.scrollTop = anchor.offsetTop - offset;
+  }
+
+  // Draw up to PAGE held entries above the window; false when none are held there.
+  growUp() {
+    const list = this.conv.messages;
+    const at = list.indexOf(this.first);
+    if (at <= 0) {
+      this.beginning();
+      return false;
+    }
+    const entries = list.slice(Math.max(0, at - PAGE), at);
+    this.keeping(this.rows.get(this.first), () => {
+      if (this.begin) { this.begin.remove(); this.begin = null; }
+      const old = this.list.firstElementChild;
+      const rows = this.rowsFor(entries, null);
+      const lastDay = dayOf(entries.at(-1).ts ?? Date.now());
+      if (old && old.classList.contains("day") && old.dataset.day === lastDay) old.remove();
+      else if (old && !old.classList.contains("day")) {
+        const ts = this.first.ts ?? Date.now();
+        if (dayOf(ts) !== lastDay) rows.push(el("li", { class: "day", text: dayText(ts), "data-day": dayOf(ts) }));
+      }
+      this.list.prepend(...rows);
+      this.first = entries[0];
+      this.trimEnd(list);
+      this.beginning();
+    });
+    return true;
+  }
+
+  // Draw up to PAGE held entries below the window.
+  growDown() {
+    const list = this.conv.messages;
+    const at = list.indexOf(this.last);
+    const entries = list.slice(at + 1, at + 1 + PAGE);
+    if (!entries.length) return;
+    this.keeping(this.rows.get(this.last), () => {
+      this.list.append(...this.rowsFor(entries, dayOf(this.last.ts ?? Date.now())));
+      this.last = entries.at(-1);
+      this.trimStart(list, SHOWN);
+    });
+  }
+
+  // Take the newest drawn entries off until SHOWN are left (with their rows).
+  trimEnd(list) {
+    while (this.rows.size > SHOWN) {
+      const gone = this.last;
+      this.rows.get(gone).remove();
+      this.rows.delete(gone);
+      this.last = list[list.indexOf(gone) - 1];
+      const keep = this.rows.get(this.last);
+      while (keep && keep.nextElementSibling) keep.nextElementSibling.remove();
+    }
+  }
+
+  trimStart(list, keep) {
+    let removed = false;
+    while (this.rows.size > keep) {
+      const gone = this.first;
+      const li = this.rows.get(gone);
+      this.rows.delete(gone);
+      this.first = list[list.indexOf(gone) + 1];
+      const next = this.rows.get(this.first);
+      while (this.list.firstElementChild && this.list.firstElementChild !== next) this.list.firstElementChild.remove();
+      if (li) li.remove();
+      removed = true;
+    }
+    if (removed) {
+      this.begin = null;
+      const next = this.rows.get(this.first);
+      const ts = this.first.ts ?? Date.now();
+      if (next) next.before(el("li", { class: "day", text: dayText(ts), "data-day": dayOf(ts) }));
+    }
+  }
+
+  scrolled() {
+    if (!this.conv) return;
+    const box = this.list;
+    if (box.scrollTop < EDGE && !this.growUp() && this.conv.more) this.onEdge(this.conv);
+    if (box.scrollHeight - box.scrollTop - box.clientHeight < EDGE && !this.atEnd()) this.growDown();
+  }
+
+  // An older page arrived: drawn above when the reader is at the top (it asked).
+  older() {
+    if (this.list.scrollTop < EDGE || this.asked) {
+      if (this.growUp() && this.asked) this.list.scrollTop = 0;
+    } else this.beginning();
+    this.asked = false;
+  }
+
+  // A new entry of the shown conversation. Returns whether the reader should be
+  // offered "New messages": only for a new newest entry it does not see.
   added(entry) {
     const list = this.conv.messages;
-    const stuck = this.stuck();
-    if (list.at(-1) !== entry) { // history: one redraw for the whole page of it
+    if (list.at(-1) !== entry) {
+      // history: an older page is drawn by older(); else one redraw for a replay
+      if (this.conv.loading && list.indexOf(entry) < list.indexOf(this.first)) return false;
       if (!this.redraw) {
         this.redraw = true;
         requestAnimationFrame(() => {
@@ -193,12 +329,26 @@ export class LogView {
           if (this.conv) this.show(this.conv, !this.stuck(), this.target);
         });
       }
-      return stuck;
+      return false;
     }
-    this.list.append(...this.rowsFor(entry));
-    while (this.list.childElementCount > SHOWN * 1.2) this.list.firstElementChild.remove();
-    if (stuck) this.scrollDown();
-    return this.stuck();
+    const stuck = this.stuck();
+    if (this.last !== (list.at(-2) ?? null)) return true; // the window is not at the end
+    this.list.append(...this.rowsFor([entry], this.last ? dayOf(this.last.ts ?? Date.now()) : null));
+    this.last = entry;
+    if (this.first === null) this.first = entry;
+    if (stuck) {
+      this.trimStart(list, SHOWN);
+      this.scrollDown();
+    } else if (this.rows.size > 2 * SHOWN) {
+      this.keeping(this.rows.get(this.last), () => this.trimStart(list, 2 * SHOWN));
+    }
+    return !this.stuck();
+  }
+
+  // Down to the newest: drawn again when the window does not reach it.
+  jump() {
+    if (!this.atEnd()) this.show(this.conv);
+    this.scrollDown();
   }
 }
 
