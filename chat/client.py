@@ -30,6 +30,7 @@ RECV_SIZE = 256 * 1024
 READS_PER_POLL = 16  # bounds one poll's work so a GUI tick stays short
 CLIENT_NAME = "lanchat/1"
 CONNECT_TIMEOUT = 10.0  # seconds for the TCP connect and the TLS handshake together
+ANSWER_TIMEOUT = 15.0  # seconds from `hello` to the server's `welcome` (or error)
 MAX_ALTERNATES = 16  # other servers of the chat kept to fail over to
 
 Frame = dict[str, Any]
@@ -67,6 +68,7 @@ class ChatClient:
         self._pending_close: str | None = None  # a connect that failed at once
         self._lookup: Lookup | None = None  # the server's address, while it is found
         self._deadline = 0.0  # the connect and handshake must be done by then
+        self.stage_since = time.monotonic()  # when the present state began
 
     # ------------------------------------------------------------ connection
 
@@ -77,6 +79,7 @@ class ChatClient:
         self._pending_close = None
         self._lookup = Lookup(self.host)
         self.state = "resolving"
+        self.stage_since = time.monotonic()
         found = self._lookup.poll()
         if found is not None:
             self._open(found)
@@ -105,7 +108,8 @@ class ChatClient:
         self._events = selectors.EVENT_READ | selectors.EVENT_WRITE
         self._selector.register(sock, self._events)
         self.state = "connecting"
-        self._deadline = time.monotonic() + CONNECT_TIMEOUT
+        self.stage_since = time.monotonic()
+        self._deadline = self.stage_since + CONNECT_TIMEOUT
         self._pending_close = None
         if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
             self._pending_close = self._cannot_connect(err)
@@ -150,6 +154,14 @@ class ChatClient:
     def ready(self) -> bool:
         return self.state == "ready"
 
+    def stage(self) -> str:
+        """Where connecting is, in words ("" when not connecting)."""
+        where = f"{self.host}:{self.port}"
+        return {"resolving": f"Looking up {self.host}…",
+                "connecting": f"Connecting to {where}…",
+                "handshake": f"Securing the connection to {where}…",
+                "hello": f"Waiting for the server at {where}…"}.get(self.state, "")
+
     def _hello(self) -> None:
         hello: Frame = {"type": "hello", "nick": self.nick, "proto": 1,
                         "rooms": self.rooms, "client": self.client_name}
@@ -173,10 +185,17 @@ class ChatClient:
             self._open(found)
         if self._pending_close_event(events) or self._selector is None:
             return events
-        if self.state in ("connecting", "handshake") and time.monotonic() > self._deadline:
-            what = "TLS handshake" if self.state == "handshake" else "connection"
-            self._closed(events, f"The {what} to {self.host}:{self.port} took too long. "
-                                 "Check the address and your network.")
+        if self.state in ("connecting", "handshake", "hello") and \
+                time.monotonic() > self._deadline:
+            where = f"{self.host}:{self.port}"
+            if self.state == "hello":
+                why = (f"{where} accepted the connection but did not answer within "
+                       f"{ANSWER_TIMEOUT:.0f} s: it may be another program, or a server "
+                       "that is stuck.")
+            else:
+                what = "TLS handshake" if self.state == "handshake" else "connection"
+                why = f"The {what} to {where} took too long. Check the address and your network."
+            self._closed(events, why)
             return events
         if isinstance(self.sock, ssl.SSLSocket) and self.state != "handshake" and \
                 self.sock.pending():
@@ -232,6 +251,7 @@ class ChatClient:
         self._events = selectors.EVENT_READ | selectors.EVENT_WRITE
         self._selector.register(self.sock, self._events)
         self.state = "handshake"
+        self.stage_since = time.monotonic()
         return self._handshake(events)
 
     def _cannot_connect(self, err: int) -> str:
@@ -249,6 +269,8 @@ class ChatClient:
 
     def _registering(self, events: list[Frame]) -> None:
         self.state = "hello"
+        self.stage_since = time.monotonic()
+        self._deadline = self.stage_since + ANSWER_TIMEOUT
         events.append({"type": "local.connected"})
         self._hello()
 

@@ -56,8 +56,14 @@ class ConnectForm(ctk.CTkFrame):
         self.tls_box.grid(row=6, column=1, padx=(0, 30), pady=6, sticky="w")
         self.connect_button = ctk.CTkButton(box, text="Connect", command=connect_command)
         self.connect_button.grid(row=7, column=0, columnspan=2, pady=(14, 6))
+        # While connecting: where it is ("Waiting for the server at ...  4 s") and a
+        # way out.
+        self.stage_label = ctk.CTkLabel(box, text="", wraplength=380)
+        self.cancel_button = ctk.CTkButton(box, text="Cancel", width=100,
+                                           fg_color="transparent", border_width=1,
+                                           text_color=("gray10", "gray90"))
         self.error_label = ctk.CTkLabel(box, text="", text_color="#c0392b", wraplength=380)
-        self.error_label.grid(row=8, column=0, columnspan=2, padx=30, pady=(0, 8))
+        self.error_label.grid(row=10, column=0, columnspan=2, padx=30, pady=(0, 8))
         # Servers that announce themselves on this network (chat.discovery): a click
         # fills the form and connects when a nickname is there.
         self.found_title = ctk.CTkLabel(box, text="Servers on this network: looking…",
@@ -175,6 +181,16 @@ class ConnectForm(ctk.CTkFrame):
                                       text="Connecting…" if busy else "Connect")
         if busy:
             self.show_error("")
+            self.stage_label.grid(row=8, column=0, columnspan=2, padx=30, pady=(0, 4))
+            self.cancel_button.grid(row=9, column=0, columnspan=2, pady=(0, 8))
+        else:
+            self.show_stage("")
+            self.stage_label.grid_remove()
+            self.cancel_button.grid_remove()
+
+    def show_stage(self, text: str) -> None:
+        if self.stage_label.cget("text") != text:  # every tick: no Tk call unless new
+            self.stage_label.configure(text=text)
 
 
 class Sidebar(ctk.CTkFrame):

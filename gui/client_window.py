@@ -69,6 +69,9 @@ class ClientWindow(ctk.CTk):
         self.state_ = ChatState()
         self._typing_sent = 0.0
         self._attempt = 0
+        self._tried = 1  # addresses of the chat the first connect went through
+        self._retry_at: float | None = None  # an outage's next attempt, if one waits
+        self._lost = ""  # why the connection was lost (the outage's status line)
         self._reconnect_id: str | None = None
         self._quitting = False
         self._kicked: str | None = None  # the operator's reason: do not reconnect
@@ -79,6 +82,7 @@ class ClientWindow(ctk.CTk):
         self.grid_columnconfigure(0, weight=1)
         self.grid_rowconfigure(0, weight=1)
         self.form = ConnectForm(self, self.connect_event)
+        self.form.cancel_button.configure(command=self.cancel_connect_event)
         self.chat = ctk.CTkFrame(self, fg_color="transparent")
         self._build_chat(appearance)
         self.form.fill(host or self.settings.get("host", ""),
@@ -131,7 +135,8 @@ class ClientWindow(ctk.CTk):
         status = ctk.CTkFrame(self, fg_color="transparent")
         status.grid(row=1, column=0, padx=10, pady=(0, 6), sticky="ew")
         status.grid_columnconfigure(0, weight=1)
-        self.status_label = ctk.CTkLabel(status, text="", anchor="w")
+        self.status_label = ctk.CTkLabel(status, text="", anchor="w", justify="left",
+                                         wraplength=520)
         self.status_label.grid(row=0, column=0, sticky="ew")
         self.bell_switch = ctk.CTkSwitch(status, text="Bell on mentions", width=60,
                                          command=self.bell_event)
@@ -142,7 +147,7 @@ class ClientWindow(ctk.CTk):
                                                  command=self.appearance_event)
         self.appearance.set(appearance)
         self.appearance.grid(row=0, column=2, padx=6)
-        self.reconnect_button = ctk.CTkButton(status, text="Reconnect now", width=120,
+        self.reconnect_button = ctk.CTkButton(status, text="Try now", width=90,
                                               command=self.reconnect_now_event)
         self.reconnect_button.grid(row=0, column=3, padx=(0, 6))
         self.reconnect_button.grid_remove()  # shown during an outage only
@@ -191,16 +196,26 @@ class ClientWindow(ctk.CTk):
         self.state_.focused = self._has_focus()
         self.client.connect()
         self._attempt = 0
+        self._tried = 1
+        self._retry_at = None
         self.form.busy(True)
+
+    def cancel_connect_event(self) -> None:
+        """The form's Cancel: stop connecting, the form stays as it was filled."""
+        if self.client is not None and self.client.welcome is None:
+            self.client.close()
+            self.client = None
+        self.form.busy(False)
+        self.form.show_error("Not connected: cancelled.")
 
     def _reconnect(self) -> None:
         self._reconnect_id = None
         if self.client is not None:
             if self._attempt > 1:  # this server failed twice: the chat's next one
                 self.client.next_server()
-            self._set_status(f"Reconnecting to {self.client.host}:{self.client.port}…",
-                             error=True)
+            self._retry_at = None
             self.client.connect()
+            self._show_outage()
 
     def _cancel_reconnect(self) -> None:
         if self._reconnect_id is not None:
@@ -214,6 +229,14 @@ class ClientWindow(ctk.CTk):
         if self._quitting:
             self.destroy()
             return
+        if (client is not None and client.welcome is None and not fatal
+                and self._tried <= len(client.alternates)):
+            # The first connect goes through every address of the chat in turn.
+            self._tried += 1
+            client.next_server()
+            client.connect()
+            self.form.show_error(f"{error} Trying {client.host}:{client.port}…")
+            return
         if client is None or client.welcome is None or self._kicked is not None or fatal:
             self.client = None  # never got in, or was sent away: back to the form
             self.form.busy(False)
@@ -226,10 +249,23 @@ class ClientWindow(ctk.CTk):
                              "goes out once the connection is back.", "error")
             self.state_.offline()
         self._attempt += 1
-        self._set_status(f"Connection lost ({error or 'closed by the server'}). "
-                         f"Trying again in {wait} s…", error=True)
+        self._lost = f"Connection lost ({error or 'closed by the server'})."
+        self._retry_at = time.monotonic() + wait
+        self._show_outage()
         self.reconnect_button.grid()
         self._reconnect_id = self.after(wait * 1000, self._reconnect)
+
+    def _show_outage(self) -> None:
+        """The outage's status line: why, and the countdown to the next attempt (or
+        where that attempt is), refreshed by the poll."""
+        client = self.client
+        if self._retry_at is not None:
+            left = max(1, round(self._retry_at - time.monotonic()))
+            self._set_status(f"{self._lost} Trying again in {left} s…", error=True)
+        elif client is not None and client.stage():
+            waited = int(time.monotonic() - client.stage_since)
+            self._set_status(f"{self._lost} {client.stage()}"
+                             + (f" {waited} s" if waited else ""), error=True)
 
     def reconnect_now_event(self) -> None:
         """The "Reconnect now" button: try at once instead of waiting."""
@@ -270,6 +306,7 @@ class ClientWindow(ctk.CTk):
                 self._handle(frame)
         if self.sendings or self.fetchings or self.cut:
             self._step_transfers()
+        self._show_progress()
         self._render()
         if self.finder is not None and started >= self._next_find:
             self._next_find = started + FIND_S
@@ -277,6 +314,19 @@ class ClientWindow(ctk.CTk):
         self.tick_seconds.append(time.perf_counter() - started)
         del self.tick_seconds[:-2000]
         self._after_id = self.after(POLL_MS, self._poll)
+
+    def _show_progress(self) -> None:
+        """Connecting: the stage and the seconds waited on the form; an outage: its
+        countdown in the status line."""
+        client = self.client
+        if client is None or client.ready:
+            return
+        if client.welcome is None:
+            stage = client.stage()
+            waited = int(time.monotonic() - client.stage_since)
+            self.form.show_stage(f"{stage} {waited} s" if stage and waited else stage)
+        elif self._attempt:
+            self._show_outage()
 
     def _handle(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
@@ -323,7 +373,9 @@ class ClientWindow(ctk.CTk):
             if self._attempt:
                 self.state_.note("Reconnected.", "notice")
             self._attempt = 0
+            self._retry_at = None
             self.reconnect_button.grid_remove()
+            self.form.busy(False)
             self.show_chat()
             self._send_outbox()
         self.state_.apply(frame)

@@ -149,6 +149,58 @@ def test_connect_form_errors_and_retry(open_window, tmp_path):
     assert saved["nick"] == "carol" and saved["port"] == port
 
 
+def test_a_server_that_never_answers_shows_the_stage_cancel_and_gives_up(open_window,
+                                                                         tmp_path):
+    silent = socket.socket()  # accepts connections (the kernel's backlog), says nothing
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    where = f"127.0.0.1:{silent.getsockname()[1]}"
+    win = open_window("client")
+    win.wait("win.form.winfo_ismapped()")
+    win.exec(f"win.form.fill('127.0.0.1', {silent.getsockname()[1]}, 'carol', '')\n"
+             "win.form.connect_button.invoke()")
+    stage = win.wait("win.form.stage_label.cget('text')",
+                     lambda t: t.startswith(f"Waiting for the server at {where}… ") and
+                     t.endswith(" s"))
+    assert int(stage.split()[-2]) >= 1  # the seconds waited are counted
+    assert win.eval("win.form.cancel_button.winfo_ismapped()")
+    win.exec("win.form.cancel_button.invoke()")
+    assert win.eval("win.form.error_label.cget('text')") == "Not connected: cancelled."
+    assert not win.eval("win.form.cancel_button.winfo_ismapped()")
+    silent.settimeout(30)
+    first, _ = silent.accept()  # the abandoned connection was closed, not left open
+    first.settimeout(30)
+    while first.recv(4096):  # its hello, then the end
+        pass
+    # Again, waiting it out: a plain message once the documented limit has passed
+    # (made short here through the module's constant).
+    win.exec("import chat.client; chat.client.ANSWER_TIMEOUT = 3.0\n"
+             "win.form.connect_button.invoke()")
+    error = win.wait("win.form.error_label.cget('text')", lambda t: "did not answer" in t)
+    assert error == (f"{where} accepted the connection but did not answer within 3 s: "
+                     "it may be another program, or a server that is stuck.")
+    assert win.eval("win.form.connect_button.cget('state')") == "normal"
+    second, _ = silent.accept()
+    second.settimeout(30)
+    while second.recv(4096):
+        pass
+    first.close(), second.close(), silent.close()
+
+
+def test_the_first_connect_goes_on_to_the_next_address_of_the_chat(open_window, tmp_path):
+    _server, port = server_window(open_window, tmp_path)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()  # nothing listens there now
+    win = open_window("client")
+    win.wait("win.form.winfo_ismapped()")
+    win.exec(f"win.form.fill('127.0.0.1:{dead_port}, 127.0.0.1:{port}', {port}, 'carol', '')\n"
+             "win.form.connect_button.invoke()")
+    win.wait("win.chat.winfo_ismapped()")
+    assert f" at 127.0.0.1:{port} as carol" in win.eval("win.status_label.cget('text')")
+
+
 def test_wrong_password_is_shown(open_window, tmp_path):
     server, port = server_window(open_window, tmp_path, "--password", "s3cret")
     win = open_window("client")
