@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import itertools
 import signal
+import subprocess
 import socket
 import threading
 import time
 
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.keys import Keys
 
 from tests.browser import Browser, available
 from tests.wire import Wire, connect
@@ -259,6 +261,140 @@ def test_a_phone_sized_viewport_is_usable(server, browsers):
     phone.until(lambda: phone.driver.execute_script(
         "return document.getElementById('sidebar').getBoundingClientRect().right <= 0"),
         what="the list slides away")
+
+
+PHONE = {"width": 390, "height": 844, "mobile": True}
+
+
+def visible_width(page, css: str) -> float:
+    return page.driver.execute_script(
+        "const e = document.querySelector(arguments[0]);"
+        "return e && e.offsetParent ? e.getBoundingClientRect().width : 0;", css)
+
+
+def test_on_a_phone_offline_is_shown_and_a_message_typed_then_is_sent_once(
+        start_server, browsers):
+    port = free_port()
+    first = start_server("--port", str(port), "--rate", "0")
+    page = browsers(**PHONE)
+    page.join(f"http://127.0.0.1:{port}/", "walker")
+    assert first.stop() == 0
+    page.until(lambda: "Offline" in page.find("#status").text, what="offline status")
+    assert visible_width(page, "#status") > 200  # a strip of its own, not squeezed
+    assert page.find("#title").rect["width"] > 60  # and the title keeps its room
+    assert page.find("#reconnect-button").is_displayed()
+    page.say("on the bus")
+    assert page.find("#input").get_attribute("value") == ""
+    row = page.find("#log li.pending")
+    assert row.find_element("css selector", ".text").text == "on the bus"
+    assert row.find_element("css selector", ".pending-tag").text == "not sent yet"
+    page.until(lambda: "1 message(s) will be sent" in page.find("#status").text, what="outbox")
+    width = page.driver.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 390
+    start_server("--port", str(port), "--rate", "0", db=first.db)
+    listener = connect(port, "listener")
+    page.find("#reconnect-button").click()  # no need to wait out the countdown
+    assert listener.until("message", text="on the bus")["from"] == "walker"
+    page.until(lambda: page.find("#status-strip").get_attribute("hidden") is not None,
+               what="back online: the strip goes")
+    page.until(lambda: not page.all("#log li.pending"), what="the pending row replaced")
+    assert page.texts().count("on the bus") == 1
+    later = listener.barrier()  # what came after it: not the same message again
+    assert [f for f in later if f.get("text") == "on the bus"] == []
+    assert page.console_errors() == []
+
+
+def test_on_a_phone_the_menu_has_a_dot_panels_leave_the_tab_order_and_escape_closes(
+        server, browsers):
+    page = browsers(**PHONE)
+    page.join(url(server), "dotty")
+    menu = page.find("#menu-button")
+    assert "dot" not in menu.get_attribute("class")
+    bob = connect(server.port, "bob")
+    bob.send(type="send", to="dotty", text="psst")
+    page.until(lambda: "dot" in page.find("#menu-button").get_attribute("class"),
+               what="a dot on the menu")
+    assert "mentioned" in page.find("#menu-button").get_attribute("aria-label")
+    # Tab from the message box never lands in a slid-away panel.
+    d = page.driver
+    stops = d.execute_script("""
+        const seen = [];
+        const all = [...document.querySelectorAll('button, input, textarea, [tabindex]')];
+        for (const e of all) {
+          if (e.tabIndex < 0 || e.disabled || e.closest('[inert]') || e.closest('[hidden]')
+              || !e.offsetParent) continue;
+          seen.push(e.id || e.className || e.tagName);
+        }
+        return seen;""")
+    hidden_panels = d.execute_script(
+        "return ['sidebar', 'users-panel'].map((id) => document.getElementById(id).inert)")
+    assert hidden_panels == [True, True] and stops  # out of the Tab order while away
+    menu.click()
+    page.until(lambda: d.execute_script(
+        "return document.getElementById('sidebar').getBoundingClientRect().left >= 0"),
+        what="the list slides in")
+    assert d.execute_script("return document.getElementById('sidebar').inert") is False
+    assert d.execute_script("return document.activeElement.closest('#sidebar') !== null")
+    d.execute_script("document.activeElement.dispatchEvent(new KeyboardEvent('keydown', "
+                     "{key: 'Escape', bubbles: true}))")
+    page.until(lambda: d.execute_script(
+        "return document.getElementById('sidebar').getBoundingClientRect().right <= 0"),
+        what="Escape slides it away")
+    assert d.execute_script("return document.activeElement.id") == "input"
+    # The rooms dialog's Close gives the message box back.
+    menu.click()
+    page.until(lambda: page.find("#browse-button").is_displayed(), what="browse button")
+    page.find("#browse-button").click()
+    page.until(lambda: page.find("#rooms-dialog").is_displayed(), what="rooms dialog")
+    page.find("#rooms-dialog button[value=close]").click()
+    page.until(lambda: d.execute_script("return document.activeElement.id") == "input",
+               what="focus back in the message box")
+    page.find("#input").send_keys("typed right away")
+    assert page.find("#input").get_attribute("value") == "typed right away"
+    assert page.console_errors() == []
+
+
+def test_after_a_kick_nothing_is_promised_and_join_again_works(start_server, browsers):
+    server = start_server("--console", stdin=subprocess.PIPE)
+    page = browsers(**PHONE)
+    page.join(url(server), "kicked")
+    server.proc.stdin.write("kick kicked enough for today\n")
+    server.proc.stdin.flush()
+    page.until(lambda: "removed" in page.find("#status").text, what="told why")
+    page.until(lambda: page.find("#rejoin-button").is_displayed(), what="Join again")
+    assert not page.find("#reconnect-button").is_displayed()
+    page.say("anyone?")
+    status = page.find("#status").text
+    assert "will be sent" not in status and "Reconnecting" not in status
+    assert page.find("#input").get_attribute("value") == "anyone?"  # kept, not taken
+    assert "Not sent" in page.lines()[-1] and not page.all("#log li.pending")
+    page.find("#rejoin-button").click()
+    page.until(lambda: page.find("#status-strip").get_attribute("hidden") is not None,
+               what="back in")
+    listener = connect(server.port, "listener")
+    listener.barrier()
+    page.find("#input").send_keys(Keys.ENTER)  # what was kept in the box goes now
+    assert listener.until("message", text="anyone?")["from"] == "kicked"
+
+
+def test_a_reload_joins_the_rooms_and_direct_messages_again(server, browsers):
+    page = browsers(**PHONE)
+    page.join(url(server), "reloader")
+    page.find("#menu-button").click()
+    page.find("#join-room").send_keys("lab\n")
+    page.until(lambda: page.find("#title").text == "#lab", what="#lab opened")
+    bob = connect(server.port, "bob")
+    bob.send(type="join", room="lab")
+    bob.send(type="send", to="reloader", text="hello there")
+    page.until(lambda: any(b.get_attribute("title") == "bob"
+                           for b in page.all("#sidebar button.conv")), what="bob's DM")
+    page.driver.refresh()
+    page.until(lambda: page.find("#chat").is_displayed(), what="back in the chat")
+    page.until(lambda: page.find("#title").text == "#lab", what="#lab open again")
+    labels = lambda: {b.get_attribute("title") for b in page.all("#sidebar button.conv")}  # noqa: E731
+    page.until(lambda: {"#general", "#lab", "bob"} <= labels(), what="rooms and DM again")
+    assert bob.until("joined", room="lab", nick="reloader")
+    assert page.console_errors() == []
 
 
 def test_browse_rooms_lists_them_and_joins_one_with_a_click(server, browsers):

@@ -110,27 +110,50 @@ chat.addEventListener("welcome", ({ detail }) => {
     open(general);
     if (detail.motd) chat.line(general, { kind: "notice", text: detail.motd, ts: Date.now() });
   }
-  $("reconnect-button").hidden = true;
+  if (restoring) {
+    for (const nick of restoring.dms) chat.conversation(DM, nick);
+    drawLists();
+  }
+  showStatus();
   $("input").maxLength = chat.limits.max_text || 4000;
   $("input").focus();
+});
+chat.addEventListener("conversations", () => { // the restored session's open conversation
+  if (restoring && restoring.active && chat.conversations.has(restoring.active)) {
+    open(chat.conversations.get(restoring.active));
+    restoring = null;
+  }
 });
 
 // The status line: the connection's state, and while it is not online, what waits in
 // the outbox (kept through every "Connecting…" and "Reconnecting in N s" that follows).
-const statusLine = { text: "", waiting: 0 };
+// It sits in a strip of its own under the bar (it wraps: a phone shows all of it), with
+// "Try now" during an outage and "Join again" once the chat stopped (quit, kick, ban).
+const statusLine = { text: "", waiting: 0, retryAt: 0 };
 function showStatus() {
-  const waiting = statusLine.waiting && !chat.online
+  const stopped = chat.stopped;
+  const waiting = statusLine.waiting && !chat.online && !stopped
     ? `${statusLine.waiting} message(s) will be sent when the chat is back.` : "";
-  $("status").textContent = [statusLine.text, waiting].filter(Boolean).join(" ");
+  const left = Math.round((statusLine.retryAt - Date.now()) / 1000);
+  const retry = statusLine.retryAt && !chat.online && !stopped && !chat.ws
+    ? (left > 0 ? `Reconnecting in ${left} s…` : "Reconnecting…") : "";
+  const text = [statusLine.text, retry, waiting].filter(Boolean).join(" ");
+  if ($("status").textContent !== text) $("status").textContent = text;
+  $("status-strip").hidden = !text;
+  $("reconnect-button").hidden = !(statusLine.offline && !stopped);
+  $("rejoin-button").hidden = !(stopped && chat.welcomed && !$("chat").hidden);
 }
+setInterval(() => { if (statusLine.retryAt && !chat.online) showStatus(); }, 1000);
 
 chat.addEventListener("status", ({ detail }) => {
   statusLine.text = detail.text;
-  showStatus();
+  statusLine.offline = Boolean(detail.offline);
+  statusLine.retryAt = detail.retryAt || 0;
   $("status").classList.toggle("offline", Boolean(detail.offline));
-  $("reconnect-button").hidden = !detail.offline || chat.stopped;
+  showStatus();
 });
 $("reconnect-button").addEventListener("click", () => chat.reconnectNow());
+$("rejoin-button").addEventListener("click", () => chat.rejoin());
 
 chat.addEventListener("outbox", ({ detail }) => {
   statusLine.waiting = detail.count;
@@ -151,8 +174,8 @@ function open(conv) {
   drawUsers();
   drawTyping();
   updateTitle();
-  document.body.classList.remove("show-sidebar", "show-users");
-  $("scrim").hidden = true;
+  closePanels();
+  $("input").focus();
 }
 
 // The oldest of the messages from others that came since the conversation was open.
@@ -176,6 +199,51 @@ function drawLists() {
   const dms = convs.filter((c) => c.kind === DM);
   $("rooms").replaceChildren(...rooms.map((c) => convItem(c, key, open, closeConv)));
   $("dms").replaceChildren(...dms.map((c) => convItem(c, key, open, closeConv)));
+  // On a phone the list is hidden: its button carries a dot for news elsewhere.
+  const news = convs.filter((c) => c !== active && c.unread);
+  const mention = news.some((c) => c.mentions);
+  const menu = $("menu-button");
+  menu.classList.toggle("dot", news.length > 0);
+  menu.classList.toggle("mention", mention);
+  menu.setAttribute("aria-label", news.length
+    ? `Conversations (${mention ? "you were mentioned" : "new messages"})` : "Conversations");
+  saveSession();
+}
+
+// ------------------------------------------------------------ a reload keeps the rooms
+
+// The rooms and direct messages this tab had (never a password): a reload joins them
+// again under the same nickname. Kept for the tab (sessionStorage); /quit forgets it.
+const SESSION = "lanchat.session";
+function saveSession() {
+  if (!chat.welcomed || chat.stopped) return;
+  const convs = [...chat.conversations.values()];
+  const session = {
+    nick: chat.nick,
+    rooms: convs.filter((c) => c.kind === ROOM && c.joined).map((c) => c.name).slice(0, 100),
+    dms: convs.filter((c) => c.kind === DM).map((c) => c.name).slice(0, 100),
+    active: active ? active.key : null,
+  };
+  try { sessionStorage.setItem(SESSION, JSON.stringify(session)); } catch { /* private mode */ }
+}
+
+let restoring = null; // the session being restored: {dms, active}
+function restoreSession() {
+  if (location.hash.startsWith("#resume=")) return;
+  let session;
+  try {
+    session = JSON.parse(sessionStorage.getItem(SESSION) || "null");
+  } catch {
+    return;
+  }
+  if (!session || typeof session.nick !== "string" || !Array.isArray(session.rooms)) return;
+  const names = (list) => (Array.isArray(list) ? list : []).filter((r) => typeof r === "string").slice(0, 100);
+  restoring = { dms: names(session.dms), active: typeof session.active === "string" ? session.active : null };
+  $("nick").value = session.nick;
+  chat.resumeRooms = names(session.rooms);
+  $("connect-button").disabled = true;
+  $("connect-button").textContent = "Joining…";
+  chat.start({ nick: session.nick, password: "", nickPassword: "" });
 }
 
 function drawUsers() {
@@ -233,6 +301,8 @@ chat.addEventListener("message", ({ detail }) => {
 chat.addEventListener("line", ({ detail }) => {
   if (detail.conv === active && log.added(detail.entry)) $("jump-button").hidden = false;
 });
+chat.addEventListener("unline", ({ detail }) => { if (detail.conv === active) log.remove(detail.entry); });
+chat.addEventListener("changed", ({ detail }) => { if (detail.conv === active) log.changed(detail.entry); });
 chat.addEventListener("history", ({ detail }) => {
   if (detail.conv !== active) return;
   if (detail.older) log.older();
@@ -331,7 +401,7 @@ function command(text) {
     case "list": listRooms(); break;
     case "who": if (active.kind === ROOM) chat.request({ type: "who", room: first || active.name }); break;
     case "register": if (arg) chat.request({ type: "register", password: arg }); else system("Usage: /register PASSWORD"); break;
-    case "quit": chat.quit(); break;
+    case "quit": sessionStorage.removeItem(SESSION); chat.quit(); break;
     case "help": for (const [cmd, what] of HELP) system(`${cmd.padEnd(22, "\u00a0")}${what}`); break;
     default: system(`Unknown command /${word}. Type /help for the list.`);
   }
@@ -342,7 +412,7 @@ function submit() {
   const text = input.value;
   if (!text.trim() || !active) return;
   if (text.startsWith("/") && !text.startsWith("//")) command(text.trim());
-  else chat.say(active, text.startsWith("//") ? text.slice(1) : text);
+  else if (!chat.say(active, text.startsWith("//") ? text.slice(1) : text)) return; // kept in the box
   input.value = "";
   grow();
 }
@@ -556,18 +626,42 @@ chat.addEventListener("reveal", ({ detail }) => {
 
 // ------------------------------------------------------------ narrow screens, notifications
 
-$("menu-button").addEventListener("click", () => {
-  document.body.classList.toggle("show-sidebar");
-  $("scrim").hidden = !document.body.classList.contains("show-sidebar");
-});
-$("users-button").addEventListener("click", () => {
-  document.body.classList.toggle("show-users");
-  $("scrim").hidden = !document.body.classList.contains("show-users");
-});
-$("scrim").addEventListener("click", () => {
+// The slide-in panels: out of the Tab order (inert) while slid away, Escape closes them.
+const NARROW = matchMedia("(max-width: 720px)");
+function syncPanels() {
+  const body = document.body.classList;
+  $("sidebar").inert = NARROW.matches && !body.contains("show-sidebar");
+  $("users-panel").inert = NARROW.matches && !body.contains("show-users");
+  $("scrim").hidden = !(body.contains("show-sidebar") || body.contains("show-users"));
+}
+function closePanels() {
   document.body.classList.remove("show-sidebar", "show-users");
-  $("scrim").hidden = true;
+  syncPanels();
+}
+function togglePanel(name, first) {
+  const shown = document.body.classList.toggle(name);
+  document.body.classList.remove(name === "show-sidebar" ? "show-users" : "show-sidebar");
+  syncPanels();
+  if (shown) first().focus();
+}
+NARROW.addEventListener("change", syncPanels);
+syncPanels();
+$("menu-button").addEventListener("click", () => togglePanel("show-sidebar",
+  () => $("sidebar").querySelector("button.conv") || $("join-room")));
+$("users-button").addEventListener("click", () => togglePanel("show-users",
+  () => $("users").querySelector("button") || $("users-panel")));
+$("scrim").addEventListener("click", closePanels);
+document.addEventListener("keydown", (event) => {
+  const body = document.body.classList;
+  if (event.key === "Escape" && (body.contains("show-sidebar") || body.contains("show-users"))) {
+    event.preventDefault();
+    closePanels();
+    $("input").focus();
+  }
 });
+for (const dialog of [$("search-dialog"), $("rooms-dialog")]) { // back to typing
+  dialog.addEventListener("close", () => { if (!$("chat").hidden) $("input").focus(); });
+}
 
 function drawNotify() {
   const button = $("notify-button");
@@ -582,4 +676,5 @@ $("notify-button").addEventListener("click", async () => {
 drawNotify();
 
 resumeFromMove();
+restoreSession();
 window.lanchat = chat; // for people who want to look inside from the console

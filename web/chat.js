@@ -116,6 +116,7 @@ export class Chat extends EventTarget {
     this.online = false;
     this.welcomed = false;
     this.stopped = false; // no more reconnecting (bye, kicked, banned)
+    this.stopReason = ""; // why, in words
     this.attempt = 0;
     this.retryTimer = null;
     this.retryAt = 0;
@@ -210,7 +211,7 @@ export class Chat extends EventTarget {
     this.cutTransfers();
     const wasWelcomed = this.welcomed;
     if (this.stopped) {
-      this.emit("status", { text: "Disconnected.", offline: true });
+      this.emit("status", { text: this.stopReason || "Disconnected.", offline: true, stopped: true });
       return;
     }
     if (!wasWelcomed && this.resumeRooms && this.resumeTries < RESUME_TRIES) {
@@ -221,7 +222,7 @@ export class Chat extends EventTarget {
     }
     if (!wasWelcomed) {
       this.emit("failed", { message: "Cannot reach the chat server. Is it still running?" });
-      this.stopped = true;
+      this.stop("");
       return;
     }
     if (this.attempt >= 2 && this.nodes.length) {
@@ -234,7 +235,7 @@ export class Chat extends EventTarget {
     this.attempt += 1;
     this.retryAt = Date.now() + wait * 1000;
     this.retryTimer = setTimeout(() => this.open(), wait * 1000);
-    this.emit("status", { text: `Offline (${why}). Reconnecting in ${wait} s…`, offline: true });
+    this.emit("status", { text: `Offline (${why}).`, offline: true, retryAt: this.retryAt });
   }
 
   reconnectNow() {
@@ -257,7 +258,7 @@ export class Chat extends EventTarget {
   }
 
   quit() {
-    this.stopped = true;
+    this.stop("You left the chat.");
     this.send({ type: "bye" });
     if (this.ws) this.ws.close(1000);
   }
@@ -270,11 +271,38 @@ export class Chat extends EventTarget {
     else frame.to = conv.name;
     if (action) frame.action = true;
     if (!this.online) {
-      this.outbox.push(frame);
+      if (this.stopped) { // no promise: nothing will send it
+        this.emit("notice", { text: `Not sent: ${this.stopReason || "you are not in the chat."} Use “Join again” first.`, error: true });
+        return false;
+      }
+      // Shown in the log as "not sent yet", sent once after the next welcome.
+      const entry = { type: "pending", from: this.nick, text, action, ts: Date.now() };
+      this.line(conv, entry);
+      this.outbox.push({ frame, conv, entry });
       this.emit("outbox", { count: this.outbox.length });
-      return;
+      return true;
     }
-    this.request(frame);
+    return Boolean(this.request(frame));
+  }
+
+  // The chat stopped for good (quit, kick, ban): what waited is not sent, and says so.
+  stop(reason) {
+    this.stopped = true;
+    this.stopReason = reason;
+    for (const { conv, entry } of this.outbox.splice(0)) {
+      entry.failed = true;
+      this.emit("changed", { conv, entry });
+    }
+    this.emit("outbox", { count: 0 });
+  }
+
+  // "Join again" after a quit, a kick or a ban: the same nickname, rooms and resume.
+  rejoin() {
+    if (this.ws) return;
+    this.stopped = false;
+    this.stopReason = "";
+    this.attempt = 0;
+    this.open();
   }
 
   typing(conv) {
@@ -524,7 +552,12 @@ export class Chat extends EventTarget {
     this.emit("welcome", { first, motd: frame.motd || "" });
     this.emit("status", { text: "" });
     const waiting = this.outbox.splice(0);
-    for (const send of waiting) this.request(send);
+    for (const { frame, conv, entry } of waiting) { // its own echo takes its place
+      const at = conv.messages.indexOf(entry);
+      if (at >= 0) conv.messages.splice(at, 1);
+      this.emit("unline", { conv, entry });
+      this.request(frame);
+    }
     if (waiting.length) this.emit("outbox", { count: 0 });
     for (const fetch of [...this.cut.values()]) {
       if (!fetch.save) this.fetchFile(fetch.file, false); // a picture's preview goes on
@@ -659,7 +692,7 @@ export class Chat extends EventTarget {
   }
 
   on_kicked(frame) {
-    this.stopped = true;
+    this.stop(`You were removed from the chat: ${frame.reason}`);
     this.emit("notice", { text: `You were removed from the chat: ${frame.reason}`, error: true });
   }
 
@@ -692,7 +725,7 @@ export class Chat extends EventTarget {
       this.ws.close(1000); // our old connection still holds the nickname: try again soon
       return;
     }
-    if (FINAL.has(frame.code)) this.stopped = true;
+    if (FINAL.has(frame.code)) this.stop(frame.message);
     this.emit("notice", { text: frame.message, error: true, code: frame.code });
   }
 

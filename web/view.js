@@ -90,6 +90,14 @@ function fileBox(file, chat) {
 function row(entry, me, mentions, chat) {
   const ts = entry.ts ?? Date.now();
   const time = el("time", { class: "ts", text: TIME.format(new Date(ts)), dateTime: new Date(ts).toISOString() });
+  if (entry.type === "pending") { // typed offline: not sent yet (or never, if the chat stopped)
+    const li = el("li", { class: `msg mine pending${entry.failed ? " failed" : ""}` }, time);
+    const who = el("span", { class: "from", text: entry.from || me });
+    who.style.setProperty("--hue", hue(entry.from || me));
+    li.append(who, el("span", { class: "text", text: entry.text }),
+      el("span", { class: "pending-tag", text: entry.failed ? "not sent" : "not sent yet" }));
+    return li;
+  }
   if (entry.type !== "message") {
     return el("li", { class: `line ${entry.kind || "system"}${entry.error ? " error" : ""}` }, time,
       el("span", { class: "text", text: entry.text }));
@@ -343,6 +351,27 @@ export class LogView {
       this.keeping(this.rows.get(this.last), () => this.trimStart(list, 2 * SHOWN));
     }
     return !this.stuck();
+  }
+
+  // An entry taken out of the conversation (a message typed offline, now sent).
+  remove(entry) {
+    const li = this.rows.get(entry);
+    if (!li) return;
+    if (entry === this.first || entry === this.last) {
+      this.show(this.conv, !this.stuck());
+      return;
+    }
+    li.remove();
+    this.rows.delete(entry);
+  }
+
+  // An entry that changed (a message typed offline that will not be sent): drawn again.
+  changed(entry) {
+    const li = this.rows.get(entry);
+    if (!li) return;
+    const fresh = row(entry, this.chat.nick, (t) => this.chat.mentions(t), this.chat);
+    li.replaceWith(fresh);
+    this.rows.set(entry, fresh);
   }
 
   // Down to the newest: drawn again when the window does not reach it.
