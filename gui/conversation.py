@@ -56,10 +56,10 @@ class ConversationPanel(ctk.CTkFrame):
         self.view = LineView(self, max_lines=0, font=ctk.CTkFont(size=13))
         self.view.grid(row=1, column=0, padx=5, pady=5, sticky="nsew")
         # The view renders lines lo..hi (places in the conversation, see
-        # Conversation.base) of the conversation `_key`: text lines per line in
+        # Conversation.base) of the conversation `_shown_key`: text lines per line in
         # `_heights`, whether each starts with a day separator in `_seps`, and
         # whether "the beginning of #room" is shown above them.
-        self._key: str | None = None
+        self._shown_key: str | None = None
         self._conv: Conversation | None = None
         self._lo = self._hi = 0
         self._heights: deque[int] = deque()
@@ -144,7 +144,7 @@ class ConversationPanel(ctk.CTkFrame):
         """``conv`` is open: render it from scratch, or follow what it gained this
         tick (lines at the end, an older page in front)."""
         self._conv = conv
-        if redraw or self._key != conv.key or self._lo < conv.base:
+        if redraw or self._shown_key != conv.key or self._lo < conv.base:
             self._render_end(conv)
         else:
             if prepended and self._lo == conv.base + prepended:
@@ -196,7 +196,7 @@ class ConversationPanel(ctk.CTkFrame):
         self._render_from(conv, start)
 
     def _render_from(self, conv: Conversation, start: int) -> None:
-        self._key = conv.key
+        self._shown_key = conv.key
         lines = list(conv.lines)[start:start + VIEW_LINES]
         self._lo, self._hi = conv.base + start, conv.base + start + len(lines)
         shown, heights, seps, self._day = self._runs(conv, lines, None)
@@ -377,7 +377,7 @@ class ConversationPanel(ctk.CTkFrame):
     def _at_edge(self) -> None:
         self._edge_pending = False
         conv = self._conv
-        if conv is None or self._key != conv.key:
+        if conv is None or self._shown_key != conv.key:
             return
         first, last = self.view._textbox.yview()
         if first <= 0.0:

@@ -363,6 +363,30 @@ def test_scrolling_up_reaches_the_first_of_5000_messages_and_keeps_the_readers_l
     alice.wait("win.view.text()", lambda t: t.endswith("bob: live again\n"))
 
 
+def test_opening_a_room_with_unread_messages_marks_where_they_start(open_window, tmp_path):
+    _server, port = server_window(open_window, tmp_path)
+    alice = client_window(open_window, port, "alice")
+    bob = connect(port, "bob")
+    bob.send(type="join", room="lab")
+    bob.send(type="send", room="lab", text="seen before")
+    type_and_send(alice, "/join lab")
+    alice.wait("win.view.text()", lambda t: "bob: seen before" in t)
+    alice.exec("win.switch_event('#general')")
+    alice.wait("win.header.cget('text')", lambda t: t == "# general")
+    for i in range(3):
+        bob.send(type="send", room="lab", text=f"while away {i}")
+    alice.wait("win.sidebar.labels()", lambda l: any(x.startswith("# lab") and "3" in x
+                                                     for x in l))
+    alice.exec("win.switch_event('#lab')")
+    text = alice.wait("win.view.text()", lambda t: "while away 2" in t)
+    assert "new since you left" in text
+    assert text.index("bob: seen before") < text.index("new since you left") < \
+        text.index("bob: while away 0")
+    alice.exec("win.switch_event('#general')")
+    alice.exec("win.switch_event('#lab')")  # read now: no divider
+    alice.wait("win.view.text()", lambda t: "new since you left" not in t)
+
+
 def test_appearance_is_switchable_and_remembered(open_window, tmp_path):
     server, port = server_window(open_window, tmp_path)
     alice = client_window(open_window, port, "alice")
