@@ -57,6 +57,7 @@ from chat.protocol import (
     Hello,
     History,
     InRoom,
+    Join,
     Ison,
     JsonObject,
     Named,
@@ -211,7 +212,8 @@ def history_end(hub: Hub, peer: Peer, room: Room, ref: str | None, chunk: Replay
     reply(hub, peer, HistoryEnd(room=room.name, more=more), ref)
 
 
-def join(hub: Hub, peer: Peer, name: str, ref: str | None, since: int | None) -> None:
+def join(hub: Hub, peer: Peer, name: str, ref: str | None, since: int | None, *,
+         replay_too: bool = True) -> None:
     key = name_key(name)
     room = hub.room(name, key)
     if key in peer.rooms:
@@ -220,7 +222,7 @@ def join(hub: Hub, peer: Peer, name: str, ref: str | None, since: int | None) ->
         return
     hub.join(peer, room, ref)
     users(hub, peer, room, ref)
-    limit = hub.config.history
+    limit = hub.config.history if replay_too else 0
     if since is None:
         limit = min(limit, REPLAY_DEFAULT)
     replay(hub, peer, room, ref, after=since or 0, before=None, limit=limit)
@@ -240,6 +242,10 @@ def member_room(hub: Hub, peer: Peer, name: str) -> Room:
 # request waits for the token (``Later``) with everything it sent after it, and its
 # socket is not read meanwhile, so TCP pushes back; JSON clients get `rate_limited`.
 SLOWED_DOORS = frozenset({"irc"})
+# Doors whose clients cannot say what they saw (IRC has no `since`): the server keeps,
+# per nickname and room, the newest id when it left, and a JOIN replays only what came
+# after (docs/protocol.md, "IRC").
+SEEN_DOORS = frozenset({"irc"})
 
 
 def out_of_tokens(peer: Peer, message: str) -> Later | ProtocolError:
@@ -299,10 +305,14 @@ def hello(hub: Hub, peer: Peer, req: Hello, ref: str | None) -> None:
         join(hub, peer, name, ref, req.since)
 
 
-def join_request(hub: Hub, peer: Peer, req: InRoom, ref: str | None) -> None:
-    if name_key(req.room) not in peer.rooms:  # already in: nothing changes, free
+def join_request(hub: Hub, peer: Peer, req: Join, ref: str | None) -> None:
+    key = name_key(req.room)
+    if key not in peer.rooms:  # already in: nothing changes, free
         spend_change(hub, peer)
-    join(hub, peer, req.room, ref, None)
+    since = req.since
+    if since is None and peer.door in SEEN_DOORS:
+        since = hub.seen(peer, key)  # what this nickname saw when it was last here
+    join(hub, peer, req.room, ref, since, replay_too=req.replay)
 
 
 def addressed(hub: Hub, peer: Peer, req: Send | TagMsg

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from chat.bans import Ban
@@ -416,11 +416,35 @@ class Hub:
         self.to_room(room, joined, peer, joined.answering(ref))
         self.sequencer.joined(peer, room)
 
+    def seen(self, peer: Peer, room_key: str) -> int | None:
+        """The newest message id when ``peer``'s nickname last left the room (from a
+        door in dispatch.SEEN_DOORS), or None: never, or not readable now."""
+        if peer.key is None:
+            return None
+        try:
+            return self.store.seen(peer.key, room_key)
+        except StoreError:
+            return None
+
+    def _saw(self, peer: Peer, rooms: Iterable[Room]) -> None:
+        """``peer`` leaves ``rooms`` having received everything up to now: kept for
+        its nickname's next JOIN (IRC, which cannot say `since`)."""
+        if peer.door != "irc" or peer.key is None:
+            return
+        last, now = self.store.last_id, self.now_ms()
+        try:
+            for room in rooms:
+                self.store.put_seen(peer.key, room.key, last, now)
+        except StoreError as exc:  # best effort: the next JOIN replays more
+            log.warning("cannot keep what %s has seen: %s", peer.nick, exc)
+
     def leave(self, peer: Peer, room: Room, reason: str, message: str | None = None,
-              ref: str | None = None, *, flush: bool = True) -> None:
+              ref: str | None = None, *, flush: bool = True, seen: bool = True) -> None:
         """``peer`` leaves ``room``: the others see `left`; with ``flush`` the leaver
         gets what was said before and (for `part`) its own `left`, with ``ref``."""
         assert peer.nick is not None
+        if seen:
+            self._saw(peer, (room,))
         left = Left(room.name, peer.nick, reason, self.now_ms(), message or None)
         self.to_room(room, left, peer, left.answering(ref) if reason == "part" else None)
         room.remove(peer, flush)
@@ -675,12 +699,14 @@ class Hub:
             return
         peer.closing = reason
         peer.close_deadline = self.clock() + CLOSE_FLUSH_SECONDS
+        if flush or not (peer.out or peer.owed):  # (output lost: not all was seen)
+            self._saw(peer, peer.rooms.values())
         if not flush:
             peer.out.clear()
             self.dirty.pop(peer, None)
         if peer.key is not None:
             for room in list(peer.rooms.values()):
-                self.leave(peer, room, reason, message, flush=flush)
+                self.leave(peer, room, reason, message, flush=flush, seen=False)
             del self.users[peer.key]
             assert peer.nick is not None
             self.sequencer.release(peer.key, peer.nick)
@@ -694,6 +720,7 @@ class Hub:
         deadline = self.clock() + CLOSE_FLUSH_SECONDS
         for peer in self.peers:
             if not peer.closing:
+                self._saw(peer, peer.rooms.values())
                 peer.closing = "shutdown"
                 peer.close_deadline = deadline
                 self.closing[peer] = None

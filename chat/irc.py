@@ -879,7 +879,13 @@ class IrcDoor:
             if not name.startswith("#") or len(name) < 2:
                 self._numeric("403", name, "No such channel")
                 continue
-            self._frame(type="join", room=name[1:], ref=self._ref("JOIN", name))
+            # A client that fetches history itself (CHATHISTORY) gets none unasked;
+            # the others get what their nickname has not seen (the hub keeps it).
+            if "draft/chathistory" in self.codec.caps:
+                self._frame(type="join", room=name[1:], ref=self._ref("JOIN", name),
+                            replay=False)
+            else:
+                self._frame(type="join", room=name[1:], ref=self._ref("JOIN", name))
 
     def _cmd_part(self, params: list[str]) -> None:
         if not params:

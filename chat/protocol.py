@@ -340,6 +340,16 @@ class InRoom:
 
 
 @dataclass(slots=True)
+class Join:
+    """`join`; *added:* `since` (only messages after it are replayed) and `replay`
+    (false: none, only `history_end`)."""
+
+    room: str
+    since: int | None = None
+    replay: bool = True
+
+
+@dataclass(slots=True)
 class Part:
     room: str
     message: str | None
@@ -439,7 +449,7 @@ class Rooms:
     after: str | None
 
 
-Request = (Hello | Send | TagMsg | InRoom | Part | Nick | Named | Away | Ison | Password
+Request = (Hello | Send | TagMsg | InRoom | Join | Part | Nick | Named | Away | Ison | Password
            | Nothing | History | Token | Bye | Search | Upload | Chunk | Download | Rooms)
 
 
@@ -545,6 +555,14 @@ def _parse_ison(frame: JsonObject, max_text: int) -> Request:
 
 def _parse_room_only(frame: JsonObject, max_text: int) -> Request:
     return InRoom(_room(frame))
+
+
+def _parse_join(frame: JsonObject, max_text: int) -> Request:
+    since = _field(frame, "since", int, required=False)
+    if since is not None and not 0 <= since <= MAX_ID:
+        raise ProtocolError("bad_field", f"'since' must be a message id (0 to {MAX_ID}).")
+    replay = _field(frame, "replay", bool, required=False)
+    return Join(_room(frame), since, replay is not False)
 
 
 def _parse_part(frame: JsonObject, max_text: int) -> Request:
@@ -659,7 +677,7 @@ def _parse_rooms(frame: JsonObject, max_text: int) -> Request:
 PARSERS: dict[str, Callable[[JsonObject, int], Request]] = {
     "hello": _parse_hello,
     "send": _parse_send,
-    "join": _parse_room_only,
+    "join": _parse_join,
     "part": _parse_part,
     "nick": _parse_nick,
     "who": _parse_room_only,

@@ -54,6 +54,16 @@ CREATE TABLE IF NOT EXISTS accounts (
     params  TEXT NOT NULL,
     created INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- per nickname and room, the newest message id when that nickname last left it from
+-- a door that cannot say what it saw (IRC): its next JOIN replays only what came after
+CREATE TABLE IF NOT EXISTS seen (
+    nick    TEXT NOT NULL,
+    room    TEXT NOT NULL,
+    last_id INTEGER NOT NULL,
+    ts      INTEGER NOT NULL,
+    PRIMARY KEY (nick, room)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_by_age ON seen (ts);
 CREATE TABLE IF NOT EXISTS bans (
     kind    TEXT NOT NULL,
     key     TEXT NOT NULL,
@@ -79,6 +89,8 @@ REASONS = {5: "the database is locked by another program",
 READONLY = 8
 REOPEN_SECONDS = 1.0  # a read-only connection is reopened at most this often
 PAGE_ROWS = 256  # rows fetched at a time when reading history newest first
+SEEN_ROWS = 100_000  # (nickname, room) pairs kept in `seen`, the newest
+SEEN_PRUNE_EVERY = 1000  # `seen` writes between two prunes
 CATCH_UP = 5_000  # messages indexed before a search, at most (a few ms: in the budget)
 
 
@@ -148,6 +160,7 @@ class Store:
         self._known_rooms: set[str] = set()
         self._new_rooms: set[str] = set()  # rooms first stored in the open transaction
         self._reopen_at: float | None = None  # when a read-only connection may reopen
+        self._seen_writes = 0
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, timeout=0)
@@ -251,6 +264,24 @@ class Store:
     def bans(self) -> list[Ban]:
         rows = self._read("SELECT kind, key, value, reason, created, expires FROM bans")
         return [Ban(*row) for row in rows]
+
+    def seen(self, nick_key: str, room_key: str) -> int | None:
+        """The newest id when ``nick_key`` last left ``room_key`` (see SCHEMA)."""
+        rows = self._read("SELECT last_id FROM seen WHERE nick = ? AND room = ?",
+                          (nick_key, room_key))
+        return rows[0][0] if rows else None
+
+    def put_seen(self, nick_key: str, room_key: str, last_id: int, ts: int) -> None:
+        """Keep what a nickname saw of a room; past SEEN_ROWS rows the oldest go
+        (checked once every SEEN_PRUNE_EVERY writes: an index walk, not a sort)."""
+        self._begin()
+        self._execute("INSERT OR REPLACE INTO seen (nick, room, last_id, ts) "
+                      "VALUES (?, ?, ?, ?)", (nick_key, room_key, last_id, ts))
+        self._seen_writes += 1
+        if self._seen_writes >= SEEN_PRUNE_EVERY:
+            self._seen_writes = 0
+            self._execute("DELETE FROM seen WHERE ts <= (SELECT ts FROM seen ORDER BY ts "
+                          "DESC LIMIT 1 OFFSET ?)", (SEEN_ROWS,))
 
     def put_ban(self, ban: Ban) -> None:
         self._begin()

@@ -340,6 +340,89 @@ settings = {{ core = {{ nick = "ircuser"; user_name = "ircuser"; real_name = "IR
         subprocess.run([*tmux, "kill-server"], capture_output=True)
 
 
+def test_irssi_in_tmux_shows_each_line_once_through_two_server_restarts(tmp_path):
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    if not (shutil.which("irssi") and shutil.which("tmux")):
+        pytest.skip("needs irssi and tmux (python tests/prepare.py installs them)")
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    db = tmp_path / "restarts.db"
+
+    def start():
+        srv = launch(db, "--port", str(ports[0]), "--irc-port", str(ports[1]), "--rate", "0")
+        srv.proc.stdout.readline()  # irc listening on ...
+        return srv
+
+    def say(text: str) -> None:
+        bob = connect(ports[0], "bob")
+        bob.send(type="send", room="general", text=text, ref="s")
+        bob.until("message", ref="s")
+        bob.send(type="bye")
+        bob.closed()
+
+    srv = start()
+    say("said before irssi came")
+    home = tmp_path / "home"
+    (home / ".irssi").mkdir(parents=True)
+    # irssi as it comes (show_server_time off), reconnecting after 3 s, in #general
+    (home / ".irssi" / "config").write_text(f"""
+servers = ( {{ address = "127.0.0.1"; chatnet = "lab"; port = "{ports[1]}";
+               use_tls = "no"; autoconnect = "yes"; }} );
+chatnets = {{ lab = {{ type = "IRC"; }}; }};
+channels = ( {{ name = "#general"; chatnet = "lab"; autojoin = "yes"; }} );
+settings = {{ core = {{ nick = "ada"; user_name = "ada"; real_name = "Ada";
+                       server_reconnect_time = "3"; }}; }};
+""")
+    session = f"lanchat{os.getpid()}r"
+    tmux = ["tmux", "-L", session]
+
+    def screen() -> str:
+        return subprocess.run([*tmux, "capture-pane", "-p", "-t", session],
+                              capture_output=True, text=True).stdout
+
+    def until(check, what: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while not check(shown := screen()):
+            assert time.monotonic() < deadline, f"irssi never showed {what}:\n{shown}"
+            time.sleep(0.1)  # polling the screen, each look bounded by the deadline
+        return shown
+
+    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "160", "-y", "60",
+                    f"HOME={home} TERM=xterm irssi --home={home}/.irssi"], check=True)
+    try:
+        def in_general(shown: str) -> bool:
+            if "2:lab/#general" in shown:
+                return True
+            if "Act: 2" in shown:  # joined: show its window
+                subprocess.run([*tmux, "send-keys", "-t", session, "/window 2", "Enter"])
+            return False
+
+        until(in_general, "the #general window")
+        until(lambda s: "said before irssi came" in s, "the history on joining")
+        for n in (1, 2):
+            joins = screen().count("has joined #general")
+            assert srv.stop() == 0
+            srv = start()
+            until(lambda s, j=joins: s.count("has joined #general") > j, f"rejoin {n}")
+            say(f"said after restart {n}")
+            until(lambda s, n=n: f"said after restart {n}" in s, f"line {n}")
+        shown = screen()
+        for text in ("said before irssi came", "said after restart 1",
+                     "said after restart 2"):
+            assert shown.count(text) == 1, shown
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+        srv.stop()
+
+
 # ---------------------------------------------------------------- IRCv3 and more
 
 MODERN = "server-time message-tags echo-message batch labeled-response draft/chathistory"
@@ -413,7 +496,8 @@ def test_chathistory_reads_the_store_by_msgid_and_time(irc_server):
     irc = IrcWire(irc_server.irc_port)
     irc.register("ada", MODERN)
     irc.send("JOIN #general")
-    batch_lines(irc, "chathistory", "#general")  # the join's own replay
+    irc.until("366", "ada", "#general")
+    assert not any(" BATCH " in line for line in irc.seen)  # it asks: nothing unasked
 
     def ask(line: str) -> list[str]:
         irc.send(line)
@@ -711,3 +795,82 @@ def test_a_turn_reads_a_bounded_number_of_irc_lines(tmp_path):
         assert calls < 10_000
     assert calls >= len(flood) // LINES_PER_CALL
     hub.store.close()
+
+
+def replayed(irc: IrcWire, nick: str) -> list[tuple[str, str]]:
+    """JOIN #general, then the (time tag, text) of each PRIVMSG its replay had (a PING
+    after it: its PONG comes after the replay)."""
+    irc.send("JOIN #general", "PING :replayed")
+    irc.until("PONG")
+    out = []
+    for line in irc.seen:
+        tags, _source, cmd, args = split_line(line)
+        if cmd == "PRIVMSG" and args[0] == "#general":
+            out.append((tags.get("time", ""), args[-1]))
+    irc.seen.clear()
+    return out
+
+
+def test_a_join_replays_only_what_the_nickname_has_not_seen_across_restarts(tmp_path):
+    db = tmp_path / "seen.db"
+    args = ("--irc-port", "0", "--rate", "0")
+
+    def start():
+        srv = launch(db, *args)
+        srv.irc_port = int(srv.proc.stdout.readline().rsplit(":", 1)[1])
+        return srv
+
+    srv = start()
+    bob = connect(srv.port, "bob")
+    sent = {}
+    for n in range(3):
+        bob.send(type="send", room="general", text=f"before {n}", ref=str(n))
+        sent[f"before {n}"] = bob.until("message", ref=str(n))["ts"]
+    ada = IrcWire(srv.irc_port)
+    ada.register("ada", "server-time")
+    first = replayed(ada, "ada")  # first time here: the latest, with their own times
+    assert [t for _, t in first] == ["before 0", "before 1", "before 2"]
+    assert all(when == irc_time(sent[text]) for when, text in first)
+    bob.send(type="send", room="general", text="live", ref="live")
+    bob.until("message", ref="live")
+    ada.until("PRIVMSG", "#general")
+    ada.send("QUIT :bye")
+    ada.until("ERROR")
+    bob.send(type="send", room="general", text="while ada was away", ref="away")
+    away_ts = bob.until("message", ref="away")["ts"]
+    ada = IrcWire(srv.irc_port)
+    ada.register("ada", "server-time")
+    assert replayed(ada, "ada") == [(irc_time(away_ts), "while ada was away")]
+    for _ in range(2):  # the server restarts under the client: nothing is shown twice
+        assert srv.stop() == 0
+        srv = start()
+        ada = IrcWire(srv.irc_port)
+        ada.register("ada", "server-time")
+        assert replayed(ada, "ada") == []
+    # another nickname, new to the room, gets the latest as before
+    eve = IrcWire(srv.irc_port)
+    eve.register("eve", "server-time")
+    assert [t for _, t in replayed(eve, "eve")][-2:] == ["live", "while ada was away"]
+    # and a JSON client can ask for the same with `since`, or for none
+    carol = connect(srv.port, "carol")
+    carol.send(type="join", room="lab", ref="j")
+    carol.until("history_end", ref="j")
+    carol.send(type="send", room="lab", text="in lab", ref="s")
+    lab_id = carol.until("message", ref="s")["id"]
+    carol.send(type="send", room="lab", text="later in lab", ref="t")
+    carol.until("message", ref="t")
+    dave = connect(srv.port, "dave")
+    dave.send(type="join", room="lab", since=lab_id, ref="d")
+    replay = []
+    while (frame := dave.next())["type"] != "history_end":
+        if frame["type"] == "message":
+            replay.append(frame["text"])
+    assert replay == ["later in lab"]
+    dave.send(type="part", room="lab", ref="p")
+    dave.until("left", ref="p")
+    dave.send(type="join", room="lab", replay=False, ref="q")
+    while (frame := dave.next())["type"] != "history_end":
+        assert frame["type"] != "message"
+    dave.send(type="join", room="x", since=-1, ref="bad")
+    assert dave.until("error", ref="bad")["code"] == "bad_field"
+    assert srv.stop() == 0
