@@ -103,6 +103,20 @@ class Browser:
     def console_errors(self) -> list[str]:
         return [e["message"] for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]
 
+    def accessibility(self, script: str) -> list[dict[str, Any]]:
+        """axe-core's violations on the page as it is now (``script``: axe.min.js),
+        each as {id, impact, help, nodes: [html]}."""
+        self.driver.execute_script(script)
+        self.driver.set_script_timeout(WAIT)
+        found = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "axe.run(document, {resultTypes: ['violations']})"
+            ".then((r) => done(r.violations.map((v) => ({id: v.id, impact: v.impact,"
+            " help: v.help, nodes: v.nodes.map((n) => n.html + ' ' + n.failureSummary)}))))"
+            ".catch((e) => done([{id: 'axe-error', impact: 'critical', help: String(e),"
+            " nodes: []}]));")
+        return list(found)
+
     def screenshot(self, path: str) -> None:
         self.driver.save_screenshot(path)
 

@@ -9,7 +9,8 @@ apt-get when they are missing and this runs as root on Debian or
 Ubuntu; otherwise one line says what to install and the exit status is 1, so the test
 line stops before a run that would fail for a missing tool. Python packages come from
 pyproject.toml: the project itself (editable, so the `lanchat` command is this checkout)
-with its `test` extra (pytest, hypothesis, ruff, mypy, selenium), pinned there.
+with its `test` extra (pytest, hypothesis, ruff, mypy, selenium), pinned there; axe-core
+(the page's accessibility check) from npm, pinned here, into ~/.cache/lanchat-tests.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ TOOLS = [("Xvfb", "xvfb"), ("xdotool", "xdotool"),
          ("chromium", "chromium"), ("chromedriver", "chromium-driver"),  # the page's tests
          ("ip", "iproute2"),  # discovery tests: network namespaces of their own
          ("irssi", "irssi"), ("tmux", "tmux"),  # a real IRC client, driven in tmux
-         ("redis-server", "redis-server")]  # cluster tests: nodes sharing one Redis
+         ("redis-server", "redis-server"),  # cluster tests: nodes sharing one Redis
+         ("npm", "npm")]  # axe-core, the page's accessibility check
+AXE_VERSION = "4.10.3"
+# axe-core's script, injected into the page by the accessibility test (tests/browser.py)
+AXE_HOME = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lanchat-tests"
+AXE = AXE_HOME / "node_modules" / "axe-core" / "axe.min.js"
 SYSTEM_PYTHON = ("/usr/bin/python3",)  # Debian's python3-tk only serves its own Python
 
 
@@ -76,6 +82,12 @@ def main() -> int:
         print("prepare: pip could not install the project with its test extra",
               file=sys.stderr)
         return 1
+    if not AXE.exists():
+        npm = ["npm", "install", "--prefix", str(AXE_HOME), "--no-audit", "--no-fund",
+               "--silent", f"axe-core@{AXE_VERSION}"]
+        if subprocess.run(npm).returncode != 0:
+            print(f"prepare: npm could not install axe-core@{AXE_VERSION}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -397,6 +397,57 @@ def test_a_reload_joins_the_rooms_and_direct_messages_again(server, browsers):
     assert page.console_errors() == []
 
 
+CONTRAST = """
+const e = document.querySelector(arguments[0]), s = getComputedStyle(e);
+const lum = (c) => { const v = c.match(/\\d+/g).slice(0, 3).map((x) => x / 255)
+  .map((x) => x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4);
+  return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+const [a, b] = [lum(s.color), lum(s.backgroundColor)].sort((x, y) => y - x);
+return (a + 0.05) / (b + 0.05);"""
+
+
+def axe_script() -> str:
+    from tests.prepare import AXE as path  # where tests/prepare.py put axe-core
+    if not path.exists():
+        pytest.fail(f"axe-core is missing at {path}: run python tests/prepare.py")
+    return path.read_text()
+
+
+@pytest.mark.parametrize("size", [(390, 844), (1366, 768)], ids=["phone", "laptop"])
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_no_serious_violation_in_the_chat_view(fast_server, browsers, size, scheme):
+    script = axe_script()
+    names = ("ann", "bob", "carol", "dave", "eve", "frank", "grace", "heidi", "ivan",
+             "judy", "ken", "liz")  # nick colours of many hues
+    talkers = [connect(fast_server.port, n) for n in names]
+    page = browsers(width=size[0], height=size[1], mobile=size[0] < 500)
+    page.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+        "features": [{"name": "prefers-color-scheme", "value": scheme}]})
+    page.join(url(fast_server), "viewer")
+    for name, talker in zip(names, talkers):
+        talker.send(type="send", room="general", text=f"hello viewer, {name} here")
+    page.wait_text("hello viewer, liz here")
+    talkers[1].send(type="send", to="viewer", text="a direct word")  # a mention badge
+    page.say("my own line")
+    page.wait_text("my own line")
+    shown = [page.accessibility(script)]
+    if size[0] < 500:  # the slide-in list, with its badges
+        page.find("#menu-button").click()
+        page.until(lambda: page.driver.execute_script(
+            "return document.getElementById('sidebar').getBoundingClientRect().left >= 0"),
+            what="the list slides in")
+        page.until(lambda: page.all("#sidebar .badge.mention"), what="a mention badge")
+        shown.append(page.accessibility(script))
+    else:
+        page.until(lambda: page.all("#sidebar .badge.mention"), what="a mention badge")
+        shown.append(page.accessibility(script))
+    serious = [v for found in shown for v in found if v["impact"] in ("serious", "critical")]
+    assert serious == [], serious
+    # the mention badge's own colours (axe leaves some small badges out)
+    ratio = page.driver.execute_script(CONTRAST, "#sidebar .badge.mention")
+    assert ratio >= 4.5, ratio
+
+
 def test_browse_rooms_lists_them_and_joins_one_with_a_click(server, browsers):
     maker = connect(server.port, "maker", rooms=["general", "chess"])
     maker.barrier()
