@@ -68,9 +68,9 @@ class ConnectForm(ctk.CTkFrame):
         # fills the form and connects when a nickname is there.
         self.found_title = ctk.CTkLabel(box, text="Servers on this network: looking…",
                                         font=ctk.CTkFont(weight="bold"))
-        self.found_title.grid(row=9, column=0, columnspan=2, padx=30, pady=(4, 2), sticky="w")
+        self.found_title.grid(row=11, column=0, columnspan=2, padx=30, pady=(4, 2), sticky="w")
         self.found_box = ctk.CTkFrame(box, fg_color="transparent")
-        self.found_box.grid(row=10, column=0, columnspan=2, padx=30, pady=(0, 18), sticky="ew")
+        self.found_box.grid(row=12, column=0, columnspan=2, padx=30, pady=(0, 18), sticky="ew")
         self.found: list[Found] = []
         self.found_buttons: list[ctk.CTkButton] = []
         self._connect = connect_command
