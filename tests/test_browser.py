@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import itertools
 import signal
-import subprocess
 import socket
+import subprocess
 import threading
 import time
 
