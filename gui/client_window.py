@@ -249,7 +249,7 @@ class ClientWindow(ctk.CTk):
                              "goes out once the connection is back.", "error")
             self.state_.offline()
         self._attempt += 1
-        self._lost = f"Connection lost ({error or 'closed by the server'})."
+        self._lost = f"Connection lost ({(error or 'closed by the server').rstrip('.')})."
         self._retry_at = time.monotonic() + wait
         self._show_outage()
         self.reconnect_button.grid()
