@@ -341,6 +341,9 @@ class ChatState:
         self.note(f"You were removed from the server: {frame.get('reason', '')}", "error")
 
     def _on_error(self, frame: dict[str, Any]) -> None:
+        if frame.get("ref") == OLDER_REF:  # an older page refused: it may be asked again
+            for conv in self.conversations.values():
+                conv.loading = False
         self.note(frame.get("message", "Error."), "error")
 
 

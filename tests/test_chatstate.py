@@ -147,3 +147,15 @@ def test_joins_and_leaves_between_two_renders_are_folded_into_one_line():
     tail = [ln.text for ln in list(st.conversations["#general"].lines)[-4:]]
     assert tail == ["late joined.", "u000, u001 and u002 quit.", "m9", "u003 quit."]
     assert len(st.conversations["#general"].users) == 197
+
+
+def test_a_refused_older_page_may_be_asked_again():
+    st = state_with()
+    conv = st.conversations["#general"]
+    conv.loading = True  # asked
+    st.apply({"type": "error", "code": "store_failed", "message": "Not stored.",
+              "ref": OLDER_REF})
+    assert conv.loading is False
+    conv.loading = True
+    st.apply({"type": "error", "code": "bad_field", "message": "x", "ref": "other"})
+    assert conv.loading is True

@@ -710,6 +710,12 @@ export class Chat extends EventTarget {
 
   on_error(frame) {
     this.endTransfer(frame.ref, "failed", frame.message);
+    const older = frame.ref !== undefined && this.olderAsked.get(frame.ref);
+    if (older) { // an older page refused: it may be asked again
+      this.olderAsked.delete(frame.ref);
+      const conv = this.conversations.get(older);
+      if (conv) conv.loading = false;
+    }
     if (!this.online && frame.code === "nick_taken" && this.resumeRooms && this.ws &&
         this.resumeTries < RESUME_TRIES) {
       this.ws.close(1000); // moved here: the dead node still holds the nickname a moment
