@@ -294,19 +294,9 @@ class ConversationPanel(ctk.CTkFrame):
         if not lines:
             return
         before = self._conv_line(conv, self._hi - 1)
-        shown, heights, seps, self._day = self._runs(
-            conv, lines, day_text(before.ts) if before is not None else None)
-        text = self.view._textbox
-        top = text.index("@0,0")
-        text.configure(state="normal")
-        self._insert("end-1c", shown)
-        self._heights.extend(heights)
-        self._seps.extend(seps)
-        self._hi += len(lines)
-        moved = self._trim_start(len(self._heights) - VIEW_LINES)
-        text.configure(state="disabled")
+        top, moved = self._add_below(conv, lines, day_text(before.ts) if before else None,
+                                     trim=True)
         self._keep_top(top, -moved)
-        self._note_files(lines)
         if self._hi == conv.base + len(conv.lines):
             self._unseen_below = 0
 
@@ -321,22 +311,29 @@ class ConversationPanel(ctk.CTkFrame):
                                                len(self._heights) >= 2 * VIEW_LINES):
             self._unseen_below += messages
             return
-        shown, heights, seps, self._day = self._runs(conv, appended, self._day)
+        self._add_below(conv, appended, self._day, trim=follow)
+        if follow:
+            self.view._textbox.see("end")
+        else:
+            self._unseen_below += messages
+
+    def _add_below(self, conv: Conversation, lines: list[Line], day: str | None, *,
+                   trim: bool) -> tuple[str, int]:
+        """Render ``lines`` after the window (``day``: the day of the line before
+        them); with ``trim``, as many lines above go past the bound. Returns the top
+        index before and the text lines taken above."""
+        shown, heights, seps, self._day = self._runs(conv, lines, day)
         text = self.view._textbox
         top = text.index("@0,0")
         text.configure(state="normal")
         self._insert("end-1c", shown)
         self._heights.extend(heights)
         self._seps.extend(seps)
-        self._hi = end
-        moved = self._trim_start(len(self._heights) - VIEW_LINES) if follow else 0
+        self._hi += len(lines)
+        moved = self._trim_start(len(self._heights) - VIEW_LINES) if trim else 0
         text.configure(state="disabled")
-        self._note_files(appended)
-        if follow:
-            text.see("end")
-        else:
-            self._keep_top(top, -moved)
-            self._unseen_below += messages
+        self._note_files(lines)
+        return top, moved
 
     def _trim_start(self, count: int) -> int:
         """Take ``count`` lines off the top; the text lines taken."""

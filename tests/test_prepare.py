@@ -28,10 +28,9 @@ def test_without_root_it_names_what_to_install_in_one_line(monkeypatch, capsys):
     assert ran == []  # neither apt-get nor pip was run
 
 
-def test_with_everything_present_it_only_installs_the_project(monkeypatch, tmp_path):
+def everything_present(monkeypatch) -> list[list[str]]:
+    """Every tool there, every command succeeding: the commands prepare runs."""
     monkeypatch.setattr(prepare.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(prepare, "AXE", tmp_path / "axe.min.js")
-    (tmp_path / "axe.min.js").write_text("// axe")
     monkeypatch.setattr(prepare, "has_tkinter", lambda: True)
     ran: list[list[str]] = []
 
@@ -40,23 +39,22 @@ def test_with_everything_present_it_only_installs_the_project(monkeypatch, tmp_p
 
     monkeypatch.setattr(prepare.subprocess, "run",
                         lambda cmd, **kw: ran.append(cmd) or Done())
+    return ran
+
+
+def test_with_everything_present_it_only_installs_the_project(monkeypatch, tmp_path):
+    ran = everything_present(monkeypatch)
+    monkeypatch.setattr(prepare, "AXE", tmp_path / "axe.min.js")
+    (tmp_path / "axe.min.js").write_text("// axe")
     assert prepare.main() == 0
     assert ran == [[sys.executable, "-m", "pip", "install", "-q",
                     "--disable-pip-version-check", "-e", f"{ROOT}[test]"]]
 
 
 def test_axe_core_comes_from_npm_pinned_when_it_is_missing(monkeypatch, tmp_path):
-    monkeypatch.setattr(prepare.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(prepare, "has_tkinter", lambda: True)
+    ran = everything_present(monkeypatch)
     monkeypatch.setattr(prepare, "AXE_HOME", tmp_path)
     monkeypatch.setattr(prepare, "AXE", tmp_path / "missing.js")
-    ran: list[list[str]] = []
-
-    class Done:
-        returncode = 0
-
-    monkeypatch.setattr(prepare.subprocess, "run",
-                        lambda cmd, **kw: ran.append(cmd) or Done())
     assert prepare.main() == 0
     assert ran[-1] == ["npm", "install", "--prefix", str(tmp_path), "--no-audit",
                        "--no-fund", "--silent", f"axe-core@{prepare.AXE_VERSION}"]
