@@ -814,12 +814,22 @@ def replayed(irc: IrcWire, nick: str) -> list[tuple[str, str]]:
 def test_a_join_replays_only_what_the_nickname_has_not_seen_across_restarts(tmp_path):
     db = tmp_path / "seen.db"
     args = ("--irc-port", "0", "--rate", "0")
+    started = []
 
     def start():
         srv = launch(db, *args)
         srv.irc_port = int(srv.proc.stdout.readline().rsplit(":", 1)[1])
+        started.append(srv)
         return srv
 
+    try:
+        run_seen_scenario(start)
+    finally:
+        codes = [srv.stop() for srv in started]
+    assert codes == [0] * len(started)  # each exits cleanly on SIGTERM
+
+
+def run_seen_scenario(start) -> None:
     srv = start()
     bob = connect(srv.port, "bob")
     sent = {}
@@ -873,4 +883,3 @@ def test_a_join_replays_only_what_the_nickname_has_not_seen_across_restarts(tmp_
         assert frame["type"] != "message"
     dave.send(type="join", room="x", since=-1, ref="bad")
     assert dave.until("error", ref="bad")["code"] == "bad_field"
-    assert srv.stop() == 0
