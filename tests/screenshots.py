@@ -110,6 +110,20 @@ def page_shots(out: Path) -> None:
                 "return document.getElementById('sidebar').getBoundingClientRect().left >= 0"))
             phone.screenshot(str(out / "page-phone-menu.png"))
             print(out / "page-phone-menu.png")
+            # Offline on a 390 px phone: the status strip, a message not sent yet, and
+            # the menu's dot for a direct message that came before.
+            walker = Browser(390, 844, mobile=True)
+            browsers.append(walker)
+            walker.join(url, "walker")
+            tom.send(type="send", to="walker", text="psst, walker")
+            walker.until(lambda: "dot" in walker.find("#menu-button").get_attribute("class"))
+            proc.terminate()
+            proc.wait(10)
+            walker.until(lambda: "Offline" in walker.find("#status").text)
+            walker.say("on the bus, back soon")
+            walker.until(lambda: walker.all("#log li.pending"))
+            walker.screenshot(str(out / "page-phone-offline.png"))
+            print(out / "page-phone-offline.png")
         finally:
             for browser in browsers:
                 browser.quit()

@@ -138,8 +138,10 @@ function showStatus() {
   const retry = statusLine.retryAt && !chat.online && !stopped && !chat.ws
     ? (left > 0 ? `Reconnecting in ${left} s…` : "Reconnecting…") : "";
   const text = [statusLine.text, retry, waiting].filter(Boolean).join(" ");
+  const stuck = log.stuck(); // the strip's height takes from the log's: keep its end in view
   if ($("status").textContent !== text) $("status").textContent = text;
   $("status-strip").hidden = !text;
+  if (stuck) log.scrollDown();
   $("reconnect-button").hidden = !(statusLine.offline && !stopped);
   $("rejoin-button").hidden = !(stopped && chat.welcomed && !$("chat").hidden);
 }
@@ -287,7 +289,10 @@ function notify(conv, frame) {
 chat.addEventListener("message", ({ detail }) => {
   const { conv, frame, mine, mention } = detail;
   const seen = conv === active && !document.hidden;
-  if (conv === active && log.added(frame) && !mine) $("jump-button").hidden = false;
+  if (conv === active) {
+    if (log.added(frame) && !mine) $("jump-button").hidden = false;
+    else if (mine && !frame.history) jumpDown(); // what you send, you see
+  }
   if (!seen && !mine && !frame.history) {
     conv.unread += 1;
     if (mention || conv.kind === DM) conv.mentions += 1;
@@ -299,7 +304,9 @@ chat.addEventListener("message", ({ detail }) => {
 });
 
 chat.addEventListener("line", ({ detail }) => {
-  if (detail.conv === active && log.added(detail.entry)) $("jump-button").hidden = false;
+  if (detail.conv !== active) return;
+  log.added(detail.entry); // the client's own lines: no "New messages" for them
+  if (detail.entry.type === "pending") jumpDown(); // typed offline: shown where typed
 });
 chat.addEventListener("unline", ({ detail }) => { if (detail.conv === active) log.remove(detail.entry); });
 chat.addEventListener("changed", ({ detail }) => { if (detail.conv === active) log.changed(detail.entry); });
@@ -346,7 +353,11 @@ $("older-button").addEventListener("click", () => {
   }
 });
 log.onEdge = (conv) => chat.older(conv);
-$("jump-button").addEventListener("click", () => { log.jump(); $("jump-button").hidden = true; });
+function jumpDown() {
+  log.jump();
+  $("jump-button").hidden = true;
+}
+$("jump-button").addEventListener("click", jumpDown);
 $("log").addEventListener("scroll", () => { // after the log drew what the edge brought
   if (log.stuck() && log.atEnd()) $("jump-button").hidden = true;
   drawOlder();
