@@ -7,15 +7,16 @@ headless server and the core tests never need Tk.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from chat.config import DEFAULT_PORT, ServerConfig
 from chat.errors import ChatError
-from chat.netinfo import split_address
+from chat.netinfo import addresses_to_show, join_address, split_address
 
 if TYPE_CHECKING:
     from chat.server import ChatServer
@@ -169,6 +170,9 @@ def discover(timeout: float) -> int:
                     printed.add(found.address)
                     print(found.line(), flush=True)
     finder.close()
+    if not printed:
+        sys.stderr.write(f"{PROG}: no server answered within {timeout:g} s (is one running "
+                         "on this network, and does its firewall let UDP port 7071 in?)\n")
     return 0 if printed else 1
 
 
@@ -191,8 +195,31 @@ def run_headless(config: ServerConfig, console: bool = False) -> int:
         print(f"irc listening on {server.irc_address[0]}:{server.irc_address[1]}", flush=True)
     if server.irc_tls_address is not None:
         print("ircs listening on {}:{}".format(*server.irc_tls_address), flush=True)
+    # What to give out: every address of this machine people can type, and the page.
+    scheme = "https" if server.tls is not None else "http"
+    for address in addresses_to_show(host):
+        where = join_address(address, port)
+        print(f"join at {where} (the chat window) or {scheme}://{where}/ (a browser)",
+              flush=True)
     server.serve_forever()
     return 0
+
+
+def load_window(module: str, name: str, *, server: bool) -> Any:
+    """A window's entry point; where there is no Tk, or no display to open a window
+    on, one sentence saying what to do instead."""
+    instead = ("run the server without a window: python main.py --server --headless"
+               if server else "join from a browser at the server's address instead")
+    if not sys.platform.startswith(("win", "darwin")) and not (
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise ChatError(f"cannot open a window: no display (DISPLAY is not set); {instead}")
+    try:
+        loaded = importlib.import_module(f"gui.{module}")
+    except ImportError as exc:
+        raise ChatError(f"the windows need Tk and customtkinter ({exc}): install Tk "
+                        "(Debian and Ubuntu: sudo apt-get install python3-tk) and "
+                        f"'pip install -r requirements.txt', or {instead}") from None
+    return getattr(loaded, name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,11 +237,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.console:
                 raise ChatError("--console goes with --headless (the window has its "
                                 "own controls)")
-            from gui.server_window import run_server_window
+            run_server_window = load_window("server_window", "run_server_window", server=True)
             return run_server_window(config)
         if args.headless:
             raise ChatError("--headless is a server option")
-        from gui.client_window import run_client_window
+        run_client_window = load_window("client_window", "run_client_window", server=False)
         host, port = args.host, args.port
         if host is not None:  # as the server window shows it: 192.168.1.20:7070
             servers = host.replace(",", " ").split() or [host]  # or a cluster's servers

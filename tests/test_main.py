@@ -160,3 +160,29 @@ def test_split_address_takes_what_the_server_window_shows():
                 "host:" + "7" * 5000):
         with pytest.raises(ValueError):
             split_address(bad, 7070)
+
+
+def test_no_display_names_headless_and_no_tk_names_what_to_install(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    for kind, hint in (("--server", "python main.py --server --headless"),
+                       ("--client", "join from a browser")):
+        result = subprocess.run([sys.executable, MAIN, kind], capture_output=True,
+                                text=True, timeout=60, env=env)
+        assert result.returncode == 1 and result.stdout == ""
+        line = one_error_line(result)
+        assert "no display" in line and hint in line
+    # Tk missing (blocked here): one sentence, no traceback
+    blocked = ("import sys; sys.modules['tkinter'] = None; import runpy; "
+               f"sys.argv = [{MAIN!r}, '--client']; runpy.run_path({MAIN!r}, "
+               "run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True,
+                            text=True, timeout=60, env={**env, "DISPLAY": ":9"})
+    line = one_error_line(result)
+    assert result.returncode == 1 and "python3-tk" in line and "Traceback" not in line
+
+
+def test_a_headless_start_prints_the_addresses_to_give_out(start_server):
+    server = start_server()
+    assert server.proc.stdout.readline() == (
+        f"join at 127.0.0.1:{server.port} (the chat window) or "
+        f"http://127.0.0.1:{server.port}/ (a browser)\n")
