@@ -170,6 +170,9 @@ def discover(timeout: float) -> int:
                     printed.add(found.address)
                     print(found.line(), flush=True)
     finder.close()
+    if finder.dropped:
+        sys.stderr.write(f"{PROG}: {finder.dropped} beacon(s) not listed: more servers "
+                         "than a list holds, or a plain server passing for a TLS one\n")
     if not printed:
         sys.stderr.write(f"{PROG}: no server answered within {timeout:g} s (is one running "
                          "on this network, and does its firewall let UDP port 7071 in?)\n")

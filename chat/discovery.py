@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import socket
 import struct
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,12 @@ DATAGRAMS_PER_PASS = 32  # read per pass of the loop, whatever arrives
 MAGIC = "lanchat"  # every datagram carries {"lanchat": 1, ...}
 VERSION = 1
 SERVER_GONE_SECONDS = 3 * BEACON_SECONDS  # a finder forgets a server silent this long
+NAME_CHARS = 64  # a server's name as shown, at most
+MAX_SERVERS = 64  # servers a finder keeps at once (more are dropped: a flood of beacons)
+SERVERS_PER_HOST = 4  # of them, announced from one address
+TLS_NAMES = 256  # names of TLS servers remembered, so a plain twin cannot pass for one
+# how the server writes its certificate's SHA-256: sixteen groups of four hex digits
+FINGERPRINT = re.compile(r"[0-9A-F]{4}( [0-9A-F]{4}){15}")
 
 # Linux ioctls of <linux/sockios.h>: an interface's flags, address and netmask.
 SIOCGIFFLAGS, SIOCGIFADDR, SIOCGIFNETMASK = 0x8913, 0x8915, 0x891B
@@ -108,6 +116,15 @@ class Found:
         return f"{self.address}  {self.name}  ({self.users} online, {tls})"
 
 
+def clean_name(name: str) -> str:
+    """A beacon's name as it may be shown: no control or format characters (a newline
+    would forge a line of ``--discover``, ESC a terminal sequence, U+202E a reversed
+    text), spaces collapsed, at most NAME_CHARS characters."""
+    kept = "".join(ch if unicodedata.category(ch)[0] not in "CZ" or ch == " " else " "
+                   for ch in name[:4 * NAME_CHARS])
+    return " ".join(kept.split())[:NAME_CHARS] or "(no name)"
+
+
 def parse_beacon(message: dict[str, Any], host: str) -> Found | None:
     port, name = message.get("port"), message.get("name")
     users, fingerprint = message.get("users", 0), message.get("fingerprint") or ""
@@ -116,8 +133,11 @@ def parse_beacon(message: dict[str, Any], host: str) -> Found | None:
     if not isinstance(name, str) or not isinstance(users, int) or \
             not isinstance(fingerprint, str):
         return None
-    return Found(host, port, name[:64], bool(message.get("tls")), fingerprint[:128],
-                 max(0, users))
+    tls = bool(message.get("tls"))
+    if fingerprint and not FINGERPRINT.fullmatch(fingerprint):
+        return None  # not the server's own way of writing it: not ours
+    return Found(host, port, clean_name(name), tls, fingerprint if tls else "",
+                 min(max(0, users), 10**6))
 
 
 class Announcer:
@@ -202,6 +222,10 @@ class Finder:
         self.clock = clock
         self.port = port
         self.servers: dict[str, tuple[Found, float]] = {}  # address: (found, last heard)
+        # names (casefolded) of servers heard with TLS: a plain beacon under one of these
+        # names is a twin passing for it, and is not listed
+        self.tls_names: dict[str, None] = {}
+        self.dropped = 0  # beacons not listed (bounds, twins): --discover says so
         self.listen = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.listen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listen.setblocking(False)
@@ -242,12 +266,35 @@ class Finder:
                 message = decode(data)
                 found = parse_beacon(message, host) if message is not None else None
                 if found is not None:
-                    self.servers[found.address] = (found, now)
+                    self._heard(found, now)
         for address in [a for a, (_, heard) in self.servers.items()
                         if now - heard > SERVER_GONE_SECONDS]:
             del self.servers[address]
         return sorted((found for found, _ in self.servers.values()),
                       key=lambda f: (f.name.casefold(), f.address))
+
+    def _heard(self, found: Found, now: float) -> None:
+        """Keep ``found`` unless it would pass for another server or go past the
+        bounds: a server once heard with TLS never turns plain (the address keeps its
+        TLS entry, and a plain beacon under its name is not listed)."""
+        key = found.name.casefold()
+        known = self.servers.get(found.address)
+        if not found.tls and (key in self.tls_names or (known and known[0].tls)):
+            self.dropped += 1
+            return
+        if found.tls:
+            self.tls_names[key] = None
+            while len(self.tls_names) > TLS_NAMES:
+                del self.tls_names[next(iter(self.tls_names))]
+            for address, (other, _) in list(self.servers.items()):  # twins heard first
+                if not other.tls and other.name.casefold() == key:
+                    del self.servers[address]
+        if known is None and (len(self.servers) >= MAX_SERVERS or sum(
+                other.host == found.host for other, _ in self.servers.values())
+                >= SERVERS_PER_HOST):
+            self.dropped += 1
+            return
+        self.servers[found.address] = (found, now)
 
     def close(self) -> None:
         for sock in (self.listen, self.asker):

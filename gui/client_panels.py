@@ -72,14 +72,18 @@ class ConnectForm(ctk.CTkFrame):
         self.found_box = ctk.CTkFrame(box, fg_color="transparent")
         self.found_box.grid(row=12, column=0, columnspan=2, padx=30, pady=(0, 18), sticky="ew")
         self.found: list[Found] = []
+        self.known: frozenset[str] = frozenset()  # addresses connected to before
         self.found_buttons: list[ctk.CTkButton] = []
         self._connect = connect_command
 
-    def show_servers(self, found: list[Found]) -> None:
-        """The servers heard on the network now (redrawn only when they change)."""
-        found = found[:MAX_FOUND]
-        if found == self.found:
+    def show_servers(self, found: list[Found], known: frozenset[str] = frozenset()) -> None:
+        """The servers heard on the network now (redrawn only when they change): those
+        this window has been connected to first (a flood of forged beacons cannot push
+        them out of sight), the others marked "new"."""
+        found = sorted(found, key=lambda f: f.address not in known)[:MAX_FOUND]
+        if found == self.found and known == self.known:
             return
+        self.known = known
         self.found = found
         for button in self.found_buttons:
             button.destroy()
@@ -88,6 +92,8 @@ class ConnectForm(ctk.CTkFrame):
                                    "Servers on this network: none heard yet")
         for found_server in found:
             lock = "  (TLS)" if found_server.tls else ""
+            if found_server.address not in known:
+                lock += "  ·  new"
             button = ctk.CTkButton(
                 self.found_box, anchor="w", fg_color="transparent", border_width=1,
                 text_color=("#1a5276", "#85c1e9"),

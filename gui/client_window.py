@@ -36,6 +36,7 @@ THUMB_TYPES = ("image/png", "image/gif")  # what Tk shows without a library
 THUMB_MAX = 2 * 1000 * 1000  # bytes of a picture fetched to be shown
 THUMB_PX = 160
 HEX = frozenset("0123456789abcdef")  # a picture is shrunk to at most this many pixels a side
+SEEN_SERVERS = 32  # addresses remembered as connected to (the found list marks others)
 OLDER_PAGE = 200  # messages asked for when the reader reaches the oldest held
 REVEAL_PAGES = 5  # pages of 200 older messages loaded to reach a search result
 FIND_S = 0.5  # how often the form's list of servers on the network is brought up to date
@@ -310,10 +311,16 @@ class ClientWindow(ctk.CTk):
         self._render()
         if self.finder is not None and started >= self._next_find:
             self._next_find = started + FIND_S
-            self.form.show_servers(self.finder.poll())  # also while chatting: beacons drain
+            self.form.show_servers(self.finder.poll(),  # also while chatting: beacons drain
+                                   frozenset(self._seen_servers()))
         self.tick_seconds.append(time.perf_counter() - started)
         del self.tick_seconds[:-2000]
         self._after_id = self.after(POLL_MS, self._poll)
+
+    def _seen_servers(self) -> list[str]:
+        """Addresses this window has been connected to (settings; newest first)."""
+        value = self.settings.get("seen_servers", [])
+        return [a for a in value if isinstance(a, str)] if isinstance(value, list) else []
 
     def _show_progress(self) -> None:
         """Connecting: the stage and the seconds waited on the form; an outage: its
@@ -370,6 +377,10 @@ class ClientWindow(ctk.CTk):
         if kind == "kicked":
             self._kicked = f"You were removed from the server: {frame.get('reason', '')}"
         if kind == "welcome" and self.client is not None:
+            seen = self._seen_servers()
+            here = join_address(self.client.host, self.client.port)
+            if here not in seen:  # found on the network later: not marked "new"
+                self.settings.update(seen_servers=[here, *seen][:SEEN_SERVERS])
             if self._attempt:
                 self.state_.note("Reconnected.", "notice")
             self._attempt = 0

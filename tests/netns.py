@@ -39,7 +39,7 @@ class LanPair:
         tag = f"{os.getpid() % 100000}x{n}"
         self.names = (f"lcs{tag}", f"lcc{tag}")  # the server's side, the client's side
         self.addresses = (f"10.203.{n}.1", f"10.203.{n}.2")
-        links = (f"lv{tag}a"[:15], f"lv{tag}b"[:15])
+        links = self.links = (f"lv{tag}a"[:15], f"lv{tag}b"[:15])
         steps = [["ip", "netns", "add", self.names[0]], ["ip", "netns", "add", self.names[1]],
                  ["ip", "link", "add", links[0], "type", "veth", "peer", "name", links[1]]]
         for ns, link, address in zip(self.names, links, self.addresses):

@@ -16,7 +16,14 @@ import time
 import pytest
 
 from chat.config import ServerConfig
-from chat.discovery import ANSWER_BURST, Announcer, decode, encode, parse_beacon
+from chat.discovery import (
+    ANSWER_BURST,
+    SERVERS_PER_HOST,
+    Announcer,
+    decode,
+    encode,
+    parse_beacon,
+)
 from chat.server import ChatServer
 from tests.conftest import MAIN, ROOT
 from tests.netns import LanPair, available
@@ -152,3 +159,83 @@ def test_a_loopback_server_and_no_announce_send_no_beacons(tmp_path):
             assert server.announcer is None  # nobody else could reach it / asked not to
         finally:
             server.close()
+
+
+def test_a_beacon_cannot_forge_a_line_an_escape_or_a_plain_twin():
+    from chat.discovery import MAX_SERVERS, Finder, clean_name
+    assert clean_name("Room 9\n10.0.0.66:7070  Fake") == "Room 9 10.0.0.66:7070 Fake"
+    assert clean_name("\x1b]0;owned\x07Evil\x1b[2J") == "]0;owned Evil [2J"
+    assert clean_name("abc\u202edef") == "abc def" and clean_name("\t\n") == "(no name)"
+    assert len(clean_name("x" * 5000)) == 64
+    tls = {"type": "beacon", "name": "Room 9", "port": 7070, "tls": True, "users": 1,
+           "fingerprint": " ".join(["ABCD"] * 16)}
+    assert parse_beacon({**tls, "fingerprint": "AB\nCD"}, "h") is None
+    finder = Finder(port=0, probe=False)
+    try:
+        plain_first = parse_beacon({**tls, "tls": False, "port": 7071}, "10.0.0.9")
+        finder._heard(plain_first, 0.0)  # a plain "Room 9" heard before the real one
+        finder._heard(parse_beacon(tls, "10.0.0.5"), 0.0)
+        finder._heard(parse_beacon({**tls, "tls": False}, "10.0.0.5"), 0.0)  # same address
+        finder._heard(parse_beacon({**tls, "tls": False, "name": "ROOM 9 "}, "10.0.0.7"), 0.0)
+        assert [(f.address, f.tls) for f, _ in finder.servers.values()] == [
+            ("10.0.0.5:7070", True)]
+        for port in range(1, 1000):  # a flood from one address: a few kept
+            finder._heard(parse_beacon({**tls, "tls": False, "name": f"f{port}",
+                                        "port": port}, "10.0.0.66"), 0.0)
+        assert sum(f.host == "10.0.0.66" for f, _ in finder.servers.values()) == \
+            SERVERS_PER_HOST
+        for n in range(1000):  # from many addresses: the list stays bounded
+            finder._heard(parse_beacon({**tls, "tls": False, "name": f"g{n}"},
+                                       f"10.1.{n // 250}.{n % 250}"), 0.0)
+        assert len(finder.servers) == MAX_SERVERS and finder.dropped > 1900
+    finally:
+        finder.close()
+
+
+FORGER = """
+import json, socket, sys, time
+target, source = sys.argv[1], sys.argv[2]
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind((source, 0))  # an address of its own beside the real server's
+def beacon(**fields):
+    return json.dumps({"lanchat": 1, "type": "beacon", "port": 7070, "users": 0,
+                       "tls": False, **fields}).encode()
+forged = [beacon(name="Room 9\\n" + target + ":7070  Fake (0 online, no TLS)", port=7001),
+          beacon(name="\\u001b]0;owned\\u0007Evil\\u001b[2J", port=7002),
+          beacon(name="Room 9", port=7003)]  # a plain twin of the TLS server
+flood = [beacon(name=f"flood {n}", port=10000 + n) for n in range(20000)]
+deadline = time.monotonic() + float(sys.argv[3])
+while time.monotonic() < deadline:
+    for data in forged + flood:
+        try:
+            sock.sendto(data, (target, 7071))
+        except OSError:
+            pass
+"""
+
+
+@needs_netns
+def test_forged_and_flooding_beacons_do_not_reach_discover_output(lan, tmp_path):
+    server = start_in(lan, tmp_path, "--tls")
+    forged_from = lan.addresses[0].rsplit(".", 1)[0] + ".3"  # another host on that side
+    subprocess.run(["ip", "-n", lan.names[0], "addr", "add", f"{forged_from}/24", "dev",
+                    lan.links[0]], check=True)
+    forger = subprocess.Popen([*lan.run_in(0), sys.executable, "-c", FORGER, lan.addresses[1],
+                               forged_from, "6"], cwd=ROOT)
+    try:
+        proc = discover(lan, 3.0)
+        out, err = proc.communicate(timeout=120)  # it ends by itself, with its timeout
+        lines = out.splitlines()
+        assert proc.returncode == 0 and lines
+        assert "\x1b" not in out and "\x07" not in out
+        hosts = (f"{lan.addresses[0]}:", f"{forged_from}:")
+        assert all(line.startswith(hosts) for line in lines)  # no forged line
+        real = [line for line in lines if line.startswith(f"{lan.addresses[0]}:{server.port} ")]
+        assert len(real) == 1 and "TLS " in real[0]
+        assert not any(" Room 9  " in line and "no TLS" in line for line in lines)  # no twin
+        assert len(lines) <= 1 + SERVERS_PER_HOST  # the flood's address: a few lines
+        assert "not listed" in err
+    finally:
+        forger.terminate()
+        forger.wait(30)
+        stop(server)
