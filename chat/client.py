@@ -7,7 +7,10 @@ local events of its own: ``{"type": "local.connected"}``, ``{"type": "local.tls"
 pinned before, ``verified``: checked against the CA file) and ``{"type":
 "local.closed", "error": str | None, "fatal": bool}`` (fatal: retrying cannot help,
 e.g. the server's certificate changed). Requests are queued by methods
-(``say``, ``join``, ...) and written by the next ``poll``. Tk-free; no threads.
+(``say``, ``join``, ...) and written by the next ``poll``, before it waits. After a
+reconnect, a history message said while this client was away carries ``"missed":
+true`` (set here, from the `since` it sent; old backlog has none). Tk-free; no
+threads. The API, for bots: docs/bots.md.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class ChatClient:
         self.alternates: list[tuple[str, int]] = []
         self.state = "idle"  # idle -> resolving -> connecting -> hello -> ready -> closed
         self.last_id = 0  # highest message id seen: where a reconnect resumes
+        self.resumed_from = 0  # the `since` of the last hello (0: none)
         self.welcome: Frame | None = None
         self.sock: socket.socket | None = None
         self._selector: selectors.BaseSelector | None = None
@@ -171,6 +175,7 @@ class ChatClient:
             hello["nick_password"] = self.nick_password
         if self.last_id:
             hello["since"] = self.last_id
+        self.resumed_from = self.last_id
         self.send(hello)
 
     # ------------------------------------------------------------ I/O
@@ -201,6 +206,10 @@ class ChatClient:
                 self.sock.pending():
             timeout = 0.0  # decrypted bytes wait inside the TLS layer
             if not self._read(events):
+                return events
+        if self._out:  # what was asked since the last poll goes out before any wait
+            self._write(events)
+            if self.sock is None:
                 return events
         for _, mask in self._selector.select(timeout):
             if self.state == "connecting":
@@ -361,8 +370,11 @@ class ChatClient:
         kind = frame["type"]
         if kind == "message":
             msg_id = frame.get("id")
-            if isinstance(msg_id, int) and msg_id > self.last_id:
-                self.last_id = msg_id
+            if isinstance(msg_id, int):
+                if frame.get("history") and self.resumed_from and msg_id > self.resumed_from:
+                    frame["missed"] = True  # said while this client was away: new to it
+                if msg_id > self.last_id:
+                    self.last_id = msg_id
         elif kind == "welcome":
             self.state = "ready"
             self.welcome = frame
@@ -413,13 +425,16 @@ class ChatClient:
             frame["ref"] = ref
         self.send(frame)
 
-    def say(self, room: str, text: str, *, action: bool = False,
+    def say(self, room: str, text: str, *, action: bool = False, notice: bool = False,
             ref: str | None = None) -> None:
-        self._request("send", ref, room=room, text=text, action=action or None)
+        """A message to ``room``; ``notice``: one that nobody should answer (a bot's)."""
+        self._request("send", ref, room=room, text=text, action=action or None,
+                      notice=notice or None)
 
-    def message(self, to: str, text: str, *, action: bool = False,
+    def message(self, to: str, text: str, *, action: bool = False, notice: bool = False,
                 ref: str | None = None) -> None:
-        self._request("send", ref, to=to, text=text, action=action or None)
+        self._request("send", ref, to=to, text=text, action=action or None,
+                      notice=notice or None)
 
     def join(self, room: str, ref: str | None = None) -> None:
         self._request("join", ref, room=room)

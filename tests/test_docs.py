@@ -112,3 +112,21 @@ def test_every_section_the_contents_name_exists():
     for anchor in re.findall(r"\]\(#([^)]+)\)", contents):
         assert anchor in headings, anchor
     assert Path(ROOT / "docs" / "protocol.md").stat().st_size > 30_000  # the whole of it
+
+
+def test_every_client_call_docs_bots_names_exists():
+    import re
+
+    from chat.client import ChatClient
+    from chat.transfers import Fetching, Sending
+
+    text = (ROOT / "docs" / "bots.md").read_text()
+    called = set(re.findall(r"`(?:client\.)?([a-z_]+)\(", text))
+    cell = "`ready`" + text.split("| `ready`", 1)[1].split(" | ", 1)[0]  # the first cell
+    attributes = set(re.findall(r"`([a-z_]+)`", cell))
+    assert {"connect", "poll", "say", "message", "join", "close", "history"} <= called
+    for name in called - {"ChatClient", "Sending", "Fetching"}:
+        assert any(hasattr(cls, name) for cls in (ChatClient, Sending, Fetching)), name
+    client = ChatClient("127.0.0.1", 1, "x")
+    for name in attributes | {"ready", "state", "last_id"}:
+        assert hasattr(client, name), name

@@ -903,11 +903,15 @@ def test_the_connect_form_lists_a_found_server_and_connects_with_one_click(open_
         win.wait("win.form.found_title.cget('text')",
                  lambda t: t == "Servers on this network:")
         shown = win.eval("win.form.found_buttons[0].cget('text')")
-        assert shown == f"Room 9  ·  {lan.addresses[0]}:{port}  ·  0 online"
+        assert shown == f"Room 9  ·  {lan.addresses[0]}:{port}  ·  0 online  ·  new"
         win.exec("win.form.found_buttons[0].invoke()")  # one click
         win.wait("win.client is not None and win.client.ready")
         assert win.eval("win.form.entries['host'].get()") == lan.addresses[0]
         win.wait("win.users.names", lambda n: n == ["finder"])
+        # joined once: no longer "new" (remembered with the window's settings)
+        win.wait("win.form.found_buttons[0].cget('text')",
+                 lambda t: t.startswith(f"Room 9  ·  {lan.addresses[0]}:{port}  ·  ") and
+                 "new" not in t)
         win.close()
     finally:
         server.terminate()
