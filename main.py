@@ -10,7 +10,7 @@ import argparse
 import importlib
 import logging
 import os
-import signal
+import stat
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -137,7 +137,11 @@ def watch_console(server: ChatServer) -> None:
 
     console = Console(server.operator, lambda text: print(text, flush=True), server.stop)
     try:
-        server.watch_input(sys.stdin.fileno(), console.feed)
+        fd = sys.stdin.fileno()
+        mode = os.fstat(fd).st_mode
+        if not (os.isatty(fd) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            raise ValueError("neither")  # a file or /dev/null: nothing to wait for
+        server.watch_input(fd, console.feed)
     except (OSError, ValueError):
         raise ChatError("--console reads commands from a terminal or a pipe; "
                         "standard input is neither") from None
@@ -180,7 +184,8 @@ def discover(timeout: float) -> int:
 
 
 def run_headless(config: ServerConfig, console: bool = False) -> int:
-    from chat.server import ChatServer, raise_open_files_limit
+    from chat.platforms import on_stop_signals, raise_open_files_limit
+    from chat.server import ChatServer
 
     raise_open_files_limit()
     server = ChatServer(config)
@@ -191,8 +196,7 @@ def run_headless(config: ServerConfig, console: bool = False) -> int:
     except ChatError:
         server.store.close()
         raise
-    signal.signal(signal.SIGINT, lambda *_: server.stop())
-    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    on_stop_signals(server.stop)
     print(f"listening on {host}:{port}", flush=True)
     if server.irc_address is not None:
         print(f"irc listening on {server.irc_address[0]}:{server.irc_address[1]}", flush=True)

@@ -16,16 +16,16 @@ their own.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import re
 import socket
-import struct
 import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from chat.platforms import broadcast_addresses
 
 DISCOVERY_PORT = 7071  # the chat's default port + 1
 BEACON_SECONDS = 2.0  # a finder that just started hears a server within this long
@@ -44,37 +44,6 @@ TLS_NAMES = 256  # names of TLS servers remembered, so a plain twin cannot pass 
 # how the server writes its certificate's SHA-256: sixteen groups of four hex digits
 FINGERPRINT = re.compile(r"[0-9A-F]{4}( [0-9A-F]{4}){15}")
 
-# Linux ioctls of <linux/sockios.h>: an interface's flags, address and netmask.
-SIOCGIFFLAGS, SIOCGIFADDR, SIOCGIFNETMASK = 0x8913, 0x8915, 0x891B
-IFF_UP, IFF_BROADCAST, IFF_LOOPBACK = 0x1, 0x2, 0x8
-
-
-def broadcast_addresses() -> list[str]:
-    """The IPv4 broadcast address of each interface that is up (not loopback),
-    computed from its address and netmask; 255.255.255.255 where interfaces cannot
-    be listed. Local ioctls: nothing waits on the network."""
-    found: list[str] = []
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        for _, name in socket.if_nameindex():
-            packed = struct.pack("256s", name.encode()[:15])
-            try:
-                flags = struct.unpack("H", fcntl.ioctl(probe, SIOCGIFFLAGS, packed)[16:18])[0]
-                if flags & IFF_LOOPBACK or not flags & IFF_UP or not flags & IFF_BROADCAST:
-                    continue
-                address = fcntl.ioctl(probe, SIOCGIFADDR, packed)[20:24]
-                mask = fcntl.ioctl(probe, SIOCGIFNETMASK, packed)[20:24]
-            except OSError:  # no IPv4 address on it
-                continue
-            value = int.from_bytes(address, "big") | (~int.from_bytes(mask, "big") & 0xFFFFFFFF)
-            text = socket.inet_ntoa(value.to_bytes(4, "big"))
-            if text not in found:
-                found.append(text)
-    except OSError:
-        return ["255.255.255.255"]
-    finally:
-        probe.close()
-    return found
 
 
 def encode(kind: str, **fields: Any) -> bytes:

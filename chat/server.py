@@ -16,7 +16,6 @@ import errno
 import ipaddress
 import logging
 import os
-import resource
 import selectors
 import socket
 import ssl
@@ -35,6 +34,7 @@ from chat.irc import IrcCodec, IrcDoor
 from chat.model import FRESH, HANDSHAKE, READY, SNIFF, Peer
 from chat.netinfo import addresses_to_show, join_address
 from chat.operator import Operator
+from chat.platforms import RESERVED_SOCKETS, WINDOWS, PolledInput, selector_capacity
 from chat.protocol import CLOSED, NEED_DATA, FrameDecoder
 from chat.resp import Redis
 from chat.store import Store
@@ -74,6 +74,7 @@ REGISTERED_SHARE = 0.7  # of the frame budget, for registered users before new a
 # hello timeout runs out.
 PASS_FLOOR = 1
 ARRIVALS_FLOOR = 2
+POLLED_INPUT_S = 0.1  # how long a pass may wait while an input is read by polling
 INPUT_READ = 4096  # bytes read from a watched input (the operator console) per pass
 ACCEPT_BATCH = 256  # connections accepted per pass
 TICK_SECONDS = 0.1  # how often timers (hello, ping, close deadlines) are checked
@@ -105,18 +106,6 @@ def _loopback_only(host: str) -> bool:
         return False
 
 
-def raise_open_files_limit() -> int:
-    """Lift the soft open-files limit to the hard one; return the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return soft
-
-
 class ChatServer:
     """Owns the selector, the listening socket and the sockets of every ``Peer``."""
 
@@ -143,6 +132,10 @@ class ChatServer:
                                 for c in config.name)[:63] or "lanchat"
         self.clock = clock
         self.selector = selectors.DefaultSelector()
+        # select() (Windows) holds a fixed number of sockets: more clients are refused
+        capacity = selector_capacity(self.selector)
+        self.socket_cap = None if capacity is None else capacity - RESERVED_SOCKETS
+        self._polled: list[tuple[PolledInput, Callable[[bytes], None]]] = []
         if config.redis is not None:  # a node of a cluster (chat.cluster)
             from chat.cluster import Cluster
             try:
@@ -205,6 +198,10 @@ class ChatServer:
             self._advertised = join_address(addresses_to_show(host)[0], self.address[1])
         if self.fingerprint:
             log.info("TLS certificate fingerprint (SHA-256): %s", self.fingerprint)
+        if self.socket_cap is not None:  # select() (Windows): said once it is serving
+            log.info("this platform's select() watches at most %d sockets: at most %d "
+                     "connections at once", self.socket_cap + RESERVED_SOCKETS,
+                     self.socket_cap)
         return self.address
 
     def _listen_irc(self, family: socket.AddressFamily, port: int, kind: str
@@ -325,6 +322,9 @@ class ChatServer:
             timeout = min(timeout, HELD_WAKE_S)
         if self._slowed:
             timeout = min(timeout, max(0.0, min(self._slowed.values()) - self.clock()))
+        if self._polled:  # read by polling: a pass at least this often
+            timeout = min(timeout, POLLED_INPUT_S)
+            self._poll_inputs()
         ready = self.selector.select(timeout)
         for key, mask in ready:
             try:
@@ -500,7 +500,25 @@ class ChatServer:
         """Read ``fd`` (a terminal or a pipe: the operator console) in the loop and
         hand each chunk to ``feed``; at its end, stop watching it. ``OSError`` when
         the selector cannot watch it (a regular file, /dev/null)."""
-        self.selector.register(fd, selectors.EVENT_READ, feed)
+        try:
+            self.selector.register(fd, selectors.EVENT_READ, feed)
+        except (OSError, ValueError):
+            if not WINDOWS:
+                raise
+            self._polled.append((PolledInput(fd), feed))  # select() takes sockets only
+
+    def _poll_inputs(self) -> None:
+        """Inputs the selector cannot watch (chat.platforms): read without waiting."""
+        for source in list(self._polled):
+            polled, feed = source
+            try:
+                data = polled.read()
+            except OSError:
+                data = b""
+            if data == b"":
+                self._polled.remove(source)
+            elif data is not None:
+                feed(data)
 
     def _read_input(self, fd: int, feed: Callable[[bytes], None]) -> None:
         try:
@@ -528,7 +546,8 @@ class ChatServer:
                 return  # ECONNABORTED and the like: that one client is gone
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if hub.unregistered >= self.config.max_clients:
+            if hub.unregistered >= self.config.max_clients or (
+                    self.socket_cap is not None and len(hub.peers) >= self.socket_cap):
                 self._refuse(sock)
                 continue
             peer = hub.open(addr)

@@ -21,7 +21,8 @@ from chat.config import ServerConfig
 from chat.console import Console
 from chat.errors import ChatError, ProtocolError
 from chat.netinfo import addresses_to_show
-from chat.server import ChatServer, raise_open_files_limit
+from chat.platforms import raise_open_files_limit
+from chat.server import ChatServer
 from gui.common import POLL_MS, LineView, Settings, apply_appearance, is_dark
 from gui.server_panels import BansPanel, ClientsPanel, ControlBar, OperatorBar, StatusPanel
 
