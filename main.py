@@ -248,7 +248,6 @@ def main(argv: list[str] | None = None) -> int:
             return run_server_window(config)
         if args.headless:
             raise ChatError("--headless is a server option")
-        run_client_window = load_window("client_window", "run_client_window", server=False)
         host, port = args.host, args.port
         if host is not None:  # as the server window shows it: 192.168.1.20:7070
             servers = host.replace(",", " ").split() or [host]  # or a cluster's servers
@@ -258,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ChatError(f"--host: {exc}") from None
             if len(wheres) == 1:
                 host, port = wheres[0]  # else the form reads the list as typed
+        run_client_window = load_window("client_window", "run_client_window", server=False)
         return run_client_window(host=host, port=port, nick=args.nick,
                                  password=args.password, nick_password=args.nick_password,
                                  tls=args.tls, cafile=args.ca_file)
