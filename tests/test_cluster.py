@@ -406,6 +406,8 @@ def test_a_redis_with_a_password_and_the_consoles_nodes_command(start_server, tm
             a.proc.stdin.write("nodes\n")
             a.proc.stdin.flush()
             head = a.proc.stdout.readline()
+            while head.startswith("join at "):  # the addresses printed at the start
+                head = a.proc.stdout.readline()
             count = int(head.split()[0])
             return [head, *(a.proc.stdout.readline() for _ in range(count))]
         lines = wait_for(lambda: (lambda got: got if got[0].startswith("2 ") else None)(
