@@ -301,7 +301,8 @@ def test_on_a_phone_offline_is_shown_and_a_message_typed_then_is_sent_once(
     assert page.texts().count("on the bus") == 1
     later = listener.barrier()  # what came after it: not the same message again
     assert [f for f in later if f.get("text") == "on the bus"] == []
-    assert page.console_errors() == []
+    # (the browser logs each try that found the server down; nothing else)
+    assert [e for e in page.console_errors() if "WebSocket connection to" not in e] == []
 
 
 def test_on_a_phone_the_menu_has_a_dot_panels_leave_the_tab_order_and_escape_closes(
