@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from chat.accounts import Account
 from chat.bans import Ban
 from chat.errors import Later, ProtocolError, StoreError
-from chat.events import Message, Typing
+from chat.events import Event, Message, Typing
 from chat.files import Download, Upload
 from chat.model import Elsewhere, Peer, Room
 from chat.protocol import name_key
@@ -60,6 +60,7 @@ log = logging.getLogger("chat.server")
 SEQ, LOG, NICKS, MEMBERS, NODES = ("lanchat:seq", "lanchat:log", "lanchat:nicks",
                                    "lanchat:members", "lanchat:nodes")
 ACCOUNTS, BANS = "lanchat:accounts", "lanchat:bans"  # nick key / "kind\nkey" -> JSON
+ROOMS = "lanchat:rooms"  # room key -> its roles and settings (chat.rules, JSON)
 BEAT_S = 1.0  # how often a node says it lives
 DEAD_AFTER_MS = 3000  # a node silent this long is dead: what it held is taken back
 MAX_LOG = 1_000_000  # the stream keeps about this many entries (a node further behind
@@ -196,7 +197,8 @@ local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
 local id = '0-0'
 if #last > 0 then id = last[1][1] end
 return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), id,
-        redis.call('HGETALL', KEYS[4]), redis.call('HGETALL', KEYS[5])}
+        redis.call('HGETALL', KEYS[4]), redis.call('HGETALL', KEYS[5]),
+        redis.call('HGETALL', KEYS[6])}
 """
 SCRIPTS = {"post": POST, "event": EVENT, "claim": CLAIM, "release": RELEASE,
            "reap": REAP, "seed": SEED, "snapshot": SNAPSHOT, "share": SHARE}
@@ -427,17 +429,21 @@ class Cluster:
         if not self.offered:
             return  # this node's own accounts and bans go to Redis first (`_offered`)
         self.snapshotting = True
-        self.feed.call("EVAL", SNAPSHOT, 5, MEMBERS, NICKS, LOG, ACCOUNTS, BANS,
+        self.feed.call("EVAL", SNAPSHOT, 6, MEMBERS, NICKS, LOG, ACCOUNTS, BANS, ROOMS,
                        reply=self._snapshot)
 
     def _snapshot(self, reply: Any) -> None:
         self.snapshotting = False
         if is_error(reply):
             return
-        members, nicks, last, accounts, bans = reply
+        members, nicks, last, accounts, bans, rooms = reply
         hub = self.hub
         try:
             self._mirror_all(accounts, bans)
+            for key, data in zip(rooms[::2], rooms[1::2], strict=True):
+                if hub.owners.rules.get(_text(key)) is None or \
+                        hub.owners.rules[_text(key)].to_json() != _text(data):
+                    hub.owners.mirror_key(_text(key), _text(data))
         except StoreError as exc:  # this node's copy cannot write: start over later
             hub.write_failed(exc)
             self.feed.drop(f"this node's database: {exc.reason}")
@@ -491,6 +497,8 @@ class Cluster:
             self.cmd.call("HSETNX", ACCOUNTS, account.key, account_json(account))
         for ban in store.bans():
             self.cmd.call("HSETNX", BANS, f"{ban.kind}\n{ban.key}", json.dumps(ban))
+        for key, data in store.room_rules():
+            self.cmd.call("HSETNX", ROOMS, key, data)
         self.cmd.call("PING", reply=self._offered)
 
     def _offered(self, reply: Any) -> None:
@@ -643,7 +651,13 @@ class Cluster:
             hub.remote_joined(event["room"], nick, event.get("ts", hub.now_ms()))
         elif kind == "l":
             hub.remote_left(event["room"], nick, event.get("reason", "part"),
-                            event.get("message"), event.get("ts", hub.now_ms()))
+                            event.get("message"), event.get("ts", hub.now_ms()),
+                            event.get("by"))
+        elif kind == "g":  # a room's roles and settings changed on another node
+            hub.owners.mirror(event["room"], event["rules"], event.get("ev"))
+        elif kind == "kk":  # another node's operator kicks someone out of a room
+            hub.owners.kicked_here(event["room"], nick, event.get("by", ""),
+                                   event.get("reason", ""))
         elif kind == "fq":  # a node asks for a file this one keeps
             if event.get("to") == self.node:
                 self._push_file(event.get("sha", ""), event.get("o", ""))
@@ -756,12 +770,35 @@ class Cluster:
         self._publish({"k": "j", "room": room.name, "nick": peer.nick},
                       sets=[self._member(room, peer)])
 
-    def left(self, peer: Peer, room: Room, reason: str, message: str | None) -> None:
+    def left(self, peer: Peer, room: Room, reason: str, message: str | None,
+             by: str | None = None) -> None:
         event: dict[str, Any] = {"k": "l", "room": room.name, "nick": peer.nick,
                                  "reason": reason}
         if message:
             event["message"] = message
+        if by:
+            event["by"] = by
         self._publish(event, drops=[f"{room.key}\n{peer.key}"])
+
+    def rules_changed(self, room: Room, data: str, event: Event | None) -> None:
+        """A room's rules changed here: kept in ``lanchat:rooms`` for nodes to come,
+        told to those running (with what its members here were told)."""
+        if not self.cmd.ready:
+            log.warning("cluster: Redis is away: this change of %s is not shared with "
+                        "the other nodes", room.name)
+            return
+        fields: dict[str, Any] = {"room": room.name, "rules": data}
+        if event is not None:
+            fields["ev"] = event.fields()
+        self._call("share", [SEQ, LOG, ROOMS], [self._event("g", **fields), MAX_LOG,
+                                                room.key, data],
+                   reply=partial(self._checked, "a room's settings"))
+
+    def kick(self, room: Room, nick: str, by: str, reason: str) -> None:
+        if self.cmd.ready:
+            self._call("event", [SEQ, LOG, MEMBERS, f"lanchat:own:{self.node}"],
+                       [self._event("kk", room=room.name, nick=nick, by=by, reason=reason),
+                        MAX_LOG], reply=partial(self._checked, "a kick"))
 
     def renamed(self, peer: Peer, old: str, old_key: str) -> None:
         rooms = list(peer.rooms.values())

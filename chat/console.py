@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import partial
 
 from chat.bans import KINDS, ban_target
 from chat.errors import ChatError
 from chat.gate import when
 from chat.operator import Operator
+from chat.rules import mode_string, parse_modes
 
 MAX_LINE = 4096  # bytes of one command line; a longer line is refused, not buffered
 DURATION = re.compile(r"(\d+)([smhdw])")
@@ -27,6 +29,12 @@ commands:
   say ROOM TEXT: speak in a room as 'server'
   notice TEXT: a notice to everyone online
   kick NICK [REASON]: close a user's connection, telling why
+  topic ROOM TEXT: set a room's topic (as its operator would; any room)
+  mode ROOM [+-FLAGS ARGS]: a room's settings, or change them as IRC writes it:
+    +m quiet, +t topic by operators, +i invitation only, +s secret, +k KEY,
+    +l LIMIT, +o/+v NICK operator/voice, +b MASK room ban (a nick or an address)
+  op ROOM NICK, deop ROOM NICK, voice ROOM NICK, devoice ROOM NICK
+  kick-room ROOM NICK [REASON]: out of one room, not off the server
   ban nick|address VALUE [FOR] [REASON]: FOR is 30m, 2h, 7d, 1w... or forever (the
     default); VALUE is a nickname, an address or a network (10.0.0.0/24)
   unban nick|address VALUE: lift a ban
@@ -77,6 +85,11 @@ class Console:
             "unregister": self._unregister, "stop": self._stop, "files": self._files,
             "delete-file": self._delete_file, "partials": self._partials,
             "delete-partial": self._delete_partial, "nodes": self._nodes,
+            "topic": self._topic, "mode": self._mode, "kick-room": self._kick_room,
+            "op": partial(self._role, "operator", True),
+            "deop": partial(self._role, "operator", False),
+            "voice": partial(self._role, "voice", True),
+            "devoice": partial(self._role, "voice", False),
         }
 
     def feed(self, data: bytes) -> None:
@@ -147,6 +160,45 @@ class Console:
             raise ValueError("usage: notice TEXT")
         self.operator.notice(rest)
         self.write("notice sent")
+
+    def _topic(self, rest: str) -> None:
+        room, _, text = rest.partition(" ")
+        if not room:
+            raise ValueError("usage: topic ROOM TEXT (no TEXT: clear it)")
+        self.operator.room_topic(room, text.strip())
+        self.write(f"topic of {room} set" if text.strip() else f"topic of {room} cleared")
+
+    def _mode(self, rest: str) -> None:
+        room, *words = rest.split()
+        if not room:
+            raise ValueError("usage: mode ROOM [+-FLAGS ARGS]")
+        if not words:
+            info = self.operator.room_info(room)
+            on = [k for k, v in info.settings.items() if v]
+            self.write(f"{info.room}: {', '.join(on) or 'no settings'}; topic: "
+                       f"{info.topic or '-'}; {len(info.bans or [])} ban(s)")
+            return
+        changes, unknown = parse_modes(words)
+        if unknown or not changes:
+            raise ValueError(f"unknown or incomplete mode(s) {''.join(unknown)}; "
+                             "type 'help'")
+        done = self.operator.room_modes(room, changes)
+        self.write(f"{room}: {mode_string(done)}" if done else f"{room}: nothing changed")
+
+    def _role(self, mode: str, on: bool, rest: str) -> None:
+        room, _, nick = rest.partition(" ")
+        if not room or not nick.strip():
+            raise ValueError("usage: op|deop|voice|devoice ROOM NICK")
+        done = self.operator.room_modes(room, [(mode, on, nick.strip())])
+        self.write(f"{room}: {mode_string(done)}" if done else f"{room}: nothing changed")
+
+    def _kick_room(self, rest: str) -> None:
+        room, _, more = rest.partition(" ")
+        nick, _, reason = more.strip().partition(" ")
+        if not room or not nick:
+            raise ValueError("usage: kick-room ROOM NICK [REASON]")
+        self.operator.room_kick(room, nick, reason.strip())
+        self.write(f"kicked {nick} out of {room}")
 
     def _kick(self, rest: str) -> None:
         nick, _, reason = rest.partition(" ")
@@ -221,9 +273,9 @@ class Console:
         partials = self.operator.partials()
         if not partials:
             self.write("no unfinished uploads")
-        for partial in partials:
-            state = "being sent" if partial.open else f"idle {ago(partial.idle)}"
-            self.write(f"{partial.name[:12]}  {partial.size:>12,} bytes  {state}")
+        for unfinished in partials:
+            state = "being sent" if unfinished.open else f"idle {ago(unfinished.idle)}"
+            self.write(f"{unfinished.name[:12]}  {unfinished.size:>12,} bytes  {state}")
 
     def _delete_partial(self, rest: str) -> None:
         deleted = self.operator.delete_partial(rest)

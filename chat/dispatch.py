@@ -57,9 +57,12 @@ from chat.protocol import (
     Hello,
     History,
     InRoom,
+    Invite,
     Ison,
     Join,
     JsonObject,
+    KickOut,
+    ModeSet,
     Named,
     Nick,
     Nothing,
@@ -70,6 +73,7 @@ from chat.protocol import (
     Send,
     TagMsg,
     Token,
+    TopicSet,
     Upload,
     check_ref,
     name_key,
@@ -136,7 +140,8 @@ def reply(hub: Hub, peer: Peer, event: Event, ref: str | None) -> None:
 
 
 def users(hub: Hub, peer: Peer, room: Room, ref: str | None) -> None:
-    reply(hub, peer, Users(room.name, room.nicks()), ref)
+    ops, voiced = hub.owners.roles(room)
+    reply(hub, peer, Users(room.name, room.nicks(), ops or None, voiced or None), ref)
 
 
 def answer_budget(hub: Hub, peer: Peer) -> tuple[int, int]:
@@ -213,14 +218,21 @@ def history_end(hub: Hub, peer: Peer, room: Room, ref: str | None, chunk: Replay
 
 
 def join(hub: Hub, peer: Peer, name: str, ref: str | None, since: int | None, *,
-         replay_too: bool = True) -> None:
+         replay_too: bool = True, room_key: str | None = None) -> None:
     key = name_key(name)
-    room = hub.room(name, key)
     if key in peer.rooms:
+        room = peer.rooms[key]
         users(hub, peer, room, ref)
         reply(hub, peer, HistoryEnd(room=room.name), ref)
         return
+    existing = hub.rooms.get(key)
+    if existing is not None:
+        hub.owners.admit(peer, existing, room_key)  # its bans, invitations, key, limit
+    room = hub.room(name, key)
     hub.join(peer, room, ref)
+    topic = hub.owners.topic_of(room)
+    if topic.topic:
+        reply(hub, peer, topic, ref)
     users(hub, peer, room, ref)
     limit = hub.config.history if replay_too else 0
     if since is None:
@@ -302,7 +314,10 @@ def hello(hub: Hub, peer: Peer, req: Hello, ref: str | None) -> None:
                              account=key in peer.accounts,
                              nodes=hub.other_servers() or None), ref)
     for name in req.rooms:
-        join(hub, peer, name, ref, req.since)
+        try:
+            join(hub, peer, name, ref, req.since)
+        except ProtocolError as exc:  # a room it may not enter: the others are joined
+            hub.error(peer, exc, ref)
 
 
 def join_request(hub: Hub, peer: Peer, req: Join, ref: str | None) -> None:
@@ -312,7 +327,7 @@ def join_request(hub: Hub, peer: Peer, req: Join, ref: str | None) -> None:
     since = req.since
     if since is None and peer.door in SEEN_DOORS:
         since = hub.seen(peer, key)  # what this nickname saw when it was last here
-    join(hub, peer, req.room, ref, since, replay_too=req.replay)
+    join(hub, peer, req.room, ref, since, replay_too=req.replay, room_key=req.key)
 
 
 def addressed(hub: Hub, peer: Peer, req: Send | TagMsg
@@ -335,11 +350,14 @@ def addressed(hub: Hub, peer: Peer, req: Send | TagMsg
 def send(hub: Hub, peer: Peer, req: Send, ref: str | None) -> None:
     room, target = addressed(hub, peer, req)
     try:
+        if room is not None:
+            hub.owners.may_speak(peer, room)  # a quiet room, a room ban
         hub.post(peer, req.text, req.action, ref, room=room, target=target,
                  notice=req.notice, tags=req.tags)
     except BaseException:
         peer.bucket.refund()  # refused: it costs no token
         raise
+    peer.last_spoke = hub.clock()
     if log.isEnabledFor(logging.DEBUG):  # a direct message's text stays private
         if room is not None:
             log.debug("%s -> %s: %s", peer.nick, room.name, req.text)
@@ -384,8 +402,10 @@ def who(hub: Hub, peer: Peer, req: InRoom, ref: str | None) -> None:
 def rooms(hub: Hub, peer: Peer, req: Rooms, ref: str | None) -> None:
     after = req.after
     page, more = hub.rooms_page(None if after is None else name_key(after))
-    reply(hub, peer, RoomList([{"name": r.name, "users": len(r.members)} for r in page],
-                              more), ref)
+    secret = hub.owners.secret_rooms
+    reply(hub, peer, RoomList([{"name": r.name, "users": len(r.members) + len(r.remote)}
+                               for r in page
+                               if r.key not in secret or r.key in peer.rooms], more), ref)
 
 
 def history(hub: Hub, peer: Peer, req: History, ref: str | None) -> None:
@@ -462,9 +482,12 @@ def whois(hub: Hub, peer: Peer, req: Named, ref: str | None) -> None:
     who = online(hub, req.nick)
     rooms = [r.name for r in list(who.rooms.values())[:WHOIS_ROOMS]]
     assert who.nick is not None
+    idle = int(hub.clock() - who.last_spoke) if isinstance(who, Peer) else None
     reply(hub, peer, WhoisAnswer(who.nick, rooms, who.connected_ts, who.door,
                                  who.key in who.accounts, more=len(who.rooms) > WHOIS_ROOMS,
-                                 away=who.away or None), ref)
+                                 away=who.away or None, user=who.username or None,
+                                 realname=who.realname or None, idle=idle,
+                                 oper=who.oper), ref)
 
 
 def away(hub: Hub, peer: Peer, req: Away, ref: str | None) -> None:
@@ -648,10 +671,65 @@ def download(hub: Hub, peer: Peer, req: Download, ref: str | None) -> None:
     hub.download(peer, req.file, req.offset, ref)
 
 
+# ---------------------------------------------------------------- rooms with owners
+
+
+def existing_room(hub: Hub, name: str) -> Room:
+    room = hub.rooms.get(name_key(name))
+    if room is None:
+        raise ProtocolError("not_in_room", f"There is no room named '{name}'.")
+    return room
+
+
+def topic(hub: Hub, peer: Peer, req: TopicSet, ref: str | None) -> None:
+    if req.topic is None:  # asked: the topic ("" when none)
+        room = existing_room(hub, req.room)
+        if room.key in hub.owners.secret_rooms and room.key not in peer.rooms:
+            raise ProtocolError("not_in_room", f"You are not in a room named '{req.room}'.")
+        reply(hub, peer, hub.owners.topic_of(room), ref)
+        return
+    room = member_room(hub, peer, req.room) if not peer.oper else \
+        existing_room(hub, req.room)
+    spend_change(hub, peer)
+    hub.owners.topic(peer, room, req.topic, ref)
+
+
+def mode(hub: Hub, peer: Peer, req: ModeSet, ref: str | None) -> None:
+    if req.changes is None:
+        room_info(hub, peer, InRoom(req.room), ref)
+        return
+    room = member_room(hub, peer, req.room) if not peer.oper else \
+        existing_room(hub, req.room)
+    spend_change(hub, peer)
+    if not hub.owners.modes(peer, room, req.changes, ref):
+        reply(hub, peer, hub.owners.info(peer, room), ref)  # nothing changed: as it is
+
+
+def kick(hub: Hub, peer: Peer, req: KickOut, ref: str | None) -> None:
+    room = member_room(hub, peer, req.room) if not peer.oper else \
+        existing_room(hub, req.room)
+    spend_change(hub, peer)
+    hub.owners.kick(peer, room, req.nick, req.reason, ref)
+
+
+def invite(hub: Hub, peer: Peer, req: Invite, ref: str | None) -> None:
+    room = existing_room(hub, req.room)
+    spend_change(hub, peer)
+    hub.owners.invite(peer, room, req.nick, ref)
+
+
+def room_info(hub: Hub, peer: Peer, req: InRoom, ref: str | None) -> None:
+    room = existing_room(hub, req.room)
+    if room.key in hub.owners.secret_rooms and room.key not in peer.rooms:
+        raise ProtocolError("not_in_room", f"There is no room named '{req.room}'.")
+    reply(hub, peer, hub.owners.info(peer, room), ref)
+
+
 HANDLERS: dict[str, Handler] = {
     "hello": hello, "send": send, "join": join_request, "part": part, "nick": nick,
     "who": who, "rooms": rooms, "history": history, "typing": typing, "ping": ping,
     "pong": pong, "bye": bye, "register": register, "unregister": unregister,
     "search": search, "upload": upload, "chunk": chunk, "download": download,
     "tagmsg": tagmsg, "whois": whois, "ison": ison, "away": away,
+    "topic": topic, "mode": mode, "kick": kick, "invite": invite, "room_info": room_info,
 }

@@ -243,6 +243,7 @@ class Left(Event):
     reason: str
     ts: int
     message: str | None = None
+    by: str | None = None  # *added:* who kicked (reason "kicked" from a room)
 
 
 @dataclass(slots=True, eq=False)
@@ -258,6 +259,58 @@ class Users(Event):
     type: ClassVar[str] = "users"
     room: str
     users: list[str]
+    operators: list[str] | None = None  # *added:* the room's operators among them
+    voiced: list[str] | None = None  # *added:* those given voice
+
+
+@dataclass(slots=True, eq=False)
+class Topic(Event):
+    """A room's topic: set (to everyone in the room), or on join and when asked.
+    ``topic`` "" is no topic."""
+
+    type: ClassVar[str] = "topic"
+    room: str
+    topic: str
+    by: str | None = None
+    ts: int | None = None
+
+
+@dataclass(slots=True, eq=False)
+class ModeChange(Event):
+    """Roles or settings of a room changed; ``changes``: {"mode","on","arg"?} each."""
+
+    type: ClassVar[str] = "mode"
+    room: str
+    by: str
+    changes: list[dict[str, Any]]
+    ts: int
+
+
+@dataclass(slots=True, eq=False)
+class RoomInfo(Event):
+    """A room's settings (docs/protocol.md, "Rooms with owners")."""
+
+    type: ClassVar[str] = "room_info"
+    room: str
+    topic: str
+    settings: dict[str, Any]  # moderated, topic_lock, invite_only, no_outside, secret,
+    #                           key (bool: one is set; the key itself to operators), limit
+    created: int
+    bans: list[dict[str, Any]] | None = None  # mask, by, ts
+    topic_by: str | None = None
+    topic_ts: int | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Invited(Event):
+    """``nick`` was invited to ``room`` by ``by``: to the invitee, and (with ref) the
+    inviter."""
+
+    type: ClassVar[str] = "invited"
+    room: str
+    nick: str
+    by: str
+    ts: int
 
 
 @dataclass(slots=True, eq=False)
@@ -336,6 +389,10 @@ class WhoisAnswer(Event):
     account: bool  # always said
     more: bool = False
     away: str | None = None
+    user: str | None = None  # *added:* IRC's user name and real name, when given
+    realname: str | None = None
+    idle: int | None = None  # *added:* seconds since its last message (on this node)
+    oper: bool = False  # *added:* signed in as the server's operator
 
 
 @dataclass(slots=True, eq=False)

@@ -56,6 +56,7 @@ from chat.files import (
 )
 from chat.gate import Gate, ban_sentence
 from chat.model import SNIFF, Elsewhere, Peer, Room, Spans, TokenBucket, share
+from chat.owners import Owners
 from chat.protocol import encode_message, name_key
 from chat.sequencer import Local, Sequencer
 from chat.store import ACTION, NOTICE, PLAIN, Store
@@ -123,6 +124,7 @@ class Hub:
         # Redis (chat.sequencer); the hub never asks which.
         self.sequencer: Sequencer = Local(self)
         self.elsewhere: dict[str, Elsewhere] = {}  # users online on other nodes, by key
+        self.owners = Owners(self)  # rooms' roles and settings (chat.owners)
 
     def now_ms(self) -> int:
         return int(self.wall() * 1000)
@@ -415,6 +417,7 @@ class Hub:
         joined = Joined(room.name, peer.nick, self.now_ms())
         self.to_room(room, joined, peer, joined.answering(ref))
         self.sequencer.joined(peer, room)
+        self.owners.joined(peer, room)
 
     def seen(self, peer: Peer, room_key: str) -> int | None:
         """The newest message id when ``peer``'s nickname last left the room (from a
@@ -439,18 +442,30 @@ class Hub:
             log.warning("cannot keep what %s has seen: %s", peer.nick, exc)
 
     def leave(self, peer: Peer, room: Room, reason: str, message: str | None = None,
-              ref: str | None = None, *, flush: bool = True, seen: bool = True) -> None:
+              ref: str | None = None, *, flush: bool = True, seen: bool = True,
+              by: str | None = None, asker: Peer | None = None) -> None:
         """``peer`` leaves ``room``: the others see `left`; with ``flush`` the leaver
-        gets what was said before and (for `part`) its own `left`, with ``ref``."""
+        gets what was said before and (for `part`) its own `left`, with ``ref``. A
+        kick out of the room (``by``, asked by ``asker``): the leaver sees its `left`
+        too, and the asker's copy carries ``ref``."""
         assert peer.nick is not None
         if seen:
             self._saw(peer, (room,))
-        left = Left(room.name, peer.nick, reason, self.now_ms(), message or None)
-        self.to_room(room, left, peer, left.answering(ref) if reason == "part" else None)
+        left = Left(room.name, peer.nick, reason, self.now_ms(), message or None, by)
+        if by is not None:
+            if asker is not None and asker in room.members:
+                self.to_room(room, left, asker, left.answering(ref))
+            else:
+                self.to_room(room, left)
+                if asker is not None:
+                    self.to_peer(asker, left.answering(ref))
+        else:
+            self.to_room(room, left, peer, left.answering(ref) if reason == "part"
+                         else None)
         room.remove(peer, flush)
         del peer.rooms[room.key]
         self.drop_if_dead(room)
-        self.sequencer.left(peer, room, reason, message)
+        self.sequencer.left(peer, room, reason, message, by)
 
     def rename(self, peer: Peer, new: str, key: str, ref: str | None) -> None:
         """``peer`` is now ``new``: everyone sharing a room with it sees `renamed`
@@ -472,6 +487,7 @@ class Hub:
         share(others, renamed)
         peer.queue(renamed.answering(ref))
         self.sequencer.renamed(peer, old, old_key)
+        self.owners.renamed(peer, old_key)
 
     # ------------------------------------------------------------ other nodes
 
@@ -482,12 +498,12 @@ class Hub:
             self.to_room(room, Joined(room.name, nick, ts))
 
     def remote_left(self, room_name: str, nick: str, reason: str, message: str | None,
-                    ts: int) -> None:
+                    ts: int, by: str | None = None) -> None:
         room = self.rooms.get(name_key(room_name))
         if room is None or not room.remove_remote(nick):
             return
         if room.members:
-            self.to_room(room, Left(room.name, nick, reason, ts, message or None))
+            self.to_room(room, Left(room.name, nick, reason, ts, message or None, by))
         self.drop_if_dead(room)
 
     def remote_renamed(self, old: str, new: str, rooms: list[str], ts: int) -> None:

@@ -139,7 +139,8 @@ class Peer:
                  "close_deadline", "connected_ts", "sent", "client", "sock", "decoder",
                  "events", "_dirty", "accounts", "phase", "held", "owed", "codec", "door",
                  "searches", "_dms", "uploads", "_downloads",
-                 "_refused", "wants_tags", "away", "_spans", "work", "__weakref__")
+                 "_refused", "wants_tags", "away", "_spans", "work", "oper", "username",
+                 "realname", "last_spoke", "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
                  changes: TokenBucket, dirty: dict[Peer, int],
@@ -187,6 +188,12 @@ class Peer:
         # already on their way are dropped quietly (one error said it, not hundreds)
         self.wants_tags = False  # takes `tagmsg` frames (docs/protocol.md): IRC with tags
         self.away = ""  # its away message (docs/protocol.md, "Away"); "" when here
+        # the server's operator, signed in from this connection (IRC's OPER): a
+        # room operator everywhere, and KILL and WALLOPS (docs/protocol.md)
+        self.oper = False
+        self.username = ""  # IRC's USER name and real name ("": its nickname, none)
+        self.realname = ""
+        self.last_spoke = now  # (monotonic) its last message: WHOIS's idle time
         self._dirty = dirty
         self._spans: Spans = spans if spans is not None else []
 
@@ -381,6 +388,10 @@ class Elsewhere:
     accounts: ClassVar[frozenset[str]] = frozenset()
     connected_ts = 0
     door = "cluster"
+    host = ""
+    oper = False
+    username = ""
+    realname = ""
 
     def __init__(self, nick: str, key: str, node: str) -> None:
         self.nick, self.key, self.node = nick, key, node

@@ -1,5 +1,5 @@
 """What the server's operator can do: speak as `server`, kick, ban, lift bans, drop
-a nickname's account.
+a nickname's account, and be any room's operator (topic, modes, kick from a room).
 
 The server window and the headless console call these (there is no operator protocol
 on the wire). They act through the hub, in the loop's own thread, between two passes
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from chat.bans import Ban
 from chat.errors import ProtocolError, StoreError
-from chat.events import Notice
+from chat.events import Notice, RoomInfo
 from chat.files import Partial
 from chat.gate import when
 from chat.hub import Hub
-from chat.protocol import check_text, name_key
+from chat.model import Room
+from chat.protocol import TopicSet, _change, _parse_topic, check_text, name_key
 
 OPERATOR = "server"  # reserved nickname: what the operator's room messages come from
 
@@ -60,6 +62,33 @@ class Operator:
             return False
         hub.kick(peer, reason, why, reason)
         return True
+
+    def _room(self, room_name: str) -> Room:
+        room = self.hub.rooms.get(name_key(room_name.lstrip("#")))
+        if room is None:
+            raise ProtocolError("bad_room", f"There is no room named '{room_name}'.")
+        return room
+
+    def room_modes(self, room_name: str, changes: list[tuple[str, bool, str | None]]
+                   ) -> list[dict[str, Any]]:
+        """Change a room's roles and settings, as its operator would (any room)."""
+        room = self._room(room_name)
+        checked = [_change({"mode": m, "on": on, **({"arg": a} if a is not None else {})})
+                   for m, on, a in changes]
+        return self.hub.owners.modes(None, room, checked, None)
+
+    def room_topic(self, room_name: str, text: str) -> None:
+        room = self._room(room_name)
+        topic = _parse_topic({"room": room.name, "topic": text}, 0)
+        assert isinstance(topic, TopicSet) and topic.topic is not None
+        self.hub.owners.topic(None, room, topic.topic, None)
+
+    def room_kick(self, room_name: str, nick: str, reason: str) -> None:
+        """Out of one room, not off the server."""
+        self.hub.owners.kick(None, self._room(room_name), nick, reason or None, None)
+
+    def room_info(self, room_name: str) -> RoomInfo:
+        return self.hub.owners.info(None, self._room(room_name))
 
     def ban(self, kind: str, value: str, reason: str = "",
             seconds: float | None = None) -> tuple[Ban, int]:

@@ -51,6 +51,10 @@ LOOKALIKES = str.maketrans({
     "у": "y", "ү": "y", "γ": "y", "υ": "y", "ʏ": "y", "ყ": "y", "Ꭹ": "y", "ꭹ": "y",
 })
 NAME_PUNCTUATION = frozenset("_-.")
+# Nicknames also take IRC's special characters (RFC 2812: `[]\\^{}|` and the
+# backtick), so that `ivy|away` and `[bot]` are nicknames in every door. They are
+# compared by casefold only (IRC's CASEMAPPING=ascii: `[` and `{` stay two letters).
+NICK_PUNCTUATION = NAME_PUNCTUATION | frozenset("[]\\^{}|`")
 DEFAULT_ROOM = "general"
 
 # Server frames can be far longer than client frames (a `users` roster of a
@@ -202,11 +206,12 @@ def _is_clean(value: str) -> bool:
     return True
 
 
-def _normal_name(raw: str, max_len: int) -> str | None:
+def _normal_name(raw: str, max_len: int,
+                 punctuation: frozenset[str] = NAME_PUNCTUATION) -> str | None:
     name = unicodedata.normalize("NFC", raw)
     if not 1 <= len(name) <= max_len:
         return None
-    if all(ch.isalnum() or ch in NAME_PUNCTUATION for ch in name):
+    if all(ch.isalnum() or ch in punctuation for ch in name):
         return name
     return None
 
@@ -231,7 +236,7 @@ def looks_reserved(nick: str) -> bool:
 @lru_cache(maxsize=4096)
 def normal_nick(raw: str) -> str | None:
     """The NFC spelling of a valid nickname, or None when it is not valid."""
-    nick = _normal_name(raw, MAX_NICK)
+    nick = _normal_name(raw, MAX_NICK, NICK_PUNCTUATION)
     if nick is None or looks_reserved(nick):
         return None
     return nick
@@ -283,8 +288,8 @@ def _room(frame: JsonObject, name: str = "room") -> str:
 def _nick(frame: JsonObject, name: str = "nick") -> str:
     nick = normal_nick(_field(frame, name, str, required=True))
     if nick is None:
-        raise ProtocolError("bad_nick", f"Nicknames are 1 to {MAX_NICK} letters, digits, "
-                                        "'_', '-' or '.', and not a reserved name.")
+        raise ProtocolError("bad_nick", f"Nicknames are 1 to {MAX_NICK} letters, digits "
+                                        "or _-.[]\\^{}|` and not a reserved name.")
     return nick
 
 
@@ -347,6 +352,39 @@ class Join:
     room: str
     since: int | None = None
     replay: bool = True
+    key: str | None = None  # *added:* the room's key, when it has one
+
+
+@dataclass(slots=True)
+class TopicSet:
+    """`topic`: set (``topic``: "" clears it) or, without ``topic``, ask."""
+
+    room: str
+    topic: str | None
+
+
+@dataclass(slots=True)
+class ModeSet:
+    """`mode`: a room's roles and settings changed (``changes``: (mode, on, arg)), or,
+    without ``changes``, asked for (`room_info`)."""
+
+    room: str
+    changes: list[tuple[str, bool, str | None]] | None
+
+
+@dataclass(slots=True)
+class KickOut:
+    """`kick`: ``nick`` out of ``room`` (not off the server), with ``reason``."""
+
+    room: str
+    nick: str
+    reason: str | None
+
+
+@dataclass(slots=True)
+class Invite:
+    room: str
+    nick: str
 
 
 @dataclass(slots=True)
@@ -450,7 +488,8 @@ class Rooms:
 
 
 Request = (Hello | Send | TagMsg | InRoom | Join | Part | Nick | Named | Away | Ison | Password
-           | Nothing | History | Token | Bye | Search | Upload | Chunk | Download | Rooms)
+           | Nothing | History | Token | Bye | Search | Upload | Chunk | Download | Rooms
+           | TopicSet | ModeSet | KickOut | Invite)
 
 
 def _parse_hello(frame: JsonObject, max_text: int) -> Request:
@@ -562,7 +601,83 @@ def _parse_join(frame: JsonObject, max_text: int) -> Request:
     if since is not None and not 0 <= since <= MAX_ID:
         raise ProtocolError("bad_field", f"'since' must be a message id (0 to {MAX_ID}).")
     replay = _field(frame, "replay", bool, required=False)
-    return Join(_room(frame), since, replay is not False)
+    key = _field(frame, "key", str, required=False)
+    return Join(_room(frame), since, replay is not False, key)
+
+
+# Rooms with owners (docs/protocol.md): each mode, and what its `arg` is.
+ROLE_MODES = frozenset({"operator", "voice"})  # arg: a nickname
+FLAG_MODES = frozenset({"moderated", "topic_lock", "invite_only", "no_outside", "secret"})
+MODES = ROLE_MODES | FLAG_MODES | {"ban", "key", "limit"}
+MAX_MODE_CHANGES = 12  # changes in one `mode` request (IRC's MODES=)
+MAX_TOPIC = 300  # code points of a topic (IRC's TOPICLEN=)
+MAX_KEY = 23  # characters of a room key (IRC's KEYLEN=); no spaces, commas or colons
+MAX_MASK = 100  # characters of a room ban's mask
+MAX_LIMIT = 1_000_000
+
+
+def _change(item: Any) -> tuple[str, bool, str | None]:
+    if not isinstance(item, dict):
+        raise ProtocolError("bad_field", "Each change is an object: mode, on, arg.")
+    mode = _field(item, "mode", str, required=True)
+    if mode not in MODES:
+        raise ProtocolError("bad_field", f"Unknown mode '{mode}'.")
+    on = _field(item, "on", bool, required=True)
+    arg = item.get("arg")
+    if mode == "limit" and isinstance(arg, int) and not isinstance(arg, bool):
+        arg = str(arg)
+    if arg is not None and not isinstance(arg, str):
+        raise ProtocolError("bad_field", "'arg' must be a string.")
+    if mode in ROLE_MODES:
+        arg = _nick({"nick": arg}) if arg is not None else None
+        if arg is None:
+            raise ProtocolError("bad_field", f"'{mode}' needs a nickname in 'arg'.")
+    elif mode == "ban":
+        if not arg or len(arg) > MAX_MASK or _CONTROL.search(arg) or " " in arg \
+                or not _is_clean(arg):
+            raise ProtocolError("bad_field", "'ban' needs a nickname, an address or a "
+                                             "nick!user@host mask in 'arg'.")
+    elif mode == "key" and on:
+        if not arg or len(arg) > MAX_KEY or any(c in arg for c in " ,:") \
+                or _CONTROL.search(arg) or not _is_clean(arg):
+            raise ProtocolError("bad_field", f"A room key is 1 to {MAX_KEY} characters "
+                                             "without spaces, commas or colons.")
+    elif mode == "limit" and on:
+        if arg is None or not arg.isdigit() or not 1 <= int(arg) <= MAX_LIMIT:
+            raise ProtocolError("bad_field", f"'limit' needs a number of people (1 to "
+                                             f"{MAX_LIMIT}) in 'arg'.")
+    elif mode in FLAG_MODES or not on:
+        arg = None
+    return mode, on, arg
+
+
+def _parse_mode(frame: JsonObject, max_text: int) -> Request:
+    raw = _field(frame, "changes", list, required=False)
+    if raw is not None and not 1 <= len(raw) <= MAX_MODE_CHANGES:
+        raise ProtocolError("bad_field", f"'changes' lists 1 to {MAX_MODE_CHANGES} changes.")
+    return ModeSet(_room(frame), [_change(item) for item in raw] if raw is not None else None)
+
+
+def _parse_topic(frame: JsonObject, max_text: int) -> Request:
+    topic = _field(frame, "topic", str, required=False)
+    if topic is not None:
+        topic = topic.strip()
+        if topic:
+            check_text(topic, MAX_TOPIC)
+            if "\n" in topic:
+                raise ProtocolError("bad_text", "A topic is one line.")
+    return TopicSet(_room(frame), topic)
+
+
+def _parse_kick(frame: JsonObject, max_text: int) -> Request:
+    reason = _field(frame, "reason", str, required=False)
+    if reason is not None and reason.strip():
+        check_text(reason, MAX_TOPIC)
+    return KickOut(_room(frame), _nick(frame), reason.strip() if reason else None)
+
+
+def _parse_invite(frame: JsonObject, max_text: int) -> Request:
+    return Invite(_room(frame), _nick(frame))
 
 
 def _parse_part(frame: JsonObject, max_text: int) -> Request:
@@ -698,6 +813,12 @@ PARSERS: dict[str, Callable[[JsonObject, int], Request]] = {
     "whois": _parse_whois,  # docs/protocol.md, "Who is online"
     "ison": _parse_ison,
     "away": _parse_away,  # docs/protocol.md, "Away"
+    # docs/protocol.md, "Rooms with owners"
+    "topic": _parse_topic,
+    "mode": _parse_mode,
+    "kick": _parse_kick,
+    "invite": _parse_invite,
+    "room_info": _parse_room_only,
 }
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from chat.events import Message
+    from chat.events import Event, Message
     from chat.hub import Hub
     from chat.model import Peer, Room
 
@@ -53,11 +53,21 @@ class Sequencer(Protocol):
 
     def joined(self, peer: Peer, room: Room) -> None: ...
 
-    def left(self, peer: Peer, room: Room, reason: str, message: str | None) -> None: ...
+    def left(self, peer: Peer, room: Room, reason: str, message: str | None,
+             by: str | None = None) -> None: ...
 
     def renamed(self, peer: Peer, old: str, old_key: str) -> None: ...
 
     def typing(self, peer: Peer, room: Room) -> None: ...
+
+    def rules_changed(self, room: Room, data: str, event: Event | None) -> None:
+        """A room's roles and settings changed here (``data``: their JSON; ``event``:
+        what its members were told): every node takes them (``Owners.mirror``)."""
+        ...
+
+    def kick(self, room: Room, nick: str, by: str, reason: str) -> None:
+        """Kick ``nick``, a member on another node, out of ``room``."""
+        ...
 
     def forget(self, peer: Peer) -> None: ...
 
@@ -114,13 +124,20 @@ class Local:
     def joined(self, peer: Peer, room: Room) -> None:
         pass
 
-    def left(self, peer: Peer, room: Room, reason: str, message: str | None) -> None:
+    def left(self, peer: Peer, room: Room, reason: str, message: str | None,
+             by: str | None = None) -> None:
         pass
 
     def renamed(self, peer: Peer, old: str, old_key: str) -> None:
         pass
 
     def typing(self, peer: Peer, room: Room) -> None:
+        pass
+
+    def rules_changed(self, room: Room, data: str, event: Event | None) -> None:
+        pass
+
+    def kick(self, room: Room, nick: str, by: str, reason: str) -> None:
         pass
 
     def forget(self, peer: Peer) -> None:

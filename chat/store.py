@@ -64,6 +64,11 @@ CREATE TABLE IF NOT EXISTS seen (
     PRIMARY KEY (nick, room)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_by_age ON seen (ts);
+-- a room's roles and settings (chat.rules), as JSON: operators, voice, topic, modes
+CREATE TABLE IF NOT EXISTS room_rules (
+    key  TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bans (
     kind    TEXT NOT NULL,
     key     TEXT NOT NULL,
@@ -282,6 +287,14 @@ class Store:
             self._seen_writes = 0
             self._execute("DELETE FROM seen WHERE ts <= (SELECT ts FROM seen ORDER BY ts "
                           "DESC LIMIT 1 OFFSET ?)", (SEEN_ROWS,))
+
+    def room_rules(self) -> list[tuple[str, str]]:
+        return self._read("SELECT key, data FROM room_rules")
+
+    def put_room_rules(self, key: str, data: str) -> None:
+        self._begin()
+        self._execute("INSERT OR REPLACE INTO room_rules (key, data) VALUES (?, ?)",
+                      (key, data))
 
     def put_ban(self, ban: Ban) -> None:
         self._begin()

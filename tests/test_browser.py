@@ -15,7 +15,10 @@ import time
 
 import pytest
 from selenium.common.exceptions import (
-    ElementNotInteractableException, NoAlertPresentException, StaleElementReferenceException)
+    ElementNotInteractableException,
+    NoAlertPresentException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.common.keys import Keys
 
 from tests.browser import Browser, available

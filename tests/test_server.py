@@ -65,7 +65,8 @@ def test_ref_is_copied_into_every_answer(fast_server):
     a.send(type="send", room="general", text="hi", ref="s")
     assert a.next()["ref"] == "s"
     a.send(type="who", room="general", ref="w")
-    assert a.next() == {"type": "users", "room": "general", "users": ["alice"], "ref": "w"}
+    assert a.next() == {"type": "users", "room": "general", "users": ["alice"], "ref": "w",
+                        "operators": ["alice"]}  # the first one in
     a.send(type="rooms", ref="r")
     assert a.next()["ref"] == "r"
     a.send(type="history", room="general", ref="hi")
@@ -117,7 +118,8 @@ def test_hello_welcome_and_room_frames_in_order(start_server):
     joined = a.next()
     assert joined["type"] == "joined" and joined["room"] == "general"
     assert joined["nick"] == "alice" and isinstance(joined["ts"], int)
-    assert a.next() == {"type": "users", "room": "general", "users": ["alice", "bob"]}
+    assert a.next() == {"type": "users", "room": "general", "users": ["alice", "bob"],
+                        "operators": ["bob"]}  # the first one in
     assert a.next() == {"type": "history_end", "room": "general"}
     assert b.next()["type"] == "joined"
 
@@ -380,7 +382,8 @@ def test_join_part_and_rejoin(fast_server):
     a.send(type="join", room="Dev")
     joined = a.next()
     assert joined["type"] == "joined" and joined["room"] == "Dev"
-    assert a.next() == {"type": "users", "room": "Dev", "users": ["alice"]}
+    assert a.next() == {"type": "users", "room": "Dev", "users": ["alice"],
+                        "operators": ["alice"]}
     assert a.next() == {"type": "history_end", "room": "Dev"}
     b.send(type="join", room="dev")
     assert b.next()["room"] == "Dev"  # the first creator's spelling
@@ -388,7 +391,7 @@ def test_join_part_and_rejoin(fast_server):
     b.until("history_end")
     b.send(type="join", room="DEV", ref="again")
     assert b.next() == {"type": "users", "room": "Dev", "users": ["alice", "bob"],
-                        "ref": "again"}
+                        "ref": "again", "operators": ["alice"]}
     assert b.next() == {"type": "history_end", "room": "Dev", "ref": "again"}
     assert a.barrier() == []  # no second joined
     b.send(type="part", room="dev", ref="p")
@@ -423,7 +426,8 @@ def test_empty_room_without_history_disappears(fast_server):
 def test_who_works_for_rooms_one_is_not_in(server):
     a, b = connect(server.port, "alice"), connect(server.port, "bob", rooms=["dev"])
     a.send(type="who", room="dev")
-    assert a.next() == {"type": "users", "room": "dev", "users": ["bob"]}
+    assert a.next() == {"type": "users", "room": "dev", "users": ["bob"],
+                        "operators": ["bob"]}
     a.send(type="who", room="bad room")
     a.error("bad_room")
 
