@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-frame", type=int, default=d.max_frame)
     s.add_argument("--max-text", type=int, default=d.max_text)
     s.add_argument("--max-backlog", type=int, default=d.max_backlog)
+    s.add_argument("--oper", default="", metavar="NAME:PASSWORD",
+                   help="lets the server's operator sign in from a client (IRC's OPER): "
+                        "any room's operator, KILL and WALLOPS; also set from the console")
     s.add_argument("--history", type=int, default=d.history,
                    help="most messages replayed on join")
     s.add_argument("--hello-timeout", type=float, default=d.hello_timeout)
@@ -124,7 +127,7 @@ def server_config(args: argparse.Namespace) -> ServerConfig:
         tls_timeout=args.tls_timeout, max_per_address=args.max_per_address,
         limit_loopback=args.limit_loopback, announce=not args.no_announce,
         max_file_size=args.max_file_size, files_quota=args.files_quota,
-        partial_idle=args.partial_idle,
+        partial_idle=args.partial_idle, oper=args.oper,
         irc_port=args.irc_port, irc_tls_port=args.irc_tls_port, redis=args.redis,
         web_root=WEB_ROOT)
     config.check()

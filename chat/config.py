@@ -50,6 +50,9 @@ class ServerConfig:
     partial_idle: float = 86400.0  # seconds an unfinished upload's bytes are kept unwritten
     redis: str | None = None  # redis://HOST:PORT/DB: a node of a cluster (chat.cluster)
     web_root: str = ""  # the page's folder; "" means web/ beside chat/ (a checkout)
+    # the server operator's sign-in from a client (IRC's OPER; `oper` in the protocol):
+    # "NAME:PASSWORD", from --oper or the console's `oper-password`; "" is none
+    oper: str = ""
 
     def check(self) -> None:
         """Raise ConfigError naming the first setting that is out of range."""
@@ -81,6 +84,10 @@ class ServerConfig:
             raise ConfigError("--name must not be empty")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("--tls-cert and --tls-key go together")
+        if self.oper and (":" not in self.oper or not self.oper.split(":", 1)[0]
+                          or len(self.oper.split(":", 1)[1]) < 8):
+            raise ConfigError("--oper must be NAME:PASSWORD, the password at least 8 "
+                              "characters")
         if self.irc_tls_port is not None and not self.uses_tls:
             raise ConfigError("--irc-tls-port needs TLS: add --tls (or --tls-cert and "
                               "--tls-key)")

@@ -33,6 +33,8 @@ from chat.events import (
     HistoryEnd,
     IsonAnswer,
     Message,
+    ModeChange,
+    OperAnswer,
     Pong,
     Registered,
     Replay,
@@ -44,6 +46,7 @@ from chat.events import (
     Users,
     Welcome,
     WhoisAnswer,
+    WhowasAnswer,
 )
 from chat.files import PROGRESS_EVERY, UPLOADS_PER_PEER, clean_name
 from chat.gate import ban_sentence
@@ -62,10 +65,12 @@ from chat.protocol import (
     Join,
     JsonObject,
     KickOut,
+    Kill,
     ModeSet,
     Named,
     Nick,
     Nothing,
+    Oper,
     Part,
     Password,
     Rooms,
@@ -75,6 +80,8 @@ from chat.protocol import (
     Token,
     TopicSet,
     Upload,
+    Wallops,
+    Who,
     check_ref,
     name_key,
     parse_request,
@@ -305,6 +312,7 @@ def hello(hub: Hub, peer: Peer, req: Hello, ref: str | None) -> None:
         hub.kick(holder, "You signed in from another connection.", "disconnected")
         log.info("%s reclaimed its nickname from %s", req.nick, holder.host)
     hub.register(peer, req.nick, key, req.client or "")
+    peer.username, peer.realname = req.user or "", req.realname or ""
     if log.isEnabledFor(logging.INFO):
         door = " (web)" if peer.door == "web" else ""
         log.info("%s registered from %s%s", peer.nick, peer.host, door)
@@ -312,7 +320,9 @@ def hello(hub: Hub, peer: Peer, req: Hello, ref: str | None) -> None:
     # servers (docs/protocol.md, "Cluster")
     reply(hub, peer, Welcome(req.nick, cfg.name, cfg.motd, cfg.limits(),
                              account=key in peer.accounts,
-                             nodes=hub.other_servers() or None), ref)
+                             nodes=hub.other_servers() or None,
+                             counts=hub.counts().numbers() if peer.door == "irc" else None),
+          ref)
     for name in req.rooms:
         try:
             join(hub, peer, name, ref, req.since)
@@ -392,11 +402,21 @@ def nick(hub: Hub, peer: Peer, req: Nick, ref: str | None) -> None:
     log.info("%s is now %s", old, new)
 
 
-def who(hub: Hub, peer: Peer, req: InRoom, ref: str | None) -> None:
+def who(hub: Hub, peer: Peer, req: Who, ref: str | None) -> None:
     room = hub.rooms.get(name_key(req.room))
-    if room is None:
+    if room is None or (room.key in hub.owners.secret_rooms and room.key not in peer.rooms):
         raise ProtocolError("not_in_room", f"There is no room named '{req.room}'.")
-    users(hub, peer, room, ref)
+    if not req.details:
+        users(hub, peer, room, ref)
+        return
+    ops, voiced = hub.owners.roles(room)
+    members = [{"nick": m.nick, "user": m.username or m.nick, "realname": m.realname,
+                "away": m.away, "oper": m.oper, "host": m.host} for m in room.members]
+    members += [{"nick": nick, "user": nick, "realname": "", "away": "", "oper": False,
+                 "host": ""} for nick in room.remote.values()]
+    hub.cost += len(members)
+    reply(hub, peer, Users(room.name, room.nicks(), ops or None, voiced or None,
+                           members), ref)
 
 
 def rooms(hub: Hub, peer: Peer, req: Rooms, ref: str | None) -> None:
@@ -491,9 +511,56 @@ def whois(hub: Hub, peer: Peer, req: Named, ref: str | None) -> None:
 
 
 def away(hub: Hub, peer: Peer, req: Away, ref: str | None) -> None:
-    peer.away = req.text
+    hub.set_away(peer, req.text)
     assert peer.nick is not None
     reply(hub, peer, AwayAnswer(peer.nick, peer.away or None), ref)
+
+
+def whowas(hub: Hub, peer: Peer, req: Named, ref: str | None) -> None:
+    reply(hub, peer, WhowasAnswer(req.nick, hub.whowas(name_key(req.nick))), ref)
+
+
+def lusers(hub: Hub, peer: Peer, req: Nothing, ref: str | None) -> None:
+    reply(hub, peer, hub.counts(), ref)
+
+
+# ---------------------------------------------------------------- the server's operator
+
+
+def oper(hub: Hub, peer: Peer, req: Oper, ref: str | None) -> None:
+    """Sign in as the server's operator (``--oper NAME:PASSWORD``); a try costs a
+    token of the change bucket, so that guessing is slow."""
+    spend_change(hub, peer)
+    name, _, password = hub.config.oper.partition(":")
+    if not name:
+        raise ProtocolError("no_oper", "This server has no operator sign-in.")
+    if not (hmac.compare_digest(req.name.encode(), name.encode())
+            & hmac.compare_digest(req.password.encode(), password.encode())):
+        log.warning("%s from %s gave a wrong operator sign-in", peer.nick, peer.host)
+        raise ProtocolError("bad_oper", "That operator name and password are wrong.")
+    peer.oper = True
+    log.info("%s signed in as the server's operator", peer.nick)
+    reply(hub, peer, OperAnswer(name), ref)
+
+
+def operator_only(peer: Peer) -> None:
+    if not peer.oper:
+        raise ProtocolError("not_oper", "Only the server's operator may do that.")
+
+
+def kill(hub: Hub, peer: Peer, req: Kill, ref: str | None) -> None:
+    operator_only(peer)
+    target = hub.users.get(name_key(req.nick))
+    if target is None:
+        raise ProtocolError("no_such_user", f"Nobody named '{req.nick}' is online here.")
+    reason = f"Killed by {peer.nick}: {req.reason or 'no reason given'}"
+    hub.kick(target, reason, "kicked", reason)
+    log.info("%s killed %s", peer.nick, target.nick)
+
+
+def wallops(hub: Hub, peer: Peer, req: Wallops, ref: str | None) -> None:
+    operator_only(peer)
+    hub.notice(f"{peer.nick}: {req.text}")
 
 
 def ison(hub: Hub, peer: Peer, req: Ison, ref: str | None) -> None:
@@ -674,22 +741,23 @@ def download(hub: Hub, peer: Peer, req: Download, ref: str | None) -> None:
 # ---------------------------------------------------------------- rooms with owners
 
 
-def existing_room(hub: Hub, name: str) -> Room:
+def existing_room(hub: Hub, peer: Peer, name: str, *, member: bool = False) -> Room:
+    """The room ``name`` (`no_such_room`; a secret one is not shown to others); with
+    ``member``, one ``peer`` is in (`not_in_room`), unless it is the server's operator."""
     room = hub.rooms.get(name_key(name))
-    if room is None:
-        raise ProtocolError("not_in_room", f"There is no room named '{name}'.")
+    if room is None or (room.key in hub.owners.secret_rooms and room.key not in peer.rooms
+                        and not peer.oper):
+        raise ProtocolError("no_such_room", f"There is no room named '{name}'.")
+    if member and room.key not in peer.rooms and not peer.oper:
+        raise ProtocolError("not_in_room", f"You are not in #{room.name}.")
     return room
 
 
 def topic(hub: Hub, peer: Peer, req: TopicSet, ref: str | None) -> None:
     if req.topic is None:  # asked: the topic ("" when none)
-        room = existing_room(hub, req.room)
-        if room.key in hub.owners.secret_rooms and room.key not in peer.rooms:
-            raise ProtocolError("not_in_room", f"You are not in a room named '{req.room}'.")
-        reply(hub, peer, hub.owners.topic_of(room), ref)
+        reply(hub, peer, hub.owners.topic_of(existing_room(hub, peer, req.room)), ref)
         return
-    room = member_room(hub, peer, req.room) if not peer.oper else \
-        existing_room(hub, req.room)
+    room = existing_room(hub, peer, req.room, member=True)
     spend_change(hub, peer)
     hub.owners.topic(peer, room, req.topic, ref)
 
@@ -698,31 +766,27 @@ def mode(hub: Hub, peer: Peer, req: ModeSet, ref: str | None) -> None:
     if req.changes is None:
         room_info(hub, peer, InRoom(req.room), ref)
         return
-    room = member_room(hub, peer, req.room) if not peer.oper else \
-        existing_room(hub, req.room)
+    room = existing_room(hub, peer, req.room, member=True)
     spend_change(hub, peer)
-    if not hub.owners.modes(peer, room, req.changes, ref):
-        reply(hub, peer, hub.owners.info(peer, room), ref)  # nothing changed: as it is
+    if not hub.owners.modes(peer, room, req.changes, ref):  # nothing changed: said so
+        assert peer.nick is not None
+        reply(hub, peer, ModeChange(room.name, peer.nick, [], hub.now_ms()), ref)
 
 
 def kick(hub: Hub, peer: Peer, req: KickOut, ref: str | None) -> None:
-    room = member_room(hub, peer, req.room) if not peer.oper else \
-        existing_room(hub, req.room)
+    room = existing_room(hub, peer, req.room, member=True)
     spend_change(hub, peer)
     hub.owners.kick(peer, room, req.nick, req.reason, ref)
 
 
 def invite(hub: Hub, peer: Peer, req: Invite, ref: str | None) -> None:
-    room = existing_room(hub, req.room)
+    room = existing_room(hub, peer, req.room)
     spend_change(hub, peer)
     hub.owners.invite(peer, room, req.nick, ref)
 
 
 def room_info(hub: Hub, peer: Peer, req: InRoom, ref: str | None) -> None:
-    room = existing_room(hub, req.room)
-    if room.key in hub.owners.secret_rooms and room.key not in peer.rooms:
-        raise ProtocolError("not_in_room", f"There is no room named '{req.room}'.")
-    reply(hub, peer, hub.owners.info(peer, room), ref)
+    reply(hub, peer, hub.owners.info(peer, existing_room(hub, peer, req.room)), ref)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -732,4 +796,5 @@ HANDLERS: dict[str, Handler] = {
     "search": search, "upload": upload, "chunk": chunk, "download": download,
     "tagmsg": tagmsg, "whois": whois, "ison": ison, "away": away,
     "topic": topic, "mode": mode, "kick": kick, "invite": invite, "room_info": room_info,
+    "oper": oper, "kill": kill, "wallops": wallops, "whowas": whowas, "lusers": lusers,
 }

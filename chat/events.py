@@ -217,6 +217,39 @@ class Welcome(Event):
     limits: dict[str, int | float]
     account: bool = False  # signed in to its nickname's account
     nodes: list[str] | None = None  # the chat's other servers (a cluster)
+    counts: dict[str, int] | None = None  # *added:* as `lusers` says, to IRC clients
+
+
+@dataclass(slots=True, eq=False)
+class Counts(Event):
+    """How many are here (IRC's LUSERS): users online (every node), operators signed
+    in, connections not registered yet, rooms, nodes."""
+
+    type: ClassVar[str] = "lusers"
+    users: int
+    operators: int
+    unknown: int
+    rooms: int
+    servers: int
+
+    def numbers(self) -> dict[str, int]:
+        return {"users": self.users, "operators": self.operators, "unknown": self.unknown,
+                "rooms": self.rooms, "servers": self.servers}
+
+
+@dataclass(slots=True, eq=False)
+class WhowasAnswer(Event):
+    """Who held a nickname lately (newest first): nick, user, realname, left (ms)."""
+
+    type: ClassVar[str] = "whowas"
+    nick: str
+    entries: list[dict[str, Any]]
+
+
+@dataclass(slots=True, eq=False)
+class OperAnswer(Event):
+    type: ClassVar[str] = "oper"
+    name: str
 
 
 @dataclass(slots=True, eq=False)
@@ -261,6 +294,7 @@ class Users(Event):
     users: list[str]
     operators: list[str] | None = None  # *added:* the room's operators among them
     voiced: list[str] | None = None  # *added:* those given voice
+    members: list[dict[str, Any]] | None = None  # *added:* asked with `details`
 
 
 @dataclass(slots=True, eq=False)

@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from bisect import bisect_left, bisect_right, insort
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -30,6 +31,8 @@ from chat.bans import Ban
 from chat.config import ServerConfig
 from chat.errors import ProtocolError, StoreError
 from chat.events import (
+    AwayAnswer,
+    Counts,
     Error,
     Event,
     FileData,
@@ -75,6 +78,8 @@ DOOR_WORK_BURST = 400
 INDEX_SECONDS = 1.0  # how often stored messages are added to the search index
 INDEX_BATCH = 5000  # messages indexed at a time (a few ms of the loop per second)
 ROOMS_PAGE = 500  # rooms per `rooms` answer; more are asked for with `after`
+WHOWAS_KEEP = 1000  # users who left, remembered for `whowas` (docs/protocol.md)
+WHOWAS_ANSWER = 10  # entries in one `whowas` answer, the newest
 MESSAGE_HEAD = b'{"type":"message","id":'  # how every message frame starts (encode)
 STORE_FAILED = ("The server could not store your message ({why}); it was not sent. "
                 "Try again in a moment.")
@@ -125,6 +130,10 @@ class Hub:
         self.sequencer: Sequencer = Local(self)
         self.elsewhere: dict[str, Elsewhere] = {}  # users online on other nodes, by key
         self.owners = Owners(self)  # rooms' roles and settings (chat.owners)
+        # who held which nickname lately (IRC's WHOWAS): (key, nick, user, realname,
+        # host, left ms), the newest last
+        self.gone_users: deque[tuple[str, str, str, str, str, int]] = deque(
+            maxlen=WHOWAS_KEEP)
 
     def now_ms(self) -> int:
         return int(self.wall() * 1000)
@@ -523,6 +532,38 @@ class Hub:
         again after ``Later``; ``nick_taken`` when another node holds it)."""
         self.sequencer.claim(peer, key, nick)
 
+    def whowas(self, key: str) -> list[dict[str, Any]]:
+        """Who held the nickname ``key`` lately, newest first (at most WHOWAS_ANSWER;
+        a scan of WHOWAS_KEEP entries at most)."""
+        found = []
+        for gone_key, nick, user, realname, _host, ts in reversed(self.gone_users):
+            if gone_key == key:
+                found.append({"nick": nick, "user": user, "realname": realname, "ts": ts})
+                if len(found) == WHOWAS_ANSWER:
+                    break
+        return found
+
+    def counts(self) -> Counts:
+        """How many are here, as IRC's LUSERS says it."""
+        nodes = self.sequencer.members()
+        return Counts(len(self.users) + len(self.elsewhere),
+                      sum(1 for p in self.users.values() if p.oper),
+                      max(0, self.unregistered), len(self.rooms), max(1, len(nodes)))
+
+    def set_away(self, peer: Peer, text: str) -> None:
+        """``peer`` is away (``text``) or back (""); connections that share a room
+        with it and asked (IRC's away-notify) are told."""
+        peer.away = text
+        watchers: dict[Peer, None] = {}
+        for room in peer.rooms.values():
+            for member in room.members:
+                if member.wants_away and member is not peer:
+                    watchers[member] = None
+        if watchers:
+            assert peer.nick is not None
+            self.deliver()
+            share(watchers, AwayAnswer(peer.nick, text or None))
+
     def other_servers(self) -> list[str]:
         """Where the chat's other servers are reached (a cluster's; a welcome's `nodes`)."""
         return self.sequencer.addresses()
@@ -725,6 +766,8 @@ class Hub:
                 self.leave(peer, room, reason, message, flush=flush, seen=False)
             del self.users[peer.key]
             assert peer.nick is not None
+            self.gone_users.append((peer.key, peer.nick, peer.username or peer.nick,
+                                    peer.realname, peer.host, self.now_ms()))
             self.sequencer.release(peer.key, peer.nick)
             log.info("%s left (%s)", peer.nick, reason)
         self.closing[peer] = None

@@ -31,30 +31,47 @@ from typing import Any
 from chat.events import (
     EVENT_TYPES,
     AwayAnswer,
+    Counts,
     Echo,
     Error,
     Event,
     HistoryEnd,
+    Invited,
     IrcLines,
     IsonAnswer,
     Joined,
     Kicked,
     Left,
     Message,
+    ModeChange,
     Notice,
+    OperAnswer,
     Ping,
     Pong,
     Renamed,
     Replay,
+    RoomInfo,
     RoomList,
     TagRelay,
+    Topic,
     Typing,
     Users,
     Welcome,
     WhoisAnswer,
+    WhowasAnswer,
 )
 from chat.model import Peer
-from chat.protocol import CLOSED, NEED_DATA, TAG_KEY, JsonObject, tag_escape
+from chat.protocol import (
+    CLOSED,
+    MAX_KEY,
+    MAX_MODE_CHANGES,
+    MAX_TOPIC,
+    NEED_DATA,
+    TAG_KEY,
+    JsonObject,
+    tag_escape,
+)
+from chat.rules import MAX_BANS, flag_string, mode_string, parse_modes
 
 SERVER = "lanchat"  # the server's name in prefixes
 MAX_TAG_DATA = 4096  # IRCv3 message-tags: a client's tags, '@' and ' ' included
@@ -69,10 +86,12 @@ TOO_LONG = b"\x00too long"  # in place of a line past MAX_LINE (it is dropped)
 # multi-prefix and userhost-in-names: lanchat has no channel prefixes, and NAMES gives
 # full masks when asked
 CAPS = ("server-time", "message-tags", "echo-message", "batch", "labeled-response",
-        "draft/chathistory", "sasl", "multi-prefix", "userhost-in-names")
+        "draft/chathistory", "sasl", "multi-prefix", "userhost-in-names", "away-notify")
 CAP_VALUES = {"sasl": "PLAIN"}  # shown to clients that speak CAP 302
-ISUPPORT = ("CHANTYPES=# CASEMAPPING=ascii NICKLEN=24 CHANNELLEN=33 TOPICLEN=0 "
-            "PREFIX=() CHANMODES=,,,nt MODES=0 SAFELIST "
+ISUPPORT = ("CHANTYPES=# CASEMAPPING=ascii NICKLEN=24 CHANNELLEN=33 "
+            f"TOPICLEN={MAX_TOPIC} KEYLEN={MAX_KEY} KICKLEN={MAX_TOPIC} AWAYLEN=200 "
+            f"PREFIX=(ov)@+ CHANMODES=b,k,l,imnst MODES={MAX_MODE_CHANGES} "
+            f"MAXLIST=b:{MAX_BANS} WHOX SAFELIST "
             f"TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},TAGMSG:{MAX_TARGETS},"
             "JOIN:,PART:,NAMES:,WHOIS:1 "
             f"CHATHISTORY={HISTORY_MAX} MSGREFTYPES=msgid,timestamp")
@@ -80,15 +99,22 @@ NUMERIC_OF = {  # protocol error codes as IRC numerics (the rest become NOTICEs)
     "nick_taken": "433", "bad_nick": "432", "nick_registered": "433",
     "not_in_room": "442", "no_such_user": "401", "bad_room": "403",
     "not_registered": "451", "auth_failed": "464", "banned": "465",
-    "already_registered": "462",
+    "already_registered": "462", "no_such_room": "403", "not_operator": "482",
+    "moderated": "404", "banned_from_room": "474", "invite_only": "473",
+    "bad_key": "475", "room_full": "471", "ban_list_full": "478", "bad_oper": "464",
+    "no_oper": "491", "not_oper": "481",
 }
+# Errors about a nickname in a channel: "<nick> <channel> :text"
+NICK_IN_ROOM = {"user_not_in_room": "441", "already_in_room": "443"}
 # Which answer ends each command (an error ends any): what labeled-response waits for.
 ENDS = {
     "JOIN": "history_end", "CHATHISTORY": "history_end", "PART": "left",
     "PRIVMSG": "message", "NOTICE": "message", "TAGMSG": "tagmsg", "NAMES": "users",
     "WHO": "users", "LIST": "rooms", "NICK": "renamed", "REGISTER": "welcome",
     "SASL": "welcome", "PING": "pong", "WHOIS": "whois", "ISON": "ison", "AWAY": "away",
-    "USERHOST": "ison",
+    "USERHOST": "ison", "TOPIC": "topic", "MODE": "room_info", "MODESET": "mode",
+    "KICK": "left", "INVITE": "invited", "WHOWAS": "whowas", "LUSERS": "lusers",
+    "OPER": "oper", "WHONICK": "whois", "KILL": "irc", "WALLOPS": "irc",
 }
 QUITS = {"quit": "Quit", "disconnected": "Connection closed", "timeout": "Ping timeout",
          "banned": "Banned"}
@@ -370,10 +396,13 @@ class IrcCodec:
         self._numeric(lines, "001", f"Welcome to {name}, {self.nick}")
         self._numeric(lines, "002", f"Your host is {self.server_name}, running lanchat")
         self._numeric(lines, "003", "This server is a lanchat server")
-        lines.append(f":{self.server_name} 004 {self.nick} {self.server_name} lanchat i nt")
-        network = name.replace(" ", "_")
-        lines.append(f":{self.server_name} 005 {self.nick} {ISUPPORT} NETWORK={network}"
-                     " :are supported by this server")
+        lines.append(f":{self.server_name} 004 {self.nick} {self.server_name} lanchat iow "
+                     "biklmnostv bklov")
+        self.isupport_lines(lines, name)
+        if event.counts is not None:
+            c = event.counts
+            self._lusers(Counts(c["users"], c["operators"], c["unknown"], c["rooms"],
+                                c["servers"]), lines, None)
         self.motd_lines(lines)
         if asked is not None and asked.cmd == "SASL":
             if self.account:
@@ -387,6 +416,11 @@ class IrcCodec:
             self.held.extend(lines)
         else:
             out.extend(lines)
+
+    def isupport_lines(self, out: list[str], name: str) -> None:
+        network = name.replace(" ", "_")
+        out.append(f":{self.server_name} 005 {self.nick} {ISUPPORT} NETWORK={network}"
+                   " :are supported by this server")
 
     def motd_lines(self, out: list[str]) -> None:
         if self.motd:
@@ -452,7 +486,10 @@ class IrcCodec:
         message = event.message or ""
         nick, room = event.nick, f"#{event.room}"
         if why == "kicked":
-            out.append(f":{self.server_name} KICK {room} {nick} :{message or 'Kicked'}")
+            source = self._mask(event.by) if event.by and event.by != "server" \
+                else self.server_name
+            out.append(f"{self._tags(event)}:{source} KICK {room} {nick} "
+                       f":{message or 'Kicked'}")
         elif why == "part":
             tail = f" :{message}" if message else ""
             out.append(f"{self._tags(event)}:{self._mask(nick)} PART {room}{tail}")
@@ -465,19 +502,125 @@ class IrcCodec:
             self.nick = event.new
         out.append(f"{self._tags(event)}:{self._mask(event.old)} NICK {event.new}")
 
+    def _prefixes(self, event: Users) -> dict[str, str]:
+        """Each member's prefix in NAMES and WHO: "@", "+", both (multi-prefix)."""
+        marks: dict[str, str] = {}
+        for nick in event.voiced or ():
+            marks[nick] = "+"
+        for nick in event.operators or ():
+            marks[nick] = "@+" if nick in marks and "multi-prefix" in self.caps else "@"
+        return marks
+
     def _users(self, event: Users, out: list[str], asked: Asked | None) -> None:
         room = f"#{event.room}"
+        marks = self._prefixes(event)
         if asked is not None and asked.cmd == "WHO":
-            for nick in event.users:
-                self._numeric(out, "352", room, nick, "lanchat", self.server_name, nick, "H",
-                              f"0 {nick}")
-            self._numeric(out, "315", room, "End of /WHO list.")
+            for member in event.members or ({"nick": n} for n in event.users):
+                self._who_line(out, room, member, marks.get(member["nick"], ""),
+                               asked.sub)
+            self._numeric(out, "315", asked.target, "End of /WHO list.")
             return
         users = event.users
-        names = " ".join(self._mask(n) for n in users) if "userhost-in-names" in self.caps \
-            else " ".join(users)
-        out.append(f":{self.server_name} 353 {self.nick} = {room} :{names}")
+        names = " ".join(marks.get(n, "") + self._mask(n) for n in users) \
+            if "userhost-in-names" in self.caps else \
+            " ".join(marks.get(n, "") + n for n in users)
+        kind = "@" if asked is not None and asked.sub == "secret" else "="
+        out.append(f":{self.server_name} 353 {self.nick} {kind} {room} :{names}")
         self._numeric(out, "366", room, "End of /NAMES list.")
+
+    def _who_line(self, out: list[str], room: str, member: dict[str, Any], mark: str,
+                  whox: str) -> None:
+        """One WHO line: 352, or 354 with the fields WHOX asked for (``%tcuhnfar,T``)."""
+        nick = member["nick"]
+        user = member.get("user") or nick
+        flags = ("G" if member.get("away") else "H") + ("*" if member.get("oper") else "") \
+            + mark
+        realname = member.get("realname") or nick
+        if not whox:
+            self._numeric(out, "352", room, user, "lanchat", self.server_name, nick, flags,
+                          f"0 {realname}")
+            return
+        fields, _, token = whox.partition(",")
+        values = {"t": token or "0", "c": room, "u": user, "i": "255.255.255.255",
+                  "h": "lanchat", "s": self.server_name, "n": nick, "f": flags,
+                  "d": "0", "l": "0", "a": nick if member.get("account") else "0",
+                  "o": "n/a", "r": realname}
+        params = [values[c] for c in "tcuihsnfdlaor" if c in fields]
+        if not params:
+            return
+        if " " in params[-1] or params[-1].startswith(":") or not params[-1]:
+            self._numeric(out, "354", *params)
+        else:
+            out.append(f":{self.server_name} 354 {self.nick} {' '.join(params)}")
+
+    def _topic(self, event: Topic, out: list[str], asked: Asked | None) -> None:
+        room = f"#{event.room}"
+        if asked is None or asked.sub == "set":  # a change: everyone in the room
+            source = self._mask(event.by) if event.by and event.by != "server" \
+                else self.server_name
+            out.append(f"{self._tags(event)}:{source} TOPIC {room} :{event.topic}")
+            return
+        if not event.topic:
+            self._numeric(out, "331", room, "No topic is set")
+            return
+        self._numeric(out, "332", room, event.topic)
+        if event.by:
+            out.append(f":{self.server_name} 333 {self.nick} {room} {event.by} "
+                       f"{(event.ts or 0) // 1000}")
+
+    def _mode(self, event: ModeChange, out: list[str], asked: Asked | None) -> None:
+        if not event.changes:
+            return  # nothing changed (IRC says nothing)
+        source = self._mask(event.by) if event.by != "server" else self.server_name
+        out.append(f"{self._tags(event)}:{source} MODE #{event.room} "
+                   f"{mode_string(event.changes)}")
+
+    def _room_info(self, event: RoomInfo, out: list[str], asked: Asked | None) -> None:
+        room = f"#{event.room}"
+        if asked is not None and asked.sub == "b":
+            for ban in event.bans or ():
+                out.append(f":{self.server_name} 367 {self.nick} {room} {ban['mask']} "
+                           f"{ban['by']} {int(ban['ts']) // 1000}")
+            self._numeric(out, "368", room, "End of channel ban list")
+            return
+        out.append(f":{self.server_name} 324 {self.nick} {room} "
+                   f"{flag_string(event.settings)}")
+        out.append(f":{self.server_name} 329 {self.nick} {room} {event.created // 1000}")
+
+    def _invited(self, event: Invited, out: list[str], asked: Asked | None) -> None:
+        room = f"#{event.room}"
+        if asked is not None:  # the inviter's answer
+            out.append(f":{self.server_name} 341 {self.nick} {event.nick} {room}")
+            return
+        source = self._mask(event.by) if event.by != "server" else self.server_name
+        out.append(f"{self._tags(event)}:{source} INVITE {event.nick} {room}")
+
+    def _lusers(self, event: Counts, out: list[str], asked: Asked | None) -> None:
+        self._numeric(out, "251", f"There are {event.users} users and 0 invisible on "
+                      f"{event.servers} servers")
+        self._numeric(out, "252", str(event.operators), "operator(s) online")
+        self._numeric(out, "253", str(event.unknown), "unknown connection(s)")
+        self._numeric(out, "254", str(event.rooms), "channels formed")
+        self._numeric(out, "255", f"I have {event.users} clients and {event.servers} "
+                      "servers")
+        self._numeric(out, "265", str(event.users), str(event.users),
+                      f"Current local users {event.users}, max {event.users}")
+        self._numeric(out, "266", str(event.users), str(event.users),
+                      f"Current global users {event.users}, max {event.users}")
+
+    def _whowas(self, event: WhowasAnswer, out: list[str], asked: Asked | None) -> None:
+        if not event.entries:
+            self._numeric(out, "406", event.nick, "There was no such nickname")
+        for entry in event.entries:
+            out.append(f":{self.server_name} 314 {self.nick} {entry['nick']} "
+                       f"{entry['user']} lanchat * :{entry['realname'] or entry['nick']}")
+            self._numeric(out, "312", entry["nick"], self.server_name,
+                          irc_time(entry["ts"]))
+        self._numeric(out, "369", event.nick, "End of WHOWAS")
+
+    def _oper(self, event: OperAnswer, out: list[str], asked: Asked | None) -> None:
+        self._numeric(out, "381", "You are now an IRC operator")
+        out.append(f":{self.nick} MODE {self.nick} :+o")
 
     def _rooms(self, event: RoomList, out: list[str], asked: Asked | None) -> None:
         self._numeric(out, "321", "Channel", "Users  Name")
@@ -487,20 +630,34 @@ class IrcCodec:
 
     def _whois(self, event: WhoisAnswer, out: list[str], asked: Asked | None) -> None:
         nick = event.nick
-        self._numeric(out, "311", nick, nick, "lanchat", "*", nick)
+        if asked is not None and asked.cmd == "WHONICK":  # WHO of one nickname
+            self._who_line(out, "*", {"nick": nick, "user": event.user,
+                                      "realname": event.realname, "away": event.away,
+                                      "oper": event.oper, "account": event.account},
+                           "", asked.sub)
+            self._numeric(out, "315", asked.target, "End of /WHO list.")
+            return
+        self._numeric(out, "311", nick, event.user or nick, "lanchat", "*",
+                      event.realname or nick)
         if event.rooms:
             self._numeric(out, "319", nick, " ".join(f"#{r}" for r in event.rooms))
         door = {"irc": "IRC", "web": "a browser"}.get(event.door, "lanchat")
         self._numeric(out, "312", nick, self.server_name, f"connected with {door}")
         if event.away:
             self._numeric(out, "301", nick, event.away)
+        if event.oper:
+            self._numeric(out, "313", nick, "is an IRC operator")
         if event.account:
             self._numeric(out, "330", nick, nick, "is logged in as")
-        self._numeric(out, "317", nick, "0", str(event.since // 1000),
+        self._numeric(out, "317", nick, str(event.idle or 0), str(event.since // 1000),
                       "seconds idle, signon time")
         self._numeric(out, "318", nick, "End of /WHOIS list.")
 
     def _away(self, event: AwayAnswer, out: list[str], asked: Asked | None) -> None:
+        if asked is None and event.nick != self.nick:  # away-notify: another's change
+            tail = f" :{event.text}" if event.text else ""
+            out.append(f"{self._tags(event)}:{self._mask(event.nick)} AWAY{tail}")
+            return
         if event.text:
             self._numeric(out, "306", "You have been marked as being away")
         else:
@@ -562,11 +719,20 @@ class IrcCodec:
             self._numeric(out, "401", target, "No such nick")
             self._numeric(out, "318", target, "End of /WHOIS list.")
             return
+        elif cmd == "WHONICK":  # WHO of a nickname nobody holds: an empty list
+            self._numeric(out, "315", target, "End of /WHO list.")
+            return
+        elif code in NICK_IN_ROOM and asked is not None:
+            self._numeric(out, NICK_IN_ROOM[code], asked.sub, target, message)
+            return
+        elif cmd == "INVITE" and code == "no_such_user" and asked is not None:
+            self._numeric(out, "401", asked.sub, "No such nick")
+            return
         numeric = NUMERIC_OF.get(code)
         if numeric is not None and cmd != "SASL":
             self._numeric(out, numeric, target or "*", message)
         elif code in ("server_full", "internal_error", "bad_proto", "auth_failed",
-                      "banned"):
+                      "banned", "tls_required"):
             out.append(f"ERROR :{message}")  # the connection closes on it
             self.farewell = b""
         else:
@@ -597,6 +763,8 @@ class IrcDoor:
         self.work = 0  # lines read that made no request: the loop charges them
         self.nick: str | None = None
         self.user = False
+        self.username = ""  # USER's user name and real name, told in the hello
+        self.realname = ""
         self.password: str | None = None
         self.cap_version = 0  # 302 when the client said CAP LS 302
         self.registered = False  # its hello is sent
@@ -752,6 +920,8 @@ class IrcDoor:
                                  "client": "irc", "ref": self._ref(why, nick)}
         if self.password is not None:
             hello["password"] = self.password
+        if self.username:
+            hello["user"], hello["realname"] = self.username, self.realname
         if nick_password is not None:
             hello["nick_password"] = nick_password
         self._frames.append(hello)
@@ -780,6 +950,7 @@ class IrcDoor:
             if ok:
                 self.codec.enable(frozenset(caps))
                 self.peer.wants_tags = "message-tags" in caps
+                self.peer.wants_away = "away-notify" in caps
             self._reply(f":{server} CAP {name} {'ACK' if ok else 'NAK'} :{params[1]}")
         elif sub == "LIST":
             self._reply(f":{server} CAP {name} LIST :{' '.join(sorted(self.codec.caps))}")
@@ -857,6 +1028,8 @@ class IrcDoor:
             self._numeric("461", "USER", "Not enough parameters")
             return
         self.user = True
+        self.username = "".join(c for c in params[0] if c.isalnum() or c in "._-")[:16]
+        self.realname = params[3][:100]
         self._register()
 
     def _cmd_ping(self, params: list[str]) -> None:
@@ -875,17 +1048,20 @@ class IrcDoor:
         if not params:
             self._numeric("461", "JOIN", "Not enough parameters")
             return
-        for name in params[0].split(","):
+        keys = params[1].split(",") if len(params) > 1 else []
+        for at, name in enumerate(params[0].split(",")):
             if not name.startswith("#") or len(name) < 2:
                 self._numeric("403", name, "No such channel")
                 continue
+            frame: JsonObject = {"type": "join", "room": name[1:],
+                                 "ref": self._ref("JOIN", name)}
+            if at < len(keys) and keys[at]:
+                frame["key"] = keys[at]
             # A client that fetches history itself (CHATHISTORY) gets none unasked;
             # the others get what their nickname has not seen (the hub keeps it).
             if "draft/chathistory" in self.codec.caps:
-                self._frame(type="join", room=name[1:], ref=self._ref("JOIN", name),
-                            replay=False)
-            else:
-                self._frame(type="join", room=name[1:], ref=self._ref("JOIN", name))
+                frame["replay"] = False
+            self._frames.append(frame)
 
     def _cmd_part(self, params: list[str]) -> None:
         if not params:
@@ -930,8 +1106,10 @@ class IrcDoor:
         action = False
         if text[0] == "\x01":
             action = text.startswith("\x01ACTION ") and text.endswith("\x01")
-            if not action:
-                return  # other CTCP requests: not relayed (texts refuse control bytes)
+            if not action:  # other CTCP requests: answered here (texts refuse \x01)
+                if not notice:
+                    self._ctcp(targets, text.strip("\x01"))
+                return
         client_tags = self._client_tags(tags) if tags else None
         nick = self.codec.nick
         for target in targets:
@@ -956,6 +1134,21 @@ class IrcDoor:
             else:
                 frame["to"] = target
             self._frames.append(frame)
+
+    def _ctcp(self, targets: list[str], request: str) -> None:
+        """CTCP VERSION, PING, TIME, CLIENTINFO to a nickname: the server answers for
+        every door (a browser or the window cannot); to a channel: nothing."""
+        command, _, arg = request.partition(" ")
+        answers = {"VERSION": "lanchat (https://github.com/lanchat)",
+                   "PING": arg, "TIME": time.strftime("%a %b %d %H:%M:%S %Y"),
+                   "CLIENTINFO": "ACTION CLIENTINFO PING TIME VERSION"}
+        answer = answers.get(command.upper())
+        if answer is None:
+            return
+        for target in targets:
+            if not target.startswith("#"):
+                self._reply(f":{target}!{target}@lanchat NOTICE {self.codec.nick} "
+                            f":\x01{command.upper()} {answer}\x01")
 
     def _cmd_notice(self, params: list[str], tags: dict[str, str]) -> None:
         self._cmd_privmsg(params, tags, notice=True)
@@ -986,10 +1179,15 @@ class IrcDoor:
             self._frame(type="who", room=name.lstrip("#"), ref=self._ref("NAMES", name))
 
     def _cmd_who(self, params: list[str]) -> None:
-        if params and params[0].startswith("#"):
-            self._frame(type="who", room=params[0][1:], ref=self._ref("WHO", params[0]))
-        else:
-            self._numeric("315", params[0] if params else "*", "End of /WHO list.")
+        mask = params[0] if params else "*"
+        whox = params[1][1:] if len(params) > 1 and params[1].startswith("%") else ""
+        if mask.startswith("#"):
+            self._frame(type="who", room=mask[1:], details=True,
+                        ref=self._ref("WHO", mask, whox))
+        elif "*" not in mask and "?" not in mask and "," not in mask:
+            self._frame(type="whois", nick=mask, ref=self._ref("WHONICK", mask, whox))
+        else:  # masks over the whole server: not answered (a cheap request, a big answer)
+            self._numeric("315", mask, "End of /WHO list.")
 
     def _cmd_whois(self, params: list[str]) -> None:
         if not params:
@@ -1021,27 +1219,126 @@ class IrcDoor:
     def _cmd_topic(self, params: list[str]) -> None:
         if not params:
             self._numeric("461", "TOPIC", "Not enough parameters")
+            return
+        name = params[0]
+        if not name.startswith("#"):
+            self._numeric("403", name, "No such channel")
         elif len(params) > 1:
-            self._numeric("482", params[0], "Topics are not kept on this server")
+            self._frame(type="topic", room=name[1:], topic=params[1][:MAX_TOPIC],
+                        ref=self._ref("TOPIC", name, "set"))
         else:
-            self._numeric("331", params[0], "No topic is set")
+            self._frame(type="topic", room=name[1:], ref=self._ref("TOPIC", name, "query"))
 
     def _cmd_mode(self, params: list[str]) -> None:
         if not params:
             self._numeric("461", "MODE", "Not enough parameters")
-        elif params[0].startswith("#"):
-            if len(params) > 1 and params[1] not in ("b", "+b"):
-                self._numeric("482", params[0], "Channel modes are fixed on this server")
-            elif len(params) > 1:
-                self._numeric("368", params[0], "End of channel ban list")
-            else:
-                self._numeric("324", params[0], "+nt")
-        else:
-            self._numeric("221", "+i")
+            return
+        target = params[0]
+        if not target.startswith("#"):
+            if target.casefold() != self.codec.nick.casefold():
+                self._numeric("502", "Cannot change mode for other users")
+            elif len(params) == 1:
+                self._numeric("221", "+io" if self.peer.oper else "+i")
+            return  # user modes are fixed here (+i; +o by OPER)
+        if len(params) == 1:
+            self._frame(type="room_info", room=target[1:], ref=self._ref("MODE", target))
+            return
+        words = params[1:]
+        if words[0].lstrip("+") == "b" and len(words) == 1:  # the ban list
+            self._frame(type="room_info", room=target[1:], ref=self._ref("MODE", target, "b"))
+            return
+        changes, unknown = parse_modes(words)
+        for letter in unknown:
+            self._numeric("472", letter, "is an unknown mode char to me")
+        if not changes:
+            return
+        nicks = [a for m, _, a in changes if m in ("operator", "voice") and a]
+        self._frame(type="mode", room=target[1:],
+                    ref=self._ref("MODESET", target, nicks[0] if nicks else ""),
+                    changes=[{"mode": m, "on": on, **({"arg": a} if a is not None else {})}
+                             for m, on, a in changes[:MAX_MODE_CHANGES]])
 
     def _cmd_kick(self, params: list[str]) -> None:
-        self._numeric("482", params[0] if params else "*",
-                      "Only the server's operator can kick here")
+        if len(params) < 2:
+            self._numeric("461", "KICK", "Not enough parameters")
+            return
+        name = params[0]
+        if not name.startswith("#"):
+            self._numeric("403", name, "No such channel")
+            return
+        for nick in params[1].split(",")[:MAX_TARGETS]:
+            frame: JsonObject = {"type": "kick", "room": name[1:], "nick": nick,
+                                 "ref": self._ref("KICK", name, nick)}
+            if len(params) > 2 and params[2].strip():
+                frame["reason"] = params[2][:MAX_TOPIC]
+            self._frames.append(frame)
+
+    def _cmd_invite(self, params: list[str]) -> None:
+        if len(params) < 2:
+            self._numeric("461", "INVITE", "Not enough parameters")
+            return
+        nick, name = params[0], params[1]
+        if not name.startswith("#"):
+            self._numeric("403", name, "No such channel")
+            return
+        self._frame(type="invite", room=name[1:], nick=nick,
+                    ref=self._ref("INVITE", name, nick))
+
+    def _cmd_whowas(self, params: list[str]) -> None:
+        if not params:
+            self._numeric("431", "No nickname given")
+            return
+        nick = params[0].split(",")[0]
+        self._frame(type="whowas", nick=nick, ref=self._ref("WHOWAS", nick))
+
+    def _cmd_lusers(self, params: list[str]) -> None:
+        self._frame(type="lusers", ref=self._ref("LUSERS", "*"))
+
+    def _cmd_time(self, params: list[str]) -> None:
+        now = time.time()
+        self._reply(f":{self.codec.server_name} 391 {self.codec.nick} "
+                    f"{self.codec.server_name} {int(now)} 0 "
+                    f":{time.strftime('%A %B %d %Y -- %H:%M:%S +00:00', time.gmtime(now))}")
+
+    def _cmd_version(self, params: list[str]) -> None:
+        self._numeric("351", "lanchat-1.", self.codec.server_name, "a lanchat server")
+        self.codec.isupport_lines(self._replies, self.codec.server_name)
+
+    def _cmd_info(self, params: list[str]) -> None:
+        for text in ("lanchat: a group chat for the people on one network.",
+                     "One server, any number of clients: the chat window, a browser, "
+                     "IRC clients and bots."):
+            self._numeric("371", text)
+        self._numeric("374", "End of INFO list")
+
+    def _cmd_admin(self, params: list[str]) -> None:
+        self._numeric("256", self.codec.server_name, "Administrative info")
+        self._numeric("257", "The operator of this lanchat server")
+        self._numeric("258", "Ask in the chat")
+        self._numeric("259", "-")
+
+    def _cmd_oper(self, params: list[str]) -> None:
+        if len(params) < 2:
+            self._numeric("461", "OPER", "Not enough parameters")
+            return
+        self._frame(type="oper", name=params[0], password=params[1],
+                    ref=self._ref("OPER", "*"))
+
+    def _cmd_kill(self, params: list[str]) -> None:
+        if not params:
+            self._numeric("461", "KILL", "Not enough parameters")
+            return
+        frame: JsonObject = {"type": "kill", "nick": params[0],
+                             "ref": self._ref("KILL", params[0])}
+        if len(params) > 1 and params[1].strip():
+            frame["reason"] = params[1][:MAX_TOPIC]
+        self._frames.append(frame)
+
+    def _cmd_wallops(self, params: list[str]) -> None:
+        if not params or not params[0].strip():
+            self._numeric("461", "WALLOPS", "Not enough parameters")
+            return
+        self._frame(type="wallops", text=params[0], ref=self._ref("WALLOPS", "*"))
 
     def _cmd_away(self, params: list[str]) -> None:
         self._frame(type="away", text=params[0] if params else "",

@@ -140,7 +140,7 @@ class Peer:
                  "events", "_dirty", "accounts", "phase", "held", "owed", "codec", "door",
                  "searches", "_dms", "uploads", "_downloads",
                  "_refused", "wants_tags", "away", "_spans", "work", "oper", "username",
-                 "realname", "last_spoke", "__weakref__")
+                 "realname", "last_spoke", "wants_away", "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
                  changes: TokenBucket, dirty: dict[Peer, int],
@@ -194,6 +194,7 @@ class Peer:
         self.username = ""  # IRC's USER name and real name ("": its nickname, none)
         self.realname = ""
         self.last_spoke = now  # (monotonic) its last message: WHOIS's idle time
+        self.wants_away = False  # told when others in its rooms go away (IRC's cap)
         self._dirty = dirty
         self._spans: Spans = spans if spans is not None else []
 

@@ -182,14 +182,21 @@ class Owners:
         self._operator(by, room)
         rules = self.of(room)
         done: list[dict[str, Any]] = []
+        failed: ProtocolError | None = None
         for mode, on, arg in changes:
-            change = self._apply(by, room, rules, mode, on, arg)
+            try:
+                change = self._apply(by, room, rules, mode, on, arg)
+            except ProtocolError as exc:  # (the others are still made, as IRC does)
+                failed = failed or exc
+                continue
             if change is not None:
                 done.append(change)
         if done:
             event = ModeChange(room.name, self._by(by), done, self.hub.now_ms())
             self._tell(room, event, by, ref)
             self._changed(room, rules, event)
+        if failed is not None:
+            raise failed
         return done
 
     def _apply(self, by: Peer | None, room: Room, rules: Rules, mode: str, on: bool,

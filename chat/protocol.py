@@ -31,6 +31,7 @@ MAX_SEARCH = 1000  # characters of a `search` query on the wire (its first 200 a
 MAX_TAGS = 4094  # bytes of client tags (docs/protocol.md), as IRCv3 allows a client
 MAX_ISON = 64  # names per `ison` request (docs/protocol.md)
 MAX_AWAY = 200  # characters of an away message (docs/protocol.md)
+MAX_REALNAME = 100  # characters of a hello's `user` and `realname`
 TAG_KEY = re.compile(r"\+(?:[A-Za-z0-9.-]+/)?[A-Za-z0-9-]+")
 # Message ids in requests (`since`, `before`): SQLite keeps signed 64-bit integers, so a
 # larger one can name no message; outside 0..MAX_ID it is `bad_field`.
@@ -318,6 +319,8 @@ class Hello:
     since: int | None
     client: str | None
     nick_password: str | None
+    user: str | None = None  # *added:* IRC's user name and real name (WHOIS, WHO)
+    realname: str | None = None
 
 
 @dataclass(slots=True)
@@ -401,9 +404,39 @@ class Nick:
 
 @dataclass(slots=True)
 class Named:
-    """`whois`: a nickname."""
+    """`whois`, `whowas`: a nickname."""
 
     nick: str
+
+
+@dataclass(slots=True)
+class Who:
+    """`who`: a room's roster; *added:* ``details`` (each member's user name, real
+    name, away and roles: IRC's WHO)."""
+
+    room: str
+    details: bool = False
+
+
+@dataclass(slots=True)
+class Oper:
+    """`oper`: sign in as the server's operator."""
+
+    name: str
+    password: str
+
+
+@dataclass(slots=True)
+class Kill:
+    """`kill`: the server's operator closes a user's connection."""
+
+    nick: str
+    reason: str | None
+
+
+@dataclass(slots=True)
+class Wallops:
+    text: str
 
 
 @dataclass(slots=True)
@@ -489,7 +522,7 @@ class Rooms:
 
 Request = (Hello | Send | TagMsg | InRoom | Join | Part | Nick | Named | Away | Ison | Password
            | Nothing | History | Token | Bye | Search | Upload | Chunk | Download | Rooms
-           | TopicSet | ModeSet | KickOut | Invite)
+           | TopicSet | ModeSet | KickOut | Invite | Who | Oper | Kill | Wallops)
 
 
 def _parse_hello(frame: JsonObject, max_text: int) -> Request:
@@ -515,7 +548,14 @@ def _parse_hello(frame: JsonObject, max_text: int) -> Request:
         if room is None:
             raise ProtocolError("bad_room", f"'{raw}' is not a valid room name.")
         rooms.setdefault(name_key(room), room)
-    return Hello(nick, password, list(rooms.values()), since, client, nick_password)
+    user = _field(frame, "user", str, required=False)
+    realname = _field(frame, "realname", str, required=False)
+    for name, value in (("user", user), ("realname", realname)):
+        if value is not None and (len(value) > MAX_REALNAME or _CONTROL.search(value)):
+            raise ProtocolError("bad_field", f"'{name}' is at most {MAX_REALNAME} "
+                                             "characters, without control characters.")
+    return Hello(nick, password, list(rooms.values()), since, client, nick_password,
+                 user or None, realname or None)
 
 
 def _parse_send(frame: JsonObject, max_text: int) -> Request:
@@ -676,6 +716,28 @@ def _parse_kick(frame: JsonObject, max_text: int) -> Request:
     return KickOut(_room(frame), _nick(frame), reason.strip() if reason else None)
 
 
+def _parse_who(frame: JsonObject, max_text: int) -> Request:
+    return Who(_room(frame), _field(frame, "details", bool, required=False) is True)
+
+
+def _parse_oper(frame: JsonObject, max_text: int) -> Request:
+    return Oper(_field(frame, "name", str, required=True)[:100],
+                _field(frame, "password", str, required=True)[:1000])
+
+
+def _parse_kill(frame: JsonObject, max_text: int) -> Request:
+    reason = _field(frame, "reason", str, required=False)
+    if reason is not None and reason.strip():
+        check_text(reason, MAX_TOPIC)
+    return Kill(_nick(frame), reason.strip() if reason else None)
+
+
+def _parse_wallops(frame: JsonObject, max_text: int) -> Request:
+    text = _field(frame, "text", str, required=True)
+    check_text(text, max_text)
+    return Wallops(text)
+
+
 def _parse_invite(frame: JsonObject, max_text: int) -> Request:
     return Invite(_room(frame), _nick(frame))
 
@@ -795,7 +857,7 @@ PARSERS: dict[str, Callable[[JsonObject, int], Request]] = {
     "join": _parse_join,
     "part": _parse_part,
     "nick": _parse_nick,
-    "who": _parse_room_only,
+    "who": _parse_who,
     "rooms": _parse_rooms,
     "history": _parse_history,
     "typing": _parse_room_only,
@@ -819,6 +881,12 @@ PARSERS: dict[str, Callable[[JsonObject, int], Request]] = {
     "kick": _parse_kick,
     "invite": _parse_invite,
     "room_info": _parse_room_only,
+    # docs/protocol.md, "The server's operator" and "Who was online"
+    "oper": _parse_oper,
+    "kill": _parse_kill,
+    "wallops": _parse_wallops,
+    "whowas": _parse_whois,
+    "lusers": _parse_empty,
 }
 
 

@@ -250,15 +250,16 @@ def mode_string(changes: list[dict[str, Any]]) -> str:
     return " ".join(["".join(out), *args])
 
 
-def flag_string(rules: Rules, show_key: bool) -> str:
-    """A room's flags as IRC's 324 shows them: ``+imntk key``."""
+def flag_string(settings: dict[str, Any]) -> str:
+    """A room's settings (``Rules.settings``) as IRC's 324 shows them: ``+imntkl key
+    30`` (the key itself only where the settings carry it)."""
     letters = "".join(LETTERS[f] for f in sorted(FLAG_MODES, key=lambda f: LETTERS[f])
-                      if getattr(rules, f))
+                      if settings.get(f))
     args = []
-    if rules.key:
+    if settings.get("key"):
         letters += "k"
-        args.append(rules.key if show_key else "*")
-    if rules.limit:
+        args.append(settings["key"] if isinstance(settings["key"], str) else "*")
+    if settings.get("limit"):
         letters += "l"
-        args.append(str(rules.limit))
+        args.append(str(settings["limit"]))
     return " ".join(["+" + letters, *args])

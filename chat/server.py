@@ -625,7 +625,7 @@ class ChatServer:
             except OSError:
                 pass
             told = TLS_REQUIRED
-            if looks_like_http(head):  # a browser asked for http://: the answer is a page
+            if looks_like_http(head) and peer.door != "irc":  # a browser asked for http://
                 peer.codec, told = HTTP_REFUSAL, HTTPS_REQUIRED
             self.hub.error(peer, ProtocolError("tls_required", told), None)
             return False

@@ -82,7 +82,8 @@ class LanchatController(BaseServerController, DirectoryBasedController):  # type
         command = [PYTHON, str(MAIN), "--server", "--headless",
                    "--host", hostname, "--port", str(self.json_port),
                    "--irc-port", str(port), "--db", str(self.directory / "chat.db"),
-                   "--rate", "0", "--name", "My.Little.Server", "--quiet"]
+                   "--rate", "0", "--name", "My.Little.Server", "--quiet",
+                   "--oper", "operuser:operpassword"]
         if password:
             command += ["--password", password]
         self.proc = self.execute(command)

@@ -52,7 +52,7 @@ def test_irc_and_json_clients_talk_in_one_room(irc_server):
     irc.register("ada", "server-time message-tags")
     irc.send("JOIN #general")
     irc.until("JOIN", "#general")
-    assert irc.until("353", "ada", "=", "#general")[-1] == "ada"
+    assert irc.until("353", "ada", "=", "#general")[-1] == "@ada"  # the first one in
     plain = connect(irc_server.port, "bob")
     assert irc.until("JOIN", "#general")[1] == "bob!bob@lanchat"
     plain.send(type="send", room="general", text="hello ada", ref="1")
@@ -80,7 +80,7 @@ def test_queries_names_who_list_topic_mode_ping(irc_server):
     irc.send("JOIN #general,#lab")
     irc.until("366", "ada", "#lab")
     irc.send("NAMES #general")
-    assert sorted(irc.until("353", "ada", "=", "#general")[-1].split()) == ["ada", "bob"]
+    assert sorted(irc.until("353", "ada", "=", "#general")[-1].split()) == ["@bob", "ada"]
     irc.send("WHO #general")
     who = {irc.until("352", "ada", "#general")[7] for _ in range(2)}
     assert who == {"ada", "bob"}
