@@ -170,6 +170,7 @@ function open(conv) {
   conv.unread = 0;
   conv.mentions = 0;
   $("title").textContent = conv.kind === ROOM ? `#${conv.name}` : conv.name;
+  drawTopic();
   log.show(conv, false, null, divider);
   drawOlder();
   drawLists();
@@ -249,11 +250,118 @@ function restoreSession() {
 }
 
 function drawUsers() {
-  const users = active && active.kind === ROOM ? [...active.users] : active ? [chat.nick, active.name] : [];
+  const room = active && active.kind === ROOM ? active : null;
+  const users = room ? [...room.users] : active ? [chat.nick, active.name] : [];
   users.sort((a, b) => fold(a).localeCompare(fold(b)));
-  $("users-title").textContent = active && active.kind === ROOM ? `Here (${users.length})` : "Conversation";
-  $("users").replaceChildren(...users.map((n) => userItem(n, chat.nick, (nick) => open(chat.conversation(DM, nick)))));
+  $("users-title").textContent = room ? `Here (${users.length})` : "Conversation";
+  const operator = chat.isOperator(room);
+  const role = (n) => (!room ? "" : room.operators.includes(n) ? "@" : room.voiced.includes(n) ? "+" : "");
+  $("users").replaceChildren(...users.map((n) => userItem(n, chat.nick,
+    (nick) => open(chat.conversation(DM, nick)), role(n),
+    operator && n !== chat.nick ? openPerson : null)));
+  drawTopic();
 }
+
+// ------------------------------------------------------------ rooms with owners
+// The topic under the title (operators open the room's settings from it), a line over
+// the message box when one may not speak and why, a person's menu, the settings dialog
+// and invitations.
+
+function drawTopic() {
+  const room = active && active.kind === ROOM ? active : null;
+  const operator = chat.isOperator(room);
+  $("topic-strip").hidden = !room || (!room.topic && !operator);
+  $("topic").textContent = room ? (room.topic || "No topic yet") : "";
+  $("topic").title = room && room.topicBy ? `Set by ${room.topicBy}` : "";
+  $("room-settings-button").hidden = !operator;
+  const muted = chat.muted(room);
+  $("speak-note").hidden = !muted;
+  $("speak-note").textContent = muted;
+}
+chat.addEventListener("topic", ({ detail }) => { if (detail.conv === active) drawTopic(); });
+
+let person = "";
+function openPerson(nick) {
+  person = nick;
+  const room = active;
+  $("person-title").textContent = `${nick} in #${room.name}`;
+  $("person-op").textContent = room.operators.includes(nick) ? "Remove operator" : "Make operator";
+  $("person-voice").textContent = room.voiced.includes(nick) ? "Take voice" : "Give voice";
+  $("person-reason").value = "";
+  $("person-dialog").showModal();
+}
+function personDone() { $("person-dialog").close(); }
+$("person-message").addEventListener("click", () => { personDone(); open(chat.conversation(DM, person)); });
+$("person-op").addEventListener("click", () => {
+  chat.setModes(active, [{ mode: "operator", on: !active.operators.includes(person), arg: person }]);
+  personDone();
+});
+$("person-voice").addEventListener("click", () => {
+  chat.setModes(active, [{ mode: "voice", on: !active.voiced.includes(person), arg: person }]);
+  personDone();
+});
+$("person-kick").addEventListener("click", () => {
+  chat.kickFromRoom(active, person, $("person-reason").value.trim());
+  personDone();
+});
+$("person-ban").addEventListener("click", () => {
+  chat.setModes(active, [{ mode: "ban", on: true, arg: person }]);
+  chat.kickFromRoom(active, person, $("person-reason").value.trim());
+  personDone();
+});
+
+$("room-settings-button").addEventListener("click", () => {
+  const room = active;
+  const s = room.settings || {};
+  $("room-dialog-title").textContent = `#${room.name}: settings`;
+  $("room-topic").value = room.topic || "";
+  $("room-moderated").checked = Boolean(s.moderated);
+  $("room-topic-lock").checked = s.topic_lock !== false;
+  $("room-invite-only").checked = Boolean(s.invite_only);
+  $("room-secret").checked = Boolean(s.secret);
+  $("room-key").value = typeof s.key === "string" ? s.key : "";
+  $("room-limit").value = s.limit || "";
+  $("room-invite").value = "";
+  const bans = room.bans || [];
+  $("room-bans").textContent = bans.length ? `Banned: ${bans.map((b) => b.mask).join(", ")}` : "";
+  $("room-dialog").showModal();
+});
+$("room-save").addEventListener("click", () => {
+  const room = active;
+  const s = room.settings || {};
+  const topic = $("room-topic").value.trim();
+  if (topic !== (room.topic || "")) chat.setTopic(room, topic);
+  const changes = [];
+  for (const [mode, id] of [["moderated", "room-moderated"], ["topic_lock", "room-topic-lock"],
+    ["invite_only", "room-invite-only"], ["secret", "room-secret"]]) {
+    const want = $(id).checked;
+    if (want !== Boolean(mode === "topic_lock" ? s.topic_lock !== false : s[mode])) changes.push({ mode, on: want });
+  }
+  const key = $("room-key").value.trim();
+  if (key !== (typeof s.key === "string" ? s.key : "")) changes.push(key ? { mode: "key", on: true, arg: key } : { mode: "key", on: false });
+  const limit = $("room-limit").value.trim();
+  if (limit !== String(s.limit || "")) changes.push(limit ? { mode: "limit", on: true, arg: limit } : { mode: "limit", on: false });
+  if (changes.length) chat.setModes(room, changes);
+  $("room-dialog").close();
+});
+$("room-invite-button").addEventListener("click", () => {
+  const nick = $("room-invite").value.trim();
+  if (nick) chat.invite(active, nick);
+  $("room-invite").value = "";
+});
+
+let invitedTo = "";
+chat.addEventListener("invited", ({ detail }) => {
+  invitedTo = detail.room;
+  $("invite-text").textContent = `${detail.by} invites you to #${detail.room}.`;
+  $("invite-strip").hidden = false;
+});
+$("invite-accept").addEventListener("click", () => {
+  $("invite-strip").hidden = true;
+  if (invitedTo) joinRoom(invitedTo);
+  $("input").focus();
+});
+$("invite-dismiss").addEventListener("click", () => { $("invite-strip").hidden = true; $("input").focus(); });
 
 function drawTyping() {
   const now = Date.now();
@@ -368,10 +476,10 @@ document.addEventListener("visibilitychange", () => {
 
 // ------------------------------------------------------------ commands
 
-function joinRoom(name) {
+function joinRoom(name, key = "") {
   const existing = chat.conversation(ROOM, name, false);
   if (existing && existing.joined) { open(existing); return; }
-  chat.request({ type: "join", room: name });
+  chat.request(key ? { type: "join", room: name, key } : { type: "join", room: name });
 }
 
 function listRooms(after = null) {
@@ -452,8 +560,8 @@ $("input").addEventListener("input", () => {
 });
 $("join-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  const name = $("join-room").value.trim().replace(/^#/, "");
-  if (name) joinRoom(name);
+  const [name, key] = $("join-room").value.trim().replace(/^#/, "").split(/\s+/);
+  if (name) joinRoom(name, key);
   $("join-room").value = "";
 });
 

@@ -54,6 +54,23 @@ export function fold(name) {
   return name.normalize("NFC").toLowerCase();
 }
 
+// A `mode` change as a sentence for the log (docs/protocol.md, "Rooms with owners").
+function modeSentence(by, { mode, on, arg }) {
+  switch (mode) {
+    case "operator": return on ? `${by} made ${arg} an operator` : `${by} took operator from ${arg}`;
+    case "voice": return on ? `${by} gave voice to ${arg}` : `${by} took voice from ${arg}`;
+    case "moderated": return on ? `${by} made the room quiet: only operators and voiced people speak`
+      : `${by} let everyone speak again`;
+    case "topic_lock": return on ? `${by} let only operators set the topic` : `${by} let anyone set the topic`;
+    case "invite_only": return on ? `${by} made the room invitation only` : `${by} opened the room to all`;
+    case "secret": return on ? `${by} hid the room from the list` : `${by} listed the room again`;
+    case "key": return on ? `${by} set a key on the room` : `${by} removed the room's key`;
+    case "limit": return on ? `${by} limited the room to ${arg} people` : `${by} removed the room's limit`;
+    case "ban": return on ? `${by} banned ${arg} from the room` : `${by} lifted the ban on ${arg}`;
+    default: return "";
+  }
+}
+
 class Conversation {
   constructor(kind, name) {
     this.kind = kind;
@@ -63,6 +80,13 @@ class Conversation {
     this.unread = 0;
     this.mentions = 0;
     this.users = [];
+    // Rooms with owners (docs/protocol.md): roles among the people here, the topic,
+    // the room's settings (from `room_info`, kept up by `mode`)
+    this.operators = [];
+    this.voiced = [];
+    this.topic = "";
+    this.topicBy = "";
+    this.settings = {};
     this.typing = new Map(); // nick -> until (ms)
     this.more = false; // older messages exist on the server
     this.joined = kind === DM;
@@ -621,9 +645,97 @@ export class Chat extends EventTarget {
       if (!again && frame.ref !== undefined) this.emit("open", { conv });
       if (again) return; // a resume: the room did not change for the user
     }
+    if (frame.nick === this.nick) this.request({ type: "room_info", room: conv.name });
     if (!conv.users.includes(frame.nick)) conv.users.push(frame.nick);
     this.line(conv, { kind: "presence", text: `${frame.nick} joined`, ts: frame.ts });
     this.emit("users", { conv });
+  }
+
+  // ------------------------------------------------------------ rooms with owners
+
+  isOperator(conv) {
+    return Boolean(conv && conv.kind === ROOM && conv.operators.includes(this.nick));
+  }
+
+  // Why one may not speak in ``conv`` now, or "".
+  muted(conv) {
+    if (!conv || conv.kind !== ROOM || !conv.settings.moderated) return "";
+    if (conv.operators.includes(this.nick) || conv.voiced.includes(this.nick)) return "";
+    return `#${conv.name} is quiet for now: only its operators and the people they give voice to may speak.`;
+  }
+
+  setTopic(conv, topic) {
+    return this.request({ type: "topic", room: conv.name, topic });
+  }
+
+  setModes(conv, changes) {
+    return this.request({ type: "mode", room: conv.name, changes });
+  }
+
+  kickFromRoom(conv, nick, reason) {
+    const frame = { type: "kick", room: conv.name, nick };
+    if (reason) frame.reason = reason;
+    return this.request(frame);
+  }
+
+  invite(conv, nick) {
+    return this.request({ type: "invite", room: conv.name, nick });
+  }
+
+  on_topic(frame) {
+    const conv = this.conversation(ROOM, frame.room, false);
+    if (!conv) return;
+    const changed = conv.topic !== frame.topic;
+    conv.topic = frame.topic;
+    conv.topicBy = frame.by || "";
+    if (changed && frame.ts && conv.historyDone) { // a change, not the topic on joining
+      this.line(conv, { kind: "system", ts: frame.ts, text: frame.topic
+        ? `${frame.by} set the topic: ${frame.topic}` : `${frame.by} cleared the topic` });
+    }
+    this.emit("topic", { conv });
+  }
+
+  on_room_info(frame) {
+    const conv = this.conversation(ROOM, frame.room, false);
+    if (!conv) return;
+    conv.settings = frame.settings || {};
+    conv.bans = Array.isArray(frame.bans) ? frame.bans : [];
+    if (typeof frame.topic === "string") conv.topic = frame.topic;
+    this.emit("topic", { conv });
+    this.emit("room_info", { conv });
+  }
+
+  on_mode(frame) {
+    const conv = this.conversation(ROOM, frame.room, false);
+    if (!conv || !Array.isArray(frame.changes)) return;
+    for (const change of frame.changes) {
+      const { mode, on, arg } = change;
+      const role = mode === "operator" ? conv.operators : mode === "voice" ? conv.voiced : null;
+      if (role) {
+        const at = role.indexOf(arg);
+        if (on && at < 0) role.push(arg);
+        if (!on && at >= 0) role.splice(at, 1);
+      } else if (mode === "key") {
+        conv.settings.key = on ? (arg || true) : false;
+      } else if (mode === "limit") {
+        conv.settings.limit = on ? Number(arg) : null;
+      } else if (mode !== "ban") {
+        conv.settings[mode] = Boolean(on);
+      }
+      const said = modeSentence(frame.by, change);
+      if (said) this.line(conv, { kind: "system", ts: frame.ts, text: said });
+    }
+    this.emit("users", { conv });
+    this.emit("topic", { conv });
+  }
+
+  on_invited(frame) {
+    if (frame.ref !== undefined) {
+      const conv = this.conversation(ROOM, frame.room, false);
+      if (conv) this.line(conv, { kind: "system", text: `You invited ${frame.nick} to #${frame.room}.` });
+      return;
+    }
+    this.emit("invited", { room: frame.room, by: frame.by });
   }
 
   on_left(frame) {
@@ -634,13 +746,23 @@ export class Chat extends EventTarget {
       this.conversations.delete(conv.key);
       this.emit("conversations");
       this.emit("closed", { conv });
+      if (frame.reason === "kicked" && frame.by) {
+        this.emit("notice", { error: true, text: `${frame.by} removed you from #${frame.room}` +
+          (frame.message && frame.message !== frame.by ? `: ${frame.message}` : ".") });
+      }
       return;
     }
     conv.users = conv.users.filter((n) => n !== frame.nick);
     conv.typing.delete(frame.nick);
     const why = { part: "left", quit: "quit", disconnected: "disconnected",
       timeout: "timed out", kicked: "was kicked", banned: "was banned" }[frame.reason] || "left";
-    const extra = frame.message ? ` (${frame.message})` : "";
+    const by = frame.reason === "kicked" && frame.by ? ` by ${frame.by}` : "";
+    const extra = (frame.message && frame.message !== frame.by ? ` (${frame.message})` : "") ;
+    if (by) {
+      this.line(conv, { kind: "presence", text: `${frame.nick} was removed${by}${extra}`, ts: frame.ts });
+      this.emit("users", { conv });
+      return;
+    }
     this.line(conv, { kind: "presence", text: `${frame.nick} ${why}${extra}`, ts: frame.ts });
     this.emit("users", { conv });
   }
@@ -670,6 +792,8 @@ export class Chat extends EventTarget {
     const conv = this.conversation(ROOM, frame.room, false);
     if (conv) {
       conv.users = [...frame.users];
+      conv.operators = Array.isArray(frame.operators) ? [...frame.operators] : [];
+      conv.voiced = Array.isArray(frame.voiced) ? [...frame.voiced] : [];
       this.emit("users", { conv });
     } else {
       this.emit("who", { room: frame.room, users: frame.users });

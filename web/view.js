@@ -403,9 +403,23 @@ export function convItem(conv, active, onOpen, onClose) {
   return li;
 }
 
-export function userItem(nick, me, onOpen) {
+// A person in the people list: their name (a click opens a conversation), their role
+// in the room ("@" operator, "+" voice) and, for a room's operators, a menu of actions.
+export function userItem(nick, me, onOpen, role = "", onMenu = null) {
   const b = el("button", { type: "button", class: "user", text: nick, title: nick === me ? "You" : `Message ${nick}` });
   b.style.setProperty("--hue", hue(nick));
   if (nick !== me) b.addEventListener("click", () => onOpen(nick));
-  return el("li", {}, b);
+  const li = el("li", {});
+  if (role) {
+    li.append(el("span", { class: `role role-${role === "@" ? "op" : "voice"}`, text: role,
+      title: role === "@" ? "operator" : "has voice" }));
+  }
+  li.append(b);
+  if (onMenu) {
+    const menu = el("button", { type: "button", class: "person-menu", text: "⋯",
+      ariaLabel: `Actions for ${nick}`, title: `Actions for ${nick}` });
+    menu.addEventListener("click", () => onMenu(nick));
+    li.append(menu);
+  }
+  return li;
 }
