@@ -20,6 +20,7 @@ import base64
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from contextlib import closing
@@ -46,6 +47,7 @@ from chat.events import (
     Users,
     Welcome,
     WhoisAnswer,
+    WhoMatches,
     WhowasAnswer,
 )
 from chat.files import PROGRESS_EVERY, UPLOADS_PER_PEER, clean_name
@@ -148,7 +150,8 @@ def reply(hub: Hub, peer: Peer, event: Event, ref: str | None) -> None:
 
 def users(hub: Hub, peer: Peer, room: Room, ref: str | None) -> None:
     ops, voiced = hub.owners.roles(room)
-    reply(hub, peer, Users(room.name, room.nicks(), ops or None, voiced or None), ref)
+    reply(hub, peer, Users(room.name, room.nicks(), ops or None, voiced or None,
+                           secret=room.key in hub.owners.secret_rooms), ref)
 
 
 def answer_budget(hub: Hub, peer: Peer) -> tuple[int, int]:
@@ -348,7 +351,9 @@ def addressed(hub: Hub, peer: Peer, req: Send | TagMsg
     if req.room is not None:
         room = peer.rooms.get(name_key(req.room))  # (member_room, inline: per message)
         if room is None:
-            member_room(hub, peer, req.room)  # says why
+            room = hub.owners.open_to(req.room)  # a room that takes outside messages
+            if room is None:
+                member_room(hub, peer, req.room)  # says why
     else:
         assert req.to is not None  # parse_request takes exactly one of them
         target = online(hub, req.to)
@@ -402,13 +407,45 @@ def nick(hub: Hub, peer: Peer, req: Nick, ref: str | None) -> None:
     log.info("%s is now %s", old, new)
 
 
+WHO_MATCHES = 200  # users in one `who` answer for a mask (docs/protocol.md)
+
+
+def who_matches(hub: Hub, peer: Peer, mask: str, ref: str | None) -> None:
+    """Users matching a nickname mask: those not invisible, or sharing a room with the
+    asker; an exact nickname matches whoever holds it. A scan of the users online,
+    charged to the pass like a broadcast to as many."""
+    exact = "*" not in mask and "?" not in mask
+    key = name_key(mask)
+    if exact:
+        found = hub.users.get(key) or hub.elsewhere.get(key)
+        candidates: list[Peer | Elsewhere] = [found] if found is not None else []
+    else:
+        pattern = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
+                                     for c in key))
+        everyone: list[Peer | Elsewhere] = [*hub.users.values(), *hub.elsewhere.values()]
+        candidates = [p for p in everyone
+                      if p.nick is not None and pattern.fullmatch(name_key(p.nick))
+                      and (not p.invisible or p is peer or (isinstance(p, Peer)
+                           and any(r in peer.rooms for r in p.rooms)))]
+        hub.cost += len(hub.users) // 10 + 1
+    members = [{"nick": p.nick, "user": p.username or p.nick, "realname": p.realname,
+                "away": p.away, "oper": p.oper, "host": p.host}
+               for p in candidates[:WHO_MATCHES]]
+    reply(hub, peer, WhoMatches(mask, members, len(candidates) > WHO_MATCHES), ref)
+
+
 def who(hub: Hub, peer: Peer, req: Who, ref: str | None) -> None:
+    if req.room is None:
+        assert req.mask is not None
+        who_matches(hub, peer, req.mask, ref)
+        return
     room = hub.rooms.get(name_key(req.room))
     if room is None or (room.key in hub.owners.secret_rooms and room.key not in peer.rooms):
         raise ProtocolError("not_in_room", f"There is no room named '{req.room}'.")
     if not req.details:
         users(hub, peer, room, ref)
         return
+    secret = room.key in hub.owners.secret_rooms
     ops, voiced = hub.owners.roles(room)
     members = [{"nick": m.nick, "user": m.username or m.nick, "realname": m.realname,
                 "away": m.away, "oper": m.oper, "host": m.host} for m in room.members]
@@ -416,7 +453,7 @@ def who(hub: Hub, peer: Peer, req: Who, ref: str | None) -> None:
                  "host": ""} for nick in room.remote.values()]
     hub.cost += len(members)
     reply(hub, peer, Users(room.name, room.nicks(), ops or None, voiced or None,
-                           members), ref)
+                           members, secret), ref)
 
 
 def rooms(hub: Hub, peer: Peer, req: Rooms, ref: str | None) -> None:
@@ -503,11 +540,19 @@ def whois(hub: Hub, peer: Peer, req: Named, ref: str | None) -> None:
     rooms = [r.name for r in list(who.rooms.values())[:WHOIS_ROOMS]]
     assert who.nick is not None
     idle = int(hub.clock() - who.last_spoke) if isinstance(who, Peer) else None
+    roles = {}
+    for room in list(who.rooms.values())[:WHOIS_ROOMS]:
+        rules = hub.owners.rules.get(room.key)
+        if rules is not None and isinstance(who, Peer):
+            if rules.is_operator(who.key, who.host, who.accounts):
+                roles[room.name] = "operator"
+            elif rules.has_voice(who.key, who.host, who.accounts):
+                roles[room.name] = "voice"
     reply(hub, peer, WhoisAnswer(who.nick, rooms, who.connected_ts, who.door,
                                  who.key in who.accounts, more=len(who.rooms) > WHOIS_ROOMS,
                                  away=who.away or None, user=who.username or None,
                                  realname=who.realname or None, idle=idle,
-                                 oper=who.oper), ref)
+                                 oper=who.oper, roles=roles or None), ref)
 
 
 def away(hub: Hub, peer: Peer, req: Away, ref: str | None) -> None:
@@ -560,7 +605,7 @@ def kill(hub: Hub, peer: Peer, req: Kill, ref: str | None) -> None:
 
 def wallops(hub: Hub, peer: Peer, req: Wallops, ref: str | None) -> None:
     operator_only(peer)
-    hub.notice(f"{peer.nick}: {req.text}")
+    hub.wallops(peer, req.text)
 
 
 def ison(hub: Hub, peer: Peer, req: Ison, ref: str | None) -> None:

@@ -231,10 +231,11 @@ class Counts(Event):
     unknown: int
     rooms: int
     servers: int
+    most: int = 0  # the most users online at once since the server started
 
     def numbers(self) -> dict[str, int]:
         return {"users": self.users, "operators": self.operators, "unknown": self.unknown,
-                "rooms": self.rooms, "servers": self.servers}
+                "rooms": self.rooms, "servers": self.servers, "most": self.most}
 
 
 @dataclass(slots=True, eq=False)
@@ -295,6 +296,28 @@ class Users(Event):
     operators: list[str] | None = None  # *added:* the room's operators among them
     voiced: list[str] | None = None  # *added:* those given voice
     members: list[dict[str, Any]] | None = None  # *added:* asked with `details`
+    secret: bool = False  # *added:* the room is secret (left out of `rooms`)
+
+
+@dataclass(slots=True, eq=False)
+class WhoMatches(Event):
+    """The answer to `who` with a `mask`: users whose nickname (or IRC user name, or
+    real name) matches, each as `users`' `members` are; at most WHO_MATCHES."""
+
+    type: ClassVar[str] = "who_matches"
+    mask: str
+    members: list[dict[str, Any]]
+    more: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class WallopsLine(Event):
+    """A message from the server's operator to operators and those who asked for them
+    (IRC's WALLOPS, user mode +w)."""
+
+    type: ClassVar[str] = "wallops"
+    nick: str
+    text: str
 
 
 @dataclass(slots=True, eq=False)
@@ -427,6 +450,7 @@ class WhoisAnswer(Event):
     realname: str | None = None
     idle: int | None = None  # *added:* seconds since its last message (on this node)
     oper: bool = False  # *added:* signed in as the server's operator
+    roles: dict[str, str] | None = None  # *added:* room -> "operator" or "voice"
 
 
 @dataclass(slots=True, eq=False)

@@ -47,6 +47,7 @@ from chat.events import (
     TagRelay,
     Typing,
     UploadReady,
+    WallopsLine,
 )
 from chat.files import (
     PUMP_BYTES,
@@ -130,6 +131,7 @@ class Hub:
         self.sequencer: Sequencer = Local(self)
         self.elsewhere: dict[str, Elsewhere] = {}  # users online on other nodes, by key
         self.owners = Owners(self)  # rooms' roles and settings (chat.owners)
+        self.most_users = 0  # the most online at once (IRC's LUSERS)
         # who held which nickname lately (IRC's WHOWAS): (key, nick, user, realname,
         # host, left ms), the newest last
         self.gone_users: deque[tuple[str, str, str, str, str, int]] = deque(
@@ -361,6 +363,8 @@ class Hub:
             echo = message.answering(ref, away or None)
         if room is not None:
             self.to_room(room, message, sender if ref is not None else None, echo)
+            if ref is not None and sender is not None and sender not in room.members:
+                self.to_peer(sender, echo)  # from outside the room (IRC's -n)
         else:
             if target is not None and target is not sender:
                 self.to_peer(target, message)
@@ -413,6 +417,7 @@ class Hub:
         """``peer`` is now the user ``nick`` (its `hello` was accepted)."""
         peer.nick, peer.key, peer.client = nick, key, client
         self.users[key] = peer
+        self.most_users = max(self.most_users, len(self.users) + len(self.elsewhere))
 
     def join(self, peer: Peer, room: Room, ref: str | None) -> None:
         """``peer`` becomes a member; everyone in the room, the newcomer included,
@@ -427,6 +432,11 @@ class Hub:
         self.to_room(room, joined, peer, joined.answering(ref))
         self.sequencer.joined(peer, room)
         self.owners.joined(peer, room)
+        if peer.away:  # those who follow away changes learn it with the joining
+            watchers = [m for m in room.members if m.wants_away and m is not peer]
+            if watchers:
+                self.deliver()
+                share(watchers, AwayAnswer(peer.nick, peer.away))
 
     def seen(self, peer: Peer, room_key: str) -> int | None:
         """The newest message id when ``peer``'s nickname last left the room (from a
@@ -548,7 +558,8 @@ class Hub:
         nodes = self.sequencer.members()
         return Counts(len(self.users) + len(self.elsewhere),
                       sum(1 for p in self.users.values() if p.oper),
-                      max(0, self.unregistered), len(self.rooms), max(1, len(nodes)))
+                      max(0, self.unregistered), len(self.rooms), max(1, len(nodes)),
+                      self.most_users)
 
     def set_away(self, peer: Peer, text: str) -> None:
         """``peer`` is away (``text``) or back (""); connections that share a room
@@ -872,6 +883,17 @@ class Hub:
             else:
                 self.close(peer, "banned", flush=False)
         return len(victims)
+
+    def wallops(self, sender: Peer, text: str) -> None:
+        """The server's operator's ``text`` to those who take it: IRC connections
+        with +w (and the sender), other doors' operators; others as a notice."""
+        assert sender.nick is not None
+        line = WallopsLine(sender.nick, text)
+        self.deliver()
+        share([p for p in self.users.values()
+               if p is sender or (p.door == "irc" and p.wallops)], line)
+        share([p for p in self.users.values() if p.door != "irc" and p is not sender],
+              Notice(f"{sender.nick} (operator): {text}", self.now_ms()))
 
     def notice(self, text: str) -> None:
         """A notice from the operator or the server to every registered user."""

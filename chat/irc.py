@@ -56,8 +56,10 @@ from chat.events import (
     Topic,
     Typing,
     Users,
+    WallopsLine,
     Welcome,
     WhoisAnswer,
+    WhoMatches,
     WhowasAnswer,
 )
 from chat.model import Peer
@@ -88,13 +90,14 @@ TOO_LONG = b"\x00too long"  # in place of a line past MAX_LINE (it is dropped)
 CAPS = ("server-time", "message-tags", "echo-message", "batch", "labeled-response",
         "draft/chathistory", "sasl", "multi-prefix", "userhost-in-names", "away-notify")
 CAP_VALUES = {"sasl": "PLAIN"}  # shown to clients that speak CAP 302
-ISUPPORT = ("CHANTYPES=# CASEMAPPING=ascii NICKLEN=24 CHANNELLEN=33 "
-            f"TOPICLEN={MAX_TOPIC} KEYLEN={MAX_KEY} KICKLEN={MAX_TOPIC} AWAYLEN=200 "
-            f"PREFIX=(ov)@+ CHANMODES=b,k,l,imnst MODES={MAX_MODE_CHANGES} "
-            f"MAXLIST=b:{MAX_BANS} WHOX SAFELIST "
-            f"TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},TAGMSG:{MAX_TARGETS},"
-            "JOIN:,PART:,NAMES:,WHOIS:1 "
-            f"CHATHISTORY={HISTORY_MAX} MSGREFTYPES=msgid,timestamp")
+# Two 005 lines (a numeric carries at most 13 tokens)
+ISUPPORT = (
+    "CHANTYPES=# CASEMAPPING=ascii NICKLEN=24 CHANNELLEN=33 "
+    f"TOPICLEN={MAX_TOPIC} KEYLEN={MAX_KEY} KICKLEN={MAX_TOPIC} AWAYLEN=200 "
+    f"PREFIX=(ov)@+ CHANMODES=b,k,l,imnst MODES={MAX_MODE_CHANGES} MAXLIST=b:{MAX_BANS}",
+    f"WHOX SAFELIST TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},"
+    f"TAGMSG:{MAX_TARGETS},JOIN:,PART:,NAMES:,WHOIS:1 "
+    f"CHATHISTORY={HISTORY_MAX} MSGREFTYPES=msgid,timestamp")
 NUMERIC_OF = {  # protocol error codes as IRC numerics (the rest become NOTICEs)
     "nick_taken": "433", "bad_nick": "432", "nick_registered": "433",
     "not_in_room": "442", "no_such_user": "401", "bad_room": "403",
@@ -104,6 +107,7 @@ NUMERIC_OF = {  # protocol error codes as IRC numerics (the rest become NOTICEs)
     "bad_key": "475", "room_full": "471", "ban_list_full": "478", "bad_oper": "464",
     "no_oper": "491", "not_oper": "481",
 }
+NO_TARGET = frozenset({"464", "481", "491"})  # numerics with a text and nothing else
 # Errors about a nickname in a channel: "<nick> <channel> :text"
 NICK_IN_ROOM = {"user_not_in_room": "441", "already_in_room": "443"}
 # Which answer ends each command (an error ends any): what labeled-response waits for.
@@ -114,7 +118,7 @@ ENDS = {
     "SASL": "welcome", "PING": "pong", "WHOIS": "whois", "ISON": "ison", "AWAY": "away",
     "USERHOST": "ison", "TOPIC": "topic", "MODE": "room_info", "MODESET": "mode",
     "KICK": "left", "INVITE": "invited", "WHOWAS": "whowas", "LUSERS": "lusers",
-    "OPER": "oper", "WHONICK": "whois", "KILL": "irc", "WALLOPS": "irc",
+    "OPER": "oper", "WHOMASK": "who_matches", "KILL": "irc", "WALLOPS": "wallops",
 }
 QUITS = {"quit": "Quit", "disconnected": "Connection closed", "timeout": "Ping timeout",
          "banned": "Banned"}
@@ -402,7 +406,7 @@ class IrcCodec:
         if event.counts is not None:
             c = event.counts
             self._lusers(Counts(c["users"], c["operators"], c["unknown"], c["rooms"],
-                                c["servers"]), lines, None)
+                                c["servers"], c.get("most", 0)), lines, None)
         self.motd_lines(lines)
         if asked is not None and asked.cmd == "SASL":
             if self.account:
@@ -419,8 +423,9 @@ class IrcCodec:
 
     def isupport_lines(self, out: list[str], name: str) -> None:
         network = name.replace(" ", "_")
-        out.append(f":{self.server_name} 005 {self.nick} {ISUPPORT} NETWORK={network}"
-                   " :are supported by this server")
+        for tokens in (ISUPPORT[0], f"{ISUPPORT[1]} NETWORK={network}"):
+            out.append(f":{self.server_name} 005 {self.nick} {tokens}"
+                       " :are supported by this server")
 
     def motd_lines(self, out: list[str]) -> None:
         if self.motd:
@@ -524,9 +529,11 @@ class IrcCodec:
         names = " ".join(marks.get(n, "") + self._mask(n) for n in users) \
             if "userhost-in-names" in self.caps else \
             " ".join(marks.get(n, "") + n for n in users)
-        kind = "@" if asked is not None and asked.sub == "secret" else "="
+        kind = "@" if event.secret else "="
         out.append(f":{self.server_name} 353 {self.nick} {kind} {room} :{names}")
-        self._numeric(out, "366", room, "End of /NAMES list.")
+        if asked is None or asked.sub != "more":  # NAMES of many: one end for all
+            end = asked.sub if asked is not None and asked.sub else room
+            self._numeric(out, "366", end, "End of /NAMES list.")
 
     def _who_line(self, out: list[str], room: str, member: dict[str, Any], mark: str,
                   whox: str) -> None:
@@ -603,20 +610,33 @@ class IrcCodec:
         self._numeric(out, "254", str(event.rooms), "channels formed")
         self._numeric(out, "255", f"I have {event.users} clients and {event.servers} "
                       "servers")
-        self._numeric(out, "265", str(event.users), str(event.users),
-                      f"Current local users {event.users}, max {event.users}")
-        self._numeric(out, "266", str(event.users), str(event.users),
-                      f"Current global users {event.users}, max {event.users}")
+        most = max(event.most, event.users)
+        self._numeric(out, "265", str(event.users), str(most),
+                      f"Current local users {event.users}, max {most}")
+        self._numeric(out, "266", str(event.users), str(most),
+                      f"Current global users {event.users}, max {most}")
 
     def _whowas(self, event: WhowasAnswer, out: list[str], asked: Asked | None) -> None:
-        if not event.entries:
+        entries = event.entries
+        if not entries:
             self._numeric(out, "406", event.nick, "There was no such nickname")
-        for entry in event.entries:
+        count = number(asked.sub) if asked is not None and asked.sub else None
+        if count is not None and count > 0:
+            entries = entries[:count]
+        for entry in entries:
             out.append(f":{self.server_name} 314 {self.nick} {entry['nick']} "
                        f"{entry['user']} lanchat * :{entry['realname'] or entry['nick']}")
             self._numeric(out, "312", entry["nick"], self.server_name,
                           irc_time(entry["ts"]))
         self._numeric(out, "369", event.nick, "End of WHOWAS")
+
+    def _who_matches(self, event: WhoMatches, out: list[str], asked: Asked | None) -> None:
+        for member in event.members:
+            self._who_line(out, "*", member, "", asked.sub if asked is not None else "")
+        self._numeric(out, "315", event.mask, "End of /WHO list.")
+
+    def _wallops(self, event: WallopsLine, out: list[str], asked: Asked | None) -> None:
+        out.append(f"{self._tags(event)}:{self._mask(event.nick)} WALLOPS :{event.text}")
 
     def _oper(self, event: OperAnswer, out: list[str], asked: Asked | None) -> None:
         self._numeric(out, "381", "You are now an IRC operator")
@@ -630,17 +650,13 @@ class IrcCodec:
 
     def _whois(self, event: WhoisAnswer, out: list[str], asked: Asked | None) -> None:
         nick = event.nick
-        if asked is not None and asked.cmd == "WHONICK":  # WHO of one nickname
-            self._who_line(out, "*", {"nick": nick, "user": event.user,
-                                      "realname": event.realname, "away": event.away,
-                                      "oper": event.oper, "account": event.account},
-                           "", asked.sub)
-            self._numeric(out, "315", asked.target, "End of /WHO list.")
-            return
         self._numeric(out, "311", nick, event.user or nick, "lanchat", "*",
                       event.realname or nick)
         if event.rooms:
-            self._numeric(out, "319", nick, " ".join(f"#{r}" for r in event.rooms))
+            marks = {"operator": "@", "voice": "+"}
+            roles = event.roles or {}
+            self._numeric(out, "319", nick, " ".join(
+                f"{marks.get(roles.get(r, ''), '')}#{r}" for r in event.rooms))
         door = {"irc": "IRC", "web": "a browser"}.get(event.door, "lanchat")
         self._numeric(out, "312", nick, self.server_name, f"connected with {door}")
         if event.away:
@@ -719,17 +735,19 @@ class IrcCodec:
             self._numeric(out, "401", target, "No such nick")
             self._numeric(out, "318", target, "End of /WHOIS list.")
             return
-        elif cmd == "WHONICK":  # WHO of a nickname nobody holds: an empty list
-            self._numeric(out, "315", target, "End of /WHO list.")
-            return
         elif code in NICK_IN_ROOM and asked is not None:
             self._numeric(out, NICK_IN_ROOM[code], asked.sub, target, message)
             return
-        elif cmd == "INVITE" and code == "no_such_user" and asked is not None:
-            self._numeric(out, "401", asked.sub, "No such nick")
+        elif cmd in ("INVITE", "KICK", "MODESET") and code == "no_such_user" \
+                and asked is not None:
+            self._numeric(out, "401", asked.sub or "*", "No such nick")
             return
+        elif cmd == "NAMES" and asked is not None and asked.sub == "more":
+            return  # (one 366 ends the answer for all the channels asked)
         numeric = NUMERIC_OF.get(code)
-        if numeric is not None and cmd != "SASL":
+        if numeric in NO_TARGET:
+            self._numeric(out, numeric, message)
+        elif numeric is not None and cmd != "SASL":
             self._numeric(out, numeric, target or "*", message)
         elif code in ("server_full", "internal_error", "bad_proto", "auth_failed",
                       "banned", "tls_required"):
@@ -921,7 +939,9 @@ class IrcDoor:
         if self.password is not None:
             hello["password"] = self.password
         if self.username:
-            hello["user"], hello["realname"] = self.username, self.realname
+            hello["user"] = self.username
+        if self.realname:
+            hello["realname"] = self.realname
         if nick_password is not None:
             hello["nick_password"] = nick_password
         self._frames.append(hello)
@@ -1028,7 +1048,8 @@ class IrcDoor:
             self._numeric("461", "USER", "Not enough parameters")
             return
         self.user = True
-        self.username = "".join(c for c in params[0] if c.isalnum() or c in "._-")[:16]
+        self.username = "".join(c for c in params[0] if c.isascii() and (c.isalnum()
+                                                                        or c in "._-"))[:16]
         self.realname = params[3][:100]
         self._register()
 
@@ -1175,8 +1196,14 @@ class IrcDoor:
     def _cmd_names(self, params: list[str]) -> None:
         if not params:  # every channel's names: too much to ask; LIST has the counts
             self._numeric("366", "*", "End of /NAMES list.")
-        for name in (params[0].split(",") if params else []):
-            self._frame(type="who", room=name.lstrip("#"), ref=self._ref("NAMES", name))
+        names = params[0].split(",") if params else []
+        for at, name in enumerate(names):
+            sub = "more" if at < len(names) - 1 else (params[0] if len(names) > 1 else "")
+            if not name.startswith("#"):
+                if not sub or sub != "more":
+                    self._numeric("366", sub or name, "End of /NAMES list.")
+                continue
+            self._frame(type="who", room=name[1:], ref=self._ref("NAMES", name, sub))
 
     def _cmd_who(self, params: list[str]) -> None:
         mask = params[0] if params else "*"
@@ -1184,9 +1211,9 @@ class IrcDoor:
         if mask.startswith("#"):
             self._frame(type="who", room=mask[1:], details=True,
                         ref=self._ref("WHO", mask, whox))
-        elif "*" not in mask and "?" not in mask and "," not in mask:
-            self._frame(type="whois", nick=mask, ref=self._ref("WHONICK", mask, whox))
-        else:  # masks over the whole server: not answered (a cheap request, a big answer)
+        elif "," not in mask and mask not in ("0", ""):
+            self._frame(type="who", mask=mask, ref=self._ref("WHOMASK", mask, whox))
+        else:
             self._numeric("315", mask, "End of /WHO list.")
 
     def _cmd_whois(self, params: list[str]) -> None:
@@ -1238,8 +1265,14 @@ class IrcDoor:
             if target.casefold() != self.codec.nick.casefold():
                 self._numeric("502", "Cannot change mode for other users")
             elif len(params) == 1:
-                self._numeric("221", "+io" if self.peer.oper else "+i")
-            return  # user modes are fixed here (+i; +o by OPER)
+                peer = self.peer
+                self._numeric("221", "+" + "i" * peer.invisible + "o" * peer.oper
+                              + "w" * peer.wallops)
+            else:
+                self._user_modes(params[1])
+            return
+        if len(params) > 2 and not self._mode_args_valid(target, params[1], params[2:]):
+            return
         if len(params) == 1:
             self._frame(type="room_info", room=target[1:], ref=self._ref("MODE", target))
             return
@@ -1257,6 +1290,46 @@ class IrcDoor:
                     ref=self._ref("MODESET", target, nicks[0] if nicks else ""),
                     changes=[{"mode": m, "on": on, **({"arg": a} if a is not None else {})}
                              for m, on, a in changes[:MAX_MODE_CHANGES]])
+
+    def _user_modes(self, changes: str) -> None:
+        """+i and +w are the user's own (invisible, takes WALLOPS); +o comes by OPER."""
+        peer, on, done = self.peer, True, []
+        for letter in changes:
+            if letter in "+-":
+                on = letter == "+"
+            elif letter in "iw":
+                if getattr(peer, "invisible" if letter == "i" else "wallops") != on:
+                    setattr(peer, "invisible" if letter == "i" else "wallops", on)
+                    done.append(("+" if on else "-") + letter)
+            elif letter == "o" and not on and peer.oper:
+                peer.oper = False
+                done.append("-o")
+            elif letter != "o":
+                self._numeric("501", "Unknown MODE flag")
+        if done:
+            nick = self.codec.nick
+            self._reply(f":{nick} MODE {nick} :{''.join(done)}")
+
+    def _mode_args_valid(self, target: str, letters: str, args: list[str]) -> bool:
+        """A key or a limit IRC clients get wrong: 696, as IRCv3's invalid mode param."""
+        rest, on = iter(args), True
+        for letter in letters:
+            if letter in "+-":
+                on = letter == "+"
+                continue
+            if letter in "ovbk" or (letter == "l" and on):
+                arg = next(rest, "")
+                bad = ""
+                if letter == "k" and on and (not arg.strip() or len(arg) > MAX_KEY
+                                             or any(c in arg for c in " ,:")):
+                    bad = f"A key is 1 to {MAX_KEY} characters, no spaces, commas or colons"
+                elif letter == "l" and (not arg.isdigit() or int(arg) < 1):
+                    bad = "A limit is a number of people, 1 or more"
+                if bad:
+                    self._reply(f":{self.codec.server_name} 696 {self.codec.nick} {target} "
+                                f"{letter} {arg or '*'} :{bad}")
+                    return False
+        return True
 
     def _cmd_kick(self, params: list[str]) -> None:
         if len(params) < 2:
@@ -1289,7 +1362,8 @@ class IrcDoor:
             self._numeric("431", "No nickname given")
             return
         nick = params[0].split(",")[0]
-        self._frame(type="whowas", nick=nick, ref=self._ref("WHOWAS", nick))
+        self._frame(type="whowas", nick=nick,
+                    ref=self._ref("WHOWAS", nick, params[1] if len(params) > 1 else ""))
 
     def _cmd_lusers(self, params: list[str]) -> None:
         self._frame(type="lusers", ref=self._ref("LUSERS", "*"))

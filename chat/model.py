@@ -140,7 +140,8 @@ class Peer:
                  "events", "_dirty", "accounts", "phase", "held", "owed", "codec", "door",
                  "searches", "_dms", "uploads", "_downloads",
                  "_refused", "wants_tags", "away", "_spans", "work", "oper", "username",
-                 "realname", "last_spoke", "wants_away", "__weakref__")
+                 "realname", "last_spoke", "wants_away", "wallops", "invisible",
+                 "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
                  changes: TokenBucket, dirty: dict[Peer, int],
@@ -195,6 +196,8 @@ class Peer:
         self.realname = ""
         self.last_spoke = now  # (monotonic) its last message: WHOIS's idle time
         self.wants_away = False  # told when others in its rooms go away (IRC's cap)
+        self.wallops = False  # IRC's user mode +w: takes WALLOPS
+        self.invisible = False  # IRC's +i: left out of WHO masks by those not with it
         self._dirty = dirty
         self._spans: Spans = spans if spans is not None else []
 
@@ -393,6 +396,7 @@ class Elsewhere:
     oper = False
     username = ""
     realname = ""
+    invisible = False
 
     def __init__(self, nick: str, key: str, node: str) -> None:
         self.nick, self.key, self.node = nick, key, node

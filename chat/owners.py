@@ -61,6 +61,13 @@ class Owners:
         """Keys of the rooms left out of `rooms` for those not in them."""
         return {key for key, rules in self.rules.items() if rules.secret}
 
+    def open_to(self, name: str) -> Room | None:
+        """The room ``name`` when it takes messages from people not in it (IRC's -n)."""
+        key = name_key(name)
+        rules = self.rules.get(key)
+        return self.hub.rooms.get(key) if rules is not None and not rules.no_outside \
+            else None
+
     def of(self, room: Room) -> Rules:
         rules = self.rules.get(room.key)
         if rules is None:

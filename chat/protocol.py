@@ -414,8 +414,9 @@ class Who:
     """`who`: a room's roster; *added:* ``details`` (each member's user name, real
     name, away and roles: IRC's WHO)."""
 
-    room: str
+    room: str | None  # one of room and mask
     details: bool = False
+    mask: str | None = None  # *added:* users matching it (nickname glob: * and ?)
 
 
 @dataclass(slots=True)
@@ -717,7 +718,13 @@ def _parse_kick(frame: JsonObject, max_text: int) -> Request:
 
 
 def _parse_who(frame: JsonObject, max_text: int) -> Request:
-    return Who(_room(frame), _field(frame, "details", bool, required=False) is True)
+    details = _field(frame, "details", bool, required=False) is True
+    if "mask" in frame and "room" not in frame:
+        mask = _field(frame, "mask", str, required=True)
+        if not 1 <= len(mask) <= MAX_MASK or _CONTROL.search(mask):
+            raise ProtocolError("bad_field", f"'mask' is 1 to {MAX_MASK} characters.")
+        return Who(None, True, mask)
+    return Who(_room(frame), details)
 
 
 def _parse_oper(frame: JsonObject, max_text: int) -> Request:

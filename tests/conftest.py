@@ -90,3 +90,20 @@ def server(start_server):
 def fast_server(start_server):
     """No flood control, for tests that send many messages."""
     return start_server("--rate", "0")
+
+
+@pytest.fixture
+def browsers():
+    """Real Chromium pages (tests.browser), closed after the test."""
+    from tests.browser import Browser
+
+    opened: list[Browser] = []
+
+    def make(**kwargs) -> Browser:
+        browser = Browser(**kwargs)
+        opened.append(browser)
+        return browser
+
+    yield make
+    for browser in opened:
+        browser.quit()

@@ -21,25 +21,11 @@ from selenium.common.exceptions import (
 )
 from selenium.webdriver.common.keys import Keys
 
-from tests.browser import Browser, available
+from tests.browser import available
 from tests.wire import Wire, connect
 
 pytestmark = pytest.mark.skipif(not available(), reason="needs chromium and chromedriver "
                                 "(python tests/prepare.py installs them)")
-
-
-@pytest.fixture
-def browsers():
-    opened: list[Browser] = []
-
-    def make(**kwargs) -> Browser:
-        browser = Browser(**kwargs)
-        opened.append(browser)
-        return browser
-
-    yield make
-    for browser in opened:
-        browser.quit()
 
 
 def url(server) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser import available
-from tests.test_browser import PHONE, browsers, url  # noqa: F401 (a fixture)
+from tests.test_browser import PHONE, url
 from tests.wire import connect
 
 pytestmark = pytest.mark.skipif(not available(), reason="needs chromium and chromedriver")
