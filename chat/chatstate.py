@@ -22,6 +22,7 @@ MAX_LINES = 20000  # lines held per conversation; the view renders a window of t
 TYPING_SECONDS = 6.0  # how long "bob is typing..." stays without a new typing frame
 OLDER_REF = "older"  # `ref` of history requests for older pages
 WHO_REF = "who"  # `ref` of /who requests, whose answer is shown as a line
+TOPIC_REF = "topic?"  # `ref` of /topic without text: its answer is shown as a line
 
 
 @dataclass
@@ -54,6 +55,14 @@ class Conversation:
     loading: bool = False  # an older page is asked for
     divider: Any = None  # the first Line "new since you left" (on opening), or None
     typing: dict = field(default_factory=dict)  # nick -> expiry (monotonic)
+    # Rooms with owners (docs/protocol.md): roles among the people here, the topic, the
+    # settings (from `room_info`, kept up by `mode`)
+    operators: list = field(default_factory=list)
+    voiced: list = field(default_factory=list)
+    topic: str = ""
+    topic_by: str = ""
+    settings: dict = field(default_factory=dict)
+    bans: list = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -82,6 +91,8 @@ class ChatState:
         self._held: dict[str, list[dict[str, Any]]] = {}  # history until history_end
         self._mention: re.Pattern | None = None
         self._pending_motd: str | None = None  # shown once the first room is filled
+        self.invitations: list[tuple[str, str]] = []  # (room, by), the newest last
+        self.topic_changed = True
 
     # ------------------------------------------------------------ conversations
 
@@ -260,14 +271,20 @@ class ChatState:
         why = {"part": "left", "quit": "quit", "disconnected": "disconnected",
                "timeout": "timed out", "kicked": "was kicked", "banned": "was banned"}
         text = why.get(str(frame.get("reason")), "left")
-        if frame.get("message"):
+        by = frame.get("by") if frame.get("reason") == "kicked" else None
+        if by:
+            text = f"was removed by {by}"
+        if frame.get("message") and frame.get("message") != by:
             text += f" ({frame['message']})"
         if name_key(frame["nick"]) == name_key(self.nick):
             conv.joined = False
             conv.users = []
             self.list_changed = True
             self._roster(conv)
-            self._add(conv, Line("system", f"You left {conv.name}.", frame.get("ts", 0)))
+            left = f"{by} removed you from {conv.name}" + \
+                (f": {frame['message']}" if frame.get("message") not in (None, by) else ".") \
+                if by else f"You left {conv.name}."
+            self._add(conv, Line("error" if by else "system", left, frame.get("ts", 0)))
             return
         conv.users = [u for u in conv.users if name_key(u) != name_key(frame["nick"])]
         conv.typing.pop(frame["nick"], None)
@@ -311,7 +328,84 @@ class ChatState:
             return
         conv = self.conversation(frame["room"])
         conv.users = list(frame["users"])
+        conv.operators = list(frame.get("operators") or [])
+        conv.voiced = list(frame.get("voiced") or [])
         self._roster(conv)
+
+    # ------------------------------------------------------------ rooms with owners
+
+    def is_operator(self, conv: Conversation | None) -> bool:
+        return conv is not None and conv.kind == "room" and self.nick in conv.operators
+
+    def muted(self, conv: Conversation | None) -> str:
+        """Why one may not speak in ``conv`` now, or ""."""
+        if conv is None or conv.kind != "room" or not conv.settings.get("moderated"):
+            return ""
+        if self.nick in conv.operators or self.nick in conv.voiced:
+            return ""
+        return (f"{conv.name} is quiet for now: only its operators and the people they "
+                "give voice to may speak.")
+
+    def _room(self, frame: dict[str, Any]) -> Conversation | None:
+        key = "#" + name_key(str(frame.get("room", "")))
+        return self.conversations.get(key)
+
+    def _on_topic(self, frame: dict[str, Any]) -> None:
+        conv = self._room(frame)
+        if conv is None:
+            return
+        if frame.get("ref") == TOPIC_REF:
+            self.note(f"Topic of {conv.name}: {frame.get('topic') or '(none)'}")
+        elif conv.topic != frame.get("topic", "") and frame.get("ts") and conv.joined \
+                and frame.get("ref") is None:
+            by, topic = frame.get("by", ""), frame.get("topic", "")
+            self._add(conv, Line("system", f"{by} set the topic: {topic}" if topic
+                                 else f"{by} cleared the topic", frame.get("ts", 0)))
+        conv.topic, conv.topic_by = frame.get("topic", ""), frame.get("by") or ""
+        self.topic_changed = True
+
+    def _on_room_info(self, frame: dict[str, Any]) -> None:
+        conv = self._room(frame)
+        if conv is None:
+            return
+        conv.settings = dict(frame.get("settings") or {})
+        conv.bans = list(frame.get("bans") or [])
+        conv.topic = frame.get("topic", conv.topic)
+        self.topic_changed = True
+
+    def _on_mode(self, frame: dict[str, Any]) -> None:
+        conv = self._room(frame)
+        if conv is None:
+            return
+        for change in frame.get("changes", []):
+            mode, on, arg = change.get("mode"), change.get("on"), change.get("arg")
+            roles = {"operator": conv.operators, "voice": conv.voiced}.get(mode)
+            if roles is not None:
+                if on and arg not in roles:
+                    roles.append(arg)
+                elif not on and arg in roles:
+                    roles.remove(arg)
+            elif mode == "key":
+                conv.settings["key"] = (arg or True) if on else False
+            elif mode == "limit":
+                conv.settings["limit"] = int(arg) if on and arg else None
+            elif mode != "ban":
+                conv.settings[mode] = bool(on)
+            said = mode_sentence(frame.get("by", ""), change)
+            if said:
+                self._add(conv, Line("system", said, frame.get("ts", 0)))
+        self._roster(conv)
+        self.topic_changed = True
+
+    def _on_invited(self, frame: dict[str, Any]) -> None:
+        if frame.get("ref") is not None:
+            self.note(f"You invited {frame.get('nick')} to {frame.get('room')}.")
+            return
+        room, by = str(frame.get("room", "")), str(frame.get("by", ""))
+        self.invitations = [i for i in self.invitations if name_key(i[0]) != name_key(room)]
+        self.invitations.append((room, by))
+        self.note(f"{by} invites you to {room}: /join {room}, or the button below.",
+                  "notice")
 
     def _roster(self, conv: Conversation) -> None:
         if conv.key == self.active:
@@ -345,6 +439,28 @@ class ChatState:
             for conv in self.conversations.values():
                 conv.loading = False
         self.note(frame.get("message", "Error."), "error")
+
+
+MODE_SENTENCES = {  # (on, off) for each mode of a `mode` event
+    "operator": ("{by} made {arg} an operator", "{by} took operator from {arg}"),
+    "voice": ("{by} gave voice to {arg}", "{by} took voice from {arg}"),
+    "moderated": ("{by} made the room quiet: only operators and voiced people speak",
+                  "{by} let everyone speak again"),
+    "topic_lock": ("{by} let only operators set the topic", "{by} let anyone set the topic"),
+    "invite_only": ("{by} made the room invitation only", "{by} opened the room to all"),
+    "secret": ("{by} hid the room from the list", "{by} listed the room again"),
+    "key": ("{by} set a key on the room", "{by} removed the room's key"),
+    "limit": ("{by} limited the room to {arg} people", "{by} removed the room's limit"),
+    "ban": ("{by} banned {arg} from the room", "{by} lifted the ban on {arg}"),
+}
+
+
+def mode_sentence(by: str, change: dict[str, Any]) -> str:
+    """A `mode` change as a line for the conversation ("" for an unknown mode)."""
+    pair = MODE_SENTENCES.get(str(change.get("mode")))
+    if pair is None:
+        return ""
+    return pair[0 if change.get("on") else 1].format(by=by, arg=change.get("arg", ""))
 
 
 def first_unread(lines: deque, unread: int) -> Line | None:

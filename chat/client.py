@@ -436,8 +436,8 @@ class ChatClient:
         self._request("send", ref, to=to, text=text, action=action or None,
                       notice=notice or None)
 
-    def join(self, room: str, ref: str | None = None) -> None:
-        self._request("join", ref, room=room)
+    def join(self, room: str, ref: str | None = None, key: str | None = None) -> None:
+        self._request("join", ref, room=room, key=key)
 
     def part(self, room: str, ref: str | None = None) -> None:
         self._request("part", ref, room=room)
@@ -463,6 +463,29 @@ class ChatClient:
     def history(self, room: str, before: int | None = None, limit: int | None = None,
                 ref: str | None = None) -> None:
         self._request("history", ref, room=room, before=before, limit=limit)
+
+    # Rooms with owners (docs/protocol.md)
+
+    def topic(self, room: str, topic: str | None, ref: str | None = None) -> None:
+        """Set a room's topic ("" clears it); None asks for it."""
+        self._request("topic", ref, room=room, topic=topic)
+
+    def mode(self, room: str, changes: list[tuple[str, bool, str | None]],
+             ref: str | None = None) -> None:
+        """Change a room's roles and settings: (mode, on, arg) each, as `mode` has."""
+        self._request("mode", ref, room=room, changes=[
+            {"mode": m, "on": on, **({"arg": a} if a is not None else {})}
+            for m, on, a in changes])
+
+    def kick(self, room: str, nick: str, reason: str = "", ref: str | None = None) -> None:
+        """Out of a room (not off the server), for its operators."""
+        self._request("kick", ref, room=room, nick=nick, reason=reason or None)
+
+    def invite(self, room: str, nick: str, ref: str | None = None) -> None:
+        self._request("invite", ref, room=room, nick=nick)
+
+    def room_info(self, room: str, ref: str | None = None) -> None:
+        self._request("room_info", ref, room=room)
 
     def typing(self, room: str) -> None:
         self._request("typing", None, room=room)

@@ -2,8 +2,9 @@
 
 ``parse_input`` turns one input line into a ``Command``: plain text becomes a
 `say`; ``/me``, ``/msg``, ``/nick``, ``/join``, ``/part``, ``/who``, ``/register``,
-``/unregister``, ``/list``, ``/help`` and ``/quit`` become their own; anything else is an
-error for the window to show. ``is_secret`` tells which lines carry a password
+``/unregister``, ``/list``, ``/help``, ``/quit`` and the room operators' ``/topic``,
+``/op``, ``/voice``, ``/kick``, ``/ban``, ``/invite``, ``/mode`` become their own;
+anything else is an error for the window to show. ``is_secret`` tells which lines carry a password
 (the window keeps those out of its Up/Down recall).
 """
 
@@ -19,6 +20,14 @@ HELP = {
     "/part [ROOM]": "leave a room (the current one by default)",
     "/who [ROOM]": "list who is in a room",
     "/list": "list the rooms there are, with how many are in each",
+    "/topic [TEXT]": "set the room's topic (no TEXT: show it)",
+    "/op NICK, /deop NICK": "make someone an operator of the room, or not (operators)",
+    "/voice NICK, /devoice NICK": "let someone speak in a quiet room, or not (operators)",
+    "/kick NICK [REASON]": "remove someone from the room, not the server (operators)",
+    "/ban NICK|ADDRESS, /unban": "keep someone out of the room (operators)",
+    "/invite NICK": "invite someone to the room",
+    "/mode [+-FLAGS ARGS]": "the room's settings, as IRC writes them: +m quiet, +i by "
+                            "invitation, +t topic by operators, +k KEY, +l LIMIT",
     "/register PASSWORD": "protect your nickname with a password (or change it)",
     "/unregister": "drop your nickname's password",
     "/help": "show this list",
@@ -31,7 +40,10 @@ class Command(NamedTuple):
     args: tuple[str, ...] = ()
 
 
-_ARITY = {"nick": 1, "join": 1, "me": 1, "msg": 2, "register": 1}  # required arguments
+_ARITY = {"nick": 1, "join": 1, "me": 1, "msg": 2, "register": 1, "op": 1, "deop": 1,
+          "voice": 1, "devoice": 1, "kick": 1, "ban": 1, "unban": 1,
+          "invite": 1}  # required arguments
+_HELP_OF = {"deop": "op", "devoice": "voice", "unban": "ban"}  # listed with another
 SECRET = ("nick", "register")  # commands whose arguments may hold a password
 
 
@@ -50,8 +62,12 @@ def parse_input(text: str) -> Command:
     elif name == "nick":
         nick, _, password = rest.partition(" ")
         args = (nick, password.strip()) if password.strip() else (nick,) if nick else ()
-    elif name in ("join", "part", "who", "register"):
+    elif name in ("join", "part", "who", "register", "topic", "mode", "op", "deop",
+                  "voice", "devoice", "ban", "unban", "invite"):
         args = (rest,) if rest else ()
+    elif name == "kick":
+        nick, _, reason = rest.partition(" ")
+        args = (nick, reason.strip()) if nick else ()
     elif name == "unregister":
         args = ()
     elif name == "quit":
@@ -61,7 +77,8 @@ def parse_input(text: str) -> Command:
     else:
         return Command("error", (f"Unknown command /{head}. Type /help for the list.",))
     if len(args) < _ARITY.get(name, 0):
-        usage = next(k for k in HELP if k.split()[0] == f"/{name}")
+        usage = next(k for k in HELP if k.split()[0].rstrip(",") ==
+                     f"/{_HELP_OF.get(name, name)}")
         return Command("error", (f"Usage: {usage}",))
     return Command(name, args)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tkinter
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -301,10 +302,17 @@ class Sidebar(ctk.CTkFrame):
 
 
 class UsersPanel(ctk.CTkFrame):
-    """Who is in the current room; double-click a name for a direct message."""
+    """Who is in the current room, with their role ("@" operator, "+" voice);
+    double-click a name for a direct message; right-click (or the menu key) for a
+    person's menu: a room's operators make operators, give voice, remove and ban."""
 
-    def __init__(self, master: Any, dm_command: Callable[[str], None]) -> None:
+    def __init__(self, master: Any, dm_command: Callable[[str], None],
+                 act_command: Callable[[str, str], None] | None = None) -> None:
         super().__init__(master, width=170)
+        self._act = act_command or (lambda _what, _nick: None)
+        self.operators: list[str] = []
+        self.voiced: list[str] = []
+        self.manage = False  # the viewer is an operator of the room
         self.grid_rowconfigure(1, weight=1)
         self.title_label = ctk.CTkLabel(self, text="Online", font=ctk.CTkFont(weight="bold"))
         self.title_label.grid(row=0, column=0, padx=10, pady=(8, 2), sticky="w")
@@ -312,23 +320,61 @@ class UsersPanel(ctk.CTkFrame):
         self.box.grid(row=1, column=0, padx=6, pady=(0, 8), sticky="nsew")
         self.box.configure(state="disabled")
         self.box.bind("<Double-Button-1>", self._double_click)
+        self.box.bind("<Button-3>", self._right_click)
         self._dm = dm_command
         self.names: list[str] = []
+        self.menu: tkinter.Menu | None = None
 
     def style(self, dark: bool) -> None:
         for i, colors in enumerate(NICK_COLORS):
             self.box.tag_config(f"nick{i}", foreground=colors[dark])
 
-    def show(self, names: list[str], me: str) -> None:
+    def show(self, names: list[str], me: str, operators: list[str] | None = None,
+             voiced: list[str] | None = None, manage: bool = False) -> None:
         self.names = list(names)
+        self.operators, self.voiced = list(operators or []), list(voiced or [])
+        self.manage = manage
         self.title_label.configure(text=f"Online ({len(names)})" if names else "Online")
         box = self.box
         box.configure(state="normal")
         box.delete("1.0", "end")
         for name in names:
             suffix = " (you)" if name == me else ""
-            box.insert("end", name + suffix + "\n", (f"nick{nick_color_index(name)}",))
+            box.insert("end", self.mark(name) + name + suffix + "\n",
+                       (f"nick{nick_color_index(name)}",))
         box.configure(state="disabled")
+
+    def mark(self, name: str) -> str:
+        return "@" if name in self.operators else "+" if name in self.voiced else " "
+
+    def rows(self) -> list[str]:
+        """The list as the user reads it, a line per person."""
+        return self.box.get("1.0", "end-1c").splitlines()
+
+    def person_menu(self, nick: str) -> tkinter.Menu:
+        """The menu of what can be done with ``nick`` (posted at a right-click)."""
+        menu = tkinter.Menu(self, tearoff=False)
+        menu.add_command(label="Message", command=lambda: self._dm(nick))
+        if self.manage:
+            menu.add_separator()
+            operator = nick in self.operators
+            menu.add_command(label="Remove operator" if operator else "Make operator",
+                             command=lambda: self._act("deop" if operator else "op", nick))
+            voice = nick in self.voiced
+            menu.add_command(label="Take voice" if voice else "Give voice",
+                             command=lambda: self._act("devoice" if voice else "voice",
+                                                       nick))
+            menu.add_command(label="Remove from room", command=lambda: self._act("kick", nick))
+            menu.add_command(label="Ban from room", command=lambda: self._act("ban", nick))
+        self.menu = menu
+        return menu
+
+    def _right_click(self, event: Any) -> str:
+        index = self.box._textbox.index(f"@{event.x},{event.y}")
+        row = int(index.split(".")[0]) - 1
+        if 0 <= row < len(self.names):
+            self.person_menu(self.names[row]).tk_popup(event.x_root, event.y_root)
+        return "break"
 
     def _double_click(self, event: Any) -> str:
         index = self.box._textbox.index(f"@{event.x},{event.y}")

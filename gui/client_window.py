@@ -16,17 +16,19 @@ from typing import Any
 
 import customtkinter as ctk
 
-from chat.chatstate import OLDER_REF, WHO_REF, ChatState
+from chat.chatstate import OLDER_REF, TOPIC_REF, WHO_REF, ChatState
 from chat.client import ChatClient
 from chat.commands import help_lines, parse_input
 from chat.config import DEFAULT_PORT
 from chat.discovery import Finder
 from chat.errors import ChatError
 from chat.netinfo import join_address
+from chat.rules import parse_modes
 from chat.transfers import Fetching, Sending
 from gui.client_panels import ConnectForm, Sidebar, UsersPanel
 from gui.common import POLL_MS, Settings, apply_appearance, cache_dir, is_dark
 from gui.conversation import ConversationPanel
+from gui.room_dialogs import ReasonDialog, RoomSettingsDialog
 from gui.search_panel import SEARCH_REF, SearchDialog
 
 BACKOFF_S = (1, 2, 4, 8, 15, 30)  # waits between reconnect attempts
@@ -39,6 +41,11 @@ HEX = frozenset("0123456789abcdef")  # a picture is shrunk to at most this many 
 SEEN_SERVERS = 32  # addresses remembered as connected to (the found list marks others)
 OLDER_PAGE = 200  # messages asked for when the reader reaches the oldest held
 REVEAL_PAGES = 5  # pages of 200 older messages loaded to reach a search result
+# Room operators' commands: (mode, on) of the role ones; all need a room open
+ROLE_COMMANDS = {"op": ("operator", True), "deop": ("operator", False),
+                 "voice": ("voice", True), "devoice": ("voice", False)}
+ROOM_COMMANDS = frozenset({"topic", "kick", "ban", "unban", "invite", "mode",
+                           *ROLE_COMMANDS})
 FIND_S = 0.5  # how often the form's list of servers on the network is brought up to date
 TYPING_EVERY_S = 3.0  # send `typing` at most this often while the user types
 HELLO_ERRORS = {
@@ -131,7 +138,7 @@ class ClientWindow(ctk.CTk):
         self.typing_label, self.entry, self.send_button = (talk.typing_label, talk.entry,
                                                            talk.send_button)
         self.jump_button = talk.jump_button
-        self.users = UsersPanel(chat, self.dm_event)
+        self.users = UsersPanel(chat, self.dm_event, self.person_event)
         self.users.grid(row=0, column=2, padx=(5, 10), pady=10, sticky="ns")
         status = ctk.CTkFrame(self, fg_color="transparent")
         status.grid(row=1, column=0, padx=10, pady=(0, 6), sticky="ew")
@@ -148,6 +155,12 @@ class ClientWindow(ctk.CTk):
                                                  command=self.appearance_event)
         self.appearance.set(appearance)
         self.appearance.grid(row=0, column=2, padx=6)
+        # an invitation to a room: joined with one click
+        self.invite_button = ctk.CTkButton(status, text="", command=self.accept_invite_event)
+        self.invite_button.grid(row=1, column=0, columnspan=5, pady=(4, 0), sticky="w")
+        self.invite_button.grid_remove()
+        self.room_dialog: RoomSettingsDialog | None = None
+        self.reason_dialog: ReasonDialog | None = None
         self.reconnect_button = ctk.CTkButton(status, text="Try now", width=90,
                                               command=self.reconnect_now_event)
         self.reconnect_button.grid(row=0, column=3, padx=(0, 6))
@@ -390,6 +403,11 @@ class ClientWindow(ctk.CTk):
             self.show_chat()
             self._send_outbox()
         self.state_.apply(frame)
+        if kind == "joined" and frame.get("nick") == self.state_.nick and \
+                self.client is not None:
+            self.client.room_info(frame["room"])  # its settings: who may speak, the key
+        if kind == "invited":
+            self._show_invitation()
         if kind == "history_end" and self._revealing is not None:
             self._reveal_more()
         if kind == "welcome" or (kind == "renamed" and frame.get("new") == self.state_.nick):
@@ -440,7 +458,19 @@ class ClientWindow(ctk.CTk):
             self.sidebar.show(state.conversations.values(), state.active)
         if state.roster_changed and active is not None:
             state.roster_changed = False
-            self.users.show(active.users if active.kind == "room" else [], state.nick)
+            room = active.kind == "room"
+            self.users.show(active.users if room else [], state.nick,
+                            active.operators if room else [], active.voiced if room else [],
+                            state.is_operator(active))
+            state.topic_changed = True  # (roles decide what the header shows)
+        if state.topic_changed:
+            state.topic_changed = False
+            room_conv = active if active is not None and active.kind == "room" else None
+            self.talk.show_room(room_conv.topic if room_conv else "",
+                                room_conv.topic_by if room_conv else "",
+                                state.is_operator(room_conv), state.muted(room_conv),
+                                self.room_settings_event)
+            self._show_invitation()
         self.talk.show_typing(state.typing_nicks(time.monotonic()))
         self._alert()
         self._update_title()
@@ -551,6 +581,99 @@ class ClientWindow(ctk.CTk):
         elif name == "quit":
             self._quitting = True
             client.bye(args[0] if args else None)
+        elif room is None and name in ROOM_COMMANDS:
+            state.note(f"/{name} works in a room: open one first.", "error")
+        elif room is not None:
+            self._room_command(name, args, room)
+
+    # ------------------------------------------------------------ rooms with owners
+
+    def _room_command(self, name: str, args: tuple[str, ...], room: str) -> None:
+        """/topic, /op, /deop, /voice, /devoice, /kick, /ban, /unban, /invite, /mode."""
+        client, state = self.client, self.state_
+        assert client is not None
+        if name == "topic":
+            client.topic(room, args[0] if args else None, ref=None if args else TOPIC_REF)
+        elif name in ROLE_COMMANDS:
+            mode, on = ROLE_COMMANDS[name]
+            client.mode(room, [(mode, on, args[0])])
+        elif name == "kick":
+            client.kick(room, args[0], args[1] if len(args) > 1 else "")
+        elif name in ("ban", "unban"):
+            client.mode(room, [("ban", name == "ban", args[0])])
+        elif name == "invite":
+            client.invite(room, args[0])
+        elif name == "mode":
+            changes, unknown = parse_modes(args[0].split()) if args else ([], [])
+            if unknown or (args and not changes):
+                state.note("Unknown mode: /mode +m (quiet), +i, +t, +s, +k KEY, +l LIMIT, "
+                           "+o/+v NICK, +b MASK", "error")
+            elif changes:
+                client.mode(room, changes)
+            else:
+                conv = state.active_conversation()
+                shown = ", ".join(k for k, v in (conv.settings if conv else {}).items() if v)
+                state.note(f"{room}: {shown or 'no settings'}.")
+
+    def person_event(self, what: str, nick: str) -> None:
+        """An entry of a person's menu in the people list."""
+        active = self.state_.active_conversation()
+        client = self.client
+        if active is None or active.kind != "room" or client is None or not client.ready:
+            return
+        room = active.name
+        if what in ROLE_COMMANDS:
+            mode, on = ROLE_COMMANDS[what]
+            client.mode(room, [(mode, on, nick)])
+            return
+        if self.reason_dialog is not None and self.reason_dialog.winfo_exists():
+            self.reason_dialog.destroy()
+
+        def done(reason: str) -> None:
+            if self.client is None:
+                return
+            if what == "ban":
+                self.client.mode(room, [("ban", True, nick)])
+            self.client.kick(room, nick, reason)
+
+        self.reason_dialog = ReasonDialog(
+            self, f"{'Ban' if what == 'ban' else 'Remove'} {nick} from {room}",
+            "Ban" if what == "ban" else "Remove", done)
+
+    def room_settings_event(self) -> None:
+        active = self.state_.active_conversation()
+        if active is None or active.kind != "room":
+            return
+        if self.room_dialog is not None and self.room_dialog.winfo_exists():
+            self.room_dialog.destroy()
+        room = active.name
+
+        def save(topic: str | None, changes: list[tuple[str, bool, str | None]]) -> None:
+            if self.client is None:
+                return
+            if topic is not None:
+                self.client.topic(room, topic)
+            if changes:
+                self.client.mode(room, changes)
+
+        self.room_dialog = RoomSettingsDialog(
+            self, room, active.topic, active.settings, active.bans, save,
+            lambda nick: self.client.invite(room, nick) if self.client else None)
+
+    def _show_invitation(self) -> None:
+        invitations = self.state_.invitations
+        if invitations:
+            room, by = invitations[-1]
+            self.invite_button.configure(text=f"Join {room} ({by} invites you)")
+            self.invite_button.grid()
+        else:
+            self.invite_button.grid_remove()
+
+    def accept_invite_event(self) -> None:
+        if self.state_.invitations:
+            room, _ = self.state_.invitations.pop()
+            self.join_event(room)
+        self._show_invitation()
 
     def _send_outbox(self) -> None:
         """What was typed during an outage, in order, now that the connection is back

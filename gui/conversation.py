@@ -52,7 +52,14 @@ class ConversationPanel(ctk.CTkFrame):
         self.header.grid(row=0, column=0, sticky="w")
         self.older_button = ctk.CTkButton(head, text="Load older messages", width=150,
                                           command=self.older_event)
-        self.older_button.grid(row=0, column=1)
+        self.older_button.grid(row=0, column=2)
+        # the room's topic under its name; its operators open the settings from here
+        self.topic_label = ctk.CTkLabel(head, text="", anchor="w", justify="left",
+                                        wraplength=520, text_color=("gray30", "gray70"))
+        self.topic_label.grid(row=1, column=0, columnspan=2, sticky="w")
+        self.settings_button = ctk.CTkButton(head, text="Room settings", width=110,
+                                             command=lambda: self._settings())
+        self._settings: Callable[[], None] = lambda: None
         self.view = LineView(self, max_lines=0, font=ctk.CTkFont(size=13))
         self.view.grid(row=1, column=0, padx=5, pady=5, sticky="nsew")
         # The view renders lines lo..hi (places in the conversation, see
@@ -82,6 +89,9 @@ class ConversationPanel(ctk.CTkFrame):
         self.typing_label = ctk.CTkLabel(self, text="", height=16,
                                          font=ctk.CTkFont(size=11, slant="italic"))
         self.typing_label.grid(row=2, column=0, padx=8, sticky="w")
+        # why one may not speak here now (a quiet room), over the input
+        self.speak_label = ctk.CTkLabel(self, text="", height=16, anchor="w",
+                                        text_color=("gray30", "gray70"))
         bottom = ctk.CTkFrame(self, fg_color="transparent")
         bottom.grid(row=3, column=0, padx=5, pady=(0, 10), sticky="ew")
         bottom.grid_columnconfigure(0, weight=1)
@@ -498,6 +508,27 @@ class ConversationPanel(ctk.CTkFrame):
         self.view._textbox.see("end")
         self._unseen_below = 0
         self._show_jump()
+
+    def show_room(self, topic: str, by: str, operator: bool, muted: str,
+                  settings: Callable[[], None]) -> None:
+        """The topic under the title, the settings button for operators, and why one
+        may not speak (empty strings: nothing to show)."""
+        self._settings = settings
+        shown = f"Topic: {topic}" + (f"  (set by {by})" if by else "") if topic else \
+            ("No topic yet: set one in Room settings." if operator else "")
+        if self.topic_label.cget("text") != shown:
+            self.topic_label.configure(text=shown)
+        if operator != bool(self.settings_button.winfo_ismapped()):
+            if operator:
+                self.settings_button.grid(row=0, column=1, padx=(0, 6))
+            else:
+                self.settings_button.grid_remove()
+        if self.speak_label.cget("text") != muted:
+            self.speak_label.configure(text=muted)
+            if muted:
+                self.speak_label.grid(row=4, column=0, padx=8, pady=(0, 6), sticky="w")
+            else:
+                self.speak_label.grid_remove()
 
     def show_typing(self, nicks: list[str]) -> None:
         shown = "" if not nicks else (

@@ -1132,3 +1132,58 @@ def test_an_upload_cut_by_a_dead_server_resumes_where_the_server_stopped(open_wi
     assert len(data) * 0.3 <= offset < len(data)  # the server kept what it had
     got = desk.until("message", timeout=90, **{"from": "alice"})
     assert got["file"]["id"] == hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------ rooms with owners
+
+
+def test_an_operator_gives_voice_and_removes_from_a_persons_menu(open_window, start_server):
+    server = start_server("--rate", "0")
+    teacher = client_window(open_window, server.port, "teacher")  # first in #general
+    student = connect(server.port, "student")
+    teacher.wait("win.users.rows()", lambda r: r == [" student", "@teacher (you)"])
+    teacher.exec("m = win.users.person_menu('student'); m.invoke(m.index('Give voice'))")
+    change = student.until("mode", room="general")
+    assert change["changes"] == [{"mode": "voice", "on": True, "arg": "student"}]
+    teacher.wait("win.users.rows()", lambda r: "+student" in r)
+    teacher.wait("win.view.text()", lambda t: "teacher gave voice to student" in t)
+    teacher.exec("m = win.users.person_menu('student'); m.invoke(m.index('Remove from room'))")
+    teacher.wait("win.reason_dialog is not None and win.reason_dialog.winfo_viewable()")
+    teacher.exec("win.reason_dialog.entry.insert(0, 'too loud'); "
+                 "win.reason_dialog.confirm_button.invoke()")
+    left = student.until("left", room="general", nick="student")
+    assert left["by"] == "teacher" and left["message"] == "too loud"
+    teacher.wait("win.view.text()", lambda t: "student was removed by teacher (too loud)" in t)
+    teacher.wait("win.users.rows()", lambda r: r == ["@teacher (you)"])
+
+
+def test_the_topic_is_shown_edited_in_room_settings_and_a_quiet_room_says_so(
+        open_window, start_server):
+    server = start_server("--rate", "0")
+    owner = connect(server.port, "owner")  # first in #general: its operator
+    owner.send(type="topic", room="general", topic="Lab 5: sockets", ref="t")
+    owner.until("topic", ref="t")
+    pupil = client_window(open_window, server.port, "pupil")
+    pupil.wait("win.talk.topic_label.cget('text')",
+               lambda t: t == "Topic: Lab 5: sockets  (set by owner)")
+    assert not pupil.eval("win.talk.settings_button.winfo_ismapped()")
+    owner.send(type="mode", room="general", ref="m", changes=[{"mode": "moderated", "on": True}])
+    pupil.wait("win.talk.speak_label.cget('text')", lambda t: "quiet" in t)
+    type_and_send(pupil, "may I?")
+    pupil.wait("win.view.text()", lambda t: "general is quiet for now" in t)
+    owner.send(type="mode", room="general", ref="o",
+               changes=[{"mode": "operator", "on": True, "arg": "pupil"}])
+    pupil.wait("win.talk.settings_button.winfo_ismapped()")
+    pupil.wait("win.talk.speak_label.cget('text')", lambda t: t == "")
+    pupil.exec("win.talk.settings_button.invoke()")
+    pupil.wait("win.room_dialog is not None and win.room_dialog.winfo_viewable()")
+    assert pupil.eval("win.room_dialog.flags['moderated'].get()") == 1
+    pupil.exec("d = win.room_dialog; d.topic_entry.delete(0, 'end'); "
+               "d.topic_entry.insert(0, 'Lab 6: threads'); d.flags['moderated'].deselect(); "
+               "d.save_button.invoke()")
+    assert owner.until("topic", room="general", by="pupil")["topic"] == "Lab 6: threads"
+    assert owner.until("mode", room="general", by="pupil")["changes"] == [
+        {"mode": "moderated", "on": False}]
+    pupil.wait("win.talk.topic_label.cget('text')", lambda t: "Lab 6: threads" in t)
+    type_and_send(pupil, "/kick owner")
+    pupil.wait("win.view.text()", lambda t: "owner was removed by pupil" in t)
