@@ -1327,7 +1327,7 @@ class IrcDoor:
                     bad = "A limit is a number of people, 1 or more"
                 if bad:
                     self._reply(f":{self.codec.server_name} 696 {self.codec.nick} {target} "
-                                f"{letter} {arg or '*'} :{bad}")
+                                f"{letter} * :{bad}")
                     return False
         return True
 

@@ -217,6 +217,8 @@ class Owners:
                 nick, host = target.nick or arg, target.host
             elif key in room.remote:
                 nick, host = room.remote[key], "*"  # bound by its own node (mirror)
+            elif target is None and key not in self.hub.elsewhere:
+                raise ProtocolError("no_such_user", f"Nobody named '{arg}' is online.")
             else:
                 raise ProtocolError("user_not_in_room", f"{arg} is not in #{room.name}.")
             changed = rules.give(mode, key, nick, host) if on else rules.take(mode, key)
