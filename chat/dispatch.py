@@ -20,7 +20,6 @@ import base64
 import hmac
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable
 from contextlib import closing
@@ -88,6 +87,7 @@ from chat.protocol import (
     name_key,
     parse_request,
 )
+from chat.rules import glob_match
 from chat.search import Scope, TooBroad, parse_query, snippet
 from chat.store import ACTION, NOTICE, Row
 
@@ -419,12 +419,12 @@ def who_matches(hub: Hub, peer: Peer, mask: str, ref: str | None) -> None:
     if exact:
         found = hub.users.get(key) or hub.elsewhere.get(key)
         candidates: list[Peer | Elsewhere] = [found] if found is not None else []
-    else:
-        pattern = re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
-                                     for c in key))
+    else:  # a scan of everyone online: a token of the search bucket pays for it
+        if not peer.searches.take(hub.clock()):
+            raise out_of_tokens(peer, "You are asking too fast; wait a second.")
         everyone: list[Peer | Elsewhere] = [*hub.users.values(), *hub.elsewhere.values()]
         candidates = [p for p in everyone
-                      if p.nick is not None and pattern.fullmatch(name_key(p.nick))
+                      if p.nick is not None and glob_match(key, name_key(p.nick))
                       and (not p.invisible or p is peer or (isinstance(p, Peer)
                            and any(r in peer.rooms for r in p.rooms)))]
         hub.cost += len(hub.users) // 10 + 1

@@ -135,19 +135,30 @@ class Owners:
             self._changed(room, rules)
 
     def may_speak(self, peer: Peer, room: Room) -> None:
-        """Raise why ``peer`` may not speak in ``room`` now (moderated, banned)."""
+        """Raise why ``peer`` may not speak in ``room`` now (moderated, banned): a
+        dict lookup for most rooms, a set lookup or two for the others."""
         rules = self.rules.get(room.key)
-        if rules is None or not (rules.moderated or rules.bans) or peer.oper:
+        if rules is None or not (rules.moderated or rules.muted) or peer.oper:
             return
         trusted = rules.is_operator(peer.key, peer.host, peer.accounts) or \
             rules.has_voice(peer.key, peer.host, peer.accounts)
         if trusted:
             return
-        assert peer.nick is not None
-        if rules.banned(peer.nick, peer.username or peer.nick, peer.host):
+        if peer.key in rules.muted:
             raise refusal("banned_from_room", room.name)
         if rules.moderated:
             raise refusal("moderated", room.name)
+
+    def _check_bans(self, room: Room, rules: Rules,
+                    members: Any = None) -> None:
+        """Who among ``members`` (the room's, here) a ban now matches: muted."""
+        for peer in room.members if members is None else members:
+            if peer.key is None or peer.nick is None:
+                continue
+            if rules.banned(peer.nick, peer.username or peer.nick, peer.host):
+                rules.muted.add(peer.key)
+            else:
+                rules.muted.discard(peer.key)
 
     def _operator(self, by: Peer | None, room: Room) -> None:
         if not self.is_operator(by, room):
@@ -198,6 +209,8 @@ class Owners:
                 continue
             if change is not None:
                 done.append(change)
+        if any(change["mode"] == "ban" for change in done):
+            self._check_bans(room, rules)  # a bounded walk: MAX_BANS masks per member
         if done:
             event = ModeChange(room.name, self._by(by), done, self.hub.now_ms())
             self._tell(room, event, by, ref)
@@ -300,6 +313,9 @@ class Owners:
                     if rules._holds(r, old_key, peer.host, peer.accounts)]
             if held and rules.renamed(old_key, peer.key, peer.nick, peer.host):
                 self._changed(room, rules)
+            if rules.bans:  # a new name may be banned, or no longer
+                rules.muted.discard(old_key)
+                self._check_bans(room, rules, (peer,))
 
     # ------------------------------------------------------------ kept and shared
 
@@ -336,6 +352,8 @@ class Owners:
             hub.store.put_room_rules(room.key, data)
         except StoreError as exc:
             log.warning("cannot keep the settings of %s: %s", room.name, exc.reason)
+        if rules.bans:
+            self._check_bans(room, rules)
         unbound = False
         for roles in (rules.ops, rules.voices):
             for key, entry in roles.items():

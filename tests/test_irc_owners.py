@@ -116,7 +116,9 @@ def test_kick_invite_key_limit_and_ban_lists(irc_server):
     assert op.until("367", "teacher", "#lab")[4] == "troll*!*@*"
     op.until("368", "teacher", "#lab")
     op.send("MODE #lab +o nobody")
-    op.until("441", "teacher", "nobody", "#lab")
+    op.until("401", "teacher", "nobody")  # nobody has that nickname
+    op.send("MODE #lab +v fourth")
+    op.until("441", "teacher", "fourth", "#lab")  # online, not in the room
 
 
 def test_room_ban_set_in_the_json_door_keeps_an_irc_user_out(irc_server):

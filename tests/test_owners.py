@@ -202,3 +202,32 @@ def test_the_server_operator_overrides_from_the_console(start_server):
     assert student.until("mode", room="lab")["changes"] == [{"mode": "moderated", "on": True}]
     left = student.until("left", room="lab", nick="teacher")
     assert left["by"] == "server" and left["message"] == "calm down"
+
+
+def test_a_ban_set_while_a_member_is_in_keeps_it_from_speaking(fast_server):
+    teacher = connect(fast_server.port, "teacher", rooms=[])
+    join(teacher, "lab")
+    spammer = connect(fast_server.port, "spammer", rooms=[])
+    join(spammer, "lab")
+    spammer.send(type="send", room="lab", text="buy now", ref="1")
+    spammer.until("message", ref="1")
+    change(teacher, "lab", ("ban", True, "spam*"))
+    teacher.until("mode", ref="m")
+    spammer.send(type="send", room="lab", text="buy again", ref="2")
+    assert spammer.until("error", ref="2")["code"] == "banned_from_room"
+    spammer.send(type="nick", nick="innocent", ref="n")  # a new name the mask misses
+    spammer.until("renamed", ref="n")
+    spammer.send(type="send", room="lab", text="hello", ref="3")
+    spammer.until("message", ref="3")
+    change(teacher, "lab", ("ban", False, "spam*"), ("ban", True, "*!*@127.0.0.1"))
+    teacher.until("mode", ref="m")
+    spammer.send(type="send", room="lab", text="and now?", ref="4")
+    assert spammer.until("error", ref="4")["code"] == "banned_from_room"
+
+
+def test_glob_matching_is_linear_not_exponential():
+    from chat.rules import glob_match
+    assert glob_match("a*b?d", "axxbcd") and not glob_match("a*b?d", "axxbd")
+    assert glob_match("*", "") and glob_match("*!*@10.0.*", "bob!b@10.0.0.7")
+    hostile = "*a" * 50 + "b"  # a regex of as many `.*a` backtracks for ever
+    assert not glob_match(hostile, "a" * 120)
