@@ -167,8 +167,10 @@ class ChatClient:
                 "hello": f"Waiting for the server at {where}…"}.get(self.state, "")
 
     def _hello(self) -> None:
+        # "owners": rooms' `topic`, `mode` and `invited` frames as they happen
         hello: Frame = {"type": "hello", "nick": self.nick, "proto": 1,
-                        "rooms": self.rooms, "client": self.client_name}
+                        "rooms": self.rooms, "client": self.client_name,
+                        "features": ["owners"]}
         if self.password:
             hello["password"] = self.password
         if self.nick_password:

@@ -241,7 +241,7 @@ def join(hub: Hub, peer: Peer, name: str, ref: str | None, since: int | None, *,
     room = hub.room(name, key)
     hub.join(peer, room, ref)
     topic = hub.owners.topic_of(room)
-    if topic.topic:
+    if topic.topic and peer.wants_owners:
         reply(hub, peer, topic, ref)
     users(hub, peer, room, ref)
     limit = hub.config.history if replay_too else 0
@@ -316,6 +316,7 @@ def hello(hub: Hub, peer: Peer, req: Hello, ref: str | None) -> None:
         log.info("%s reclaimed its nickname from %s", req.nick, holder.host)
     hub.register(peer, req.nick, key, req.client or "")
     peer.username, peer.realname = req.user or "", req.realname or ""
+    peer.wants_owners = peer.wants_owners or "owners" in req.features
     if log.isEnabledFor(logging.INFO):
         door = " (web)" if peer.door == "web" else ""
         log.info("%s registered from %s%s", peer.nick, peer.host, door)

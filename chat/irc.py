@@ -791,6 +791,7 @@ class IrcDoor:
         self._label: Label | None = None  # the label of the command being read
         self._replies: list[str] = []  # the door's own answer to that command
         peer.door = "irc"
+        peer.wants_owners = True  # (IRC clients know topics, modes and invitations)
 
     def receive_data(self, data: bytes) -> None:
         if not data:

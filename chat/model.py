@@ -141,6 +141,7 @@ class Peer:
                  "searches", "_dms", "uploads", "_downloads",
                  "_refused", "wants_tags", "away", "_spans", "work", "oper", "username",
                  "realname", "last_spoke", "wants_away", "wallops", "invisible",
+                 "wants_owners",
                  "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
@@ -196,6 +197,9 @@ class Peer:
         self.realname = ""
         self.last_spoke = now  # (monotonic) its last message: WHOIS's idle time
         self.wants_away = False  # told when others in its rooms go away (IRC's cap)
+        # takes the frames of rooms with owners unasked (`topic`, `mode`, `invited`):
+        # IRC, and clients whose hello lists "owners" in `features` (docs/protocol.md)
+        self.wants_owners = False
         self.wallops = False  # IRC's user mode +w: takes WALLOPS
         self.invisible = False  # IRC's +i: left out of WHO masks by those not with it
         self._dirty = dirty

@@ -18,8 +18,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from chat.errors import ProtocolError, StoreError
-from chat.events import Event, Invited, ModeChange, RoomInfo, Topic
-from chat.model import Elsewhere, Peer, Room
+from chat.events import Event, Invited, ModeChange, Notice, RoomInfo, Topic
+from chat.model import Elsewhere, Peer, Room, share
 from chat.protocol import FLAG_MODES, ROLE_MODES, name_key
 from chat.rules import Rules, mask_of
 
@@ -298,7 +298,7 @@ class Owners:
         rules.invite(key, now)
         event = Invited(room.name, target.nick, self._by(by), now)
         if isinstance(target, Peer):
-            self.hub.to_peer(target, event)
+            self._invite_to(target, event)
         self.hub.to_peer(by, event.answering(ref))
         self._changed(room, rules, event)
 
@@ -319,12 +319,18 @@ class Owners:
 
     # ------------------------------------------------------------ kept and shared
 
-    def _tell(self, room: Room, event: Event, by: Peer | None, ref: str | None) -> None:
-        if by is not None and room.key not in by.rooms:  # (an IRC operator from outside)
-            self.hub.to_room(room, event)
-            self.hub.to_peer(by, event.answering(ref))
-        else:
-            self.hub.to_room(room, event, by, event.answering(ref) if by else None)
+    def _tell(self, room: Room, event: Event, by: Peer | None = None,
+              ref: str | None = None) -> None:
+        """``event`` to the room's members who take these frames (``wants_owners``:
+        IRC, and clients whose hello asked for "owners"); the asker gets its copy
+        with ``ref`` whatever it asked for."""
+        hub = self.hub
+        hub.deliver()  # what the room was told so far goes first
+        takers = [m for m in room.members if m.wants_owners and m is not by]
+        hub.cost += len(takers)
+        share(takers, event)
+        if by is not None:
+            hub.to_peer(by, event.answering(ref))
 
     def _changed(self, room: Room, rules: Rules, event: Event | None = None) -> None:
         data = rules.to_json()
@@ -368,14 +374,23 @@ class Owners:
         if kind == "invited":
             target = hub.users.get(name_key(event.get("nick", "")))
             if target is not None:
-                hub.to_peer(target, Invited(room.name, event.get("nick", ""),
-                                            event.get("by", ""), event.get("ts", 0)))
+                self._invite_to(target, Invited(room.name, event.get("nick", ""),
+                                                event.get("by", ""), event.get("ts", 0)))
         elif room.members and kind == "topic":
-            hub.to_room(room, Topic(room.name, event.get("topic", ""), event.get("by"),
-                                    event.get("ts")))
+            self._tell(room, Topic(room.name, event.get("topic", ""), event.get("by"),
+                                   event.get("ts")))
         elif room.members and kind == "mode":
-            hub.to_room(room, ModeChange(room.name, event.get("by", ""),
-                                         event.get("changes", []), event.get("ts", 0)))
+            self._tell(room, ModeChange(room.name, event.get("by", ""),
+                                        event.get("changes", []), event.get("ts", 0)))
+
+    def _invite_to(self, target: Peer, event: Invited) -> None:
+        """An invitation: the `invited` frame, or a `notice` for clients that did not
+        ask for these frames."""
+        if target.wants_owners:
+            self.hub.to_peer(target, event)
+        else:
+            self.hub.to_peer(target, Notice(f"{event.by} invites you to #{event.room}.",
+                                            event.ts))
 
     def kicked_here(self, room_name: str, nick: str, by: str, reason: str) -> None:
         """Another node's operator kicked ``nick``, connected here, out of a room."""

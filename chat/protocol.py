@@ -321,6 +321,7 @@ class Hello:
     nick_password: str | None
     user: str | None = None  # *added:* IRC's user name and real name (WHOIS, WHO)
     realname: str | None = None
+    features: frozenset[str] = frozenset()  # *added:* frames asked for ("owners")
 
 
 @dataclass(slots=True)
@@ -555,8 +556,11 @@ def _parse_hello(frame: JsonObject, max_text: int) -> Request:
         if value is not None and (len(value) > MAX_REALNAME or _CONTROL.search(value)):
             raise ProtocolError("bad_field", f"'{name}' is at most {MAX_REALNAME} "
                                              "characters, without control characters.")
+    features = _field(frame, "features", list, required=False) or []
+    if len(features) > 16 or not all(isinstance(f, str) and len(f) <= 32 for f in features):
+        raise ProtocolError("bad_field", "'features' is a list of names.")
     return Hello(nick, password, list(rooms.values()), since, client, nick_password,
-                 user or None, realname or None)
+                 user or None, realname or None, frozenset(features))
 
 
 def _parse_send(frame: JsonObject, max_text: int) -> Request:

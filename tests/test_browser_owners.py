@@ -8,7 +8,13 @@ import pytest
 
 from tests.browser import available
 from tests.test_browser import PHONE, url
-from tests.wire import connect
+from tests.wire import connect as plain_connect
+
+
+def connect(port, nick=None, **fields):
+    """A JSON client that asks for the frames of rooms with owners (`features`)."""
+    return plain_connect(port, nick, features=["owners"], **fields) if nick else \
+        plain_connect(port)
 
 pytestmark = pytest.mark.skipif(not available(), reason="needs chromium and chromedriver")
 

@@ -432,9 +432,10 @@ def test_room_roles_topic_and_kicks_hold_across_two_nodes(node):
     """Rooms with owners on a cluster: a topic, voice in a quiet room, a room ban and
     a kick made on one node hold on the other, and for a node that starts later."""
     a, b = node(), node()
-    teacher = joined(a.port, "teacher", rooms=["lab"])  # the first one in: operator
-    student = joined(b.port, "student", rooms=["lab"])
-    quiet = joined(b.port, "quiet", rooms=["lab"])
+    # the first one in: its operator
+    teacher = joined(a.port, "teacher", rooms=["lab"], features=["owners"])
+    student = joined(b.port, "student", rooms=["lab"], features=["owners"])
+    quiet = joined(b.port, "quiet", rooms=["lab"], features=["owners"])
     teacher.send(type="topic", room="lab", topic="Lab 5", ref="t")
     teacher.until("topic", ref="t")
     assert student.until("topic", room="lab")["topic"] == "Lab 5"
@@ -448,7 +449,7 @@ def test_room_roles_topic_and_kicks_hold_across_two_nodes(node):
     assert teacher.until("message", room="lab")["text"] == "voiced on node b"
     quiet.send(type="send", room="lab", text="me?", ref="q")
     assert quiet.until("error", ref="q")["code"] == "moderated"
-    troll = joined(b.port, "troll", rooms=["hall"])
+    troll = joined(b.port, "troll", rooms=["hall"], features=["owners"])
     troll.send(type="join", room="lab", ref="j")
     assert troll.until("error", ref="j")["code"] == "banned_from_room"
     teacher.send(type="kick", room="lab", nick="quiet", reason="later", ref="k")
@@ -456,7 +457,7 @@ def test_room_roles_topic_and_kicks_hold_across_two_nodes(node):
     assert left["by"] == "teacher" and left["message"] == "later"
     assert teacher.until("left", room="lab", nick="quiet")["by"] == "teacher"
     c = node()  # a node that starts now reads the rooms' settings from Redis
-    late = joined(c.port, "late", rooms=["hall"])
+    late = joined(c.port, "late", rooms=["hall"], features=["owners"])
     late.send(type="join", room="lab", ref="j")
     assert late.until("topic", room="lab")["topic"] == "Lab 5"
     late.send(type="send", room="lab", text="can I?", ref="x")

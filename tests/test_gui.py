@@ -1140,7 +1140,7 @@ def test_an_upload_cut_by_a_dead_server_resumes_where_the_server_stopped(open_wi
 def test_an_operator_gives_voice_and_removes_from_a_persons_menu(open_window, start_server):
     server = start_server("--rate", "0")
     teacher = client_window(open_window, server.port, "teacher")  # first in #general
-    student = connect(server.port, "student")
+    student = connect(server.port, "student", features=["owners"])
     teacher.wait("win.users.rows()", lambda r: r == [" student", "@teacher (you)"])
     teacher.exec("m = win.users.person_menu('student'); m.invoke(m.index('Give voice'))")
     change = student.until("mode", room="general")
@@ -1160,7 +1160,7 @@ def test_an_operator_gives_voice_and_removes_from_a_persons_menu(open_window, st
 def test_the_topic_is_shown_edited_in_room_settings_and_a_quiet_room_says_so(
         open_window, start_server):
     server = start_server("--rate", "0")
-    owner = connect(server.port, "owner")  # first in #general: its operator
+    owner = connect(server.port, "owner", features=["owners"])  # first in #general: its op
     owner.send(type="topic", room="general", topic="Lab 5: sockets", ref="t")
     owner.until("topic", ref="t")
     pupil = client_window(open_window, server.port, "pupil")

@@ -10,7 +10,13 @@ import pytest
 
 from tests.conftest import launch
 from tests.ircwire import IrcWire
-from tests.wire import connect
+from tests.wire import connect as plain_connect
+
+
+def connect(port, nick=None, **fields):
+    """A JSON client that asks for the frames of rooms with owners (`features`)."""
+    return plain_connect(port, nick, features=["owners"], **fields) if nick else \
+        plain_connect(port)
 
 
 @pytest.fixture

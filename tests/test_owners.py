@@ -7,7 +7,13 @@ from __future__ import annotations
 import pytest
 
 from chat.rules import Rules, mask_of
-from tests.wire import connect
+from tests.wire import connect as plain_connect
+
+
+def connect(port, nick=None, **fields):
+    """A JSON client that asks for the frames of rooms with owners (`features`)."""
+    return plain_connect(port, nick, features=["owners"], **fields) if nick else \
+        plain_connect(port)
 
 
 def join(wire, room, **fields):
@@ -64,6 +70,7 @@ def test_topic_set_by_an_operator_shown_on_join_and_locked_for_others(fast_serve
     student.send(type="topic", room="lab", topic="no homework", ref="x")
     assert student.until("error", ref="x")["code"] == "not_operator"
     change(teacher, "lab", ("topic_lock", False))
+    teacher.until("mode", ref="m")  # made before the student tries again
     student.send(type="topic", room="lab", topic="no homework?", ref="y")
     assert teacher.until("topic", room="lab", by="student")["topic"] == "no homework?"
     student.send(type="topic", room="lab", ref="q")  # asked, not set
@@ -231,3 +238,25 @@ def test_glob_matching_is_linear_not_exponential():
     assert glob_match("*", "") and glob_match("*!*@10.0.*", "bob!b@10.0.0.7")
     hostile = "*a" * 50 + "b"  # a regex of as many `.*a` backtracks for ever
     assert not glob_match(hostile, "a" * 120)
+
+
+def test_clients_that_did_not_ask_get_no_new_frames_unasked(fast_server):
+    """docs/protocol.md: a client that knows nothing of rooms with owners is sent none
+    of their frames unasked: no `topic` on join, no `mode`; an invitation comes as a
+    `notice`; `left` of a kick only gains fields."""
+    owner = connect(fast_server.port, "owner", rooms=[])
+    join(owner, "lab")
+    owner.send(type="topic", room="lab", topic="Lab 5", ref="t")
+    owner.until("topic", ref="t")
+    old = plain_connect(fast_server.port, "old", rooms=[])
+    old.send(type="join", room="lab", ref="j")
+    seen = [old.next()["type"] for _ in range(3)]
+    assert seen == ["joined", "users", "history_end"]
+    change(owner, "lab", ("moderated", True))
+    owner.until("mode", ref="m")
+    join(owner, "club")
+    owner.send(type="invite", room="club", nick="old", ref="i")
+    owner.until("invited", ref="i")
+    frames = old.barrier()
+    assert [f["type"] for f in frames] == ["notice"]
+    assert frames[0]["text"] == "owner invites you to #club."

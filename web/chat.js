@@ -218,7 +218,9 @@ export class Chat extends EventTarget {
 
   hello() {
     const { nick, password, nickPassword } = this.login;
-    const frame = { type: "hello", nick: this.nick || nick, proto: 1, client: "lanchat-web/1" };
+    // "owners": rooms' `topic`, `mode` and `invited` frames as they happen
+    const frame = { type: "hello", nick: this.nick || nick, proto: 1, client: "lanchat-web/1",
+      features: ["owners"] };
     if (password) frame.password = password;
     if (nickPassword) frame.nick_password = nickPassword;
     const rooms = this.rooms.map((c) => c.name);
