@@ -35,6 +35,8 @@ commands:
     +l LIMIT, +o/+v NICK operator/voice, +b MASK room ban (a nick or an address)
   op ROOM NICK, deop ROOM NICK, voice ROOM NICK, devoice ROOM NICK
   kick-room ROOM NICK [REASON]: out of one room, not off the server
+  oper-password NAME:PASSWORD: lets you sign in as the operator from a client (IRC's
+    OPER NAME PASSWORD); "oper-password off" turns it off
   ban nick|address VALUE [FOR] [REASON]: FOR is 30m, 2h, 7d, 1w... or forever (the
     default); VALUE is a nickname, an address or a network (10.0.0.0/24)
   unban nick|address VALUE: lift a ban
@@ -86,6 +88,7 @@ class Console:
             "delete-file": self._delete_file, "partials": self._partials,
             "delete-partial": self._delete_partial, "nodes": self._nodes,
             "topic": self._topic, "mode": self._mode, "kick-room": self._kick_room,
+            "oper-password": self._oper_password,
             "op": partial(self._role, "operator", True),
             "deop": partial(self._role, "operator", False),
             "voice": partial(self._role, "voice", True),
@@ -191,6 +194,19 @@ class Console:
             raise ValueError("usage: op|deop|voice|devoice ROOM NICK")
         done = self.operator.room_modes(room, [(mode, on, nick.strip())])
         self.write(f"{room}: {mode_string(done)}" if done else f"{room}: nothing changed")
+
+    def _oper_password(self, rest: str) -> None:
+        config = self.operator.hub.config
+        if rest == "off":
+            config.oper = ""
+            self.write("operator sign-in from clients is off")
+            return
+        name, _, password = rest.partition(":")
+        if not name or len(password) < 8 or " " in name:
+            raise ValueError("usage: oper-password NAME:PASSWORD (a password of 8 "
+                             "characters or more), or oper-password off")
+        config.oper = rest
+        self.write(f"the operator may sign in from a client as {name}")
 
     def _kick_room(self, rest: str) -> None:
         room, _, more = rest.partition(" ")

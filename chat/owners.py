@@ -29,21 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("chat.server")
 
 SERVER = "server"  # who the server's operator's changes are by
-REFUSALS = {
-    "not_operator": "You are not an operator of {room}.",
-    "moderated": "{room} is quiet for now: only its operators and those they give voice "
-                 "to may speak.",
-    "banned_from_room": "You are banned from {room}.",
-    "invite_only": "{room} is by invitation only: ask one of its operators to invite you.",
-    "bad_key": "{room} needs its key to join (the right one).",
-    "room_full": "{room} is full.",
-}
-
-
-def refusal(code: str, room: str) -> ProtocolError:
-    return ProtocolError(code, REFUSALS[code].format(room=f"#{room}"))
-
-
 class Owners:
     """Every room's roles and settings, and the operations on them."""
 
@@ -108,16 +93,17 @@ class Owners:
             return
         assert peer.nick is not None and peer.key is not None
         if rules.banned(peer.nick, peer.username or peer.nick, peer.host):
-            raise refusal("banned_from_room", room.name)
+            raise ProtocolError("banned_from_room", f"You are banned from #{room.name}.")
         if rules.invited(peer.key, self.hub.now_ms()) or \
                 rules.is_operator(peer.key, peer.host, peer.accounts):
             return
         if rules.invite_only:
-            raise refusal("invite_only", room.name)
+            raise ProtocolError("invite_only", f"#{room.name} is by invitation only: ask "
+                                "one of its operators to invite you.")
         if rules.key is not None and key != rules.key:
-            raise refusal("bad_key", room.name)
+            raise ProtocolError("bad_key", f"#{room.name} needs its key to join (the right one).")
         if rules.limit is not None and len(room.members) + len(room.remote) >= rules.limit:
-            raise refusal("room_full", room.name)
+            raise ProtocolError("room_full", f"#{room.name} is full.")
 
     def joined(self, peer: Peer, room: Room) -> None:
         """After ``peer`` joined: its invitation is used; the first one into a room
@@ -145,9 +131,10 @@ class Owners:
         if trusted:
             return
         if peer.key in rules.muted:
-            raise refusal("banned_from_room", room.name)
+            raise ProtocolError("banned_from_room", f"You are banned from #{room.name}.")
         if rules.moderated:
-            raise refusal("moderated", room.name)
+            raise ProtocolError("moderated", f"#{room.name} is quiet for now: only its "
+                                "operators and those they give voice to may speak.")
 
     def _check_bans(self, room: Room, rules: Rules,
                     members: Any = None) -> None:
@@ -162,7 +149,7 @@ class Owners:
 
     def _operator(self, by: Peer | None, room: Room) -> None:
         if not self.is_operator(by, room):
-            raise refusal("not_operator", room.name)
+            raise ProtocolError("not_operator", f"You are not an operator of #{room.name}.")
 
     @staticmethod
     def _by(by: Peer | None) -> str:

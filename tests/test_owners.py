@@ -260,3 +260,31 @@ def test_clients_that_did_not_ask_get_no_new_frames_unasked(fast_server):
     frames = old.barrier()
     assert [f["type"] for f in frames] == ["notice"]
     assert frames[0]["text"] == "owner invites you to #club."
+
+
+def test_the_console_sets_the_operators_sign_in_and_kill_works_from_a_client(start_server):
+    import subprocess
+
+    from tests.test_console import Answers
+    server = start_server("--rate", "0", "--console", stdin=subprocess.PIPE)
+    console = Answers(server.proc)
+    boss = connect(server.port, "boss", rooms=[])
+    boss.send(type="oper", name="boss", password="hunter22!", ref="o")
+    assert boss.until("error", ref="o")["code"] == "no_oper"
+    boss.send(type="kill", nick="boss", ref="k0")
+    assert boss.until("error", ref="k0")["code"] == "not_oper"
+    console.command("oper-password boss:short")
+    console.until("usage: oper-password")
+    console.command("oper-password boss:hunter22!")
+    console.until("the operator may sign in from a client as boss")
+    boss.send(type="oper", name="boss", password="wrong-one", ref="o1")
+    assert boss.until("error", ref="o1")["code"] == "bad_oper"
+    boss.send(type="oper", name="boss", password="hunter22!", ref="o2")
+    assert boss.until("oper", ref="o2")["name"] == "boss"
+    victim = connect(server.port, "victim", rooms=["general"])
+    boss.send(type="topic", room="general", topic="set by the operator from outside",
+              ref="t")  # an operator of every room, even one it is not in
+    assert boss.until("topic", ref="t")["by"] == "boss"
+    assert victim.until("topic", room="general")["by"] == "boss"
+    boss.send(type="kill", nick="victim", reason="spam", ref="k")
+    assert "spam" in victim.until("kicked")["reason"]
