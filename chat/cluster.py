@@ -638,11 +638,15 @@ class Cluster:
         kind, nick = event.get("k"), event.get("nick", "")
         if kind == "u":
             key = name_key(nick)
+            fresh = key not in self.hub.elsewhere
             self.hub.elsewhere[key] = Elsewhere(nick, key, event.get("o", ""))
+            if fresh:
+                hub.presence(nick, True)
         elif kind == "x":
             gone = self.hub.elsewhere.get(name_key(nick))
             if gone is not None and gone.node == event.get("o"):
                 del self.hub.elsewhere[gone.key]
+                hub.presence(gone.nick, False)
         elif kind == "t":
             room = hub.rooms.get(name_key(event.get("room", "")))
             if room is not None and room.members:
@@ -680,6 +684,9 @@ class Cluster:
             moved = self.hub.elsewhere.pop(name_key(old), None)
             if moved is not None:
                 self.hub.elsewhere[name_key(new)] = Elsewhere(new, name_key(new), moved.node)
+                if name_key(old) != name_key(new):
+                    hub.presence(old, False)
+                    hub.presence(new, True)
             hub.remote_renamed(old, new, event.get("rooms", []), event.get("ts", 0))
 
     # ------------------------------------------------------------ what this node says

@@ -34,8 +34,10 @@ from chat.events import (
     IsonAnswer,
     Message,
     ModeChange,
+    MonitorList,
     OperAnswer,
     Pong,
+    Presence,
     Registered,
     Replay,
     RoomList,
@@ -68,6 +70,7 @@ from chat.protocol import (
     KickOut,
     Kill,
     ModeSet,
+    Monitor,
     Named,
     Nick,
     Nothing,
@@ -566,6 +569,27 @@ def whowas(hub: Hub, peer: Peer, req: Named, ref: str | None) -> None:
     reply(hub, peer, WhowasAnswer(req.nick, hub.whowas(name_key(req.nick))), ref)
 
 
+def monitor(hub: Hub, peer: Peer, req: Monitor, ref: str | None) -> None:
+    """Follow nicknames (IRC's MONITOR): the status of those added (or, with
+    ``status``, of all followed) as `presence`, then the list followed."""
+    if req.clear:
+        hub.follow(peer, list(peer.monitors.values()), False)
+    hub.follow(peer, req.remove, False)
+    hub.follow(peer, req.add, True)
+    asked = list(peer.monitors.values()) if req.status else req.add
+    if asked:
+        online, offline = [], []
+        for nick in asked:
+            key = name_key(nick)
+            who = hub.users.get(key) or hub.elsewhere.get(key)
+            if who is not None and who.nick is not None:
+                online.append(who.nick)
+            else:
+                offline.append(nick)
+        reply(hub, peer, Presence(online, offline), ref)
+    reply(hub, peer, MonitorList(list(peer.monitors.values())), ref)
+
+
 def lusers(hub: Hub, peer: Peer, req: Nothing, ref: str | None) -> None:
     reply(hub, peer, hub.counts(), ref)
 
@@ -843,4 +867,5 @@ HANDLERS: dict[str, Handler] = {
     "tagmsg": tagmsg, "whois": whois, "ison": ison, "away": away,
     "topic": topic, "mode": mode, "kick": kick, "invite": invite, "room_info": room_info,
     "oper": oper, "kill": kill, "wallops": wallops, "whowas": whowas, "lusers": lusers,
+    "monitor": monitor,
 }

@@ -248,6 +248,24 @@ class WhowasAnswer(Event):
 
 
 @dataclass(slots=True, eq=False)
+class Presence(Event):
+    """Followed nicknames (`monitor`) that are online or offline: the status asked
+    for, and each change as it happens."""
+
+    type: ClassVar[str] = "presence"
+    online: list[str]
+    offline: list[str]
+
+
+@dataclass(slots=True, eq=False)
+class MonitorList(Event):
+    """The answer to `monitor`: every nickname this connection follows."""
+
+    type: ClassVar[str] = "monitor"
+    nicks: list[str]
+
+
+@dataclass(slots=True, eq=False)
 class OperAnswer(Event):
     type: ClassVar[str] = "oper"
     name: str

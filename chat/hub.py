@@ -42,6 +42,7 @@ from chat.events import (
     Message,
     Notice,
     Ping,
+    Presence,
     Renamed,
     Replay,
     TagRelay,
@@ -61,7 +62,7 @@ from chat.files import (
 from chat.gate import Gate, ban_sentence
 from chat.model import SNIFF, Elsewhere, Peer, Room, Spans, TokenBucket, share
 from chat.owners import Owners
-from chat.protocol import encode_message, name_key
+from chat.protocol import MAX_MONITOR, encode_message, name_key
 from chat.sequencer import Local, Sequencer
 from chat.store import ACTION, NOTICE, PLAIN, Store
 
@@ -132,6 +133,7 @@ class Hub:
         self.elsewhere: dict[str, Elsewhere] = {}  # users online on other nodes, by key
         self.owners = Owners(self)  # rooms' roles and settings (chat.owners)
         self.most_users = 0  # the most online at once (IRC's LUSERS)
+        self.watchers: dict[str, dict[Peer, None]] = {}  # nick key -> who follows it
         # who held which nickname lately (IRC's WHOWAS): (key, nick, user, realname,
         # host, left ms), the newest last
         self.gone_users: deque[tuple[str, str, str, str, str, int]] = deque(
@@ -417,6 +419,7 @@ class Hub:
         """``peer`` is now the user ``nick`` (its `hello` was accepted)."""
         peer.nick, peer.key, peer.client = nick, key, client
         self.users[key] = peer
+        self.presence(nick, True)
         self.most_users = max(self.most_users, len(self.users) + len(self.elsewhere))
 
     def join(self, peer: Peer, room: Room, ref: str | None) -> None:
@@ -507,6 +510,9 @@ class Hub:
         peer.queue(renamed.answering(ref))
         self.sequencer.renamed(peer, old, old_key)
         self.owners.renamed(peer, old_key)
+        if key != old_key:
+            self.presence(old, False)
+            self.presence(new, True)
 
     # ------------------------------------------------------------ other nodes
 
@@ -541,6 +547,30 @@ class Hub:
         """Hold ``nick`` for ``peer`` on every node (a hello or a rename is handled
         again after ``Later``; ``nick_taken`` when another node holds it)."""
         self.sequencer.claim(peer, key, nick)
+
+    def presence(self, nick: str, online: bool) -> None:
+        """``nick`` came online or went offline: those who follow it are told."""
+        watchers = self.watchers.get(name_key(nick))
+        if watchers:
+            self.deliver()
+            share(watchers, Presence([nick], []) if online else Presence([], [nick]))
+
+    def follow(self, peer: Peer, nicks: list[str], on: bool) -> None:
+        """``peer`` follows ``nicks`` (``on``) or stops; at most MAX_MONITOR."""
+        for nick in nicks:
+            key = name_key(nick)
+            if on:
+                if key not in peer.monitors and len(peer.monitors) >= MAX_MONITOR:
+                    raise ProtocolError("monitor_full", f"You follow {MAX_MONITOR} "
+                                        "nicknames already; drop some first.")
+                peer.monitors[key] = nick
+                self.watchers.setdefault(key, {})[peer] = None
+            elif peer.monitors.pop(key, None) is not None:
+                watchers = self.watchers.get(key)
+                if watchers is not None:
+                    watchers.pop(peer, None)
+                    if not watchers:
+                        del self.watchers[key]
 
     def whowas(self, key: str) -> list[dict[str, Any]]:
         """Who held the nickname ``key`` lately, newest first (at most WHOWAS_ANSWER;
@@ -779,6 +809,7 @@ class Hub:
             assert peer.nick is not None
             self.gone_users.append((peer.key, peer.nick, peer.username or peer.nick,
                                     peer.realname, peer.host, self.now_ms()))
+            self.presence(peer.nick, False)
             self.sequencer.release(peer.key, peer.nick)
             log.info("%s left (%s)", peer.nick, reason)
         self.closing[peer] = None
@@ -815,6 +846,8 @@ class Hub:
 
     def forget(self, peer: Peer) -> None:
         """The server closed the socket: drop every trace of the peer."""
+        if peer.monitors:
+            self.follow(peer, list(peer.monitors.values()), False)
         if self.peers.pop(peer, 0) is None:
             self.gate.closed(peer)
         if peer.transferring:

@@ -44,10 +44,12 @@ from chat.events import (
     Left,
     Message,
     ModeChange,
+    MonitorList,
     Notice,
     OperAnswer,
     Ping,
     Pong,
+    Presence,
     Renamed,
     Replay,
     RoomInfo,
@@ -67,10 +69,12 @@ from chat.protocol import (
     CLOSED,
     MAX_KEY,
     MAX_MODE_CHANGES,
+    MAX_MONITOR,
     MAX_TOPIC,
     NEED_DATA,
     TAG_KEY,
     JsonObject,
+    normal_nick,
     tag_escape,
 )
 from chat.rules import MAX_BANS, flag_string, mode_string, parse_modes
@@ -95,7 +99,7 @@ ISUPPORT = (
     "CHANTYPES=# CASEMAPPING=ascii NICKLEN=24 CHANNELLEN=33 "
     f"TOPICLEN={MAX_TOPIC} KEYLEN={MAX_KEY} KICKLEN={MAX_TOPIC} AWAYLEN=200 "
     f"PREFIX=(ov)@+ CHANMODES=b,k,l,imnst MODES={MAX_MODE_CHANGES} MAXLIST=b:{MAX_BANS}",
-    f"WHOX SAFELIST TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},"
+    f"WHOX MONITOR={MAX_MONITOR} SAFELIST TARGMAX=PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},"
     f"TAGMSG:{MAX_TARGETS},JOIN:,PART:,NAMES:,WHOIS:1 "
     f"CHATHISTORY={HISTORY_MAX} MSGREFTYPES=msgid,timestamp")
 NUMERIC_OF = {  # protocol error codes as IRC numerics (the rest become NOTICEs)
@@ -105,7 +109,7 @@ NUMERIC_OF = {  # protocol error codes as IRC numerics (the rest become NOTICEs)
     "already_registered": "462", "no_such_room": "403", "not_operator": "482",
     "moderated": "404", "banned_from_room": "474", "invite_only": "473",
     "bad_key": "475", "room_full": "471", "ban_list_full": "478", "bad_oper": "464",
-    "no_oper": "491", "not_oper": "481",
+    "no_oper": "491", "not_oper": "481", "monitor_full": "734",
 }
 NO_TARGET = frozenset({"464", "481", "491"})  # numerics with a text and nothing else
 # Errors about a nickname in a channel: "<nick> <channel> :text"
@@ -119,6 +123,7 @@ ENDS = {
     "USERHOST": "ison", "TOPIC": "topic", "MODE": "room_info", "MODESET": "mode",
     "KICK": "left", "INVITE": "invited", "WHOWAS": "whowas", "LUSERS": "lusers",
     "OPER": "oper", "WHOMASK": "who_matches", "KILL": "irc", "WALLOPS": "wallops",
+    "MONITOR": "monitor",
 }
 QUITS = {"quit": "Quit", "disconnected": "Connection closed", "timeout": "Ping timeout",
          "banned": "Banned"}
@@ -634,6 +639,19 @@ class IrcCodec:
         for member in event.members:
             self._who_line(out, "*", member, "", asked.sub if asked is not None else "")
         self._numeric(out, "315", event.mask, "End of /WHO list.")
+
+    def _presence(self, event: Presence, out: list[str], asked: Asked | None) -> None:
+        if event.online:
+            self._numeric(out, "730", ",".join(self._mask(n) for n in event.online))
+        if event.offline:
+            self._numeric(out, "731", ",".join(event.offline))
+
+    def _monitor(self, event: MonitorList, out: list[str], asked: Asked | None) -> None:
+        if asked is None or asked.sub != "L":
+            return  # (the list is the answer to MONITOR L only)
+        for start in range(0, len(event.nicks), 20):
+            self._numeric(out, "732", ",".join(event.nicks[start:start + 20]))
+        self._numeric(out, "733", "End of MONITOR list")
 
     def _wallops(self, event: WallopsLine, out: list[str], asked: Asked | None) -> None:
         out.append(f"{self._tags(event)}:{self._mask(event.nick)} WALLOPS :{event.text}")
@@ -1365,6 +1383,29 @@ class IrcDoor:
         nick = params[0].split(",")[0]
         self._frame(type="whowas", nick=nick,
                     ref=self._ref("WHOWAS", nick, params[1] if len(params) > 1 else ""))
+
+    def _cmd_monitor(self, params: list[str]) -> None:
+        sub = params[0].upper() if params else ""
+        if sub in ("+", "-"):
+            if len(params) < 2:
+                self._numeric("461", "MONITOR", "Not enough parameters")
+                return
+            nicks = [n for n in params[1].split(",") if n]
+            good = [n for n in nicks if normal_nick(n) is not None]
+            for bad in nicks:
+                if normal_nick(bad) is None:
+                    self._numeric("432", bad, "Erroneous nickname")
+            if good:
+                self._frame(type="monitor", ref=self._ref("MONITOR", "*", sub),
+                            **{"add" if sub == "+" else "remove": good[:MAX_MONITOR]})
+        elif sub == "C":
+            self._frame(type="monitor", clear=True, ref=self._ref("MONITOR", "*", "C"))
+        elif sub == "L":
+            self._frame(type="monitor", ref=self._ref("MONITOR", "*", "L"))
+        elif sub == "S":
+            self._frame(type="monitor", status=True, ref=self._ref("MONITOR", "*", "S"))
+        else:
+            self._numeric("461", "MONITOR", "Not enough parameters")
 
     def _cmd_lusers(self, params: list[str]) -> None:
         self._frame(type="lusers", ref=self._ref("LUSERS", "*"))

@@ -421,6 +421,16 @@ class Who:
 
 
 @dataclass(slots=True)
+class Monitor:
+    """`monitor`: follow nicknames coming online and going offline."""
+
+    add: list[str]
+    remove: list[str]
+    clear: bool
+    status: bool
+
+
+@dataclass(slots=True)
 class Oper:
     """`oper`: sign in as the server's operator."""
 
@@ -524,7 +534,7 @@ class Rooms:
 
 Request = (Hello | Send | TagMsg | InRoom | Join | Part | Nick | Named | Away | Ison | Password
            | Nothing | History | Token | Bye | Search | Upload | Chunk | Download | Rooms
-           | TopicSet | ModeSet | KickOut | Invite | Who | Oper | Kill | Wallops)
+           | TopicSet | ModeSet | KickOut | Invite | Who | Oper | Kill | Wallops | Monitor)
 
 
 def _parse_hello(frame: JsonObject, max_text: int) -> Request:
@@ -731,6 +741,24 @@ def _parse_who(frame: JsonObject, max_text: int) -> Request:
     return Who(_room(frame), details)
 
 
+MAX_MONITOR = 100  # nicknames one connection follows (IRC's MONITOR=)
+
+
+def _parse_monitor(frame: JsonObject, max_text: int) -> Request:
+    lists = []
+    for name in ("add", "remove"):
+        raw = _field(frame, name, list, required=False) or []
+        if len(raw) > MAX_MONITOR or not all(isinstance(n, str) for n in raw):
+            raise ProtocolError("bad_field", f"'{name}' is a list of at most "
+                                             f"{MAX_MONITOR} nicknames.")
+        nicks = [normal_nick(n) for n in raw]
+        if None in nicks:
+            raise ProtocolError("bad_nick", "Only nicknames can be followed.")
+        lists.append([n for n in nicks if n is not None])
+    return Monitor(lists[0], lists[1], _field(frame, "clear", bool, required=False) is True,
+                   _field(frame, "status", bool, required=False) is True)
+
+
 def _parse_oper(frame: JsonObject, max_text: int) -> Request:
     return Oper(_field(frame, "name", str, required=True)[:100],
                 _field(frame, "password", str, required=True)[:1000])
@@ -898,6 +926,7 @@ PARSERS: dict[str, Callable[[JsonObject, int], Request]] = {
     "wallops": _parse_wallops,
     "whowas": _parse_whois,
     "lusers": _parse_empty,
+    "monitor": _parse_monitor,  # docs/protocol.md, "Who is online"
 }
 
 

@@ -210,3 +210,26 @@ def test_nicknames_with_irc_special_characters_in_every_door(irc_server):
     refused = connect(irc_server.port)
     refused.send(type="hello", nick="no spaces", proto=1)
     assert refused.error("bad_nick")
+
+
+def test_monitor_tells_when_followed_nicknames_come_and_go(irc_server):
+    ada = IrcWire(irc_server.irc_port)
+    ada.register("ada")
+    ada.send("MONITOR + bob,*!x@y")
+    ada.until("432", "ada", "*!x@y")
+    assert ada.until("731", "ada")[-1] == "bob"
+    bob = plain_connect(irc_server.port, "bob")  # a JSON client: every door counts
+    assert ada.until("730", "ada")[-1] == "bob!bob@lanchat"
+    bob.send(type="nick", nick="bobby", ref="n")
+    bob.until("renamed", ref="n")
+    assert ada.until("731", "ada")[-1] == "bob"
+    ada.send("MONITOR L")
+    assert ada.until("732", "ada")[-1] == "bob"
+    ada.until("733", "ada")
+    watcher = connect(irc_server.port, "watcher", rooms=[])
+    watcher.send(type="monitor", add=["bobby", "nobody"], ref="m")
+    status = watcher.until("presence", ref="m")
+    assert status["online"] == ["bobby"] and status["offline"] == ["nobody"]
+    assert watcher.until("monitor", ref="m")["nicks"] == ["bobby", "nobody"]
+    bob.send(type="bye")
+    assert watcher.until("presence")["offline"] == ["bobby"]
