@@ -1185,5 +1185,17 @@ def test_the_topic_is_shown_edited_in_room_settings_and_a_quiet_room_says_so(
     assert owner.until("mode", room="general", by="pupil")["changes"] == [
         {"mode": "moderated", "on": False}]
     pupil.wait("win.talk.topic_label.cget('text')", lambda t: "Lab 6: threads" in t)
+    owner.send(type="join", room="club", ref="c")
+    owner.until("history_end", ref="c")
+    owner.send(type="mode", room="club", ref="i", changes=[{"mode": "invite_only", "on": True}])
+    owner.until("mode", ref="i")
+    owner.send(type="invite", room="club", nick="pupil", ref="v")
+    owner.until("invited", ref="v")
+    pupil.wait("win.invite_button.winfo_ismapped() and win.invite_button.cget('text')",
+               lambda t: t == "Join club (owner invites you)")
+    pupil.exec("win.invite_button.invoke()")
+    pupil.wait("win.header.cget('text')", lambda t: t == "# club")
+    assert owner.until("joined", room="club")["nick"] == "pupil"
+    pupil.exec("win.switch_event('#general')")
     type_and_send(pupil, "/kick owner")
     pupil.wait("win.view.text()", lambda t: "owner was removed by pupil" in t)
