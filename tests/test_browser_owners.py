@@ -111,3 +111,31 @@ def test_an_invitation_to_an_invite_only_room_is_joined_with_a_click(fast_server
     page.until(lambda: page.find("#title").text == "#group1", what="in the room")
     assert owner.until("joined", room="group1")["nick"] == "guest"
     assert page.console_errors() == []
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_nothing_serious_in_the_owners_view_and_dialogs(fast_server, browsers,
+                                                                    scheme):
+    from tests.test_browser import axe_script
+    script = axe_script()
+    page = browsers()
+    page.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+        "features": [{"name": "prefers-color-scheme", "value": scheme}]})
+    page.join(url(fast_server), "teacher")  # operator of #general
+    student = connect(fast_server.port, "student")
+    page.driver.execute_script("window.lanchat.request({type: 'topic', room: 'general', "
+                               "topic: 'Lab 5: sockets, due Friday'})")
+    page.driver.execute_script("window.lanchat.request({type: 'mode', room: 'general', "
+                               "changes: [{mode: 'voice', on: true, arg: 'student'}]})")
+    student.until("mode", room="general")
+    page.until(lambda: page.find("#topic").text == "Lab 5: sockets, due Friday", what="topic")
+    shown = [page.accessibility(script)]
+    page.find("button[aria-label='Actions for student']").click()
+    page.until(lambda: page.find("#person-dialog").is_displayed(), what="the menu")
+    shown.append(page.accessibility(script))
+    page.driver.execute_script("document.getElementById('person-dialog').close()")
+    page.find("#room-settings-button").click()
+    page.until(lambda: page.find("#room-dialog").is_displayed(), what="the settings")
+    shown.append(page.accessibility(script))
+    serious = [v for found in shown for v in found if v["impact"] in ("serious", "critical")]
+    assert serious == [], serious
