@@ -32,6 +32,7 @@ from chat.events import (
     Event,
     HistoryEnd,
     IsonAnswer,
+    Member,
     Message,
     ModeChange,
     MonitorList,
@@ -414,6 +415,12 @@ def nick(hub: Hub, peer: Peer, req: Nick, ref: str | None) -> None:
 WHO_MATCHES = 200  # users in one `who` answer for a mask (docs/protocol.md)
 
 
+def member_of(who: Peer | Elsewhere) -> Member:
+    nick = who.nick or ""
+    return Member(nick=nick, user=who.username or nick, realname=who.realname,
+                  away=who.away, oper=who.oper, host=who.host)
+
+
 def who_matches(hub: Hub, peer: Peer, mask: str, ref: str | None) -> None:
     """Users matching a nickname mask: those not invisible, or sharing a room with the
     asker; an exact nickname matches whoever holds it. A scan of the users online,
@@ -432,9 +439,7 @@ def who_matches(hub: Hub, peer: Peer, mask: str, ref: str | None) -> None:
                       and (not p.invisible or p is peer or (isinstance(p, Peer)
                            and any(r in peer.rooms for r in p.rooms)))]
         hub.cost += len(hub.users) // 10 + 1
-    members = [{"nick": p.nick, "user": p.username or p.nick, "realname": p.realname,
-                "away": p.away, "oper": p.oper, "host": p.host}
-               for p in candidates[:WHO_MATCHES]]
+    members = [member_of(p) for p in candidates[:WHO_MATCHES]]
     reply(hub, peer, WhoMatches(mask, members, len(candidates) > WHO_MATCHES), ref)
 
 
@@ -451,10 +456,9 @@ def who(hub: Hub, peer: Peer, req: Who, ref: str | None) -> None:
         return
     secret = room.key in hub.owners.secret_rooms
     ops, voiced = hub.owners.roles(room)
-    members = [{"nick": m.nick, "user": m.username or m.nick, "realname": m.realname,
-                "away": m.away, "oper": m.oper, "host": m.host} for m in room.members]
-    members += [{"nick": nick, "user": nick, "realname": "", "away": "", "oper": False,
-                 "host": ""} for nick in room.remote.values()]
+    members = [member_of(m) for m in room.members]
+    members += [Member(nick=nick, user=nick, realname="", away="", oper=False, host="")
+                for nick in room.remote.values()]
     hub.cost += len(members)
     reply(hub, peer, Users(room.name, room.nicks(), ops or None, voiced or None,
                            members, secret), ref)

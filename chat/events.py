@@ -14,9 +14,54 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NotRequired, TypedDict
 
 from chat.protocol import encode, encode_message, with_ref
+
+
+class Change(TypedDict):
+    """One change of a room's roles or settings, as `mode` carries it."""
+
+    mode: str
+    on: bool
+    arg: NotRequired[str]
+
+
+class Member(TypedDict):
+    """A user as `who` with `details` and `who_matches` describe them."""
+
+    nick: str
+    user: str
+    realname: str
+    away: str
+    oper: bool
+    host: str
+
+
+class BanItem(TypedDict):
+    mask: str
+    by: str
+    ts: int
+
+
+class WhowasItem(TypedDict):
+    nick: str
+    user: str
+    realname: str
+    ts: int
+
+
+class Settings(TypedDict):
+    """A room's settings as `room_info` shows them (docs/protocol.md)."""
+
+    moderated: bool
+    topic_lock: bool
+    invite_only: bool
+    no_outside: bool
+    secret: bool
+    key: bool | str  # whether there is one; the key itself to operators
+    limit: int | None
+
 
 # Fields named otherwise in Python (a keyword, a method of Event): their wire names.
 _WIRE_NAMES = {"sender": "from", "peer": "with", "lines_": "lines", "data_": "data"}
@@ -244,7 +289,7 @@ class WhowasAnswer(Event):
 
     type: ClassVar[str] = "whowas"
     nick: str
-    entries: list[dict[str, Any]]
+    entries: list[WhowasItem]
 
 
 @dataclass(slots=True, eq=False)
@@ -313,7 +358,7 @@ class Users(Event):
     users: list[str]
     operators: list[str] | None = None  # *added:* the room's operators among them
     voiced: list[str] | None = None  # *added:* those given voice
-    members: list[dict[str, Any]] | None = None  # *added:* asked with `details`
+    members: list[Member] | None = None  # *added:* asked with `details`
     secret: bool = False  # *added:* the room is secret (left out of `rooms`)
 
 
@@ -324,7 +369,7 @@ class WhoMatches(Event):
 
     type: ClassVar[str] = "who_matches"
     mask: str
-    members: list[dict[str, Any]]
+    members: list[Member]
     more: bool = False
 
 
@@ -357,7 +402,7 @@ class ModeChange(Event):
     type: ClassVar[str] = "mode"
     room: str
     by: str
-    changes: list[dict[str, Any]]
+    changes: list[Change]
     ts: int
 
 
@@ -368,10 +413,9 @@ class RoomInfo(Event):
     type: ClassVar[str] = "room_info"
     room: str
     topic: str
-    settings: dict[str, Any]  # moderated, topic_lock, invite_only, no_outside, secret,
-    #                           key (bool: one is set; the key itself to operators), limit
+    settings: Settings
     created: int
-    bans: list[dict[str, Any]] | None = None  # mask, by, ts
+    bans: list[BanItem] | None = None
     topic_by: str | None = None
     topic_ts: int | None = None
 

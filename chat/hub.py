@@ -49,6 +49,7 @@ from chat.events import (
     Typing,
     UploadReady,
     WallopsLine,
+    WhowasItem,
 )
 from chat.files import (
     PUMP_BYTES,
@@ -572,13 +573,13 @@ class Hub:
                     if not watchers:
                         del self.watchers[key]
 
-    def whowas(self, key: str) -> list[dict[str, Any]]:
+    def whowas(self, key: str) -> list[WhowasItem]:
         """Who held the nickname ``key`` lately, newest first (at most WHOWAS_ANSWER;
         a scan of WHOWAS_KEEP entries at most)."""
         found = []
         for gone_key, nick, user, realname, _host, ts in reversed(self.gone_users):
             if gone_key == key:
-                found.append({"nick": nick, "user": user, "realname": realname, "ts": ts})
+                found.append(WhowasItem(nick=nick, user=user, realname=realname, ts=ts))
                 if len(found) == WHOWAS_ANSWER:
                     break
         return found

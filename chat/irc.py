@@ -25,7 +25,7 @@ import calendar
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from chat.events import (
@@ -540,7 +540,7 @@ class IrcCodec:
             end = asked.sub if asked is not None and asked.sub else room
             self._numeric(out, "366", end, "End of /NAMES list.")
 
-    def _who_line(self, out: list[str], room: str, member: dict[str, Any], mark: str,
+    def _who_line(self, out: list[str], room: str, member: Mapping[str, Any], mark: str,
                   whox: str) -> None:
         """One WHO line: 352, or 354 with the fields WHOX asked for (``%tcuhnfar,T``)."""
         nick = member["nick"]

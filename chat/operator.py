@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 from chat.bans import Ban
 from chat.errors import ProtocolError, StoreError
-from chat.events import Notice, RoomInfo
+from chat.events import Change, Notice, RoomInfo
 from chat.files import Partial
 from chat.gate import when
 from chat.hub import Hub
@@ -70,7 +69,7 @@ class Operator:
         return room
 
     def room_modes(self, room_name: str, changes: list[tuple[str, bool, str | None]]
-                   ) -> list[dict[str, Any]]:
+                   ) -> list[Change]:
         """Change a room's roles and settings, as its operator would (any room)."""
         room = self._room(room_name)
         checked = [_change({"mode": m, "on": on, **({"arg": a} if a is not None else {})})

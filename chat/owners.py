@@ -18,7 +18,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from chat.errors import ProtocolError, StoreError
-from chat.events import Event, Invited, ModeChange, Notice, RoomInfo, Topic
+from chat.events import Change, Event, Invited, ModeChange, Notice, RoomInfo, Topic
 from chat.model import Elsewhere, Peer, Room, share
 from chat.protocol import FLAG_MODES, ROLE_MODES, name_key
 from chat.rules import Rules, mask_of
@@ -181,12 +181,12 @@ class Owners:
             rules.ban_list() if shown else None, rules.topic_by, rules.topic_ts)
 
     def modes(self, by: Peer | None, room: Room, changes: list[tuple[str, bool, str | None]],
-              ref: str | None) -> list[dict[str, Any]]:
+              ref: str | None) -> list[Change]:
         """Apply ``changes`` (each (mode, on, arg)); everyone in the room is told of
         those that changed something. Returns them."""
         self._operator(by, room)
         rules = self.of(room)
-        done: list[dict[str, Any]] = []
+        done: list[Change] = []
         failed: ProtocolError | None = None
         for mode, on, arg in changes:
             try:
@@ -207,7 +207,7 @@ class Owners:
         return done
 
     def _apply(self, by: Peer | None, room: Room, rules: Rules, mode: str, on: bool,
-               arg: str | None) -> dict[str, Any] | None:
+               arg: str | None) -> Change | None:
         now = self.hub.now_ms()
         if mode in ROLE_MODES:
             assert arg is not None
@@ -222,7 +222,7 @@ class Owners:
             else:
                 raise ProtocolError("user_not_in_room", f"{arg} is not in #{room.name}.")
             changed = rules.give(mode, key, nick, host) if on else rules.take(mode, key)
-            return {"mode": mode, "on": on, "arg": nick} if changed else None
+            return Change(mode=mode, on=on, arg=nick) if changed else None
         if mode == "ban":
             assert arg is not None
             mask = mask_of(arg)
@@ -231,24 +231,23 @@ class Owners:
             except OverflowError:
                 raise ProtocolError("ban_list_full", f"#{room.name} has as many bans as it "
                                     "may; lift some first.") from None
-            return {"mode": mode, "on": on, "arg": mask} if changed else None
+            return Change(mode=mode, on=on, arg=mask) if changed else None
         if mode == "key":
             if (rules.key == arg) if on else rules.key is None:
                 return None
             rules.key = arg if on else None
-            return {"mode": mode, "on": on, "arg": arg} if on else {"mode": mode, "on": on}
+            return Change(mode=mode, on=on, arg=arg) if on and arg else Change(mode=mode, on=on)
         if mode == "limit":
             value = int(arg) if on and arg is not None else None
             if rules.limit == value:
                 return None
             rules.limit = value
-            return {"mode": mode, "on": on, "arg": str(value)} if on else \
-                {"mode": mode, "on": on}
+            return Change(mode=mode, on=on, arg=str(value)) if on else Change(mode=mode, on=on)
         assert mode in FLAG_MODES
         if getattr(rules, mode) == on:
             return None
         setattr(rules, mode, on)
-        return {"mode": mode, "on": on}
+        return Change(mode=mode, on=on)
 
     def kick(self, by: Peer | None, room: Room, nick: str, reason: str | None,
              ref: str | None) -> None:

@@ -16,9 +16,11 @@ address the role was given to.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
+from chat.events import BanItem, Change, Settings
 from chat.protocol import FLAG_MODES, name_key
 
 MAX_BANS = 100  # masks per room (IRC's MAXLIST): a ban check stays one regex match
@@ -116,14 +118,15 @@ class Rules:
         when = self.invites.get(key)
         return when is not None and now - when < INVITE_MS
 
-    def settings(self, show_key: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {flag: getattr(self, flag) for flag in sorted(FLAG_MODES)}
-        out["key"] = (self.key if show_key else True) if self.key else False
-        out["limit"] = self.limit
-        return out
+    def settings(self, show_key: bool) -> Settings:
+        return Settings(moderated=self.moderated, topic_lock=self.topic_lock,
+                        invite_only=self.invite_only, no_outside=self.no_outside,
+                        secret=self.secret,
+                        key=(self.key if show_key else True) if self.key else False,
+                        limit=self.limit)
 
-    def ban_list(self) -> list[dict[str, Any]]:
-        return [{"mask": mask, "by": by, "ts": ts} for mask, by, ts in self.bans]
+    def ban_list(self) -> list[BanItem]:
+        return [BanItem(mask=mask, by=by, ts=ts) for mask, by, ts in self.bans]
 
     # ------------------------------------------------------------ changes
 
@@ -255,30 +258,31 @@ def parse_modes(words: list[str]) -> tuple[list[tuple[str, bool, str | None]], l
     return changes, unknown
 
 
-def mode_string(changes: list[dict[str, Any]]) -> str:
+def mode_string(changes: Sequence[Change]) -> str:
     """Changes (as `mode` events carry them) as IRC's ``+mv-t arg arg``."""
     out, args, sign = [], [], ""
     for change in changes:
-        want = "+" if change.get("on") else "-"
+        want = "+" if change["on"] else "-"
         if want != sign:
             out.append(want)
             sign = want
-        out.append(LETTERS.get(change.get("mode", ""), ""))
-        if change.get("arg") is not None:
-            args.append(str(change["arg"]))
+        out.append(LETTERS.get(change["mode"], ""))
+        if "arg" in change:
+            args.append(change["arg"])
     return " ".join(["".join(out), *args])
 
 
-def flag_string(settings: dict[str, Any]) -> str:
+def flag_string(settings: Settings) -> str:
     """A room's settings (``Rules.settings``) as IRC's 324 shows them: ``+imntkl key
     30`` (the key itself only where the settings carry it)."""
     letters = "".join(LETTERS[f] for f in sorted(FLAG_MODES, key=lambda f: LETTERS[f])
-                      if settings.get(f))
+                      if settings[f])  # type: ignore[literal-required]
     args = []
-    if settings.get("key"):
+    key, limit = settings["key"], settings["limit"]
+    if key:
         letters += "k"
-        args.append(settings["key"] if isinstance(settings["key"], str) else "*")
-    if settings.get("limit"):
+        args.append(key if isinstance(key, str) else "*")
+    if limit:
         letters += "l"
-        args.append(str(settings["limit"]))
+        args.append(str(limit))
     return " ".join(["+" + letters, *args])

@@ -68,8 +68,14 @@ class Fake:
     def joined(self, peer, room):
         self.calls.append(("joined", peer.nick, room.name))
 
-    def left(self, peer, room, reason, message):
+    def left(self, peer, room, reason, message, by=None):
         self.calls.append(("left", peer.nick, room.name, reason))
+
+    def rules_changed(self, room, data, event):
+        self.calls.append(("rules", room.name))
+
+    def kick(self, room, nick, by, reason):
+        self.calls.append(("kick", room.name, nick))
 
     def renamed(self, peer, old, old_key):
         self.calls.append(("renamed", old, peer.nick))
