@@ -21,7 +21,7 @@ from chat.errors import ProtocolError, StoreError
 from chat.events import Change, Event, Invited, ModeChange, Notice, RoomInfo, Topic
 from chat.model import Elsewhere, Peer, Room, share
 from chat.protocol import FLAG_MODES, ROLE_MODES, name_key
-from chat.rules import Rules, mask_of
+from chat.rules import Rules, glob_match, mask_of
 
 if TYPE_CHECKING:
     from chat.hub import Hub
@@ -136,9 +136,9 @@ class Owners:
             raise ProtocolError("moderated", f"#{room.name} is quiet for now: only its "
                                 "operators and those they give voice to may speak.")
 
-    def _check_bans(self, room: Room, rules: Rules,
-                    members: Any = None) -> None:
-        """Who among ``members`` (the room's, here) a ban now matches: muted."""
+    def _check_bans(self, room: Room, rules: Rules, members: Any = None) -> None:
+        """Who among ``members`` (the room's, here) a ban now matches: muted. Every
+        mask for each: for one member (a rename), or after a node's rules came."""
         for peer in room.members if members is None else members:
             if peer.key is None or peer.nick is None:
                 continue
@@ -146,6 +146,23 @@ class Owners:
                 rules.muted.add(peer.key)
             else:
                 rules.muted.discard(peer.key)
+
+    def _bans_changed(self, room: Room, rules: Rules, added: list[str],
+                      lifted: bool) -> None:
+        """After bans changed: the members the new masks match are muted (each member
+        against the new masks only), and those muted before are checked again when a
+        ban was lifted. A room of N members costs N matches per new mask."""
+        if lifted and rules.muted:
+            muted = [p for p in room.members if p.key in rules.muted]
+            self._check_bans(room, rules, muted)
+        self.hub.cost += len(room.members) * len(added)  # charged as a broadcast each
+        for mask in added:
+            folded = name_key(mask)
+            for peer in room.members:
+                if peer.key is not None and peer.key not in rules.muted and glob_match(
+                        folded, name_key(f"{peer.nick}!{peer.username or peer.nick}@"
+                                         f"{peer.host}")):
+                    rules.muted.add(peer.key)
 
     def _operator(self, by: Peer | None, room: Room) -> None:
         if not self.is_operator(by, room):
@@ -196,8 +213,10 @@ class Owners:
                 continue
             if change is not None:
                 done.append(change)
-        if any(change["mode"] == "ban" for change in done):
-            self._check_bans(room, rules)  # a bounded walk: MAX_BANS masks per member
+        bans = [change for change in done if change["mode"] == "ban"]
+        if bans:
+            self._bans_changed(room, rules, [c["arg"] for c in bans if c["on"]],
+                               any(not c["on"] for c in bans))
         if done:
             event = ModeChange(room.name, self._by(by), done, self.hub.now_ms())
             self._tell(room, event, by, ref)
@@ -339,13 +358,19 @@ class Owners:
         (an invitation: the invitee, when it is here)."""
         hub = self.hub
         room = hub.room(room_name, name_key(room_name))
+        old = self.rules.get(room.key)
         rules = self.rules[room.key] = Rules.from_json(data)
         try:
             hub.store.put_room_rules(room.key, data)
         except StoreError as exc:
             log.warning("cannot keep the settings of %s: %s", room.name, exc.reason)
-        if rules.bans:
-            self._check_bans(room, rules)
+        before = {name_key(b[0]) for b in old.bans} if old is not None else set()
+        after = {name_key(b[0]) for b in rules.bans}
+        rules.muted = set(old.muted) if old is not None else set()
+        if before != after:  # only what changed is matched again
+            self._bans_changed(room, rules, [b[0] for b in rules.bans
+                                             if name_key(b[0]) not in before],
+                               bool(before - after))
         unbound = False
         for roles in (rules.ops, rules.voices):
             for key, entry in roles.items():
