@@ -173,9 +173,15 @@ def discover(timeout: float) -> int:
         while (left := deadline - time.monotonic()) > 0:
             selector.select(left)
             for found in finder.poll():
-                if found.address not in printed:
+                if found.tls and found.address not in printed:  # at once
                     printed.add(found.address)
                     print(found.line(), flush=True)
+        # Plain servers at the end: one heard before a TLS server of its name (a twin
+        # passing for it) is dropped by then, never printed.
+        for found in finder.poll():
+            if found.address not in printed:
+                printed.add(found.address)
+                print(found.line(), flush=True)
     finder.close()
     if finder.dropped:
         sys.stderr.write(f"{PROG}: {finder.dropped} beacon(s) not listed: more servers "

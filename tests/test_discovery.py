@@ -20,6 +20,7 @@ from chat.discovery import (
     ANSWER_BURST,
     SERVERS_PER_HOST,
     Announcer,
+    Found,
     decode,
     encode,
     parse_beacon,
@@ -239,3 +240,42 @@ def test_forged_and_flooding_beacons_do_not_reach_discover_output(lan, tmp_path)
         forger.terminate()
         forger.wait(30)
         stop(server)
+
+
+def test_discover_prints_a_plain_server_only_at_the_end_so_a_twin_heard_first_is_not_shown(
+        monkeypatch, capsys):
+    """A plain "Room 9" heard before the TLS "Room 9" passes for it until the TLS one is
+    heard: --discover prints TLS servers at once and plain ones only at the end, by
+    which time the Finder has dropped the twin."""
+    import chat.discovery
+    import main
+
+    twin = Found("10.0.0.3", 7003, "Room 9", False, "", 0)
+    real = Found("10.0.0.2", 7070, "Room 9", True, "ABCD " * 15 + "ABCD", 3)
+    other = Found("10.0.0.4", 7070, "Lab", False, "", 1)
+
+    class Heard:
+        """A Finder that hears the twin first, then the real server."""
+
+        def __init__(self) -> None:
+            self.listen = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.listen.bind(("127.0.0.1", 0))
+            self.asker = None
+            self.dropped = 0
+            self.polls = 0
+
+        def poll(self):
+            self.polls += 1
+            if self.polls == 1:
+                return [other, twin]
+            self.dropped = 1
+            return [other, real]  # the twin was dropped when the real one was heard
+
+        def close(self) -> None:
+            self.listen.close()
+
+    monkeypatch.setattr(chat.discovery, "Finder", Heard)
+    assert main.discover(0.3) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert sorted(line.split()[0] for line in out) == ["10.0.0.2:7070", "10.0.0.4:7070"]
+    assert not any(line.startswith("10.0.0.3:") for line in out)
