@@ -155,7 +155,7 @@ def reply(hub: Hub, peer: Peer, event: Event, ref: str | None) -> None:
 def users(hub: Hub, peer: Peer, room: Room, ref: str | None) -> None:
     ops, voiced = hub.owners.roles(room)
     reply(hub, peer, Users(room.name, room.nicks(), ops or None, voiced or None,
-                           secret=room.key in hub.owners.secret_rooms), ref)
+                           secret=hub.owners.secret(room.key)), ref)
 
 
 def answer_budget(hub: Hub, peer: Peer) -> tuple[int, int]:
@@ -449,12 +449,12 @@ def who(hub: Hub, peer: Peer, req: Who, ref: str | None) -> None:
         who_matches(hub, peer, req.mask, ref)
         return
     room = hub.rooms.get(name_key(req.room))
-    if room is None or (room.key in hub.owners.secret_rooms and room.key not in peer.rooms):
+    if room is None or (hub.owners.secret(room.key) and room.key not in peer.rooms):
         raise ProtocolError("not_in_room", f"There is no room named '{req.room}'.")
     if not req.details:
         users(hub, peer, room, ref)
         return
-    secret = room.key in hub.owners.secret_rooms
+    secret = hub.owners.secret(room.key)
     ops, voiced = hub.owners.roles(room)
     members = [member_of(m) for m in room.members]
     members += [Member(nick=nick, user=nick, realname="", away="", oper=False, host="")
@@ -467,10 +467,10 @@ def who(hub: Hub, peer: Peer, req: Who, ref: str | None) -> None:
 def rooms(hub: Hub, peer: Peer, req: Rooms, ref: str | None) -> None:
     after = req.after
     page, more = hub.rooms_page(None if after is None else name_key(after))
-    secret = hub.owners.secret_rooms
+    secret = hub.owners.secret
     reply(hub, peer, RoomList([{"name": r.name, "users": len(r.members) + len(r.remote)}
                                for r in page
-                               if r.key not in secret or r.key in peer.rooms], more), ref)
+                               if not secret(r.key) or r.key in peer.rooms], more), ref)
 
 
 def history(hub: Hub, peer: Peer, req: History, ref: str | None) -> None:
@@ -819,7 +819,7 @@ def existing_room(hub: Hub, peer: Peer, name: str, *, member: bool = False) -> R
     """The room ``name`` (`no_such_room`; a secret one is not shown to others); with
     ``member``, one ``peer`` is in (`not_in_room`), unless it is the server's operator."""
     room = hub.rooms.get(name_key(name))
-    if room is None or (room.key in hub.owners.secret_rooms and room.key not in peer.rooms
+    if room is None or (hub.owners.secret(room.key) and room.key not in peer.rooms
                         and not peer.oper):
         raise ProtocolError("no_such_room", f"There is no room named '{name}'.")
     if member and room.key not in peer.rooms and not peer.oper:

@@ -41,10 +41,10 @@ class Owners:
         except StoreError as exc:
             log.warning("cannot read the rooms' settings: %s", exc.reason)
 
-    @property
-    def secret_rooms(self) -> set[str]:
-        """Keys of the rooms left out of `rooms` for those not in them."""
-        return {key for key, rules in self.rules.items() if rules.secret}
+    def secret(self, key: str) -> bool:
+        """Whether the room ``key`` is left out of `rooms` for those not in it."""
+        rules = self.rules.get(key)
+        return rules is not None and rules.secret
 
     def open_to(self, name: str) -> Room | None:
         """The room ``name`` when it takes messages from people not in it (IRC's -n)."""
