@@ -43,7 +43,7 @@ class LanchatAccounts(BaseServicesController):  # type: ignore[misc]
 
     def registerUser(self, case: Any, username: str, password: str | None = None) -> None:
         server = self.server_controller
-        with socket.create_connection((server.hostname, server.json_port), 10) as sock:
+        with socket.create_connection(("127.0.0.1", server.json_port), 10) as sock:
             reader = sock.makefile("rb")
 
             def ask(frame: dict[str, Any], answer: str) -> None:
@@ -80,7 +80,9 @@ class LanchatController(BaseServerController, DirectoryBasedController):  # type
         self.hostname, self.port, self.password = hostname, port, password
         _, self.json_port = self.get_hostname_and_port()
         command = [PYTHON, str(MAIN), "--server", "--headless",
-                   "--host", hostname, "--port", str(self.json_port),
+                   # loopback only, whatever irctest picked (it binds "" to find a
+                   # port, and says 0.0.0.0): no beacons, nothing on the network
+                   "--host", "127.0.0.1", "--no-announce", "--port", str(self.json_port),
                    "--irc-port", str(port), "--db", str(self.directory / "chat.db"),
                    "--rate", "0", "--name", "My.Little.Server", "--quiet",
                    "--oper", "operuser:operpassword"]

@@ -74,8 +74,11 @@ def page_shots(out: Path) -> None:
         try:
             port = int(proc.stdout.readline().rsplit(":", 1)[1])
             url = f"http://127.0.0.1:{port}/"
-            maria = connect(port, "maria", rooms=["general", "lab"])
+            maria = connect(port, "maria", rooms=["general", "lab"])  # general's operator
+            maria.send(type="topic", room="general", topic="Today: sockets. Lab 5 is due Friday.")
             tom = connect(port, "tom")
+            maria.send(type="mode", room="general",
+                       changes=[{"mode": "voice", "on": True, "arg": "tom"}])
             maria.send(type="send", room="general", text="Morning all! Slides: https://example.org/slides")
             tom.send(type="send", room="general", text="thanks maria")
             desk = Browser(1280, 800)
@@ -149,8 +152,11 @@ def main() -> int:
                             "--tls", env=env)
             opened.append(server)
             port = int(server.wait_line("listening on ").rsplit(":", 1)[1])
-            maria = connect(port, "maria", rooms=["general", "lab"], tls=True)
+            maria = connect(port, "maria", rooms=["general", "lab"], tls=True)  # its operator
+            maria.send(type="topic", room="general", topic="Today: sockets. Lab 5 is due Friday.")
             tom = connect(port, "tom", tls=True)
+            maria.send(type="mode", room="general",
+                       changes=[{"mode": "voice", "on": True, "arg": "tom"}])
             maria.send(type="send", room="general", text="Morning all! Slides are on the share.")
             tom.send(type="send", room="general", text="thanks maria")
             alice = Window("client", "--host", "127.0.0.1", "--port", str(port), "--nick", "alice",
