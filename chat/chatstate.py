@@ -63,6 +63,7 @@ class Conversation:
     topic_by: str = ""
     settings: dict = field(default_factory=dict)
     bans: list = field(default_factory=list)
+    settled: bool = False  # its join's answer is over (history_end): changes are live
 
     @property
     def label(self) -> str:
@@ -216,6 +217,7 @@ class ChatState:
 
     def _on_history_end(self, frame: dict[str, Any]) -> None:
         conv = self.conversation(frame["room"])
+        conv.settled = True
         held = self._held.pop(name_key(frame["room"]), [])
         lines = [self._line_for(f) for f in held]
         lines = [ln for ln in lines if ln.id not in conv.ids]
@@ -253,6 +255,7 @@ class ChatState:
     def _on_joined(self, frame: dict[str, Any]) -> None:
         conv = self.conversation(frame["room"])
         if name_key(frame["nick"]) == name_key(self.nick):
+            conv.settled = False  # the topic that comes with the join is not news
             if not conv.joined:
                 conv.joined = True
                 self.list_changed = True
@@ -356,8 +359,7 @@ class ChatState:
             return
         if frame.get("ref") == TOPIC_REF:
             self.note(f"Topic of {conv.name}: {frame.get('topic') or '(none)'}")
-        elif conv.topic != frame.get("topic", "") and frame.get("ts") and conv.joined \
-                and frame.get("ref") is None:
+        elif conv.topic != frame.get("topic", "") and frame.get("ts") and conv.settled:
             by, topic = frame.get("by", ""), frame.get("topic", "")
             self._add(conv, Line("system", f"{by} set the topic: {topic}" if topic
                                  else f"{by} cleared the topic", frame.get("ts", 0)))

@@ -159,3 +159,23 @@ def test_a_refused_older_page_may_be_asked_again():
     conv.loading = True
     st.apply({"type": "error", "code": "bad_field", "message": "x", "ref": "other"})
     assert conv.loading is True
+
+
+def test_the_topic_of_a_room_joined_is_shown_not_told_and_a_change_is_told():
+    state = ChatState()
+    state.apply({"type": "welcome", "nick": "ann", "server": "s", "motd": "", "limits": {}})
+    state.apply({"type": "joined", "room": "lab", "nick": "ann", "ts": 1})
+    state.apply({"type": "topic", "room": "lab", "topic": "Lab 5", "by": "ms_lee", "ts": 1})
+    state.apply({"type": "users", "room": "lab", "users": ["ann", "ms_lee"],
+                 "operators": ["ms_lee"]})
+    state.apply({"type": "history_end", "room": "lab"})
+    conv = state.conversations["#lab"]
+    assert conv.topic == "Lab 5" and conv.operators == ["ms_lee"]
+    assert not any("set the topic" in line.text for line in conv.lines)
+    state.apply({"type": "topic", "room": "lab", "topic": "Lab 6", "by": "ms_lee", "ts": 2})
+    state.apply({"type": "mode", "room": "lab", "by": "ms_lee", "ts": 3,
+                 "changes": [{"mode": "moderated", "on": True}]})
+    texts = [line.text for line in conv.lines]
+    assert "ms_lee set the topic: Lab 6" in texts
+    assert "ms_lee made the room quiet: only operators and voiced people speak" in texts
+    assert "quiet" in state.muted(conv) and not state.is_operator(conv)
