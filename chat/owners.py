@@ -110,8 +110,10 @@ class Owners:
         that has no operator with an account becomes its operator."""
         assert peer.key is not None and peer.nick is not None
         rules = self.rules.get(room.key)
-        if rules is not None and rules.invites.pop(peer.key, None) is not None:
-            self._changed(room, rules)
+        if rules is not None:
+            rules.muted.discard(peer.key)  # (it passed `admit`: no ban matches it now)
+            if rules.invites.pop(peer.key, None) is not None:
+                self._changed(room, rules)
         if len(room.members) > 1 or room.remote:
             return
         if rules is not None and any(self.hub.gate.has_account(k) for k in rules.ops):

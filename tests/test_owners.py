@@ -288,3 +288,20 @@ def test_the_console_sets_the_operators_sign_in_and_kill_works_from_a_client(sta
     assert victim.until("topic", room="general")["by"] == "boss"
     boss.send(type="kill", nick="victim", reason="spam", ref="k")
     assert "spam" in victim.until("kicked")["reason"]
+
+
+def test_a_member_muted_by_a_ban_speaks_again_after_the_ban_is_lifted_and_it_rejoins(
+        fast_server):
+    teacher = connect(fast_server.port, "teacher", rooms=[])
+    join(teacher, "lab")
+    kid = connect(fast_server.port, "kid", rooms=[])
+    join(kid, "lab")
+    change(teacher, "lab", ("ban", True, "kid"))
+    teacher.until("mode", ref="m")
+    kid.send(type="part", room="lab", ref="p")
+    kid.until("left", ref="p")
+    change(teacher, "lab", ("ban", False, "kid"))  # lifted while it is out
+    teacher.until("mode", ref="m")
+    join(kid, "lab")
+    kid.send(type="send", room="lab", text="back, and sorry", ref="s")
+    assert kid.until("message", ref="s")["text"] == "back, and sorry"
