@@ -139,3 +139,20 @@ def test_axe_finds_nothing_serious_in_the_owners_view_and_dialogs(fast_server, b
     shown.append(page.accessibility(script))
     serious = [v for found in shown for v in found if v["impact"] in ("serious", "critical")]
     assert serious == [], serious
+
+
+def test_a_topic_set_from_irc_shows_under_the_pages_title(start_server, browsers):
+    from tests.ircwire import IrcWire
+    server = start_server("--rate", "0", "--irc-port", "0")
+    irc_port = int(server.proc.stdout.readline().rsplit(":", 1)[1])
+    teacher = IrcWire(irc_port)
+    teacher.register("teacher")
+    teacher.send("JOIN #general")  # the first one in: its operator
+    teacher.until("366", "teacher", "#general")
+    page = browsers()
+    page.join(url(server), "pupil")
+    teacher.send("TOPIC #general :Lab 5: sockets, due Friday")
+    page.until(lambda: page.find("#topic").text == "Lab 5: sockets, due Friday",
+               what="the topic from IRC")
+    page.until(lambda: any("teacher set the topic: Lab 5" in line for line in page.lines()),
+               what="the change in the log")

@@ -1199,3 +1199,28 @@ def test_the_topic_is_shown_edited_in_room_settings_and_a_quiet_room_says_so(
     pupil.exec("win.switch_event('#general')")
     type_and_send(pupil, "/kick owner")
     pupil.wait("win.view.text()", lambda t: "owner was removed by pupil" in t)
+
+
+def test_irc_and_the_window_share_a_rooms_topic_and_bans(open_window, start_server):
+    """A topic set from IRC shows in the window; a room ban set in the window keeps
+    an IRC user out of the room."""
+    from tests.ircwire import IrcWire
+    server = start_server("--rate", "0", "--irc-port", "0")
+    irc_port = int(server.proc.stdout.readline().rsplit(":", 1)[1])
+    teacher = client_window(open_window, server.port, "teacher")  # first in #general
+    teacher.wait("win.users.rows()", lambda r: r == ["@teacher (you)"])
+    ta = IrcWire(irc_port)
+    ta.register("ta")
+    ta.send("JOIN #general")
+    ta.until("366", "ta", "#general")
+    type_and_send(teacher, "/op ta")
+    ta.until("MODE", "#general")
+    ta.send("TOPIC #general :Lab 5: sockets")
+    teacher.wait("win.talk.topic_label.cget('text')",
+                 lambda t: t == "Topic: Lab 5: sockets  (set by ta)")
+    type_and_send(teacher, "/ban spam|bot")
+    teacher.wait("win.view.text()", lambda t: "teacher banned spam|bot!*@* from the room" in t)
+    bot = IrcWire(irc_port)
+    bot.register("spam|bot")
+    bot.send("JOIN #general")
+    bot.until("474", "spam|bot", "#general")
