@@ -8,9 +8,10 @@ Each server is a node. What must be one across nodes lives in Redis:
   is ``<last id>-<n>``, between the messages it came between.
 * ``lanchat:nicks``: nickname key -> "node\\tnick", the one holder of each nickname.
 * ``lanchat:members``: "room key\\nnick key" -> [room, nick, node], who is where.
-* ``lanchat:nodes``: node -> what the server window shows of it; ``lanchat:hb:<node>``
-  is its heartbeat (expires 3 s after the last beat); ``lanchat:own:<node>`` lists
-  what it holds, so that whoever finds it dead takes it all back in one script.
+* ``lanchat:nodes``: node -> what the server window shows of it; ``lanchat:beats``:
+  node -> its last heartbeat on Redis's clock (``lanchat:clock`` says when Redis last
+  went unbeaten: see CLOCK); ``lanchat:own:<node>`` lists what it holds, so that
+  whoever finds it dead takes it all back in one script.
 
 Every write is one Lua script, so Redis runs it whole and alone: two nodes that race
 for a nickname or post at once are put in an order by Redis, and everyone reads that
@@ -26,6 +27,14 @@ The node talks to Redis over connections driven by the server's selectors loop
 (Redis blocks, our socket does not), and ``bulk`` for files copied between nodes
 (``lanchat:file:<sha256>`` says which nodes keep a file; its chunks travel in the
 list ``lanchat:fx:<node>:<sha256>``), so megabytes never queue before a message.
+
+A cluster heals from any pause (README, "When things fail"): every Redis request has a
+deadline (chat.resp), so a hung Redis is told at once (``store_failed``); a node is
+taken for dead only on Redis's clock, after Redis has been running long enough for it
+to beat; a node that finds itself taken for dead claims its users again (a user whose
+nickname went to someone else meanwhile is told ``nick_taken`` and closed), hands back
+what it no longer holds, and reads who is where again; leaves made while Redis was
+away are told, in order, when it is back.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import logging
 import os
 import secrets
 import selectors
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -45,11 +55,21 @@ from typing import TYPE_CHECKING, Any
 from chat.accounts import Account
 from chat.bans import Ban
 from chat.errors import Later, ProtocolError, StoreError
-from chat.events import Event, Message, Typing
+from chat.events import Event, Joined, Left, Message, Typing
 from chat.files import Download, Upload
 from chat.model import Elsewhere, Peer, Room
 from chat.protocol import name_key
-from chat.resp import Lost, Redis, credentials, is_error, parse_url, resolve, shown_url
+from chat.resp import (
+    HELD_GAP_S,
+    REQUEST_TIMEOUT_S,
+    Lost,
+    Redis,
+    credentials,
+    is_error,
+    parse_url,
+    resolve,
+    shown_url,
+)
 from chat.store import ACTION, NOTICE, PLAIN
 
 if TYPE_CHECKING:
@@ -61,8 +81,16 @@ SEQ, LOG, NICKS, MEMBERS, NODES = ("lanchat:seq", "lanchat:log", "lanchat:nicks"
                                    "lanchat:members", "lanchat:nodes")
 ACCOUNTS, BANS = "lanchat:accounts", "lanchat:bans"  # nick key / "kind\nkey" -> JSON
 ROOMS = "lanchat:rooms"  # room key -> its roles and settings (chat.rules, JSON)
+BEATS, CLOCK_KEY = "lanchat:beats", "lanchat:clock"  # heartbeats on Redis's clock
+WHO_IS_WHERE = frozenset("uxjlr")  # the kinds of change a view (VIEW) holds
 BEAT_S = 1.0  # how often a node says it lives
 DEAD_AFTER_MS = 3000  # a node silent this long is dead: what it held is taken back
+GAP_MS = 2000  # no node beat for this long: Redis (or everyone) was held; nobody is
+#               taken for dead until all have had DEAD_AFTER_MS to beat again
+POST_FENCE_S = 1.5  # a message Redis runs later than this after it was sent is refused
+#                     (the node gives up at 2 s: chat.resp's REQUEST_TIMEOUT_S)
+REVIEW_S = 60.0  # who is where is read again from Redis this often (and after a gap)
+BACKLOG = 10_000  # leaves kept while Redis is away, told in order when it is back
 MAX_LOG = 1_000_000  # the stream keeps about this many entries (a node further behind
 #                      than that cannot catch up from it; it logs so)
 READ_COUNT = 2000  # entries per XREAD
@@ -77,64 +105,109 @@ UNAVAILABLE = ("The chat's shared store (Redis) cannot be reached; your message 
                "not sent. Try again in a moment.")
 
 # Each script is run whole by Redis, alone: the ordering argument rests on that.
-POST = """
+#
+# Who lives is judged on Redis's clock (TIME), never on a node's: a node beats into
+# lanchat:beats (its last beat, in Redis's milliseconds); lanchat:clock holds `last`
+# (the latest beat of any node) and `calm` (when Redis last saw nobody beat for
+# GAP_MS: Redis itself was stopped, or every node was). A node is dead when it has not
+# beaten for DEAD_MS *and* Redis has been beaten to for DEAD_MS: after a pause of
+# Redis every heartbeat looks old, and everyone gets DEAD_MS to beat again.
+CLOCK = """
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function alive(node, now)
+  local beat = tonumber(redis.call('HGET', 'lanchat:beats', node) or '-1')
+  if beat < 0 then return false end
+  if now - beat <= DEAD_MS then return true end
+  return now - tonumber(redis.call('HGET', 'lanchat:clock', 'calm') or '0') <= DEAD_MS
+end
+"""
+# A message: refused when Redis runs it after the node stopped waiting for the answer
+# (ARGV[5], Redis's milliseconds: the sender was told it was not sent, and it is not)
+# or when its sender does not hold its nickname (ARGV[3] -> ARGV[4]: its node was taken
+# for dead meanwhile, or someone else has it now).
+POST = CLOCK + """
+if ARGV[5] ~= '0' and clock() > tonumber(ARGV[5]) then
+  return redis.error_reply('LATE answered after the node gave up')
+end
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[3], ARGV[3]) ~= ARGV[4] then
+  return redis.error_reply('UNHELD the sender does not hold its nickname')
+end
 local id = redis.call('INCR', KEYS[1])
 if id >= 9007199254740992 then return redis.error_reply('ERR ids exhausted') end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id .. '-0', 'e', ARGV[1])
 return id
 """
+# A change of who is where: only from the holder of the nickname it is about (ARGV[3]
+# -> ARGV[4], '' for none); a membership is dropped only by the node that holds it.
 EVENT = """
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[5], ARGV[3]) ~= ARGV[4] then return 0 end
 local seq = redis.call('GET', KEYS[1]) or '0'
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-*', 'e', ARGV[1])
-for i = 3, #ARGV, 3 do
+local mine = '"' .. ARGV[5] .. '"]'
+for i = 6, #ARGV, 3 do
   if ARGV[i] == 's' then
     redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2])
     redis.call('SADD', KEYS[4], 'm\\n' .. ARGV[i + 1])
   else
-    redis.call('HDEL', KEYS[3], ARGV[i + 1])
+    local value = redis.call('HGET', KEYS[3], ARGV[i + 1])
+    if value and string.sub(value, -#mine) == mine then
+      redis.call('HDEL', KEYS[3], ARGV[i + 1])
+    end
     redis.call('SREM', KEYS[4], 'm\\n' .. ARGV[i + 1])
   end
 end
 return 1
 """
-# Take back what a dead node held (its nicknames and memberships), each told in the
-# stream; shared by REAP and CLAIM (a nickname of a dead node is taken over at once).
+# Take back what a node held (its nicknames and memberships), each told in the
+# stream; shared by REAP, CLAIM (a nickname of a dead node is taken over at once) and
+# RECONCILE (a node hands back what it no longer holds).
 REAP_NODE = """
+local function drop_item(node, item, maxlen, seq)
+  local kind, field = string.sub(item, 1, 1), string.sub(item, 3)
+  if kind == 'n' then
+    local holder = redis.call('HGET', 'lanchat:nicks', field)
+    if holder and string.match(holder, '^[^\\t]*') == node then
+      redis.call('HDEL', 'lanchat:nicks', field)
+      redis.call('XADD', 'lanchat:log', 'MAXLEN', '~', maxlen, seq .. '-*', 'e',
+                 cjson.encode({k = 'x', nick = string.match(holder, '\\t(.*)$'), o = node}))
+    end
+  else
+    local value = redis.call('HGET', 'lanchat:members', field)
+    if value then
+      local member = cjson.decode(value)
+      if member[3] == node then
+        redis.call('HDEL', 'lanchat:members', field)
+        redis.call('XADD', 'lanchat:log', 'MAXLEN', '~', maxlen, seq .. '-*', 'e',
+                   cjson.encode({k = 'l', room = member[1], nick = member[2], o = node,
+                                 reason = 'disconnected'}))
+      end
+    end
+  end
+end
 local function reap_node(node, maxlen)
   local seq = redis.call('GET', 'lanchat:seq') or '0'
   local own = 'lanchat:own:' .. node
   for _, item in ipairs(redis.call('SMEMBERS', own)) do
-    local kind, field = string.sub(item, 1, 1), string.sub(item, 3)
-    if kind == 'n' then
-      local holder = redis.call('HGET', 'lanchat:nicks', field)
-      if holder and string.match(holder, '^[^\\t]*') == node then
-        redis.call('HDEL', 'lanchat:nicks', field)
-        redis.call('XADD', 'lanchat:log', 'MAXLEN', '~', maxlen, seq .. '-*', 'e',
-                   cjson.encode({k = 'x', nick = string.match(holder, '\\t(.*)$'), o = node}))
-      end
-    else
-      local value = redis.call('HGET', 'lanchat:members', field)
-      if value then
-        local member = cjson.decode(value)
-        if member[3] == node then
-          redis.call('HDEL', 'lanchat:members', field)
-          redis.call('XADD', 'lanchat:log', 'MAXLEN', '~', maxlen, seq .. '-*', 'e',
-                     cjson.encode({k = 'l', room = member[1], nick = member[2], o = node,
-                                   reason = 'disconnected'}))
-        end
-      end
-    end
+    drop_item(node, item, maxlen, seq)
   end
   redis.call('DEL', own)
   redis.call('HDEL', 'lanchat:nodes', node)
+  redis.call('HDEL', 'lanchat:beats', node)
 end
 """
-CLAIM = REAP_NODE + """
+# -1: this node was taken for dead and has not beaten since (it registers first);
+# 0: a live node holds the nickname; else the stream id of the claim.
+CLAIM = CLOCK + REAP_NODE + """
+local now = clock()
+if redis.call('HEXISTS', 'lanchat:beats', ARGV[2]) == 0 then return -1 end
 local holder = redis.call('HGET', KEYS[1], ARGV[1])
 if holder then
   local node = string.match(holder, '^[^\\t]*')
   if node ~= ARGV[2] then
-    if redis.call('EXISTS', 'lanchat:hb:' .. node) == 1 then return 0 end
+    if alive(node, now) then return 0 end
     reap_node(node, ARGV[5])  -- its holder's node is dead: everything it held goes
   end
 end
@@ -153,17 +226,48 @@ end
 redis.call('SREM', KEYS[2], 'n\\n' .. ARGV[1])
 return 1
 """
+# A node's heartbeat (ARGV[3] '1': it registered on this connection already; if it is
+# gone from lanchat:beats, it was taken for dead: {0, now} and nothing is written, and
+# the node claims its users again). Otherwise {1, now}.
+BEAT = CLOCK + """
+local now = clock()
+if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {0, now} end
+local last = tonumber(redis.call('HGET', KEYS[3], 'last') or '0')
+if now - last > GAP_MS then redis.call('HSET', KEYS[3], 'calm', now) end
+redis.call('HSET', KEYS[3], 'last', now)
+redis.call('HSET', KEYS[1], ARGV[1], now)
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return {1, now}
+"""
 # Every node, every second: the dead nodes' holdings go (ARGV[2]: a node to end even
-# though it beats, when it shuts down).
-REAP = REAP_NODE + """
+# though it beats, when it shuts down; ARGV[3]: the node asking, never taken for dead).
+REAP = CLOCK + REAP_NODE + """
+local now = clock()
 local reaped = {}
 for _, node in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if node == ARGV[2] or redis.call('EXISTS', 'lanchat:hb:' .. node) == 0 then
+  if node == ARGV[2] or (node ~= ARGV[3] and not alive(node, now)) then
     reap_node(node, ARGV[1])
     table.insert(reaped, node)
   end
 end
 return reaped
+"""
+# After a gap: a node hands back whatever Redis says it holds that it no longer does
+# (ARGV[3..]: what it holds now, as lanchat:own:<node> lists it).
+RECONCILE = REAP_NODE + """
+local keep = {}
+for i = 3, #ARGV do keep[ARGV[i]] = true end
+local seq = redis.call('GET', 'lanchat:seq') or '0'
+local own = 'lanchat:own:' .. ARGV[1]
+local dropped = 0
+for _, item in ipairs(redis.call('SMEMBERS', own)) do
+  if not keep[item] then
+    drop_item(ARGV[1], item, ARGV[2], seq)
+    redis.call('SREM', own, item)
+    dropped = dropped + 1
+  end
+end
+return dropped
 """
 # An account or a ban stored by a node: kept for nodes to come, told to those running
 # (ARGV[3]: the field, ARGV[4]: its JSON, "" to drop it).
@@ -200,8 +304,19 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), id,
         redis.call('HGETALL', KEYS[4]), redis.call('HGETALL', KEYS[5]),
         redis.call('HGETALL', KEYS[6])}
 """
-SCRIPTS = {"post": POST, "event": EVENT, "claim": CLAIM, "release": RELEASE,
-           "reap": REAP, "seed": SEED, "snapshot": SNAPSHOT, "share": SHARE}
+# Who is where, again (after a gap, and once a minute): a node rebuilds its view of
+# the others from it; stream entries up to its last are in it.
+VIEW = """
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+local id = '0-0'
+if #last > 0 then id = last[1][1] end
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), id}
+"""
+SCRIPTS = {name: text.replace("DEAD_MS", str(DEAD_AFTER_MS)).replace("GAP_MS", str(GAP_MS))
+           for name, text in {"post": POST, "event": EVENT, "claim": CLAIM,
+                              "release": RELEASE, "beat": BEAT, "reap": REAP,
+                              "reconcile": RECONCILE, "seed": SEED, "snapshot": SNAPSHOT,
+                              "view": VIEW, "share": SHARE}.items()}
 
 
 def _sha(script: str) -> str:
@@ -279,12 +394,23 @@ class Cluster:
         # Files between nodes go over a connection of their own, so that megabytes
         # on their way never stand in line before a message.
         self.bulk = Redis(selector, clock, address, db, f"lanchat-{self.node}-files",
-                          lambda: None, lambda why: None, auth)
+                          lambda: None, lambda why: None, auth, timeout=FETCH_TIMEOUT_S)
         hub.gate.shared = self.shared  # accounts and bans stored here go to every node
         self.seeded = False  # the id sequence is past this node's copy
         self.following = False  # the stream is being read
         self.position = "0-0"  # the last stream entry applied
         self.settled = "0-0"  # entries up to here are before the snapshot: messages only
+        self.viewed = "0-0"  # who-is-where entries up to here are in the last view
+        self.viewing = False  # a VIEW is on its way
+        self._next_review = 0.0
+        self.registered = False  # this node beat on the current connection
+        self.offset: float | None = None  # Redis's clock minus ours, in seconds
+        self.reconciling = 0  # answers of a resync still to come
+        self.calm_until = 0.0  # after a gap, others may still be claiming their users
+        self.gap = False  # Redis was away, or this node was taken for dead
+        self.backlog: deque[list[Any]] = deque(maxlen=BACKLOG)  # EVENT arguments
+        self.quiet_refusals = 0  # messages refused as too late or not held (logged once)
+        self._ticked = clock()
         self.nodes: dict[str, dict[str, Any]] = {}  # node -> its description
         # peer -> (nick key, "wait", "ok STREAM-ID", "taken" or "failed")
         self.claims: dict[Peer, tuple[str, str]] = {}
@@ -315,6 +441,23 @@ class Cluster:
         """New messages, nicknames and changes can be written now."""
         return self.cmd.ready and self.seeded
 
+    @property
+    def converging(self) -> bool:
+        """This node's view of who is where may still change without anyone joining
+        or leaving: it (or Redis) was away, and it, or the others, are claiming their
+        users again (a few seconds)."""
+        return (not self.up or not self.following or self.reconciling > 0
+                or self.viewing or self.clock() < self.calm_until)
+
+    @property
+    def state(self) -> str:
+        """One line for the console's and the window's node list."""
+        if self.problem:
+            return f"not storing: Redis unreachable ({self.problem})"
+        if self.converging:
+            return "converging: reading who is where again after a gap"
+        return "Redis up"
+
     def addresses(self) -> list[str]:
         """Where the other live nodes are reached (a welcome's `nodes`)."""
         return sorted(str(info["address"]) for node, info in self.nodes.items()
@@ -335,14 +478,19 @@ class Cluster:
     # ------------------------------------------------------------ the loop's side
 
     def tick(self) -> None:
+        now = self.clock()
+        if now - self._ticked > HELD_GAP_S:  # this process was held: taken for dead?
+            self._next_beat = 0.0  # ask at once
+        self._ticked = now
         for conn in (self.cmd, self.feed):
             conn.tick()
-        now = self.clock()
         if self.following and not self.reading and now >= self.resume_at:
             self._read()
         if self.up and now >= self._next_beat:
             self._next_beat = now + BEAT_S
             self._beat()
+        if self.following and now >= self._next_review:
+            self._review()
         if self.fetches or self.pushes:
             self._move_files(now)
 
@@ -354,15 +502,36 @@ class Cluster:
                 conn.flush()
 
     def _beat(self) -> None:
+        """Say this node lives (on Redis's clock); learn whether it was taken for
+        dead meanwhile, the clocks' offset, the other nodes; take back what dead
+        nodes held."""
         info = {**self.describe(), "users": len(self.hub.users)}
-        self.cmd.call("SET", f"lanchat:hb:{self.node}", "1", "PX", DEAD_AFTER_MS)
-        self.cmd.call("HSET", NODES, self.node, json.dumps(info))
+        known = "1" if self.registered else "0"
+        self.registered = True
+        self._call("beat", [BEATS, NODES, CLOCK_KEY], [self.node, json.dumps(info), known],
+                   reply=partial(self._beaten, self.clock()))
         self.cmd.call("HGETALL", NODES, reply=self._nodes)
-        # Back from an outage, every heartbeat may have lapsed meanwhile: the others get
-        # a beat's time to say they live before anyone is taken for dead.
+        # Back from an outage, the others get a beat's time to say they live before
+        # anyone is taken for dead (Redis judges it on its clock as well: CLOCK).
         if self.clock() - self.seeded_at > DEAD_AFTER_MS / 1000 + BEAT_S:
-            self._call("reap", [NODES, NICKS, MEMBERS, SEQ, LOG], [MAX_LOG, ""],
+            self._call("reap", [NODES, NICKS, MEMBERS, SEQ, LOG], [MAX_LOG, "", self.node],
                        reply=self._reaped)
+
+    def _beaten(self, sent: float, reply: Any) -> None:
+        if is_error(reply):
+            self._checked("a heartbeat", reply)
+            return
+        alive, redis_ms = int(reply[0]), int(reply[1])
+        now = self.clock()
+        if now - sent < 0.2:  # a prompt answer: Redis's clock is known to 0.1 s
+            self.offset = redis_ms / 1000 - (sent + now) / 2
+        if not alive and self.up:
+            log.warning("cluster: this node was taken for dead by the others (it did not "
+                        "beat for %d s: held, suspended or cut off); claiming its users "
+                        "again", DEAD_AFTER_MS // 1000)
+            self.gap = True
+            self._resync()
+            self._review()
 
     def _nodes(self, reply: Any) -> None:
         if is_error(reply):
@@ -383,8 +552,8 @@ class Cluster:
     def close(self) -> None:
         """Shutdown: hand back everything this node holds (best effort, no wait)."""
         if self.cmd.ready:
-            self.cmd.call("DEL", f"lanchat:hb:{self.node}")
-            self._call("reap", [NODES, NICKS, MEMBERS, SEQ, LOG], [MAX_LOG, self.node])
+            self._call("reap", [NODES, NICKS, MEMBERS, SEQ, LOG],
+                       [MAX_LOG, self.node, self.node])
             self.cmd.flush()
         for conn in (self.cmd, self.feed, self.bulk):
             conn.close()
@@ -408,22 +577,51 @@ class Cluster:
             self._working_again()
 
     def _resync(self) -> None:
-        """After Redis was away: say again what this node holds (nicknames, rooms)."""
+        """After a gap (Redis away, or this node taken for dead): register, tell the
+        leaves made meanwhile in order, claim every user's nickname and rooms again,
+        and hand back whatever Redis says this node holds that it no longer does. One
+        pipeline: nothing else this node says comes between."""
         hub = self.hub
+        self.registered = False
         self._beat()
+        backlog, self.backlog = self.backlog, deque(maxlen=BACKLOG)
+        for args in backlog:
+            self._call("event", self._event_keys(), args,
+                       reply=partial(self._published, args))
+        keep: list[str] = []
         for peer in list(hub.users.values()):
             assert peer.key is not None and peer.nick is not None
+            self.reconciling += 1
             self._call("claim", [NICKS, f"lanchat:own:{self.node}", SEQ, LOG],
                        [peer.key, self.node, peer.nick, self._event("u", nick=peer.nick),
                         MAX_LOG], reply=partial(self._reclaimed, peer))
+            keep.append(f"n\n{peer.key}")
             for room in peer.rooms.values():
-                self._publish({"k": "j", "room": room.name, "nick": peer.nick},
+                self._publish({"k": "j", "room": room.name, "nick": peer.nick}, peer,
                               sets=[self._member(room, peer)])
+                keep.append(f"m\n{room.key}\n{peer.key}")
+        self.reconciling += 1
+        self._call("reconcile", [], [self.node, MAX_LOG, *keep], reply=self._reconciled)
 
     def _reclaimed(self, peer: Peer, reply: Any) -> None:
+        self.reconciling = max(0, self.reconciling - 1)
         if reply == 0 and not peer.closing:  # someone took it on another node meanwhile
-            self.hub.kick(peer, "Your nickname was taken on another server while this one "
-                          "was cut off.", "disconnected")
+            nick = peer.nick
+            self.hub.error(peer, ProtocolError(
+                "nick_taken", f"The nickname '{nick}' was taken by someone on another "
+                "server of this chat while this one was cut off; connect again with "
+                "another nickname."), None)
+            self.hub.kick(peer, f"Your nickname '{nick}' is someone else's now: this "
+                          "server was cut off from the others.", "disconnected")
+
+    def _reconciled(self, reply: Any) -> None:
+        self.reconciling = max(0, self.reconciling - 1)
+        if self.gap:
+            self.gap = False
+            self.calm_until = self.clock() + DEAD_AFTER_MS / 1000 + BEAT_S
+        if not is_error(reply) and reply:
+            log.info("cluster: handed back %d nickname(s) and place(s) this node no "
+                     "longer holds", reply)
 
     def _feed_ready(self) -> None:
         if not self.offered:
@@ -448,26 +646,76 @@ class Cluster:
             hub.write_failed(exc)
             self.feed.drop(f"this node's database: {exc.reason}")
             return
-        self.hub.elsewhere.clear()
-        for key, value in zip(nicks[::2], nicks[1::2], strict=True):
-            node, _, nick = _text(value).partition("\t")
-            if node != self.node:
-                self.hub.elsewhere[_text(key)] = Elsewhere(nick, _text(key), node)
-        for room in hub.rooms.values():
-            room.clear_remote()
-        for value in members[1::2]:
-            room_name, nick, node = json.loads(value)
-            if node != self.node:
-                hub.room(room_name, name_key(room_name)).add_remote(nick)
-        for room in list(hub.rooms.values()):  # rooms only people elsewhere kept alive
-            hub.drop_if_dead(room)
-        self.settled = _text(last)
+        self._rebuild(members, nicks)
+        self.settled = self.viewed = _text(last)
         if self.position == "0-0" or not self.following:
             self.position = f"{hub.store.last_id}-0"  # the copy has everything before
         self.following = True
-        self._read()
+        self._next_review = self.clock() + REVIEW_S
+        if not self.reading:
+            self._read()
         if self.seeded:
             self._working_again()
+
+    def _review(self) -> None:
+        """Read who is where again (after a gap, and every REVIEW_S): whatever this
+        node missed or misread is put right, and its users are told the difference."""
+        self._next_review = self.clock() + REVIEW_S
+        if self.feed.ready and self.following and not self.viewing:
+            self.viewing = True
+            self.feed.call("EVAL", VIEW, 3, MEMBERS, NICKS, LOG, reply=self._viewed)
+
+    def _viewed(self, reply: Any) -> None:
+        self.viewing = False
+        if is_error(reply) or not self.following:
+            return
+        members, nicks, last = reply
+        self._rebuild(members, nicks)
+        if _stream_id(_text(last)) > _stream_id(self.viewed):
+            self.viewed = _text(last)
+
+    def _rebuild(self, members: list[Any], nicks: list[Any]) -> None:
+        """This node's view of the others' users is made Redis's: who is online
+        elsewhere (``hub.elsewhere``) and in which rooms (``Room.remote``). Users here
+        are told of each difference as a `joined` or `left` (and those following a
+        nickname, of each one gone or come)."""
+        hub = self.hub
+        now = hub.now_ms()
+        before = {key: gone.nick for key, gone in hub.elsewhere.items()}
+        hub.elsewhere.clear()
+        for key, value in zip(nicks[::2], nicks[1::2], strict=True):
+            node, _, nick = _text(value).partition("\t")
+            if node != self.node:
+                hub.elsewhere[_text(key)] = Elsewhere(nick, _text(key), node)
+        places: dict[str, dict[str, str]] = {}  # room key -> nick key -> nick
+        names: dict[str, str] = {}
+        for value in members[1::2]:
+            room_name, nick, node = json.loads(value)
+            if node != self.node:
+                room_key = name_key(room_name)
+                names[room_key] = room_name
+                places.setdefault(room_key, {})[name_key(nick)] = nick
+        for room_key, name in names.items():
+            hub.room(name, room_key)
+        for room in list(hub.rooms.values()):
+            now_there = places.get(room.key, {})
+            gone = [nick for key, nick in room.remote.items() if key not in now_there]
+            came = [nick for key, nick in now_there.items() if key not in room.remote]
+            for nick in gone:
+                room.remove_remote(nick)
+                if room.members:
+                    hub.to_room(room, Left(room.name, nick, "disconnected", now))
+            for nick in came:
+                room.add_remote(nick)
+                if room.members:
+                    hub.to_room(room, Joined(room.name, nick, now))
+            hub.drop_if_dead(room)  # rooms only people elsewhere kept alive
+        for key, nick in before.items():
+            if key not in hub.elsewhere:
+                hub.presence(nick, False)
+        for key, there in hub.elsewhere.items():
+            if key not in before:
+                hub.presence(there.nick, True)
 
     def _mirror_all(self, accounts: list[Any], bans: list[Any]) -> None:
         """Make this node's accounts and bans those of the cluster (its own were
@@ -533,7 +781,8 @@ class Cluster:
     def _read(self) -> None:
         self.reading = True
         self.feed.call("XREAD", "COUNT", READ_COUNT, "BLOCK", 1000, "STREAMS", LOG,
-                       self.position, reply=partial(self._entries, self.generation))
+                       self.position, reply=partial(self._entries, self.generation),
+                       timeout=1.0 + REQUEST_TIMEOUT_S)  # Redis answers after 1 s at most
 
     def _entries(self, generation: int, reply: Any) -> None:
         if generation != self.generation:
@@ -570,12 +819,15 @@ class Cluster:
         self.offered = self.offered and self.cmd.ready
         self.seeded = self.seeded and self.cmd.ready
         self.following = self.following and self.feed.ready
+        self.registered = self.registered and self.cmd.ready
+        self.gap = self.gap or self.ever_up
+        self.viewing = self.viewing and self.feed.ready
         if self.problem is None:
-            log.warning("cluster: lost Redis (%s); messages are refused until it is back",
-                        why)
+            log.warning("cluster: lost Redis (%s); not storing: messages are refused "
+                        "until it is back", why)
         elif why != self.problem:  # never reached, or failing another way: said once
-            log.warning("cluster: cannot reach Redis at %s (%s); messages are refused "
-                        "until it answers", self.url, why)
+            log.warning("cluster: cannot reach Redis at %s (%s); not storing: messages "
+                        "are refused until it answers", self.url, why)
         if not self.ever_up:
             self.patience = 0.0  # the first try failed: hellos are told, not held
         self.problem = why
@@ -585,7 +837,10 @@ class Cluster:
     def _working_again(self) -> None:
         if self.up and self.following and self.problem is not None:
             if self.ever_up:
-                log.warning("cluster: Redis is back; messages are stored and delivered")
+                log.warning("cluster: Redis is back; messages are stored and delivered "
+                            "(%d refused meanwhile as answered too late or from a "
+                            "nickname being claimed again)", self.quiet_refusals)
+                self.quiet_refusals = 0
             else:
                 log.info("cluster: connected to Redis")
             self.problem = None
@@ -595,7 +850,7 @@ class Cluster:
 
     def _apply(self, entries: list[Any]) -> None:
         hub = self.hub
-        settled = _stream_id(self.settled)
+        settled, viewed = _stream_id(self.settled), _stream_id(self.viewed)
         for entry_id, fields in entries:
             position = _text(entry_id)
             ms, seq = _stream_id(position)
@@ -610,13 +865,15 @@ class Cluster:
                     log.warning("cluster: this node's copy misses messages %d to %d: they "
                                 "were trimmed from Redis's stream before it read them",
                                 hub.store.last_id + 1, ms - 1)
+                    self._review()  # what changed meanwhile was trimmed as well
                 if ms > hub.store.last_id:
                     try:
                         self._message(ms, event)
                     except StoreError as exc:  # this node's copy cannot write now
                         hub.write_failed(exc)  # takes back the pass's, and rewinds
                         return
-            elif (ms, seq) > settled and event.get("o") != self.node:
+            elif (ms, seq) > settled and event.get("o") != self.node and not (
+                    (ms, seq) <= viewed and event.get("k") in WHO_IS_WHERE):
                 try:
                     self._change(event)
                 except StoreError as exc:  # an account or a ban this copy cannot keep
@@ -711,7 +968,14 @@ class Cluster:
             event["file"] = message.file
         if message.tags:
             event["tags"] = message.tags
-        self._call("post", [SEQ, LOG], [json.dumps(event, separators=(",", ":")), MAX_LOG],
+        # Redis takes it only while this node still waits for the answer (its clock
+        # against Redis's is known from the heartbeats) and from the nickname's holder.
+        by = 0 if self.offset is None else int(
+            (self.clock() + self.offset + POST_FENCE_S) * 1000)
+        key, holder = ("", "") if sender is None or sender.key is None else (
+            sender.key, f"{self.node}\t{sender.nick}")
+        self._call("post", [SEQ, LOG, NICKS], [json.dumps(event, separators=(",", ":")),
+                                               MAX_LOG, key, holder, by],
                    reply=partial(self._posted, token, self.hub.store.last_id))
         return 0
 
@@ -719,7 +983,12 @@ class Cluster:
         """Redis's answer to a post; ``floor``: this node's newest id when it was sent
         (Redis's sequence was past it then, so a working Redis answers above it)."""
         if is_error(reply):
-            self._checked("a message", reply)
+            if str(reply).startswith(("LATE", "UNHELD")):
+                self.quiet_refusals += 1  # said once, when Redis is back
+                if str(reply).startswith("UNHELD"):
+                    self._next_beat = 0.0  # was this node taken for dead? ask now
+            else:
+                self._checked("a message", reply)
             self._refused(token)
         elif reply <= floor:
             # Redis gave an id this node's copy holds already: it lost its data while
@@ -755,26 +1024,43 @@ class Cluster:
         assert peer.key is not None
         return (f"{room.key}\n{peer.key}", json.dumps([room.name, peer.nick, self.node]))
 
-    def _publish(self, event: dict[str, Any], *, sets: Sequence[tuple[str, str]] = (),
-                 drops: Sequence[str] = ()) -> None:
-        if not self.cmd.ready:
-            return  # said again by `_resync` once Redis is back
-        args: list[Any] = [self._event(event.pop("k"), **event), MAX_LOG]
+    def _event_keys(self) -> list[str]:
+        return [SEQ, LOG, MEMBERS, f"lanchat:own:{self.node}", NICKS]
+
+    def _event_args(self, event: dict[str, Any], peer: Peer | None) -> list[Any]:
+        """EVENT's arguments up to its sets and drops: about ``peer``, it is told only
+        while ``peer`` holds its nickname (None: about nobody's nickname)."""
+        key, holder = ("", "") if peer is None else (peer.key, f"{self.node}\t{peer.nick}")
+        return [self._event(event.pop("k"), **event), MAX_LOG, key, holder, self.node]
+
+    def _publish(self, event: dict[str, Any], peer: Peer, *,
+                 sets: Sequence[tuple[str, str]] = (), drops: Sequence[str] = ()) -> None:
+        kind = event["k"]
+        args = self._event_args(event, peer)
         for field, value in sets:
             args += ["s", field, value]
         for field in drops:
             args += ["d", field, ""]
-        self._call("event", [SEQ, LOG, MEMBERS, f"lanchat:own:{self.node}"], args,
-                   reply=partial(self._checked, "a change"))
+        if not self.cmd.ready:
+            if kind == "l":  # told in order once Redis is back (joins: by `_resync`)
+                self.backlog.append(args)
+            return
+        self._call("event", self._event_keys(), args, reply=partial(self._published, args))
+
+    def _published(self, args: list[Any], reply: Any) -> None:
+        if isinstance(reply, Lost) and '"k":"l"' in args[0]:
+            self.backlog.append(args)  # maybe not run: told again (leaves are idempotent)
+        else:
+            self._checked("a change", reply)
 
     def typing(self, peer: Peer, room: Room) -> None:
         """`typing` for the members of ``room`` on other nodes (not kept anywhere)."""
         if self.cmd.ready:
-            self._call("event", [SEQ, LOG, MEMBERS, f"lanchat:own:{self.node}"],
-                       [self._event("t", room=room.name, nick=peer.nick), MAX_LOG])
+            self._call("event", self._event_keys(), self._event_args(
+                {"k": "t", "room": room.name, "nick": peer.nick}, peer))
 
     def joined(self, peer: Peer, room: Room) -> None:
-        self._publish({"k": "j", "room": room.name, "nick": peer.nick},
+        self._publish({"k": "j", "room": room.name, "nick": peer.nick}, peer,
                       sets=[self._member(room, peer)])
 
     def left(self, peer: Peer, room: Room, reason: str, message: str | None,
@@ -785,7 +1071,7 @@ class Cluster:
             event["message"] = message
         if by:
             event["by"] = by
-        self._publish(event, drops=[f"{room.key}\n{peer.key}"])
+        self._publish(event, peer, drops=[f"{room.key}\n{peer.key}"])
 
     def rules_changed(self, room: Room, data: str, event: Event | None) -> None:
         """A room's rules changed here: kept in ``lanchat:rooms`` for nodes to come,
@@ -803,14 +1089,14 @@ class Cluster:
 
     def kick(self, room: Room, nick: str, by: str, reason: str) -> None:
         if self.cmd.ready:
-            self._call("event", [SEQ, LOG, MEMBERS, f"lanchat:own:{self.node}"],
-                       [self._event("kk", room=room.name, nick=nick, by=by, reason=reason),
-                        MAX_LOG], reply=partial(self._checked, "a kick"))
+            self._call("event", self._event_keys(), self._event_args(
+                {"k": "kk", "room": room.name, "nick": nick, "by": by, "reason": reason},
+                None), reply=partial(self._checked, "a kick"))
 
     def renamed(self, peer: Peer, old: str, old_key: str) -> None:
         rooms = list(peer.rooms.values())
         self._publish({"k": "r", "old": old, "new": peer.nick, "rooms": [r.name for r in rooms]},
-                      sets=[self._member(room, peer) for room in rooms],
+                      peer, sets=[self._member(room, peer) for room in rooms],
                       drops=[f"{room.key}\n{old_key}" for room in rooms])
         self.release(old_key, old)
 
@@ -857,6 +1143,10 @@ class Cluster:
                 log.warning("cluster: Redis refused a nickname claim: %s", reply)
             self.claims[peer] = (key, "failed")
             return
+        if reply == -1:  # this node was taken for dead and has not claimed again yet
+            self._next_beat = 0.0
+            self.claims[peer] = (key, "failed")
+            return
         self.claims[peer] = (key, f"ok {_text(reply)}" if reply else "taken")
 
     def release(self, key: str, nick: str) -> None:
@@ -865,9 +1155,11 @@ class Cluster:
         self.releases[key] = nick
 
     def _release_unused(self) -> None:
+        if not self.cmd.ready:
+            return  # kept until Redis is back (and `_resync` hands them back too)
         releases, self.releases = self.releases, {}
         for key, nick in releases.items():
-            if key not in self.hub.users and self.cmd.ready:
+            if key not in self.hub.users:
                 self._call("release", [NICKS, f"lanchat:own:{self.node}", SEQ, LOG],
                            [key, self.node, self._event("x", nick=nick), MAX_LOG])
 
@@ -932,8 +1224,8 @@ class Cluster:
         self.fetches[sha256] = Fetch(sha256, upload, [(peer, offset, ref)], self.clock())
         self.cmd.call("DEL", f"lanchat:fx:{self.node}:{sha256}")  # leftovers of a try
         self.bulk.tick()  # the files' own connection, if it is not up yet
-        self._call("event", [SEQ, LOG, MEMBERS, f"lanchat:own:{self.node}"],
-                   [self._event("fq", sha=sha256, to=live[0]), MAX_LOG])
+        self._call("event", self._event_keys(), self._event_args(
+            {"k": "fq", "sha": sha256, "to": live[0]}, None))
 
     def _push_file(self, sha256: str, node: str) -> None:
         try:

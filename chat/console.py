@@ -138,15 +138,17 @@ class Console:
         if not cluster.url:
             raise ValueError("this server is not part of a cluster (start it with --redis)")
         nodes = cluster.members()
-        state = f"Redis unreachable ({cluster.problem})" if cluster.problem else "Redis up"
         self.write(f"{len(nodes)} node(s) through {cluster.url}, "
-                   f"{sum(n[2] for n in nodes)} online in all; {state}")
+                   f"{sum(n[2] for n in nodes)} online in all; {cluster.state}")
         for node, address, users, me in nodes:
             self.write(f"  {node}  {address:<24} {users:>6} online{'  (this one)' if me else ''}")
 
     def _who(self, _rest: str) -> None:
-        users = sorted(self.operator.hub.users.values(), key=lambda p: p.key or "")
-        self.write(f"{len(users)} online")
+        hub = self.operator.hub
+        users = sorted(hub.users.values(), key=lambda p: p.key or "")
+        converging = ("; the cluster is converging, the list may change by itself"
+                      if hub.sequencer.converging else "")
+        self.write(f"{len(users)} online{converging}")
         for peer in users:
             rooms = ", ".join(room.name for room in peer.rooms.values()) or "-"
             self.write(f"  {peer.nick:<24} {peer.host:<39} {rooms}")

@@ -155,7 +155,8 @@ def reply(hub: Hub, peer: Peer, event: Event, ref: str | None) -> None:
 def users(hub: Hub, peer: Peer, room: Room, ref: str | None) -> None:
     ops, voiced = hub.owners.roles(room)
     reply(hub, peer, Users(room.name, room.nicks(), ops or None, voiced or None,
-                           secret=hub.owners.secret(room.key)), ref)
+                           secret=hub.owners.secret(room.key),
+                           converging=hub.converging), ref)
 
 
 def answer_budget(hub: Hub, peer: Peer) -> tuple[int, int]:
@@ -461,7 +462,7 @@ def who(hub: Hub, peer: Peer, req: Who, ref: str | None) -> None:
                 for nick in room.remote.values()]
     hub.cost += len(members)
     reply(hub, peer, Users(room.name, room.nicks(), ops or None, voiced or None,
-                           members, secret), ref)
+                           members, secret, hub.converging), ref)
 
 
 def rooms(hub: Hub, peer: Peer, req: Rooms, ref: str | None) -> None:

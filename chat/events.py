@@ -360,6 +360,7 @@ class Users(Event):
     voiced: list[str] | None = None  # *added:* those given voice
     members: list[Member] | None = None  # *added:* asked with `details`
     secret: bool = False  # *added:* the room is secret (left out of `rooms`)
+    converging: bool = False  # *added:* a cluster node settling who is where after a gap
 
 
 @dataclass(slots=True, eq=False)

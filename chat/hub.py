@@ -544,6 +544,11 @@ class Hub:
             self.cost += len(others)
             share(others, Renamed(old, new, ts))
 
+    @property
+    def converging(self) -> bool:
+        """Who is where may still change by itself (a cluster healing from a gap)."""
+        return self.sequencer.converging
+
     def claim(self, peer: Peer, key: str, nick: str) -> None:
         """Hold ``nick`` for ``peer`` on every node (a hello or a rename is handled
         again after ``Later``; ``nick_taken`` when another node holds it)."""

@@ -3,9 +3,16 @@
 ``Redis`` owns one non-blocking socket. Commands are packed and queued with a callback;
 replies are parsed by hiredis's ``Reader`` (a sans-I/O RESP parser: bytes in, replies
 out) and handed to the callbacks in order. The loop calls ``events`` when the selector
-reports the socket and ``tick`` once a second; neither waits. When the connection
-breaks, every callback still waiting gets a ``Lost`` reply, ``on_lost`` is called, and
-a new connection is tried after a growing pause (0.25 s up to 4 s).
+reports the socket and ``tick`` at every timer pass (ten a second); neither waits. When
+the connection breaks, every callback still waiting gets a ``Lost`` reply, ``on_lost``
+is called, and a new connection is tried after a growing pause (0.25 s up to 2 s).
+
+Every command has a deadline (``timeout``, 2 s unless the caller says otherwise): a
+Redis that takes a command and does not answer it in time (stopped, swapping, stuck
+on a disk) is treated as one that cannot be reached, so its callers hear at once
+instead of waiting for TCP to notice. The deadline counts only time this process ran:
+when the loop itself was held (suspended, the machine asleep), the replies that came
+meanwhile are read before anything is given up.
 
 The address is resolved once, before the loop runs (``resolve``): a name lookup is a
 blocking call, so the loop only ever connects to addresses.
@@ -28,8 +35,10 @@ log = logging.getLogger("chat.server")
 
 READ_SIZE = 1 << 18
 CONNECT_TIMEOUT_S = 2.0
+REQUEST_TIMEOUT_S = 2.0  # a command unanswered this long: Redis is taken for unreachable
+HELD_GAP_S = 0.5  # ticks further apart than this: the process was held, not Redis
 RETRY_FIRST_S = 0.25
-RETRY_MAX_S = 4.0
+RETRY_MAX_S = 2.0
 DOWN, CONNECTING, READY = "down", "connecting", "ready"
 
 Reply = Any
@@ -95,7 +104,8 @@ class Redis:
     def __init__(self, selector: selectors.BaseSelector, clock: Callable[[], float],
                  address: tuple[socket.AddressFamily, tuple[Any, ...]], db: int, name: str,
                  on_ready: Callable[[], None], on_lost: Callable[[str], None],
-                 auth: tuple[str, ...] = ()) -> None:
+                 auth: tuple[str, ...] = (),
+                 timeout: float = REQUEST_TIMEOUT_S) -> None:
         self.selector = selector
         self.clock = clock
         self.family, self.addr = address
@@ -109,6 +119,9 @@ class Redis:
         self.reader = hiredis.Reader()
         self.out = bytearray()
         self.waiting: deque[Callback | None] = deque()
+        self.deadlines: deque[float] = deque()  # beside ``waiting``: answer by then
+        self.timeout = timeout
+        self.ticked = clock()
         self.retry_at = 0.0
         self.pause = RETRY_FIRST_S
         self.started = 0.0
@@ -120,15 +133,19 @@ class Redis:
     def ready(self) -> bool:
         return self.state == READY
 
-    def call(self, *args: Any, reply: Callback | None = None) -> None:
+    def call(self, *args: Any, reply: Callback | None = None,
+             timeout: float | None = None) -> None:
         """Queue one command; ``reply`` gets its answer (an exception object for an
-        error reply or a lost connection). Only on a ready connection."""
+        error reply or a lost connection). Only on a ready connection. ``timeout``:
+        more than the connection's deadline, for a command that waits by design."""
         assert self.state == READY, "Redis.call on a connection that is not ready"
-        self._send(args, reply)
+        self._send(args, reply, timeout)
 
-    def _send(self, args: tuple[Any, ...], reply: Callback | None) -> None:
+    def _send(self, args: tuple[Any, ...], reply: Callback | None,
+              timeout: float | None = None) -> None:
         self.out += hiredis.pack_command(args)
         self.waiting.append(reply)
+        self.deadlines.append(self.clock() + (timeout or self.timeout))
 
     @property
     def wants_write(self) -> bool:
@@ -137,12 +154,22 @@ class Redis:
     # ------------------------------------------------------------ the loop's side
 
     def tick(self) -> None:
-        """Once a second: connect when it is time, give up a connect that hangs."""
+        """At every timer pass: connect when it is time, give up a connect or a
+        command that is not answered in time."""
         now = self.clock()
+        held = now - self.ticked
+        self.ticked = now
+        if held > HELD_GAP_S:  # this process did not run: Redis was not the slow one
+            self.started += held
+            self.deadlines = deque(d + held for d in self.deadlines)
         if self.state == DOWN and now >= self.retry_at:
             self._connect()
         elif self.state == CONNECTING and now - self.started > CONNECT_TIMEOUT_S:
             self._lost("no answer within 2 s")
+        elif self.state == READY and self.deadlines and now > self.deadlines[0]:
+            self._read()  # what came meanwhile first: the loop may have been slow
+            if self.sock is not None and self.deadlines and now > self.deadlines[0]:
+                self._lost(f"no answer within {self.timeout:g} s")
 
     def _connect(self) -> None:
         sock = socket.socket(self.family, socket.SOCK_STREAM)
@@ -167,6 +194,8 @@ class Redis:
             self._lost(f"Redis refused the password: {reply}")
 
     def _selected(self, reply: Reply) -> None:
+        if isinstance(reply, Lost):
+            return  # the connection is going already (and its owner is told once)
         if is_error(reply):
             self._lost(f"SELECT {self.db}: {reply}")
             return
@@ -215,6 +244,7 @@ class Redis:
                 self._lost("a reply nobody asked for")
                 return
             callback = self.waiting.popleft()
+            self.deadlines.popleft()
             if callback is not None:
                 callback(reply)
 
@@ -254,6 +284,7 @@ class Redis:
         self.state = DOWN
         self.out.clear()
         waiting, self.waiting = self.waiting, deque()
+        self.deadlines.clear()
         self.retry_at = self.clock() + self.pause
         self.pause = min(self.pause * 2, RETRY_MAX_S)
         first = why != self.problem

@@ -29,6 +29,17 @@ class Sequencer(Protocol):
     url: str  # where the shared order lives, as the window shows it ("" on one node)
     problem: str | None  # why it cannot take messages now, or None
 
+    @property
+    def converging(self) -> bool:
+        """Who is where may still change by itself for a few seconds (a cluster
+        healing from a gap)."""
+        ...
+
+    @property
+    def state(self) -> str:
+        """One line for the node lists: storing, not storing, converging."""
+        ...
+
     def post(self, sender: Peer | None, message: Message, ref: str | None) -> int:
         """Give ``message`` its id; it reaches ``Hub.arrived`` now or later. Returns
         the id when it is known now, else 0. ``ProtocolError``/``StoreError`` when it
@@ -102,6 +113,8 @@ class Local:
 
     url = ""
     problem: str | None = None
+    converging = False
+    state = "storing"
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub

@@ -100,9 +100,11 @@ class StatusPanel(ctk.CTkFrame):
         self.qr_label.grid()
         self._fit_to(self.winfo_width())  # the code takes a column: wrap the lines anew
 
-    def show_cluster(self, url: str, nodes: list[tuple[str, str, int, bool]]) -> None:
+    def show_cluster(self, url: str, nodes: list[tuple[str, str, int, bool]],
+                     converging: bool = False) -> None:
         """One line on the cluster: Redis's address, every node and its users
-        (``url`` "": not a cluster, the line is hidden)."""
+        (``url`` "": not a cluster, the line is hidden); ``converging``: the nodes
+        are settling who is where after a gap."""
         if not url:
             self.cluster_label.grid_remove()
             return
@@ -111,7 +113,8 @@ class StatusPanel(ctk.CTkFrame):
                               for _, address, users, me in nodes)
         self.cluster_label.configure(
             text=f"Cluster of {len(nodes)} node{'' if len(nodes) == 1 else 's'} through "
-                 f"{url}, {total} online in all:   {each}")
+                 f"{url}, {total} online in all:   {each}"
+                 + ("   ·   converging after a gap" if converging else ""))
         self.cluster_label.grid()
 
     def show(self, running: bool, addresses: str, counters: str, error: str = "",

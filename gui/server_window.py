@@ -287,7 +287,8 @@ class ServerWindow(ctk.CTk):
                          fingerprint=server.fingerprint, problem=hub.storage_problem or (
                              hub.sequencer.problem and
                              f"Redis unreachable ({hub.sequencer.problem})") or None)
-        self.status.show_cluster(hub.sequencer.url, hub.sequencer.members())
+        self.status.show_cluster(hub.sequencer.url, hub.sequencer.members(),
+                                 hub.sequencer.converging)
         scheme = "https" if server.tls is not None else "http"
         first = self.addresses[0]
         self.status.show_web(f"{scheme}://{'[' + first + ']' if ':' in first else first}:{port}/")

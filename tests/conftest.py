@@ -82,6 +82,22 @@ def redis(tmp_path):
 
 
 @pytest.fixture
+def node(start_server, redis, tmp_path):
+    """Start a node of a cluster (tests/test_cluster*.py): its own database and
+    data directory, the one Redis of the test."""
+    count = [0]
+
+    def start(*args: str):
+        count[0] += 1
+        home = tmp_path / f"node{count[0]}"  # each its own data directory (files)
+        home.mkdir()
+        return start_server("--rate", "0", "--redis", redis.url, *args,
+                            db=home / "chat.db",
+                            stdin=subprocess.PIPE if "--console" in args else None)
+    return start
+
+
+@pytest.fixture
 def server(start_server):
     return start_server()
 

@@ -16,23 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 from wire import Crowd, Wire
-
-
-@pytest.fixture
-def node(start_server, redis, tmp_path):
-    """Start a node of the cluster: its own database, the one Redis."""
-    count = [0]
-
-    def start(*args: str):
-        count[0] += 1
-        home = tmp_path / f"node{count[0]}"  # each its own data directory (files)
-        home.mkdir()
-        return start_server("--rate", "0", "--redis", redis.url, *args,
-                            db=home / "chat.db",
-                            stdin=subprocess.PIPE if "--console" in args else None)
-    return start
 
 
 def joined(port: int, nick: str, deadline_s: float = 60.0, **fields) -> Wire:

@@ -1004,6 +1004,18 @@ def test_the_server_window_of_a_cluster_node_lists_the_nodes_and_their_users(ope
     assert f"127.0.0.1:{port} (this one): 2" in text
     assert f"127.0.0.1:{other.port}: 1" in text
     assert server.eval("win.status.cluster_label.winfo_ismapped()")
+    redis.proc.send_signal(signal.SIGSTOP)  # Redis takes commands and never answers
+    try:
+        server.wait("win.status.state_label.cget('text')", lambda t: t == "● Not storing")
+        assert "Redis unreachable (no answer within 2 s)" in server.eval(
+            "win.status.counters_label.cget('text')")
+        server.wait("win.status.cluster_label.cget('text')",
+                    lambda t: t.endswith("converging after a gap"))
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    server.wait("win.status.state_label.cget('text')", lambda t: t == "● Running")
+    server.wait("win.status.cluster_label.cget('text')",
+                lambda t: "3 online in all" in t and "converging" not in t)
     redis.kill()  # the operator is told that messages cannot be sent now
     state = server.wait("win.status.state_label.cget('text')",
                         lambda t: t == "● Not storing")

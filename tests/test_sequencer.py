@@ -31,6 +31,8 @@ class Fake:
 
     url = "fake://order"
     problem = None
+    converging = False
+    state = "storing"
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
