@@ -404,6 +404,8 @@ class Cluster:
         self.viewing = False  # a VIEW is on its way
         self._next_review = 0.0
         self.registered = False  # this node beat on the current connection
+        self.resyncs = 0  # how many times it claimed its users again (beats before
+        #                   the last one cannot say it was taken for dead)
         self.offset: float | None = None  # Redis's clock minus ours, in seconds
         self.reconciling = 0  # answers of a resync still to come
         self.calm_until = 0.0  # after a gap, others may still be claiming their users
@@ -509,7 +511,7 @@ class Cluster:
         known = "1" if self.registered else "0"
         self.registered = True
         self._call("beat", [BEATS, NODES, CLOCK_KEY], [self.node, json.dumps(info), known],
-                   reply=partial(self._beaten, self.clock()))
+                   reply=partial(self._beaten, self.clock(), self.resyncs))
         self.cmd.call("HGETALL", NODES, reply=self._nodes)
         # Back from an outage, the others get a beat's time to say they live before
         # anyone is taken for dead (Redis judges it on its clock as well: CLOCK).
@@ -517,7 +519,7 @@ class Cluster:
             self._call("reap", [NODES, NICKS, MEMBERS, SEQ, LOG], [MAX_LOG, "", self.node],
                        reply=self._reaped)
 
-    def _beaten(self, sent: float, reply: Any) -> None:
+    def _beaten(self, sent: float, resyncs: int, reply: Any) -> None:
         if is_error(reply):
             self._checked("a heartbeat", reply)
             return
@@ -525,7 +527,7 @@ class Cluster:
         now = self.clock()
         if now - sent < 0.2:  # a prompt answer: Redis's clock is known to 0.1 s
             self.offset = redis_ms / 1000 - (sent + now) / 2
-        if not alive and self.up:
+        if not alive and self.up and resyncs == self.resyncs:
             log.warning("cluster: this node was taken for dead by the others (it did not "
                         "beat for %d s: held, suspended or cut off); claiming its users "
                         "again", DEAD_AFTER_MS // 1000)
@@ -583,6 +585,7 @@ class Cluster:
         pipeline: nothing else this node says comes between."""
         hub = self.hub
         self.registered = False
+        self.resyncs += 1
         self._beat()
         backlog, self.backlog = self.backlog, deque(maxlen=BACKLOG)
         for args in backlog:
