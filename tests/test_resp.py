@@ -85,58 +85,53 @@ def ready_connection(hung: Hung, clock: Clock, lost: list[str]):
     return selector, redis
 
 
-def test_a_command_unanswered_past_its_deadline_is_lost_and_told(hung):
+def pinged(hung: Hung):
+    """A ready connection whose PING the peer has read (and not answered)."""
     clock, lost, replies = Clock(), [], []
     selector, redis = ready_connection(hung, clock, lost)
     redis.call("PING", reply=replies.append)
     redis.flush()
     hung.read_commands(3)
-    for _ in range(round(REQUEST_TIMEOUT_S * 10) - 1):  # ticks ten a second: not yet
+    return clock, lost, replies, selector, redis
+
+
+def ticks(redis: Redis, clock: Clock, count: int) -> None:
+    """``count`` timer passes, a tenth of a second apart (the server's rhythm)."""
+    for _ in range(count):
         clock.now += 0.1
         redis.tick()
+
+
+def test_a_command_unanswered_past_its_deadline_is_lost_and_told(hung):
+    clock, lost, replies, selector, redis = pinged(hung)
+    ticks(redis, clock, round(REQUEST_TIMEOUT_S * 10) - 1)  # not yet
     assert redis.ready and replies == [] and lost == []
-    clock.now += 0.2
-    redis.tick()
+    ticks(redis, clock, 2)
     assert not redis.ready
     assert len(replies) == 1 and isinstance(replies[0], Lost)
     assert lost == [f"no answer within {REQUEST_TIMEOUT_S:g} s"]
 
 
 def test_a_command_answered_in_time_is_not_lost(hung):
-    clock, lost, replies = Clock(), [], []
-    selector, redis = ready_connection(hung, clock, lost)
-    redis.call("PING", reply=replies.append)
-    redis.flush()
-    hung.read_commands(3)
+    clock, lost, replies, selector, redis = pinged(hung)
     hung.answer(b"+PONG\r\n")
     drive(selector, lambda: replies, "the answer")
-    clock.now += 60
-    redis.tick()
+    ticks(redis, clock, 600)
     assert redis.ready and replies == [b"PONG"] and lost == []
 
 
 def test_an_answer_waiting_in_the_socket_is_read_before_anything_is_given_up(hung):
     """The loop was slow to read (Redis answered in time): the answer counts."""
-    clock, lost, replies = Clock(), [], []
-    selector, redis = ready_connection(hung, clock, lost)
-    redis.call("PING", reply=replies.append)
-    redis.flush()
-    hung.read_commands(3)
+    clock, lost, replies, selector, redis = pinged(hung)
     hung.answer(b"+PONG\r\n")
     assert select.select([redis.sock], [], [], 10)[0]  # the bytes crossed loopback
-    for _ in range(round(REQUEST_TIMEOUT_S * 10) + 1):  # ticks, no events: past it
-        clock.now += 0.1
-        redis.tick()
+    ticks(redis, clock, round(REQUEST_TIMEOUT_S * 10) + 1)  # no events: past it
     assert redis.ready and replies == [b"PONG"] and lost == []
 
 
 def test_a_held_process_does_not_blame_redis_for_its_own_pause(hung):
     """Held with no answer yet: the deadline counts the time this process ran."""
-    clock, lost, replies = Clock(), [], []
-    selector, redis = ready_connection(hung, clock, lost)
-    redis.call("PING", reply=replies.append)
-    redis.flush()
-    hung.read_commands(3)
+    clock, lost, replies, selector, redis = pinged(hung)
     clock.now += 30
     redis.tick()
     assert redis.ready and lost == []  # the pause was ours
@@ -151,7 +146,5 @@ def test_a_connect_that_is_taken_but_never_answered_is_given_up(hung):
     redis = Redis(selector, clock, hung.address, 0, "test", lambda: None, lost.append)
     redis.tick()
     hung.accept()  # the kernel took it; nobody answers SELECT
-    for _ in range(int(CONNECT_TIMEOUT_S * 10) + 2):
-        clock.now += 0.1
-        redis.tick()
+    ticks(redis, clock, round(CONNECT_TIMEOUT_S * 10) + 2)
     assert not redis.ready and lost == ["no answer within 2 s"]
