@@ -840,9 +840,11 @@ class Cluster:
     def _working_again(self) -> None:
         if self.up and self.following and self.problem is not None:
             if self.ever_up:
-                log.warning("cluster: Redis is back; messages are stored and delivered "
-                            "(%d refused meanwhile as answered too late or from a "
-                            "nickname being claimed again)", self.quiet_refusals)
+                late = (f" ({self.quiet_refusals} refused meanwhile: Redis ran them too "
+                        "late, or their nickname was being claimed again)"
+                        if self.quiet_refusals else "")
+                log.warning("cluster: Redis is back; messages are stored and delivered%s",
+                            late)
                 self.quiet_refusals = 0
             else:
                 log.info("cluster: connected to Redis")
