@@ -351,7 +351,8 @@ def message_of(event: dict[str, Any]) -> Message:
     kind = event.get("kind", PLAIN)
     return Message(0, event["ts"], event.get("room"), event.get("to"), event["from"],
                    event["text"], kind == ACTION, kind == NOTICE, event.get("file"),
-                   event.get("tags"))
+                   event.get("tags"), about=event.get("about"),
+                   change=event.get("change", 0))
 
 
 @dataclass(eq=False)
@@ -973,6 +974,10 @@ class Cluster:
             event["file"] = message.file
         if message.tags:
             event["tags"] = message.tags
+        if message.about is not None:  # the id it answers, or (a change) changes
+            event["about"] = message.about
+        if message.change:
+            event["change"] = message.change
         # Redis takes it only while this node still waits for the answer (its clock
         # against Redis's is known from the heartbeats) and from the nickname's holder.
         by = 0 if self.offset is None else int(

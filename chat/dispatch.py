@@ -51,6 +51,7 @@ from chat.events import (
     WhoisAnswer,
     WhoMatches,
     WhowasAnswer,
+    change_event,
 )
 from chat.files import PROGRESS_EVERY, UPLOADS_PER_PEER, clean_name
 from chat.gate import ban_sentence
@@ -59,6 +60,7 @@ from chat.model import Elsewhere, Peer, Room
 from chat.protocol import (
     Away,
     Bye,
+    Change,
     Chunk,
     Download,
     Hello,
@@ -93,7 +95,7 @@ from chat.protocol import (
 )
 from chat.rules import glob_match
 from chat.search import Scope, TooBroad, parse_query, snippet
-from chat.store import ACTION, NOTICE, Row
+from chat.store import ACTION, CHANGES, DELETE, EDIT, NOTICE, REACT, Row, Target
 
 if TYPE_CHECKING:
     from chat.hub import Hub
@@ -167,13 +169,14 @@ def answer_budget(hub: Hub, peer: Peer) -> tuple[int, int]:
 
 
 def history_bytes(hub: Hub, room: Room, *, after: int, before: int | None, limit: int,
-                  budget: int, oldest: bool = False) -> tuple[Replay, bool]:
+                  budget: int, oldest: bool = False, changes: bool = False
+                  ) -> tuple[Replay, bool]:
     """The newest (``oldest``: the oldest) ``limit`` messages with ``after < id <
     before`` as history frames, oldest first, within ``budget`` bytes; and whether
     matching ones were left out. Rows are read from the chosen end and reading stops
-    at the budget."""
+    at the budget. ``changes``: the changes among them too (catching up)."""
     with closing(hub.store.newest(room.key, after=after, before=before,
-                                  limit=limit + 1, oldest=oldest)) as rows:
+                                  limit=limit + 1, oldest=oldest, changes=changes)) as rows:
         return pack_history(((row, "room", room.name) for row in rows), limit=limit,
                             budget=budget, oldest=oldest)
 
@@ -189,11 +192,15 @@ def pack_history(rows: Iterable[tuple[Row, str, str]], *, limit: int, budget: in
         if count == limit:
             more = True
             break
-        message = Message(id=row.id, ts=row.ts, room=where if place == "room" else None,
-                          to=where if place == "to" else None, sender=row.sender,
-                          text=row.text, action=row.kind == ACTION,
-                          notice=row.kind == NOTICE, history=True,
-                          file=json.loads(row.file) if row.file is not None else None)
+        message: Any = Message(
+            id=row.id, ts=row.ts, room=where if place == "room" else None,
+            to=where if place == "to" else None, sender=row.sender, text=row.text,
+            action=row.kind == ACTION, notice=row.kind == NOTICE, history=True,
+            file=json.loads(row.file) if row.file is not None else None, about=row.about,
+            edited=row.edited, deleted=row.deleted, reactions=row.reactions,
+            change=row.kind if row.kind >= EDIT else 0)
+        if message.change:
+            message = change_event(message, history=True)
         size += len(message.data)
         if size > budget:
             more = True
@@ -213,13 +220,14 @@ def replay(hub: Hub, peer: Peer, room: Room, ref: str | None, *, after: int,
     chunk, more = Replay([]), False
     if room.has_history and limit > 0:
         budget, most = answer_budget(hub, peer)
-        key = (after, before, limit, most)
+        changes = after > 0 and peer.wants_edits  # catching up: what changed too
+        key = (after, before, limit, most, changes)
         cached = hub.replay(room, key)
         if cached is not None and len(cached[0].data) <= budget:
             chunk, more = cached
         else:
             chunk, more = history_bytes(hub, room, after=after, before=before,
-                                        limit=limit, budget=budget)
+                                        limit=limit, budget=budget, changes=changes)
             if budget == most:
                 hub.keep_replay(room, key, chunk, more)
     history_end(hub, peer, room, ref, chunk, more)
@@ -322,6 +330,7 @@ def hello(hub: Hub, peer: Peer, req: Hello, ref: str | None) -> None:
     hub.register(peer, req.nick, key, req.client or "")
     peer.username, peer.realname = req.user or "", req.realname or ""
     peer.wants_owners = peer.wants_owners or "owners" in req.features
+    peer.wants_edits = "edits" in req.features
     if log.isEnabledFor(logging.INFO):
         door = " (web)" if peer.door == "web" else ""
         log.info("%s registered from %s%s", peer.nick, peer.host, door)
@@ -373,8 +382,14 @@ def send(hub: Hub, peer: Peer, req: Send, ref: str | None) -> None:
     try:
         if room is not None:
             hub.owners.may_speak(peer, room)  # a quiet room, a room ban
+        if req.reply_to is not None:
+            answered = hub.store.message(req.reply_to)
+            if answered is None or conversation(peer, answered) != (
+                    room.key if room is not None else target.key if target else None):
+                raise ProtocolError("no_such_message", "There is no message "
+                                    f"{req.reply_to} in this conversation to reply to.")
         hub.post(peer, req.text, req.action, ref, room=room, target=target,
-                 notice=req.notice, tags=req.tags)
+                 notice=req.notice, tags=req.tags, reply_to=req.reply_to)
     except BaseException:
         peer.bucket.refund()  # refused: it costs no token
         raise
@@ -384,6 +399,71 @@ def send(hub: Hub, peer: Peer, req: Send, ref: str | None) -> None:
             log.debug("%s -> %s: %s", peer.nick, room.name, req.text)
         elif target is not None:
             log.debug("%s -> %s: (direct message)", peer.nick, target.nick)
+
+
+EDIT_WINDOW_MS = 3_600_000  # one's own message may be edited this long after it was sent
+MAX_EDITS = 20  # times one message may be edited
+MAX_REACTIONS = 20  # different emoji on one message
+
+
+def conversation(peer: Peer, message: Target) -> str | None:
+    """Where ``message`` was said as ``peer`` sees it: its room's key, the other one's
+    nickname key in a direct conversation ``peer`` is part of, or None (not theirs)."""
+    if message.room is not None:
+        return message.room
+    sender, recipient = name_key(message.sender), name_key(message.recipient or "")
+    if peer.key == sender:
+        return recipient
+    return sender if peer.key == recipient else None
+
+
+def authored(peer: Peer, message: Target) -> bool:
+    """``peer`` wrote ``message``: its nickname, and either signed in to that
+    nickname's account or sent during this connection (a nickname taken after its
+    owner left does not take their messages)."""
+    return name_key(message.sender) == peer.key and (
+        peer.key in peer.accounts or message.ts >= peer.connected_ts)
+
+
+def change(hub: Hub, peer: Peer, req: Change, ref: str | None) -> None:
+    """`edit`, `delete` and `react` (docs/protocol.md, "Replies, reactions, edits and
+    deletes"): checked here, applied when it arrives in the one order."""
+    message = hub.store.message(req.id)
+    place = None if message is None else conversation(peer, message)
+    room = other = None
+    if message is not None and message.room is not None:
+        room = peer.rooms.get(message.room)
+    if message is None or place is None or message.deleted or (
+            message.room is not None and room is None):
+        raise ProtocolError("no_such_message", f"There is no message {req.id} you can "
+                            "see (it may have been deleted).")
+    if message.room is None:
+        other = message.recipient if name_key(message.sender) == peer.key else message.sender
+    kind = CHANGES[req.kind]
+    if kind == EDIT:
+        if not authored(peer, message):
+            raise ProtocolError("not_allowed", "Only its author can edit a message.")
+        if hub.now_ms() - message.ts > EDIT_WINDOW_MS:
+            raise ProtocolError("not_allowed", "A message can be edited for an hour "
+                                "after it was sent.")
+        if message.edits >= MAX_EDITS:
+            raise ProtocolError("not_allowed", f"A message can be edited {MAX_EDITS} "
+                                "times.")
+    elif kind == DELETE:
+        if not (authored(peer, message) or peer.oper or (
+                room is not None and hub.owners.is_operator(peer, room))):
+            raise ProtocolError("not_allowed", "Only its author or the room's operators "
+                                "can delete a message.")
+    elif kind == REACT:
+        reactions = hub.store.reactions([req.id]).get(req.id, {})
+        if req.text not in reactions and len(reactions) >= MAX_REACTIONS:
+            raise ProtocolError("not_allowed", f"A message takes {MAX_REACTIONS} "
+                                "different reactions at most.")
+    if room is not None and kind != DELETE:
+        hub.owners.may_speak(peer, room)  # a quiet room, a room ban
+    if not peer.bucket.take(hub.clock()):
+        raise out_of_tokens(peer, "You are sending too fast; slow down.")
+    hub.change(peer, kind, req.id, req.text, ref, room=room, other=other)
 
 
 def part(hub: Hub, peer: Peer, req: Part, ref: str | None) -> None:
@@ -872,5 +952,5 @@ HANDLERS: dict[str, Handler] = {
     "tagmsg": tagmsg, "whois": whois, "ison": ison, "away": away,
     "topic": topic, "mode": mode, "kick": kick, "invite": invite, "room_info": room_info,
     "oper": oper, "kill": kill, "wallops": wallops, "whowas": whowas, "lusers": lusers,
-    "monitor": monitor,
+    "monitor": monitor, "edit": change, "delete": change, "react": change,
 }

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NotRequired, TypedDict
 
 from chat.protocol import encode, encode_message, with_ref
+from chat.store import DELETE, EDIT, REACT
 
 
 class Change(TypedDict):
@@ -137,18 +138,27 @@ class Message(Event):
 
     type: ClassVar[str] = "message"
     __slots__ = ("id", "ts", "room", "to", "sender", "text", "action", "notice", "file",
-                 "tags", "history", "away")
+                 "tags", "history", "away", "about", "change", "edited", "deleted",
+                 "reactions")
 
     def __init__(self, id: int, ts: int, room: str | None, to: str | None, sender: str,
                  text: str, action: bool = False, notice: bool = False,
                  file: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
                  history: bool = False, away: str | None = None,
-                 ref: str | None = None) -> None:
+                 ref: str | None = None, *, about: int | None = None, change: int = 0,
+                 edited: int | None = None, deleted: bool = False,
+                 reactions: dict[str, list[str]] | None = None) -> None:
         self.id, self.ts, self.room, self.to = id, ts, room, to
         self.sender, self.text, self.action, self.notice = sender, text, action, notice
         self.file, self.tags, self.history = file, tags, history
         self.away = away  # the sender's copy of a direct message to someone away
         self.ref = ref
+        # ``about``: the id it answers (`reply_to`); with ``change`` (chat.store's EDIT
+        # and after) it is not a message but a change to the message ``about``, on the
+        # same road (one order, stored, shared), told as `edited`, `deleted` or
+        # `reaction` (``Change.event``)
+        self.about, self.change = about, change
+        self.edited, self.deleted, self.reactions = edited, deleted, reactions  # history
         self._data: bytes | None = None
 
     def fields(self) -> dict[str, Any]:
@@ -158,10 +168,12 @@ class Message(Event):
         else:
             out["to"] = self.to
         out["from"], out["text"] = self.sender, self.text
-        for name in ("action", "notice", "history"):
+        for name in ("action", "notice", "history", "deleted"):
             if getattr(self, name):
                 out[name] = True
-        for name in ("file", "tags", "away", "ref"):
+        if self.about is not None:
+            out["reply_to"] = self.about
+        for name in ("file", "tags", "away", "edited", "reactions", "ref"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -169,7 +181,7 @@ class Message(Event):
 
     def render(self) -> bytes:
         if self.action or self.notice or self.file is not None or self.tags \
-                or self.history or self.away is not None:
+                or self.history or self.away is not None or self.about is not None:
             return encode(self.fields())
         # the one frame every message costs: written from a template
         if self.room is not None:
@@ -193,7 +205,9 @@ class Message(Event):
         if self.ref is None and self.away is None:
             return self
         return Message(self.id, self.ts, self.room, self.to, self.sender, self.text,
-                       self.action, self.notice, self.file, self.tags, self.history)
+                       self.action, self.notice, self.file, self.tags, self.history,
+                       about=self.about, edited=self.edited, deleted=self.deleted,
+                       reactions=self.reactions)
 
     def __repr__(self) -> str:
         return f"<Message {self.id} {self.sender} -> {self.room or self.to}>"
@@ -220,7 +234,8 @@ class Echo(Message):
         """A message with every field of its own (for a door that reads them often)."""
         m = self.message
         return Message(m.id, m.ts, m.room, m.to, m.sender, m.text, m.action, m.notice,
-                       m.file, m.tags, m.history, self.away, self.ref)
+                       m.file, m.tags, m.history, self.away, self.ref, about=m.about,
+                       edited=m.edited, deleted=m.deleted, reactions=m.reactions)
 
     # the message's fields, read through (slots of Message shadowed here)
     id = property(lambda self: self.message.id)
@@ -234,6 +249,70 @@ class Echo(Message):
     file = property(lambda self: self.message.file)
     tags = property(lambda self: self.message.tags)
     history = property(lambda self: self.message.history)
+    about = property(lambda self: self.message.about)
+    change = property(lambda self: self.message.change)
+    edited = property(lambda self: self.message.edited)
+    deleted = property(lambda self: self.message.deleted)
+    reactions = property(lambda self: self.message.reactions)
+
+
+@dataclass(slots=True, eq=False)
+class Edited(Event):
+    """*Added:* a message's text was changed by its author (``id``: the change's own
+    place in the order; ``target``: the message)."""
+
+    type: ClassVar[str] = "edited"
+    id: int
+    target: int
+    ts: int
+    by: str
+    text: str
+    room: str | None = None
+    to: str | None = None
+    history: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class Deleted(Event):
+    """*Added:* a message was taken back (by its author or a room operator)."""
+
+    type: ClassVar[str] = "deleted"
+    id: int
+    target: int
+    ts: int
+    by: str
+    room: str | None = None
+    to: str | None = None
+    history: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class Reaction(Event):
+    """*Added:* ``nick`` reacted to a message with ``emoji`` (``on``) or took it back."""
+
+    type: ClassVar[str] = "reaction"
+    id: int
+    target: int
+    ts: int
+    nick: str
+    emoji: str
+    on: bool
+    room: str | None = None
+    to: str | None = None
+    history: bool = False
+
+
+def change_event(change: Message, history: bool = False) -> Event:
+    """How a change (a ``Message`` with ``change``, chat.store's kinds) is told."""
+    assert change.about is not None
+    if change.change == EDIT:
+        return Edited(change.id, change.about, change.ts, change.sender, change.text,
+                      change.room, change.to, history)
+    if change.change == DELETE:
+        return Deleted(change.id, change.about, change.ts, change.sender, change.room,
+                       change.to, history)
+    return Reaction(change.id, change.about, change.ts, change.sender, change.text,
+                    change.change == REACT, change.room, change.to, history)
 
 
 @dataclass(slots=True, eq=False)
@@ -241,7 +320,7 @@ class Replay(Event):
     """Stored messages sent again, oldest first (history): rendered one by one."""
 
     type: ClassVar[str] = "message"
-    messages: list[Message]
+    messages: list[Message]  # (and `edited`, `deleted`, `reaction`: catching up)
 
     def render(self) -> bytes:
         return b"".join([m.data for m in self.messages])

@@ -50,6 +50,7 @@ from chat.events import (
     UploadReady,
     WallopsLine,
     WhowasItem,
+    change_event,
 )
 from chat.files import (
     PUMP_BYTES,
@@ -113,7 +114,7 @@ class Hub:
         self.storage_problem: str | None = None  # why writing fails, while it does
         # The last replay made per room (key: after, before, limit, byte budget),
         # dropped at the room's next message.
-        self.replays: dict[str, tuple[tuple[int, int | None, int, int], Replay, bool]] = {}
+        self.replays: dict[str, tuple[tuple[int, int | None, int, int, bool], Replay, bool]] = {}
         self._staged: list[tuple[int, Peer | None, str | None]] = []  # uncommitted
         self._batch: Room | None = None  # the room whose broadcasts are being gathered
         self._ping_seq = 0
@@ -289,7 +290,7 @@ class Hub:
     def post(self, sender: Peer | None, text: str, action: bool, ref: str | None, *,
              room: Room | None = None, target: Peer | Elsewhere | None = None,
              file: dict[str, str | int] | None = None, notice: bool = False,
-             tags: dict[str, str] | None = None) -> int:
+             tags: dict[str, str] | None = None, reply_to: int | None = None) -> int:
         """Send a message (to a room, or to ``target``) on its one road: the
         sequencer gives it its id, then it ``arrived``: stored and queued for everyone
         here who gets it; the sender's copy carries ``ref``. ``sender`` None is the
@@ -301,23 +302,37 @@ class Hub:
         assert nick is not None
         message = Message(0, int(self.wall() * 1000), room.name if room is not None else None,
                           target.nick if room is None and target is not None else None,
-                          nick, text, action and not notice, notice, file, tags or None)
+                          nick, text, action and not notice, notice, file, tags or None,
+                          about=reply_to)
+        return self.sequencer.post(sender, message, ref)
+
+    def change(self, sender: Peer, kind: int, about: int, text: str, ref: str | None, *,
+               room: Room | None = None, other: str | None = None) -> int:
+        """A change to the message ``about`` (chat.store's EDIT, DELETE, REACT or
+        UNREACT), checked by the caller: on the messages' road (one order, stored,
+        shared), told to those who take changes (``Peer.wants_edits``) when it
+        ``arrived``. ``other``: in a direct conversation, the other one's nickname."""
+        assert sender.nick is not None
+        message = Message(0, int(self.wall() * 1000), room.name if room is not None else None,
+                          other if room is None else None, sender.nick, text,
+                          about=about, change=kind)
         return self.sequencer.post(sender, message, ref)
 
     def _store(self, message: Message, room: Room | None, msg_id: int | None) -> int:
         file = message.file
         stored_file = json.dumps(file, separators=(",", ":")) if file is not None else None
-        kind = NOTICE if message.notice else ACTION if message.action else PLAIN
+        kind = message.change or (NOTICE if message.notice else
+                                   ACTION if message.action else PLAIN)
         if room is not None:
             msg_id = self.store.add(message.ts, message.sender, message.text,
                                     room_key=room.key, room_name=room.name, kind=kind,
-                                    file=stored_file, msg_id=msg_id)
+                                    file=stored_file, msg_id=msg_id, about=message.about)
             room.has_history = True
             self.replays.pop(room.key, None)  # the room's history changed
             return msg_id
         return self.store.add(message.ts, message.sender, message.text,
                               recipient=message.to, kind=kind, file=stored_file,
-                              msg_id=msg_id)
+                              msg_id=msg_id, about=message.about)
 
     def arrived(self, msg_id: int | None, message: Message, sender: Peer | None,
                 ref: str | None) -> int:
@@ -334,8 +349,34 @@ class Hub:
             target = self.users.get(name_key(message.to))
         message.id = self._store(message, room, msg_id)
         self._staged.append((message.id, sender, ref))
-        self._emit(message, ref, sender, room, target)
+        if message.change:
+            self._changed(message, ref, sender, room, target)
+        else:
+            self._emit(message, ref, sender, room, target)
         return message.id
+
+    def _changed(self, change: Message, ref: str | None, sender: Peer | None,
+                 room: Room | None, target: Peer | None) -> None:
+        """A change arrived: applied to the message it is about (every copy decides
+        the same, in the one order), then told to those who take changes; its sender
+        gets its copy with ``ref`` (or `no_such_message` when the message went
+        meanwhile)."""
+        assert change.about is not None
+        if not self.store.change(change.about, change.change, change.text, change.sender,
+                                 change.ts):
+            if sender is not None and ref is not None:
+                self.error(sender, ProtocolError(
+                    "no_such_message", "That message was deleted meanwhile."), ref)
+            return
+        event = change_event(change)
+        members: Any = room.members if room is not None else (
+            (target,) if target is not None else ())
+        takers = [m for m in members if m.wants_edits and m is not sender]
+        self.cost += len(members)
+        self.deliver()
+        share(takers, event)
+        if sender is not None and ref is not None:
+            sender.queue(event.answering(ref))
 
     def refuse_post(self, sender: Peer, ref: str | None, text: str) -> None:
         """A message the cluster could not take: its sender is told (store_failed)."""
@@ -353,7 +394,8 @@ class Hub:
             if sender is not None and sender is not target:
                 sender.dms.append(message.id)
         if not (message.action or message.notice or message.file is not None
-                or message.tags):  # the common case: its line from the template, now
+                or message.tags or message.about is not None):  # the common case: its
+            #                                               line from the template, now
             message._data = encode_message(message.id, message.ts,
                                            "room" if room is not None else "to",
                                            message.room or message.to or "",
@@ -397,14 +439,15 @@ class Hub:
         share([m for m in members if m.wants_tags and m is not sender], event)
         sender.queue(event.answering(ref))
 
-    def replay(self, room: Room, key: tuple[int, int | None, int, int]
+    def replay(self, room: Room, key: tuple[int, int | None, int, int, bool]
                ) -> tuple[Replay, bool] | None:
         """The replay kept for ``room`` under ``key`` (after, before, limit, byte
-        budget), if the room has had no message since it was made."""
+        budget,
+        changes too), if the room has had no message since it was made."""
         kept = self.replays.get(room.key)
         return (kept[1], kept[2]) if kept is not None and kept[0] == key else None
 
-    def keep_replay(self, room: Room, key: tuple[int, int | None, int, int], chunk: Replay,
+    def keep_replay(self, room: Room, key: tuple[int, int | None, int, int, bool], chunk: Replay,
                     more: bool) -> None:
         self.replays[room.key] = (key, chunk, more)
 

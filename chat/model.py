@@ -141,7 +141,7 @@ class Peer:
                  "searches", "_dms", "uploads", "_downloads",
                  "_refused", "wants_tags", "away", "_spans", "work", "oper", "username",
                  "realname", "last_spoke", "wants_away", "wallops", "invisible",
-                 "wants_owners", "monitors",
+                 "wants_owners", "monitors", "wants_edits",
                  "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
@@ -200,6 +200,8 @@ class Peer:
         # takes the frames of rooms with owners unasked (`topic`, `mode`, `invited`):
         # IRC, and clients whose hello lists "owners" in `features` (docs/protocol.md)
         self.wants_owners = False
+        # takes `edited`, `deleted` and `reaction` (hello `features` lists "edits")
+        self.wants_edits = False
         self.monitors: dict[str, str] = {}  # followed nicknames (`monitor`): key -> nick
         self.wallops = False  # IRC's user mode +w: takes WALLOPS
         self.invisible = False  # IRC's +i: left out of WHO masks by those not with it

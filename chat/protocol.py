@@ -332,6 +332,16 @@ class Send:
     action: bool
     notice: bool
     tags: dict[str, str] | None
+    reply_to: int | None = None  # *added:* the id of the message it answers
+
+
+@dataclass(slots=True)
+class Change:
+    """*Added:* `edit`, `delete` and `react`: a change to the message ``id``."""
+
+    kind: str  # "edit", "delete", "react" or "unreact"
+    id: int
+    text: str = ""  # the new text (edit) or the emoji (react)
 
 
 @dataclass(slots=True)
@@ -534,7 +544,8 @@ class Rooms:
 
 Request = (Hello | Send | TagMsg | InRoom | Join | Part | Nick | Named | Away | Ison | Password
            | Nothing | History | Token | Bye | Search | Upload | Chunk | Download | Rooms
-           | TopicSet | ModeSet | KickOut | Invite | Who | Oper | Kill | Wallops | Monitor)
+           | TopicSet | ModeSet | KickOut | Invite | Who | Oper | Kill | Wallops | Monitor
+           | Change)
 
 
 def _parse_hello(frame: JsonObject, max_text: int) -> Request:
@@ -589,7 +600,42 @@ def _parse_send(frame: JsonObject, max_text: int) -> Request:
     to = _nick(frame, "to") if has_to else None
     check_text(text, max_text)
     tags = client_tags(frame) if "tags" in frame else None
-    return Send(room, to, text, action, notice, tags)
+    reply_to = _message_id(frame, "reply_to") if "reply_to" in frame else None
+    return Send(room, to, text, action, notice, tags, reply_to)
+
+
+MAX_EMOJI = 32  # bytes of one reaction (an emoji, with its modifiers and joiners)
+
+
+def _message_id(frame: JsonObject, name: str) -> int:
+    value = _field(frame, name, int, required=True)
+    if not 0 < value < 2**53:
+        raise ProtocolError("bad_field", f"'{name}' must be a message id.")
+    return value
+
+
+def _parse_edit(frame: JsonObject, max_text: int) -> Request:
+    text = frame.get("text")
+    if not isinstance(text, str):
+        raise ProtocolError("bad_field", "'text' must be a string.")
+    check_text(text, max_text)
+    return Change("edit", _message_id(frame, "id"), text)
+
+
+def _parse_delete(frame: JsonObject, max_text: int) -> Request:
+    return Change("delete", _message_id(frame, "id"))
+
+
+def _parse_react(frame: JsonObject, max_text: int) -> Request:
+    emoji = _field(frame, "emoji", str, required=True)
+    on = _field(frame, "on", bool, required=False)
+    if not emoji or len(emoji.encode("utf-8")) > MAX_EMOJI or any(
+            c.isspace() or unicodedata.category(c) in ("Cc", "Cs", "Co", "Cn")
+            for c in emoji):
+        raise ProtocolError("bad_field", f"'emoji' is one emoji (at most {MAX_EMOJI} "
+                            "bytes, no spaces).")
+    return Change("unreact" if on is False else "react", _message_id(frame, "id"),
+                  unicodedata.normalize("NFC", emoji))
 
 
 def client_tags(frame: JsonObject) -> dict[str, str]:
@@ -927,6 +973,10 @@ PARSERS: dict[str, Callable[[JsonObject, int], Request]] = {
     "whowas": _parse_whois,
     "lusers": _parse_empty,
     "monitor": _parse_monitor,  # docs/protocol.md, "Who is online"
+    # docs/protocol.md, "Replies, reactions, edits and deletes"
+    "edit": _parse_edit,
+    "delete": _parse_delete,
+    "react": _parse_react,
 }
 
 

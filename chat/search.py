@@ -153,6 +153,7 @@ class Search:
         args: list[Any] = [*rooms, *dm_ids]
         where.append("m.id <= ?")
         args.append(scope.upto)
+        where.append("m.action < 3 AND m.deleted = 0")  # messages (not changes), not deleted
         if query.sender is not None:
             where.append("name_key(m.sender) = ?")
             args.append(query.sender)
@@ -191,7 +192,8 @@ class Search:
         total = 0
         length_sum = 0
         frequency: Counter[str] = Counter()
-        for (text,) in self.db.execute("SELECT text FROM messages"):
+        for (text,) in self.db.execute("SELECT text FROM messages WHERE action < 3 "
+                                       "AND deleted = 0"):  # what the index holds
             if total % SCAN_CHECK == 0 and time.perf_counter() > deadline:
                 raise TooBroad
             words = tokens(text)

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from chat.accounts import Account
 from chat.bans import Ban
 from chat.errors import StoreError
+from chat.protocol import name_key
 from chat.search import Query, Scope, Search, enable_fts
 
 SCHEMA = """
@@ -34,7 +35,11 @@ CREATE TABLE IF NOT EXISTS messages (
     recipient TEXT,
     text      TEXT NOT NULL,
     action    INTEGER NOT NULL DEFAULT 0,
-    file      TEXT
+    file      TEXT,
+    -- a message: the id it answers; a change (EDIT and after): the message it changes
+    about     INTEGER,
+    edited    INTEGER,  -- when its text was last changed (ms), NULL if never
+    deleted   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room, id);
 -- direct messages between two nicknames, for their account holders' history (a
@@ -68,6 +73,15 @@ CREATE INDEX IF NOT EXISTS seen_by_age ON seen (ts);
 CREATE TABLE IF NOT EXISTS room_rules (
     key  TEXT PRIMARY KEY,
     data TEXT NOT NULL
+) WITHOUT ROWID;
+-- who reacted to a message with what (docs/protocol.md, "Replies, reactions, edits")
+CREATE TABLE IF NOT EXISTS reactions (
+    msg_id   INTEGER NOT NULL,
+    emoji    TEXT NOT NULL,
+    nick_key TEXT NOT NULL,
+    nick     TEXT NOT NULL,
+    ts       INTEGER NOT NULL,
+    PRIMARY KEY (msg_id, emoji, nick_key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bans (
     kind    TEXT NOT NULL,
@@ -107,10 +121,15 @@ def reason_of(exc: sqlite3.Error) -> str:
 
 
 INSERT_MESSAGE = ("INSERT INTO messages (id, ts, room, sender, recipient, text, action, "
-                  "file) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+                  "file, about) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 # messages.action: what kind of message it is (the column's name is from when
-# actions were the only other kind)
+# actions were the only other kind). From EDIT on, a row is a change to the message
+# ``about`` names, kept in the one order with the messages (a client resuming with
+# `since` is told it); history, search and replays read messages only (action < EDIT).
 PLAIN, ACTION, NOTICE = 0, 1, 2
+EDIT, DELETE, REACT, UNREACT = 3, 4, 5, 6
+CHANGES = {"edit": EDIT, "delete": DELETE, "react": REACT, "unreact": UNREACT}
+MESSAGE_COLUMNS = "id, ts, sender, text, action, file, about, edited, deleted"
 
 
 class Row(NamedTuple):
@@ -118,8 +137,25 @@ class Row(NamedTuple):
     ts: int
     sender: str
     text: str
-    kind: int  # PLAIN, ACTION or NOTICE
+    kind: int  # PLAIN, ACTION or NOTICE; or a change: EDIT, DELETE, REACT, UNREACT
     file: str | None = None  # the file it carries, as JSON (docs/protocol.md, "Files")
+    about: int | None = None  # the id it answers (a change: the message it changes)
+    edited: int | None = None  # when its text was last changed
+    deleted: bool = False
+    reactions: dict[str, list[str]] | None = None  # emoji -> nicknames, in order
+
+
+class Target(NamedTuple):
+    """A message as a change to it is checked against (``Store.message``)."""
+
+    id: int
+    ts: int
+    room: str | None  # its room's key, or None for a direct message
+    sender: str
+    recipient: str | None
+    kind: int
+    deleted: bool
+    edits: int  # how many times it was edited
 
 
 class Store:
@@ -147,6 +183,10 @@ class Store:
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
             if "file" not in columns:  # a database from before files: a column more
                 self._db.execute("ALTER TABLE messages ADD COLUMN file TEXT")
+            for column, kind in (("about", "INTEGER"), ("edited", "INTEGER"),
+                                 ("deleted", "INTEGER NOT NULL DEFAULT 0")):
+                if column not in columns:  # from before replies and edits
+                    self._db.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
             indexed = enable_fts(self._db)  # None: searches scan (the same answers)
             row = self._db.execute(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
@@ -195,9 +235,12 @@ class Store:
 
     def add(self, ts: int, sender: str, text: str, *, room_key: str | None = None,
             room_name: str | None = None, recipient: str | None = None,
-            kind: int = PLAIN, file: str | None = None, msg_id: int | None = None) -> int:
+            kind: int = PLAIN, file: str | None = None, msg_id: int | None = None,
+            about: int | None = None) -> int:
         """Add one message to the open transaction and return its new id (``msg_id``:
-        the id the cluster gave it, above every id here; chat.cluster)."""
+        the id the cluster gave it, above every id here; chat.cluster). ``about``: the
+        id it answers; for a change (``kind`` EDIT and after), the message it changes,
+        which ``change`` then changes."""
         if not self._in_transaction:
             self._begin()
         if room_key is not None and room_key not in self._known_rooms:
@@ -206,8 +249,73 @@ class Store:
             self._known_rooms.add(room_key)
             self._new_rooms.add(room_key)
         self._last_id = self._last_id + 1 if msg_id is None else msg_id
-        self._rows.append((self._last_id, ts, room_key, sender, recipient, text, kind, file))
+        self._rows.append((self._last_id, ts, room_key, sender, recipient, text, kind, file,
+                           about))
         return self._last_id
+
+    def message(self, msg_id: int) -> Target | None:
+        """The message ``msg_id`` as a change is checked against; None when there is
+        none (or the id is a change's)."""
+        self._flush_rows()
+        rows = self._read("SELECT id, ts, room, sender, recipient, action, deleted, "
+                          "(SELECT count(*) FROM messages c WHERE c.about = m.id AND "
+                          "c.action = ?) FROM messages m WHERE id = ? AND action < ?",
+                          (EDIT, msg_id, EDIT))
+        if not rows:
+            return None
+        r = rows[0]
+        return Target(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7])
+
+    def change(self, msg_id: int, kind: int, text: str, nick: str, ts: int) -> bool:
+        """Apply a change (added with ``add``) to the message ``msg_id``, in the open
+        transaction: EDIT its text, DELETE it (its text, reactions and index entry
+        go), REACT or UNREACT with ``text`` as ``nick``. False when it changes nothing
+        (a deleted message, a reaction already so): every copy decides the same, in
+        the one order."""
+        self._flush_rows()
+        target = self._read("SELECT deleted FROM messages WHERE id = ? AND action < ?",
+                            (msg_id, EDIT))
+        if not target or target[0][0]:
+            return False
+        if kind == EDIT:
+            self._execute("UPDATE messages SET text = ?, edited = ? WHERE id = ?",
+                          (text, ts, msg_id))
+            if self._fts and msg_id <= self._indexed:
+                self._execute("DELETE FROM messages_fts WHERE rowid = ?", (msg_id,))
+                self._execute("INSERT INTO messages_fts (rowid, text) VALUES (?, ?)",
+                              (msg_id, text))
+        elif kind == DELETE:
+            self._execute("UPDATE messages SET text = '', file = NULL, deleted = 1 "
+                          "WHERE id = ?", (msg_id,))
+            self._execute("DELETE FROM reactions WHERE msg_id = ?", (msg_id,))
+            if self._fts and msg_id <= self._indexed:
+                self._execute("DELETE FROM messages_fts WHERE rowid = ?", (msg_id,))
+        else:
+            key = name_key(nick)
+            had = self._read("SELECT 1 FROM reactions WHERE msg_id = ? AND emoji = ? AND "
+                             "nick_key = ?", (msg_id, text, key))
+            if bool(had) == (kind == REACT):
+                return False
+            if kind == REACT:
+                self._execute("INSERT INTO reactions (msg_id, emoji, nick_key, nick, ts) "
+                              "VALUES (?, ?, ?, ?, ?)", (msg_id, text, key, nick, ts))
+            else:
+                self._execute("DELETE FROM reactions WHERE msg_id = ? AND emoji = ? AND "
+                              "nick_key = ?", (msg_id, text, key))
+        return True
+
+    def reactions(self, ids: list[int]) -> dict[int, dict[str, list[str]]]:
+        """Who reacted with what to each of ``ids`` (those with reactions), the
+        emoji in the order first used, the nicknames in the order they came."""
+        found: dict[int, dict[str, list[str]]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for msg_id, emoji, nick in self._read(
+                    "SELECT msg_id, emoji, nick FROM reactions WHERE msg_id IN "
+                    f"({','.join('?' * len(chunk))}) ORDER BY msg_id, ts, nick_key",
+                    tuple(chunk)):
+                found.setdefault(msg_id, {}).setdefault(emoji, []).append(nick)
+        return found
 
     def _flush_rows(self) -> None:
         """Write the messages added since the last flush: one statement for all of a
@@ -336,19 +444,21 @@ class Store:
         return rooms
 
     def newest(self, room_key: str, *, after: int = 0, before: int | None = None,
-               limit: int, oldest: bool = False) -> Generator[Row, None, None]:
+               limit: int, oldest: bool = False, changes: bool = False
+               ) -> Generator[Row, None, None]:
         """A room's messages with ``after < id < before``, newest first (``oldest``:
         oldest first), at most ``limit``; read a page at a time, so stopping early
         costs only what was read. Close the iterator when done
-        (``contextlib.closing``)."""
+        (``contextlib.closing``). ``changes``: the changes to messages too (a client
+        catching up on what it missed)."""
         upper = before if before is not None else self._last_id + 1
         order = "ASC" if oldest else "DESC"
         self._flush_rows()
         try:
             cursor = self._db.execute(
-                "SELECT id, ts, sender, text, action, file FROM messages "
-                f"WHERE room = ? AND id > ? AND id < ? ORDER BY id {order} LIMIT ?",
-                (room_key, after, upper, limit))
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND id > ? AND "
+                f"id < ? {'' if changes else f'AND action < {EDIT} '}"
+                f"ORDER BY id {order} LIMIT ?", (room_key, after, upper, limit))
         except sqlite3.Error as exc:
             raise StoreError(f"database {self.path}: {exc}", reason_of(exc)) from None
         try:
@@ -360,13 +470,19 @@ class Store:
                                      reason_of(exc)) from None
                 if not page:
                     return
-                for r in page:
-                    yield Row(r[0], r[1], r[2], r[3], r[4], r[5])
+                yield from self._rows_of(page)
         finally:
             cursor.close()
 
+    def _rows_of(self, page: list[tuple]) -> list[Row]:
+        """Rows as read (MESSAGE_COLUMNS), with their reactions."""
+        reacted = self.reactions([r[0] for r in page if r[4] < EDIT])
+        return [Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]),
+                    reacted.get(r[0])) for r in page]
+
     def direct(self, one: str, other: str, *, after: int = 0, before: int | None = None,
-               limit: int, oldest: bool = False) -> list[tuple[Row, str]]:
+               limit: int, oldest: bool = False, changes: bool = False
+               ) -> list[tuple[Row, str]]:
         """Direct messages between ``one`` and ``other`` (nicknames; ASCII case does
         not matter) with ``after < id < before``: the newest ``limit`` (``oldest``:
         the oldest), newest first (oldest first), each with its recipient. Two index
@@ -377,13 +493,14 @@ class Store:
         found: list[tuple[Row, str]] = []
         try:
             for sender, recipient in ((one, other), (other, one)):
-                for r in self._db.execute(
-                        "SELECT id, ts, sender, text, action, file, recipient FROM messages "
-                        "WHERE recipient IS NOT NULL AND sender = ? COLLATE NOCASE AND "
-                        "recipient = ? COLLATE NOCASE AND id > ? AND id < ? "
-                        f"ORDER BY id {order} LIMIT ?",
-                        (sender, recipient, after, upper, limit)):
-                    found.append((Row(r[0], r[1], r[2], r[3], r[4], r[5]), r[6]))
+                page = self._db.execute(
+                    f"SELECT {MESSAGE_COLUMNS}, recipient FROM messages "
+                    "WHERE recipient IS NOT NULL AND sender = ? COLLATE NOCASE AND "
+                    "recipient = ? COLLATE NOCASE AND id > ? AND id < ? "
+                    f"{'' if changes else f'AND action < {EDIT} '}"
+                    f"ORDER BY id {order} LIMIT ?",
+                    (sender, recipient, after, upper, limit)).fetchall()
+                found += zip(self._rows_of(page), (r[-1] for r in page), strict=True)
                 if sender.casefold() == recipient.casefold():
                     break  # notes to oneself: one read
         except sqlite3.Error as exc:
@@ -435,7 +552,8 @@ class Store:
             return 0
         self._begin()
         self._execute("INSERT INTO messages_fts (rowid, text) SELECT id, text FROM messages "
-                      "WHERE id > ? AND id <= ?", (self._indexed, upto))
+                      "WHERE id > ? AND id <= ? AND action < ? AND deleted = 0",
+                      (self._indexed, upto, EDIT))
         added = upto - self._indexed
         self._indexed = upto
         return added

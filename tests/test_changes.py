@@ -1,0 +1,156 @@
+"""Replies, reactions, edits and deletes over real sockets (docs/protocol.md, "Replies,
+reactions, edits and deletes"): each on the messages' one road, stored, replayed and
+shared across a cluster's nodes."""
+
+from __future__ import annotations
+
+from test_cluster import joined, wait_for
+from wire import Wire, connect
+
+EDITS = {"features": ["edits"]}
+
+
+def said(wire: Wire, text: str, **fields) -> dict:
+    wire.send(type="send", room="general", text=text, ref=text, **fields)
+    return wire.until("message", ref=text)
+
+
+def asked(wire: Wire, ref: str, **frame) -> dict:
+    """Send ``frame`` with ``ref``; the answer that carries it."""
+    wire.send(ref=ref, **frame)
+    while (answer := wire.next()).get("ref") != ref:
+        pass
+    return answer
+
+
+def history(wire: Wire, room: str = "general") -> dict[int, dict]:
+    wire.send(type="history", room=room, ref="h")
+    found = {}
+    while (frame := wire.next())["type"] != "history_end":
+        if frame["type"] == "message":
+            found[frame["id"]] = frame
+    return found
+
+
+def test_a_reply_names_the_message_it_answers_live_and_in_history(server):
+    alice, bob = connect(server.port, "alice"), connect(server.port, "bob")
+    first = said(alice, "who has the key?")
+    reply = said(bob, "I do", reply_to=first["id"])
+    assert reply["reply_to"] == first["id"]
+    assert alice.until("message", text="I do")["reply_to"] == first["id"]
+    assert history(alice)[reply["id"]]["reply_to"] == first["id"]
+    answer = asked(bob, "bad", type="send", room="general", text="?", reply_to=10**9)
+    assert answer["type"] == "error" and answer["code"] == "no_such_message"
+    bob.send(type="join", room="lab", ref="j")
+    bob.until("history_end", room="lab")
+    answer = asked(bob, "elsewhere", type="send", room="lab", text="?",
+                   reply_to=first["id"])  # a message of another room
+    assert answer["code"] == "no_such_message"
+
+
+def test_edits_deletes_and_reactions_reach_those_who_take_them(server):
+    alice = connect(server.port, "alice", **EDITS)
+    bob = connect(server.port, "bob", **EDITS)
+    plain = connect(server.port, "plain")  # a client that knows nothing of them
+    msg = said(alice, "the lab opens at 9")
+    mid = msg["id"]
+
+    edited = asked(alice, "e", type="edit", id=mid, text="the lab opens at 10")
+    assert edited["type"] == "edited" and edited["target"] == mid
+    assert edited["text"] == "the lab opens at 10" and edited["by"] == "alice"
+    seen = bob.until("edited")
+    assert (seen["target"], seen["text"], seen["room"]) == (mid, "the lab opens at 10",
+                                                           "general")
+    assert seen["id"] > mid  # the change has its own place in the order
+
+    assert asked(bob, "x", type="edit", id=mid, text="mine now")["code"] == "not_allowed"
+    reacted = asked(bob, "r", type="react", id=mid, emoji="👍")
+    assert (reacted["type"], reacted["emoji"], reacted["on"], reacted["nick"]) == (
+        "reaction", "👍", True, "bob")
+    assert alice.until("reaction")["emoji"] == "👍"
+    asked(alice, "r2", type="react", id=mid, emoji="👍")
+    asked(alice, "r3", type="react", id=mid, emoji="🎉")
+    off = asked(alice, "r4", type="react", id=mid, emoji="🎉", on=False)
+    assert off["on"] is False
+    assert history(bob)[mid]["reactions"] == {"👍": ["bob", "alice"]}
+    assert history(bob)[mid]["text"] == "the lab opens at 10" and history(bob)[mid]["edited"]
+    bad = asked(bob, "b", type="react", id=mid, emoji="not one")
+    assert bad["code"] == "bad_field"
+
+    assert asked(bob, "d", type="delete", id=mid)["code"] == "not_allowed"
+    gone = asked(alice, "d2", type="delete", id=mid)
+    assert gone["type"] == "deleted" and gone["target"] == mid
+    assert bob.until("deleted")["target"] == mid
+    kept = history(bob)[mid]
+    assert kept["deleted"] is True and kept["text"] == "" and "reactions" not in kept
+    assert asked(alice, "again", type="edit", id=mid, text="x")["code"] == "no_such_message"
+
+    # the plain client saw the message and nothing of the changes
+    frames = plain.barrier()
+    assert [f["type"] for f in frames if f["type"] in ("edited", "deleted", "reaction")] == []
+
+
+def test_a_deleted_message_is_no_longer_found_and_an_edited_one_by_its_new_text(server):
+    alice = connect(server.port, "alice", **EDITS)
+    mid = said(alice, "zebra crossing")["id"]
+    other = said(alice, "quokka sighting")["id"]
+    asked(alice, "e", type="edit", id=other, text="wombat sighting")
+    asked(alice, "d", type="delete", id=mid)
+
+    def found(query: str) -> list[int]:
+        answer = asked(alice, f"s-{query}", type="search", query=query)
+        return [r["id"] for r in answer["results"]]
+    assert found("zebra") == []
+    assert found("quokka") == []
+    assert found("wombat") == [other]
+
+
+def test_an_operator_deletes_others_messages_and_changes_survive_a_restart(start_server,
+                                                                         tmp_path):
+    server = start_server()
+    teacher = connect(server.port, "teacher", **EDITS)  # first in: the room's operator
+    student = connect(server.port, "student", **EDITS)
+    rude = said(student, "something rude")["id"]
+    fine = said(student, "something fine")["id"]
+    assert asked(teacher, "d", type="delete", id=rude)["type"] == "deleted"
+    asked(teacher, "r", type="react", id=fine, emoji="✅")
+    assert server.stop() == 0
+    again = start_server(db=server.db)
+    reader = connect(again.port, "reader", **EDITS)
+    kept = history(reader)
+    assert kept[rude]["deleted"] is True and kept[rude]["text"] == ""
+    assert kept[fine]["reactions"] == {"✅": ["teacher"]}
+
+
+def test_a_client_catching_up_with_since_is_told_what_changed(server):
+    alice = connect(server.port, "alice", **EDITS)
+    mid = said(alice, "draft one")["id"]
+    later = Wire(server.port)
+    later.send(type="hello", nick="bob", proto=1, since=mid, **EDITS)
+    assert later.next()["type"] == "welcome"
+    later.until("history_end")
+    asked(alice, "e", type="edit", id=mid, text="draft two")
+    later.close()
+    back = Wire(server.port)
+    back.send(type="hello", nick="bob", proto=1, since=mid, **EDITS)
+    frames = []
+    while (frame := back.next())["type"] != "history_end":
+        frames.append(frame)
+    change = [f for f in frames if f["type"] == "edited"]
+    assert change and change[0]["target"] == mid and change[0]["history"] is True
+
+
+def test_changes_made_on_one_node_hold_on_another(node):
+    a, b = node(), node()
+    alice = joined(a.port, "alice", **EDITS)
+    bob = joined(b.port, "bob", **EDITS)
+    mid = said(alice, "across the cluster")["id"]
+    bob.until("message", id=mid)
+    asked(alice, "e", type="edit", id=mid, text="across the whole cluster")
+    assert bob.until("edited")["text"] == "across the whole cluster"
+    asked(bob, "r", type="react", id=mid, emoji="🚀")
+    assert alice.until("reaction")["nick"] == "bob"
+    reply = said(bob, "indeed", reply_to=mid)
+    assert alice.until("message", id=reply["id"])["reply_to"] == mid
+    wait_for(lambda: history(bob)[mid]["reactions"] == {"🚀": ["bob"]}, what="b's copy")
+    assert history(alice)[mid]["text"] == "across the whole cluster"
