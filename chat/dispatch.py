@@ -330,7 +330,7 @@ def hello(hub: Hub, peer: Peer, req: Hello, ref: str | None) -> None:
     hub.register(peer, req.nick, key, req.client or "")
     peer.username, peer.realname = req.user or "", req.realname or ""
     peer.wants_owners = peer.wants_owners or "owners" in req.features
-    peer.wants_edits = "edits" in req.features
+    peer.wants_edits = peer.wants_edits or "edits" in req.features
     if log.isEnabledFor(logging.INFO):
         door = " (web)" if peer.door == "web" else ""
         log.info("%s registered from %s%s", peer.nick, peer.host, door)
@@ -382,14 +382,18 @@ def send(hub: Hub, peer: Peer, req: Send, ref: str | None) -> None:
     try:
         if room is not None:
             hub.owners.may_speak(peer, room)  # a quiet room, a room ban
-        if req.reply_to is not None:
-            answered = hub.store.message(req.reply_to)
+        reply_to = req.reply_to
+        if reply_to is not None:
+            answered = hub.store.message(reply_to)
             if answered is None or conversation(peer, answered) != (
                     room.key if room is not None else target.key if target else None):
-                raise ProtocolError("no_such_message", "There is no message "
-                                    f"{req.reply_to} in this conversation to reply to.")
+                if req.tags and "+draft/reply" in req.tags:
+                    reply_to = None  # IRC's tag naming something else: relayed as it is
+                else:
+                    raise ProtocolError("no_such_message", "There is no message "
+                                        f"{reply_to} in this conversation to reply to.")
         hub.post(peer, req.text, req.action, ref, room=room, target=target,
-                 notice=req.notice, tags=req.tags, reply_to=req.reply_to)
+                 notice=req.notice, tags=req.tags, reply_to=reply_to)
     except BaseException:
         peer.bucket.refund()  # refused: it costs no token
         raise

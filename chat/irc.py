@@ -32,7 +32,9 @@ from chat.events import (
     EVENT_TYPES,
     AwayAnswer,
     Counts,
+    Deleted,
     Echo,
+    Edited,
     Error,
     Event,
     HistoryEnd,
@@ -50,6 +52,7 @@ from chat.events import (
     Ping,
     Pong,
     Presence,
+    Reaction,
     Renamed,
     Replay,
     RoomInfo,
@@ -92,7 +95,8 @@ TOO_LONG = b"\x00too long"  # in place of a line past MAX_LINE (it is dropped)
 # multi-prefix and userhost-in-names: lanchat has no channel prefixes, and NAMES gives
 # full masks when asked
 CAPS = ("server-time", "message-tags", "echo-message", "batch", "labeled-response",
-        "draft/chathistory", "sasl", "multi-prefix", "userhost-in-names", "away-notify")
+        "draft/chathistory", "sasl", "multi-prefix", "userhost-in-names", "away-notify",
+        "draft/message-redaction")
 CAP_VALUES = {"sasl": "PLAIN"}  # shown to clients that speak CAP 302
 # Two 005 lines (a numeric carries at most 13 tokens)
 ISUPPORT = (
@@ -123,7 +127,7 @@ ENDS = {
     "USERHOST": "ison", "TOPIC": "topic", "MODE": "room_info", "MODESET": "mode",
     "KICK": "left", "INVITE": "invited", "WHOWAS": "whowas", "LUSERS": "lusers",
     "OPER": "oper", "WHOMASK": "who_matches", "KILL": "irc", "WALLOPS": "wallops",
-    "MONITOR": "monitor",
+    "MONITOR": "monitor", "REDACT": "deleted", "REACT": "reaction",
 }
 QUITS = {"quit": "Quit", "disconnected": "Connection closed", "timeout": "Ping timeout",
          "banned": "Banned"}
@@ -290,7 +294,10 @@ class IrcCodec:
     def _write(self, event: Event, out: list[str]) -> None:
         if isinstance(event, Replay):  # stored messages: written at their history_end
             for message in event.messages:
-                self._message(message, self._history, None)
+                if isinstance(message, Message):
+                    self._message(message, self._history, None)
+                else:  # a change made since the client was last here
+                    WRITERS[message.type](self, message, self._history, None)
             return
         if isinstance(event, Echo):
             event = event.whole()  # its fields are read many times below
@@ -375,7 +382,11 @@ class IrcCodec:
                 msgid = getattr(event, "id", None)
             if msgid is not None:
                 tags.append(f"msgid={msgid}")
-            for key, value in (getattr(event, "tags", None) or {}).items():
+            about = getattr(event, "about", None)  # a reply: the message it answers
+            client = getattr(event, "tags", None) or {}
+            if about is not None and "+draft/reply" not in client:
+                tags.append(f"+draft/reply={about}")
+            for key, value in client.items():
                 tags.append(f"{key}={tag_escape(value)}" if value else key)
         return "@" + ";".join(tags) + " " if tags else ""
 
@@ -464,6 +475,48 @@ class IrcCodec:
         for part in text_pieces(text, max(room, 64)):
             out.append(f"{tags}{prefix}\x01ACTION {part}\x01" if action
                        else f"{tags}{prefix}{part}")
+
+    # docs/protocol.md, "IRC": replies and reactions as IRCv3's +draft/reply and
+    # +draft/react client tags, deletes as draft/message-redaction's REDACT, edits and
+    # (without those) deletes as a NOTICE line from the one who made the change.
+
+    def _change_target(self, event: Edited | Deleted | Reaction) -> str:
+        """Where the change shows: its channel, or in a direct conversation the
+        other one (who made it is the line's source)."""
+        if event.room is not None:
+            return f"#{event.room}"
+        actor = event.nick if isinstance(event, Reaction) else event.by
+        return (event.to or self.nick) if actor == self.nick else self.nick
+
+    def _edited(self, event: Edited, out: list[str], asked: Asked | None) -> None:
+        target = self._change_target(event)
+        tags = self._tags(event, event.id)
+        reply = f"+draft/reply={event.target}" if "message-tags" in self.caps else ""
+        if reply:
+            tags = f"{tags[:-1]};{reply} " if tags else f"@{reply} "
+        prefix = f"{tags}:{self._mask(event.by)} NOTICE {target} :(edited) "
+        room = MAX_BODY - 2 - len(prefix.encode("utf-8"))
+        for part in text_pieces(event.text, max(room, 64)):
+            out.append(prefix + part)
+
+    def _deleted(self, event: Deleted, out: list[str], asked: Asked | None) -> None:
+        target = self._change_target(event)
+        if "draft/message-redaction" in self.caps:
+            out.append(f"{self._tags(event, event.id)}:{self._mask(event.by)} REDACT "
+                       f"{target} {event.target}")
+        else:
+            out.append(f"{self._tags(event, event.id)}:{self._mask(event.by)} NOTICE "
+                       f"{target} :(deleted a message: {event.target})")
+
+    def _reaction(self, event: Reaction, out: list[str], asked: Asked | None) -> None:
+        if "message-tags" not in self.caps:
+            return  # a reaction has no line of its own
+        target = self._change_target(event)
+        kind = "+draft/react" if event.on else "+draft/unreact"
+        tags = self._tags(event, event.id)
+        extra = f"{kind}={tag_escape(event.emoji)};+draft/reply={event.target}"
+        tags = f"{tags[:-1]};{extra} " if tags else f"@{extra} "
+        out.append(f"{tags}:{self._mask(event.nick)} TAGMSG {target}")
 
     def _tagmsg(self, event: TagRelay, out: list[str], asked: Asked | None) -> None:
         if "message-tags" not in self.caps or self._own_echo(event):
@@ -762,6 +815,12 @@ class IrcCodec:
             return
         elif cmd == "NAMES" and asked is not None and asked.sub == "more":
             return  # (one 366 ends the answer for all the channels asked)
+        elif cmd == "REDACT" and asked is not None:  # draft/message-redaction's answers
+            why = {"no_such_message": "UNKNOWN_MSGID",
+                   "not_allowed": "REDACT_FORBIDDEN"}.get(code, "INVALID_TARGET")
+            out.append(f":{self.server_name} FAIL REDACT {why} {target} {asked.sub} "
+                       f":{message}")
+            return
         numeric = NUMERIC_OF.get(code)
         if numeric in NO_TARGET:
             self._numeric(out, numeric, message)
@@ -810,6 +869,7 @@ class IrcDoor:
         self._replies: list[str] = []  # the door's own answer to that command
         peer.door = "irc"
         peer.wants_owners = True  # (IRC clients know topics, modes and invitations)
+        peer.wants_edits = True  # (shown as tags, REDACT or NOTICE lines: _edited...)
 
     def receive_data(self, data: bytes) -> None:
         if not data:
@@ -1151,6 +1211,9 @@ class IrcDoor:
                     self._ctcp(targets, text.strip("\x01"))
                 return
         client_tags = self._client_tags(tags) if tags else None
+        reply_to = None
+        if client_tags and "+draft/reply" in client_tags:  # an answer to a message
+            reply_to = number(client_tags["+draft/reply"])  # (the tag is relayed too)
         nick = self.codec.nick
         for target in targets:
             # others get ":nick!nick@lanchat PRIVMSG target :text": it must fit in 512
@@ -1169,11 +1232,22 @@ class IrcDoor:
                 frame["notice"] = True
             if client_tags:
                 frame["tags"] = client_tags
+            if reply_to is not None:
+                frame["reply_to"] = reply_to
             if target.startswith("#"):
                 frame["room"] = target[1:]
             else:
                 frame["to"] = target
             self._frames.append(frame)
+
+    def _cmd_redact(self, params: list[str]) -> None:
+        """REDACT <target> <msgid> [:reason] (draft/message-redaction): a delete."""
+        if len(params) < 2:
+            self._numeric("461", "REDACT", "Not enough parameters")
+            return
+        msg_id = number(params[1])
+        self._frame(type="delete", id=msg_id if msg_id is not None else 0,
+                    ref=self._ref("REDACT", params[0], params[1]))
 
     def _ctcp(self, targets: list[str], request: str) -> None:
         """CTCP VERSION, PING, TIME, CLIENTINFO to a nickname: the server answers for
@@ -1197,6 +1271,13 @@ class IrcDoor:
         targets = self._targets("TAGMSG", params)
         client_tags = self._client_tags(tags)
         if not targets or not client_tags:
+            return
+        react = client_tags.get("+draft/react") or client_tags.get("+draft/unreact")
+        about = number(client_tags.get("+draft/reply", ""))
+        if react and about is not None:  # a reaction to a message (+draft/react)
+            self._frame(type="react", id=about, emoji=react,
+                        on="+draft/react" in client_tags,
+                        ref=self._ref("REACT", targets[0], str(about)))
             return
         for target in targets:
             if client_tags == {"+typing": "active"} and target.startswith("#"):

@@ -4,8 +4,13 @@ shared across a cluster's nodes."""
 
 from __future__ import annotations
 
+import pytest
 from test_cluster import joined, wait_for
 from wire import Wire, connect
+
+from chat.irc import split_line
+from tests.conftest import launch
+from tests.ircwire import IrcWire
 
 EDITS = {"features": ["edits"]}
 
@@ -154,3 +159,54 @@ def test_changes_made_on_one_node_hold_on_another(node):
     assert alice.until("message", id=reply["id"])["reply_to"] == mid
     wait_for(lambda: history(bob)[mid]["reactions"] == {"🚀": ["bob"]}, what="b's copy")
     assert history(alice)[mid]["text"] == "across the whole cluster"
+
+
+@pytest.fixture
+def irc_server(tmp_path):
+    srv = launch(tmp_path / "irc.db", "--irc-port", "0", "--rate", "0")
+    line = srv.proc.stdout.readline()
+    assert line.startswith("irc listening on 127.0.0.1:")
+    srv.irc_port = int(line.rsplit(":", 1)[1])
+    yield srv
+    assert srv.stop() == 0
+
+
+def irc_joined(port: int, nick: str, caps: str = "") -> IrcWire:
+    irc = IrcWire(port)
+    irc.register(nick, caps)
+    irc.send("JOIN #general")
+    irc.until("366", nick, "#general")
+    return irc
+
+
+def test_irc_replies_reacts_and_redacts_and_sees_edits_and_deletes(irc_server):
+    alice = connect(irc_server.port, "alice", **EDITS)
+    ada = irc_joined(irc_server.irc_port, "ada", "message-tags draft/message-redaction")
+    dee = irc_joined(irc_server.irc_port, "dee")  # a client that negotiated nothing
+    mid = said(alice, "who has the key?")["id"]
+    ada.until("PRIVMSG", "#general")
+
+    ada.send(f"@+draft/reply={mid} PRIVMSG #general :I do")
+    reply = alice.until("message", text="I do")
+    assert reply["reply_to"] == mid and reply["from"] == "ada"
+    ada.send(f"@+draft/react=👍;+draft/reply={mid} TAGMSG #general")
+    reaction = alice.until("reaction")
+    assert (reaction["emoji"], reaction["target"], reaction["nick"]) == ("👍", mid, "ada")
+
+    asked(alice, "e", type="edit", id=mid, text="who has the lab key?")
+    line = ada.until("NOTICE", "#general")
+    tags, source, _, params = split_line(line[0])
+    assert params[-1] == "(edited) who has the lab key?" and source.startswith("alice!")
+    assert tags["+draft/reply"] == str(mid)
+    assert dee.until("NOTICE", "#general")[-1] == "(edited) who has the lab key?"
+
+    asked(alice, "d", type="delete", id=mid)
+    redact = ada.until("REDACT", "#general")
+    assert split_line(redact[0])[3][-1] == str(mid)
+    assert dee.until("NOTICE", "#general")[-1] == f"(deleted a message: {mid})"
+
+    ada.send(f"REDACT #general {reply['id']}")  # its own reply
+    assert alice.until("deleted")["target"] == reply["id"]
+    ada.send(f"REDACT #general {mid}")  # gone already
+    fail = ada.until("FAIL")
+    assert fail[2:4] == ["REDACT", "UNKNOWN_MSGID"], fail
