@@ -165,6 +165,7 @@ chat.addEventListener("outbox", ({ detail }) => {
 // ------------------------------------------------------------ conversations
 
 function open(conv) {
+  if (active !== conv) composing(null, null);
   active = conv;
   const divider = conv.unread ? firstUnread(conv) : null;
   conv.unread = 0;
@@ -279,6 +280,51 @@ function drawTopic() {
   $("speak-note").textContent = muted;
 }
 chat.addEventListener("topic", ({ detail }) => { if (detail.conv === active) drawTopic(); });
+
+// ------------------------------------------------------------ replies, reactions, edits
+
+const REACTS = ["👍", "❤️", "😂", "🎉", "😮", "✅"];
+let picked = null; // the message whose menu is open
+let replying = null; // the message the next one answers
+let editing = null; // one's own message whose text the box now holds
+
+// The strip over the box: what the next send does (answer a message, change one's own).
+function composing(reply, edit) {
+  replying = reply;
+  if (editing && !edit) $("input").value = "";
+  editing = edit;
+  const shown = reply || edit;
+  $("reply-strip").hidden = !shown;
+  if (!shown) return;
+  const text = shown.text.length > 80 ? `${shown.text.slice(0, 80)}…` : shown.text;
+  $("reply-text").textContent = reply ? `Replying to ${reply.from}: ${text}` : "Editing your message (Enter saves, Escape cancels)";
+  if (edit) { $("input").value = edit.text; grow(); }
+  $("input").focus();
+}
+$("reply-cancel").addEventListener("click", () => composing(null, null));
+
+for (const emoji of REACTS) {
+  const button = el("button", { type: "button", class: "react-pick", text: emoji });
+  button.setAttribute("aria-label", `React with ${emoji}`);
+  button.addEventListener("click", () => { chat.react(picked, emoji); $("message-dialog").close(); });
+  $("message-reacts").append(button);
+}
+chat.addEventListener("message-menu", ({ detail }) => {
+  picked = detail.entry;
+  const mine = picked.from === chat.nick;
+  $("message-title").textContent = `${mine ? "Your message" : `${picked.from}'s message`}`;
+  $("message-edit").hidden = !mine || Boolean(picked.file);
+  $("message-delete").hidden = !mine && !chat.isOperator(active);
+  $("message-dialog").showModal();
+});
+$("message-reply").addEventListener("click", () => { $("message-dialog").close(); composing(picked, null); });
+$("message-edit").addEventListener("click", () => { $("message-dialog").close(); composing(null, picked); });
+$("message-delete").addEventListener("click", () => {
+  $("message-dialog").close();
+  if (confirm(picked.from === chat.nick ? "Delete your message for everyone?" : `Delete ${picked.from}'s message for everyone?`)) {
+    chat.remove(picked);
+  }
+});
 
 let person = "";
 function openPerson(nick) {
@@ -530,8 +576,13 @@ function submit() {
   const input = $("input");
   const text = input.value;
   if (!text.trim() || !active) return;
-  if (text.startsWith("/") && !text.startsWith("//")) command(text.trim());
-  else if (!chat.say(active, text.startsWith("//") ? text.slice(1) : text)) return; // kept in the box
+  if (editing) {
+    if (text !== editing.text && !chat.edit(editing, text)) return; // kept in the box
+    composing(null, null);
+  } else if (text.startsWith("/") && !text.startsWith("//")) command(text.trim());
+  else if (!chat.say(active, text.startsWith("//") ? text.slice(1) : text, false,
+                     replying ? replying.id : null)) return; // kept in the box
+  composing(null, null);
   input.value = "";
   grow();
 }
@@ -545,6 +596,11 @@ function grow() {
 
 $("composer").addEventListener("submit", (event) => { event.preventDefault(); submit(); });
 $("input").addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && (replying || editing)) {
+    event.preventDefault();
+    composing(null, null);
+    return;
+  }
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
     submit();

@@ -220,7 +220,7 @@ export class Chat extends EventTarget {
     const { nick, password, nickPassword } = this.login;
     // "owners": rooms' `topic`, `mode` and `invited` frames as they happen
     const frame = { type: "hello", nick: this.nick || nick, proto: 1, client: "lanchat-web/1",
-      features: ["owners"] };
+      features: ["owners", "edits"] };
     if (password) frame.password = password;
     if (nickPassword) frame.nick_password = nickPassword;
     const rooms = this.rooms.map((c) => c.name);
@@ -291,11 +291,12 @@ export class Chat extends EventTarget {
 
   // ------------------------------------------------------------ what the user does
 
-  say(conv, text, action = false) {
+  say(conv, text, action = false, replyTo = null) {
     const frame = { type: "send", text };
     if (conv.kind === ROOM) frame.room = conv.name;
     else frame.to = conv.name;
     if (action) frame.action = true;
+    if (replyTo !== null) frame.reply_to = replyTo;
     if (!this.online) {
       if (this.stopped) { // no promise: nothing will send it
         this.emit("notice", { text: `Not sent: ${this.stopReason || "you are not in the chat."} Use “Join again” first.`, error: true });
@@ -601,6 +602,62 @@ export class Chat extends EventTarget {
     const mention = !mine && !frame.history && this.mentions(frame.text);
     conv.typing.delete(frame.from);
     this.emit("message", { conv, frame, mine, mention });
+  }
+
+  // ------------------------------------------------------------ replies, reactions, edits
+
+  // A message of ``conv`` held in the page, by id (null when it is not loaded).
+  findMessage(conv, id) {
+    return conv.messages.find((m) => m.type === "message" && m.id === id) || null;
+  }
+
+  edit(entry, text) { return Boolean(this.request({ type: "edit", id: entry.id, text })); }
+
+  remove(entry) { return Boolean(this.request({ type: "delete", id: entry.id })); }
+
+  // Toggles one's own reaction ``emoji`` on ``entry``.
+  react(entry, emoji) {
+    const mine = ((entry.reactions || {})[emoji] || []).includes(this.nick);
+    return Boolean(this.request({ type: "react", id: entry.id, emoji, on: !mine }));
+  }
+
+  // A change to a message (docs/protocol.md, "Replies, reactions, edits and deletes"):
+  // applied to the message if the page holds it; ``actor`` made it.
+  changeOf(frame, actor, apply) {
+    if (frame.id > this.lastId) this.lastId = frame.id;
+    const other = actor === this.nick ? frame.to : actor;
+    const conv = frame.room !== undefined ? this.conversation(ROOM, frame.room)
+      : this.conversation(DM, other);
+    const entry = this.findMessage(conv, frame.target);
+    if (!entry) return;
+    apply(entry);
+    this.emit("changed", { conv, entry });
+  }
+
+  on_edited(frame) {
+    this.changeOf(frame, frame.by, (m) => { m.text = frame.text; m.edited = frame.ts; });
+  }
+
+  on_deleted(frame) {
+    this.changeOf(frame, frame.by, (m) => {
+      m.deleted = true;
+      m.text = "";
+      delete m.file;
+      delete m.reactions;
+    });
+  }
+
+  on_reaction(frame) {
+    this.changeOf(frame, frame.nick, (m) => {
+      const all = m.reactions || (m.reactions = {});
+      const who = all[frame.emoji] || [];
+      if (frame.on && !who.includes(frame.nick)) all[frame.emoji] = [...who, frame.nick];
+      if (!frame.on && who.includes(frame.nick)) {
+        const rest = who.filter((n) => n !== frame.nick);
+        if (rest.length) all[frame.emoji] = rest;
+        else delete all[frame.emoji];
+      }
+    });
   }
 
   mentions(text) {

@@ -87,7 +87,34 @@ function fileBox(file, chat) {
   return box;
 }
 
-function row(entry, me, mentions, chat) {
+// The line a reply shows above it: who said what it answers (a click goes there).
+function quoteOf(entry, chat, conv) {
+  const answered = conv ? chat.findMessage(conv, entry.reply_to) : null;
+  const said = !answered ? "an earlier message" : answered.deleted ? `${answered.from}: message deleted`
+    : `${answered.from}: ${answered.text.length > 80 ? `${answered.text.slice(0, 80)}…` : answered.text}`;
+  const quote = el("button", { type: "button", class: "quote", text: `↪ ${said}`,
+    title: "Show the message this answers" });
+  quote.setAttribute("aria-label", `In reply to ${said}. Show it`);
+  quote.addEventListener("click", () => { if (conv) chat.reveal(conv, entry.reply_to); });
+  return quote;
+}
+
+// Reactions under a message: each emoji with how many, pressed when one's own.
+function reactionsOf(entry, me, chat) {
+  const bar = el("div", { class: "reactions" });
+  for (const [emoji, who] of Object.entries(entry.reactions || {})) {
+    const mine = who.includes(me);
+    const button = el("button", { type: "button", class: `reaction${mine ? " mine" : ""}`,
+      text: `${emoji} ${who.length}`, title: who.join(", ") });
+    button.setAttribute("aria-pressed", String(mine));
+    button.setAttribute("aria-label", `${emoji} from ${who.join(", ")}${mine ? " (click to take yours back)" : ""}`);
+    button.addEventListener("click", () => chat.react(entry, emoji));
+    bar.append(button);
+  }
+  return bar;
+}
+
+function row(entry, me, mentions, chat, conv = null) {
   const ts = entry.ts ?? Date.now();
   const time = el("time", { class: "ts", text: TIME.format(new Date(ts)), dateTime: new Date(ts).toISOString() });
   if (entry.type === "pending") { // typed offline: not sent yet (or never, if the chat stopped)
@@ -107,6 +134,12 @@ function row(entry, me, mentions, chat) {
   if (entry.from !== me && mentions(entry.text)) li.classList.add("mention");
   const who = el("span", { class: "from", text: entry.from });
   who.style.setProperty("--hue", hue(entry.from));
+  if (entry.reply_to !== undefined) li.append(quoteOf(entry, chat, conv));
+  if (entry.deleted) {
+    li.classList.add("deleted");
+    li.append(time, who, el("span", { class: "text gone", text: "message deleted" }));
+    return li;
+  }
   if (entry.action) {
     li.classList.add("action");
     li.append(time, el("span", { class: "star", text: "* " }), who, document.createTextNode(" "), richText(entry.text));
@@ -116,6 +149,12 @@ function row(entry, me, mentions, chat) {
   } else {
     li.append(time, who, richText(entry.text));
   }
+  if (entry.edited) li.append(el("span", { class: "edited", text: " (edited)", title: `edited ${TIME.format(new Date(entry.edited))}` }));
+  const more = el("button", { type: "button", class: "msg-menu", text: "⋯", title: "Reply, react, edit or delete" });
+  more.setAttribute("aria-label", `Actions for ${entry.from}'s message`);
+  more.addEventListener("click", () => chat.emit("message-menu", { entry, conv }));
+  li.append(more);
+  if (entry.reactions && Object.keys(entry.reactions).length) li.append(reactionsOf(entry, me, chat));
   return li;
 }
 
@@ -208,7 +247,7 @@ export class LogView {
         rows.push(el("li", { class: "day", text: dayText(ts), "data-day": day }));
       }
       if (entry === this.divider) rows.push(el("li", { class: "unread", text: "New since you left" }));
-      const li = row(entry, this.chat.nick, (t) => this.chat.mentions(t), this.chat);
+      const li = row(entry, this.chat.nick, (t) => this.chat.mentions(t), this.chat, this.conv);
       this.rows.set(entry, li);
       rows.push(li);
     }
@@ -369,7 +408,7 @@ export class LogView {
   changed(entry) {
     const li = this.rows.get(entry);
     if (!li) return;
-    const fresh = row(entry, this.chat.nick, (t) => this.chat.mentions(t), this.chat);
+    const fresh = row(entry, this.chat.nick, (t) => this.chat.mentions(t), this.chat, this.conv);
     li.replaceWith(fresh);
     this.rows.set(entry, fresh);
   }

@@ -1,0 +1,114 @@
+"""Replies, reactions, edits and deletes in the page, in a real Chromium: what a user
+clicks (a message's ⋯ menu, a reaction, the quote of a reply) and what they see."""
+
+from __future__ import annotations
+
+import pytest
+from selenium.webdriver.common.keys import Keys
+
+from tests.browser import available
+from tests.test_browser import url
+from tests.wire import connect
+
+pytestmark = pytest.mark.skipif(not available(), reason="needs chromium and chromedriver")
+
+EDITS = {"features": ["edits"]}
+
+
+def row(page, text: str):
+    """The log's row of the message that shows ``text``."""
+    return page.until(lambda: next((li for li in page.all("#log li.msg")
+                                    if text in li.text), None), what=f"the row of {text!r}")
+
+
+def menu(page, text: str) -> None:
+    """Open the ⋯ menu of the message that shows ``text``."""
+    target = row(page, text)
+    page.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", target)
+    target.find_element("css selector", ".msg-menu").click()
+    page.until(lambda: page.find("#message-dialog").is_displayed(), what="the menu")
+
+
+def test_reply_to_a_message_and_jump_to_it(fast_server, browsers):
+    bob = connect(fast_server.port, "bob", **EDITS)
+    bob.send(type="send", room="general", text="where is the projector remote?", ref="q")
+    asked = bob.until("message", ref="q")["id"]
+    page = browsers()
+    page.join(url(fast_server), "alice")
+    for i in range(40):  # the question scrolls out of view
+        bob.send(type="send", room="general", text=f"filler {i}", ref=f"f{i}")
+    page.wait_text("filler 39")
+    menu(page, "where is the projector remote?")
+    page.find("#message-reply").click()
+    page.until(lambda: page.find("#reply-strip").is_displayed(), what="the reply strip")
+    assert "Replying to bob: where is the projector remote?" in page.find("#reply-text").text
+    page.say("in the top drawer")
+    reply = bob.until("message", text="in the top drawer")
+    assert reply["reply_to"] == asked and reply["from"] == "alice"
+    assert not page.find("#reply-strip").is_displayed()
+    quote = row(page, "in the top drawer").find_element("css selector", ".quote")
+    assert quote.text == "↪ bob: where is the projector remote?"
+    quote.click()
+    page.until(lambda: "found" in (row(page, "where is the projector remote?")
+                                   .get_attribute("class") or ""), what="the original marked")
+
+
+def test_react_and_take_it_back(fast_server, browsers):
+    bob = connect(fast_server.port, "bob", **EDITS)
+    page = browsers()
+    page.join(url(fast_server), "alice")
+    bob.send(type="send", room="general", text="pizza on friday?", ref="p")
+    mid = bob.until("message", ref="p")["id"]
+    bob.send(type="react", id=mid, emoji="🎉", ref="r")
+    bob.until("reaction", ref="r")
+    page.until(lambda: row(page, "pizza").find_elements("css selector", ".reaction"),
+               what="bob's reaction")
+    menu(page, "pizza on friday?")
+    page.find("#message-reacts button[aria-label='React with 👍']").click()
+    got = bob.until("reaction", nick="alice")
+    assert (got["emoji"], got["on"], got["target"]) == ("👍", True, mid)
+    mine = page.until(lambda: next((b for b in row(page, "pizza").find_elements(
+        "css selector", ".reaction.mine")), None), what="own reaction pressed")
+    assert mine.text == "👍 1" and mine.get_attribute("aria-pressed") == "true"
+    mine.click()  # taken back
+    assert bob.until("reaction", nick="alice")["on"] is False
+    page.until(lambda: [b.text for b in row(page, "pizza").find_elements(
+        "css selector", ".reaction")] == ["🎉 1"], what="only bob's left")
+
+
+def test_edit_and_delete_ones_own_and_see_anothers_edit(fast_server, browsers):
+    bob = connect(fast_server.port, "bob", **EDITS)
+    page = browsers()
+    page.join(url(fast_server), "alice")
+    page.say("the quiz is on tuesdya")
+    page.wait_text("the quiz is on tuesdya")
+    menu(page, "the quiz is on tuesdya")
+    assert page.find("#message-edit").is_displayed()
+    page.find("#message-edit").click()
+    box = page.find("#input")
+    page.until(lambda: box.get_attribute("value") == "the quiz is on tuesdya", what="the text")
+    box.send_keys(Keys.BACKSPACE * 7, "tuesday", Keys.ENTER)
+    edited = bob.until("edited")
+    assert edited["text"] == "the quiz is on tuesday" and edited["by"] == "alice"
+    page.until(lambda: "the quiz is on tuesday (edited)" in row(page, "tuesday").text,
+               what="the new text, marked edited")
+
+    bob.send(type="send", room="general", text="see you tomorow", ref="b")
+    mid = bob.until("message", ref="b")["id"]
+    page.wait_text("see you tomorow")
+    menu(page, "see you tomorow")  # someone else's: no edit, no delete
+    assert not page.find("#message-edit").is_displayed()
+    assert not page.find("#message-delete").is_displayed()
+    page.find("#message-dialog button[value='close']").click()
+    bob.send(type="edit", id=mid, text="see you tomorrow", ref="e")
+    page.wait_text("see you tomorrow")
+
+    menu(page, "the quiz is on tuesday")
+    page.find("#message-delete").click()
+    page.until(lambda: page.driver.switch_to.alert, what="the confirmation")
+    page.driver.switch_to.alert.accept()
+    assert bob.until("deleted")["by"] == "alice"
+    page.until(lambda: any("message deleted" in li.text for li in page.all("#log li.deleted")),
+               what="message deleted, in place")
+    assert not any("tuesday" in t for t in page.texts())
+    assert page.console_errors() == []
