@@ -112,3 +112,45 @@ def test_edit_and_delete_ones_own_and_see_anothers_edit(fast_server, browsers):
                what="message deleted, in place")
     assert not any("tuesday" in t for t in page.texts())
     assert page.console_errors() == []
+
+
+STUB = """
+window.__notes = [];
+window.Notification = class {
+  constructor(title, options) { window.__notes.push([title, options.body]); }
+  close() {}
+  static permission = "granted";
+  static requestPermission() { return Promise.resolve("granted"); }
+};
+Object.defineProperty(document, "hidden", { get: () => true });  // another tab in front
+"""
+
+
+def test_notifications_on_a_mention_a_reply_and_a_dm_not_from_a_muted_room(fast_server,
+                                                                           browsers):
+    page = browsers()
+    page.join(url(fast_server), "alice")
+    page.driver.execute_script(STUB)  # the permission given; the page in the background
+    bob = connect(fast_server.port, "bob", **EDITS)
+    page.say("anyone seen my charger?")
+    mine = bob.until("message", text="anyone seen my charger?")["id"]
+
+    def notes():
+        return page.driver.execute_script("return window.__notes")
+    bob.send(type="send", room="general", text="alice: the lab is open", ref="m")
+    page.until(lambda: ["bob in #general", "alice: the lab is open"] in notes(),
+               what="a notification for the mention")
+    bob.send(type="send", room="general", text="on the shelf", reply_to=mine, ref="r")
+    page.until(lambda: ["bob in #general", "on the shelf"] in notes(),
+               what="a notification for a reply to one's own message")
+    bob.send(type="send", room="general", text="nothing for you here", ref="n")
+    bob.until("message", ref="n")
+
+    page.find("#mute-button").click()
+    page.until(lambda: page.find("#mute-button").get_attribute("aria-pressed") == "true",
+               what="muted")
+    bob.send(type="send", room="general", text="alice: are you there?", ref="x")
+    bob.send(type="send", to="alice", text="psst", ref="d")  # a DM: not muted
+    page.until(lambda: ["bob in a direct message", "psst"] in notes(), what="the DM's")
+    assert [title for title, _ in notes()] == ["bob in #general", "bob in #general",
+                                              "bob in a direct message"]

@@ -167,6 +167,7 @@ chat.addEventListener("outbox", ({ detail }) => {
 function open(conv) {
   if (active !== conv) composing(null, null);
   active = conv;
+  drawMute();
   const divider = conv.unread ? firstUnread(conv) : null;
   conv.unread = 0;
   conv.mentions = 0;
@@ -433,15 +434,39 @@ function updateTitle() {
   document.title = unread ? `(${unread}) ${base}` : base;
 }
 
+// Conversations whose messages never notify (the Mute button), kept in this browser.
+const silenced = new Set(JSON.parse(localStorage.getItem("lanchat.muted") || "[]"));
+function drawMute() {
+  const button = $("mute-button");
+  button.hidden = !active;
+  if (!active) return;
+  const on = silenced.has(active.key);
+  button.textContent = on ? "Muted" : "Mute";
+  button.setAttribute("aria-pressed", String(on));
+  button.classList.toggle("on", on);
+}
+$("mute-button").addEventListener("click", () => {
+  if (!active) return;
+  if (!silenced.delete(active.key)) silenced.add(active.key);
+  localStorage.setItem("lanchat.muted", JSON.stringify([...silenced]));
+  drawMute();
+});
+
 function notify(conv, frame) {
   if (!("Notification" in window) || Notification.permission !== "granted") return;
+  if (silenced.has(conv.key)) return;
   const where = conv.kind === ROOM ? `#${conv.name}` : "a direct message";
   const note = new Notification(`${frame.from} in ${where}`, { body: frame.text.slice(0, 200), tag: conv.key });
   note.onclick = () => { window.focus(); open(conv); note.close(); };
 }
 
 chat.addEventListener("message", ({ detail }) => {
-  const { conv, frame, mine, mention } = detail;
+  const { conv, frame, mine } = detail;
+  let { mention } = detail;
+  if (!mine && frame.reply_to !== undefined) { // an answer to one's own message
+    const answered = chat.findMessage(conv, frame.reply_to);
+    mention = mention || Boolean(answered && answered.from === chat.nick);
+  }
   const seen = conv === active && !document.hidden;
   if (conv === active) {
     if (log.added(frame) && !mine) $("jump-button").hidden = false;
@@ -849,6 +874,7 @@ $("notify-button").addEventListener("click", async () => {
   drawNotify();
 });
 drawNotify();
+drawMute();
 
 resumeFromMove();
 restoreSession();
