@@ -170,7 +170,7 @@ class ChatClient:
         # "owners": rooms' `topic`, `mode` and `invited` frames as they happen
         hello: Frame = {"type": "hello", "nick": self.nick, "proto": 1,
                         "rooms": self.rooms, "client": self.client_name,
-                        "features": ["owners"]}
+                        "features": ["owners", "edits"]}
         if self.password:
             hello["password"] = self.password
         if self.nick_password:
@@ -428,15 +428,28 @@ class ChatClient:
         self.send(frame)
 
     def say(self, room: str, text: str, *, action: bool = False, notice: bool = False,
-            ref: str | None = None) -> None:
-        """A message to ``room``; ``notice``: one that nobody should answer (a bot's)."""
+            ref: str | None = None, reply_to: int | None = None) -> None:
+        """A message to ``room``; ``notice``: one that nobody should answer (a bot's);
+        ``reply_to``: the id of the message it answers."""
         self._request("send", ref, room=room, text=text, action=action or None,
-                      notice=notice or None)
+                      notice=notice or None, reply_to=reply_to)
 
     def message(self, to: str, text: str, *, action: bool = False, notice: bool = False,
-                ref: str | None = None) -> None:
+                ref: str | None = None, reply_to: int | None = None) -> None:
         self._request("send", ref, to=to, text=text, action=action or None,
-                      notice=notice or None)
+                      notice=notice or None, reply_to=reply_to)
+
+    def edit(self, msg_id: int, text: str, ref: str | None = None) -> None:
+        """Change the text of one's own message (`edited` comes back)."""
+        self._request("edit", ref, id=msg_id, text=text)
+
+    def delete(self, msg_id: int, ref: str | None = None) -> None:
+        """Take a message back (one's own; anyone's in a room one is operator of)."""
+        self._request("delete", ref, id=msg_id)
+
+    def react(self, msg_id: int, emoji: str, on: bool = True, ref: str | None = None) -> None:
+        """React to a message with ``emoji`` (``on=False``: take it back)."""
+        self._request("react", ref, id=msg_id, emoji=emoji, on=on)
 
     def join(self, room: str, ref: str | None = None, key: str | None = None) -> None:
         self._request("join", ref, room=room, key=key)

@@ -100,3 +100,26 @@ def test_a_server_that_never_answers_the_tls_handshake_times_out(monkeypatch, tm
         assert time.monotonic() - start > 0.4  # not before its time limit
     finally:
         mute.close()
+
+
+def test_replies_edits_reactions_and_deletes_through_the_client(fast_server):
+    alice = ChatClient("127.0.0.1", fast_server.port, "alice")
+    bob = ChatClient("127.0.0.1", fast_server.port, "bob")
+    for client in (alice, bob):
+        client.connect()
+    pump([alice, bob], lambda ev: all(c.ready for c in ev))
+    alice.say("general", "lunch at noon?", ref="q")
+    got = pump([alice], lambda ev: any(e.get("ref") == "q" for e in ev[alice]))
+    asked = next(e for e in got[alice] if e.get("ref") == "q")["id"]
+    bob.say("general", "yes", reply_to=asked, ref="a")
+    bob.react(asked, "👍", ref="r")
+    alice.edit(asked, "lunch at half past twelve?", ref="e")
+    got = pump([alice, bob], lambda ev: "reaction" in types(ev[alice])
+               and "edited" in types(ev[bob]))
+    reply = next(e for e in got[alice] if e["type"] == "message" and e["text"] == "yes")
+    assert reply["reply_to"] == asked
+    assert next(e for e in got[bob] if e["type"] == "edited")["text"] == \
+        "lunch at half past twelve?"
+    alice.delete(asked, ref="d")
+    got = pump([alice, bob], lambda ev: "deleted" in types(ev[bob]))
+    assert next(e for e in got[bob] if e["type"] == "deleted")["target"] == asked
