@@ -81,6 +81,7 @@ SEQ, LOG, NICKS, MEMBERS, NODES = ("lanchat:seq", "lanchat:log", "lanchat:nicks"
                                    "lanchat:members", "lanchat:nodes")
 ACCOUNTS, BANS = "lanchat:accounts", "lanchat:bans"  # nick key / "kind\nkey" -> JSON
 ROOMS = "lanchat:rooms"  # room key -> its roles and settings (chat.rules, JSON)
+READ = "lanchat:read"  # "nick key\nconversation" -> [last id read, ts] (read markers)
 BEATS, CLOCK_KEY = "lanchat:beats", "lanchat:clock"  # heartbeats on Redis's clock
 WHO_IS_WHERE = frozenset("uxjlr")  # the kinds of change a view (VIEW) holds
 BEAT_S = 1.0  # how often a node says it lives
@@ -925,6 +926,8 @@ class Cluster:
         elif kind == "kk":  # another node's operator kicks someone out of a room
             hub.owners.kicked_here(event["room"], nick, event.get("by", ""),
                                    event.get("reason", ""))
+        elif kind == "rd":  # a registered nickname read further on another node
+            hub.store.put_read(event["key"], event["conv"], event["id"], event["at"])
         elif kind == "fq":  # a node asks for a file this one keeps
             if event.get("to") == self.node:
                 self._push_file(event.get("sha", ""), event.get("o", ""))
@@ -1172,6 +1175,15 @@ class Cluster:
             if key not in self.hub.users:
                 self._call("release", [NICKS, f"lanchat:own:{self.node}", SEQ, LOG],
                            [key, self.node, self._event("x", nick=nick), MAX_LOG])
+
+    def read_marker(self, nick_key: str, conv: str, last_id: int, ts: int) -> None:
+        """A read marker moved here: kept in ``lanchat:read`` and told to the others."""
+        if self.cmd.ready:
+            field = f"{nick_key}\n{conv}"
+            self._call("share", [SEQ, LOG, READ], [
+                self._event("rd", key=nick_key, conv=conv, id=last_id, at=ts), MAX_LOG,
+                field, json.dumps([last_id, ts])],
+                reply=partial(self._checked, "a read marker"))
 
     def forget(self, peer: Peer) -> None:
         self.claims.pop(peer, None)

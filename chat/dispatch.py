@@ -39,6 +39,7 @@ from chat.events import (
     OperAnswer,
     Pong,
     Presence,
+    ReadMarker,
     Registered,
     Replay,
     RoomList,
@@ -72,6 +73,7 @@ from chat.protocol import (
     JsonObject,
     KickOut,
     Kill,
+    MarkRead,
     ModeSet,
     Monitor,
     Named,
@@ -341,6 +343,13 @@ def hello(hub: Hub, peer: Peer, req: Hello, ref: str | None) -> None:
                              nodes=hub.other_servers() or None,
                              counts=hub.counts().numbers() if peer.door == "irc" else None),
           ref)
+    if "read_markers" in req.features and key in peer.accounts:
+        for conv, last in hub.store.read_markers(key):  # how far its other devices read
+            if conv.startswith("#"):
+                room = hub.rooms.get(conv[1:])
+                reply(hub, peer, ReadMarker(last, room=room.name if room else conv[1:]), ref)
+            else:
+                reply(hub, peer, ReadMarker(last, to=conv[1:]), ref)
     for name in req.rooms:
         try:
             join(hub, peer, name, ref, req.since)
@@ -468,6 +477,25 @@ def change(hub: Hub, peer: Peer, req: Change, ref: str | None) -> None:
     if not peer.bucket.take(hub.clock()):
         raise out_of_tokens(peer, "You are sending too fast; slow down.")
     hub.change(peer, kind, req.id, req.text, ref, room=room, other=other)
+
+
+def mark_read(hub: Hub, peer: Peer, req: MarkRead, ref: str | None) -> None:
+    """How far a registered nickname has read a conversation: kept (forward only),
+    shared across a cluster, told to its next connection (docs/protocol.md)."""
+    if peer.key not in peer.accounts:
+        raise ProtocolError("account_required", "Read markers are kept for registered "
+                            "nicknames signed in to their account.")
+    assert peer.key is not None
+    if req.room is not None:
+        room = member_room(hub, peer, req.room)
+        conv, where = f"#{room.key}", {"room": room.name}
+    else:
+        assert req.to is not None
+        conv, where = f"@{name_key(req.to)}", {"to": req.to}
+    last = min(req.id, hub.store.last_id)
+    spend_change(hub, peer, spend=False)
+    hub.read_marker(peer.key, conv, last)
+    reply(hub, peer, ReadMarker(last, **where), ref)
 
 
 def part(hub: Hub, peer: Peer, req: Part, ref: str | None) -> None:
@@ -957,4 +985,5 @@ HANDLERS: dict[str, Handler] = {
     "topic": topic, "mode": mode, "kick": kick, "invite": invite, "room_info": room_info,
     "oper": oper, "kill": kill, "wallops": wallops, "whowas": whowas, "lusers": lusers,
     "monitor": monitor, "edit": change, "delete": change, "react": change,
+    "mark_read": mark_read,
 }

@@ -316,6 +316,17 @@ def change_event(change: Message, history: bool = False) -> Event:
 
 
 @dataclass(slots=True, eq=False)
+class ReadMarker(Event):
+    """*Added:* how far one has read a conversation (answering `mark_read`, and after
+    `welcome` for each conversation a registered nickname has read)."""
+
+    type: ClassVar[str] = "read"
+    id: int
+    room: str | None = None
+    to: str | None = None
+
+
+@dataclass(slots=True, eq=False)
 class Replay(Event):
     """Stored messages sent again, oldest first (history): rendered one by one."""
 

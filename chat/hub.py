@@ -306,6 +306,13 @@ class Hub:
                           about=reply_to)
         return self.sequencer.post(sender, message, ref)
 
+    def read_marker(self, nick_key: str, conv: str, last_id: int) -> None:
+        """A registered nickname read ``conv`` up to ``last_id``: kept here and on
+        every node (forward only)."""
+        ts = self.now_ms()
+        if self.store.put_read(nick_key, conv, last_id, ts):
+            self.sequencer.read_marker(nick_key, conv, last_id, ts)
+
     def change(self, sender: Peer, kind: int, about: int, text: str, ref: str | None, *,
                room: Room | None = None, other: str | None = None) -> int:
         """A change to the message ``about`` (chat.store's EDIT, DELETE, REACT or

@@ -345,6 +345,16 @@ class Change:
 
 
 @dataclass(slots=True)
+class MarkRead:
+    """*Added:* `mark_read`: one has read ``room`` (or the conversation with ``to``)
+    up to the message ``id``."""
+
+    room: str | None
+    to: str | None
+    id: int
+
+
+@dataclass(slots=True)
 class TagMsg:
     room: str | None
     to: str | None
@@ -545,7 +555,7 @@ class Rooms:
 Request = (Hello | Send | TagMsg | InRoom | Join | Part | Nick | Named | Away | Ison | Password
            | Nothing | History | Token | Bye | Search | Upload | Chunk | Download | Rooms
            | TopicSet | ModeSet | KickOut | Invite | Who | Oper | Kill | Wallops | Monitor
-           | Change)
+           | Change | MarkRead)
 
 
 def _parse_hello(frame: JsonObject, max_text: int) -> Request:
@@ -620,6 +630,14 @@ def _parse_edit(frame: JsonObject, max_text: int) -> Request:
         raise ProtocolError("bad_field", "'text' must be a string.")
     check_text(text, max_text)
     return Change("edit", _message_id(frame, "id"), text)
+
+
+def _parse_mark_read(frame: JsonObject, max_text: int) -> Request:
+    has_room, has_to = "room" in frame, "to" in frame
+    if has_room == has_to:
+        raise ProtocolError("bad_field", "A mark_read names either 'room' or 'to'.")
+    return MarkRead(_room(frame) if has_room else None, _nick(frame, "to") if has_to else None,
+                    _message_id(frame, "id"))
 
 
 def _parse_delete(frame: JsonObject, max_text: int) -> Request:
@@ -977,6 +995,7 @@ PARSERS: dict[str, Callable[[JsonObject, int], Request]] = {
     "edit": _parse_edit,
     "delete": _parse_delete,
     "react": _parse_react,
+    "mark_read": _parse_mark_read,
 }
 
 

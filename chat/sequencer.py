@@ -82,6 +82,10 @@ class Sequencer(Protocol):
 
     def forget(self, peer: Peer) -> None: ...
 
+    def read_marker(self, nick_key: str, conv: str, last_id: int, ts: int) -> None:
+        """A read marker moved here: every node keeps it too."""
+        ...
+
     def addresses(self) -> list[str]:
         """Where the chat's other servers are reached (a welcome's `nodes`)."""
         ...
@@ -154,6 +158,9 @@ class Local:
         pass
 
     def forget(self, peer: Peer) -> None:
+        pass
+
+    def read_marker(self, nick_key: str, conv: str, last_id: int, ts: int) -> None:
         pass
 
     def addresses(self) -> list[str]:

@@ -83,6 +83,15 @@ CREATE TABLE IF NOT EXISTS reactions (
     ts       INTEGER NOT NULL,
     PRIMARY KEY (msg_id, emoji, nick_key)
 ) WITHOUT ROWID;
+-- how far a registered nickname has read each of its conversations ("#" room key,
+-- "@" the other one's nickname key): kept so that its next device knows
+CREATE TABLE IF NOT EXISTS read_markers (
+    nick_key TEXT NOT NULL,
+    conv     TEXT NOT NULL,
+    last_id  INTEGER NOT NULL,
+    ts       INTEGER NOT NULL,
+    PRIMARY KEY (nick_key, conv)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bans (
     kind    TEXT NOT NULL,
     key     TEXT NOT NULL,
@@ -395,6 +404,24 @@ class Store:
             self._seen_writes = 0
             self._execute("DELETE FROM seen WHERE ts <= (SELECT ts FROM seen ORDER BY ts "
                           "DESC LIMIT 1 OFFSET ?)", (SEEN_ROWS,))
+
+    def read_markers(self, nick_key: str, limit: int = 1000) -> list[tuple[str, int]]:
+        """(conversation, last id read) of a nickname, the most recently read first."""
+        return self._read("SELECT conv, last_id FROM read_markers WHERE nick_key = ? "
+                          "ORDER BY ts DESC LIMIT ?", (nick_key, limit))
+
+    def put_read(self, nick_key: str, conv: str, last_id: int, ts: int) -> bool:
+        """Move a read marker forward (never back), in the open transaction; whether
+        it moved."""
+        if not self._in_transaction:
+            self._begin()
+        before = self._db.total_changes
+        self._execute("INSERT INTO read_markers (nick_key, conv, last_id, ts) VALUES "
+                      "(?, ?, ?, ?) ON CONFLICT (nick_key, conv) DO UPDATE SET "
+                      "last_id = excluded.last_id, ts = excluded.ts "
+                      "WHERE excluded.last_id > read_markers.last_id",
+                      (nick_key, conv, last_id, ts))
+        return self._db.total_changes > before
 
     def room_rules(self) -> list[tuple[str, str]]:
         return self._read("SELECT key, data FROM room_rules")

@@ -210,3 +210,31 @@ def test_irc_replies_reacts_and_redacts_and_sees_edits_and_deletes(irc_server):
     ada.send(f"REDACT #general {mid}")  # gone already
     fail = ada.until("FAIL")
     assert fail[2:4] == ["REDACT", "UNKNOWN_MSGID"], fail
+
+
+def test_read_markers_are_kept_for_a_registered_nickname_and_told_to_its_next_device(
+        server):
+    alice = connect(server.port, "alice", features=["edits", "read_markers"])
+    bob = connect(server.port, "bob")
+    assert asked(alice, "m0", type="mark_read", room="general", id=1)["code"] == \
+        "account_required"
+    assert asked(alice, "reg", type="register", password="correct horse 1")["type"] == \
+        "registered"
+    last = said(bob, "two")["id"]
+    answer = asked(alice, "m1", type="mark_read", room="general", id=last)
+    assert (answer["type"], answer["id"], answer["room"]) == ("read", last, "general")
+    asked(alice, "m2", type="mark_read", room="general", id=1)  # never backwards
+    bob.send(type="send", to="alice", text="psst", ref="dm")
+    dm = bob.until("message", ref="dm")["id"]
+    asked(alice, "m3", type="mark_read", to="bob", id=dm)
+    alice.close()
+
+    phone = Wire(server.port)
+    phone.send(type="hello", nick="alice", proto=1, nick_password="correct horse 1",
+               features=["edits", "read_markers"])
+    assert phone.next()["type"] == "welcome"
+    markers = []
+    while (frame := phone.next())["type"] == "read":
+        markers.append({k: v for k, v in frame.items() if k != "type"})
+    assert {"room": "general", "id": last} in markers and {"to": "bob", "id": dm} in markers
+    assert len(markers) == 2
