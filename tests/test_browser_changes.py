@@ -154,3 +154,48 @@ def test_notifications_on_a_mention_a_reply_and_a_dm_not_from_a_muted_room(fast_
     page.until(lambda: ["bob in a direct message", "psst"] in notes(), what="the DM's")
     assert [title for title, _ in notes()] == ["bob in #general", "bob in #general",
                                               "bob in a direct message"]
+
+
+def test_a_room_read_on_one_page_is_read_on_the_next_page_of_the_same_nickname(
+        fast_server, browsers):
+    import sqlite3
+
+    def marker() -> int:
+        with sqlite3.connect(fast_server.db) as db:
+            row = db.execute("SELECT last_id FROM read_markers WHERE nick_key = 'alice' "
+                             "AND conv = '#general'").fetchone()
+        return row[0] if row else 0
+
+    laptop = browsers()
+    laptop.join(url(fast_server), "alice")
+    laptop.say("/register correct horse 1")
+    laptop.until(lambda: any("is now yours" in line for line in laptop.lines()),
+                 what="the account made")
+    bob = connect(fast_server.port, "bob")
+    bob.send(type="send", room="general", text="before 1", ref="1")
+    bob.send(type="send", room="general", text="before 2", ref="2")
+    seen = [bob.until("message", ref=r)["id"] for r in ("1", "2")][-1]
+    laptop.wait_text("before 2")
+    laptop.until(lambda: marker() == seen, what="read up to 'before 2', kept")
+    laptop.say("/quit")
+    laptop.until(lambda: bob.until("left", nick="alice"), what="alice gone")
+    bob.send(type="send", room="general", text="after 1", ref="3")
+    bob.send(type="send", room="general", text="after 2", ref="4")
+    newest = [bob.until("message", ref=r)["id"] for r in ("3", "4")][-1]
+
+    phone = browsers()
+    phone.open(url(fast_server))
+    phone.find("#nick").clear()
+    phone.find("#nick").send_keys("alice")
+    phone.find("#more-fields summary").click()  # as a user opens "Passwords"
+    phone.find("#nick-password").send_keys("correct horse 1", Keys.ENTER)
+    phone.until(lambda: phone.find("#chat").is_displayed(), what="in the chat")
+    phone.wait_text("after 2")
+    rows = phone.until(lambda: [li.get_attribute("class") + ":" + li.text
+                                for li in phone.all("#log li")
+                                if "unread" in (li.get_attribute("class") or "")
+                                or "msg" in (li.get_attribute("class") or "")],
+                       what="the log")
+    at = next(i for i, r in enumerate(rows) if r.startswith("unread"))
+    assert "before 2" in rows[at - 1] and "after 1" in rows[at + 1], rows
+    phone.until(lambda: marker() == newest, what="read on this device too")

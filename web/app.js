@@ -168,6 +168,7 @@ function open(conv) {
   if (active !== conv) composing(null, null);
   active = conv;
   drawMute();
+  chat.markRead(conv);
   const divider = conv.unread ? firstUnread(conv) : null;
   conv.unread = 0;
   conv.mentions = 0;
@@ -480,6 +481,7 @@ chat.addEventListener("message", ({ detail }) => {
   }
   if ((mention || (conv.kind === DM && !mine && !frame.history)) && (document.hidden || conv !== active)) notify(conv, frame);
   if (conv === active) drawTyping();
+  if (seen) chat.markRead(conv);
 });
 
 chat.addEventListener("line", ({ detail }) => {
@@ -542,7 +544,24 @@ $("log").addEventListener("scroll", () => { // after the log drew what the edge 
   drawOlder();
 });
 document.addEventListener("visibilitychange", () => {
-  if (!document.hidden && active) { active.unread = 0; active.mentions = 0; drawLists(); updateTitle(); }
+  if (!document.hidden && active) {
+    active.unread = 0;
+    active.mentions = 0;
+    drawLists();
+    updateTitle();
+    chat.markRead(active);
+  }
+});
+// Read on another device: what is new is what came after; the shown one gets its
+// divider there, and counts as read now.
+chat.addEventListener("read", ({ detail }) => {
+  const { conv } = detail;
+  if (conv === active && conv.unread) {
+    log.show(conv, false, null, firstUnread(conv));
+    if (!document.hidden) { conv.unread = 0; conv.mentions = 0; chat.markRead(conv); }
+  }
+  drawLists();
+  updateTitle();
 });
 
 // ------------------------------------------------------------ commands

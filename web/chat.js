@@ -220,7 +220,7 @@ export class Chat extends EventTarget {
     const { nick, password, nickPassword } = this.login;
     // "owners": rooms' `topic`, `mode` and `invited` frames as they happen
     const frame = { type: "hello", nick: this.nick || nick, proto: 1, client: "lanchat-web/1",
-      features: ["owners", "edits"] };
+      features: ["owners", "edits", "read_markers"] };
     if (password) frame.password = password;
     if (nickPassword) frame.nick_password = nickPassword;
     const rooms = this.rooms.map((c) => c.name);
@@ -564,6 +564,7 @@ export class Chat extends EventTarget {
   on_welcome(frame) {
     const first = !this.welcomed;
     this.nick = frame.nick;
+    this.account = Boolean(frame.account); // read markers are kept for it
     this.serverName = frame.server;
     this.limits = frame.limits || this.limits;
     this.online = true;
@@ -660,6 +661,41 @@ export class Chat extends EventTarget {
     });
   }
 
+  // ------------------------------------------------------------ read markers
+
+  // How far this nickname read ``conv`` on any of its devices: what came after is new.
+  on_read(frame) {
+    const conv = frame.room !== undefined ? this.conversation(ROOM, frame.room)
+      : this.conversation(DM, frame.to);
+    if (frame.id <= (conv.readUpTo || 0)) return;
+    conv.readUpTo = frame.id;
+    if (!conv.replaying) this.recount(conv);
+  }
+
+  recount(conv) {
+    conv.unread = conv.messages.filter((m) => m.type === "message" && m.id > conv.readUpTo &&
+                                        m.from !== this.nick).length;
+    this.emit("read", { conv });
+  }
+
+  // The reader sees ``conv`` up to its newest message: kept for its other devices
+  // (signed in to an account only; at most one request a second per conversation).
+  markRead(conv) {
+    if (!this.account || !this.online) return;
+    const newest = conv.messages.reduce((top, m) => (m.type === "message" && m.id > top ? m.id : top), 0);
+    if (newest <= (conv.readUpTo || 0)) return;
+    clearTimeout(conv.markTimer);
+    const wait = Math.max(0, (conv.markedAt || 0) + 1000 - Date.now());
+    conv.markTimer = setTimeout(() => {
+      conv.markedAt = Date.now();
+      conv.readUpTo = Math.max(conv.readUpTo || 0, newest);
+      const frame = { type: "mark_read", id: newest };
+      if (conv.kind === ROOM) frame.room = conv.name;
+      else frame.to = conv.name;
+      this.request(frame);
+    }, wait);
+  }
+
   mentions(text) {
     if (!this.nick) return false;
     // (with the u flag, "-" outside a class must not be escaped: "\-" is an error)
@@ -691,6 +727,7 @@ export class Chat extends EventTarget {
       for (const m of conv.messages) if (m.after === Infinity) m.after = newest;
     }
     this.emit("history", { conv, older: asked });
+    if (!asked && conv.readUpTo) this.recount(conv);
   }
 
   on_joined(frame) {
@@ -884,6 +921,7 @@ export class Chat extends EventTarget {
   }
 
   on_registered(frame) {
+    this.account = true; // signed in to it from now on: read markers are kept
     this.emit("notice", { text: `The nickname ${frame.nick} is now yours: next time, give its password.` });
   }
 

@@ -199,7 +199,7 @@ export class LogView {
   show(conv, keepPosition = false, around = null, divider = null) {
     const box = this.list;
     const fromBottom = box.scrollHeight - box.scrollTop;
-    if (conv !== this.conv) this.divider = divider;
+    if (conv !== this.conv || divider !== null) this.divider = divider;
     this.conv = conv;
     const list = conv.messages;
     let start = Math.max(0, list.length - SHOWN);
