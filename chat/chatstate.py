@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,11 @@ class Line:
     names: list = field(default_factory=list)  # a folded line: who joined, left...
     verb: str = ""  # ... and what they did ("joined", "disconnected")
     file: dict | None = None  # the file a message carries (docs/protocol.md, "Files")
+    reply_to: int | None = None  # the message it answers
+    quote: str = ""  # that message as the line above it shows it ("bob: where is...")
+    edited: bool = False
+    deleted: bool = False
+    reactions: dict = field(default_factory=dict)  # emoji -> nicknames, in order
 
 
 @dataclass
@@ -200,8 +206,84 @@ class ChatState:
         nick, text = frame.get("from", ""), frame.get("text", "")
         own = name_key(nick) == name_key(self.nick) if self.nick else False
         mention = bool(not own and self._mention and self._mention.search(text))
-        return Line("action" if frame.get("action") else "message", text, frame.get("ts", 0),
-                    nick, frame.get("id"), own, mention, file=file_of(frame))
+        reply_to = frame.get("reply_to")
+        own_reply = False
+        if reply_to is not None and not own:  # an answer to one's own message: a mention
+            conv = self._conversation_of(frame, frame.get("from", ""))
+            answered = self.find(conv, reply_to) if conv is not None else None
+            own_reply = answered is not None and answered.own
+        line = Line("action" if frame.get("action") else "message", text, frame.get("ts", 0),
+                    nick, frame.get("id"), own, mention or own_reply, file=file_of(frame),
+                    reply_to=reply_to, edited=bool(frame.get("edited")),
+                    deleted=bool(frame.get("deleted")),
+                    reactions=dict(frame.get("reactions") or {}))
+        return line
+
+    # ------------------------------------------------------------ replies, edits
+
+    def _conversation_of(self, frame: dict[str, Any], actor: str) -> Conversation | None:
+        """The conversation a message or a change belongs to (None: not one here)."""
+        if "room" in frame:
+            return self.conversations.get("#" + name_key(frame["room"]))
+        mine = name_key(actor) == name_key(self.nick)
+        other = str(frame.get("to") if mine else actor)
+        return self.conversations.get("@" + name_key(other))
+
+    @staticmethod
+    def find(conv: Conversation, msg_id: int) -> Line | None:
+        if msg_id not in conv.ids:
+            return None
+        return next((ln for ln in conv.lines if ln.id == msg_id), None)
+
+    def quote_of(self, conv: Conversation, line: Line,
+                 among: dict[int, Line] | None = None) -> str:
+        """What a reply shows above it: who said what it answers (``among``: lines
+        not in ``conv`` yet, a replay's)."""
+        assert line.reply_to is not None
+        answered = (among or {}).get(line.reply_to) or self.find(conv, line.reply_to)
+        if answered is None:
+            return "an earlier message"
+        if answered.deleted:
+            return f"{answered.nick}: message deleted"
+        text = answered.text.replace("\n", " ")
+        return f"{answered.nick}: {text[:80]}{'…' if len(text) > 80 else ''}"
+
+    def _changed(self, frame: dict[str, Any], actor: str, apply: Callable[[Line], None]
+                 ) -> None:
+        conv = self._conversation_of(frame, actor)
+        line = self.find(conv, frame.get("target", 0)) if conv is not None else None
+        if conv is None or line is None:
+            return  # not held here: history shows it as it is now
+        apply(line)
+        for other in conv.lines:  # replies to it show it as it is now
+            if other.reply_to == line.id:
+                other.quote = self.quote_of(conv, other)
+        self.redraw.add(conv.key)
+
+    def _on_edited(self, frame: dict[str, Any]) -> None:
+        def apply(line: Line) -> None:
+            line.text, line.edited = frame.get("text", ""), True
+        self._changed(frame, frame.get("by", ""), apply)
+
+    def _on_deleted(self, frame: dict[str, Any]) -> None:
+        def apply(line: Line) -> None:
+            line.text, line.deleted, line.file, line.reactions = "", True, None, {}
+        self._changed(frame, frame.get("by", ""), apply)
+
+    def _on_reaction(self, frame: dict[str, Any]) -> None:
+        nick, emoji = frame.get("nick", ""), frame.get("emoji", "")
+
+        def apply(line: Line) -> None:
+            who = list(line.reactions.get(emoji, []))
+            if frame.get("on") and nick not in who:
+                who.append(nick)
+            elif not frame.get("on") and nick in who:
+                who.remove(nick)
+            if who:
+                line.reactions[emoji] = who
+            else:
+                line.reactions.pop(emoji, None)
+        self._changed(frame, nick, apply)
 
     def _on_message(self, frame: dict[str, Any]) -> None:
         if "room" in frame:
@@ -213,7 +295,10 @@ class ChatState:
         else:
             mine = name_key(frame.get("from", "")) == name_key(self.nick)
             conv = self.conversation(str(frame.get("to") if mine else frame.get("from")), "dm")
-        self._add(conv, self._line_for(frame), count=True)
+        line = self._line_for(frame)
+        if line.reply_to is not None:
+            line.quote = self.quote_of(conv, line)
+        self._add(conv, line, count=True)
 
     def _on_history_end(self, frame: dict[str, Any]) -> None:
         conv = self.conversation(frame["room"])
@@ -221,6 +306,10 @@ class ChatState:
         held = self._held.pop(name_key(frame["room"]), [])
         lines = [self._line_for(f) for f in held]
         lines = [ln for ln in lines if ln.id not in conv.ids]
+        by_id = {ln.id: ln for ln in lines if ln.id is not None}
+        for line in lines:
+            if line.reply_to is not None:
+                line.quote = self.quote_of(conv, line, by_id)
         if frame.get("ref") == OLDER_REF:
             # The past the reader asked for is all kept (the view renders a window
             # of it); only live lines past MAX_LINES push the oldest out.

@@ -382,7 +382,7 @@ class Hub:
         self.cost += len(members)
         self.deliver()
         share(takers, event)
-        if sender is not None and ref is not None:
+        if sender is not None:  # its copy (with the request's ref), asked for or not
             sender.queue(event.answering(ref))
 
     def refuse_post(self, sender: Peer, ref: str | None, text: str) -> None:

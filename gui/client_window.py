@@ -16,7 +16,7 @@ from typing import Any
 
 import customtkinter as ctk
 
-from chat.chatstate import OLDER_REF, TOPIC_REF, WHO_REF, ChatState
+from chat.chatstate import OLDER_REF, TOPIC_REF, WHO_REF, ChatState, Line
 from chat.client import ChatClient
 from chat.commands import help_lines, parse_input
 from chat.config import DEFAULT_PORT
@@ -132,6 +132,7 @@ class ClientWindow(ctk.CTk):
         self.sidebar.grid(row=0, column=0, padx=(10, 5), pady=10, sticky="ns")
         self.talk = ConversationPanel(chat, self.run_input, self.older_event, self.typed_event)
         self.talk.grid(row=0, column=1, sticky="nsew")
+        self.talk.on_messages(self.message_action)
         # The widgets people (and tests) look at, by the names they had before the panel.
         talk = self.talk
         self.header, self.older_button, self.view = talk.header, talk.older_button, talk.view
@@ -466,6 +467,7 @@ class ClientWindow(ctk.CTk):
         if state.topic_changed:
             state.topic_changed = False
             room_conv = active if active is not None and active.kind == "room" else None
+            self.talk.can_delete_all = state.is_operator(room_conv)
             self.talk.show_room(room_conv.topic if room_conv else "",
                                 room_conv.topic_by if room_conv else "",
                                 state.is_operator(room_conv), state.muted(room_conv),
@@ -674,6 +676,27 @@ class ClientWindow(ctk.CTk):
             room, _ = self.state_.invitations.pop()
             self.join_event(room)
         self._show_invitation()
+
+    def message_action(self, kind: str, line: Line, arg: str) -> None:
+        """What the user chose in a message's menu (gui.conversation): "reply" with
+        the text, "edit" with the new text, "delete", "react" with the emoji (again:
+        taken back)."""
+        state, client = self.state_, self.client
+        active = state.active_conversation()
+        if client is None or not client.ready or active is None or line.id is None:
+            state.note("Not connected; that needs the connection.", "error")
+            return
+        if kind == "reply":
+            if active.kind == "dm":
+                client.message(active.name, arg, reply_to=line.id)
+            else:
+                client.say(active.name, arg, reply_to=line.id)
+        elif kind == "edit":
+            client.edit(line.id, arg)
+        elif kind == "delete":
+            client.delete(line.id)
+        elif kind == "react":
+            client.react(line.id, arg, on=state.nick not in line.reactions.get(arg, []))
 
     def _send_outbox(self) -> None:
         """What was typed during an outage, in order, now that the connection is back

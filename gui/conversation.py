@@ -12,6 +12,7 @@ import tkinter
 import webbrowser
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import customtkinter as ctk
@@ -21,6 +22,7 @@ from chat.commands import is_secret
 from chat.transfers import describe
 from gui.common import NICK_COLORS, LineView, clock_text, day_text, nick_color_index
 
+REACTS = ("👍", "❤️", "😂", "🎉", "😮", "✅")  # the reactions a message's menu offers
 CONTINUATION = " " * 9  # indents the later lines of a multi-line message under its text
 URL = re.compile(r"https?://[^\s<>\"']+")
 TRAILING = ".,;:!?)]}"  # punctuation after an address is not part of it
@@ -92,6 +94,13 @@ class ConversationPanel(ctk.CTkFrame):
         # why one may not speak here now (a quiet room), over the input
         self.speak_label = ctk.CTkLabel(self, text="", height=16, anchor="w",
                                         text_color=("gray30", "gray70"))
+        # what the next send does, over the input: answer a message, or change one's own
+        self.reply_label = ctk.CTkLabel(self, text="", height=16, anchor="w",
+                                        text_color=("#2471a3", "#7fb3d5"))
+        self.replying: Line | None = None
+        self.editing: Line | None = None
+        self._act: Callable[[str, Line, str], None] = lambda _k, _l, _a: None
+        self.can_delete_all = False  # an operator of the open room deletes any message
         bottom = ctk.CTkFrame(self, fg_color="transparent")
         bottom.grid(row=3, column=0, padx=5, pady=(0, 10), sticky="ew")
         bottom.grid_columnconfigure(0, weight=1)
@@ -102,6 +111,10 @@ class ConversationPanel(ctk.CTkFrame):
         self.entry.bind("<Up>", lambda _e: self.recall_key(-1))
         self.entry.bind("<Down>", lambda _e: self.recall_key(1))
         self.entry.bind("<KeyPress>", self._key, add=True)
+        self.entry.bind("<Escape>", lambda _e: self.compose(None, None))
+        text.bind("<Button-3>", self._message_menu)
+        text.tag_bind("quote", "<Button-1>", self._quote_clicked)
+        self.menu: tkinter.Menu | None = None
         self.send_button = ctk.CTkButton(bottom, text="Send", width=70,
                                          command=self.send_event)
         self.send_button.grid(row=0, column=1, padx=(6, 0))
@@ -146,6 +159,9 @@ class ConversationPanel(ctk.CTkFrame):
         view.tag_config("found", background="#aed6f1" if not dark else "#1f618d")
         view.tag_config("filelink", foreground="#1a5276" if not dark else "#85c1e9",
                         underline=True)
+        view.tag_config("quote", foreground="#909497")
+        view.tag_config("gone", foreground="#909497")
+        view.tag_config("reactions", foreground="#5d6d7e" if not dark else "#aab7b8")
 
     # ------------------------------------------------------------ showing
 
@@ -548,7 +564,78 @@ class ConversationPanel(ctk.CTkFrame):
         if not is_secret(text):  # a password is never recalled with Up
             self.sent_lines.append(text)
         self._recall = len(self.sent_lines)
-        self._send(text)
+        replying, editing = self.replying, self.editing
+        self.compose(None, None)
+        if editing is not None:
+            if text != editing.text:
+                self._act("edit", editing, text)
+        elif replying is not None and not text.startswith("/"):
+            self._act("reply", replying, text)
+        else:
+            self._send(text)
+
+    # ------------------------------------------------------------ a message's menu
+
+    def on_messages(self, act: Callable[[str, Line, str], None]) -> None:
+        """``act(kind, line, arg)`` does what the user chose for a message: "reply"
+        (arg: the text), "edit" (the new text), "delete", "react" (the emoji)."""
+        self._act = act
+
+    def compose(self, reply: Line | None, edit: Line | None) -> None:
+        """The next send answers ``reply``, or changes ``edit`` (None, None: neither)."""
+        if self.editing is not None and edit is None:
+            self.entry.delete("1.0", "end")
+        self.replying, self.editing = reply, edit
+        shown = reply or edit
+        if shown is None:
+            self.reply_label.grid_remove()
+            return
+        text = shown.text.replace("\n", " ")
+        text = text[:80] + ("…" if len(text) > 80 else "")
+        self.reply_label.configure(text=f"Replying to {shown.nick}: {text}   (Esc cancels)"
+                                   if reply else "Editing your message   (Esc cancels)")
+        self.reply_label.grid(row=2, column=0, padx=8, sticky="e")
+        if edit is not None:
+            self.entry.delete("1.0", "end")
+            self.entry.insert("1.0", edit.text)
+        self.entry.focus_set()
+
+    def line_at(self, x: int, y: int) -> Line | None:
+        """The message shown at (x, y) of the view (its line, its quote or its
+        reactions), or None."""
+        text = self.view._textbox
+        start = text.index(f"@{x},{y} linestart")
+        for tag in text.tag_names(start):
+            if tag.startswith(("id", "of")) and tag[2:].isdigit() and self._conv is not None:
+                msg_id = int(tag[2:])
+                return next((ln for ln in self._conv.lines if ln.id == msg_id), None)
+        return None
+
+    def message_menu(self, line: Line) -> tkinter.Menu:
+        """What can be done with ``line`` (posted at a right-click on it)."""
+        menu = tkinter.Menu(self, tearoff=False)
+        menu.add_command(label="Reply", command=lambda: self.compose(line, None))
+        for emoji in REACTS:  # a second time takes it back
+            menu.add_command(label=f"React {emoji}", command=partial(self._act, "react",
+                                                                      line, emoji))
+        if line.own and line.file is None:
+            menu.add_command(label="Edit", command=lambda: self.compose(None, line))
+        if line.own or self.can_delete_all:
+            menu.add_command(label="Delete", command=lambda: self._act("delete", line, ""))
+        self.menu = menu
+        return menu
+
+    def _message_menu(self, event: Any) -> str | None:
+        line = self.line_at(event.x, event.y)
+        if line is None or line.deleted:
+            return None
+        self.message_menu(line).tk_popup(event.x_root, event.y_root)
+        return "break"
+
+    def _quote_clicked(self, event: Any) -> None:
+        line = self.line_at(event.x, event.y)
+        if line is not None and line.reply_to is not None:
+            self.reveal(line.reply_to)
 
     def recall_key(self, step: int) -> str | None:
         """Up on the input's first line, Down on its last, recall what was sent;
@@ -598,11 +685,18 @@ def runs(lines: Iterable[Line], day: str | None) -> tuple[Runs, str | None]:
         if line_day != day:
             day = line_day
             out.append((f"──────  {line_day}  ──────\n", ("day",)))
+        if line.quote:  # a reply: what it answers, above it
+            out.append((f"{CONTINUATION}↪ {line.quote}\n", ("quote", f"of{line.id}")))
         # a message's first run carries its id: a search result is found by it
         out.append((clock_text(line.ts) + "  ", ("time", f"id{line.id}") if line.id else
                     ("time",)))
         extra = ("own",) if line.own else ("mention",) if line.mention else ()
         text = line.text.replace("\n", "\n" + CONTINUATION)
+        if line.deleted:
+            out.append((line.nick, (f"nick{nick_color_index(line.nick)}", *extra)))
+            out.append((": ", extra))
+            out.append(("message deleted\n", ("gone",)))
+            continue
         if line.kind == "message" and line.file is not None:
             out.append((line.nick, (f"nick{nick_color_index(line.nick)}", *extra)))
             out.append((": ", extra))
@@ -614,10 +708,15 @@ def runs(lines: Iterable[Line], day: str | None) -> tuple[Runs, str | None]:
         elif line.kind == "message":
             out.append((line.nick, (f"nick{nick_color_index(line.nick)}", *extra)))
             out.append((": ", extra))
-            out += linked(text + "\n", extra)
+            out += linked(text, extra)
+            out.append(("  (edited)\n" if line.edited else "\n", ("time",)))
         elif line.kind == "action":
             out.append((f"* {line.nick} ", (f"nick{nick_color_index(line.nick)}", *extra)))
-            out += linked(text + "\n", extra)
+            out += linked(text, extra)
+            out.append(("  (edited)\n" if line.edited else "\n", ("time",)))
         else:
             out.append((text + "\n", (line.kind,)))
+        if line.reactions:  # under the message: each emoji, how many
+            shown = "   ".join(f"{emoji} {len(who)}" for emoji, who in line.reactions.items())
+            out.append((f"{CONTINUATION}{shown}\n", ("reactions", f"of{line.id}")))
     return out, day

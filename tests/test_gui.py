@@ -1236,3 +1236,50 @@ def test_irc_and_the_window_share_a_rooms_topic_and_bans(open_window, start_serv
     bot.register("spam|bot")
     bot.send("JOIN #general")
     bot.until("474", "spam|bot", "#general")
+
+
+# ------------------------------------------------------------------ replies, reactions, edits
+
+
+def menu_pick(win: Window, msg_id: int, label: str) -> None:
+    """Right-click's menu of the message ``msg_id``, and its item ``label``."""
+    win.exec(f"line = win.state_.find(win.state_.active_conversation(), {msg_id}); "
+             f"m = win.talk.message_menu(line); m.invoke(m.index({label!r}))")
+
+
+def test_replies_reactions_edits_and_deletes_in_the_window(open_window, start_server):
+    server = start_server("--rate", "0")
+    alice = client_window(open_window, server.port, "alice")
+    bob = connect(server.port, "bob", features=["edits"])
+    bob.send(type="send", room="general", text="where is the projector remote?", ref="q")
+    asked = bob.until("message", ref="q")["id"]
+    alice.wait("win.view.text()", lambda t: "projector remote" in t)
+
+    menu_pick(alice, asked, "Reply")
+    alice.wait("win.talk.reply_label.cget('text')",
+               lambda t: t.startswith("Replying to bob: where is the projector remote?"))
+    type_and_send(alice, "in the top drawer")
+    reply = bob.until("message", text="in the top drawer")
+    assert reply["reply_to"] == asked
+    alice.wait("win.view.text()", lambda t: "↪ bob: where is the projector remote?" in t
+               and "in the top drawer" in t)
+    assert not alice.eval("win.talk.reply_label.winfo_ismapped()")
+
+    menu_pick(alice, asked, "React 👍")
+    got = bob.until("reaction")
+    assert (got["emoji"], got["nick"], got["on"]) == ("👍", "alice", True)
+    alice.wait("win.view.text()", lambda t: "👍 1" in t)
+    bob.send(type="edit", id=asked, text="where is the lab remote?", ref="e")
+    alice.wait("win.view.text()", lambda t: "where is the lab remote?  (edited)" in t
+               and "↪ bob: where is the lab remote?" in t)
+
+    menu_pick(alice, reply["id"], "Edit")
+    alice.wait("win.entry.get('1.0', 'end-1c')", lambda t: t == "in the top drawer")
+    alice.exec("win.entry.delete('1.0', 'end'); win.entry.insert('1.0', 'in the second "
+               "drawer'); win.send_button.invoke()")
+    assert bob.until("edited", target=reply["id"])["text"] == "in the second drawer"
+    alice.wait("win.view.text()", lambda t: "in the second drawer  (edited)" in t)
+    menu_pick(alice, reply["id"], "Delete")
+    assert bob.until("deleted")["target"] == reply["id"]
+    alice.wait("win.view.text()", lambda t: "alice: message deleted" in t
+               and "second drawer" not in t)
