@@ -303,7 +303,7 @@ local id = '0-0'
 if #last > 0 then id = last[1][1] end
 return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), id,
         redis.call('HGETALL', KEYS[4]), redis.call('HGETALL', KEYS[5]),
-        redis.call('HGETALL', KEYS[6])}
+        redis.call('HGETALL', KEYS[6]), redis.call('HGETALL', KEYS[7])}
 """
 # Who is where, again (after a gap, and once a minute): a node rebuilds its view of
 # the others from it; stream entries up to its last are in it.
@@ -632,17 +632,21 @@ class Cluster:
         if not self.offered:
             return  # this node's own accounts and bans go to Redis first (`_offered`)
         self.snapshotting = True
-        self.feed.call("EVAL", SNAPSHOT, 6, MEMBERS, NICKS, LOG, ACCOUNTS, BANS, ROOMS,
+        self.feed.call("EVAL", SNAPSHOT, 7, MEMBERS, NICKS, LOG, ACCOUNTS, BANS, ROOMS, READ,
                        reply=self._snapshot)
 
     def _snapshot(self, reply: Any) -> None:
         self.snapshotting = False
         if is_error(reply):
             return
-        members, nicks, last, accounts, bans, rooms = reply
+        members, nicks, last, accounts, bans, rooms, markers = reply
         hub = self.hub
         try:
             self._mirror_all(accounts, bans)
+            for field, data in zip(markers[::2], markers[1::2], strict=True):
+                nick_key, _, conv = _text(field).partition("\n")
+                last_id, ts = json.loads(data)
+                hub.store.put_read(nick_key, conv, last_id, ts)  # (forward only)
             for key, data in zip(rooms[::2], rooms[1::2], strict=True):
                 if hub.owners.rules.get(_text(key)) is None or \
                         hub.owners.rules[_text(key)].to_json() != _text(data):

@@ -238,3 +238,27 @@ def test_read_markers_are_kept_for_a_registered_nickname_and_told_to_its_next_de
         markers.append({k: v for k, v in frame.items() if k != "type"})
     assert {"room": "general", "id": last} in markers and {"to": "bob", "id": dm} in markers
     assert len(markers) == 2
+
+
+def test_a_read_marker_set_on_one_node_is_told_on_another(node):
+    a, b = node(), node()
+    alice = joined(a.port, "alice", features=["read_markers"])
+    assert asked(alice, "reg", type="register", password="correct horse 1")["type"] == \
+        "registered"
+    mid = said(alice, "mark me")["id"]
+    asked(alice, "m", type="mark_read", room="general", id=mid)
+    alice.send(type="bye")
+    alice.closed()
+
+    def marker_on_b():
+        phone = Wire(b.port)
+        phone.send(type="hello", nick="alice", proto=1, nick_password="correct horse 1",
+                   features=["read_markers"])
+        first = phone.next()
+        frames = []
+        if first["type"] == "welcome":
+            while (frame := phone.next())["type"] == "read":
+                frames.append(frame)
+        phone.close()
+        return [f for f in frames if f.get("room") == "general" and f["id"] == mid]
+    wait_for(marker_on_b, what="the marker on the other node")
