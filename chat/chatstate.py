@@ -60,6 +60,7 @@ class Conversation:
     more: bool = False  # the server has older history
     loading: bool = False  # an older page is asked for
     divider: Any = None  # the first Line "new since you left" (on opening), or None
+    read_upto: int = 0  # how far this nickname read it, on any device (read markers)
     typing: dict = field(default_factory=dict)  # nick -> expiry (monotonic)
     # Rooms with owners (docs/protocol.md): roles among the people here, the topic, the
     # settings (from `room_info`, kept up by `mode`)
@@ -340,6 +341,41 @@ class ChatState:
         if self._pending_motd:
             self.note(self._pending_motd, "notice", conv.key)
             self._pending_motd = None
+        if frame.get("ref") != OLDER_REF:
+            self._recount(conv)
+
+    # ------------------------------------------------------------ read markers
+
+    def _on_read(self, frame: dict[str, Any]) -> None:
+        conv = self.conversation(frame["room"]) if "room" in frame else \
+            self.conversation(str(frame.get("to", "")), "dm")
+        if int(frame.get("id", 0)) > conv.read_upto:
+            conv.read_upto = int(frame["id"])
+            self._recount(conv)
+
+    def _recount(self, conv: Conversation) -> None:
+        """What came after the read marker is new: counted (the open conversation: its
+        divider stands before the first)."""
+        if not conv.read_upto:
+            return
+        new = [ln for ln in conv.lines if ln.id is not None and ln.id > conv.read_upto
+               and not ln.own and ln.kind in ("message", "action")]
+        if conv.key == self.active:
+            if new and conv.divider is None:
+                conv.divider = new[0]
+                self.redraw.add(conv.key)
+        else:
+            conv.unread = len(new)
+        self.list_changed = True
+
+    def to_mark(self) -> tuple[Conversation, int] | None:
+        """The open conversation and its newest message id, when the read marker is
+        behind it (the window tells the server: ``ChatClient.mark_read``)."""
+        conv = self.active_conversation()
+        if conv is None:
+            return None
+        newest = max((ln.id for ln in conv.lines if ln.id is not None), default=0)
+        return (conv, newest) if newest > conv.read_upto else None
 
     def _on_joined(self, frame: dict[str, Any]) -> None:
         conv = self.conversation(frame["room"])

@@ -170,7 +170,7 @@ class ChatClient:
         # "owners": rooms' `topic`, `mode` and `invited` frames as they happen
         hello: Frame = {"type": "hello", "nick": self.nick, "proto": 1,
                         "rooms": self.rooms, "client": self.client_name,
-                        "features": ["owners", "edits"]}
+                        "features": ["owners", "edits", "read_markers"]}
         if self.password:
             hello["password"] = self.password
         if self.nick_password:
@@ -438,6 +438,12 @@ class ChatClient:
                 ref: str | None = None, reply_to: int | None = None) -> None:
         self._request("send", ref, to=to, text=text, action=action or None,
                       notice=notice or None, reply_to=reply_to)
+
+    def mark_read(self, msg_id: int, *, room: str | None = None, to: str | None = None,
+                  ref: str | None = None) -> None:
+        """Read ``room`` (or the conversation with ``to``) up to ``msg_id``: kept for
+        this nickname's other devices (signed in to its account only)."""
+        self._request("mark_read", ref, room=room, to=to, id=msg_id)
 
     def edit(self, msg_id: int, text: str, ref: str | None = None) -> None:
         """Change the text of one's own message (`edited` comes back)."""

@@ -68,6 +68,8 @@ class ClientWindow(ctk.CTk):
         self.cafile = cafile
         self._tls_note: str | None = None  # shown once the first room is on screen
         self._registering: str | None = None  # the password of a /register under way
+        self._signed_in = False  # to its nickname's account: read markers are kept
+        self._marked_at = 0.0  # when the last read marker was sent
         appearance = apply_appearance(self.settings.get("appearance", "Light"))
         super().__init__()
         self.title("lanchat")
@@ -390,6 +392,8 @@ class ClientWindow(ctk.CTk):
             return
         if kind == "kicked":
             self._kicked = f"You were removed from the server: {frame.get('reason', '')}"
+        if kind == "welcome":
+            self._signed_in = bool(frame.get("account"))  # read markers are kept for it
         if kind == "welcome" and self.client is not None:
             seen = self._seen_servers()
             here = join_address(self.client.host, self.client.port)
@@ -438,6 +442,7 @@ class ClientWindow(ctk.CTk):
         if frame["type"] == "registered":
             if client is not None and self._registering:
                 client.nick_password = self._registering  # reconnects sign in with it
+            self._signed_in = True
             self.state_.note(f"The nickname {frame['nick']} is registered: from now on "
                              f"it needs your password.", "notice")
         else:
@@ -476,6 +481,26 @@ class ClientWindow(ctk.CTk):
         self.talk.show_typing(state.typing_nicks(time.monotonic()))
         self._alert()
         self._update_title()
+        self._mark_read()
+
+    def _mark_read(self) -> None:
+        """The open conversation is read up to its newest message: the server keeps it
+        for this nickname's other devices (signed in to its account; once a second)."""
+        client = self.client
+        if client is None or not client.ready or not self._signed_in:
+            return
+        now = time.monotonic()
+        if now - self._marked_at < 1.0 or not self.winfo_viewable():
+            return
+        mark = self.state_.to_mark()
+        if mark is not None:
+            conv, newest = mark
+            self._marked_at = now
+            conv.read_upto = newest
+            if conv.kind == "room":
+                client.mark_read(newest, room=conv.name)
+            else:
+                client.mark_read(newest, to=conv.name)
 
     def _update_title(self) -> None:
         state = self.state_

@@ -1283,3 +1283,38 @@ def test_replies_reactions_edits_and_deletes_in_the_window(open_window, start_se
     assert bob.until("deleted")["target"] == reply["id"]
     alice.wait("win.view.text()", lambda t: "alice: message deleted" in t
                and "second drawer" not in t)
+
+
+def test_a_room_read_in_one_window_is_read_in_the_next_of_the_same_nickname(
+        open_window, start_server):
+    server = start_server("--rate", "0")
+
+    def marker() -> int:
+        with sqlite3.connect(server.db) as db:
+            row = db.execute("SELECT last_id FROM read_markers WHERE nick_key = 'alice' "
+                             "AND conv = '#general'").fetchone()
+        return row[0] if row else 0
+
+    laptop = client_window(open_window, server.port, "alice")
+    type_and_send(laptop, "/register correct horse 1")
+    laptop.wait("win.view.text()", lambda t: "is registered" in t)
+    bob = connect(server.port, "bob")
+    ids = []
+    for text in ("before 1", "before 2"):
+        bob.send(type="send", room="general", text=text, ref=text)
+        ids.append(bob.until("message", ref=text)["id"])
+    laptop.wait("win.view.text()", lambda t: "before 2" in t)
+    deadline = time.monotonic() + 60
+    while marker() != ids[-1]:  # the window told the server how far it read
+        assert time.monotonic() < deadline, marker()
+        time.sleep(0.1)
+    laptop.close()
+    bob.until("left", nick="alice")
+    for text in ("after 1", "after 2"):
+        bob.send(type="send", room="general", text=text, ref=text)
+        ids.append(bob.until("message", ref=text)["id"])
+    phone = open_window("client", "--host", "127.0.0.1", "--port", str(server.port),
+                        "--nick", "alice", "--nick-password", "correct horse 1")
+    shown = phone.wait("win.view.text()", lambda t: "after 2" in t)
+    assert shown.index("before 2") < shown.index("new since you left") < \
+        shown.index("after 1"), shown
