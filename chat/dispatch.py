@@ -258,6 +258,11 @@ def join(hub: Hub, peer: Peer, name: str, ref: str | None, since: int | None, *,
     topic = hub.owners.topic_of(room)
     if topic.topic and peer.wants_owners:
         reply(hub, peer, topic, ref)
+    if peer.wants_read and peer.door == "irc" and peer.key in peer.accounts:
+        assert peer.key is not None  # (IRC's draft/read-marker: after JOIN, before NAMES)
+        last = hub.store.read_marker(peer.key, f"#{room.key}")
+        reply(hub, peer, ReadMarker(last, room=room.name,
+                                    ts=hub.store.ts_of(last) if last else None), ref)
     users(hub, peer, room, ref)
     limit = hub.config.history if replay_too else 0
     if since is None:
@@ -333,6 +338,7 @@ def hello(hub: Hub, peer: Peer, req: Hello, ref: str | None) -> None:
     peer.username, peer.realname = req.user or "", req.realname or ""
     peer.wants_owners = peer.wants_owners or "owners" in req.features
     peer.wants_edits = peer.wants_edits or "edits" in req.features
+    peer.wants_read = "read_markers" in req.features
     if log.isEnabledFor(logging.INFO):
         door = " (web)" if peer.door == "web" else ""
         log.info("%s registered from %s%s", peer.nick, peer.host, door)
@@ -345,11 +351,13 @@ def hello(hub: Hub, peer: Peer, req: Hello, ref: str | None) -> None:
           ref)
     if "read_markers" in req.features and key in peer.accounts:
         for conv, last in hub.store.read_markers(key):  # how far its other devices read
+            ts = hub.store.ts_of(last)
             if conv.startswith("#"):
                 room = hub.rooms.get(conv[1:])
-                reply(hub, peer, ReadMarker(last, room=room.name if room else conv[1:]), ref)
+                reply(hub, peer, ReadMarker(last, room=room.name if room else conv[1:],
+                                            ts=ts), ref)
             else:
-                reply(hub, peer, ReadMarker(last, to=conv[1:]), ref)
+                reply(hub, peer, ReadMarker(last, to=conv[1:], ts=ts), ref)
     for name in req.rooms:
         try:
             join(hub, peer, name, ref, req.since)
@@ -492,10 +500,18 @@ def mark_read(hub: Hub, peer: Peer, req: MarkRead, ref: str | None) -> None:
     else:
         assert req.to is not None
         conv, where = f"@{name_key(req.to)}", {"to": req.to}
-    last = min(req.id, hub.store.last_id)
-    spend_change(hub, peer, spend=False)
-    hub.read_marker(peer.key, conv, last)
-    reply(hub, peer, ReadMarker(last, **where), ref)
+    if req.id is None and req.ts is None:  # a question: the marker as it stands
+        last = hub.store.read_marker(peer.key, conv)
+    else:
+        last = min(req.id if req.id is not None else
+                   hub.store.id_at(req.ts + 1) - 1 if req.ts is not None else 0,
+                   hub.store.last_id)
+        spend_change(hub, peer, spend=False)
+        if last > 0:
+            hub.read_marker(peer.key, conv, last)
+        last = hub.store.read_marker(peer.key, conv)  # (never moved back)
+    reply(hub, peer, ReadMarker(last, ts=hub.store.ts_of(last) if last else None,
+                                **where), ref)
 
 
 def part(hub: Hub, peer: Peer, req: Part, ref: str | None) -> None:

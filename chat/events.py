@@ -321,9 +321,10 @@ class ReadMarker(Event):
     `welcome` for each conversation a registered nickname has read)."""
 
     type: ClassVar[str] = "read"
-    id: int
+    id: int  # 0: nothing read yet
     room: str | None = None
     to: str | None = None
+    ts: int | None = None  # when the message ``id`` was sent (IRC's MARKREAD says it)
 
 
 @dataclass(slots=True, eq=False)

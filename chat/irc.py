@@ -53,6 +53,7 @@ from chat.events import (
     Pong,
     Presence,
     Reaction,
+    ReadMarker,
     Renamed,
     Replay,
     RoomInfo,
@@ -96,7 +97,7 @@ TOO_LONG = b"\x00too long"  # in place of a line past MAX_LINE (it is dropped)
 # full masks when asked
 CAPS = ("server-time", "message-tags", "echo-message", "batch", "labeled-response",
         "draft/chathistory", "sasl", "multi-prefix", "userhost-in-names", "away-notify",
-        "draft/message-redaction")
+        "draft/message-redaction", "draft/read-marker")
 CAP_VALUES = {"sasl": "PLAIN"}  # shown to clients that speak CAP 302
 # Two 005 lines (a numeric carries at most 13 tokens)
 ISUPPORT = (
@@ -127,7 +128,7 @@ ENDS = {
     "USERHOST": "ison", "TOPIC": "topic", "MODE": "room_info", "MODESET": "mode",
     "KICK": "left", "INVITE": "invited", "WHOWAS": "whowas", "LUSERS": "lusers",
     "OPER": "oper", "WHOMASK": "who_matches", "KILL": "irc", "WALLOPS": "wallops",
-    "MONITOR": "monitor", "REDACT": "deleted", "REACT": "reaction",
+    "MONITOR": "monitor", "REDACT": "deleted", "REACT": "reaction", "MARKREAD": "read",
 }
 QUITS = {"quit": "Quit", "disconnected": "Connection closed", "timeout": "Ping timeout",
          "banned": "Banned"}
@@ -517,6 +518,13 @@ class IrcCodec:
         extra = f"{kind}={tag_escape(event.emoji)};+draft/reply={event.target}"
         tags = f"{tags[:-1]};{extra} " if tags else f"@{extra} "
         out.append(f"{tags}:{self._mask(event.nick)} TAGMSG {target}")
+
+    def _read(self, event: ReadMarker, out: list[str], asked: Asked | None) -> None:
+        if "draft/read-marker" not in self.caps:
+            return
+        target = f"#{event.room}" if event.room is not None else event.to
+        when = f"timestamp={irc_time(event.ts)}" if event.ts else "*"
+        out.append(f":{self.server_name} MARKREAD {target} {when}")
 
     def _tagmsg(self, event: TagRelay, out: list[str], asked: Asked | None) -> None:
         if "message-tags" not in self.caps or self._own_echo(event):
@@ -1023,7 +1031,31 @@ class IrcDoor:
             hello["realname"] = self.realname
         if nick_password is not None:
             hello["nick_password"] = nick_password
+        if "draft/read-marker" in self.codec.caps:
+            hello["features"] = ["read_markers"]
         self._frames.append(hello)
+
+    def _cmd_markread(self, params: list[str]) -> None:
+        """MARKREAD <target> [timestamp=...] (draft/read-marker): ask, or move it."""
+        if not params or not params[0]:
+            self._reply(f":{self.codec.server_name} FAIL MARKREAD NEED_MORE_PARAMS "
+                        ":Missing target")
+            return
+        target = params[0]
+        frame: JsonObject = {"type": "mark_read", "ref": self._ref("MARKREAD", target)}
+        if target.startswith("#"):
+            frame["room"] = target[1:]
+        else:
+            frame["to"] = target
+        if len(params) > 1:
+            kind, _, value = params[1].partition("=")
+            ts = parse_time(value) if kind == "timestamp" else None
+            if ts is None:
+                self._reply(f":{self.codec.server_name} FAIL MARKREAD INVALID_PARAMS "
+                            f"{target} :Give timestamp=YYYY-MM-DDThh:mm:ss.sssZ")
+                return
+            frame["ts"] = ts
+        self._frames.append(frame)
 
     def _cmd_cap(self, params: list[str]) -> None:
         sub = params[0].upper() if params else ""

@@ -141,7 +141,7 @@ class Peer:
                  "searches", "_dms", "uploads", "_downloads",
                  "_refused", "wants_tags", "away", "_spans", "work", "oper", "username",
                  "realname", "last_spoke", "wants_away", "wallops", "invisible",
-                 "wants_owners", "monitors", "wants_edits",
+                 "wants_owners", "monitors", "wants_edits", "wants_read",
                  "__weakref__")
 
     def __init__(self, addr: Any, now: float, wall_ms: int, bucket: TokenBucket,
@@ -202,6 +202,7 @@ class Peer:
         self.wants_owners = False
         # takes `edited`, `deleted` and `reaction` (hello `features` lists "edits")
         self.wants_edits = False
+        self.wants_read = False  # takes `read` frames (hello `features`: "read_markers")
         self.monitors: dict[str, str] = {}  # followed nicknames (`monitor`): key -> nick
         self.wallops = False  # IRC's user mode +w: takes WALLOPS
         self.invisible = False  # IRC's +i: left out of WHO masks by those not with it

@@ -351,7 +351,8 @@ class MarkRead:
 
     room: str | None
     to: str | None
-    id: int
+    id: int | None  # None with ``ts`` None: a question (what is the marker now?)
+    ts: int | None = None  # instead of ``id``: read up to this time (IRC's MARKREAD)
 
 
 @dataclass(slots=True)
@@ -636,8 +637,12 @@ def _parse_mark_read(frame: JsonObject, max_text: int) -> Request:
     has_room, has_to = "room" in frame, "to" in frame
     if has_room == has_to:
         raise ProtocolError("bad_field", "A mark_read names either 'room' or 'to'.")
+    msg_id = _message_id(frame, "id") if "id" in frame else None
+    ts = _field(frame, "ts", int, required=False)
+    if ts is not None and (msg_id is not None or not 0 < ts < 2**53):
+        raise ProtocolError("bad_field", "A mark_read names 'id' or 'ts' (ms), not both.")
     return MarkRead(_room(frame) if has_room else None, _nick(frame, "to") if has_to else None,
-                    _message_id(frame, "id"))
+                    msg_id, ts)
 
 
 def _parse_delete(frame: JsonObject, max_text: int) -> Request:

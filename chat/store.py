@@ -410,6 +410,17 @@ class Store:
         return self._read("SELECT conv, last_id FROM read_markers WHERE nick_key = ? "
                           "ORDER BY ts DESC LIMIT ?", (nick_key, limit))
 
+    def read_marker(self, nick_key: str, conv: str) -> int:
+        return (self._read("SELECT last_id FROM read_markers WHERE nick_key = ? AND "
+                           "conv = ?", (nick_key, conv)) or [(0,)])[0][0]
+
+    def ts_of(self, msg_id: int) -> int | None:
+        """When the message ``msg_id`` (or the last one before it) was sent."""
+        self._flush_rows()
+        rows = self._read("SELECT ts FROM messages WHERE id <= ? ORDER BY id DESC LIMIT 1",
+                          (msg_id,))
+        return rows[0][0] if rows else None
+
     def put_read(self, nick_key: str, conv: str, last_id: int, ts: int) -> bool:
         """Move a read marker forward (never back), in the open transaction; whether
         it moved."""

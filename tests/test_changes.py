@@ -262,3 +262,46 @@ def test_a_read_marker_set_on_one_node_is_told_on_another(node):
         phone.close()
         return [f for f in frames if f.get("room") == "general" and f["id"] == mid]
     wait_for(marker_on_b, what="the marker on the other node")
+
+
+def test_irc_markread_asks_moves_and_comes_with_join(irc_server):
+    import base64
+
+    from chat.irc import irc_time
+    owner = connect(irc_server.port, "ada")
+    owner.send(type="register", password="correct horse 1", ref="r")
+    owner.until("registered")
+    first = said(owner, "one")
+    second = said(owner, "two")
+    owner.send(type="bye")
+    owner.closed()
+
+    irc = IrcWire(irc_server.irc_port)
+    irc.send("CAP LS 302")
+    assert "draft/read-marker" in irc.until("CAP", "*", "LS")[-1].split()
+    irc.send("NICK ada", "USER ada 0 * :Ada", "CAP REQ :sasl draft/read-marker",
+             "AUTHENTICATE PLAIN")
+    irc.until("AUTHENTICATE", "+")
+    irc.send("AUTHENTICATE " + base64.b64encode(b"ada\0ada\0correct horse 1").decode())
+    irc.until("903", "ada")
+    irc.send("CAP END")
+    irc.until("001", "ada")
+    irc.send("JOIN #general")
+    assert irc.until("MARKREAD", "#general")[-1] == "*"  # nothing read yet
+    irc.until("366", "ada", "#general")
+    irc.send(f"MARKREAD #general timestamp={irc_time(first['ts'])}")
+    assert irc.until("MARKREAD", "#general")[-1] == f"timestamp={irc_time(first['ts'])}"
+    irc.send("MARKREAD #general timestamp=2001-01-01T00:00:00.000Z")  # never backwards
+    assert irc.until("MARKREAD", "#general")[-1] == f"timestamp={irc_time(first['ts'])}"
+    irc.send("MARKREAD #general")  # a question
+    assert irc.until("MARKREAD", "#general")[-1] == f"timestamp={irc_time(first['ts'])}"
+    irc.send("QUIT :bye")
+    irc.until("ERROR")
+
+    phone = Wire(irc_server.port)  # another device of the same nickname
+    phone.send(type="hello", nick="ada", proto=1, nick_password="correct horse 1",
+               features=["read_markers"])
+    assert phone.next()["type"] == "welcome"
+    marker = phone.next()
+    assert (marker["type"], marker["room"], marker["id"]) == ("read", "general", first["id"])
+    assert second["id"] > marker["id"]
