@@ -90,6 +90,7 @@ class ChatState:
         self.focused = True  # the window says whether the user is looking
         self.unseen = 0  # messages that arrived while unfocused (for the title)
         self.alerts = 0  # mentions and direct messages that came while unfocused
+        self.silenced: set[str] = set()  # conversations that never ring (``/mute``)
         self.received = 0  # messages shown since connecting
         self.appended: dict[str, list[Line]] = {}  # per conversation, since last render
         self.redraw: set[str] = set()  # conversations to render from scratch
@@ -171,7 +172,7 @@ class ChatState:
                 self.list_changed = True
             if not self.focused:
                 self.unseen += 1
-                if line.mention or conv.kind == "dm":
+                if (line.mention or conv.kind == "dm") and conv.key not in self.silenced:
                     self.alerts += 1  # the window rings and flags itself
 
     def typing_nicks(self, now: float) -> list[str]:

@@ -28,6 +28,7 @@ HELP = {
     "/invite NICK": "invite someone to the room",
     "/mode [+-FLAGS ARGS]": "the room's settings, as IRC writes them: +m quiet, +i by "
                             "invitation, +t topic by operators, +k KEY, +l LIMIT",
+    "/mute": "no bell or flashing for this conversation (again: back on)",
     "/register PASSWORD": "protect your nickname with a password (or change it)",
     "/unregister": "drop your nickname's password",
     "/help": "show this list",
@@ -68,7 +69,7 @@ def parse_input(text: str) -> Command:
     elif name == "kick":
         nick, _, reason = rest.partition(" ")
         args = (nick, reason.strip()) if nick else ()
-    elif name == "unregister":
+    elif name in ("unregister", "mute"):
         args = ()
     elif name == "quit":
         args = (rest,) if rest else ()

@@ -25,6 +25,7 @@ from chat.errors import ChatError
 from chat.netinfo import join_address
 from chat.rules import parse_modes
 from chat.transfers import Fetching, Sending
+from gui.attention import ask_attention, attention_given
 from gui.client_panels import ConnectForm, Sidebar, UsersPanel
 from gui.common import POLL_MS, Settings, apply_appearance, cache_dir, is_dark
 from gui.conversation import ConversationPanel
@@ -210,6 +211,7 @@ class ClientWindow(ctk.CTk):
                                  tls=values.tls, cafile=self.cafile)
         self.client.alternates = list(values.alternates)
         self.state_ = ChatState()
+        self.state_.silenced = set(self.settings.get("muted", []))
         self.state_.focused = self._has_focus()
         self.client.connect()
         self._attempt = 0
@@ -520,6 +522,8 @@ class ClientWindow(ctk.CTk):
     def _focus(self, focused: bool) -> None:
         self.state_.focused = focused
         if focused:
+            if self.state_.alerts:
+                attention_given(self)
             self.state_.unseen = 0
             self.state_.alerts = self._alerted = 0
 
@@ -530,6 +534,15 @@ class ClientWindow(ctk.CTk):
             self._alerted = self.state_.alerts
             if self.bell_switch.get():
                 self.bell()
+            ask_attention(self)  # the taskbar entry flashes until the window is used
+
+    def mute(self, key: str, on: bool) -> None:
+        """No bell and no flashing for the conversation ``key`` (kept for next time)."""
+        state = self.state_
+        (state.silenced.add if on else state.silenced.discard)(key)
+        self.settings.update(muted=sorted(state.silenced))
+        state.note("Muted: no bell or flashing for this conversation (/mute again to "
+                   "undo)." if on else "Not muted any more.", "notice")
 
     def bell_event(self) -> None:
         self.settings.update(bell=bool(self.bell_switch.get()))
@@ -566,6 +579,10 @@ class ClientWindow(ctk.CTk):
             state.note(command.args[0], "error")
             return
         active = state.active_conversation()
+        if command.name == "mute":
+            if active is not None:
+                self.mute(active.key, active.key not in state.silenced)
+            return
         if client is None or not client.ready:
             if client is not None and command.name in ("say", "me", "msg"):
                 self._outbox.append((command, active))  # sent once reconnected

@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # (command the tests run, the Debian/Ubuntu package that provides it)
 TOOLS = [("Xvfb", "xvfb"), ("xdotool", "xdotool"),
+         ("xprop", "x11-utils"),  # reads a window's hints (its urgency flag)
          ("chromium", "chromium"), ("chromedriver", "chromium-driver"),  # the page's tests
          ("ip", "iproute2"),  # discovery tests: network namespaces of their own
          ("irssi", "irssi"), ("tmux", "tmux"),  # a real IRC client, driven in tmux

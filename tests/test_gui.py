@@ -1318,3 +1318,40 @@ def test_a_room_read_in_one_window_is_read_in_the_next_of_the_same_nickname(
     shown = phone.wait("win.view.text()", lambda t: "after 2" in t)
     assert shown.index("before 2") < shown.index("new since you left") < \
         shown.index("after 1"), shown
+
+
+def test_a_mention_in_the_background_flags_the_window_unless_the_room_is_muted(
+        open_window, start_server):
+    assert shutil.which("xprop"), "xprop (x11-utils) reads the window's hints: " \
+        "python tests/prepare.py installs it"
+    server = start_server("--rate", "0")
+    alice = client_window(open_window, server.port, "alice")
+    bob = connect(server.port, "bob")
+    frame = alice.eval("win.wm_frame()")
+    env = dict(os.environ, DISPLAY=alice.eval("__import__('os').environ['DISPLAY']"))
+
+    def urgent() -> bool:
+        hints = subprocess.run(["xprop", "-id", frame, "WM_HINTS"], capture_output=True,
+                               text=True, env=env, check=False).stdout
+        return "urgency hint bit is set" in hints
+
+    alice.exec("win._focus(False)")  # another window in front
+    bob.send(type="send", room="general", text="alice: lab is open", ref="m1")
+    bob.until("message", ref="m1")
+    alice.wait("win.state_.alerts", lambda n: n == 1)
+    deadline = time.monotonic() + 30
+    while not urgent():  # the taskbar entry asks for attention
+        assert time.monotonic() < deadline, "the window was not flagged"
+        time.sleep(0.1)
+    alice.exec("win._focus(True)")  # the user comes back: the flag goes
+    while urgent():
+        assert time.monotonic() < deadline, "the flag stayed"
+        time.sleep(0.1)
+    type_and_send(alice, "/mute")
+    alice.wait("win.view.text()", lambda t: "Muted: no bell or flashing" in t)
+    alice.exec("win._focus(False)")
+    bob.send(type="send", room="general", text="alice: are you there?", ref="m2")
+    bob.send(type="send", to="alice", text="psst", ref="d")  # a DM: not muted
+    bob.until("message", ref="d")
+    alice.wait("win.state_.alerts", lambda n: n == 1)  # the DM's, not the muted room's
+    assert alice.eval("sorted(win.state_.silenced)") == ["#general"]
