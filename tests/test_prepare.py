@@ -21,10 +21,10 @@ def test_without_root_it_names_what_to_install_in_one_line(monkeypatch, capsys):
     monkeypatch.setattr(prepare, "has_tkinter", lambda: True)
     assert prepare.main() == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["prepare: the tests need xvfb, xdotool, chromium, chromium-driver, "
-                   "iproute2, irssi, tmux, redis-server, npm: install them with 'sudo "
-                   "apt-get install xvfb xdotool chromium chromium-driver iproute2 irssi "
-                   "tmux redis-server npm'"]
+    assert err == ["prepare: the tests need xvfb, xdotool, x11-utils, chromium, "
+                   "chromium-driver, iproute2, irssi, tmux, redis-server, npm: install "
+                   "them with 'sudo apt-get install xvfb xdotool x11-utils chromium "
+                   "chromium-driver iproute2 irssi tmux redis-server npm'"]
     assert ran == []  # neither apt-get nor pip was run
 
 
