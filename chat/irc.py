@@ -463,6 +463,10 @@ class IrcCodec:
         text = event.text
         if event.file is not None:
             text = f"[file] {text} ({event.file.get('size', 0)} bytes)"
+        if event.deleted:  # (history) what stands in its place
+            text = "(message deleted)"
+        elif event.edited:
+            text = f"{text} (edited)"
         command = "NOTICE" if event.notice else "PRIVMSG"
         tags = self._tags(event)
         prefix = f":{sender}!{sender}@lanchat {command} {target} :"

@@ -210,6 +210,17 @@ def test_irc_replies_reacts_and_redacts_and_sees_edits_and_deletes(irc_server):
     ada.send(f"REDACT #general {mid}")  # gone already
     fail = ada.until("FAIL")
     assert fail[2:4] == ["REDACT", "UNKNOWN_MSGID"], fail
+    dee.send("QUIT :back soon")  # coming back, dee is given what it has not seen
+    dee.until("ERROR")
+    oops = said(alice, "oops, wrong room")["id"]
+    asked(alice, "d3", type="delete", id=oops)
+    back = irc_joined(irc_server.irc_port, "dee", "server-time")  # (replays need it)
+    for _ in range(20):  # the replay comes after the names
+        line = back.until_any()
+        if " PRIVMSG #general :" in line and line.endswith(":(message deleted)"):
+            break
+    else:
+        raise AssertionError("the deleted message's place is not shown")
 
 
 def test_read_markers_are_kept_for_a_registered_nickname_and_told_to_its_next_device(
