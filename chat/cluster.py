@@ -353,7 +353,7 @@ def message_of(event: dict[str, Any]) -> Message:
     return Message(0, event["ts"], event.get("room"), event.get("to"), event["from"],
                    event["text"], kind == ACTION, kind == NOTICE, event.get("file"),
                    event.get("tags"), about=event.get("about"),
-                   change=event.get("change", 0))
+                   change=event.get("change", 0), about_from=event.get("af"))
 
 
 @dataclass(eq=False)
@@ -983,6 +983,8 @@ class Cluster:
             event["tags"] = message.tags
         if message.about is not None:  # the id it answers, or (a change) changes
             event["about"] = message.about
+        if message.about_from is not None:
+            event["af"] = message.about_from
         if message.change:
             event["change"] = message.change
         # Redis takes it only while this node still waits for the answer (its clock

@@ -200,7 +200,7 @@ def pack_history(rows: Iterable[tuple[Row, str, str]], *, limit: int, budget: in
             action=row.kind == ACTION, notice=row.kind == NOTICE, history=True,
             file=json.loads(row.file) if row.file is not None else None, about=row.about,
             edited=row.edited, deleted=row.deleted, reactions=row.reactions,
-            change=row.kind if row.kind >= EDIT else 0)
+            change=row.kind if row.kind >= EDIT else 0, about_from=row.about_from)
         if message.change:
             message = change_event(message, history=True)
         size += len(message.data)
@@ -399,9 +399,10 @@ def send(hub: Hub, peer: Peer, req: Send, ref: str | None) -> None:
     try:
         if room is not None:
             hub.owners.may_speak(peer, room)  # a quiet room, a room ban
-        reply_to = req.reply_to
+        reply_to, reply_from = req.reply_to, None
         if reply_to is not None:
             answered = hub.store.message(reply_to)
+            reply_from = answered.sender if answered is not None else None
             if answered is None or conversation(peer, answered) != (
                     room.key if room is not None else target.key if target else None):
                 if req.tags and "+draft/reply" in req.tags:
@@ -410,7 +411,8 @@ def send(hub: Hub, peer: Peer, req: Send, ref: str | None) -> None:
                     raise ProtocolError("no_such_message", "There is no message "
                                         f"{reply_to} in this conversation to reply to.")
         hub.post(peer, req.text, req.action, ref, room=room, target=target,
-                 notice=req.notice, tags=req.tags, reply_to=reply_to)
+                 notice=req.notice, tags=req.tags, reply_to=reply_to,
+                 reply_from=reply_from if reply_to is not None else None)
     except BaseException:
         peer.bucket.refund()  # refused: it costs no token
         raise

@@ -139,7 +139,7 @@ class Message(Event):
     type: ClassVar[str] = "message"
     __slots__ = ("id", "ts", "room", "to", "sender", "text", "action", "notice", "file",
                  "tags", "history", "away", "about", "change", "edited", "deleted",
-                 "reactions")
+                 "reactions", "about_from")
 
     def __init__(self, id: int, ts: int, room: str | None, to: str | None, sender: str,
                  text: str, action: bool = False, notice: bool = False,
@@ -147,7 +147,8 @@ class Message(Event):
                  history: bool = False, away: str | None = None,
                  ref: str | None = None, *, about: int | None = None, change: int = 0,
                  edited: int | None = None, deleted: bool = False,
-                 reactions: dict[str, list[str]] | None = None) -> None:
+                 reactions: dict[str, list[str]] | None = None,
+                 about_from: str | None = None) -> None:
         self.id, self.ts, self.room, self.to = id, ts, room, to
         self.sender, self.text, self.action, self.notice = sender, text, action, notice
         self.file, self.tags, self.history = file, tags, history
@@ -159,6 +160,7 @@ class Message(Event):
         # `reaction` (``Change.event``)
         self.about, self.change = about, change
         self.edited, self.deleted, self.reactions = edited, deleted, reactions  # history
+        self.about_from = about_from  # who sent what it answers (`reply_from`)
         self._data: bytes | None = None
 
     def fields(self) -> dict[str, Any]:
@@ -171,8 +173,10 @@ class Message(Event):
         for name in ("action", "notice", "history", "deleted"):
             if getattr(self, name):
                 out[name] = True
-        if self.about is not None:
+        if self.about is not None and not self.change:
             out["reply_to"] = self.about
+            if self.about_from is not None:
+                out["reply_from"] = self.about_from
         for name in ("file", "tags", "away", "edited", "reactions", "ref"):
             value = getattr(self, name)
             if value is not None:
@@ -207,7 +211,7 @@ class Message(Event):
         return Message(self.id, self.ts, self.room, self.to, self.sender, self.text,
                        self.action, self.notice, self.file, self.tags, self.history,
                        about=self.about, edited=self.edited, deleted=self.deleted,
-                       reactions=self.reactions)
+                       reactions=self.reactions, about_from=self.about_from)
 
     def __repr__(self) -> str:
         return f"<Message {self.id} {self.sender} -> {self.room or self.to}>"
@@ -235,7 +239,8 @@ class Echo(Message):
         m = self.message
         return Message(m.id, m.ts, m.room, m.to, m.sender, m.text, m.action, m.notice,
                        m.file, m.tags, m.history, self.away, self.ref, about=m.about,
-                       edited=m.edited, deleted=m.deleted, reactions=m.reactions)
+                       edited=m.edited, deleted=m.deleted, reactions=m.reactions,
+                       about_from=m.about_from)
 
     # the message's fields, read through (slots of Message shadowed here)
     id = property(lambda self: self.message.id)
@@ -254,6 +259,7 @@ class Echo(Message):
     edited = property(lambda self: self.message.edited)
     deleted = property(lambda self: self.message.deleted)
     reactions = property(lambda self: self.message.reactions)
+    about_from = property(lambda self: self.message.about_from)
 
 
 @dataclass(slots=True, eq=False)

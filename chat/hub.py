@@ -290,7 +290,8 @@ class Hub:
     def post(self, sender: Peer | None, text: str, action: bool, ref: str | None, *,
              room: Room | None = None, target: Peer | Elsewhere | None = None,
              file: dict[str, str | int] | None = None, notice: bool = False,
-             tags: dict[str, str] | None = None, reply_to: int | None = None) -> int:
+             tags: dict[str, str] | None = None, reply_to: int | None = None,
+             reply_from: str | None = None) -> int:
         """Send a message (to a room, or to ``target``) on its one road: the
         sequencer gives it its id, then it ``arrived``: stored and queued for everyone
         here who gets it; the sender's copy carries ``ref``. ``sender`` None is the
@@ -303,7 +304,7 @@ class Hub:
         message = Message(0, int(self.wall() * 1000), room.name if room is not None else None,
                           target.nick if room is None and target is not None else None,
                           nick, text, action and not notice, notice, file, tags or None,
-                          about=reply_to)
+                          about=reply_to, about_from=reply_from)
         return self.sequencer.post(sender, message, ref)
 
     def read_marker(self, nick_key: str, conv: str, last_id: int) -> None:

@@ -467,6 +467,9 @@ class IrcCodec:
             text = "(message deleted)"
         elif event.edited:
             text = f"{text} (edited)"
+        if event.about_from and "message-tags" not in self.caps \
+                and not text.startswith(f"{event.about_from}:"):
+            text = f"{event.about_from}: {text}"  # a reply, as IRC people write one
         command = "NOTICE" if event.notice else "PRIVMSG"
         tags = self._tags(event)
         prefix = f":{sender}!{sender}@lanchat {command} {target} :"

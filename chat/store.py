@@ -138,7 +138,8 @@ INSERT_MESSAGE = ("INSERT INTO messages (id, ts, room, sender, recipient, text, 
 PLAIN, ACTION, NOTICE = 0, 1, 2
 EDIT, DELETE, REACT, UNREACT = 3, 4, 5, 6
 CHANGES = {"edit": EDIT, "delete": DELETE, "react": REACT, "unreact": UNREACT}
-MESSAGE_COLUMNS = "id, ts, sender, text, action, file, about, edited, deleted"
+MESSAGE_COLUMNS = ("id, ts, sender, text, action, file, about, edited, deleted, "
+                   "(SELECT r.sender FROM messages r WHERE r.id = messages.about)")
 
 
 class Row(NamedTuple):
@@ -152,6 +153,7 @@ class Row(NamedTuple):
     edited: int | None = None  # when its text was last changed
     deleted: bool = False
     reactions: dict[str, list[str]] | None = None  # emoji -> nicknames, in order
+    about_from: str | None = None  # who sent the message it answers
 
 
 class Target(NamedTuple):
@@ -516,7 +518,7 @@ class Store:
         """Rows as read (MESSAGE_COLUMNS), with their reactions."""
         reacted = self.reactions([r[0] for r in page if r[4] < EDIT])
         return [Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]),
-                    reacted.get(r[0])) for r in page]
+                    reacted.get(r[0]), r[9]) for r in page]
 
     def direct(self, one: str, other: str, *, after: int = 0, before: int | None = None,
                limit: int, oldest: bool = False, changes: bool = False

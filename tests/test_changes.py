@@ -41,9 +41,10 @@ def test_a_reply_names_the_message_it_answers_live_and_in_history(server):
     alice, bob = connect(server.port, "alice"), connect(server.port, "bob")
     first = said(alice, "who has the key?")
     reply = said(bob, "I do", reply_to=first["id"])
-    assert reply["reply_to"] == first["id"]
+    assert reply["reply_to"] == first["id"] and reply["reply_from"] == "alice"
     assert alice.until("message", text="I do")["reply_to"] == first["id"]
     assert history(alice)[reply["id"]]["reply_to"] == first["id"]
+    assert history(alice)[reply["id"]]["reply_from"] == "alice"
     answer = asked(bob, "bad", type="send", room="general", text="?", reply_to=10**9)
     assert answer["type"] == "error" and answer["code"] == "no_such_message"
     bob.send(type="join", room="lab", ref="j")
@@ -189,6 +190,8 @@ def test_irc_replies_reacts_and_redacts_and_sees_edits_and_deletes(irc_server):
     ada.send(f"@+draft/reply={mid} PRIVMSG #general :I do")
     reply = alice.until("message", text="I do")
     assert reply["reply_to"] == mid and reply["from"] == "ada"
+    plain = dee.until("PRIVMSG", "#general", "alice: I do")  # without tags: "nick: "
+    assert plain[0].startswith(":ada!")
     ada.send(f"@+draft/react=👍;+draft/reply={mid} TAGMSG #general")
     reaction = alice.until("reaction")
     assert (reaction["emoji"], reaction["target"], reaction["nick"]) == ("👍", mid, "ada")
@@ -246,7 +249,7 @@ def test_read_markers_are_kept_for_a_registered_nickname_and_told_to_its_next_de
     assert phone.next()["type"] == "welcome"
     markers = []
     while (frame := phone.next())["type"] == "read":
-        markers.append({k: v for k, v in frame.items() if k != "type"})
+        markers.append({k: v for k, v in frame.items() if k not in ("type", "ts")})
     assert {"room": "general", "id": last} in markers and {"to": "bob", "id": dm} in markers
     assert len(markers) == 2
 
