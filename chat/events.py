@@ -263,62 +263,56 @@ class Echo(Message):
 
 
 @dataclass(slots=True, eq=False)
-class Edited(Event):
-    """*Added:* a message's text was changed by its author (``id``: the change's own
-    place in the order; ``target``: the message)."""
+class Changed(Event):
+    """*Added:* a change to a message (``id``: the change's own place in the order;
+    ``target``: the message), in its room or direct conversation."""
 
-    type: ClassVar[str] = "edited"
     id: int
     target: int
     ts: int
-    by: str
-    text: str
-    room: str | None = None
-    to: str | None = None
-    history: bool = False
+    room: str | None = field(default=None, kw_only=True)
+    to: str | None = field(default=None, kw_only=True)
+    history: bool = field(default=False, kw_only=True)
 
 
 @dataclass(slots=True, eq=False)
-class Deleted(Event):
+class Edited(Changed):
+    """*Added:* a message's text was changed by its author."""
+
+    type: ClassVar[str] = "edited"
+    by: str
+    text: str
+
+
+@dataclass(slots=True, eq=False)
+class Deleted(Changed):
     """*Added:* a message was taken back (by its author or a room operator)."""
 
     type: ClassVar[str] = "deleted"
-    id: int
-    target: int
-    ts: int
     by: str
-    room: str | None = None
-    to: str | None = None
-    history: bool = False
 
 
 @dataclass(slots=True, eq=False)
-class Reaction(Event):
+class Reaction(Changed):
     """*Added:* ``nick`` reacted to a message with ``emoji`` (``on``) or took it back."""
 
     type: ClassVar[str] = "reaction"
-    id: int
-    target: int
-    ts: int
     nick: str
     emoji: str
     on: bool
-    room: str | None = None
-    to: str | None = None
-    history: bool = False
 
 
 def change_event(change: Message, history: bool = False) -> Event:
     """How a change (a ``Message`` with ``change``, chat.store's kinds) is told."""
     assert change.about is not None
+    head = (change.id, change.about, change.ts)
+    room, to = change.room, change.to
     if change.change == EDIT:
-        return Edited(change.id, change.about, change.ts, change.sender, change.text,
-                      change.room, change.to, history)
+        return Edited(*head, change.sender, change.text, room=room, to=to, history=history)
     if change.change == DELETE:
-        return Deleted(change.id, change.about, change.ts, change.sender, change.room,
-                       change.to, history)
-    return Reaction(change.id, change.about, change.ts, change.sender, change.text,
-                    change.change == REACT, change.room, change.to, history)
+        return Deleted(*head, change.sender, room=room, to=to, history=history)
+    return Reaction(*head, change.sender, change.text, change.change == REACT, room=room,
+                    to=to, history=history)
 
 
 @dataclass(slots=True, eq=False)

@@ -98,6 +98,17 @@ def node(start_server, redis, tmp_path):
 
 
 @pytest.fixture
+def irc_server(tmp_path):
+    """A server with its IRC door too (``irc_port``), no flood control, a MOTD."""
+    srv = launch(tmp_path / "irc.db", "--irc-port", "0", "--rate", "0", "--motd", "Hi IRC")
+    line = srv.proc.stdout.readline()
+    assert line.startswith("irc listening on 127.0.0.1:")
+    srv.irc_port = int(line.rsplit(":", 1)[1])
+    yield srv
+    assert srv.stop() == 0
+
+
+@pytest.fixture
 def server(start_server):
     return start_server()
 

@@ -4,13 +4,12 @@ shared across a cluster's nodes."""
 
 from __future__ import annotations
 
-import pytest
 from test_cluster import joined, wait_for
 from wire import Wire, connect
 
 from chat.irc import split_line
-from tests.conftest import launch
 from tests.ircwire import IrcWire
+from tests.test_irc import joined as irc_joined
 
 EDITS = {"features": ["edits"]}
 
@@ -160,24 +159,6 @@ def test_changes_made_on_one_node_hold_on_another(node):
     assert alice.until("message", id=reply["id"])["reply_to"] == mid
     wait_for(lambda: history(bob)[mid]["reactions"] == {"🚀": ["bob"]}, what="b's copy")
     assert history(alice)[mid]["text"] == "across the whole cluster"
-
-
-@pytest.fixture
-def irc_server(tmp_path):
-    srv = launch(tmp_path / "irc.db", "--irc-port", "0", "--rate", "0")
-    line = srv.proc.stdout.readline()
-    assert line.startswith("irc listening on 127.0.0.1:")
-    srv.irc_port = int(line.rsplit(":", 1)[1])
-    yield srv
-    assert srv.stop() == 0
-
-
-def irc_joined(port: int, nick: str, caps: str = "") -> IrcWire:
-    irc = IrcWire(port)
-    irc.register(nick, caps)
-    irc.send("JOIN #general")
-    irc.until("366", nick, "#general")
-    return irc
 
 
 def test_irc_replies_reacts_and_redacts_and_sees_edits_and_deletes(irc_server):

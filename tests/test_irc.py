@@ -13,16 +13,6 @@ from tests.ircwire import IrcWire
 from tests.wire import connect
 
 
-@pytest.fixture
-def irc_server(tmp_path):
-    srv = launch(tmp_path / "irc.db", "--irc-port", "0", "--rate", "0", "--motd", "Hi IRC")
-    line = srv.proc.stdout.readline()
-    assert line.startswith("irc listening on 127.0.0.1:")
-    srv.irc_port = int(line.rsplit(":", 1)[1])
-    yield srv
-    assert srv.stop() == 0
-
-
 def joined(port: int, nick: str, caps: str = "") -> IrcWire:
     """An IRC client registered and in #general."""
     irc = IrcWire(port)
