@@ -150,7 +150,8 @@ function row(entry, me, mentions, chat, conv = null) {
     li.append(time, who, richText(entry.text));
   }
   if (entry.edited) li.append(el("span", { class: "edited", text: " (edited)", title: `edited ${TIME.format(new Date(entry.edited))}` }));
-  const more = el("button", { type: "button", class: "msg-menu", text: "⋯", title: "Reply, react, edit or delete" });
+  // (its "⋯" is drawn by the style sheet: the message's text stays the message's)
+  const more = el("button", { type: "button", class: "msg-menu", title: "Reply, react, edit or delete" });
   more.setAttribute("aria-label", `Actions for ${entry.from}'s message`);
   more.addEventListener("click", () => chat.emit("message-menu", { entry, conv }));
   li.append(more);
