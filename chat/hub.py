@@ -371,7 +371,7 @@ class Hub:
         meanwhile)."""
         assert change.about is not None
         if not self.store.change(change.about, change.change, change.text, change.sender,
-                                 change.ts):
+                                 change.ts, change.id):
             if sender is not None and ref is not None:
                 self.error(sender, ProtocolError(
                     "no_such_message", "That message was deleted meanwhile."), ref)

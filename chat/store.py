@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS reactions (
     emoji    TEXT NOT NULL,
     nick_key TEXT NOT NULL,
     nick     TEXT NOT NULL,
-    ts       INTEGER NOT NULL,
+    seq      INTEGER NOT NULL,  -- the reaction's id in the one order: who came first
     PRIMARY KEY (msg_id, emoji, nick_key)
 ) WITHOUT ROWID;
 -- how far a registered nickname has read each of its conversations ("#" room key,
@@ -277,10 +277,12 @@ class Store:
         r = rows[0]
         return Target(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7])
 
-    def change(self, msg_id: int, kind: int, text: str, nick: str, ts: int) -> bool:
+    def change(self, msg_id: int, kind: int, text: str, nick: str, ts: int,
+               seq: int = 0) -> bool:
         """Apply a change (added with ``add``) to the message ``msg_id``, in the open
         transaction: EDIT its text, DELETE it (its text, reactions and index entry
-        go), REACT or UNREACT with ``text`` as ``nick``. False when it changes nothing
+        go), REACT or UNREACT with ``text`` as ``nick`` (``seq``: the change's own
+        id, which orders reactions as they came). False when it changes nothing
         (a deleted message, a reaction already so): every copy decides the same, in
         the one order."""
         self._flush_rows()
@@ -308,8 +310,8 @@ class Store:
             if bool(had) == (kind == REACT):
                 return False
             if kind == REACT:
-                self._execute("INSERT INTO reactions (msg_id, emoji, nick_key, nick, ts) "
-                              "VALUES (?, ?, ?, ?, ?)", (msg_id, text, key, nick, ts))
+                self._execute("INSERT INTO reactions (msg_id, emoji, nick_key, nick, seq) "
+                              "VALUES (?, ?, ?, ?, ?)", (msg_id, text, key, nick, seq))
             else:
                 self._execute("DELETE FROM reactions WHERE msg_id = ? AND emoji = ? AND "
                               "nick_key = ?", (msg_id, text, key))
@@ -323,7 +325,7 @@ class Store:
             chunk = ids[start:start + 500]
             for msg_id, emoji, nick in self._read(
                     "SELECT msg_id, emoji, nick FROM reactions WHERE msg_id IN "
-                    f"({','.join('?' * len(chunk))}) ORDER BY msg_id, ts, nick_key",
+                    f"({','.join('?' * len(chunk))}) ORDER BY msg_id, seq",
                     tuple(chunk)):
                 found.setdefault(msg_id, {}).setdefault(emoji, []).append(nick)
         return found
