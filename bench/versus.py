@@ -11,7 +11,10 @@ interleaved run by run so that drift of this shared machine hits all alike:
   before it is delivered), and the same server over IRC (--irc-port);
 - ngIRCd (Debian's `ngircd`, with its own config here: penalties off, no connection
   limits, no DNS or ident lookups): stores nothing;
-- the thread-per-client relay (bench/threaded_relay.py): stores nothing.
+- the thread-per-client relay (bench/threaded_relay.py): stores nothing;
+- the floor with fsync (bench/floor.py): the least a CPython selectors loop can spend
+  on the same messages, an fdatasync'd append per pass included; the last column is
+  lanchat's CPU per delivery as a multiple of it.
 
 IRC clients do not ask for echo-message (ngIRCd has none): a sender's acks are the
 PONGs of a PING after every 8 messages, and a message reaches the members but its
@@ -120,6 +123,10 @@ def start(kind: str, tmp: Path, clients: int) -> tuple[subprocess.Popen, int, bo
         if irc:
             port = int(proc.stdout.readline().rsplit(":", 1)[1])
         return proc, port, irc
+    if kind.startswith("floor"):
+        from floor import start_floor
+        proc, port = start_floor(tmp, kind == "floor-fsync", pin, room_for(clients))
+        return proc, port, False
     port = free_port()
     if kind == "ngircd":
         conf = tmp / "ngircd.conf"
@@ -164,6 +171,11 @@ def measure(kind: str, tmp: Path, clients: int, senders: int,
             proc.stdout.close()
 
 
+def can_pin() -> bool:
+    count = os.cpu_count()
+    return count is not None and count >= 2 and shutil.which("taskset") is not None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -172,10 +184,10 @@ def main() -> int:
                         help="clients:senders, comma-separated (default: %(default)s)")
     args = parser.parse_args()
     shapes = [tuple(int(n) for n in shape.split(":")) for shape in args.shapes.split(",")]
-    if os.cpu_count() is None or os.cpu_count() < 2 or not shutil.which("taskset"):
+    if not can_pin():
         print("needs two CPUs and taskset", file=sys.stderr)
         return 2
-    kinds = ["lanchat", "lanchat-irc", "threaded"]
+    kinds = ["lanchat", "lanchat-irc", "threaded", "floor-fsync"]
     if shutil.which("ngircd"):
         kinds.insert(2, "ngircd")
     else:
@@ -192,8 +204,8 @@ def main() -> int:
     print(f"medians of {args.runs} run(s) of {args.seconds:g} s; server on CPU "
           f"{SERVER_CPU}, load generator on CPU {LOAD_CPU}; M deliveries/s (min-max), "
           "then server CPU s per M deliveries")
-    print("| fan-out | " + " | ".join(kinds) + " |")
-    print("| --- |" + " --- |" * len(kinds))
+    print("| fan-out | " + " | ".join(kinds) + " | lanchat CPU / floor-fsync's |")
+    print("| --- |" + " --- |" * (len(kinds) + 1))
     for shape in shapes:
         cells = []
         for kind in kinds:
@@ -202,7 +214,9 @@ def main() -> int:
             cpu = statistics.median(c for _, c in runs)
             cells.append(f"{statistics.median(rates) / 1e6:.2f} ({min(rates) / 1e6:.2f}-"
                          f"{max(rates) / 1e6:.2f}); {cpu:.2f} s")
-        print(f"| {shape[0]}:{shape[1]} | " + " | ".join(cells) + " |")
+        floor = statistics.median(c for _, c in results[(shape, "floor-fsync")])
+        mine = statistics.median(c for _, c in results[(shape, "lanchat")])
+        print(f"| {shape[0]}:{shape[1]} | " + " | ".join(cells) + f" | {mine / floor:.1f}x |")
     return 0
 
 
