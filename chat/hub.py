@@ -943,9 +943,10 @@ class Hub:
                     peer.pinged_at = now
             elif now - peer.pinged_at >= cfg.ping_timeout:
                 self.close(peer, "timeout", flush=False)
-        if now >= self._next_index:  # the search index, in batches off the message path
-            self._next_index = now + INDEX_SECONDS
+        if now >= self._next_index:  # SQLite and the search index, in batches off the
+            self._next_index = now + INDEX_SECONDS  # message path (chat.store)
             try:
+                self.store.fill()
                 self.store.index(INDEX_BATCH)
             except StoreError:
                 pass  # the pass's commit says what is wrong; indexing tries again later

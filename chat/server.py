@@ -124,6 +124,9 @@ class ChatServer:
             self.tls = server_context(cert, key)
             self.fingerprint = file_fingerprint(cert)
         self.store = store if store is not None else Store(config.db_path)
+        if self.store.replayed:
+            log.warning("%d message(s) stored in the message log before a crash were put "
+                        "into the database", self.store.replayed)
         self.hub = Hub(config, self.store, clock)
         self.operator = Operator(self.hub)  # what the server window's controls call
         self.site = Site(config.web_root or WEB_ROOT)  # the page, on the chat port (chat.web)

@@ -1,9 +1,13 @@
 """Message history in SQLite (WAL): what the server stores before it delivers.
 
 The server assigns ids itself (one writer, continuing the sequence kept in
-``sqlite_sequence``), adds the messages of one loop pass inside one transaction and
-calls ``commit()`` before it sends any of them. It knows nothing of sockets or
-frames beyond the rows it returns.
+``sqlite_sequence``), adds the messages of one loop pass and calls ``commit()``
+before it sends any of them. A pass that only added messages is made durable by
+appending them to the message log (``chat.journal``: one write and one fdatasync);
+SQLite gets them in batches, when something reads them, when another write commits,
+or at ``fill()`` (the hub's timer), and the log is emptied once SQLite has committed
+them. At start, what the log holds beyond SQLite is put into SQLite first. The store
+knows nothing of sockets or frames beyond the rows it returns.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, NamedTuple
 from chat.accounts import Account
 from chat.bans import Ban
 from chat.errors import StoreError
+from chat.journal import Journal
 from chat.protocol import name_key
 from chat.search import Query, Scope, Search, enable_fts
 
@@ -120,6 +125,8 @@ PAGE_ROWS = 256  # rows fetched at a time when reading history newest first
 SEEN_ROWS = 100_000  # (nickname, room) pairs kept in `seen`, the newest
 SEEN_PRUNE_EVERY = 1000  # `seen` writes between two prunes
 CATCH_UP = 5_000  # messages indexed before a search, at most (a few ms: in the budget)
+LOG_SUFFIX = "-messages.log"  # the message log beside the database (chat.journal)
+LOG_ROWS = 20_000  # messages kept in the log and not yet in SQLite, at most
 
 
 def reason_of(exc: sqlite3.Error) -> str:
@@ -210,13 +217,41 @@ class Store:
         self._fts = indexed is not None
         self._indexed = self._indexed_committed = indexed or 0  # the index holds ids up to
         self._last_id = max(row[0] if row else 0, newest[0] or 0)
-        self._committed_id = self._last_id
         self._in_transaction = False
-        self._rows: list[tuple[Any, ...]] = []  # messages added, not yet written (add)
+        self._rows: list[tuple[Any, ...]] = []  # this pass's messages, not yet durable
+        self._logged: list[tuple[Any, ...]] = []  # durable in the log, not yet in SQLite
+        self._written = 0  # how many of _logged + _rows the open transaction holds
+        self._failing = False  # SQLite could not write: passes commit there until it can
         self._known_rooms: set[str] = set()
         self._new_rooms: set[str] = set()  # rooms first stored in the open transaction
         self._reopen_at: float | None = None  # when a read-only connection may reopen
         self._seen_writes = 0
+        self._journal: Journal | None = None
+        self.replayed = 0  # messages put into SQLite from the log at start
+        if path != ":memory:":
+            self._journal = Journal(path + LOG_SUFFIX)
+            self.replayed = self._replay()
+        self._committed_id = self._last_id
+
+    def _replay(self) -> int:
+        """Put the messages the log holds beyond SQLite into it (after a crash
+        between a pass's fdatasync and the batch that would have stored them)."""
+        assert self._journal is not None
+        fresh = []
+        for row in self._journal.read():
+            if not (isinstance(row, list) and len(row) == 9 and type(row[0]) is int):
+                raise StoreError(f"message log {self._journal.path} holds rows of another "
+                                 "form: move it away to start", "the message log is damaged")
+            if row[0] > self._last_id:  # (the older ones SQLite committed already)
+                fresh.append(tuple(row))
+        if fresh:
+            self._begin()
+            self._execute_many(INSERT_MESSAGE, fresh)
+            self._execute("COMMIT")
+            self._in_transaction = False
+            self._last_id = max(self._last_id, fresh[-1][0])
+        self._journal.reset()
+        return len(fresh)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, timeout=0)
@@ -240,7 +275,7 @@ class Store:
 
     def rooms(self) -> list[tuple[str, str]]:
         """(key, name) of every room that has history."""
-        rows = self._read("SELECT key, name FROM rooms")
+        rows = self._read("SELECT key, name FROM rooms", flush=False)
         self._known_rooms.update(key for key, _ in rows)
         return rows
 
@@ -252,9 +287,8 @@ class Store:
         the id the cluster gave it, above every id here; chat.cluster). ``about``: the
         id it answers; for a change (``kind`` EDIT and after), the message it changes,
         which ``change`` then changes."""
-        if not self._in_transaction:
-            self._begin()
         if room_key is not None and room_key not in self._known_rooms:
+            self._begin()  # (a pass that stores a room commits to SQLite)
             self._execute("INSERT OR IGNORE INTO rooms (key, name) VALUES (?, ?)",
                           (room_key, room_name))
             self._known_rooms.add(room_key)
@@ -331,11 +365,24 @@ class Store:
         return found
 
     def _flush_rows(self) -> None:
-        """Write the messages added since the last flush: one statement for all of a
-        pass's messages, before anything reads the table or the pass commits."""
-        if self._rows:
-            rows, self._rows = self._rows, []
-            self._execute_many(INSERT_MESSAGE, rows)
+        """Write the messages SQLite does not have yet into its open transaction (one
+        statement for all), before anything reads the table or SQLite commits."""
+        logged, rows = self._logged, self._rows
+        if self._written < len(logged) + len(rows):
+            try:
+                self._begin()
+                pending = logged + rows if rows else logged
+                self._execute_many(INSERT_MESSAGE, pending[self._written:])
+            except StoreError:
+                self._failing = True
+                raise
+            self._written = len(pending)
+
+    def fill(self) -> None:
+        """Put the logged messages into SQLite; the pass's commit commits them and
+        empties the log (the hub's timer: batches off the message path)."""
+        if self._logged:
+            self._flush_rows()
 
     def _begin(self) -> None:
         if self._in_transaction:
@@ -366,7 +413,7 @@ class Store:
 
     def account(self, key: str) -> Account | None:
         rows = self._read("SELECT key, nick, salt, hash, params, created "
-                          "FROM accounts WHERE key = ?", (key,))
+                          "FROM accounts WHERE key = ?", (key,), flush=False)
         return Account(*rows[0]) if rows else None
 
     def put_account(self, account: Account) -> None:
@@ -376,11 +423,12 @@ class Store:
 
     def accounts(self) -> list[tuple[str, int]]:
         """(nick, created) of every account, by nickname."""
-        return self._read("SELECT nick, created FROM accounts ORDER BY key")
+        return self._read("SELECT nick, created FROM accounts ORDER BY key", flush=False)
 
     def account_rows(self) -> list[Account]:
         """Every account whole (a cluster node shares them: chat.cluster)."""
-        rows = self._read("SELECT key, nick, salt, hash, params, created FROM accounts")
+        rows = self._read("SELECT key, nick, salt, hash, params, created FROM accounts",
+                          flush=False)
         return [Account(*row) for row in rows]
 
     def drop_account(self, key: str) -> None:
@@ -388,13 +436,14 @@ class Store:
         self._execute("DELETE FROM accounts WHERE key = ?", (key,))
 
     def bans(self) -> list[Ban]:
-        rows = self._read("SELECT kind, key, value, reason, created, expires FROM bans")
+        rows = self._read("SELECT kind, key, value, reason, created, expires FROM bans",
+                          flush=False)
         return [Ban(*row) for row in rows]
 
     def seen(self, nick_key: str, room_key: str) -> int | None:
         """The newest id when ``nick_key`` last left ``room_key`` (see SCHEMA)."""
         rows = self._read("SELECT last_id FROM seen WHERE nick = ? AND room = ?",
-                          (nick_key, room_key))
+                          (nick_key, room_key), flush=False)
         return rows[0][0] if rows else None
 
     def put_seen(self, nick_key: str, room_key: str, last_id: int, ts: int) -> None:
@@ -412,11 +461,11 @@ class Store:
     def read_markers(self, nick_key: str, limit: int = 1000) -> list[tuple[str, int]]:
         """(conversation, last id read) of a nickname, the most recently read first."""
         return self._read("SELECT conv, last_id FROM read_markers WHERE nick_key = ? "
-                          "ORDER BY ts DESC LIMIT ?", (nick_key, limit))
+                          "ORDER BY ts DESC LIMIT ?", (nick_key, limit), flush=False)
 
     def read_marker(self, nick_key: str, conv: str) -> int:
         return (self._read("SELECT last_id FROM read_markers WHERE nick_key = ? AND "
-                           "conv = ?", (nick_key, conv)) or [(0,)])[0][0]
+                           "conv = ?", (nick_key, conv), flush=False) or [(0,)])[0][0]
 
     def ts_of(self, msg_id: int) -> int | None:
         """When the message ``msg_id`` (or the last one before it) was sent."""
@@ -439,7 +488,7 @@ class Store:
         return self._db.total_changes > before
 
     def room_rules(self) -> list[tuple[str, str]]:
-        return self._read("SELECT key, data FROM room_rules")
+        return self._read("SELECT key, data FROM room_rules", flush=False)
 
     def put_room_rules(self, key: str, data: str) -> None:
         self._begin()
@@ -457,13 +506,26 @@ class Store:
 
     def commit(self) -> bool:
         """Make everything written since the last commit durable; whether there was
-        anything. ``StoreError`` when it cannot: the transaction is rolled back then,
-        and ``rollback`` must be called to learn which rooms it had made."""
-        if not self._in_transaction:
+        anything. Only messages: appended to the log (see the module); else (or
+        while SQLite fails to write) SQLite commits, the logged messages with it,
+        and the log is emptied. ``StoreError``
+        when it cannot: ``rollback`` must be called then (the pass's messages are
+        forgotten, those logged earlier are kept) to learn which rooms it had made."""
+        if self._in_transaction or (self._rows and (
+                self._journal is None or self._failing or len(self._logged) >= LOG_ROWS)):
+            self._flush_rows()
+            self._execute("COMMIT")
+            self._in_transaction = self._failing = False
+            self._logged, self._rows, self._written = [], [], 0
+            if self._journal is not None:
+                self._journal.reset()
+        elif self._rows:
+            assert self._journal is not None
+            self._journal.append(self._rows)
+            self._logged += self._rows
+            self._rows = []
+        else:
             return False
-        self._flush_rows()
-        self._execute("COMMIT")
-        self._in_transaction = False
         self._committed_id = self._last_id
         self._indexed_committed = self._indexed
         self._new_rooms.clear()
@@ -473,7 +535,9 @@ class Store:
         """Forget the open transaction (after a failed write); return the keys of the
         rooms it had stored for the first time."""
         self._in_transaction = False
-        self._rows.clear()
+        self._failing = True  # the next passes commit to SQLite, until one can
+        self._rows = []
+        self._written = 0  # the logged messages are SQLite's to take again
         try:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
@@ -642,8 +706,11 @@ class Store:
         """Whether searches use the FTS5 index (else a scan)."""
         return self._fts
 
-    def _read(self, sql: str, args: tuple = ()) -> list[Any]:
-        self._flush_rows()
+    def _read(self, sql: str, args: tuple = (), flush: bool = True) -> list[Any]:
+        """``flush``: the messages not yet in SQLite are written first (a read of
+        other tables than messages leaves them where they are)."""
+        if flush:
+            self._flush_rows()
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
@@ -667,7 +734,10 @@ class Store:
 
     def close(self) -> None:
         try:
+            self.fill()
             self.commit()
         except StoreError:
             self.rollback()
         self._db.close()
+        if self._journal is not None:
+            self._journal.close()

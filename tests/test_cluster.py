@@ -189,7 +189,9 @@ def test_sigkill_of_a_node_loses_no_echoed_message_and_its_clients_resume(node):
     resumed.send(type="send", room="general", text="after", ref="x")
     after = resumed.until("message")
     assert after["text"] == "after" and after["ref"] == "x"
-    every = [m[0] for m in stored(b.db)]
+    # (a copy's SQLite file has what the node holds within its next batch: chat.store)
+    every = wait_for(lambda: [m[0] for m in stored(b.db)] if after["id"] in
+                     {m[0] for m in stored(b.db)} else None, what="the survivor's copy")
     assert set(echoed) <= set(every)  # every echoed message is in the survivor's copy
     # what the writer has: its echoes, then the replay from `since`: all, once each
     mine = echoed + [m[0] for m in messages(resumed.replayed)] + [after["id"]]
@@ -227,7 +229,7 @@ def test_redis_restarted_under_load_loses_no_echoed_message(node, redis):
     # the nodes catch up by themselves: every echoed message is in both copies, and the
     # other node's user got them in order
     wait_for(lambda: set(echoed) <= {m[0] for m in stored(b.db)}, what="catch-up")
-    assert set(echoed) <= {m[0] for m in stored(a.db)}
+    wait_for(lambda: set(echoed) <= {m[0] for m in stored(a.db)}, what="a's copy")
     got = []
     while len(got) < len(echoed):
         got.append(bob.until("message")["id"])
@@ -278,7 +280,7 @@ def test_a_node_whose_copy_cannot_write_holds_back_and_catches_up(node):
         frames.append(bob.next())
     assert [m[2] for m in messages(frames)] == [f"m{i}" for i in range(5)] + ["from b"]
     assert [f.get("ref") for f in frames if f["type"] == "message"][-1] == "b"
-    assert stored(a.db) == stored(b.db)
+    wait_for(lambda: stored(a.db) == stored(b.db), what="the same copies")
 
 
 # ---------------------------------------------------------------- accounts and bans
@@ -324,7 +326,8 @@ def test_redis_losing_its_data_gives_no_id_twice_and_keeps_accounts(node, redis,
     for i in range(5):
         alice.send(type="send", room="general", text=f"kept {i}", ref=str(i))
         alice.until("message", ref=str(i))
-    before = stored(a.db)
+    before = wait_for(lambda: [m for m in stored(a.db) if m[2].startswith("kept")][4:] and
+                      stored(a.db), what="a's copy")
     wait_for(lambda: stored(b.db) == before, what="b's copy")
     redis.kill()
     redis.dir = tmp_path / "empty"  # Redis comes back with nothing: no persistence
