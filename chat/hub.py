@@ -947,6 +947,12 @@ class Hub:
             self._next_index = now + INDEX_SECONDS  # message path (chat.store)
             try:
                 self.store.fill()
+            except StoreError as exc:  # sends are refused from now on (chat.store)
+                if self.storage_problem is None:
+                    log.warning("cannot store messages: %s; they are refused until "
+                                "writing works again", exc.reason)
+                self.storage_problem = exc.reason
+            try:
                 self.store.index(INDEX_BATCH)
             except StoreError:
                 pass  # the pass's commit says what is wrong; indexing tries again later

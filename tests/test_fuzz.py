@@ -219,8 +219,9 @@ def test_server_survives_any_byte_stream_and_loses_no_message(fuzz_server, regis
     ids = [f["id"] for f in got if f["type"] == "message" and f.get("from", "").startswith("fz")]
     event("messages stored and checked" if ids else "no message stored")
     if ids:
-        db = sqlite3.connect(h.config.db_path)
+        h.server.store.fill()  # (the logged messages into SQLite, as its timer does)
         h.server.store.commit()
+        db = sqlite3.connect(h.config.db_path)
         stored = {row[0] for row in db.execute(
             f"SELECT id FROM messages WHERE id IN ({','.join('?' * len(ids))})", ids)}
         db.close()

@@ -140,7 +140,10 @@ def test_a_database_locked_by_another_program(start_server, tmp_path):
     locker.execute("BEGIN EXCLUSIVE")
     acked, refused = ["before"], []
     try:
-        for i in range(1, 2000):  # the batch finds the lock within a second
+        # the batch finds the lock within a second, and at most LOG_ROWS wait for it
+        deadline = time.monotonic() + 60
+        for i in range(1, 25_000):
+            assert time.monotonic() < deadline
             alice.send(type="send", room="general", text=f"locked {i}", ref=str(i))
             frame = alice.next()
             if frame["type"] == "message":
