@@ -18,6 +18,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Generator
 from contextlib import closing
+from itertools import chain
 from typing import Any, NamedTuple
 
 from chat.accounts import Account
@@ -138,6 +139,12 @@ def reason_of(exc: sqlite3.Error) -> str:
 
 INSERT_MESSAGE = ("INSERT INTO messages (id, ts, room, sender, recipient, text, action, "
                   "file, about) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+# Many rows per statement cost ~40% less per row than a statement per row: chunks of
+# 100 rows (900 parameters, under SQLite's oldest limit of 999), the rest in chunks of
+# 64, 32, ... 1, so that a handful of statements serve every count (and stay cached).
+INSERT_CHUNKS = (100, 64, 32, 16, 8, 4, 2, 1)
+INSERT_MANY = {size: INSERT_MESSAGE + ", (?, ?, ?, ?, ?, ?, ?, ?, ?)" * (size - 1)
+               for size in INSERT_CHUNKS}
 # messages.action: what kind of message it is (the column's name is from when
 # actions were the only other kind). From EDIT on, a row is a change to the message
 # ``about`` names, kept in the one order with the messages (a client resuming with
@@ -239,14 +246,14 @@ class Store:
         assert self._journal is not None
         fresh = []
         for row in self._journal.read():
-            if not (isinstance(row, list) and len(row) == 9 and type(row[0]) is int):
+            if not (len(row) == 9 and type(row[0]) is int):
                 raise StoreError(f"message log {self._journal.path} holds rows of another "
                                  "form: move it away to start", "the message log is damaged")
             if row[0] > self._last_id:  # (the older ones SQLite committed already)
-                fresh.append(tuple(row))
+                fresh.append(row)
         if fresh:
             self._begin()
-            self._execute_many(INSERT_MESSAGE, fresh)
+            self._insert(fresh, 0)
             self._execute("COMMIT")
             self._in_transaction = False
             self._last_id = max(self._last_id, fresh[-1][0])
@@ -372,11 +379,22 @@ class Store:
             try:
                 self._begin()
                 pending = logged + rows if rows else logged
-                self._execute_many(INSERT_MESSAGE, pending[self._written:])
+                self._insert(pending, self._written)
             except StoreError:
                 self._failing = True
                 raise
             self._written = len(pending)
+
+    def _insert(self, rows: list[tuple[Any, ...]], start: int) -> None:
+        """Insert ``rows[start:]`` into messages (INSERT_CHUNKS)."""
+        end = len(rows)
+        for size in INSERT_CHUNKS:
+            sql = INSERT_MANY[size]
+            while end - start >= size:
+                chunk = rows[start:start + size]
+                self._execute(sql, tuple(chain.from_iterable(chunk)) if size > 1
+                              else chunk[0])
+                start += size
 
     def fill(self) -> None:
         """Put the logged messages into SQLite; the pass's commit commits them and

@@ -4,9 +4,11 @@ nothing (chat.journal, chat.store)."""
 
 from __future__ import annotations
 
+import marshal
 import signal
 import sqlite3
 import struct
+import zlib
 
 import pytest
 from wire import Wire, connect
@@ -38,7 +40,7 @@ def test_a_pass_of_messages_goes_to_the_log_and_sqlite_gets_them_in_a_batch(tmp_
     assert store.commit()
     assert in_sqlite(path) == [1]  # the two passes are in the log only
     log = (tmp_path / ("chat.db" + LOG_SUFFIX)).read_bytes()
-    assert log.startswith(MAGIC) and b'"m4"' in log and b'"more"' in log
+    assert log.startswith(MAGIC) and b"m4" in log and b"more" in log
     store.fill()
     assert store.commit()
     assert in_sqlite(path) == [1, *ids]
@@ -82,12 +84,12 @@ def test_a_torn_append_is_ignored_and_written_over(tmp_path):
     store.commit()
     log = tmp_path / ("chat.db" + LOG_SUFFIX)
     with open(log, "ab") as f:  # a record cut short by a crash in the middle of it
-        f.write(struct.pack("<II", 500, 0) + b'[[99,1,"general"')
+        f.write(struct.pack("<II", 500, 0) + b"[(99, 1, 'general'")
     again = Store(path)
     assert again.replayed == 1 and in_sqlite(path) == [1, kept]
     add(again, "next")
     again.commit()
-    assert not log.read_bytes().endswith(b'"general"')  # no torn bytes after a reset
+    assert not log.read_bytes().endswith(b"'general'")  # no torn bytes after a reset
     again.close()
     third = Store(path)
     assert [r.text for r in third.latest("general", limit=9)[0]] == ["room made", "kept",
@@ -101,6 +103,15 @@ def test_a_file_that_is_not_a_log_is_refused_and_never_overwritten(tmp_path):
     with pytest.raises(StoreError, match="not a lanchat message log"):
         Store(str(tmp_path / "chat.db"))
     assert log.read_bytes() == b"someone's notes\n"
+
+
+def test_a_whole_record_that_does_not_load_is_refused_not_skipped(tmp_path):
+    log = tmp_path / ("chat.db" + LOG_SUFFIX)
+    body = marshal.dumps([(1, 2, [3])], 4)  # checksummed, but not rows
+    log.write_bytes(MAGIC + struct.pack("<II", len(body), zlib.crc32(body)) + body)
+    with pytest.raises(StoreError, match="cannot read"):
+        Store(str(tmp_path / "chat.db"))
+    assert log.read_bytes().endswith(body)  # kept for whoever can read it
 
 
 def test_a_failed_sqlite_batch_keeps_the_logged_messages(tmp_path):
@@ -145,12 +156,13 @@ def test_kill_9_between_the_log_and_the_sqlite_batch_loses_nothing(start_server,
         first.proc.send_signal(signal.SIGCONT)
     else:
         pytest.fail("SQLite had every message each time: no kill between the two")
-    stored = in_sqlite(db)
-    assert len(stored) < len(acked)
-    log = (tmp_path / ("crash.db" + LOG_SUFFIX)).read_bytes()
-    assert f'"m{attempt}.49"'.encode() in log  # on disk in the log only
-    first.proc.send_signal(signal.SIGKILL)
-    first.proc.wait(5)
+    try:
+        assert len(in_sqlite(db)) < len(acked)
+        log = (tmp_path / ("crash.db" + LOG_SUFFIX)).read_bytes()
+        assert f"m{attempt}.49".encode() in log  # on disk in the log only
+    finally:
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(5)
     second = start_server("--rate", "0", "--history", "5000", db=db)
     assert in_sqlite(db) == acked  # replayed into SQLite before it listened
     b = Wire(second.port)
