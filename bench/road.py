@@ -59,6 +59,10 @@ def child(root: str, db: str, members: int, senders: int, rounds: int) -> None:
         for peer in peers:
             del peer.out[:]
         hub.dirty.clear()
+    fill = getattr(hub.store, "fill", None)  # what was logged, into SQLite (chat.store):
+    if fill is not None:                     # counted, as the server pays it too
+        fill()
+        hub.commit()
 
 
 def count(root: Path, members: int, senders: int, rounds: int, tmp: Path) -> int:
