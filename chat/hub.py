@@ -203,6 +203,8 @@ class Hub:
     def write_failed(self, exc: StoreError) -> None:
         """The open transaction is lost: no message of it may reach anyone."""
         self.deliver()
+        for peer in self.dirty:
+            peer.settle()  # (its output is read and cut below)
         failed = {msg_id: (sender, ref) for msg_id, sender, ref in self._staged}
         self._staged.clear()
         for key in self.store.rollback():
@@ -854,6 +856,7 @@ class Hub:
             return
         peer.closing = reason
         peer.close_deadline = self.clock() + CLOSE_FLUSH_SECONDS
+        peer.settle()
         if flush or not (peer.out or peer.owed):  # (output lost: not all was seen)
             self._saw(peer, peer.rooms.values())
         if not flush:

@@ -134,7 +134,7 @@ def rendered(codec: Codec, events: Sequence[Event], pieces: Sequence[bytes]
 class Peer:
     """One connection: its chat state and the bytes waiting to be sent to it."""
 
-    __slots__ = ("addr", "host", "nick", "key", "rooms", "out", "bucket", "changes",
+    __slots__ = ("addr", "host", "nick", "key", "rooms", "out", "borrowed", "bucket", "changes",
                  "errors", "started", "last_heard", "pinged_at", "closing",
                  "close_deadline", "connected_ts", "sent", "client", "sock", "decoder",
                  "events", "_dirty", "accounts", "phase", "held", "owed", "codec", "door",
@@ -153,6 +153,9 @@ class Peer:
         self.key: str | None = None  # name_key(nick)
         self.rooms: dict[str, Room] = {}  # by room key
         self.out = bytearray()
+        # bytes shared with other members (a room's batch), queued after ``out`` by
+        # reference while nothing follows them: sent without a copy per member
+        self.borrowed: bytes | None = None
         self.bucket = bucket  # docs/protocol.md's flood control: send and typing
         self.changes = changes  # join, part and nick (docs/protocol.md)
         # Its door's own work (lines it answers itself, fragments, control frames,
@@ -230,6 +233,7 @@ class Peer:
         """What this peer's codec made of some events (``rendered``); where the pass's
         live messages land is noted, so that a failed commit can take them back."""
         if marks:
+            self.settle()  # (a span's place is counted in ``out``)
             self._spans.append((self, len(self.out), marks))
         self.queue_wire(data)
 
@@ -245,7 +249,30 @@ class Peer:
         dirty = self._dirty
         if self not in dirty:
             dirty[self] = len(self.out)
+        if self.borrowed is not None:
+            self.out += self.borrowed
+            self.borrowed = None
         self.out += data
+
+    def queue_shared(self, data: bytes) -> None:
+        """``queue_wire`` of bytes other peers get too (a room's batch): kept by
+        reference when nothing else waits, so that the server sends them from the
+        one copy (``settle`` makes them part of ``out``)."""
+        dirty = self._dirty
+        if self not in dirty:
+            dirty[self] = len(self.out)
+        if self.borrowed is not None:
+            self.out += self.borrowed
+        elif self.out:
+            self.out += data
+            return
+        self.borrowed = data
+
+    def settle(self) -> None:
+        """Make the borrowed bytes part of ``out`` (before ``out`` is read or cut)."""
+        if self.borrowed is not None:
+            self.out += self.borrowed
+            self.borrowed = None
 
     @property
     def dms(self) -> deque[int]:
@@ -273,7 +300,8 @@ class Peer:
     @property
     def unsent(self) -> int:
         """Bytes queued for this peer and not sent yet (its backlog)."""
-        return len(self.out) + self.owed
+        borrowed = self.borrowed
+        return len(self.out) + self.owed + (len(borrowed) if borrowed is not None else 0)
 
     @property
     def registered(self) -> bool:
@@ -385,6 +413,8 @@ def _share(member: Peer, events: Sequence[Event], data: bytes,
         done = wired[key] = rendered(codec, events, codec.render(events))
     rendering, marks = done
     if marks:  # (queue_rendered, without two calls a member: this is the fan-out)
+        if member.borrowed is not None:
+            member.settle()
         member._spans.append((member, len(member.out), marks))
     member.queue_wire(rendering)
 
@@ -516,13 +546,13 @@ class Room:
                 elif not events:
                     continue
                 elif member.codec is None:  # the common case, without a call more
-                    member.queue_wire(shared)
+                    member.queue_shared(shared)
                 else:
                     _share(member, events, shared, wired)
         else:
             for member in self.members:
                 if member.codec is None:  # the common case, without a call
-                    member.queue_wire(shared)
+                    member.queue_shared(shared)
                 else:
                     _share(member, events, shared, wired)
         for member, end in gone.items():

@@ -299,6 +299,7 @@ class ChatServer:
         hub.sequencer.close()
         for peer in self._dying:  # their connections ended: nothing more can reach them
             peer.out.clear()
+            peer.borrowed = None
         deadline = self.clock() + SHUTDOWN_FLUSH_SECONDS
         while hub.peers and self.clock() < deadline:
             self._flush()
@@ -794,22 +795,35 @@ class ChatServer:
         max_backlog = self.config.max_backlog
         for peer in dirty:
             out = peer.out
-            if out and peer.sock is not None and peer not in self._dying:
+            data = peer.borrowed  # a room's batch, shared: sent from the one copy
+            if data is not None:
+                peer.borrowed = None
+                if out:
+                    out += data
+                    data = out
+            elif out:
+                data = out
+            if data is not None and peer.sock is not None and peer not in self._dying:
                 try:
-                    sent = peer.sock.send(out)
+                    sent = peer.sock.send(data)
                 except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
                         ssl.SSLWantReadError):
                     sent = 0
                 except OSError:  # the peer is gone: nothing queued can reach it
                     self._doomed(peer)
                     continue
-                if sent:
-                    del out[:sent]
+                if data is out:
+                    if sent:
+                        del out[:sent]
+                elif sent < len(data):
+                    out += memoryview(data)[sent:]  # the rest is its own to keep
                 if len(out) > max_backlog and not peer.closing:
                     log.info("%s is not reading: closed at %d bytes of backlog",
                              peer.nick or peer.host, len(out))
                     self._doomed(peer)
                     continue
+            elif data is not None and data is not out:
+                out += data  # (not sent now: kept in order with the rest)
             if peer in self._paused and len(out) <= self.high_water:
                 del self._paused[peer]
                 self._resume(peer)
@@ -823,6 +837,7 @@ class ChatServer:
         if not peer.closing:
             self._dying[peer] = False
         peer.out.clear()
+        peer.borrowed = None
         self._watch(peer)
 
     def _watch(self, peer: Peer) -> None:

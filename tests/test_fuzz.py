@@ -410,6 +410,7 @@ def test_the_irc_door_answers_any_lines_and_breaks_nothing(tmp_path_factory, lin
     other = peers[1]
     assert other.nick == "cy" and not other.closing  # the bystander is untouched
     for peer in peers:
+        peer.settle()
         text = bytes(peer.out).decode("utf-8")
         assert text == "" or text.endswith("\r\n")
     hub.store.close()

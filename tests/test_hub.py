@@ -37,6 +37,7 @@ def hub(tmp_path):
 def frames(peer) -> list[dict]:
     # the hub gathers room broadcasts per pass: deliver them first
     HUBS[-1].deliver()
+    peer.settle()  # (a room's shared batch, kept by reference: chat.model)
     out = [json.loads(line) for line in bytes(peer.out).splitlines()]
     peer.out.clear()
     return out
@@ -118,6 +119,7 @@ def test_a_failed_commit_is_taken_back_from_websocket_output_too(hub, monkeypatc
 
     def decoded(peer):
         client = Connection(ConnectionType.CLIENT)
+        peer.settle()
         client.receive_data(bytes(peer.out))
         peer.out.clear()
         return [json.loads(e.data) for e in client.events() if isinstance(e, TextMessage)]
@@ -126,6 +128,7 @@ def test_a_failed_commit_is_taken_back_from_websocket_output_too(hub, monkeypatc
     web.codec = WEBSOCKET
     hub.commit()
     frames(plain)
+    web.settle()  # (what it got before it spoke WebSocket, kept by reference)
     web.out.clear()
     receive(hub, plain, {"type": "send", "room": "general", "text": "kept"})
     hub.commit()

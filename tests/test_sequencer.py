@@ -124,6 +124,7 @@ def hub(tmp_path):
 
 def frames(hub: Hub, peer: Peer) -> list[dict]:
     hub.deliver()
+    peer.settle()  # (a room's shared batch, kept by reference: chat.model)
     out = [json.loads(line) for line in bytes(peer.out).splitlines()]
     peer.out.clear()
     return out
