@@ -29,6 +29,17 @@ def add(store: Store, text: str) -> int:
                      room_name="general")
 
 
+def with_logged(tmp_path, count: int) -> tuple[str, Store, list[int]]:
+    """A store whose room is in SQLite (id 1) and ``count`` messages in the log only."""
+    path = str(tmp_path / "chat.db")
+    store = Store(path)
+    add(store, "room made")  # a new room: its pass commits to SQLite
+    store.commit()
+    ids = [add(store, f"m{i}") for i in range(count)]
+    store.commit()
+    return path, store, ids
+
+
 def test_a_pass_of_messages_goes_to_the_log_and_sqlite_gets_them_in_a_batch(tmp_path):
     path = str(tmp_path / "chat.db")
     store = Store(path)
@@ -49,12 +60,7 @@ def test_a_pass_of_messages_goes_to_the_log_and_sqlite_gets_them_in_a_batch(tmp_
 
 
 def test_reads_see_logged_messages_and_a_crash_replays_the_log_tail(tmp_path):
-    path = str(tmp_path / "chat.db")
-    store = Store(path)
-    add(store, "room made")
-    store.commit()
-    ids = [add(store, f"m{i}") for i in range(3)]
-    store.commit()
+    path, store, ids = with_logged(tmp_path, 3)
     assert [r.text for r in store.latest("general", limit=10)[0]] == [
         "room made", "m0", "m1", "m2"]  # read through the open batch
     ids.append(add(store, "joined the batch"))
@@ -115,12 +121,7 @@ def test_a_whole_record_that_does_not_load_is_refused_not_skipped(tmp_path):
 
 
 def test_a_failed_sqlite_batch_keeps_the_logged_messages(tmp_path):
-    path = str(tmp_path / "chat.db")
-    store = Store(path)
-    add(store, "room made")
-    store.commit()
-    logged = [add(store, f"m{i}") for i in range(3)]
-    store.commit()
+    path, store, logged = with_logged(tmp_path, 3)
     locker = sqlite3.connect(path, isolation_level=None)
     locker.execute("BEGIN IMMEDIATE")  # another program holds the write lock
     with pytest.raises(StoreError):
