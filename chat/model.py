@@ -412,10 +412,12 @@ def _share(member: Peer, events: Sequence[Event], data: bytes,
     if done is None:
         done = wired[key] = rendered(codec, events, codec.render(events))
     rendering, marks = done
-    if marks:  # (queue_rendered, without two calls a member: this is the fan-out)
-        if member.borrowed is not None:
-            member.settle()
-        member._spans.append((member, len(member.out), marks))
+    if not marks:  # shared by every member of its codec: sent from the one copy
+        member.queue_shared(rendering)
+        return
+    if member.borrowed is not None:  # (queue_rendered, without two calls a member:
+        member.settle()               # this is the fan-out)
+    member._spans.append((member, len(member.out), marks))
     member.queue_wire(rendering)
 
 

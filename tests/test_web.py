@@ -345,8 +345,10 @@ def test_a_broadcast_is_encoded_once_per_codec_not_per_member():
     assert codec.calls == 1
     plain, web = members[0], members[1]
     plain.settle()  # (the shared batch, kept by reference: chat.model)
+    web.settle()
     assert bytes(plain.out) == b"".join(e.data for e in events)
     assert bytes(web.out) == b"".join(WEBSOCKET.render(events))
+    assert members[3].borrowed is members[5].borrowed  # one copy for all
 
 
 # ---------------------------------------------------------------- fuzzing, sans-I/O
