@@ -795,7 +795,8 @@ class ChatServer:
         max_backlog = self.config.max_backlog
         for peer in dirty:
             out = peer.out
-            data = peer.borrowed  # a room's batch, shared: sent from the one copy
+            data: bytes | bytearray | None = peer.borrowed  # a room's batch, shared:
+            #                                                  sent from the one copy
             if data is not None:
                 peer.borrowed = None
                 if out:
