@@ -20,3 +20,24 @@ def test_bench_run_quick_prints_every_row():
         rows += ["server window fan-out", "server window: slowest click"]
     for row in rows:
         assert f"| {row}" in table, table
+
+
+def test_the_floor_server_relays_as_the_load_generator_expects(tmp_path):
+    """bench/floor.py's server (with its fdatasync'd log) serves bench/loadgen.py: every
+    member gets every message, the sender's copy with its ref (no timing checked)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from floor import start_floor
+    from loadgen import Load
+    proc, port = start_floor(tmp_path, True, [], None)
+    try:
+        load = Load(port)
+        load.connect(5, timeout=30)
+        result = load.fan_out(2, 0.3)  # raises when a member misses a message
+        assert result["messages"] > 0 and result["deliveries"] == 5 * result["messages"]
+        load.close()
+        logged = [p for p in tmp_path.iterdir() if p.name.startswith("floor")]
+        assert logged and logged[0].stat().st_size > 0  # what it stored before sending
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
