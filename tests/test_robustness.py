@@ -91,27 +91,38 @@ def test_a_reader_that_never_reads_is_cut_off_and_others_keep_up(start_server):
 def test_a_reader_behind_gets_every_shared_batch_once_and_in_order(start_server):
     """A room's batch is sent to each member from one shared copy; a member whose
     socket takes only part of it keeps the rest, and later batches queue behind it."""
-    server = start_server("--rate", "0")
+    server = start_server("--rate", "0", "--max-backlog", str(16 << 20))
     writer, others = crowd(server.port, "writer", "other")
     slow = socket.socket()
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # partial sends, often
     slow.connect(("127.0.0.1", server.port))
     slow.sendall(HELLO % b"slow")
-    count, text = 800, "y" * 300  # ~350 KB: within the backlog cap, far past the buffers
+    got, buf = [], b""
+
+    def take(data: bytes) -> bool:
+        """Add what arrived; whether the welcome's replay has ended."""
+        nonlocal buf
+        buf += data
+        *lines, buf = buf.split(b"\n")
+        frames = [json.loads(line) for line in lines]
+        got.extend(f["id"] for f in frames if f["type"] == "message")
+        return any(f["type"] == "history_end" for f in frames)
+
+    slow.settimeout(30)
+    while not take(slow.recv(65536)):  # in the room before anything is said
+        pass
+    # ~5 MB: within the (raised) backlog cap, far past what the kernel buffers
+    count, text = 8000, "y" * 500
     for i in range(count):
         writer.send(type="send", room="general", text=f"{i} {text}")
         if i % 100 == 99:
             writer.barrier()  # many passes, each with its own batch
     ids = [f["id"] for f in others.barrier() if f["type"] == "message"]
     assert len(ids) == count
-    got, buf = [], b""
-    slow.settimeout(30)
     while len(got) < count:  # bounded: each recv waits at most 30 s
         chunk = slow.recv(65536)
         assert chunk, "the server closed the slow reader"
-        buf += chunk
-        *lines, buf = buf.split(b"\n")
-        got += [f["id"] for f in map(json.loads, lines) if f["type"] == "message"]
+        take(chunk)
     slow.close()
     assert got == ids  # each once, in the one order
 
