@@ -372,8 +372,8 @@ class Store:
         return found
 
     def _flush_rows(self) -> None:
-        """Write the messages SQLite does not have yet into its open transaction (one
-        statement for all), before anything reads the table or SQLite commits."""
+        """Write the messages SQLite does not have yet into its open transaction (100
+        rows a statement), before anything reads the table or SQLite commits."""
         logged, rows = self._logged, self._rows
         if self._written < len(logged) + len(rows):
             try:
