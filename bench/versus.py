@@ -13,8 +13,9 @@ interleaved run by run so that drift of this shared machine hits all alike:
   limits, no DNS or ident lookups): stores nothing;
 - the thread-per-client relay (bench/threaded_relay.py): stores nothing;
 - the floor with fsync (bench/floor.py): the least a CPython selectors loop can spend
-  on the same messages, an fdatasync'd append per pass included; the last column is
-  lanchat's CPU per delivery as a multiple of it.
+  on the same messages, an fdatasync'd append per pass included; and the same floor
+  that also keeps every message as a row of lanchat's SQLite table (floor-rows). The
+  last columns are lanchat's CPU per delivery as a multiple of each.
 
 IRC clients do not ask for echo-message (ngIRCd has none): a sender's acks are the
 PONGs of a PING after every 8 messages, and a message reaches the members but its
@@ -125,7 +126,8 @@ def start(kind: str, tmp: Path, clients: int) -> tuple[subprocess.Popen, int, bo
         return proc, port, irc
     if kind.startswith("floor"):
         from floor import start_floor
-        proc, port = start_floor(tmp, kind == "floor-fsync", pin, room_for(clients))
+        proc, port = start_floor(tmp, kind == "floor-fsync", pin, room_for(clients),
+                                 keep_rows=kind == "floor-rows")
         return proc, port, False
     port = free_port()
     if kind == "ngircd":
@@ -187,7 +189,7 @@ def main() -> int:
     if not can_pin():
         print("needs two CPUs and taskset", file=sys.stderr)
         return 2
-    kinds = ["lanchat", "lanchat-irc", "threaded", "floor-fsync"]
+    kinds = ["lanchat", "lanchat-irc", "threaded", "floor-fsync", "floor-rows"]
     if shutil.which("ngircd"):
         kinds.insert(2, "ngircd")
     else:
@@ -204,8 +206,9 @@ def main() -> int:
     print(f"medians of {args.runs} run(s) of {args.seconds:g} s; server on CPU "
           f"{SERVER_CPU}, load generator on CPU {LOAD_CPU}; M deliveries/s (min-max), "
           "then server CPU s per M deliveries")
-    print("| fan-out | " + " | ".join(kinds) + " | lanchat CPU / floor-fsync's |")
-    print("| --- |" + " --- |" * (len(kinds) + 1))
+    print("| fan-out | " + " | ".join(kinds) + " | lanchat CPU / floor-fsync's | lanchat CPU / "
+          "floor-rows' |")
+    print("| --- |" + " --- |" * (len(kinds) + 2))
     for shape in shapes:
         cells = []
         for kind in kinds:
@@ -215,8 +218,10 @@ def main() -> int:
             cells.append(f"{statistics.median(rates) / 1e6:.2f} ({min(rates) / 1e6:.2f}-"
                          f"{max(rates) / 1e6:.2f}); {cpu:.2f} s")
         floor = statistics.median(c for _, c in results[(shape, "floor-fsync")])
+        rows = statistics.median(c for _, c in results[(shape, "floor-rows")])
         mine = statistics.median(c for _, c in results[(shape, "lanchat")])
-        print(f"| {shape[0]}:{shape[1]} | " + " | ".join(cells) + f" | {mine / floor:.1f}x |")
+        print(f"| {shape[0]}:{shape[1]} | " + " | ".join(cells) +
+              f" | {mine / floor:.1f}x | {mine / rows:.1f}x |")
     return 0
 
 
