@@ -16,13 +16,13 @@ can cost. With ``--rows`` as well, every message also becomes a row of lanchat's
 `messages` table (chat.store's schema, WAL, synchronous=FULL), inserted in one
 transaction a second or every LOG_ROWS rows, as lanchat fills SQLite from its log: the
 least that keeping every message where history and search read it costs (its text
-sliced out of the line, not parsed). It speaks just enough of the protocol for bench/loadgen.py (`hello` ->
-`welcome` and `history_end`).
+sliced out of the line, not parsed). It speaks just enough of the protocol for
+bench/loadgen.py (`hello` -> `welcome` and `history_end`).
 
 The measurement starts lanchat (headless, --rate 0, every message stored before it is
-delivered), the floor, the floor with fsync and the floor with fsync and rows, each fresh, interleaved run by run,
-the server on CPU 0 and the load generator on CPU 1 (bench/versus.py's ``measure``),
-and prints per fan-out shape the server CPU seconds per million deliveries (medians)
+delivered), the floor, the floor with fsync and the floor with fsync and rows, each
+fresh, interleaved run by run, the server on CPU 0 and the load generator on CPU 1
+(bench/versus.py's ``measure``), and prints per fan-out shape the server CPU seconds per million deliveries (medians)
 and lanchat's as a multiple of each floor.
 """
 
