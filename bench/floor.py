@@ -22,8 +22,8 @@ bench/loadgen.py (`hello` -> `welcome` and `history_end`).
 The measurement starts lanchat (headless, --rate 0, every message stored before it is
 delivered), the floor, the floor with fsync and the floor with fsync and rows, each
 fresh, interleaved run by run, the server on CPU 0 and the load generator on CPU 1
-(bench/versus.py's ``measure``), and prints per fan-out shape the server CPU seconds per million deliveries (medians)
-and lanchat's as a multiple of each floor.
+(bench/versus.py's ``measure``), and prints per fan-out shape the server CPU seconds
+per million deliveries (medians) and lanchat's as a multiple of each floor.
 """
 
 from __future__ import annotations
