@@ -78,6 +78,7 @@ def _reject_constant(name: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_SCAN = _DECODER.scan_once  # type: ignore[attr-defined]  # (value, end) or StopIteration
 JsonObject = dict[str, Any]  # a frame as JSON reads it (checked by parse_request)
 
 
@@ -162,7 +163,18 @@ class FrameDecoder:
 def decode_frame(line: bytes) -> JsonObject:
     """Parse one line (without its terminator) as a frame, strictly."""
     try:
-        value = _DECODER.decode(line.decode("utf-8"))
+        text = line.decode("utf-8")
+        value = None
+        if text[:1] == "{":  # the common case, an object and nothing around it: the
+            try:             # scanner itself, without decode's two whitespace matches
+                value, end = _SCAN(text, 0)
+            except StopIteration:
+                value = None
+            else:
+                if end != len(text):
+                    value = None  # something after it: decode says what
+        if value is None:
+            value = _DECODER.decode(text)  # the rest, and every error's message
     except UnicodeDecodeError:
         raise ProtocolError("bad_frame", "A frame must be valid UTF-8.") from None
     except (ValueError, RecursionError):  # JSONDecodeError, NaN, huge ints, deep nesting
@@ -184,14 +196,20 @@ def encode_message(msg_id: int, ts: int, place: str, where: str, sender: str,
     """``encode`` of a plain message frame (``place``: "room" or "to"), the same bytes
     written straight from a template: the one frame every message costs."""
     return b'{"type":"message","id":%d,"ts":%d,"%s":%s,"from":%s,"text":%s}\n' % (
-        msg_id, ts, place.encode(), _string(where).encode("utf-8"),
-        _string(sender).encode("utf-8"), _string(text).encode("utf-8"))
+        msg_id, ts, place.encode(), json_name(where), json_name(sender),
+        _string(text).encode("utf-8"))
+
+
+@lru_cache(maxsize=4096)  # the same few rooms and nicknames, in every message
+def json_name(name: str) -> bytes:
+    """A room name or nickname as a JSON string, in UTF-8."""
+    return _string(name).encode("utf-8")
 
 
 def with_ref(data: bytes, ref: str) -> bytes:
     """``encode(frame)`` of a frame with ``ref`` added last, from its bytes without it
     (the sender's copy of what everyone gets, without encoding the frame twice)."""
-    return b"%s,\"ref\":%s}\n" % (data[:-2], _ENCODER.encode(ref).encode("utf-8"))
+    return b"%s,\"ref\":%s}\n" % (data[:-2], _string(ref).encode("utf-8"))
 
 
 # ---------------------------------------------------------------- names and text

@@ -171,3 +171,40 @@ def test_kill_9_between_the_log_and_the_sqlite_batch_loses_nothing(start_server,
     assert [f["id"] for f in frames if f["type"] == "message"] == acked
     b.send(type="send", room="general", text="after")
     assert b.until("message")["id"] == acked[-1] + 1
+
+
+def test_rows_of_every_shape_reach_sqlite_as_they_were_added(tmp_path):
+    """Room messages, direct messages, files and replies mixed in one batch, in runs
+    of one and of many, longer than a statement's 100 rows: SQLite holds each row's
+    every column as added (NULLs left to the column's default, never shifted into a
+    neighbour's place)."""
+    path = str(tmp_path / "chat.db")
+    store = Store(path)
+    add(store, "room made")
+    store.commit()
+    shapes = [
+        dict(room_key="general", room_name="general"),
+        dict(recipient="bob"),
+        dict(room_key="general", room_name="general", file='{"id":"f1"}'),
+        dict(recipient="bob", about=1),
+        dict(room_key="general", room_name="general", about=1, file='{"id":"f2"}'),
+        dict(recipient="bob", file='{"id":"f3"}', kind=1),
+    ]
+    runs = [1, 3, 150, 1, 2, 101, 1, 1, 64, 7, 1, 230]
+    expected = []
+    for n, run in enumerate(runs):
+        shape = shapes[n % len(shapes)]
+        for i in range(run):
+            text = f"r{n}-{i}"
+            msg_id = store.add(1_700_000_000_000 + n, f"s{n}", text, **shape)
+            expected.append((msg_id, 1_700_000_000_000 + n, shape.get("room_key"), f"s{n}",
+                             shape.get("recipient"), text, shape.get("kind", 0),
+                             shape.get("file"), shape.get("about")))
+    store.commit()
+    store.fill()
+    store.commit()
+    store.close()
+    with sqlite3.connect(path) as db:
+        got = db.execute("SELECT id, ts, room, sender, recipient, text, action, file, "
+                         "about FROM messages WHERE id > 1 ORDER BY id").fetchall()
+    assert got == expected

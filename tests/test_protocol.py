@@ -137,11 +137,24 @@ def test_unfinished_line_memory_is_bounded():
     b'{"type":"x","v":-Infinity}', b'{"type":"\xff"}', b'\xef\xbb\xbf{"type":"x"}',
     b'{"type":"x"', b'{"type":"x"} {}', b"[" * 5000 + b"]" * 5000,
     b'{"type":"x","n":' + b"9" * 5000 + b"}", b"   ",
+    b'{"type":"x"}}', b'{"type":"x"}garbage', b'{"type":"x",}', b"{", b'{"type":"x"} 1',
+    b'{"type":"x","a":' + b"[" * 5000 + b"]" * 5000 + b"}", b'{"type":"x","v":nul}',
 ])
 def test_bad_frames(line):
     with pytest.raises(ProtocolError) as info:
         decode_frame(line)
     assert info.value.code == "bad_frame"
+
+
+@pytest.mark.parametrize("line", [
+    b'{"type":"a"}', b' {"type":"a"}', b'{"type":"a"}  ', b'\t{ "type" : "a" }\t',
+    b'{"type":"a","n":1.5e3,"l":[1,{"b":null}],"s":"\\u00e9\\ud83d\\ude00\\n"}',
+    b'{"type":"a","type":"b"}',
+])
+def test_good_frames_read_as_json_reads_them(line):
+    """Whitespace around the object, escapes, nesting, a repeated key: the same
+    object as json.loads makes (the last of a repeated key wins)."""
+    assert decode_frame(line) == json.loads(line)
 
 
 def test_empty_lines_are_ignored():
