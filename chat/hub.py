@@ -305,8 +305,9 @@ class Hub:
         assert nick is not None
         message = Message(0, int(self.wall() * 1000), room.name if room is not None else None,
                           target.nick if room is None and target is not None else None,
-                          nick, text, action and not notice, notice, file, tags or None,
-                          about=reply_to, about_from=reply_from)
+                          nick, text, action and not notice, notice, file, tags or None)
+        if reply_to is not None:  # (set after: a call with keywords costs a dict more)
+            message.about, message.about_from = reply_to, reply_from
         return self.sequencer.post(sender, message, ref)
 
     def read_marker(self, nick_key: str, conv: str, last_id: int) -> None:

@@ -271,7 +271,7 @@ def check_text(text: str, max_text: int) -> None:
     """Raise ``bad_text``/``text_too_long`` unless ``text`` may be sent as is."""
     if not (text.isascii() or _is_clean(text)):
         raise ProtocolError("bad_text", "The text carries an invalid Unicode escape.")
-    if _CONTROL.search(text):
+    if not text.isprintable() and _CONTROL.search(text):  # (printable: no Cc at all)
         raise ProtocolError("bad_text", "The text may not carry control characters.")
     length = len(text.strip())
     if length == 0:
